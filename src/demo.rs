@@ -1,0 +1,135 @@
+//! `anonymizer demo`: the README's first command. Generates a small export, writes the
+//! sample policy beside it with a fresh random key in a key file, runs it, and says what
+//! was produced and how to run it again.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::generate::{GenerateOptions, GenerateSummary, generate};
+use crate::key::Key;
+use crate::policy::SAMPLE_POLICY;
+use crate::run::{RunOptions, RunSummary, run};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub dir: PathBuf,
+    pub customers: u64,
+    pub seed: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            dir: PathBuf::from("anonymizer-demo"),
+            customers: 20_000,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct DemoSummary {
+    pub policy: PathBuf,
+    pub key_file: PathBuf,
+    pub generated: GenerateSummary,
+    pub run: RunSummary,
+}
+
+/// The sample policy with `key_file` pointing at `name`.
+pub fn policy_with_key_file(name: &str) -> String {
+    let line = "# key_file = \"anonymizer.key\"";
+    assert!(
+        SAMPLE_POLICY.contains(line),
+        "the sample policy has a key_file placeholder"
+    );
+    SAMPLE_POLICY.replacen(line, &format!("key_file = \"{name}\""), 1)
+}
+
+pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
+    let dir = &opts.dir;
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        Error::Usage(format!("demo: cannot {what} {}: {e}", p.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    let mut g = GenerateOptions::new(dir.join("export"), opts.customers);
+    g.seed = opts.seed;
+    let generated = generate(&g)?;
+
+    let key_file = dir.join("demo.key");
+    Key::random()
+        .write_file(&key_file)
+        .map_err(|e| io("write the key file", &key_file, e))?;
+    let policy = dir.join("anonymizer.toml");
+    std::fs::write(&policy, policy_with_key_file("demo.key"))
+        .map_err(|e| io("write", &policy, e))?;
+
+    let run = run(&RunOptions {
+        config: policy.clone(),
+        ..Default::default()
+    })?;
+    Ok(DemoSummary {
+        policy,
+        key_file,
+        generated,
+        run,
+    })
+}
+
+impl DemoSummary {
+    /// What the demo prints: what was produced, where, and how to rerun it.
+    pub fn report(&self) -> String {
+        use std::fmt::Write;
+        let m = &self.run.manifest;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Generated a synthetic export: {} customers, {} transactions ({})",
+            self.generated.customers,
+            self.generated.transactions,
+            self.generated
+                .customer_files
+                .first()
+                .and_then(|p| p.parent())
+                .and_then(|p| p.parent())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        let _ = writeln!(s, "Policy:    {}", self.policy.display());
+        let _ = writeln!(
+            s,
+            "Key file:  {} (key id {})",
+            self.key_file.display(),
+            m.key_id
+        );
+        let _ = writeln!(
+            s,
+            "Run:       {} (as of {})",
+            m.run_id,
+            m.as_of.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(s, "Published: {}", self.run.run_dir.display());
+        for (name, t) in &m.tables {
+            let dropped = t
+                .columns
+                .iter()
+                .filter(|c| c.rule == crate::rules::Rule::Drop)
+                .count();
+            let _ = writeln!(
+                s,
+                "  {name:<14} {:>9} rows  {:>2} columns published, {dropped} dropped  ({} files)",
+                t.rows_written,
+                t.columns.len() - dropped,
+                t.files.len()
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  _manifest.json  inputs with SHA-256, policy digest, key id, rows, stage times"
+        );
+        let _ = writeln!(s, "Latest run: {}", self.run.out.join("current").display());
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Run it again (same key, same tokens):");
+        let _ = writeln!(s, "  anonymizer run --config {}", self.policy.display());
+        s
+    }
+}

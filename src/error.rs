@@ -1,0 +1,93 @@
+//! The crate's top-level error and the process exit codes it maps to.
+//!
+//! Exit codes are a contract with schedulers: 0 the run succeeded (or the command did
+//! its job), 1 a privacy check failed and nothing was published, 2 any other error
+//! (bad policy, bad input, missing key, I/O, lock held): nothing was published and the
+//! previous `OUT/current` is untouched.
+//!
+//! No message carries a personal value or key material: errors name the file, table,
+//! column and row; messages that come from DataFusion or Arrow are passed through
+//! [`df_message`], which blanks out quoted values.
+
+use std::path::PathBuf;
+
+use crate::generate::GenerateError;
+use crate::key::KeyError;
+use crate::policy::PolicyError;
+use crate::publish::PublishError;
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ExitCode {
+    Ok = 0,
+    PrivacyCheckFailed = 1,
+    Error = 2,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error("table {table}, file {file}: {message}")]
+    Transform {
+        table: String,
+        file: PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::Error
+    }
+}
+
+/// A DataFusion/Arrow error as a one-line message without the values it may quote
+/// (a CSV parse error, for example, quotes the cell that failed to parse).
+pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
+    let root = e.find_root().to_string();
+    redact_quoted(&root)
+}
+
+/// Replaces everything between matching single or double quotes by `…`.
+pub fn redact_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' || c == '"' {
+            let rest: String = chars.clone().collect();
+            if let Some(end) = rest.find(c) {
+                out.push(c);
+                out.push('…');
+                out.push(c);
+                for _ in 0..rest[..end].chars().count() + 1 {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_values_are_blanked() {
+        assert_eq!(
+            super::redact_quoted("Error parsing 'john@x.com' as Int64 at line 3"),
+            "Error parsing '…' as Int64 at line 3"
+        );
+        assert_eq!(super::redact_quoted("it's fine"), "it's fine");
+    }
+}

@@ -1,0 +1,267 @@
+//! Where a table's files are, what format and schema they have, and how to open one file
+//! as a DataFrame. Only footers (Parquet) or a sample (CSV schema inference) are read
+//! here: the policy is validated against these schemas before any row is processed.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+
+use crate::policy::Format;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(
+        "table {table}: input '{spec}' matches no Parquet or CSV files (looked for {looked})\n  \
+         check `input` under [tables.{table}] (relative paths start at the policy's folder)"
+    )]
+    NoFiles {
+        table: String,
+        spec: String,
+        looked: String,
+    },
+    #[error("table {table}: bad glob '{spec}': {message}")]
+    Glob {
+        table: String,
+        spec: String,
+        message: String,
+    },
+    #[error("table {table}: cannot list {path}: {err}")]
+    List {
+        table: String,
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    #[error(
+        "table {table}: input mixes formats ({first} and {other}); put Parquet and CSV exports in separate tables or set `format`"
+    )]
+    MixedFormats {
+        table: String,
+        first: PathBuf,
+        other: PathBuf,
+    },
+    #[error(
+        "table {table}: cannot read {format} file {path}: {message}\n  \
+         is it a complete {format} file? Re-export it, or remove it from the input folder"
+    )]
+    Unreadable {
+        table: String,
+        path: PathBuf,
+        format: Format,
+        message: String,
+    },
+    #[error(
+        "table {table}: {path} does not match the table's first file {first}: {difference}\n  \
+         every file of a table must have the same columns and types"
+    )]
+    SchemaMismatch {
+        table: String,
+        path: PathBuf,
+        first: PathBuf,
+        difference: String,
+    },
+}
+
+/// The files named by a table's `input`: one file, every Parquet/CSV file directly in a
+/// folder (names starting with `.` or `_` skipped), or a glob. Sorted, so file order
+/// (and hence output file numbering) never depends on the file system.
+pub fn discover(table: &str, spec: &str, base: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let full = base.join(spec);
+    let mut files = Vec::new();
+    let looked;
+    if spec.contains(['*', '?', '[']) {
+        let pattern = full.to_string_lossy().into_owned();
+        looked = format!("files matching {pattern}");
+        let paths = glob::glob(&pattern).map_err(|e| InputError::Glob {
+            table: table.into(),
+            spec: spec.into(),
+            message: e.to_string(),
+        })?;
+        for p in paths.flatten() {
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+    } else if full.is_dir() {
+        looked = format!("*.parquet and *.csv in {}", full.display());
+        let rd = std::fs::read_dir(&full).map_err(|err| InputError::List {
+            table: table.into(),
+            path: full.clone(),
+            err,
+        })?;
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') || !p.is_file() {
+                continue;
+            }
+            if Format::from_path(&p).is_some() {
+                files.push(p);
+            }
+        }
+    } else {
+        looked = full.display().to_string();
+        if full.is_file() {
+            files.push(full.clone());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(InputError::NoFiles {
+            table: table.into(),
+            spec: spec.into(),
+            looked,
+        });
+    }
+    Ok(files)
+}
+
+/// The format of a table's files: the policy's `format`, or their extension.
+pub fn format_of(
+    table: &str,
+    files: &[PathBuf],
+    declared: Option<Format>,
+) -> Result<Format, InputError> {
+    if let Some(f) = declared {
+        return Ok(f);
+    }
+    let first = Format::from_path(&files[0]).unwrap_or(Format::Parquet);
+    for f in files {
+        let this = Format::from_path(f).unwrap_or(Format::Parquet);
+        if this != first {
+            return Err(InputError::MixedFormats {
+                table: table.into(),
+                first: files[0].clone(),
+                other: f.clone(),
+            });
+        }
+    }
+    Ok(first)
+}
+
+fn ext_of(path: &Path) -> String {
+    path.extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default()
+}
+
+fn path_str(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Opens one file as a DataFrame (no rows are read until it is executed).
+pub async fn open(
+    ctx: &SessionContext,
+    table: &str,
+    path: &Path,
+    format: Format,
+    delimiter: u8,
+    schema: Option<&SchemaRef>,
+) -> Result<DataFrame, InputError> {
+    let ext = ext_of(path);
+    let p = path_str(path);
+    let res = match format {
+        Format::Parquet => {
+            let o = ParquetReadOptions {
+                file_extension: &ext,
+                ..Default::default()
+            };
+            ctx.read_parquet(p, o).await
+        }
+        Format::Csv => {
+            let mut o = CsvReadOptions::new()
+                .has_header(true)
+                .delimiter(delimiter)
+                .file_extension(&ext);
+            if let Some(s) = schema {
+                o = o.schema(s.as_ref());
+            }
+            ctx.read_csv(p, o).await
+        }
+    };
+    res.map_err(|e| InputError::Unreadable {
+        table: table.into(),
+        path: path.to_path_buf(),
+        format,
+        message: crate::error::df_message(&e),
+    })
+}
+
+/// Reads the schema of a table: every file's footer (Parquet), checked to agree, or one
+/// schema inferred over all files (CSV).
+pub async fn read_schema(
+    ctx: &SessionContext,
+    table: &str,
+    files: &[PathBuf],
+    format: Format,
+    delimiter: u8,
+) -> Result<SchemaRef, InputError> {
+    match format {
+        Format::Parquet => {
+            let mut first: Option<SchemaRef> = None;
+            for f in files {
+                let df = open(ctx, table, f, format, delimiter, None).await?;
+                let s: SchemaRef = df.schema().inner().clone();
+                match &first {
+                    None => first = Some(s),
+                    Some(f0) => {
+                        if let Some(difference) = schema_difference(f0, &s) {
+                            return Err(InputError::SchemaMismatch {
+                                table: table.into(),
+                                path: f.clone(),
+                                first: files[0].clone(),
+                                difference,
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(first.expect("discover returns at least one file"))
+        }
+        Format::Csv => {
+            let paths: Vec<String> = files.iter().map(|p| path_str(p)).collect();
+            let ext = ext_of(&files[0]);
+            let o = CsvReadOptions::new()
+                .has_header(true)
+                .delimiter(delimiter)
+                .file_extension(&ext);
+            let df = ctx
+                .read_csv(paths, o)
+                .await
+                .map_err(|e| InputError::Unreadable {
+                    table: table.into(),
+                    path: files[0].clone(),
+                    format,
+                    message: crate::error::df_message(&e),
+                })?;
+            Ok(df.schema().inner().clone())
+        }
+    }
+}
+
+fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {
+    for f in a.fields() {
+        match b.field_with_name(f.name()) {
+            Err(_) => return Some(format!("column '{}' is missing", f.name())),
+            Ok(g) if g.data_type() != f.data_type() => {
+                return Some(format!(
+                    "column '{}' is {} here but {} in the first file",
+                    f.name(),
+                    g.data_type(),
+                    f.data_type()
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    for g in b.fields() {
+        if a.field_with_name(g.name()).is_err() {
+            return Some(format!("it has an extra column '{}'", g.name()));
+        }
+    }
+    None
+}

@@ -1,0 +1,230 @@
+//! The secret pseudonymization key: where it comes from, how it is checked, and the only
+//! thing about it that may ever be written down (its key id).
+//!
+//! Pseudonyms are keyed so that nobody without the key can recompute them from a guessed
+//! email or customer id (a plain hash of an email is trivially reversible by dictionary).
+//! The key therefore never appears in a flag, the policy text, a log line, an error, the
+//! manifest or a panic message: [`Key`] has a redacting `Debug`, is zeroized on drop, and
+//! the manifest records only [`Key::id`], a one-way fingerprint.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use zeroize::{Zeroize, Zeroizing};
+
+/// Name of the environment variable that holds the key as 64 hex characters.
+pub const KEY_ENV: &str = "ANONYMIZER_KEY";
+
+/// Where a key was loaded from (recorded in the manifest; never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    Env,
+    File(PathBuf),
+    Provided,
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Env => write!(f, "environment variable {KEY_ENV}"),
+            KeySource::File(p) => write!(f, "key file {}", p.display()),
+            KeySource::Provided => write!(f, "a key provided by the caller"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "no pseudonymization key: set {KEY_ENV} to 64 hex characters (32 bytes) or name a `key_file` in the policy\n  \
+         (generate one with: openssl rand -hex 32)"
+    )]
+    Missing,
+    #[error(
+        "the key from {from} is not valid: {problem}\n  \
+         a key is exactly 64 hex characters (32 random bytes); generate one with: openssl rand -hex 32"
+    )]
+    Malformed { from: KeySource, problem: String },
+    #[error(
+        "cannot read key file {path}: {err}\n  check that the file exists and is readable by this user"
+    )]
+    Unreadable { path: PathBuf, err: std::io::Error },
+    #[error(
+        "key file {path} can be read by users other than its owner (mode {mode:o})\n  \
+         restrict it with: chmod 600 {path}"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+}
+
+/// A 32-byte secret key. Zeroized on drop; `Debug` prints only the key id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    bytes: [u8; 32],
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.id())
+    }
+}
+
+impl Key {
+    /// Builds a key from raw bytes. Weak keys (every byte the same) are refused.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Key, String> {
+        if bytes.iter().all(|b| *b == bytes[0]) {
+            return Err("every byte of the key is the same; use random bytes".into());
+        }
+        Ok(Key { bytes })
+    }
+
+    /// Parses 64 hex characters (surrounding whitespace ignored). The error text never
+    /// contains the input.
+    pub fn from_hex(text: &str, source: KeySource) -> Result<Key, KeyError> {
+        let text = text.trim();
+        let malformed = |problem: String| KeyError::Malformed {
+            from: source.clone(),
+            problem,
+        };
+        if text.is_empty() {
+            return Err(malformed("it is empty".into()));
+        }
+        if text.len() != 64 {
+            return Err(malformed(format!(
+                "it has {} characters, expected 64",
+                text.chars().count()
+            )));
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text, bytes.as_mut())
+            .map_err(|_| malformed("it contains characters that are not hex digits".into()))?;
+        Key::from_bytes(*bytes).map_err(malformed)
+    }
+
+    /// A fresh random key (for the demo).
+    pub fn random() -> Key {
+        loop {
+            let bytes: [u8; 32] = rand::random();
+            if let Ok(k) = Key::from_bytes(bytes) {
+                return k;
+            }
+        }
+    }
+
+    /// The key as 64 lowercase hex characters, for writing a key file. Handle with care.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.bytes))
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// A public fingerprint of the key: `kid-` and 16 hex characters of a BLAKE3 key
+    /// derivation. It identifies which key produced a run's tokens without revealing it.
+    pub fn id(&self) -> String {
+        let derived = blake3::derive_key("anonymizer 2026-11 key id", &self.bytes);
+        format!("kid-{}", hex::encode(&derived[..8]))
+    }
+
+    /// Loads the key: a `key_file` named in the policy wins; otherwise `ANONYMIZER_KEY`.
+    pub fn load(key_file: Option<&Path>) -> Result<(Key, KeySource), KeyError> {
+        if let Some(path) = key_file {
+            return Ok((Key::from_file(path)?, KeySource::File(path.to_path_buf())));
+        }
+        match std::env::var(KEY_ENV) {
+            Ok(v) => {
+                let v = Zeroizing::new(v);
+                Ok((Key::from_hex(&v, KeySource::Env)?, KeySource::Env))
+            }
+            Err(std::env::VarError::NotPresent) => Err(KeyError::Missing),
+            Err(std::env::VarError::NotUnicode(_)) => Err(KeyError::Malformed {
+                from: KeySource::Env,
+                problem: "it is not valid UTF-8".into(),
+            }),
+        }
+    }
+
+    /// Reads a key file holding 64 hex characters. On Unix the file must not be readable
+    /// or writable by group or others.
+    pub fn from_file(path: &Path) -> Result<Key, KeyError> {
+        let unreadable = |err| KeyError::Unreadable {
+            path: path.to_path_buf(),
+            err,
+        };
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = meta;
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(unreadable)?);
+        Key::from_hex(&text, KeySource::File(path.to_path_buf()))
+    }
+
+    /// Writes the key as hex to `path` with mode 0600 (creating or truncating it).
+    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        f.write_all(self.to_hex().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn parses_hex_and_never_echoes_it() {
+        let k = Key::from_hex(HEX, KeySource::Provided).unwrap();
+        assert!(!format!("{k:?}").contains("0102"));
+        assert!(k.id().starts_with("kid-") && k.id().len() == 20);
+        let short = &HEX[..40];
+        let err = Key::from_hex(short, KeySource::Env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("40 characters"), "{err}");
+        assert!(!err.contains(short));
+        let bad = HEX.replace('a', "z");
+        let err = Key::from_hex(&bad, KeySource::Env).unwrap_err().to_string();
+        assert!(!err.contains(&bad));
+        assert!(Key::from_hex(&"ab".repeat(32), KeySource::Env).is_err());
+    }
+
+    #[test]
+    fn key_id_differs_per_key() {
+        let a = Key::from_hex(HEX, KeySource::Provided).unwrap();
+        let b = Key::random();
+        assert_ne!(a.id(), b.id());
+    }
+}

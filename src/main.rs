@@ -1,0 +1,104 @@
+//! Thin binary: parse the command line, set up logging, call the library, map the result
+//! to an exit code (0 ok, 1 privacy check failed, 2 error).
+
+mod cli;
+
+use clap::Parser;
+
+use anonymizer::{ExitCode, demo, generate, run};
+use cli::{Cli, Command, LogFormat};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.quiet);
+    let code = match execute(cli.command) {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code as i32);
+}
+
+fn execute(command: Command) -> Result<(), anonymizer::Error> {
+    match command {
+        Command::Generate {
+            out,
+            customers,
+            seed,
+            start,
+            months,
+            files,
+        } => {
+            let mut o = generate::GenerateOptions::new(out, customers);
+            o.seed = seed;
+            o.start = start;
+            o.months = months;
+            if let Some(f) = files {
+                o.files = f;
+            }
+            let s = generate::generate(&o)?;
+            println!(
+                "wrote {} customers and {} transactions to {} ({} + {} files)",
+                s.customers,
+                s.transactions,
+                o.out.display(),
+                s.customer_files.len(),
+                s.transaction_files.len()
+            );
+        }
+        Command::Run {
+            config,
+            as_of,
+            out,
+            threads,
+        } => {
+            let s = run::run(&run::RunOptions {
+                config,
+                as_of,
+                out,
+                threads,
+                ..Default::default()
+            })?;
+            let m = &s.manifest;
+            println!("published run {} to {}", m.run_id, s.run_dir.display());
+            for (name, t) in &m.tables {
+                println!(
+                    "  {name}: {} rows read, {} rows written, {} files",
+                    t.rows_read,
+                    t.rows_written,
+                    t.files.len()
+                );
+            }
+        }
+        Command::Demo { dir, customers } => {
+            let s = demo::demo(&demo::DemoOptions {
+                dir,
+                customers,
+                ..Default::default()
+            })?;
+            print!("{}", s.report());
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet {
+        "error"
+    } else {
+        "warn,anonymizer=info"
+    };
+    let filter =
+        EnvFilter::try_from_env("ANONYMIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.without_time().init(),
+    }
+}

@@ -1,0 +1,65 @@
+//! `_manifest.json`: the evidence a privacy officer or an auditor reads for one run.
+//!
+//! It records what went in (every input file with size and SHA-256), under which rules
+//! (policy digest, key id — never the key), what came out (rows and files per table) and
+//! how long each stage took. It never holds a data value.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::policy::{ColumnRule, Role};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub run_id: String,
+    /// The as-of date (YYYY-MM-DD) relative to which ages and deadlines are computed.
+    pub as_of: Option<String>,
+    pub as_of_source: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub tool: String,
+    pub tool_version: String,
+    pub policy: PathBuf,
+    pub policy_digest: String,
+    pub key_id: String,
+    pub key_source: String,
+    pub inputs: Vec<InputFile>,
+    pub tables: BTreeMap<String, TableReport>,
+    pub stages_ms: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputFile {
+    pub table: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputFile {
+    /// Relative to the run folder.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// `record` for pseudonymized record-level tables (still personal data), `aggregate`
+    /// for anonymous statistics.
+    pub kind: String,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub columns: Vec<ColumnRule>,
+    pub roles: BTreeMap<Role, String>,
+    pub files: Vec<OutputFile>,
+}
+
+/// Renders a UTC timestamp as RFC 3339 with millisecond precision.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,335 @@
+//! The policy: which tables to read, where to publish, and a rule for every column.
+//!
+//! Parsing happens in two steps, like ripgrep's LowArgs -> HiArgs: [`raw`] turns TOML into
+//! structurally checked raw structs (unknown keys and rule names get "did you mean"), then
+//! [`Policy::validate`] checks them against the schemas of the actual export, read from
+//! file footers before any row is processed. A column in the data without a rule, a rule
+//! naming a column that does not exist, a rule that does not fit its column's type, or a
+//! role pointing nowhere stops the run here: nothing unclassified ever reaches the output.
+
+pub mod raw;
+pub mod suggest;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::prelude::SessionContext;
+
+use crate::input::{self, InputError};
+use crate::rules::{Normalize, Rule, is_string};
+use raw::{RawPolicy, RawRule};
+use suggest::{did_you_mean, hint};
+
+/// The sample policy for exports written by `anonymizer generate`.
+pub const SAMPLE_POLICY: &str = include_str!("../../anonymizer.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {err}\n  check the path given to --config")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("policy {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("policy {path} has {n} problem(s):\n  {list}", n = problems.len(), list = problems.join("\n  "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// Input file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Parquet,
+    Csv,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.to_ascii_lowercase().as_str() {
+            "parquet" => Some(Format::Parquet),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+    pub fn from_path(p: &Path) -> Option<Format> {
+        let ext = p.extension()?.to_string_lossy().to_ascii_lowercase();
+        match ext.as_str() {
+            "parquet" | "pq" => Some(Format::Parquet),
+            "csv" | "tsv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Parquet => "Parquet",
+            Format::Csv => "CSV",
+        })
+    }
+}
+
+/// What a column means to the analytics and erasure stages, independent of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    CustomerKey,
+    Email,
+    EventTime,
+    Amount,
+    Currency,
+    TransactionType,
+    OfferType,
+    OfferPeriod,
+    SubscriptionId,
+    Country,
+}
+
+impl Role {
+    pub const ALL: [Role; 10] = [
+        Role::CustomerKey,
+        Role::Email,
+        Role::EventTime,
+        Role::Amount,
+        Role::Currency,
+        Role::TransactionType,
+        Role::OfferType,
+        Role::OfferPeriod,
+        Role::SubscriptionId,
+        Role::Country,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CustomerKey => "customer_key",
+            Role::Email => "email",
+            Role::EventTime => "event_time",
+            Role::Amount => "amount",
+            Role::Currency => "currency",
+            Role::TransactionType => "transaction_type",
+            Role::OfferType => "offer_type",
+            Role::OfferPeriod => "offer_period",
+            Role::SubscriptionId => "subscription_id",
+            Role::Country => "country",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+    /// Column names that take this role when the policy does not map it.
+    pub fn default_columns(self) -> &'static [&'static str] {
+        match self {
+            Role::CustomerKey => &["customer_id"],
+            Role::Email => &["email", "customer_email"],
+            Role::EventTime => &["transaction_at"],
+            Role::Amount => &["amount"],
+            Role::Currency => &["currency"],
+            Role::TransactionType => &["transaction_type"],
+            Role::OfferType => &["offer_type"],
+            Role::OfferPeriod => &["offer_period"],
+            Role::SubscriptionId => &["subscription_id"],
+            Role::Country => &["country"],
+        }
+    }
+}
+
+/// One column and its validated rule.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColumnRule {
+    pub name: String,
+    #[serde(serialize_with = "ser_type")]
+    pub data_type: DataType,
+    pub rule: Rule,
+}
+
+fn ser_type<S: serde::Serializer>(t: &DataType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_string())
+}
+
+/// One table of the export, validated against its files.
+#[derive(Debug, Clone)]
+pub struct TablePolicy {
+    pub name: String,
+    pub format: Format,
+    pub delimiter: u8,
+    pub files: Vec<PathBuf>,
+    pub schema: SchemaRef,
+    /// In the data's column order.
+    pub columns: Vec<ColumnRule>,
+    pub roles: BTreeMap<Role, String>,
+}
+
+impl TablePolicy {
+    pub fn role(&self, r: Role) -> Option<&str> {
+        self.roles.get(&r).map(String::as_str)
+    }
+    pub fn rule_of(&self, column: &str) -> Option<&Rule> {
+        self.columns
+            .iter()
+            .find(|c| c.name == column)
+            .map(|c| &c.rule)
+    }
+}
+
+/// A policy validated against the export it will run on.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub path: PathBuf,
+    pub digest: String,
+    pub output: PathBuf,
+    pub key_file: Option<PathBuf>,
+    pub keep_runs: usize,
+    pub threads: Option<usize>,
+    /// Sorted by name.
+    pub tables: Vec<TablePolicy>,
+}
+
+impl Policy {
+    /// Reads the policy file, finds every table's files, reads their schemas, and
+    /// validates. No rows are read.
+    pub async fn load(path: &Path, ctx: &SessionContext) -> Result<Policy, PolicyError> {
+        let raw = RawPolicy::from_file(path)?;
+        let mut schemas = BTreeMap::new();
+        for (name, t) in &raw.tables {
+            let files = input::discover(name, &t.input, &raw.dir)?;
+            let format = input::format_of(name, &files, t.format)?;
+            let schema = input::read_schema(ctx, name, &files, format, t.delimiter).await?;
+            schemas.insert(name.clone(), (files, format, schema));
+        }
+        Policy::validate(raw, schemas)
+    }
+
+    /// Checks a raw policy against the tables' schemas.
+    pub fn validate(
+        raw: RawPolicy,
+        mut schemas: BTreeMap<String, (Vec<PathBuf>, Format, SchemaRef)>,
+    ) -> Result<Policy, PolicyError> {
+        let mut problems = Vec::new();
+        let mut tables = Vec::new();
+        for (name, rt) in &raw.tables {
+            let (files, format, schema) = schemas
+                .remove(name)
+                .expect("a schema is read for every table of the policy");
+            let data_cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+
+            // Roles: explicit mappings must exist; defaults fill in by name.
+            let mut roles = BTreeMap::new();
+            for (role, col) in &rt.roles {
+                if data_cols.contains(&col.as_str()) {
+                    roles.insert(*role, col.clone());
+                } else {
+                    let s = did_you_mean(col, data_cols.iter().copied());
+                    problems.push(format!(
+                        "table {name}: role {} names column '{col}', which the data does not have{}",
+                        role.as_str(),
+                        hint(&s)
+                    ));
+                }
+            }
+            for role in Role::ALL {
+                if rt.roles.contains_key(&role) {
+                    continue;
+                }
+                if let Some(c) = role
+                    .default_columns()
+                    .iter()
+                    .find_map(|d| data_cols.iter().find(|c| c.eq_ignore_ascii_case(d)))
+                {
+                    roles.insert(role, c.to_string());
+                }
+            }
+
+            // Every policy column must exist in the data.
+            for (col, _) in &rt.columns {
+                if !data_cols.contains(&col.as_str()) {
+                    let s = did_you_mean(col, data_cols.iter().copied());
+                    problems.push(format!(
+                        "table {name}: the policy has a rule for column '{col}', which the data does not have{}",
+                        hint(&s)
+                    ));
+                }
+            }
+
+            // Every data column must have a rule that fits its type.
+            let mut columns = Vec::new();
+            for field in schema.fields() {
+                let col = field.name();
+                let Some((_, rr)) = rt.columns.iter().find(|(c, _)| c == col) else {
+                    problems.push(format!(
+                        "table {name}: column '{col}' ({}) has no rule; every column must be classified (fail closed).\n    \
+                         add a line under [tables.{name}.columns], e.g. {col} = \"drop\"",
+                        field.data_type()
+                    ));
+                    continue;
+                };
+                let rule = match rr {
+                    RawRule::Rule(r) => r.clone(),
+                    RawRule::Pseudonymize { normalize, domain } => Rule::Pseudonymize {
+                        normalize: normalize.unwrap_or(
+                            if roles.get(&Role::Email).map(String::as_str) == Some(col.as_str())
+                                || col.to_ascii_lowercase().contains("email")
+                            {
+                                Normalize::Email
+                            } else if is_string(field.data_type()) {
+                                Normalize::Trim
+                            } else {
+                                Normalize::None
+                            },
+                        ),
+                        domain: domain.clone(),
+                    },
+                };
+                if let Err(needs) = rule.check_type(field.data_type()) {
+                    problems.push(format!(
+                        "table {name}: rule {rule} on column '{col}' needs {needs}, but the column is {}",
+                        field.data_type()
+                    ));
+                    continue;
+                }
+                columns.push(ColumnRule {
+                    name: col.clone(),
+                    data_type: field.data_type().clone(),
+                    rule,
+                });
+            }
+            if columns.iter().all(|c| c.rule == Rule::Drop) && !columns.is_empty() {
+                problems.push(format!(
+                    "table {name}: every column is dropped; remove the table from the policy instead"
+                ));
+            }
+            tables.push(TablePolicy {
+                name: name.clone(),
+                format,
+                delimiter: rt.delimiter,
+                files,
+                schema,
+                columns,
+                roles,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(PolicyError::Invalid {
+                path: raw.path,
+                problems,
+            });
+        }
+        Ok(Policy {
+            path: raw.path,
+            digest: raw.digest,
+            output: raw.output,
+            key_file: raw.key_file,
+            keep_runs: raw.keep_runs,
+            threads: raw.threads,
+            tables,
+        })
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TablePolicy> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}

@@ -1,0 +1,423 @@
+//! The policy file as written: TOML parsed and structurally checked (known keys, rule
+//! names, parameter types), before anything is known about the data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::{Table, Value};
+
+use super::suggest::{did_you_mean, hint};
+use super::{Format, PolicyError, Role};
+use crate::rules::{Generalization, Normalize, RULE_NAMES, TruncUnit};
+
+/// A rule as written; pseudonymize keeps its normalization optional until the roles are
+/// known (the email role defaults to `email`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawRule {
+    Rule(crate::rules::Rule),
+    Pseudonymize {
+        normalize: Option<Normalize>,
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RawTable {
+    pub input: String,
+    pub format: Option<Format>,
+    pub delimiter: u8,
+    pub roles: BTreeMap<Role, String>,
+    /// Column name -> rule, in the order written.
+    pub columns: Vec<(String, RawRule)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawPolicy {
+    pub path: PathBuf,
+    /// Folder of the policy file: relative paths are resolved against it.
+    pub dir: PathBuf,
+    /// SHA-256 of the policy file's bytes, hex.
+    pub digest: String,
+    pub output: PathBuf,
+    pub key_file: Option<PathBuf>,
+    pub keep_runs: usize,
+    pub threads: Option<usize>,
+    pub tables: BTreeMap<String, RawTable>,
+}
+
+const TOP_KEYS: [&str; 5] = ["output", "key_file", "keep_runs", "threads", "tables"];
+const TABLE_KEYS: [&str; 5] = ["input", "format", "delimiter", "roles", "columns"];
+
+struct Ctx {
+    problems: Vec<String>,
+}
+
+impl Ctx {
+    fn unknown_keys(&mut self, t: &Table, allowed: &[&str], place: &str) {
+        for k in t.keys() {
+            if !allowed.contains(&k.as_str()) {
+                let s = did_you_mean(k, allowed.iter().copied());
+                self.problems.push(format!(
+                    "{place}: unknown key '{k}'{}; expected one of: {}",
+                    hint(&s),
+                    allowed.join(", ")
+                ));
+            }
+        }
+    }
+
+    fn string(&mut self, t: &Table, key: &str, place: &str) -> Option<String> {
+        match t.get(key) {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.problems.push(format!(
+                    "{place}: '{key}' must be a string, got {}",
+                    other.type_str()
+                ));
+                None
+            }
+        }
+    }
+
+    fn int(
+        &mut self,
+        t: &Table,
+        key: &str,
+        place: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        match t.get(key) {
+            None => None,
+            Some(Value::Integer(i)) if range.contains(i) => Some(*i),
+            Some(Value::Integer(i)) => {
+                self.problems.push(format!(
+                    "{place}: '{key}' is {i}, must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+                None
+            }
+            Some(other) => {
+                self.problems.push(format!(
+                    "{place}: '{key}' must be an integer, got {}",
+                    other.type_str()
+                ));
+                None
+            }
+        }
+    }
+}
+
+impl RawPolicy {
+    pub fn from_file(path: &Path) -> Result<RawPolicy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|err| PolicyError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        RawPolicy::from_str(&text, path, &dir)
+    }
+
+    /// Parses policy text; `path` is for messages, `dir` resolves relative paths.
+    pub fn from_str(text: &str, path: &Path, dir: &Path) -> Result<RawPolicy, PolicyError> {
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let top: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| PolicyError::Toml {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let mut cx = Ctx { problems: vec![] };
+        cx.unknown_keys(&top, &TOP_KEYS, "top level");
+        let output = cx.string(&top, "output", "top level");
+        if output.is_none() && !top.contains_key("output") {
+            cx.problems
+                .push("top level: 'output' is required (the folder runs are published to)".into());
+        }
+        let key_file = cx
+            .string(&top, "key_file", "top level")
+            .map(|k| dir.join(k));
+        let keep_runs = cx
+            .int(&top, "keep_runs", "top level", 1..=1000)
+            .unwrap_or(5) as usize;
+        let threads = cx
+            .int(&top, "threads", "top level", 0..=1024)
+            .and_then(|t| if t == 0 { None } else { Some(t as usize) });
+        let mut tables = BTreeMap::new();
+        match top.get("tables") {
+            Some(Value::Table(t)) => {
+                for (name, v) in t {
+                    let place = format!("[tables.{name}]");
+                    match v {
+                        Value::Table(tt) => {
+                            if let Some(rt) = parse_table(&mut cx, tt, &place) {
+                                tables.insert(name.clone(), rt);
+                            }
+                        }
+                        other => cx
+                            .problems
+                            .push(format!("{place} must be a table, got {}", other.type_str())),
+                    }
+                }
+                if t.is_empty() {
+                    cx.problems
+                        .push("no tables: add a [tables.NAME] section".into());
+                }
+            }
+            Some(other) => cx.problems.push(format!(
+                "'tables' must be a table, got {}",
+                other.type_str()
+            )),
+            None => cx.problems.push(
+                "no tables: add a [tables.customers] and/or [tables.transactions] section".into(),
+            ),
+        }
+        if !cx.problems.is_empty() {
+            return Err(PolicyError::Invalid {
+                path: path.to_path_buf(),
+                problems: cx.problems,
+            });
+        }
+        Ok(RawPolicy {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            digest,
+            output: dir.join(output.unwrap_or_default()),
+            key_file,
+            keep_runs,
+            threads,
+            tables,
+        })
+    }
+}
+
+fn parse_table(cx: &mut Ctx, t: &Table, place: &str) -> Option<RawTable> {
+    cx.unknown_keys(t, &TABLE_KEYS, place);
+    let input = cx.string(t, "input", place);
+    if input.is_none() && !t.contains_key("input") {
+        cx.problems.push(format!(
+            "{place}: 'input' is required (a file, folder or glob of Parquet or CSV files)"
+        ));
+    }
+    let format = cx
+        .string(t, "format", place)
+        .and_then(|f| match Format::parse(&f) {
+            Some(f) => Some(f),
+            None => {
+                cx.problems.push(format!(
+                    "{place}: unknown format '{f}'; expected parquet or csv"
+                ));
+                None
+            }
+        });
+    let delimiter = match cx.string(t, "delimiter", place) {
+        None => b',',
+        Some(d) if d.len() == 1 => d.as_bytes()[0],
+        Some(d) if d == "\\t" || d == "tab" => b'\t',
+        Some(_) => {
+            cx.problems.push(format!(
+                "{place}: 'delimiter' must be a single ASCII character"
+            ));
+            b','
+        }
+    };
+    let mut roles = BTreeMap::new();
+    match t.get("roles") {
+        None => {}
+        Some(Value::Table(r)) => {
+            for (role, col) in r {
+                let Some(rl) = Role::parse(role) else {
+                    let s = did_you_mean(role, Role::ALL.iter().map(|r| r.as_str()));
+                    cx.problems.push(format!(
+                        "{place}.roles: unknown role '{role}'{}; roles are: {}",
+                        hint(&s),
+                        Role::ALL
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    continue;
+                };
+                match col {
+                    Value::String(c) => {
+                        roles.insert(rl, c.clone());
+                    }
+                    other => cx.problems.push(format!(
+                        "{place}.roles: '{role}' must name a column (a string), got {}",
+                        other.type_str()
+                    )),
+                }
+            }
+        }
+        Some(other) => cx.problems.push(format!(
+            "{place}.roles must be a table, got {}",
+            other.type_str()
+        )),
+    }
+    let mut columns = Vec::new();
+    match t.get("columns") {
+        Some(Value::Table(cols)) => {
+            for (name, v) in cols {
+                let cplace = format!("{place} column '{name}'");
+                if let Some(r) = parse_rule(cx, v, &cplace) {
+                    columns.push((name.clone(), r));
+                }
+            }
+        }
+        Some(other) => cx.problems.push(format!(
+            "{place}.columns must be a table, got {}",
+            other.type_str()
+        )),
+        None => cx.problems.push(format!(
+            "{place}: no [columns] section; every column of the table needs a rule"
+        )),
+    }
+    Some(RawTable {
+        input: input.unwrap_or_default(),
+        format,
+        delimiter,
+        roles,
+        columns,
+    })
+}
+
+fn parse_rule(cx: &mut Ctx, v: &Value, place: &str) -> Option<RawRule> {
+    use crate::rules::Rule;
+    let (name, params) = match v {
+        Value::String(s) => (s.clone(), Table::new()),
+        Value::Table(t) => match t.get("rule") {
+            Some(Value::String(s)) => (s.clone(), t.clone()),
+            _ => {
+                cx.problems.push(format!(
+                    "{place}: an inline table needs rule = \"...\" (one of {})",
+                    RULE_NAMES.join(", ")
+                ));
+                return None;
+            }
+        },
+        other => {
+            cx.problems.push(format!(
+                "{place}: a rule is a string such as \"drop\" or a table such as {{ rule = \"mask\", keep_last = 4 }}, got {}",
+                other.type_str()
+            ));
+            return None;
+        }
+    };
+    let allowed: &[&str] = match name.as_str() {
+        "keep" | "drop" | "scrub" => &["rule"],
+        "redact" => &["rule", "value"],
+        "mask" => &["rule", "keep_last"],
+        "pseudonymize" => &["rule", "normalize", "domain"],
+        "generalize" => &[
+            "rule",
+            "to",
+            "width",
+            "length",
+            "ipv4_prefix",
+            "ipv6_prefix",
+        ],
+        _ => {
+            let s = did_you_mean(&name, RULE_NAMES);
+            cx.problems.push(format!(
+                "{place}: unknown rule '{name}'{}; rules are: {}",
+                hint(&s),
+                RULE_NAMES.join(", ")
+            ));
+            return None;
+        }
+    };
+    let before = cx.problems.len();
+    cx.unknown_keys(&params, allowed, place);
+    let rule = match name.as_str() {
+        "keep" => RawRule::Rule(Rule::Keep),
+        "drop" => RawRule::Rule(Rule::Drop),
+        "scrub" => RawRule::Rule(Rule::Scrub),
+        "redact" => RawRule::Rule(Rule::Redact {
+            value: cx
+                .string(&params, "value", place)
+                .unwrap_or_else(|| "[redacted]".into()),
+        }),
+        "mask" => RawRule::Rule(Rule::Mask {
+            keep_last: cx.int(&params, "keep_last", place, 0..=64).unwrap_or(4) as u32,
+        }),
+        "pseudonymize" => {
+            let normalize = cx.string(&params, "normalize", place).and_then(|n| {
+                let r = Normalize::parse(&n);
+                if r.is_none() {
+                    let s = did_you_mean(&n, Normalize::NAMES);
+                    cx.problems.push(format!(
+                        "{place}: unknown normalize '{n}'{}; expected one of: {}",
+                        hint(&s),
+                        Normalize::NAMES.join(", ")
+                    ));
+                }
+                r
+            });
+            let domain = cx.string(&params, "domain", place);
+            RawRule::Pseudonymize { normalize, domain }
+        }
+        "generalize" => {
+            let to = cx.string(&params, "to", place);
+            let targets = [
+                "day", "week", "month", "quarter", "year", "age_band", "prefix", "network",
+            ];
+            let g = match to.as_deref() {
+                None => {
+                    cx.problems.push(format!(
+                        "{place}: generalize needs to = one of: {}",
+                        targets.join(", ")
+                    ));
+                    return None;
+                }
+                Some("age_band") => Generalization::AgeBand {
+                    width: cx.int(&params, "width", place, 1..=100).unwrap_or(10) as u32,
+                },
+                Some("prefix") => Generalization::Prefix {
+                    length: match cx.int(&params, "length", place, 0..=64) {
+                        Some(l) => l as u32,
+                        None => {
+                            if !params.contains_key("length") {
+                                cx.problems.push(format!(
+                                    "{place}: generalize to prefix needs length = N (characters kept)"
+                                ));
+                            }
+                            return None;
+                        }
+                    },
+                },
+                Some("network") => Generalization::Network {
+                    ipv4_prefix: cx.int(&params, "ipv4_prefix", place, 0..=32).unwrap_or(24) as u8,
+                    ipv6_prefix: cx.int(&params, "ipv6_prefix", place, 0..=128).unwrap_or(48) as u8,
+                },
+                Some(u) => match TruncUnit::parse(u) {
+                    Some(unit) => Generalization::Trunc { unit },
+                    None => {
+                        let s = did_you_mean(u, targets);
+                        cx.problems.push(format!(
+                            "{place}: cannot generalize to '{u}'{}; expected one of: {}",
+                            hint(&s),
+                            targets.join(", ")
+                        ));
+                        return None;
+                    }
+                },
+            };
+            RawRule::Rule(Rule::Generalize(g))
+        }
+        _ => unreachable!("rule names were matched above"),
+    };
+    (cx.problems.len() == before).then_some(rule)
+}

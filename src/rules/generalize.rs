@@ -1,0 +1,468 @@
+//! `generalize`: coarsens a quasi-identifier so that fewer people share each value.
+//!
+//! - [`TruncUdf`] `anon_trunc(t, unit)`: timestamps and dates to the start of their day,
+//!   ISO week, month, quarter or year (UTC). Same type out as in, so analytics can still
+//!   compare and bucket them. Idempotent and monotone (property-tested).
+//! - [`AgeBandUdf`] `anon_age_band(birth_date, as_of, width)`: full years at the run's
+//!   as-of date, in bands of `width` years, top-coded at `90+`.
+//! - [`PrefixUdf`] `anon_prefix(s, n)`: the first n characters (postal codes), trimmed and
+//!   upper-cased.
+//! - [`NetworkUdf`] `anon_ip_network(ip, v4_bits, v6_bits)`: an IP address to its network
+//!   in CIDR form (`203.0.113.0/24`, `2001:db8:85a3::/48`); anything that does not parse
+//!   as an IP becomes null rather than leaking through.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, PrimitiveArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::common::{DataFusionError, Result as DfResult, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::{
+    TruncUnit, check_args, first_array, int_arg, is_string, is_temporal, map_strings, str_arg,
+};
+
+/// Days from 0001-01-01 (CE day 1) to 1970-01-01.
+const CE_TO_EPOCH_DAYS: i64 = 719_163;
+
+pub fn date_to_days(d: NaiveDate) -> i32 {
+    (d.num_days_from_ce() as i64 - CE_TO_EPOCH_DAYS) as i32
+}
+
+pub fn days_to_date(days: i64) -> Option<NaiveDate> {
+    let ce = i32::try_from(days + CE_TO_EPOCH_DAYS).ok()?;
+    NaiveDate::from_num_days_from_ce_opt(ce)
+}
+
+/// Truncates a day number (days since 1970-01-01) to the first day of its unit.
+/// `None` outside chrono's calendar range (about ±262,000 years).
+pub fn trunc_days(days: i64, unit: TruncUnit) -> Option<i64> {
+    match unit {
+        TruncUnit::Day => Some(days),
+        // 1970-01-01 was a Thursday: Monday-based weekday index is (days + 3) mod 7.
+        TruncUnit::Week => Some(days - (days + 3).rem_euclid(7)),
+        _ => {
+            let d = days_to_date(days)?;
+            let month = match unit {
+                TruncUnit::Month => d.month(),
+                TruncUnit::Quarter => (d.month() - 1) / 3 * 3 + 1,
+                _ => 1,
+            };
+            let first = NaiveDate::from_ymd_opt(d.year(), month, 1)?;
+            Some(date_to_days(first) as i64)
+        }
+    }
+}
+
+/// Truncates a tick count (`ticks_per_day` ticks per day since the epoch).
+pub fn trunc_ticks(v: i64, ticks_per_day: i64, unit: TruncUnit) -> Option<i64> {
+    let day = v.div_euclid(ticks_per_day);
+    trunc_days(day, unit)?.checked_mul(ticks_per_day)
+}
+
+fn ticks_per_day(unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 86_400,
+        TimeUnit::Millisecond => 86_400_000,
+        TimeUnit::Microsecond => 86_400_000_000,
+        TimeUnit::Nanosecond => 86_400_000_000_000,
+    }
+}
+
+fn out_of_range() -> DataFusionError {
+    DataFusionError::Execution(
+        "anon_trunc: a date is outside the supported calendar range (about ±262,000 years); \
+         check the column for corrupt values"
+            .into(),
+    )
+}
+
+fn trunc_prim<T: ArrowPrimitiveType>(
+    a: &PrimitiveArray<T>,
+    f: impl Fn(T::Native) -> Option<T::Native>,
+) -> DfResult<PrimitiveArray<T>> {
+    a.try_unary::<_, T, DataFusionError>(|v| f(v).ok_or_else(out_of_range))
+}
+
+/// Truncates any timestamp or date array, keeping its type (and time zone).
+pub fn trunc_array(array: &ArrayRef, unit: TruncUnit) -> DfResult<ArrayRef> {
+    Ok(match array.data_type() {
+        DataType::Date32 => Arc::new(trunc_prim(array.as_primitive::<Date32Type>(), |d| {
+            trunc_days(d as i64, unit).and_then(|x| i32::try_from(x).ok())
+        })?),
+        DataType::Date64 => Arc::new(trunc_prim(array.as_primitive::<Date64Type>(), |v| {
+            trunc_ticks(v, 86_400_000, unit)
+        })?),
+        DataType::Timestamp(tu, tz) => {
+            let tpd = ticks_per_day(tu);
+            let f = |v| trunc_ticks(v, tpd, unit);
+            match tu {
+                TimeUnit::Second => Arc::new(
+                    trunc_prim::<TimestampSecondType>(array.as_primitive(), f)?
+                        .with_timezone_opt(tz.clone()),
+                ) as ArrayRef,
+                TimeUnit::Millisecond => Arc::new(
+                    trunc_prim::<TimestampMillisecondType>(array.as_primitive(), f)?
+                        .with_timezone_opt(tz.clone()),
+                ),
+                TimeUnit::Microsecond => Arc::new(
+                    trunc_prim::<TimestampMicrosecondType>(array.as_primitive(), f)?
+                        .with_timezone_opt(tz.clone()),
+                ),
+                TimeUnit::Nanosecond => Arc::new(
+                    trunc_prim::<TimestampNanosecondType>(array.as_primitive(), f)?
+                        .with_timezone_opt(tz.clone()),
+                ),
+            }
+        }
+        other => return exec_err!("anon_trunc needs a timestamp or date column, got {other}"),
+    })
+}
+
+/// Day numbers (days since the epoch, floor) of any timestamp or date array.
+fn day_numbers(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+    fn days<T: ArrowPrimitiveType<Native = i64>>(
+        a: &PrimitiveArray<T>,
+        tpd: i64,
+    ) -> Vec<Option<i64>> {
+        a.iter().map(|v| v.map(|v| v.div_euclid(tpd))).collect()
+    }
+    Ok(match array.data_type() {
+        DataType::Date32 => array
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|v| v.map(i64::from))
+            .collect(),
+        DataType::Date64 => days(array.as_primitive::<Date64Type>(), 86_400_000),
+        DataType::Timestamp(tu, _) => {
+            let tpd = ticks_per_day(tu);
+            match tu {
+                TimeUnit::Second => days(
+                    array
+                        .as_any()
+                        .downcast_ref::<TimestampSecondArray>()
+                        .expect("typed"),
+                    tpd,
+                ),
+                TimeUnit::Millisecond => days(
+                    array
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .expect("typed"),
+                    tpd,
+                ),
+                TimeUnit::Microsecond => days(
+                    array
+                        .as_any()
+                        .downcast_ref::<TimestampMicrosecondArray>()
+                        .expect("typed"),
+                    tpd,
+                ),
+                TimeUnit::Nanosecond => days(
+                    array
+                        .as_any()
+                        .downcast_ref::<TimestampNanosecondArray>()
+                        .expect("typed"),
+                    tpd,
+                ),
+            }
+        }
+        other => return exec_err!("anon_age_band needs a date or timestamp column, got {other}"),
+    })
+}
+
+/// Full years between `birth` and `as_of`; `None` when born after `as_of`.
+pub fn age_years(birth: NaiveDate, as_of: NaiveDate) -> Option<u32> {
+    if birth > as_of {
+        return None;
+    }
+    let mut years = as_of.year() - birth.year();
+    if (as_of.month(), as_of.day()) < (birth.month(), birth.day()) {
+        years -= 1;
+    }
+    u32::try_from(years).ok()
+}
+
+/// Ages at and above this are one band, `90+` (few people are that old, so exact ages
+/// there single people out).
+pub const AGE_TOP: u32 = 90;
+
+/// The band label for an age: `30-39` for width 10, `90+` at the top.
+pub fn age_band_label(age: u32, width: u32, out: &mut String) {
+    use std::fmt::Write;
+    if age >= AGE_TOP {
+        let _ = write!(out, "{AGE_TOP}+");
+        return;
+    }
+    let lo = age / width * width;
+    let hi = (lo + width - 1).min(AGE_TOP - 1);
+    if lo == hi {
+        let _ = write!(out, "{lo}");
+    } else {
+        let _ = write!(out, "{lo}-{hi}");
+    }
+}
+
+/// The first `n` characters of `s`, trimmed and upper-cased.
+pub fn prefix(s: &str, n: usize, out: &mut String) {
+    for c in s.trim().chars().take(n) {
+        out.extend(c.to_uppercase());
+    }
+}
+
+/// The network of an IP address in CIDR form, or `None` when `s` is not an IP address.
+pub fn ip_network(s: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
+    let ip: IpAddr = s.trim().parse().ok()?;
+    Some(match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = if v4_bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - v4_bits as u32)
+            };
+            format!("{}/{v4_bits}", Ipv4Addr::from(bits & mask))
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = if v6_bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - v6_bits as u32)
+            };
+            format!("{}/{v6_bits}", Ipv6Addr::from(bits & mask))
+        }
+    })
+}
+
+macro_rules! udf_struct {
+    ($name:ident) => {
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        pub struct $name {
+            signature: Signature,
+        }
+        impl $name {
+            pub fn new() -> Self {
+                Self {
+                    signature: Signature::variadic_any(Volatility::Immutable),
+                }
+            }
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+}
+pub(crate) use udf_struct;
+
+udf_struct!(TruncUdf);
+udf_struct!(AgeBandUdf);
+udf_struct!(PrefixUdf);
+udf_struct!(NetworkUdf);
+
+impl ScalarUDFImpl for TruncUdf {
+    fn name(&self) -> &str {
+        "anon_trunc"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        check_args(
+            self.name(),
+            arg_types,
+            2..=2,
+            is_temporal,
+            "a timestamp or date column",
+        )?;
+        Ok(arg_types[0].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = first_array(&args.args, args.number_rows)?;
+        let unit = str_arg(self.name(), &args.args, 1)?.unwrap_or_default();
+        let Some(unit) = TruncUnit::parse(&unit) else {
+            return exec_err!(
+                "anon_trunc: unknown unit '{unit}', expected one of {}",
+                TruncUnit::NAMES.join(", ")
+            );
+        };
+        Ok(ColumnarValue::Array(trunc_array(&a, unit)?))
+    }
+}
+
+impl ScalarUDFImpl for AgeBandUdf {
+    fn name(&self) -> &str {
+        "anon_age_band"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        check_args(
+            self.name(),
+            arg_types,
+            2..=3,
+            is_temporal,
+            "a date or timestamp column",
+        )?;
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = first_array(&args.args, args.number_rows)?;
+        let as_of = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(s)) => match s.cast_to(&DataType::Date32)? {
+                datafusion::common::ScalarValue::Date32(Some(d)) => days_to_date(d as i64),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(as_of) = as_of else {
+            return exec_err!("anon_age_band: argument 2 must be a date literal (the as-of date)");
+        };
+        let width = int_arg(self.name(), &args.args, 2, Some(10), 1..=100)? as u32;
+        let days = day_numbers(&a)?;
+        let mut out = StringBuilder::with_capacity(days.len(), days.len() * 5);
+        let mut buf = String::new();
+        for d in days {
+            match d.and_then(days_to_date).and_then(|b| age_years(b, as_of)) {
+                Some(age) => {
+                    buf.clear();
+                    age_band_label(age, width, &mut buf);
+                    out.append_value(&buf);
+                }
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+impl ScalarUDFImpl for PrefixUdf {
+    fn name(&self) -> &str {
+        "anon_prefix"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        check_args(self.name(), arg_types, 2..=2, is_string, "a string column")?;
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = first_array(&args.args, args.number_rows)?;
+        let n = int_arg(self.name(), &args.args, 1, None, 0..=64)? as usize;
+        let out = map_strings(&a, a.len() * n, |s, buf| {
+            prefix(s, n, buf);
+            true
+        })?;
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+impl ScalarUDFImpl for NetworkUdf {
+    fn name(&self) -> &str {
+        "anon_ip_network"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        check_args(self.name(), arg_types, 1..=3, is_string, "a string column")?;
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = first_array(&args.args, args.number_rows)?;
+        let v4 = int_arg(self.name(), &args.args, 1, Some(24), 0..=32)? as u8;
+        let v6 = int_arg(self.name(), &args.args, 2, Some(48), 0..=128)? as u8;
+        let out = map_strings(&a, a.len() * 16, |s, buf| match ip_network(s, v4, v6) {
+            Some(n) => {
+                buf.push_str(&n);
+                true
+            }
+            None => false,
+        })?;
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> i64 {
+        date_to_days(NaiveDate::from_ymd_opt(y, m, day).unwrap()) as i64
+    }
+
+    #[test]
+    fn trunc_units() {
+        let x = d(2024, 8, 15); // a Thursday
+        assert_eq!(trunc_days(x, TruncUnit::Day), Some(x));
+        assert_eq!(trunc_days(x, TruncUnit::Week), Some(d(2024, 8, 12)));
+        assert_eq!(trunc_days(x, TruncUnit::Month), Some(d(2024, 8, 1)));
+        assert_eq!(trunc_days(x, TruncUnit::Quarter), Some(d(2024, 7, 1)));
+        assert_eq!(trunc_days(x, TruncUnit::Year), Some(d(2024, 1, 1)));
+        assert_eq!(
+            trunc_days(d(1969, 12, 31), TruncUnit::Week),
+            Some(d(1969, 12, 29))
+        );
+        assert_eq!(trunc_ticks(-1, 86_400, TruncUnit::Day), Some(-86_400));
+        assert_eq!(trunc_days(d(1, 1, 1), TruncUnit::Year), Some(d(1, 1, 1)));
+        assert_eq!(
+            trunc_days(d(9999, 12, 31), TruncUnit::Quarter),
+            Some(d(9999, 10, 1))
+        );
+    }
+
+    #[test]
+    fn ages_and_bands() {
+        let asof = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let b = NaiveDate::from_ymd_opt(1990, 3, 2).unwrap();
+        assert_eq!(age_years(b, asof), Some(35));
+        assert_eq!(
+            age_years(NaiveDate::from_ymd_opt(2000, 2, 29).unwrap(), asof),
+            Some(26)
+        );
+        assert_eq!(
+            age_years(NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(), asof),
+            None
+        );
+        let mut s = String::new();
+        age_band_label(35, 10, &mut s);
+        assert_eq!(s, "30-39");
+        s.clear();
+        age_band_label(93, 10, &mut s);
+        assert_eq!(s, "90+");
+        s.clear();
+        age_band_label(88, 5, &mut s);
+        assert_eq!(s, "85-89");
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(
+            ip_network(" 203.0.113.77 ", 24, 48).as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            ip_network("2001:db8:85a3:8d3:1319:8a2e:370:7348", 24, 48).as_deref(),
+            Some("2001:db8:85a3::/48")
+        );
+        assert_eq!(ip_network("not an ip", 24, 48), None);
+        assert_eq!(ip_network("10.1.2.3", 0, 48).as_deref(), Some("0.0.0.0/0"));
+        let mut s = String::new();
+        prefix(" sw1a 1aa", 2, &mut s);
+        assert_eq!(s, "SW");
+    }
+}

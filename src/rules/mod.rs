@@ -1,0 +1,467 @@
+//! The column rules a policy can apply, as pure kernels and as DataFusion scalar UDFs.
+//!
+//! Every rule that computes something is a [`ScalarUDF`] over Arrow arrays, registered
+//! under an `anon_*` name. The run builds its projection from them, the same functions are
+//! callable from SQL (`SELECT anon_trunc(ts, 'month') ...`), and because their parameters
+//! are literal arguments rather than hidden state (the key aside), a plan that uses them
+//! can be shipped to a Ballista cluster with one codec.
+//!
+//! One file per rule: [`pseudonymize`], [`generalize`], [`mask`], [`scrub`]. `keep`, `drop`
+//! and `redact` need no kernel (a column reference, no expression, a literal).
+
+pub mod generalize;
+pub mod mask;
+pub mod pseudonymize;
+pub mod scrub;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue, exec_err};
+use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF, lit};
+use datafusion::prelude::{SessionContext, ident};
+
+use crate::key::Key;
+
+/// How a value is normalized before it is pseudonymized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// The bytes as they are.
+    None,
+    /// Leading and trailing white space removed.
+    Trim,
+    /// Trimmed and lower-cased, so ` John.Doe@Example.COM` and `john.doe@example.com`
+    /// give the same token. Plus-tags and dots are kept: whether they matter is the mail
+    /// provider's business, and guessing wrong would merge two people.
+    Email,
+}
+
+impl Normalize {
+    pub const NAMES: [&'static str; 3] = ["none", "trim", "email"];
+    pub fn parse(s: &str) -> Option<Normalize> {
+        match s {
+            "none" => Some(Normalize::None),
+            "trim" => Some(Normalize::Trim),
+            "email" => Some(Normalize::Email),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Normalize::None => "none",
+            Normalize::Trim => "trim",
+            Normalize::Email => "email",
+        }
+    }
+}
+
+/// Calendar unit a time is truncated to. Weeks start on Monday (ISO 8601); all
+/// arithmetic is in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncUnit {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl TruncUnit {
+    pub const NAMES: [&'static str; 5] = ["day", "week", "month", "quarter", "year"];
+    pub const ALL: [TruncUnit; 5] = [
+        TruncUnit::Day,
+        TruncUnit::Week,
+        TruncUnit::Month,
+        TruncUnit::Quarter,
+        TruncUnit::Year,
+    ];
+    pub fn parse(s: &str) -> Option<TruncUnit> {
+        Self::ALL.into_iter().find(|u| u.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TruncUnit::Day => "day",
+            TruncUnit::Week => "week",
+            TruncUnit::Month => "month",
+            TruncUnit::Quarter => "quarter",
+            TruncUnit::Year => "year",
+        }
+    }
+}
+
+/// What `generalize` does to a column.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Generalization {
+    /// Timestamps and dates truncated to the start of their day, week, month, ...
+    Trunc { unit: TruncUnit },
+    /// Birth dates to age bands (`30-39`, `90+`) relative to the run's as-of date.
+    AgeBand { width: u32 },
+    /// Postal codes (any string) to their first `length` characters.
+    Prefix { length: u32 },
+    /// IP addresses to their network: IPv4 /`ipv4_prefix`, IPv6 /`ipv6_prefix`.
+    Network { ipv4_prefix: u8, ipv6_prefix: u8 },
+}
+
+/// One column's rule, validated.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    Keep,
+    Drop,
+    Redact {
+        value: String,
+    },
+    Mask {
+        keep_last: u32,
+    },
+    Pseudonymize {
+        normalize: Normalize,
+        domain: Option<String>,
+    },
+    Generalize(Generalization),
+    Scrub,
+}
+
+/// The rule names a policy may use, for "did you mean".
+pub const RULE_NAMES: [&str; 7] = [
+    "keep",
+    "drop",
+    "redact",
+    "mask",
+    "pseudonymize",
+    "generalize",
+    "scrub",
+];
+
+impl Rule {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::Keep => "keep",
+            Rule::Drop => "drop",
+            Rule::Redact { .. } => "redact",
+            Rule::Mask { .. } => "mask",
+            Rule::Pseudonymize { .. } => "pseudonymize",
+            Rule::Generalize(_) => "generalize",
+            Rule::Scrub => "scrub",
+        }
+    }
+
+    /// Whether the rule can be applied to a column of this Arrow type; on `Err`, a
+    /// sentence naming the types it needs.
+    pub fn check_type(&self, dt: &DataType) -> Result<(), &'static str> {
+        let ok = match self {
+            Rule::Keep | Rule::Drop | Rule::Redact { .. } => true,
+            Rule::Mask { .. } | Rule::Scrub => is_string(dt),
+            Rule::Pseudonymize { .. } => is_string(dt) || dt.is_integer(),
+            Rule::Generalize(Generalization::Trunc { .. })
+            | Rule::Generalize(Generalization::AgeBand { .. }) => is_temporal(dt),
+            Rule::Generalize(Generalization::Prefix { .. })
+            | Rule::Generalize(Generalization::Network { .. }) => is_string(dt),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            Rule::Pseudonymize { .. } => "a string or integer column",
+            Rule::Generalize(Generalization::Trunc { .. })
+            | Rule::Generalize(Generalization::AgeBand { .. }) => {
+                "a timestamp or date column (for text, parse it first or use `prefix`)"
+            }
+            _ => "a string column",
+        })
+    }
+
+    /// The expression that computes this rule's output for `column`, or `None` for
+    /// `drop`. `as_of` is needed by age bands.
+    pub fn expr(&self, column: &str, udfs: &Udfs, as_of: Option<NaiveDate>) -> Option<Expr> {
+        let c = ident(column);
+        let e = match self {
+            Rule::Keep => c,
+            Rule::Drop => return None,
+            Rule::Redact { value } => lit(value.clone()),
+            Rule::Mask { keep_last } => udfs.mask.call(vec![c, lit(*keep_last as i64)]),
+            Rule::Scrub => udfs.scrub.call(vec![c]),
+            Rule::Pseudonymize { normalize, domain } => udfs.pseudonymize.call(vec![
+                c,
+                lit(normalize.as_str()),
+                lit(ScalarValue::Utf8(domain.clone())),
+            ]),
+            Rule::Generalize(g) => match g {
+                Generalization::Trunc { unit } => udfs.trunc.call(vec![c, lit(unit.as_str())]),
+                Generalization::AgeBand { width } => {
+                    let as_of = as_of.expect("as-of date is resolved before plans are built");
+                    udfs.age_band.call(vec![
+                        c,
+                        lit(ScalarValue::Date32(Some(generalize::date_to_days(as_of)))),
+                        lit(*width as i64),
+                    ])
+                }
+                Generalization::Prefix { length } => udfs.prefix.call(vec![c, lit(*length as i64)]),
+                Generalization::Network {
+                    ipv4_prefix,
+                    ipv6_prefix,
+                } => udfs
+                    .network
+                    .call(vec![c, lit(*ipv4_prefix as i64), lit(*ipv6_prefix as i64)]),
+            },
+        };
+        Some(e.alias(column))
+    }
+
+    /// Whether the output of this rule needs the run's as-of date.
+    pub fn needs_as_of(&self) -> bool {
+        matches!(self, Rule::Generalize(Generalization::AgeBand { .. }))
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Generalize(g) => match g {
+                Generalization::Trunc { unit } => write!(f, "generalize(to = {})", unit.as_str()),
+                Generalization::AgeBand { width } => {
+                    write!(f, "generalize(to = age_band, width = {width})")
+                }
+                Generalization::Prefix { length } => {
+                    write!(f, "generalize(to = prefix, length = {length})")
+                }
+                Generalization::Network { .. } => write!(f, "generalize(to = network)"),
+            },
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// The rule UDFs of one run (the pseudonymizer carries the key).
+#[derive(Debug, Clone)]
+pub struct Udfs {
+    pub pseudonymize: ScalarUDF,
+    pub trunc: ScalarUDF,
+    pub age_band: ScalarUDF,
+    pub prefix: ScalarUDF,
+    pub network: ScalarUDF,
+    pub mask: ScalarUDF,
+    pub scrub: ScalarUDF,
+}
+
+impl Udfs {
+    pub fn new(key: &Key) -> Udfs {
+        Udfs {
+            pseudonymize: ScalarUDF::from(pseudonymize::PseudonymizeUdf::new(key)),
+            trunc: ScalarUDF::from(generalize::TruncUdf::new()),
+            age_band: ScalarUDF::from(generalize::AgeBandUdf::new()),
+            prefix: ScalarUDF::from(generalize::PrefixUdf::new()),
+            network: ScalarUDF::from(generalize::NetworkUdf::new()),
+            mask: ScalarUDF::from(mask::MaskUdf::new()),
+            scrub: ScalarUDF::from(scrub::ScrubUdf::new()),
+        }
+    }
+
+    pub fn all(&self) -> [&ScalarUDF; 7] {
+        [
+            &self.pseudonymize,
+            &self.trunc,
+            &self.age_band,
+            &self.prefix,
+            &self.network,
+            &self.mask,
+            &self.scrub,
+        ]
+    }
+
+    /// Registers every rule under its `anon_*` name so SQL can call it.
+    pub fn register(&self, ctx: &SessionContext) {
+        for u in self.all() {
+            ctx.register_udf(u.clone());
+        }
+    }
+}
+
+pub(crate) fn is_string(dt: &DataType) -> bool {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_string(v),
+        _ => false,
+    }
+}
+
+pub(crate) fn is_temporal(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    )
+}
+
+/// Calls `f` with each value of a string array of any Arrow string type (dictionaries are
+/// cast first), in row order; `None` for nulls.
+pub(crate) fn for_each_str(
+    array: &ArrayRef,
+    mut f: impl FnMut(Option<&str>) -> DfResult<()>,
+) -> DfResult<()> {
+    match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().try_for_each(f),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().try_for_each(f),
+        DataType::Utf8View => array.as_string_view().iter().try_for_each(f),
+        DataType::Dictionary(_, _) => {
+            let plain = cast(array, &DataType::Utf8)?;
+            plain.as_string::<i32>().iter().try_for_each(&mut f)
+        }
+        other => exec_err!("expected a string column, got {other}"),
+    }
+}
+
+/// Maps a string array to a Utf8 array: `f` writes the output for one non-null input
+/// into the buffer and returns `false` to emit null instead. Nulls stay null.
+pub(crate) fn map_strings(
+    array: &ArrayRef,
+    bytes_hint: usize,
+    mut f: impl FnMut(&str, &mut String) -> bool,
+) -> DfResult<ArrayRef> {
+    let mut out = StringBuilder::with_capacity(array.len(), bytes_hint);
+    let mut buf = String::new();
+    for_each_str(array, |v| {
+        match v {
+            Some(s) => {
+                buf.clear();
+                if f(s, &mut buf) {
+                    out.append_value(&buf);
+                } else {
+                    out.append_null();
+                }
+            }
+            None => out.append_null(),
+        }
+        Ok(())
+    })?;
+    Ok(Arc::new(out.finish()) as ArrayRef)
+}
+
+/// The first argument as an array of the batch's length.
+pub(crate) fn first_array(args: &[ColumnarValue], rows: usize) -> DfResult<ArrayRef> {
+    match args.first() {
+        Some(v) => v.to_array(rows),
+        None => exec_err!("missing the column argument"),
+    }
+}
+
+/// A literal integer argument (e.g. `keep_last`), with a range check.
+pub(crate) fn int_arg(
+    fname: &str,
+    args: &[ColumnarValue],
+    i: usize,
+    default: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> DfResult<i64> {
+    let v = match args.get(i) {
+        None => default,
+        Some(ColumnarValue::Scalar(s)) => match s {
+            ScalarValue::Int8(v) => v.map(i64::from),
+            ScalarValue::Int16(v) => v.map(i64::from),
+            ScalarValue::Int32(v) => v.map(i64::from),
+            ScalarValue::Int64(v) => *v,
+            ScalarValue::UInt8(v) => v.map(i64::from),
+            ScalarValue::UInt16(v) => v.map(i64::from),
+            ScalarValue::UInt32(v) => v.map(i64::from),
+            ScalarValue::UInt64(v) => v.and_then(|x| i64::try_from(x).ok()),
+            _ => return exec_err!("{fname}: argument {} must be an integer literal", i + 1),
+        },
+        Some(ColumnarValue::Array(_)) => {
+            return exec_err!(
+                "{fname}: argument {} must be a literal, not a column",
+                i + 1
+            );
+        }
+    };
+    match v {
+        Some(v) if range.contains(&v) => Ok(v),
+        Some(v) => exec_err!(
+            "{fname}: argument {} is {v}, must be in {}..={}",
+            i + 1,
+            range.start(),
+            range.end()
+        ),
+        None => exec_err!("{fname}: argument {} is required", i + 1),
+    }
+}
+
+/// A literal string argument; `Ok(None)` when absent or SQL NULL.
+pub(crate) fn str_arg(fname: &str, args: &[ColumnarValue], i: usize) -> DfResult<Option<String>> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(ColumnarValue::Scalar(s)) => match s {
+            ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+                Ok(v.clone())
+            }
+            ScalarValue::Null => Ok(None),
+            _ => exec_err!("{fname}: argument {} must be a string literal", i + 1),
+        },
+        Some(ColumnarValue::Array(_)) => {
+            exec_err!(
+                "{fname}: argument {} must be a literal, not a column",
+                i + 1
+            )
+        }
+    }
+}
+
+/// Checks argument count and that the first argument has an accepted type; used by the
+/// UDFs' `return_type`.
+pub(crate) fn check_args(
+    fname: &str,
+    arg_types: &[DataType],
+    counts: std::ops::RangeInclusive<usize>,
+    accepts: impl Fn(&DataType) -> bool,
+    needs: &str,
+) -> DfResult<()> {
+    if !counts.contains(&arg_types.len()) {
+        return Err(DataFusionError::Plan(format!(
+            "{fname} takes {} to {} arguments, got {}",
+            counts.start(),
+            counts.end(),
+            arg_types.len()
+        )));
+    }
+    if !accepts(&arg_types[0]) {
+        return Err(DataFusionError::Plan(format!(
+            "{fname} needs {needs}, got {}",
+            arg_types[0]
+        )));
+    }
+    Ok(())
+}
+
+/// Convenience for tests and benches: apply a UDF to one array with literal arguments.
+pub fn apply(udf: &ScalarUDF, input: ArrayRef, literals: Vec<ScalarValue>) -> DfResult<ArrayRef> {
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::logical_expr::ScalarFunctionArgs;
+    let rows = input.len();
+    let mut args = vec![ColumnarValue::Array(input)];
+    args.extend(literals.into_iter().map(ColumnarValue::Scalar));
+    let arg_fields: Vec<_> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Arc::new(Field::new(format!("a{i}"), a.data_type(), true)))
+        .collect();
+    let types: Vec<DataType> = args.iter().map(|a| a.data_type()).collect();
+    let ret = udf.return_type(&types)?;
+    let out = udf.invoke_with_args(ScalarFunctionArgs {
+        args,
+        arg_fields,
+        number_rows: rows,
+        return_field: Arc::new(Field::new("out", ret, true)),
+        config_options: Arc::new(Default::default()),
+    })?;
+    out.to_array(rows)
+}
+
+/// Builds a Utf8 array from optional strings (tests and benches).
+pub fn strings<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.into_iter().collect::<StringArray>())
+}

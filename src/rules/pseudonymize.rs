@@ -1,0 +1,213 @@
+//! `pseudonymize`: replaces a value by a keyed, fixed-width token.
+//!
+//! token = the first 16 bytes of keyed BLAKE3(key_d, normalized value), as 32 lowercase
+//! hex characters, where key_d is the run key, or, when the rule names a `domain`, a key
+//! derived from the run key and the domain (so tokens of different domains never match).
+//! Integers are tokenized through their decimal text, so customer 42 stored as int64 in
+//! one table and as "42" in another still joins. The same value and key give the same
+//! token in every table and every run; without the key nobody can recompute a token from
+//! a guessed email (which a plain hash would allow).
+//!
+//! Keyed BLAKE3 over HMAC-SHA-256: both are PRFs under a 256-bit key; BLAKE3 needs one
+//! compression for values under 64 bytes where HMAC-SHA-256 needs four (two of them
+//! cacheable), and measured several times faster here (see the README and
+//! `benches/kernels.rs`).
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use std::sync::Arc;
+
+use super::{Normalize, check_args, first_array, for_each_str, is_string, str_arg};
+use crate::key::Key;
+
+/// Width of a token in characters.
+pub const TOKEN_LEN: usize = 32;
+
+/// The keyed tokenizer for one (key, domain).
+#[derive(Clone)]
+pub struct Pseudonymizer {
+    key: [u8; 32],
+}
+
+impl Drop for Pseudonymizer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+impl Pseudonymizer {
+    pub fn new(key: &Key, domain: Option<&str>) -> Pseudonymizer {
+        let key = match domain {
+            None => *key.bytes(),
+            Some(d) => {
+                let mut material = Vec::with_capacity(32 + d.len());
+                material.extend_from_slice(key.bytes());
+                material.extend_from_slice(d.as_bytes());
+                let k = blake3::derive_key("anonymizer 2026-11 pseudonym domain", &material);
+                zeroize::Zeroize::zeroize(&mut material);
+                k
+            }
+        };
+        Pseudonymizer { key }
+    }
+
+    /// The token of already-normalized bytes, written as hex into `out`.
+    #[inline]
+    pub fn token_into(&self, value: &[u8], out: &mut [u8; TOKEN_LEN]) {
+        let h = blake3::keyed_hash(&self.key, value);
+        hex::encode_to_slice(&h.as_bytes()[..TOKEN_LEN / 2], out).expect("fixed sizes");
+    }
+
+    /// The token of a string after normalization.
+    pub fn token_str(&self, value: &str, normalize: Normalize) -> String {
+        let mut scratch = String::new();
+        let v = normalized(value, normalize, &mut scratch);
+        let mut out = [0u8; TOKEN_LEN];
+        self.token_into(v.as_bytes(), &mut out);
+        String::from_utf8(out.to_vec()).expect("hex is ascii")
+    }
+
+    /// The token of an integer (through its decimal text).
+    pub fn token_i64(&self, value: i64) -> String {
+        let mut b = itoa::Buffer::new();
+        self.token_str(b.format(value), Normalize::None)
+    }
+}
+
+/// Applies `normalize` to `value`, using `scratch` only when a copy is needed.
+#[inline]
+pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut String) -> &'a str {
+    match normalize {
+        Normalize::None => value,
+        Normalize::Trim => value.trim(),
+        Normalize::Email => {
+            let t = value.trim();
+            if t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                scratch.clear();
+                if t.is_ascii() {
+                    scratch.push_str(t);
+                    scratch.make_ascii_lowercase();
+                } else {
+                    scratch.push_str(&t.to_lowercase());
+                }
+                scratch
+            } else {
+                t
+            }
+        }
+    }
+}
+
+/// Tokenizes a whole array (strings of any Arrow string type, or integers). Runs of equal
+/// values (common in exports sorted by customer) are hashed once.
+pub fn tokenize_array(
+    p: &Pseudonymizer,
+    array: &ArrayRef,
+    normalize: Normalize,
+) -> DfResult<ArrayRef> {
+    let n = array.len();
+    let mut out = StringBuilder::with_capacity(n, n * TOKEN_LEN);
+    let mut tok = [0u8; TOKEN_LEN];
+    if array.data_type().is_integer() {
+        let ints = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+        let ints = ints.as_primitive::<Int64Type>();
+        let mut last: Option<i64> = None;
+        let mut buf = itoa::Buffer::new();
+        for v in ints.iter() {
+            match v {
+                None => out.append_null(),
+                Some(v) => {
+                    if last != Some(v) {
+                        p.token_into(buf.format(v).as_bytes(), &mut tok);
+                        last = Some(v);
+                    }
+                    out.append_value(std::str::from_utf8(&tok).expect("hex"));
+                }
+            }
+        }
+    } else if is_string(array.data_type()) {
+        let mut scratch = String::new();
+        let mut last: Vec<u8> = Vec::new();
+        let mut have_last = false;
+        for_each_str(array, |v| {
+            match v {
+                None => out.append_null(),
+                Some(s) => {
+                    if !(have_last && last == s.as_bytes()) {
+                        let norm = normalized(s, normalize, &mut scratch);
+                        p.token_into(norm.as_bytes(), &mut tok);
+                        last.clear();
+                        last.extend_from_slice(s.as_bytes());
+                        have_last = true;
+                    }
+                    out.append_value(std::str::from_utf8(&tok).expect("hex"));
+                }
+            }
+            Ok(())
+        })?;
+    } else {
+        return exec_err!(
+            "anon_pseudonymize needs a string or integer column, got {}",
+            array.data_type()
+        );
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `anon_pseudonymize(value [, normalize ['none'|'trim'|'email'] [, domain]])` -> Utf8.
+#[derive(PartialEq, Eq, Hash)]
+pub struct PseudonymizeUdf {
+    key: Key,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for PseudonymizeUdf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PseudonymizeUdf({})", self.key.id())
+    }
+}
+
+impl PseudonymizeUdf {
+    pub fn new(key: &Key) -> Self {
+        PseudonymizeUdf {
+            key: key.clone(),
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PseudonymizeUdf {
+    fn name(&self) -> &str {
+        "anon_pseudonymize"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        check_args(
+            self.name(),
+            arg_types,
+            1..=3,
+            |t| is_string(t) || t.is_integer(),
+            "a string or integer column",
+        )?;
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let array = first_array(&args.args, args.number_rows)?;
+        let normalize = match str_arg(self.name(), &args.args, 1)? {
+            None => Normalize::None,
+            Some(s) => match Normalize::parse(&s) {
+                Some(n) => n,
+                None => return exec_err!("anon_pseudonymize: unknown normalization '{s}'"),
+            },
+        };
+        let domain = str_arg(self.name(), &args.args, 2)?;
+        let p = Pseudonymizer::new(&self.key, domain.as_deref());
+        Ok(ColumnarValue::Array(tokenize_array(&p, &array, normalize)?))
+    }
+}

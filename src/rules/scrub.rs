@@ -1,0 +1,213 @@
+//! `scrub`: removes identifiers from free text (form answers, support notes) while keeping
+//! the rest of the text readable.
+//!
+//! Replaced, in this order, each by a placeholder:
+//! - email addresses -> `[EMAIL]`
+//! - IBANs whose ISO 13616 mod-97 checksum holds -> `[IBAN]`
+//! - IPv6 and IPv4 addresses (that parse as such) -> `[IP]`
+//! - card numbers, 13-19 digits with optional spaces or dashes, passing Luhn -> `[CARD]`
+//! - any other run of 7 or more digits (spaces, dots, dashes, parentheses and a leading
+//!   `+` allowed between them): phone numbers -> `[PHONE]`, and longer digit runs (account
+//!   numbers, cards that fail Luhn) -> `[NUMBER]`. ISO dates (`2024-05-01`) are left alone.
+//!
+//! Scrubbing errs on the side of removing too much: a number that merely looks like a
+//! phone goes too. It cannot know every way a person can be described in prose (a name in
+//! a sentence stays), which is why free text is best dropped unless it is needed.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use regex::{Captures, Regex};
+
+use super::generalize::udf_struct;
+use super::{check_args, first_array, is_string, map_strings};
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[a-z0-9._%+'\-]+\s?@\s?[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}").unwrap()
+});
+static IBAN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b").unwrap());
+static IPV6: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?")
+        .unwrap()
+});
+static IPV4: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b").unwrap());
+static CARD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(?:[0-9][ \-]?){12,18}[0-9]\b").unwrap());
+static DIGITS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\+?\(?[0-9](?:[ .\-()/]{0,3}[0-9]){6,}\)?").unwrap());
+static ISO_DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$").unwrap());
+
+/// Whether a digit string passes the Luhn check.
+pub fn luhn_ok(digits: &str) -> bool {
+    let mut sum = 0u32;
+    let mut double = false;
+    for c in digits.bytes().rev() {
+        if !c.is_ascii_digit() {
+            return false;
+        }
+        let mut d = (c - b'0') as u32;
+        if double {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+        double = !double;
+    }
+    !digits.is_empty() && sum.is_multiple_of(10)
+}
+
+/// Whether `s` (spaces allowed) is an IBAN with a valid mod-97 checksum.
+pub fn iban_ok(s: &str) -> bool {
+    let compact: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
+    if compact.len() < 15 || compact.len() > 34 {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut rem: u32 = 0;
+    for &b in tail.iter().chain(head) {
+        let v = match b {
+            b'0'..=b'9' => (b - b'0') as u32,
+            b'A'..=b'Z' => (b - b'A') as u32 + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn digits_of(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Scrubs `text` into `out`. Returns how many identifiers were replaced.
+pub fn scrub(text: &str, out: &mut String) -> usize {
+    let mut count = 0usize;
+    // Fast path: text without '@', ':' or digits holds nothing we look for.
+    if !text
+        .bytes()
+        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
+    {
+        out.push_str(text);
+        return 0;
+    }
+    let mut s = std::borrow::Cow::Borrowed(text);
+    let mut pass =
+        |s: std::borrow::Cow<'_, str>, re: &Regex, f: &dyn Fn(&str) -> Option<&'static str>| {
+            let mut n = 0usize;
+            let r = re.replace_all(&s, |c: &Captures<'_>| {
+                let m = c.get(0).unwrap().as_str();
+                match f(m) {
+                    Some(p) => {
+                        n += 1;
+                        p.to_string()
+                    }
+                    None => m.to_string(),
+                }
+            });
+            let r = r.into_owned();
+            count += n;
+            std::borrow::Cow::<str>::Owned(r)
+        };
+    if s.contains('@') {
+        s = pass(s, &EMAIL, &|_| Some("[EMAIL]"));
+    }
+    s = pass(s, &IBAN, &|m| iban_ok(m).then_some("[IBAN]"));
+    if s.contains(':') {
+        s = pass(s, &IPV6, &|m| {
+            let t = m.trim_end_matches(':');
+            (t.parse::<Ipv6Addr>().is_ok() || m.parse::<Ipv6Addr>().is_ok()).then_some("[IP]")
+        });
+    }
+    s = pass(s, &IPV4, &|m| {
+        m.parse::<Ipv4Addr>().is_ok().then_some("[IP]")
+    });
+    s = pass(s, &CARD, &|m| luhn_ok(&digits_of(m)).then_some("[CARD]"));
+    s = pass(s, &DIGITS, &|m| {
+        if ISO_DATE.is_match(m) {
+            return None;
+        }
+        Some(if digits_of(m).len() <= 15 {
+            "[PHONE]"
+        } else {
+            "[NUMBER]"
+        })
+    });
+    out.push_str(&s);
+    count
+}
+
+udf_struct!(ScrubUdf);
+
+impl ScalarUDFImpl for ScrubUdf {
+    fn name(&self) -> &str {
+        "anon_scrub"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        check_args(self.name(), arg_types, 1..=1, is_string, "a string column")?;
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = first_array(&args.args, args.number_rows)?;
+        let out = map_strings(&a, a.len() * 32, |s, buf| {
+            scrub(s, buf);
+            true
+        })?;
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc(s: &str) -> String {
+        let mut o = String::new();
+        scrub(s, &mut o);
+        o
+    }
+
+    #[test]
+    fn scrubs_each_kind() {
+        assert_eq!(
+            sc("mail me: John.Doe+x@Example.co.uk!"),
+            "mail me: [EMAIL]!"
+        );
+        assert_eq!(sc("call +44 20 7946 0958 today"), "call [PHONE] today");
+        assert_eq!(sc("card 4111 1111 1111 1111 ok"), "card [CARD] ok");
+        assert_eq!(sc("iban DE89 3704 0044 0532 0130 00."), "iban [IBAN].");
+        assert_eq!(
+            sc("from 192.168.1.20 and 2001:db8::1"),
+            "from [IP] and [IP]"
+        );
+        assert_eq!(
+            sc("joined 2024-05-01, loved it"),
+            "joined 2024-05-01, loved it"
+        );
+        assert_eq!(sc("no identifiers here"), "no identifiers here");
+    }
+
+    #[test]
+    fn checksums() {
+        assert!(luhn_ok("4111111111111111"));
+        assert!(!luhn_ok("4111111111111112"));
+        assert!(iban_ok("GB82 WEST 1234 5698 7654 32"));
+        assert!(!iban_ok("GB83 WEST 1234 5698 7654 32"));
+    }
+}

@@ -1,0 +1,540 @@
+//! One nightly run: validate, plan, transform every input file, record, publish.
+//!
+//! Each input file becomes one output file (`<table>/part-NNNNN.parquet`, N its position
+//! in the sorted input list) through its own single-partition DataFusion plan: scan ->
+//! projection of rule UDFs -> Parquet writer. Files run concurrently, one tokio task each,
+//! up to `threads` at a time. Memory is bounded by `threads` x (one record batch + one row
+//! group being encoded), whatever the number of rows, and because no output depends on
+//! scheduling, outputs are byte-identical on any number of cores.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{SessionConfig, SessionContext, ident};
+use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, df_message};
+use crate::key::{Key, KeySource};
+use crate::manifest::{InputFile, Manifest, OutputFile, TableReport, rfc3339};
+use crate::policy::{Format, Policy, Role, TablePolicy};
+use crate::publish::OutputDir;
+use crate::rules::Udfs;
+
+/// A failure injected on purpose, to test that failed runs publish nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailPoint {
+    /// Fail after the first batch of this table has been written.
+    WhileWriting(String),
+    /// Fail after everything is staged, just before the swap.
+    BeforePublish,
+}
+
+/// What `anonymizer run` was asked to do (already parsed from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Overrides the as-of date (default: the date of the latest event time).
+    pub as_of: Option<NaiveDate>,
+    /// Overrides the policy's output folder.
+    pub out: Option<PathBuf>,
+    /// Use this key instead of loading one (tests, demo).
+    pub key: Option<Key>,
+    /// Files processed at once (default: the policy's `threads`, else the core count).
+    pub threads: Option<usize>,
+    pub fail_point: Option<FailPoint>,
+}
+
+/// The outcome of a successful run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub out: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Runs the policy end to end on a fresh tokio runtime.
+pub fn run(opts: &RunOptions) -> Result<RunSummary, Error> {
+    let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(run_async(opts))
+}
+
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// A DataFusion context whose plans are single-partition (order-preserving).
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new().with_target_partitions(1);
+    config
+        .options_mut()
+        .optimizer
+        .enable_round_robin_repartition = false;
+    SessionContext::new_with_config(config)
+}
+
+/// The Parquet settings of every published file: zstd, page statistics, 1M-row groups.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build()
+}
+
+pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
+    let started = chrono::Utc::now();
+    let mut stages = BTreeMap::new();
+    let t = Instant::now();
+    let ctx = session();
+    let policy = Policy::load(&opts.config, &ctx).await?;
+    let (key, key_source) = match &opts.key {
+        Some(k) => (k.clone(), KeySource::Provided),
+        None => Key::load(policy.key_file.as_deref())?,
+    };
+    stages.insert("validate".to_string(), ms(t));
+    let threads = opts
+        .threads
+        .or(policy.threads)
+        .unwrap_or_else(default_threads)
+        .max(1);
+
+    let out_root = opts.out.clone().unwrap_or_else(|| policy.output.clone());
+    let out = OutputDir::lock(&out_root)?;
+
+    let t = Instant::now();
+    let (as_of, as_of_source) = match opts.as_of {
+        Some(d) => (Some(d), "--as-of".to_string()),
+        None => match latest_event_date(&ctx, &policy).await? {
+            Some((d, src)) => (Some(d), src),
+            None => (None, "none: no table maps the event_time role".to_string()),
+        },
+    };
+    let needs_as_of = policy
+        .tables
+        .iter()
+        .flat_map(|t| t.columns.iter())
+        .any(|c| c.rule.needs_as_of());
+    if needs_as_of && as_of.is_none() {
+        return Err(Error::Usage(
+            "an age_band rule needs an as-of date, and no table maps the event_time role to derive one; pass --as-of YYYY-MM-DD".into(),
+        ));
+    }
+    stages.insert("as_of".to_string(), ms(t));
+
+    let run_id = out.new_run_id();
+    let staging = out.create_staging(&run_id)?;
+    tracing::info!(run_id = %run_id, out = %out_root.display(), threads, "run started");
+    let result = stage_run(
+        &ctx,
+        &policy,
+        &key,
+        as_of,
+        threads,
+        &staging,
+        opts.fail_point.as_ref(),
+        &mut stages,
+    )
+    .await;
+    let (inputs, tables) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            out.discard_staging(&run_id);
+            return Err(e);
+        }
+    };
+
+    let t = Instant::now();
+    let mut manifest = Manifest {
+        run_id: run_id.clone(),
+        as_of: as_of.map(|d| d.to_string()),
+        as_of_source,
+        started_at: rfc3339(started),
+        finished_at: String::new(),
+        tool: env!("CARGO_PKG_NAME").into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        policy: std::path::absolute(&policy.path).unwrap_or(policy.path.clone()),
+        policy_digest: format!("sha256:{}", policy.digest),
+        key_id: key.id(),
+        key_source: key_source.to_string(),
+        inputs,
+        tables,
+        stages_ms: stages,
+    };
+    let publish = (|| -> Result<PathBuf, Error> {
+        if opts.fail_point == Some(FailPoint::BeforePublish) {
+            return Err(Error::Usage("injected failure before publish".into()));
+        }
+        manifest.stages_ms.insert("publish".into(), ms(t));
+        manifest.finished_at = rfc3339(chrono::Utc::now());
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        let mpath = staging.join("_manifest.json");
+        write_synced(&mpath, &json).map_err(|err| crate::publish::PublishError::Io {
+            path: mpath.clone(),
+            what: "cannot write the manifest",
+            err,
+        })?;
+        Ok(out.publish(&run_id)?)
+    })();
+    let run_dir = match publish {
+        Ok(d) => d,
+        Err(e) => {
+            out.discard_staging(&run_id);
+            return Err(e);
+        }
+    };
+    let removed = out.prune(policy.keep_runs)?;
+    if !removed.is_empty() {
+        tracing::info!(removed = removed.len(), "old runs removed");
+    }
+    tracing::info!(run_id = %run_id, "published");
+    Ok(RunSummary {
+        run_dir,
+        out: out_root,
+        manifest,
+    })
+}
+
+type Staged = (Vec<InputFile>, BTreeMap<String, TableReport>);
+
+#[allow(clippy::too_many_arguments)]
+async fn stage_run(
+    ctx: &SessionContext,
+    policy: &Policy,
+    key: &Key,
+    as_of: Option<NaiveDate>,
+    threads: usize,
+    staging: &Path,
+    fail: Option<&FailPoint>,
+    stages: &mut BTreeMap<String, u64>,
+) -> Result<Staged, Error> {
+    let t = Instant::now();
+    // Input digests run on rayon threads while the transform runs on tokio's.
+    let all_inputs: Vec<(String, PathBuf)> = policy
+        .tables
+        .iter()
+        .flat_map(|t| t.files.iter().map(|f| (t.name.clone(), f.clone())))
+        .collect();
+    let hashing = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let r: Vec<Result<InputFile, Error>> = all_inputs
+            .par_iter()
+            .map(|(table, path)| hash_input(table, path))
+            .collect();
+        (r, ms(t))
+    });
+
+    let udfs = Udfs::new(key);
+    udfs.register(ctx);
+    let props = writer_properties();
+    let mut jobs = Vec::new();
+    for table in &policy.tables {
+        let dir = staging.join(&table.name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Transform {
+            table: table.name.clone(),
+            file: dir.clone(),
+            message: format!("cannot create the output folder: {e}"),
+        })?;
+        let exprs: Vec<Expr> = table
+            .columns
+            .iter()
+            .filter_map(|c| c.rule.expr(&c.name, &udfs, as_of))
+            .collect();
+        let table = Arc::new(table.clone());
+        let exprs = Arc::new(exprs);
+        for (idx, file) in table.files.iter().enumerate() {
+            jobs.push(FileJob {
+                ctx: ctx.clone(),
+                table: table.clone(),
+                idx,
+                input: file.clone(),
+                output: dir.join(format!("part-{idx:05}.parquet")),
+                exprs: exprs.clone(),
+                props: props.clone(),
+                fail: matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name),
+            });
+        }
+    }
+    let mut results: Vec<(String, usize, u64, OutputFile)> = Vec::with_capacity(jobs.len());
+    let mut set = tokio::task::JoinSet::new();
+    let mut pending = jobs.into_iter();
+    let mut first_error: Option<Error> = None;
+    loop {
+        while set.len() < threads && first_error.is_none() {
+            match pending.next() {
+                Some(job) => {
+                    set.spawn(job.run());
+                }
+                None => break,
+            }
+        }
+        match set.join_next().await {
+            None => break,
+            Some(Ok(Ok(r))) => results.push(r),
+            Some(Ok(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Some(Err(join)) => {
+                first_error.get_or_insert(Error::Usage(format!("a worker task failed: {join}")));
+            }
+        }
+    }
+    let (hashes, hash_ms) = hashing
+        .await
+        .map_err(|e| Error::Usage(format!("the input digest task failed: {e}")))?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    stages.insert("transform".into(), ms(t));
+    stages.insert("hash_inputs".into(), hash_ms);
+    let inputs = hashes.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+    results.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut tables = BTreeMap::new();
+    for table in &policy.tables {
+        let mine: Vec<_> = results.iter().filter(|r| r.0 == table.name).collect();
+        tables.insert(
+            table.name.clone(),
+            TableReport {
+                kind: "record".into(),
+                rows_read: mine.iter().map(|r| r.2).sum(),
+                rows_written: mine.iter().map(|r| r.3.rows).sum(),
+                columns: table.columns.clone(),
+                roles: table.roles.clone(),
+                files: mine.iter().map(|r| r.3.clone()).collect(),
+            },
+        );
+    }
+    Ok((inputs, tables))
+}
+
+struct FileJob {
+    ctx: SessionContext,
+    table: Arc<TablePolicy>,
+    idx: usize,
+    input: PathBuf,
+    output: PathBuf,
+    exprs: Arc<Vec<Expr>>,
+    props: WriterProperties,
+    fail: bool,
+}
+
+impl FileJob {
+    /// Transforms one input file into one output file. Returns (table, index, rows read,
+    /// output file record).
+    async fn run(self) -> Result<(String, usize, u64, OutputFile), Error> {
+        let err = |message: String| Error::Transform {
+            table: self.table.name.clone(),
+            file: self.input.clone(),
+            message,
+        };
+        let df = crate::input::open(
+            &self.ctx,
+            &self.table.name,
+            &self.input,
+            self.table.format,
+            self.table.delimiter,
+            (self.table.format == Format::Csv).then_some(&self.table.schema),
+        )
+        .await
+        .map_err(crate::policy::PolicyError::from)?;
+        let df = df
+            .select(self.exprs.as_ref().clone())
+            .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| err(format!("cannot start reading: {}", df_message(&e))))?;
+        let file = std::fs::File::create(&self.output)
+            .map_err(|e| err(format!("cannot create {}: {e}", self.output.display())))?;
+        let mut writer = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(self.props))
+            .map_err(|e| err(format!("cannot start the Parquet writer: {e}")))?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| {
+                err(format!(
+                    "failed after {rows} rows (row {} or later): {}",
+                    rows + 1,
+                    df_message(&e)
+                ))
+            })?;
+            rows += batch.num_rows() as u64;
+            writer
+                .write(&batch)
+                .map_err(|e| err(format!("cannot write {}: {e}", self.output.display())))?;
+            if self.fail {
+                return Err(err("injected failure while writing".into()));
+            }
+        }
+        let mut hw = writer
+            .into_inner()
+            .map_err(|e| err(format!("cannot finish {}: {e}", self.output.display())))?;
+        hw.flush()
+            .and_then(|_| hw.inner.get_ref().sync_all())
+            .map_err(|e| err(format!("cannot flush {}: {e}", self.output.display())))?;
+        let rel = format!(
+            "{}/{}",
+            self.table.name,
+            self.output
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+        Ok((
+            self.table.name.clone(),
+            self.idx,
+            rows,
+            OutputFile {
+                path: rel,
+                rows,
+                bytes: hw.bytes,
+                sha256: hex::encode(hw.hasher.finalize()),
+            },
+        ))
+    }
+}
+
+/// A writer that computes the SHA-256 and size of what passes through it.
+struct HashingWriter {
+    inner: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl HashingWriter {
+    fn new(file: std::fs::File) -> Self {
+        HashingWriter {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.hasher.update(&data[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hash_input(table: &str, path: &Path) -> Result<InputFile, Error> {
+    let err = |e: std::io::Error| Error::Transform {
+        table: table.to_string(),
+        file: path.to_path_buf(),
+        message: format!("cannot read for the input digest: {e}"),
+    };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(InputFile {
+        table: table.to_string(),
+        path: std::path::absolute(path).unwrap_or(path.to_path_buf()),
+        bytes,
+        sha256: hex::encode(h.finalize()),
+    })
+}
+
+/// The date of the latest event time over every table that maps the event_time role.
+async fn latest_event_date(
+    ctx: &SessionContext,
+    policy: &Policy,
+) -> Result<Option<(NaiveDate, String)>, Error> {
+    let mut best: Option<(NaiveDate, String)> = None;
+    for table in &policy.tables {
+        let Some(col) = table.role(Role::EventTime) else {
+            continue;
+        };
+        let err = |message: String| Error::Transform {
+            table: table.name.clone(),
+            file: table.files[0].clone(),
+            message,
+        };
+        let mut latest: Option<i32> = None;
+        for file in &table.files {
+            let df = crate::input::open(
+                ctx,
+                &table.name,
+                file,
+                table.format,
+                table.delimiter,
+                (table.format == Format::Csv).then_some(&table.schema),
+            )
+            .await
+            .map_err(crate::policy::PolicyError::from)?;
+            let batches = df
+                .aggregate(vec![], vec![max(ident(col)).alias("m")])
+                .map_err(|e| err(format!("cannot plan max({col}): {}", df_message(&e))))?
+                .collect()
+                .await
+                .map_err(|e| err(format!("cannot compute max({col}): {}", df_message(&e))))?;
+            let Some(batch) = batches.first() else {
+                continue;
+            };
+            let v = ScalarValue::try_from_array(batch.column(0), 0)
+                .and_then(|s| s.cast_to(&DataType::Date32))
+                .map_err(|e| {
+                    err(format!(
+                        "the event_time column '{col}' is not a timestamp or date: {}",
+                        df_message(&e)
+                    ))
+                })?;
+            if let ScalarValue::Date32(Some(d)) = v {
+                latest = latest.max(Some(d));
+            }
+        }
+        if let Some(d) = latest.and_then(|d| crate::rules::generalize::days_to_date(d as i64)) {
+            let src = format!("latest {}.{}", table.name, col);
+            if best.as_ref().is_none_or(|(b, _)| d > *b) {
+                best = Some((d, src));
+            }
+        }
+    }
+    Ok(best)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}

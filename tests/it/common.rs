@@ -1,0 +1,175 @@
+//! Shared fixtures: a small generated export (made once per test process), keys, and
+//! readers for published Parquet that do not go through the code under test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use anonymizer::generate::{GenerateOptions, generate};
+use anonymizer::key::{Key, KeySource};
+use anonymizer::run::{RunOptions, RunSummary, run};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const KEY_HEX: &str = "3c9f1a5e7b2d4c6f8e0a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e";
+pub const OTHER_KEY_HEX: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f91";
+
+pub fn key() -> Key {
+    Key::from_hex(KEY_HEX, KeySource::Provided).unwrap()
+}
+
+pub fn other_key() -> Key {
+    Key::from_hex(OTHER_KEY_HEX, KeySource::Provided).unwrap()
+}
+
+pub const CUSTOMERS: u64 = 300;
+
+/// A generated export with the sample policy beside it, shared by all tests (read-only).
+pub fn fixture() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = GenerateOptions::new(dir.path().join("export"), CUSTOMERS);
+        o.seed = 7;
+        o.files = 2;
+        generate(&o).unwrap();
+        std::fs::write(
+            dir.path().join("anonymizer.toml"),
+            anonymizer::policy::SAMPLE_POLICY,
+        )
+        .unwrap();
+        dir
+    })
+    .path()
+}
+
+pub fn sample_policy() -> PathBuf {
+    fixture().join("anonymizer.toml")
+}
+
+/// A private copy of the fixture (for tests that modify the export or the policy).
+pub fn fixture_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(fixture(), dir.path());
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            if e.file_name() == "out" {
+                continue;
+            }
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+pub fn run_to(config: &Path, out: &Path, key: Key) -> Result<RunSummary, anonymizer::Error> {
+    run(&RunOptions {
+        config: config.to_path_buf(),
+        out: Some(out.to_path_buf()),
+        key: Some(key),
+        threads: Some(2),
+        ..Default::default()
+    })
+}
+
+/// Runs the binary with `ANONYMIZER_KEY` set to `key` (or unset).
+pub fn cli(args: &[&str], key: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_anonymizer"));
+    c.args(args)
+        .env_remove("ANONYMIZER_KEY")
+        .env_remove("ANONYMIZER_LOG");
+    if let Some(k) = key {
+        c.env("ANONYMIZER_KEY", k);
+    }
+    c.output().unwrap()
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// Every `*.parquet` file below `dir`, sorted, relative paths as keys.
+pub fn parquet_files(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, PathBuf>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.insert(
+                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
+                    p,
+                );
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// All batches of a table folder.
+pub fn read_table(dir: &Path) -> Vec<RecordBatch> {
+    parquet_files(dir)
+        .values()
+        .flat_map(|p| read_parquet(p))
+        .collect()
+}
+
+/// The values of one column as optional strings (any type, via an Arrow cast).
+pub fn column_strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        out.extend(strings_of(col));
+    }
+    out
+}
+
+pub fn strings_of(col: &ArrayRef) -> Vec<Option<String>> {
+    let s = cast(col, &DataType::Utf8).unwrap();
+    let s = s.as_string::<i32>();
+    (0..s.len())
+        .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
+        .collect()
+}
+
+/// Every cell of every string-typed column of every table in a run folder.
+pub fn all_string_cells(run_dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (rel, p) in parquet_files(run_dir) {
+        for b in read_parquet(&p) {
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                if matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) || matches!(f.data_type(), DataType::Dictionary(_, _))
+                {
+                    for v in strings_of(b.column(i)).into_iter().flatten() {
+                        out.push((format!("{rel}:{}", f.name()), v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}

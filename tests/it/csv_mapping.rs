@@ -1,0 +1,68 @@
+//! A transactions-only CSV export with other column names works by mapping roles.
+
+use crate::common::*;
+
+const CSV: &str = "\
+InvoiceNo,InvoiceDate,CustomerID,Email,Amount,Country,Notes
+536365,2011-12-01 08:26:00,17850, Alice.Smith@Example.com ,15.30,United Kingdom,call me on +44 20 7946 0958
+536366,2011-12-09 12:50:00,17850,alice.smith@example.com,22.00,United Kingdom,
+536367,2011-12-05 10:00:00,13047,bob@example.org,9.99,France,card 4111 1111 1111 1111 please
+";
+
+const POLICY: &str = r#"
+output = "out"
+
+[tables.sales]
+input = "sales.csv"
+
+[tables.sales.roles]
+customer_key = "CustomerID"
+event_time = "InvoiceDate"
+email = "Email"
+
+[tables.sales.columns]
+InvoiceNo = "pseudonymize"
+InvoiceDate = { rule = "generalize", to = "week" }
+CustomerID = "pseudonymize"
+Email = "pseudonymize"
+Amount = "keep"
+Country = "keep"
+Notes = "scrub"
+"#;
+
+#[test]
+fn csv_with_mapped_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sales.csv"), CSV).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
+    assert_eq!(s.manifest.as_of.as_deref(), Some("2011-12-09"));
+    assert_eq!(s.manifest.as_of_source, "latest sales.InvoiceDate");
+    let t = read_table(&s.run_dir.join("sales"));
+    let emails = column_strings(&t, "Email");
+    // The email role normalizes: the two spellings of Alice's address share a token.
+    assert_eq!(emails[0], emails[1]);
+    assert_ne!(emails[0], emails[2]);
+    let ids = column_strings(&t, "CustomerID");
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[0].as_ref().unwrap().len(), 32);
+    let notes = column_strings(&t, "Notes");
+    assert_eq!(notes[0].as_deref(), Some("call me on [PHONE]"));
+    assert_eq!(notes[2].as_deref(), Some("card [CARD] please"));
+    let weeks = column_strings(&t, "InvoiceDate");
+    assert!(
+        weeks[0].as_deref().unwrap().starts_with("2011-11-28"),
+        "{weeks:?}"
+    );
+    // Mapped roles, plus defaults found by name (case-insensitively).
+    let roles: Vec<&str> = s.manifest.tables["sales"]
+        .roles
+        .keys()
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["customer_key", "email", "event_time", "amount", "country"]
+    );
+}

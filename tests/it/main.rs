@@ -1,0 +1,8 @@
+//! The one integration test binary (one link instead of many). Fixtures are generated in
+//! code with a fixed seed; see `common`.
+
+mod common;
+mod csv_mapping;
+mod pipeline;
+mod policy_errors;
+mod rules_props;

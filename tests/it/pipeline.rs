@@ -1,0 +1,397 @@
+//! The nightly run end to end on a generated export.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anonymizer::publish::{OutputDir, current_run};
+use anonymizer::run::{FailPoint, RunOptions, run};
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+
+/// Personal values of the input, from the columns that carry them.
+fn personal_values() -> (HashSet<String>, HashSet<String>) {
+    let export = fixture().join("export");
+    let customers = read_table(&export.join("customers"));
+    let transactions = read_table(&export.join("transactions"));
+    // Values that must not appear in any output cell, not even as part of one.
+    let mut contained = HashSet::new();
+    // Values that must not be an output cell (short ones, e.g. first names, ids).
+    let mut exact = HashSet::new();
+    let mut add = |v: Option<String>| {
+        if let Some(v) = v {
+            let t = v.trim().to_string();
+            if t.len() >= 6 {
+                contained.insert(t.clone());
+                contained.insert(t.to_lowercase());
+            }
+            exact.insert(t.to_lowercase());
+            exact.insert(t);
+        }
+    };
+    for c in [
+        "email",
+        "first_name",
+        "last_name",
+        "phone",
+        "address_line",
+        "last_login_ip",
+        "customer_id",
+    ] {
+        column_strings(&customers, c).into_iter().for_each(&mut add);
+    }
+    for c in [
+        "customer_email",
+        "ip_address",
+        "payment_details",
+        "external_payment_id",
+        "transaction_id",
+        "subscription_id",
+    ] {
+        column_strings(&transactions, c)
+            .into_iter()
+            .for_each(&mut add);
+    }
+    // Free-text answers that embed an identifier must not survive verbatim.
+    for a in column_strings(&customers, "custom_answers")
+        .into_iter()
+        .flatten()
+    {
+        if a.contains('@') || a.chars().filter(|c| c.is_ascii_digit()).count() >= 7 {
+            contained.insert(a);
+        }
+    }
+    (contained, exact)
+}
+
+#[test]
+fn no_personal_data_survives() {
+    let out = tempfile::tempdir().unwrap();
+    let s = run_to(&sample_policy(), out.path(), key()).unwrap();
+    let (contained, exact) = personal_values();
+    assert!(
+        contained.len() > 1000,
+        "the fixture has personal data to find"
+    );
+    let cells = all_string_cells(&s.run_dir);
+    assert!(cells.len() > 1000);
+    let mut leaks = Vec::new();
+    for (col, v) in &cells {
+        if exact.contains(v) || exact.contains(&v.to_lowercase()) {
+            leaks.push(col.clone());
+            continue;
+        }
+        let lower = v.to_lowercase();
+        // Substring scan, on the longer cells only (tokens are 32 hex characters).
+        if v.len() >= 6
+            && contained
+                .iter()
+                .any(|p| v.contains(p.as_str()) || lower.contains(p.as_str()))
+        {
+            leaks.push(col.clone());
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "personal data in output columns: {:?}",
+        leaks.iter().collect::<HashSet<_>>()
+    );
+    let manifest = std::fs::read_to_string(s.run_dir.join("_manifest.json")).unwrap();
+    for p in contained
+        .iter()
+        .chain(exact.iter().filter(|e| e.len() >= 6))
+    {
+        assert!(
+            !manifest.contains(p.as_str()),
+            "personal data in the manifest"
+        );
+    }
+    assert!(!manifest.contains(KEY_HEX), "the key is in the manifest");
+    assert!(manifest.contains(&key().id()));
+}
+
+#[test]
+fn outputs_are_deterministic_and_keyed() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    let ra = run_to(&sample_policy(), a.path(), key()).unwrap();
+    // Single-threaded vs parallel: the same bytes.
+    let rb = run(&RunOptions {
+        config: sample_policy(),
+        out: Some(b.path().to_path_buf()),
+        key: Some(key()),
+        threads: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let fa = parquet_files(&ra.run_dir);
+    let fb = parquet_files(&rb.run_dir);
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    assert!(fa.len() >= 4);
+    for (rel, p) in &fa {
+        assert_eq!(
+            std::fs::read(p).unwrap(),
+            std::fs::read(&fb[rel]).unwrap(),
+            "{rel} differs between runs"
+        );
+    }
+    assert_eq!(ra.manifest.as_of, rb.manifest.as_of);
+
+    let rc = run_to(&sample_policy(), c.path(), other_key()).unwrap();
+    let ta = column_strings(&read_table(&ra.run_dir.join("customers")), "customer_id");
+    let tc = column_strings(&read_table(&rc.run_dir.join("customers")), "customer_id");
+    assert_eq!(ta.len(), tc.len());
+    assert!(
+        ta.iter().zip(&tc).all(|(x, y)| x != y),
+        "a different key must give different tokens"
+    );
+    assert_ne!(ra.manifest.key_id, rc.manifest.key_id);
+}
+
+#[test]
+fn joins_survive_pseudonymization() {
+    let out = tempfile::tempdir().unwrap();
+    let s = run_to(&sample_policy(), out.path(), key()).unwrap();
+    let cust = read_table(&s.run_dir.join("customers"));
+    let tx = read_table(&s.run_dir.join("transactions"));
+    let ids = column_strings(&cust, "customer_id");
+    let emails = column_strings(&cust, "email");
+    let by_id: BTreeMap<_, _> = ids.iter().zip(&emails).collect();
+    let tx_ids = column_strings(&tx, "customer_id");
+    let tx_emails = column_strings(&tx, "customer_email");
+    assert!(tx_ids.len() > CUSTOMERS as usize * 5);
+    for (id, email) in tx_ids.iter().zip(&tx_emails) {
+        let id = id
+            .as_ref()
+            .expect("generated transactions all have a customer");
+        assert_eq!(id.len(), 32);
+        // Every transaction's customer exists in the export, so it must join...
+        let cust_email = by_id
+            .get(&Some(id.clone()))
+            .expect("transaction token joins to a customer");
+        // ...and the email token (after trim + lowercase) matches the customer's.
+        assert_eq!(*cust_email, email);
+    }
+}
+
+#[test]
+fn manifest_records_inputs_rows_and_stages() {
+    let out = tempfile::tempdir().unwrap();
+    let s = run_to(&sample_policy(), out.path(), key()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.run_dir.join("_manifest.json")).unwrap()).unwrap();
+    for k in [
+        "run_id",
+        "as_of",
+        "started_at",
+        "finished_at",
+        "tool_version",
+        "policy_digest",
+        "key_id",
+        "inputs",
+        "tables",
+        "stages_ms",
+    ] {
+        assert!(m.get(k).is_some(), "manifest lacks {k}");
+    }
+    let inputs = m["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 4);
+    for i in inputs {
+        let p = i["path"].as_str().unwrap();
+        let bytes = std::fs::read(p).unwrap();
+        assert_eq!(i["bytes"].as_u64().unwrap(), bytes.len() as u64);
+        assert_eq!(
+            i["sha256"].as_str().unwrap(),
+            hex::encode(Sha256::digest(&bytes))
+        );
+    }
+    let input_rows: usize = read_table(&fixture().join("export/transactions"))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(
+        m["tables"]["transactions"]["rows_read"].as_u64().unwrap(),
+        input_rows as u64
+    );
+    assert_eq!(
+        m["tables"]["transactions"]["rows_written"]
+            .as_u64()
+            .unwrap(),
+        input_rows as u64
+    );
+    for f in m["tables"]["customers"]["files"].as_array().unwrap() {
+        let bytes = std::fs::read(s.run_dir.join(f["path"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            f["sha256"].as_str().unwrap(),
+            hex::encode(Sha256::digest(&bytes))
+        );
+    }
+    for stage in ["validate", "transform", "hash_inputs", "publish"] {
+        assert!(
+            m["stages_ms"].get(stage).is_some(),
+            "no time for stage {stage}"
+        );
+    }
+    // as-of defaults to the latest transaction date.
+    assert_eq!(m["as_of_source"], "latest transactions.transaction_at");
+    // The output is what the policy promised: dropped columns are gone, Parquet is zstd.
+    let cust = read_table(&s.run_dir.join("customers"));
+    let schema = cust[0].schema();
+    for gone in ["first_name", "last_name", "address_line", "city"] {
+        assert!(
+            schema.field_with_name(gone).is_err(),
+            "{gone} was not dropped"
+        );
+    }
+    let file = parquet_files(&s.run_dir.join("customers"))
+        .into_values()
+        .next()
+        .unwrap();
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).unwrap())
+            .unwrap();
+    use parquet::file::reader::FileReader;
+    let rg = reader.metadata().row_group(0);
+    assert!(matches!(
+        rg.column(0).compression(),
+        parquet::basic::Compression::ZSTD(_)
+    ));
+    assert!(rg.column(0).statistics().is_some());
+}
+
+fn current_of(out: &Path) -> std::path::PathBuf {
+    current_run(out).expect("a current run")
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn injected_failures_leave_the_previous_run_published() {
+    let out = tempfile::tempdir().unwrap();
+    let first = run_to(&sample_policy(), out.path(), key()).unwrap();
+    assert_eq!(current_of(out.path()), first.run_dir);
+    let before = entries(&out.path().join("runs"));
+    for fp in [
+        FailPoint::WhileWriting("transactions".into()),
+        FailPoint::BeforePublish,
+    ] {
+        let err = run(&RunOptions {
+            config: sample_policy(),
+            out: Some(out.path().to_path_buf()),
+            key: Some(key()),
+            fail_point: Some(fp.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), anonymizer::ExitCode::Error, "{fp:?}");
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert_eq!(
+            current_of(out.path()),
+            first.run_dir,
+            "{fp:?} moved current"
+        );
+        assert_eq!(
+            entries(&out.path().join("runs")),
+            before,
+            "{fp:?} left files behind"
+        );
+    }
+    // And the next run succeeds and moves current.
+    let next = run_to(&sample_policy(), out.path(), key()).unwrap();
+    assert_eq!(current_of(out.path()), next.run_dir);
+}
+
+#[test]
+fn a_second_run_on_the_same_output_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let held = OutputDir::lock(out.path()).unwrap();
+    let err = run_to(&sample_policy(), out.path(), key()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("another run is writing"), "{msg}");
+    assert_eq!(err.exit_code(), anonymizer::ExitCode::Error);
+    drop(held);
+    run_to(&sample_policy(), out.path(), key()).unwrap();
+}
+
+#[test]
+fn old_runs_are_pruned_but_current_kept() {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("keep_runs = 5", "keep_runs = 2");
+    std::fs::write(&policy, text).unwrap();
+    let out = dir.path().join("out");
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(run_to(&policy, &out, key()).unwrap());
+    }
+    let runs = entries(&out.join("runs"));
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(current_of(&out), last.unwrap().run_dir);
+}
+
+#[test]
+fn cli_fails_closed_on_an_unclassified_column() {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use std::sync::Arc;
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let cfg = policy.to_str().unwrap();
+    let ok = cli(&["run", "--config", cfg], Some(KEY_HEX));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = dir.path().join("out");
+    let published = current_of(&out);
+    let runs_before = entries(&out.join("runs"));
+
+    // Add a column the policy does not know to one customers file.
+    let file = dir.path().join("export/customers/part-00000.parquet");
+    let batches = read_parquet(&file);
+    let schema = batches[0].schema();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+        "shoe_size",
+        datafusion::arrow::datatypes::DataType::Int64,
+        true,
+    )));
+    let new_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&file).unwrap(),
+        new_schema.clone(),
+        None,
+    )
+    .unwrap();
+    for b in batches {
+        let mut cols = b.columns().to_vec();
+        cols.push(Arc::new(Int64Array::from(vec![42; b.num_rows()])));
+        w.write(&RecordBatch::try_new(new_schema.clone(), cols).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+    // Every file of a table must agree, so change the other file too.
+    let file1 = dir.path().join("export/customers/part-00001.parquet");
+    std::fs::remove_file(&file1).unwrap();
+
+    let bad = cli(&["run", "--config", cfg], Some(KEY_HEX));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shoe_size") && stderr.contains("customers"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no rule"), "{stderr}");
+    assert_eq!(current_of(&out), published);
+    assert_eq!(entries(&out.join("runs")), runs_before);
+}

@@ -34,7 +34,7 @@ fn key() -> Key {
 /// 30-byte distinct strings, like normalized emails.
 fn emails() -> Vec<String> {
     (0..N)
-        .map(|i| format!("user{i:08}@example-mail.com")[..30].to_string())
+        .map(|i| format!("user{i:08}@example-mails.com")[..30].to_string())
         .collect()
 }
 

@@ -24,7 +24,6 @@
 
 pub mod demo;
 pub mod error;
-#[path = "generate_stub.rs"]
 pub mod generate;
 pub mod input;
 pub mod key;

@@ -293,9 +293,13 @@ async fn stage_run(
             None => break,
             Some(Ok(Ok(r))) => results.push(r),
             Some(Ok(Err(e))) => {
+                // Stop the other files early: the run is failing anyway.
+                set.abort_all();
                 first_error.get_or_insert(e);
             }
+            Some(Err(join)) if join.is_cancelled() => {}
             Some(Err(join)) => {
+                set.abort_all();
                 first_error.get_or_insert(Error::Usage(format!("a worker task failed: {join}")));
             }
         }

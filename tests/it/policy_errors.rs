@@ -12,10 +12,10 @@ use crate::common::*;
 fn validate(edit: impl Fn(String) -> String) -> Result<Policy, String> {
     let dir = tempfile::tempdir().unwrap();
     let export = fixture().join("export");
-    let text =
-        anonymizer::policy::SAMPLE_POLICY.replace("\"export/", &format!("\"{}/", export.display()));
+    let text = edit(anonymizer::policy::SAMPLE_POLICY.to_string())
+        .replace("\"export/", &format!("\"{}/", export.display()));
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, edit(text)).unwrap();
+    std::fs::write(&path, text).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(Policy::load(&path, &session()))
         .map_err(|e| e.to_string())

@@ -207,3 +207,26 @@ fn udfs_apply_the_kernels_to_arrow_arrays() {
     assert_eq!(out.as_string::<i32>().value(0), "30-39");
     assert!(out.is_null(1));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// redact keeps nothing of the value, not even whether it was null.
+    #[test]
+    fn redact_is_the_constant_in_every_row(values in prop::collection::vec(prop::option::of("\\PC{0,20}"), 1..50), constant in "[a-z\\[\\]]{0,10}") {
+        use anonymizer::rules::Rule;
+        use datafusion::arrow::array::{RecordBatch, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![Field::new("secret", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values.clone()))]).unwrap();
+        let ctx = anonymizer::run::session();
+        let df = ctx.read_batch(batch).unwrap();
+        let rule = Rule::Redact { value: constant.clone() };
+        let e = rule.expr("secret", &Udfs::new(&key()), None).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let out = rt.block_on(df.select(vec![e]).unwrap().collect()).unwrap();
+        let got = column_strings(&out, "secret");
+        prop_assert_eq!(got.len(), values.len());
+        prop_assert!(got.iter().all(|g| g.as_deref() == Some(constant.as_str())));
+    }
+}

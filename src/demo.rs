@@ -53,6 +53,8 @@ pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
     std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
     let mut g = GenerateOptions::new(dir.join("export"), opts.customers);
     g.seed = opts.seed;
+    // Two files per table at least, so the run shows its file-level parallelism.
+    g.files = g.files.max(2).min(opts.customers.max(1) as usize);
     let generated = generate(&g)?;
 
     let key_file = dir.join("demo.key");
@@ -130,6 +132,11 @@ impl DemoSummary {
         let _ = writeln!(s);
         let _ = writeln!(s, "Run it again (same key, same tokens):");
         let _ = writeln!(s, "  anonymizer run --config {}", self.policy.display());
+        let _ = writeln!(
+            s,
+            "  (from a checkout: cargo run --release -- run --config {})",
+            self.policy.display()
+        );
         s
     }
 }

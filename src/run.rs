@@ -1,11 +1,14 @@
 //! One nightly run: validate, plan, transform every input file, record, publish.
 //!
-//! Each input file becomes one output file (`<table>/part-NNNNN.parquet`, N its position
-//! in the sorted input list) through its own single-partition DataFusion plan: scan ->
-//! projection of rule UDFs -> Parquet writer. Files run concurrently, one tokio task each,
-//! up to `threads` at a time. Memory is bounded by `threads` x (one record batch + one row
-//! group being encoded), whatever the number of rows, and because no output depends on
-//! scheduling, outputs are byte-identical on any number of cores.
+//! Each input file is cut into chunks that depend only on the file itself (its Parquet row
+//! groups, or 64 MiB byte ranges of a CSV file, at most 64 chunks), and each chunk becomes
+//! one output file (`<table>/part-NNNNN.parquet`, or `part-NNNNN-CCC.parquet` for a file of
+//! several chunks; N is the file's position in the sorted input list) through one output
+//! partition of a DataFusion plan: scan -> projection of rule UDFs -> Parquet writer.
+//! Chunks run concurrently, one tokio task each, up to `threads` at a time. Memory is
+//! bounded by `threads` x (one record batch + one row group being encoded), whatever the
+//! number of rows, and because no output depends on scheduling or core count, outputs are
+//! byte-identical on any machine.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -18,6 +21,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::prelude::{SessionConfig, SessionContext, ident};
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
@@ -85,11 +89,54 @@ pub fn default_threads() -> usize {
 /// A DataFusion context whose plans are single-partition (order-preserving).
 pub fn session() -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
-    config
-        .options_mut()
-        .optimizer
-        .enable_round_robin_repartition = false;
+    deterministic(&mut config);
     SessionContext::new_with_config(config)
+}
+
+/// What makes a partition's rows a function of the plan alone: no round-robin
+/// repartitioning, and no work stealing between file-scan partitions (DataFusion 55 lets
+/// an idle partition read a sibling's byte ranges; each of our partitions is executed on
+/// its own, as Ballista executes them, so it must read exactly its own range).
+fn deterministic(config: &mut SessionConfig) {
+    let o = config.options_mut();
+    o.optimizer.enable_round_robin_repartition = false;
+    o.execution.enable_file_stream_work_stealing = false;
+}
+
+/// A context whose plans split one file into `chunks` byte ranges (a row group belongs to
+/// the range holding its first page), one output partition each.
+fn chunked_session(chunks: usize) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(chunks)
+        .with_repartition_file_scans(true)
+        .with_repartition_file_min_size(0);
+    deterministic(&mut config);
+    SessionContext::new_with_config(config)
+}
+
+/// Most chunks one input file is cut into.
+pub const MAX_CHUNKS: usize = 64;
+const CSV_CHUNK_BYTES: u64 = 64 << 20;
+
+/// How many chunks a file is cut into: its Parquet row groups, or 64 MiB pieces of a CSV
+/// file, at most [`MAX_CHUNKS`]. A function of the file alone (never of the core count),
+/// so outputs stay byte-identical everywhere. (DataFusion keeps a file of no more rows
+/// than one batch, 8192, in one piece; that too depends on the file alone.)
+fn chunks_of(path: &Path, format: Format) -> usize {
+    let n = match format {
+        Format::Parquet => std::fs::File::open(path)
+            .ok()
+            .and_then(|f| parquet::file::reader::SerializedFileReader::new(f).ok())
+            .map(|r| {
+                use parquet::file::reader::FileReader;
+                r.metadata().num_row_groups()
+            })
+            .unwrap_or(1),
+        Format::Csv => std::fs::metadata(path)
+            .map(|m| m.len().div_ceil(CSV_CHUNK_BYTES) as usize)
+            .unwrap_or(1),
+    };
+    n.clamp(1, MAX_CHUNKS)
 }
 
 /// The Parquet settings of every published file: zstd, page statistics, 1M-row groups.
@@ -264,19 +311,33 @@ async fn stage_run(
         let table = Arc::new(table.clone());
         let exprs = Arc::new(exprs);
         for (idx, file) in table.files.iter().enumerate() {
-            jobs.push(FileJob {
-                ctx: ctx.clone(),
-                table: table.clone(),
-                idx,
-                input: file.clone(),
-                output: dir.join(format!("part-{idx:05}.parquet")),
-                exprs: exprs.clone(),
-                props: props.clone(),
-                fail: matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name),
-            });
+            let chunks = chunks_of(file, table.format);
+            let ctx = if chunks > 1 {
+                chunked_session(chunks)
+            } else {
+                ctx.clone()
+            };
+            for chunk in 0..chunks {
+                let name = if chunks == 1 {
+                    format!("part-{idx:05}.parquet")
+                } else {
+                    format!("part-{idx:05}-{chunk:03}.parquet")
+                };
+                jobs.push(FileJob {
+                    ctx: ctx.clone(),
+                    table: table.clone(),
+                    idx: idx * MAX_CHUNKS + chunk,
+                    chunk,
+                    input: file.clone(),
+                    output: dir.join(name),
+                    exprs: exprs.clone(),
+                    props: props.clone(),
+                    fail: matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name),
+                });
+            }
         }
     }
-    let mut results: Vec<(String, usize, u64, OutputFile)> = Vec::with_capacity(jobs.len());
+    let mut results: Vec<(String, usize, u64, Option<OutputFile>)> = Vec::with_capacity(jobs.len());
     let mut set = tokio::task::JoinSet::new();
     let mut pending = jobs.into_iter();
     let mut first_error: Option<Error> = None;
@@ -323,10 +384,14 @@ async fn stage_run(
             TableReport {
                 kind: "record".into(),
                 rows_read: mine.iter().map(|r| r.2).sum(),
-                rows_written: mine.iter().map(|r| r.3.rows).sum(),
+                rows_written: mine
+                    .iter()
+                    .filter_map(|r| r.3.as_ref())
+                    .map(|f| f.rows)
+                    .sum(),
                 columns: table.columns.clone(),
                 roles: table.roles.clone(),
-                files: mine.iter().map(|r| r.3.clone()).collect(),
+                files: mine.iter().filter_map(|r| r.3.clone()).collect(),
             },
         );
     }
@@ -336,7 +401,10 @@ async fn stage_run(
 struct FileJob {
     ctx: SessionContext,
     table: Arc<TablePolicy>,
+    /// Sort key of the output: file index x MAX_CHUNKS + chunk.
     idx: usize,
+    /// Which output partition of the file's plan this job writes.
+    chunk: usize,
     input: PathBuf,
     output: PathBuf,
     exprs: Arc<Vec<Expr>>,
@@ -345,9 +413,9 @@ struct FileJob {
 }
 
 impl FileJob {
-    /// Transforms one input file into one output file. Returns (table, index, rows read,
-    /// output file record).
-    async fn run(self) -> Result<(String, usize, u64, OutputFile), Error> {
+    /// Transforms one chunk of an input file into one output file. Returns (table, index,
+    /// rows read, output file record; none when the chunk holds no rows).
+    async fn run(self) -> Result<(String, usize, u64, Option<OutputFile>), Error> {
         let err = |message: String| Error::Transform {
             table: self.table.name.clone(),
             file: self.input.clone(),
@@ -367,9 +435,17 @@ impl FileJob {
             .select(self.exprs.as_ref().clone())
             .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df
-            .execute_stream()
+        let task_ctx = Arc::new(df.task_ctx());
+        let plan = df
+            .create_physical_plan()
             .await
+            .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
+        if self.chunk >= plan.output_partitioning().partition_count() {
+            // The planner cut this file into fewer pieces (a deterministic choice too).
+            return Ok((self.table.name.clone(), self.idx, 0, None));
+        }
+        let mut stream = plan
+            .execute(self.chunk, task_ctx)
             .map_err(|e| err(format!("cannot start reading: {}", df_message(&e))))?;
         let file = std::fs::File::create(&self.output)
             .map_err(|e| err(format!("cannot create {}: {e}", self.output.display())))?;
@@ -398,6 +474,11 @@ impl FileJob {
         hw.flush()
             .and_then(|_| hw.inner.get_ref().sync_all())
             .map_err(|e| err(format!("cannot flush {}: {e}", self.output.display())))?;
+        if rows == 0 && self.chunk > 0 {
+            // A byte range that holds no row group: no file.
+            let _ = std::fs::remove_file(&self.output);
+            return Ok((self.table.name.clone(), self.idx, 0, None));
+        }
         let rel = format!(
             "{}/{}",
             self.table.name,
@@ -410,12 +491,12 @@ impl FileJob {
             self.table.name.clone(),
             self.idx,
             rows,
-            OutputFile {
+            Some(OutputFile {
                 path: rel,
                 rows,
                 bytes: hw.bytes,
                 sha256: hex::encode(hw.hasher.finalize()),
-            },
+            }),
         ))
     }
 }

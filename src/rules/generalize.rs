@@ -15,13 +15,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, PrimitiveArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, StringBuilder};
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use datafusion::common::{DataFusionError, Result as DfResult, exec_err};
 use datafusion::logical_expr::{
@@ -131,54 +129,19 @@ pub fn trunc_array(array: &ArrayRef, unit: TruncUnit) -> DfResult<ArrayRef> {
 
 /// Day numbers (days since the epoch, floor) of any timestamp or date array.
 fn day_numbers(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
-    fn days<T: ArrowPrimitiveType<Native = i64>>(
-        a: &PrimitiveArray<T>,
-        tpd: i64,
-    ) -> Vec<Option<i64>> {
-        a.iter().map(|v| v.map(|v| v.div_euclid(tpd))).collect()
-    }
-    Ok(match array.data_type() {
-        DataType::Date32 => array
-            .as_primitive::<Date32Type>()
-            .iter()
-            .map(|v| v.map(i64::from))
-            .collect(),
-        DataType::Date64 => days(array.as_primitive::<Date64Type>(), 86_400_000),
-        DataType::Timestamp(tu, _) => {
-            let tpd = ticks_per_day(tu);
-            match tu {
-                TimeUnit::Second => days(
-                    array
-                        .as_any()
-                        .downcast_ref::<TimestampSecondArray>()
-                        .expect("typed"),
-                    tpd,
-                ),
-                TimeUnit::Millisecond => days(
-                    array
-                        .as_any()
-                        .downcast_ref::<TimestampMillisecondArray>()
-                        .expect("typed"),
-                    tpd,
-                ),
-                TimeUnit::Microsecond => days(
-                    array
-                        .as_any()
-                        .downcast_ref::<TimestampMicrosecondArray>()
-                        .expect("typed"),
-                    tpd,
-                ),
-                TimeUnit::Nanosecond => days(
-                    array
-                        .as_any()
-                        .downcast_ref::<TimestampNanosecondArray>()
-                        .expect("typed"),
-                    tpd,
-                ),
-            }
-        }
+    let ticks_per = match array.data_type() {
+        DataType::Date32 => 1,
+        DataType::Date64 => 86_400_000,
+        DataType::Timestamp(tu, _) => ticks_per_day(tu),
         other => return exec_err!("anon_age_band needs a date or timestamp column, got {other}"),
-    })
+    };
+    // Dates and timestamps are plain integers underneath; the cast only relabels them.
+    let ticks = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    Ok(ticks
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| v.map(|v| v.div_euclid(ticks_per)))
+        .collect())
 }
 
 /// Full years between `birth` and `as_of`; `None` when born after `as_of`.

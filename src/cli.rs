@@ -69,6 +69,29 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
+    Query {
+        /// Name of a saved query (a .sql file in the policy's `queries` folder or ./queries).
+        name: Option<String>,
+        /// Ad-hoc SQL instead of a saved query.
+        #[arg(long, conflicts_with = "name")]
+        sql: Option<String>,
+        /// List the saved queries with the first line of their header.
+        #[arg(long)]
+        list: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Write the result to this file instead of stdout (required for parquet).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The policy, to find the output folder and the saved queries.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The output folder (instead of the policy's).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate a small export, write the sample policy and a fresh key, and run it.
     Demo {
         /// Folder for the demo (export/, anonymizer.toml, demo.key, out/).
@@ -78,6 +101,14 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         customers: u64,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {

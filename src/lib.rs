@@ -30,6 +30,7 @@ pub mod key;
 pub mod manifest;
 pub mod policy;
 pub mod publish;
+pub mod query;
 pub mod rules;
 pub mod run;
 

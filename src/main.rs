@@ -72,6 +72,34 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 );
             }
         }
+        Command::Query {
+            name,
+            sql,
+            list,
+            format,
+            output,
+            config,
+            out,
+        } => {
+            use anonymizer::query::{QueryFormat, QueryOptions, execute};
+            let format = match format {
+                cli::OutputFormat::Table => QueryFormat::Table,
+                cli::OutputFormat::Csv => QueryFormat::Csv,
+                cli::OutputFormat::Json => QueryFormat::Json,
+                cli::OutputFormat::Parquet => QueryFormat::Parquet,
+            };
+            let bytes = execute(&QueryOptions {
+                name,
+                sql,
+                list,
+                format,
+                output,
+                config,
+                out,
+            })?;
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+        }
         Command::Demo { dir, customers } => {
             let s = demo::demo(&demo::DemoOptions {
                 dir,

@@ -43,10 +43,19 @@ pub struct RawPolicy {
     pub key_file: Option<PathBuf>,
     pub keep_runs: usize,
     pub threads: Option<usize>,
+    /// Folder of saved queries for `anonymizer query` (besides `./queries`).
+    pub queries: Option<PathBuf>,
     pub tables: BTreeMap<String, RawTable>,
 }
 
-const TOP_KEYS: [&str; 5] = ["output", "key_file", "keep_runs", "threads", "tables"];
+const TOP_KEYS: [&str; 6] = [
+    "output",
+    "key_file",
+    "keep_runs",
+    "threads",
+    "queries",
+    "tables",
+];
 const TABLE_KEYS: [&str; 5] = ["input", "format", "delimiter", "roles", "columns"];
 
 struct Ctx {
@@ -149,6 +158,7 @@ impl RawPolicy {
         let key_file = cx
             .string(&top, "key_file", "top level")
             .map(|k| dir.join(k));
+        let queries = cx.string(&top, "queries", "top level").map(|q| dir.join(q));
         let keep_runs = cx
             .int(&top, "keep_runs", "top level", 1..=1000)
             .unwrap_or(5) as usize;
@@ -198,6 +208,7 @@ impl RawPolicy {
             key_file,
             keep_runs,
             threads,
+            queries,
             tables,
         })
     }

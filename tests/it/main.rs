@@ -5,4 +5,5 @@ mod common;
 mod csv_mapping;
 mod pipeline;
 mod policy_errors;
+mod query;
 mod rules_props;

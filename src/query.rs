@@ -1,0 +1,291 @@
+//! `anonymizer query`: saved and ad-hoc SQL over the published output.
+//!
+//! Only the tables of the run `OUT/current` points at are registered (one per folder,
+//! named after it), so the raw export can never be reached through this command. Saved
+//! queries are `.sql` files in the policy's `queries` folder or `./queries/`, one analysis
+//! per file, whose header comment (`--` lines at the top) defines every metric.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::error::{Error, df_message};
+use crate::publish::current_run;
+
+/// Output format of `anonymizer query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+/// A saved query: its name (file stem), path and the first line of its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedQuery {
+    pub name: String,
+    pub path: PathBuf,
+    pub summary: String,
+}
+
+/// The saved queries in `dirs` (earlier folders win on equal names), sorted by name.
+pub fn list_saved(dirs: &[PathBuf]) -> Vec<SavedQuery> {
+    let mut out: Vec<SavedQuery> = Vec::new();
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        files.sort();
+        for p in files {
+            let name = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if out.iter().any(|q| q.name == name) {
+                continue;
+            }
+            let summary = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .map(str::trim)
+                        .find(|l| {
+                            l.starts_with("--") && !l.trim_start_matches('-').trim().is_empty()
+                        })
+                        .map(|l| l.trim_start_matches('-').trim().to_string())
+                })
+                .unwrap_or_default();
+            out.push(SavedQuery {
+                name,
+                path: p,
+                summary,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Finds a saved query by name.
+pub fn find_saved(dirs: &[PathBuf], name: &str) -> Result<SavedQuery, Error> {
+    let all = list_saved(dirs);
+    if let Some(q) = all.iter().find(|q| q.name == name) {
+        return Ok(q.clone());
+    }
+    let s = crate::policy::suggest::did_you_mean(name, all.iter().map(|q| q.name.as_str()));
+    Err(Error::Usage(format!(
+        "no saved query '{name}'{} in {}; `anonymizer query --list` shows them",
+        crate::policy::suggest::hint(&s),
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// A context with every table of the current published run registered.
+pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String>), Error> {
+    let run = current_run(out).ok_or_else(|| {
+        Error::Usage(format!(
+            "{} has no published run (no `current`); run `anonymizer run` first",
+            out.display()
+        ))
+    })?;
+    let ctx = SessionContext::new();
+    let mut tables = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&run)
+        .map_err(|e| Error::Usage(format!("cannot list {}: {e}", run.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        let name = d
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        ctx.register_parquet(
+            &name,
+            d.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot register published table {name}: {}",
+                df_message(&e)
+            ))
+        })?;
+        tables.push(name);
+    }
+    Ok((ctx, tables))
+}
+
+/// Runs `sql` over the current published run of `out`.
+pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
+    let (ctx, tables) = published_context(out).await?;
+    // Read-only: no DDL (CREATE EXTERNAL TABLE could reach the raw export), no DML, no
+    // SET statements.
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(sql, options).await.map_err(|e| {
+        Error::Usage(format!(
+            "query failed: {}\n  published tables: {}",
+            df_message(&e),
+            tables.join(", ")
+        ))
+    })?;
+    df.collect()
+        .await
+        .map_err(|e| Error::Usage(format!("query failed: {}", df_message(&e))))
+}
+
+/// Renders batches in `format` (Parquet is binary).
+pub fn render(batches: &[RecordBatch], format: QueryFormat) -> Result<Vec<u8>, Error> {
+    let fail = |e: &dyn std::fmt::Display| Error::Usage(format!("cannot render the result: {e}"));
+    let mut buf = Vec::new();
+    match format {
+        QueryFormat::Table => {
+            let t = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+                .map_err(|e| fail(&e))?;
+            buf.extend_from_slice(t.to_string().as_bytes());
+            buf.push(b'\n');
+        }
+        QueryFormat::Csv => {
+            let mut w = datafusion::arrow::csv::Writer::new(&mut buf);
+            for b in batches {
+                w.write(b).map_err(|e| fail(&e))?;
+            }
+        }
+        QueryFormat::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            for b in batches {
+                w.write(b).map_err(|e| fail(&e))?;
+            }
+            w.finish().map_err(|e| fail(&e))?;
+            buf.push(b'\n');
+        }
+        QueryFormat::Parquet => {
+            let Some(first) = batches.first() else {
+                return Err(Error::Usage(
+                    "the query returned no batches to write as Parquet".into(),
+                ));
+            };
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                &mut buf,
+                first.schema(),
+                Some(crate::run::writer_properties()),
+            )
+            .map_err(|e| fail(&e))?;
+            for b in batches {
+                w.write(b).map_err(|e| fail(&e))?;
+            }
+            w.close().map_err(|e| fail(&e))?;
+        }
+    }
+    Ok(buf)
+}
+
+/// What `anonymizer query` was asked to do.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// A saved query's name, or `None` with `sql` or `list`.
+    pub name: Option<String>,
+    pub sql: Option<String>,
+    pub list: bool,
+    pub format: QueryFormat,
+    pub output: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+}
+
+/// Where saved queries are looked up: the policy's `queries` folder, then `./queries`.
+pub fn query_dirs(config: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
+    let mut dirs = Vec::new();
+    if let Some(c) = config {
+        let raw = crate::policy::raw::RawPolicy::from_file(c)?;
+        if let Some(q) = raw.queries {
+            dirs.push(q);
+        }
+    }
+    dirs.push(PathBuf::from("queries"));
+    Ok(dirs)
+}
+
+/// Runs the query command; returns what to print on stdout (empty when `output` was
+/// written).
+pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
+    let dirs = query_dirs(opts.config.as_deref())?;
+    if opts.list {
+        let mut s = String::new();
+        for q in list_saved(&dirs) {
+            s.push_str(&format!("{:<28} {}\n", q.name, q.summary));
+        }
+        if s.is_empty() {
+            s = format!(
+                "no saved queries in {}\n",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return Ok(s.into_bytes());
+    }
+    let sql = match (&opts.name, &opts.sql) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "give a saved query name or --sql, not both".into(),
+            ));
+        }
+        (Some(n), None) => {
+            let q = find_saved(&dirs, n)?;
+            std::fs::read_to_string(&q.path)
+                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", q.path.display())))?
+        }
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            return Err(Error::Usage(
+                "name a saved query, or pass --sql \"...\" or --list".into(),
+            ));
+        }
+    };
+    let out = match (&opts.out, &opts.config) {
+        (Some(o), _) => o.clone(),
+        (None, Some(c)) => crate::policy::raw::RawPolicy::from_file(c)?.output,
+        (None, None) => {
+            return Err(Error::Usage(
+                "where is the output? pass --config POLICY or --out DIR".into(),
+            ));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let batches = rt.block_on(run_sql(&out, &sql))?;
+    let bytes = render(&batches, opts.format)?;
+    match &opts.output {
+        Some(path) => {
+            std::fs::write(path, &bytes)
+                .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+            Ok(Vec::new())
+        }
+        None if opts.format == QueryFormat::Parquet => {
+            Err(Error::Usage("--format parquet needs --output FILE".into()))
+        }
+        None => Ok(bytes),
+    }
+}

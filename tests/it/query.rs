@@ -1,0 +1,125 @@
+//! `anonymizer query` over the published output.
+
+use crate::common::*;
+
+fn published() -> (tempfile::TempDir, String) {
+    let dir = fixture_copy();
+    let cfg = dir
+        .path()
+        .join("anonymizer.toml")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = cli(&["run", "--config", &cfg], Some(KEY_HEX));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (dir, cfg)
+}
+
+#[test]
+fn ad_hoc_sql_in_every_format() {
+    let (dir, cfg) = published();
+    let rows: usize = read_table(&fixture().join("export/transactions"))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    let sql = "SELECT count(*) AS n FROM transactions";
+    let o = cli(
+        &["query", "--config", &cfg, "--sql", sql, "--format", "csv"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("n\n{rows}\n"));
+    let o = cli(
+        &[
+            "query",
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+            "--sql",
+            sql,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("[{{\"n\":{rows}}}]")
+    );
+    let o = cli(&["query", "--config", &cfg, "--sql", sql], None);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("| {rows} |")));
+    let file = dir.path().join("n.parquet");
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            sql,
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        column_strings(&read_parquet(&file), "n"),
+        vec![Some(rows.to_string())]
+    );
+}
+
+#[test]
+fn only_published_tables_are_visible() {
+    let (dir, cfg) = published();
+    let raw = dir.path().join("export/customers");
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE raw STORED AS PARQUET LOCATION '{}'",
+        raw.display()
+    );
+    let o = cli(&["query", "--config", &cfg, "--sql", &ddl], None);
+    assert_eq!(o.status.code(), Some(2));
+    let file_sql = format!("SELECT * FROM '{}/part-00000.parquet'", raw.display());
+    let o = cli(&["query", "--config", &cfg, "--sql", &file_sql], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("published tables: customers, transactions"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&raw.display().to_string()),
+        "the error quotes the path: {err}"
+    );
+}
+
+#[test]
+fn saved_queries_are_listed_and_run() {
+    let (dir, cfg) = published();
+    let q = dir.path().join("my-queries");
+    std::fs::create_dir_all(&q).unwrap();
+    std::fs::write(q.join("countries.sql"), "-- Customers per country.\n-- customers: distinct customer tokens\nSELECT country, count(DISTINCT customer_id) AS customers FROM customers GROUP BY country ORDER BY country\n").unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("keep_runs = 5", "keep_runs = 5\nqueries = \"my-queries\"");
+    std::fs::write(&cfg, text).unwrap();
+    let o = cli(&["query", "--config", &cfg, "--list"], None);
+    let list = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        list.contains("countries") && list.contains("Customers per country."),
+        "{list}"
+    );
+    let o = cli(
+        &["query", "countries", "--config", &cfg, "--format", "csv"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("country,customers\n") && out.lines().count() > 10,
+        "{out}"
+    );
+    let o = cli(&["query", "countrys", "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean 'countries'"));
+}

@@ -251,9 +251,13 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             return Err(e);
         }
     };
-    let removed = out.prune(policy.keep_runs)?;
-    if !removed.is_empty() {
-        tracing::info!(removed = removed.len(), "old runs removed");
+    // The run is published: failing to remove old runs must not turn it into a failure.
+    match out.prune(policy.keep_runs) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(removed = removed.len(), "old runs removed")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "published, but old runs could not be removed"),
     }
     tracing::info!(run_id = %run_id, "published");
     Ok(RunSummary {

@@ -11,8 +11,8 @@
 //! Keyed BLAKE3 over HMAC-SHA-256: both are PRFs under a 256-bit key; BLAKE3 needs one
 //! compression for values under 64 bytes where HMAC-SHA-256 needs two more after the
 //! cached key pads. Measured on 30-byte values, token hex included, on this project's
-//! 2-core machine (which has SHA-NI, HMAC's best case): 12.8 M/s vs 10.0 M/s per core,
-//! 1.28x (README, "Performance"; `cargo bench --bench kernels -- pseudonymize`).
+//! 2-core machine (which has SHA-NI, HMAC's best case): 9.86 M/s vs 8.29 M/s on one core,
+//! 1.19x (README, "Performance"; `cargo bench --bench kernels -- pseudonymize`).
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Int64Type};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,28 +70,7 @@ pub enum Command {
         threads: Option<usize>,
     },
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
-    Query {
-        /// Name of a saved query (a .sql file in the policy's `queries` folder or ./queries).
-        name: Option<String>,
-        /// Ad-hoc SQL instead of a saved query.
-        #[arg(long, conflicts_with = "name")]
-        sql: Option<String>,
-        /// List the saved queries with the first line of their header.
-        #[arg(long)]
-        list: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        format: OutputFormat,
-        /// Write the result to this file instead of stdout (required for parquet).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// The policy, to find the output folder and the saved queries.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The output folder (instead of the policy's).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Query(QueryArgs),
     /// Generate a small export, write the sample policy and a fresh key, and run it.
     Demo {
         /// Folder for the demo (export/, anonymizer.toml, demo.key, out/).
@@ -101,6 +80,50 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         customers: u64,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Name of a saved query (a .sql file in the policy's `queries` folder or ./queries).
+    name: Option<String>,
+    /// Ad-hoc SQL instead of a saved query.
+    #[arg(long, conflicts_with = "name")]
+    sql: Option<String>,
+    /// List the saved queries with the first line of their header.
+    #[arg(long)]
+    list: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Write the result to this file instead of stdout (required for parquet).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// The policy, to find the output folder and the saved queries.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The output folder (instead of the policy's).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl QueryArgs {
+    pub fn into_options(self) -> anonymizer::query::QueryOptions {
+        use anonymizer::query::QueryFormat;
+        anonymizer::query::QueryOptions {
+            name: self.name,
+            sql: self.sql,
+            list: self.list,
+            format: match self.format {
+                OutputFormat::Table => QueryFormat::Table,
+                OutputFormat::Csv => QueryFormat::Csv,
+                OutputFormat::Json => QueryFormat::Json,
+                OutputFormat::Parquet => QueryFormat::Parquet,
+            },
+            output: self.output,
+            config: self.config,
+            out: self.out,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

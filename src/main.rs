@@ -72,32 +72,9 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 );
             }
         }
-        Command::Query {
-            name,
-            sql,
-            list,
-            format,
-            output,
-            config,
-            out,
-        } => {
-            use anonymizer::query::{QueryFormat, QueryOptions, execute};
-            let format = match format {
-                cli::OutputFormat::Table => QueryFormat::Table,
-                cli::OutputFormat::Csv => QueryFormat::Csv,
-                cli::OutputFormat::Json => QueryFormat::Json,
-                cli::OutputFormat::Parquet => QueryFormat::Parquet,
-            };
-            let bytes = execute(&QueryOptions {
-                name,
-                sql,
-                list,
-                format,
-                output,
-                config,
-                out,
-            })?;
+        Command::Query(args) => {
             use std::io::Write;
+            let bytes = anonymizer::query::execute(&args.into_options())?;
             let _ = std::io::stdout().write_all(&bytes);
         }
         Command::Demo { dir, customers } => {

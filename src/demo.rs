@@ -48,7 +48,7 @@ pub fn policy_with_key_file(name: &str) -> String {
 pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
     let dir = &opts.dir;
     let io = |what: &str, p: &Path, e: std::io::Error| {
-        Error::Usage(format!("demo: cannot {what} {}: {e}", p.display()))
+        Error::Failed(format!("demo: cannot {what} {}: {e}", p.display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
     let mut g = GenerateOptions::new(dir.join("export"), opts.customers);

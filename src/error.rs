@@ -41,8 +41,13 @@ pub enum Error {
         file: PathBuf,
         message: String,
     },
+    /// A bad invocation or request (wrong flags, unknown saved query, bad SQL).
     #[error("{0}")]
     Usage(String),
+    /// Something failed while working (I/O outside the output folder, a worker task,
+    /// an injected test failure).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Error {

@@ -85,21 +85,14 @@ pub fn discover(table: &str, spec: &str, base: &Path) -> Result<Vec<PathBuf>, In
         }
     } else if full.is_dir() {
         looked = format!("*.parquet and *.csv in {}", full.display());
-        let rd = std::fs::read_dir(&full).map_err(|err| InputError::List {
+        files = crate::fsutil::sorted_children(&full, |p| {
+            p.is_file() && !crate::fsutil::is_hidden(p) && Format::from_path(p).is_some()
+        })
+        .map_err(|err| InputError::List {
             table: table.into(),
             path: full.clone(),
             err,
         })?;
-        for e in rd.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') || !p.is_file() {
-                continue;
-            }
-            if Format::from_path(&p).is_some() {
-                files.push(p);
-            }
-        }
     } else {
         looked = full.display().to_string();
         if full.is_file() {

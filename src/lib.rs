@@ -24,6 +24,7 @@
 
 pub mod demo;
 pub mod error;
+pub mod fsutil;
 pub mod generate;
 pub mod input;
 pub mod key;

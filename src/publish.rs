@@ -20,6 +20,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::{is_hidden, name_of, sorted_children};
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(
@@ -189,14 +191,11 @@ impl OutputDir {
     /// Returns the ids removed.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>, PublishError> {
         let runs = self.runs_dir();
-        let mut ids: Vec<String> = fs::read_dir(&runs)
+        let ids: Vec<String> = sorted_children(&runs, |p| p.is_dir() && !is_hidden(p))
             .map_err(io(&runs, "cannot list"))?
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
+            .iter()
+            .map(|p| name_of(p))
             .collect();
-        ids.sort();
         let current = self
             .current()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));

@@ -11,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::error::{Error, df_message};
+use crate::fsutil::{name_of, sorted_children};
 use crate::publish::current_run;
 
 /// Output format of `anonymizer query`.
@@ -34,15 +35,9 @@ pub struct SavedQuery {
 pub fn list_saved(dirs: &[PathBuf]) -> Vec<SavedQuery> {
     let mut out: Vec<SavedQuery> = Vec::new();
     for d in dirs {
-        let Ok(rd) = std::fs::read_dir(d) else {
+        let Ok(files) = sorted_children(d, |p| p.extension().is_some_and(|x| x == "sql")) else {
             continue;
         };
-        let mut files: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-        files.sort();
         for p in files {
             let name = p
                 .file_stem()
@@ -101,19 +96,10 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
     })?;
     let ctx = SessionContext::new();
     let mut tables = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&run)
-        .map_err(|e| Error::Usage(format!("cannot list {}: {e}", run.display())))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs = sorted_children(&run, |p| p.is_dir())
+        .map_err(|e| Error::Failed(format!("cannot list {}: {e}", run.display())))?;
     for d in dirs {
-        let name = d
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = name_of(&d);
         ctx.register_parquet(
             &name,
             d.to_string_lossy().as_ref(),
@@ -274,13 +260,13 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
     let batches = rt.block_on(run_sql(&out, &sql))?;
     let bytes = render(&batches, opts.format)?;
     match &opts.output {
         Some(path) => {
             std::fs::write(path, &bytes)
-                .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
             Ok(Vec::new())
         }
         None if opts.format == QueryFormat::Parquet => {

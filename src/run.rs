@@ -76,7 +76,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, Error> {
         .worker_threads(threads)
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
     rt.block_on(run_async(opts))
 }
 
@@ -231,7 +231,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     };
     let publish = (|| -> Result<PathBuf, Error> {
         if opts.fail_point == Some(FailPoint::BeforePublish) {
-            return Err(Error::Usage("injected failure before publish".into()));
+            return Err(Error::Failed("injected failure before publish".into()));
         }
         manifest.stages_ms.insert("publish".into(), ms(t));
         manifest.finished_at = rfc3339(chrono::Utc::now());
@@ -365,13 +365,13 @@ async fn stage_run(
             Some(Err(join)) if join.is_cancelled() => {}
             Some(Err(join)) => {
                 set.abort_all();
-                first_error.get_or_insert(Error::Usage(format!("a worker task failed: {join}")));
+                first_error.get_or_insert(Error::Failed(format!("a worker task failed: {join}")));
             }
         }
     }
     let (hashes, hash_ms) = hashing
         .await
-        .map_err(|e| Error::Usage(format!("the input digest task failed: {e}")))?;
+        .map_err(|e| Error::Failed(format!("the input digest task failed: {e}")))?;
     if let Some(e) = first_error {
         return Err(e);
     }

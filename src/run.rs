@@ -18,10 +18,12 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use datafusion::execution::TaskContext;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext, ident};
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
@@ -312,29 +314,31 @@ async fn stage_run(
             .iter()
             .filter_map(|c| c.rule.expr(&c.name, &udfs, as_of))
             .collect();
-        let table = Arc::new(table.clone());
-        let exprs = Arc::new(exprs);
         for (idx, file) in table.files.iter().enumerate() {
+            // One plan per file (one footer read); each chunk job executes one partition.
             let chunks = chunks_of(file, table.format);
             let ctx = if chunks > 1 {
                 chunked_session(chunks)
             } else {
                 ctx.clone()
             };
-            for chunk in 0..chunks {
-                let name = if chunks == 1 {
+            let (plan, task_ctx, schema) = plan_file(&ctx, table, file, &exprs).await?;
+            let partitions = plan.output_partitioning().partition_count();
+            for chunk in 0..partitions {
+                let name = if partitions == 1 {
                     format!("part-{idx:05}.parquet")
                 } else {
                     format!("part-{idx:05}-{chunk:03}.parquet")
                 };
                 jobs.push(FileJob {
-                    ctx: ctx.clone(),
-                    table: table.clone(),
+                    table: table.name.clone(),
                     idx: idx * MAX_CHUNKS + chunk,
                     chunk,
                     input: file.clone(),
                     output: dir.join(name),
-                    exprs: exprs.clone(),
+                    plan: plan.clone(),
+                    task_ctx: task_ctx.clone(),
+                    schema: schema.clone(),
                     props: props.clone(),
                     fail: matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name),
                 });
@@ -402,16 +406,53 @@ async fn stage_run(
     Ok((inputs, tables))
 }
 
+/// Plans the rules over one input file: scan -> projection, one partition per chunk.
+async fn plan_file(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    file: &Path,
+    exprs: &[Expr],
+) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>, SchemaRef), Error> {
+    let err = |message: String| Error::Transform {
+        table: table.name.clone(),
+        file: file.to_path_buf(),
+        message,
+    };
+    let df = crate::input::open(
+        ctx,
+        &table.name,
+        file,
+        table.format,
+        table.delimiter,
+        (table.format == Format::Csv).then_some(&table.schema),
+    )
+    .await
+    .map_err(crate::policy::PolicyError::from)?;
+    let df = df
+        .select(exprs.to_vec())
+        .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let task_ctx = Arc::new(df.task_ctx());
+    let plan = df
+        .create_physical_plan()
+        .await
+        .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
+    Ok((plan, task_ctx, schema))
+}
+
+/// One chunk of one input file: executes one partition of the file's plan into one
+/// output file.
 struct FileJob {
-    ctx: SessionContext,
-    table: Arc<TablePolicy>,
+    table: String,
     /// Sort key of the output: file index x MAX_CHUNKS + chunk.
     idx: usize,
     /// Which output partition of the file's plan this job writes.
     chunk: usize,
     input: PathBuf,
     output: PathBuf,
-    exprs: Arc<Vec<Expr>>,
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    schema: SchemaRef,
     props: WriterProperties,
     fail: bool,
 }
@@ -421,40 +462,22 @@ impl FileJob {
     /// rows read, output file record; none when the chunk holds no rows).
     async fn run(self) -> Result<(String, usize, u64, Option<OutputFile>), Error> {
         let err = |message: String| Error::Transform {
-            table: self.table.name.clone(),
+            table: self.table.clone(),
             file: self.input.clone(),
             message,
         };
-        let df = crate::input::open(
-            &self.ctx,
-            &self.table.name,
-            &self.input,
-            self.table.format,
-            self.table.delimiter,
-            (self.table.format == Format::Csv).then_some(&self.table.schema),
-        )
-        .await
-        .map_err(crate::policy::PolicyError::from)?;
-        let df = df
-            .select(self.exprs.as_ref().clone())
-            .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let task_ctx = Arc::new(df.task_ctx());
-        let plan = df
-            .create_physical_plan()
-            .await
-            .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
-        if self.chunk >= plan.output_partitioning().partition_count() {
-            // The planner cut this file into fewer pieces (a deterministic choice too).
-            return Ok((self.table.name.clone(), self.idx, 0, None));
-        }
-        let mut stream = plan
-            .execute(self.chunk, task_ctx)
+        let mut stream = self
+            .plan
+            .execute(self.chunk, self.task_ctx.clone())
             .map_err(|e| err(format!("cannot start reading: {}", df_message(&e))))?;
         let file = std::fs::File::create(&self.output)
             .map_err(|e| err(format!("cannot create {}: {e}", self.output.display())))?;
-        let mut writer = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(self.props))
-            .map_err(|e| err(format!("cannot start the Parquet writer: {e}")))?;
+        let mut writer = ArrowWriter::try_new(
+            HashingWriter::new(file),
+            self.schema.clone(),
+            Some(self.props),
+        )
+        .map_err(|e| err(format!("cannot start the Parquet writer: {e}")))?;
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| {
@@ -481,18 +504,18 @@ impl FileJob {
         if rows == 0 && self.chunk > 0 {
             // A byte range that holds no row group: no file.
             let _ = std::fs::remove_file(&self.output);
-            return Ok((self.table.name.clone(), self.idx, 0, None));
+            return Ok((self.table.clone(), self.idx, 0, None));
         }
         let rel = format!(
             "{}/{}",
-            self.table.name,
+            self.table,
             self.output
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
         );
         Ok((
-            self.table.name.clone(),
+            self.table.clone(),
             self.idx,
             rows,
             Some(OutputFile {

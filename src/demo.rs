@@ -33,6 +33,23 @@ pub struct DemoSummary {
     pub key_file: PathBuf,
     pub generated: GenerateSummary,
     pub run: RunSummary,
+    /// The last 12 months of the saved `growth` query, rendered as a table by
+    /// `anonymizer query` (empty when the run published no subscriptions_monthly).
+    pub growth: String,
+}
+
+/// The demo's growth table: the saved `growth` query, last 12 months.
+pub fn growth_sql() -> String {
+    let growth = crate::query::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "growth")
+        .map(|(_, sql)| *sql)
+        .expect("growth is a built-in saved query");
+    format!(
+        "SELECT * FROM (\n{growth}\n) growth\n\
+         WHERE month > (SELECT MAX(month) FROM subscriptions_monthly) - INTERVAL '12 months'\n\
+         ORDER BY month"
+    )
 }
 
 /// The sample policy with `key_file` pointing at `name`.
@@ -69,11 +86,26 @@ pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
         config: policy.clone(),
         ..Default::default()
     })?;
+    let growth = if run.manifest.tables.contains_key("subscriptions_monthly") {
+        let bytes = crate::query::execute(&crate::query::QueryOptions {
+            name: None,
+            sql: Some(growth_sql()),
+            list: false,
+            format: crate::query::QueryFormat::Table,
+            output: None,
+            config: Some(policy.clone()),
+            out: None,
+        })?;
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        String::new()
+    };
     Ok(DemoSummary {
         policy,
         key_file,
         generated,
         run,
+        growth,
     })
 }
 
@@ -111,6 +143,17 @@ impl DemoSummary {
         );
         let _ = writeln!(s, "Published: {}", self.run.run_dir.display());
         for (name, t) in &m.tables {
+            if let Some(sup) = &t.suppression {
+                let _ = writeln!(
+                    s,
+                    "  {name:<22} {:>9} rows  anonymous aggregate; {} values withheld (k = {}), {} more to protect them",
+                    t.rows_written,
+                    sup.cells_suppressed_threshold,
+                    sup.k,
+                    sup.cells_suppressed_protection
+                );
+                continue;
+            }
             let dropped = t
                 .columns
                 .iter()
@@ -118,10 +161,9 @@ impl DemoSummary {
                 .count();
             let _ = writeln!(
                 s,
-                "  {name:<14} {:>9} rows  {:>2} columns published, {dropped} dropped  ({} files)",
+                "  {name:<22} {:>9} rows  pseudonymized records; {:>2} columns published, {dropped} dropped",
                 t.rows_written,
                 t.columns.len() - dropped,
-                t.files.len()
             );
         }
         let _ = writeln!(
@@ -129,6 +171,15 @@ impl DemoSummary {
             "  _manifest.json  inputs with SHA-256, policy digest, key id, rows, stage times"
         );
         let _ = writeln!(s, "Latest run: {}", self.run.out.join("current").display());
+        if !self.growth.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "Growth, last 12 months (anonymizer query growth --config {}; empty = withheld):",
+                self.policy.display()
+            );
+            s.push_str(&self.growth);
+        }
         let _ = writeln!(s);
         let _ = writeln!(s, "Run it again (same key, same tokens):");
         let _ = writeln!(s, "  anonymizer run --config {}", self.policy.display());

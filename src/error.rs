@@ -41,6 +41,9 @@ pub enum Error {
         file: PathBuf,
         message: String,
     },
+    /// An aggregate table could not be computed.
+    #[error("aggregate table {table}: {message}")]
+    Analytics { table: String, message: String },
     /// A bad invocation or request (wrong flags, unknown saved query, bad SQL).
     #[error("{0}")]
     Usage(String),

@@ -22,6 +22,7 @@
 //! [`generate`] writes realistic synthetic exports for tests, the demo and benchmarks;
 //! [`demo`] chains generate + run for the README's first command.
 
+pub mod analytics;
 pub mod demo;
 pub mod error;
 pub mod fsutil;

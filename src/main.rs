@@ -61,16 +61,7 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 threads,
                 ..Default::default()
             })?;
-            let m = &s.manifest;
-            println!("published run {} to {}", m.run_id, s.run_dir.display());
-            for (name, t) in &m.tables {
-                println!(
-                    "  {name}: {} rows read, {} rows written, {} files",
-                    t.rows_read,
-                    t.rows_written,
-                    t.files.len()
-                );
-            }
+            print!("{}", s.report());
         }
         Command::Query(args) => {
             use std::io::Write;

@@ -27,6 +27,9 @@ pub struct Manifest {
     pub key_source: String,
     pub inputs: Vec<InputFile>,
     pub tables: BTreeMap<String, TableReport>,
+    /// Aggregate tables the policy asks for that this export cannot give, with the reason
+    /// (for example a role the export lacks).
+    pub aggregates_skipped: BTreeMap<String, String>,
     pub stages_ms: BTreeMap<String, u64>,
 }
 
@@ -52,11 +55,33 @@ pub struct TableReport {
     /// `record` for pseudonymized record-level tables (still personal data), `aggregate`
     /// for anonymous statistics.
     pub kind: String,
-    pub rows_read: u64,
+    /// Input rows (record-level tables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_read: Option<u64>,
     pub rows_written: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnRule>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<Role, String>,
     pub files: Vec<OutputFile>,
+    /// The saved query an aggregate table comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppression: Option<SuppressionReport>,
+}
+
+/// What small-cell protection withheld in one aggregate table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuppressionReport {
+    /// The smallest count of people published.
+    pub k: u64,
+    /// Rows with at least one withheld value.
+    pub rows_suppressed: u64,
+    /// Values withheld because their own cell had 1..k-1 people.
+    pub cells_suppressed_threshold: u64,
+    /// Values withheld so that no other withheld value can be recomputed.
+    pub cells_suppressed_protection: u64,
 }
 
 /// Renders a UTC timestamp as RFC 3339 with millisecond precision.

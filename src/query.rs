@@ -3,7 +3,10 @@
 //! Only the tables of the run `OUT/current` points at are registered (one per folder,
 //! named after it), so the raw export can never be reached through this command. Saved
 //! queries are `.sql` files in the policy's `queries` folder or `./queries/`, one analysis
-//! per file, whose header comment (`--` lines at the top) defines every metric.
+//! per file, whose header comment (`--` lines at the top) defines every metric. The
+//! analyses shipped in the repository's `queries/` are built into the binary, so
+//! `anonymizer query growth` works anywhere; a file of the same name in a queries folder
+//! takes precedence.
 
 use std::path::{Path, PathBuf};
 
@@ -23,12 +26,42 @@ pub enum QueryFormat {
     Parquet,
 }
 
-/// A saved query: its name (file stem), path and the first line of its header.
+/// A saved query: its name (file stem), where it comes from, the first line of its
+/// header, and its SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedQuery {
     pub name: String,
-    pub path: PathBuf,
+    /// The file, or `None` for a built-in query.
+    pub path: Option<PathBuf>,
     pub summary: String,
+    pub sql: String,
+}
+
+/// The saved analyses shipped in `queries/`, built in.
+pub const BUILTIN: [(&str, &str); 5] = [
+    (
+        "churn_by_country",
+        include_str!("../queries/churn_by_country.sql"),
+    ),
+    ("growth", include_str!("../queries/growth.sql")),
+    ("mrr_trend", include_str!("../queries/mrr_trend.sql")),
+    (
+        "retention_curve",
+        include_str!("../queries/retention_curve.sql"),
+    ),
+    (
+        "revenue_by_currency",
+        include_str!("../queries/revenue_by_currency.sql"),
+    ),
+];
+
+/// The first non-empty line of a query's header comment.
+fn summary_of(sql: &str) -> String {
+    sql.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("--") && !l.trim_start_matches('-').trim().is_empty())
+        .map(|l| l.trim_start_matches('-').trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The saved queries in `dirs` (earlier folders win on equal names), sorted by name.
@@ -47,21 +80,24 @@ pub fn list_saved(dirs: &[PathBuf]) -> Vec<SavedQuery> {
             if out.iter().any(|q| q.name == name) {
                 continue;
             }
-            let summary = std::fs::read_to_string(&p)
-                .ok()
-                .and_then(|t| {
-                    t.lines()
-                        .map(str::trim)
-                        .find(|l| {
-                            l.starts_with("--") && !l.trim_start_matches('-').trim().is_empty()
-                        })
-                        .map(|l| l.trim_start_matches('-').trim().to_string())
-                })
-                .unwrap_or_default();
+            let Ok(sql) = std::fs::read_to_string(&p) else {
+                continue;
+            };
             out.push(SavedQuery {
                 name,
-                path: p,
-                summary,
+                path: Some(p),
+                summary: summary_of(&sql),
+                sql,
+            });
+        }
+    }
+    for (name, sql) in BUILTIN {
+        if !out.iter().any(|q| q.name == name) {
+            out.push(SavedQuery {
+                name: name.to_string(),
+                path: None,
+                summary: summary_of(sql),
+                sql: sql.to_string(),
             });
         }
     }
@@ -77,7 +113,7 @@ pub fn find_saved(dirs: &[PathBuf], name: &str) -> Result<SavedQuery, Error> {
     }
     let s = crate::policy::suggest::did_you_mean(name, all.iter().map(|q| q.name.as_str()));
     Err(Error::Usage(format!(
-        "no saved query '{name}'{} in {}; `anonymizer query --list` shows them",
+        "no saved query '{name}'{} (looked in {} and the built-in ones); `anonymizer query --list` shows them",
         crate::policy::suggest::hint(&s),
         dirs.iter()
             .map(|d| d.display().to_string())
@@ -217,16 +253,11 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
     if opts.list {
         let mut s = String::new();
         for q in list_saved(&dirs) {
-            s.push_str(&format!("{:<28} {}\n", q.name, q.summary));
-        }
-        if s.is_empty() {
-            s = format!(
-                "no saved queries in {}\n",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let from = match &q.path {
+                Some(p) => p.display().to_string(),
+                None => "built-in".to_string(),
+            };
+            s.push_str(&format!("{:<24} {}  [{from}]\n", q.name, q.summary));
         }
         return Ok(s.into_bytes());
     }
@@ -236,11 +267,7 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
                 "give a saved query name or --sql, not both".into(),
             ));
         }
-        (Some(n), None) => {
-            let q = find_saved(&dirs, n)?;
-            std::fs::read_to_string(&q.path)
-                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", q.path.display())))?
-        }
+        (Some(n), None) => find_saved(&dirs, n)?.sql,
         (None, Some(s)) => s.clone(),
         (None, None) => {
             return Err(Error::Usage(

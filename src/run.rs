@@ -71,6 +71,39 @@ pub struct RunSummary {
     pub manifest: Manifest,
 }
 
+impl RunSummary {
+    /// What `anonymizer run` prints on success.
+    pub fn report(&self) -> String {
+        use std::fmt::Write as _;
+        let m = &self.manifest;
+        let mut s = format!("published run {} to {}\n", m.run_id, self.run_dir.display());
+        for (name, t) in &m.tables {
+            match (&t.rows_read, &t.suppression) {
+                (_, Some(sup)) => writeln!(
+                    s,
+                    "  {name} (aggregate): {} rows; withheld: {} cells below k = {}, {} more to protect them",
+                    t.rows_written,
+                    sup.cells_suppressed_threshold,
+                    sup.k,
+                    sup.cells_suppressed_protection
+                ),
+                (read, None) => writeln!(
+                    s,
+                    "  {name}: {} rows read, {} rows written, {} files",
+                    read.unwrap_or(0),
+                    t.rows_written,
+                    t.files.len()
+                ),
+            }
+            .expect("writing to a String");
+        }
+        for (name, why) in &m.aggregates_skipped {
+            writeln!(s, "  {name}: skipped ({why})").expect("writing to a String");
+        }
+        s
+    }
+}
+
 /// Runs the policy end to end on a fresh tokio runtime.
 pub fn run(opts: &RunOptions) -> Result<RunSummary, Error> {
     let threads = opts.threads.unwrap_or_else(default_threads).max(1);
@@ -206,7 +239,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         &mut stages,
     )
     .await;
-    let (inputs, tables) = match result {
+    let (inputs, tables, aggregates_skipped) = match result {
         Ok(r) => r,
         Err(e) => {
             out.discard_staging(&run_id);
@@ -229,6 +262,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         key_source: key_source.to_string(),
         inputs,
         tables,
+        aggregates_skipped,
         stages_ms: stages,
     };
     let publish = (|| -> Result<PathBuf, Error> {
@@ -269,7 +303,11 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     })
 }
 
-type Staged = (Vec<InputFile>, BTreeMap<String, TableReport>);
+type Staged = (
+    Vec<InputFile>,
+    BTreeMap<String, TableReport>,
+    BTreeMap<String, String>,
+);
 
 #[allow(clippy::too_many_arguments)]
 async fn stage_run(
@@ -391,7 +429,7 @@ async fn stage_run(
             table.name.clone(),
             TableReport {
                 kind: "record".into(),
-                rows_read: mine.iter().map(|r| r.2).sum(),
+                rows_read: Some(mine.iter().map(|r| r.2).sum()),
                 rows_written: mine
                     .iter()
                     .filter_map(|r| r.3.as_ref())
@@ -400,10 +438,48 @@ async fn stage_run(
                 columns: table.columns.clone(),
                 roles: table.roles.clone(),
                 files: mine.iter().filter_map(|r| r.3.clone()).collect(),
+                query: None,
+                suppression: None,
             },
         );
     }
-    Ok((inputs, tables))
+    let t = Instant::now();
+    let built = crate::analytics::build(policy, key, as_of, threads, staging).await?;
+    stages.insert("analytics".into(), ms(t));
+    tables.extend(built.tables);
+    Ok((inputs, tables, built.skipped))
+}
+
+/// Writes one batch as `dir/name` (creating `dir`) with the published Parquet settings;
+/// `table` names the folder in the returned record.
+pub(crate) fn write_parquet(
+    dir: &Path,
+    table: &str,
+    name: &str,
+    batch: &datafusion::arrow::array::RecordBatch,
+) -> Result<OutputFile, String> {
+    let path = dir.join(name);
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| format!("cannot {what} {}: {e}", path.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail("create the folder for", &e))?;
+    let file = std::fs::File::create(&path).map_err(|e| fail("create", &e))?;
+    let mut writer = ArrowWriter::try_new(
+        HashingWriter::new(file),
+        batch.schema(),
+        Some(writer_properties()),
+    )
+    .map_err(|e| fail("start writing", &e))?;
+    writer.write(batch).map_err(|e| fail("write", &e))?;
+    let mut hw = writer.into_inner().map_err(|e| fail("finish", &e))?;
+    hw.flush()
+        .and_then(|_| hw.inner.get_ref().sync_all())
+        .map_err(|e| fail("flush", &e))?;
+    Ok(OutputFile {
+        path: format!("{table}/{name}"),
+        rows: batch.num_rows() as u64,
+        bytes: hw.bytes,
+        sha256: hex::encode(hw.hasher.finalize()),
+    })
 }
 
 /// Plans the rules over one input file: scan -> projection, one partition per chunk.

@@ -187,6 +187,21 @@ pub struct Policy {
     pub threads: Option<usize>,
     /// Sorted by name.
     pub tables: Vec<TablePolicy>,
+    pub analytics: AnalyticsPolicy,
+}
+
+/// The `[analytics]` section, resolved against the tables.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AnalyticsPolicy {
+    /// Smallest count of people published; counts of 1..k-1 are withheld.
+    pub k: u64,
+    /// The table of transactions the aggregates are computed from; `None`: no table maps
+    /// both customer_key and event_time, so every aggregate is skipped.
+    pub transactions: Option<String>,
+    /// The table the customer's country comes from, if any.
+    pub customers: Option<String>,
+    /// The aggregate tables to build, in build order.
+    pub tables: Vec<&'static str>,
 }
 
 impl Policy {
@@ -312,6 +327,7 @@ impl Policy {
                 roles,
             });
         }
+        let analytics = resolve_analytics(&raw.analytics, &tables, &mut problems);
         if !problems.is_empty() {
             return Err(PolicyError::Invalid {
                 path: raw.path,
@@ -326,10 +342,94 @@ impl Policy {
             keep_runs: raw.keep_runs,
             threads: raw.threads,
             tables,
+            analytics,
         })
     }
 
     pub fn table(&self, name: &str) -> Option<&TablePolicy> {
         self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// Picks the transactions and customers tables of the `[analytics]` section (named, or
+/// found by their roles) and checks the aggregate names.
+fn resolve_analytics(
+    raw: &raw::RawAnalytics,
+    tables: &[TablePolicy],
+    problems: &mut Vec<String>,
+) -> AnalyticsPolicy {
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut named = |key: &str, v: &Option<String>| -> Option<String> {
+        let v = v.as_ref()?;
+        if names.contains(&v.as_str()) {
+            Some(v.clone())
+        } else {
+            let s = did_you_mean(v, names.iter().copied());
+            problems.push(format!(
+                "[analytics]: {key} = '{v}' is not a table of the policy{}",
+                hint(&s)
+            ));
+            None
+        }
+    };
+    let has = |t: &TablePolicy, r: Role| t.roles.contains_key(&r);
+    let by_role = |want_events: bool| -> Vec<&TablePolicy> {
+        tables
+            .iter()
+            .filter(|t| has(t, Role::CustomerKey) && has(t, Role::EventTime) == want_events)
+            .collect()
+    };
+    let pick = |candidates: Vec<&TablePolicy>, usual: &str| -> Option<String> {
+        match candidates.as_slice() {
+            [one] => Some(one.name.clone()),
+            many => many
+                .iter()
+                .find(|t| t.name == usual)
+                .map(|t| t.name.clone()),
+        }
+    };
+    let transactions =
+        named("transactions", &raw.transactions).or_else(|| pick(by_role(true), "transactions"));
+    let customers =
+        named("customers", &raw.customers).or_else(|| pick(by_role(false), "customers"));
+    if raw.transactions.is_none() && transactions.is_none() && by_role(true).len() > 1 {
+        problems.push(
+            "[analytics]: several tables map customer_key and event_time; name the one with the transactions, e.g. transactions = \"transactions\"".into(),
+        );
+    }
+    let all = crate::analytics::TABLE_NAMES;
+    let mut chosen = Vec::new();
+    match &raw.tables {
+        None => chosen.extend(all),
+        Some(list) => {
+            for name in list {
+                match all.iter().find(|a| **a == name.as_str()) {
+                    Some(a) if !chosen.contains(a) => chosen.push(*a),
+                    Some(_) => {}
+                    None => {
+                        let s = did_you_mean(name, all.iter().copied());
+                        problems.push(format!(
+                            "[analytics]: unknown aggregate table '{name}'{}; they are: {}",
+                            hint(&s),
+                            all.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for t in tables {
+        if chosen.contains(&t.name.as_str()) {
+            problems.push(format!(
+                "table {}: the name is taken by the aggregate table of the same name; rename the table or leave the aggregate out with [analytics] tables = [...]",
+                t.name
+            ));
+        }
+    }
+    AnalyticsPolicy {
+        k: raw.k,
+        transactions,
+        customers,
+        tables: chosen,
     }
 }

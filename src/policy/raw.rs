@@ -46,16 +46,44 @@ pub struct RawPolicy {
     /// Folder of saved queries for `anonymizer query` (besides `./queries`).
     pub queries: Option<PathBuf>,
     pub tables: BTreeMap<String, RawTable>,
+    pub analytics: RawAnalytics,
 }
 
-const TOP_KEYS: [&str; 6] = [
+/// The `[analytics]` section as written.
+#[derive(Debug, Clone)]
+pub struct RawAnalytics {
+    /// Smallest count of people published (counts of 1..k-1 are withheld).
+    pub k: u64,
+    pub transactions: Option<String>,
+    pub customers: Option<String>,
+    /// Which aggregate tables to build; `None`: all of them.
+    pub tables: Option<Vec<String>>,
+}
+
+impl Default for RawAnalytics {
+    fn default() -> Self {
+        RawAnalytics {
+            k: DEFAULT_K,
+            transactions: None,
+            customers: None,
+            tables: None,
+        }
+    }
+}
+
+/// The small-cell threshold when the policy does not set one.
+pub const DEFAULT_K: u64 = 10;
+
+const TOP_KEYS: [&str; 7] = [
     "output",
     "key_file",
     "keep_runs",
     "threads",
     "queries",
     "tables",
+    "analytics",
 ];
+const ANALYTICS_KEYS: [&str; 4] = ["k", "transactions", "customers", "tables"];
 const TABLE_KEYS: [&str; 5] = ["input", "format", "delimiter", "roles", "columns"];
 
 struct Ctx {
@@ -165,6 +193,17 @@ impl RawPolicy {
         let threads = cx
             .int(&top, "threads", "top level", 0..=1024)
             .and_then(|t| if t == 0 { None } else { Some(t as usize) });
+        let analytics = match top.get("analytics") {
+            None => RawAnalytics::default(),
+            Some(Value::Table(a)) => parse_analytics(&mut cx, a),
+            Some(other) => {
+                cx.problems.push(format!(
+                    "[analytics] must be a table, got {}",
+                    other.type_str()
+                ));
+                RawAnalytics::default()
+            }
+        };
         let mut tables = BTreeMap::new();
         match top.get("tables") {
             Some(Value::Table(t)) => {
@@ -210,7 +249,45 @@ impl RawPolicy {
             threads,
             queries,
             tables,
+            analytics,
         })
+    }
+}
+
+fn parse_analytics(cx: &mut Ctx, a: &Table) -> RawAnalytics {
+    let place = "[analytics]";
+    cx.unknown_keys(a, &ANALYTICS_KEYS, place);
+    let k = cx
+        .int(a, "k", place, 1..=1_000_000)
+        .map_or(DEFAULT_K, |k| k as u64);
+    let tables = match a.get("tables") {
+        None => None,
+        Some(Value::Array(items)) => {
+            let mut names = Vec::new();
+            for v in items {
+                match v {
+                    Value::String(s) => names.push(s.clone()),
+                    other => cx.problems.push(format!(
+                        "{place}: 'tables' lists table names (strings), got {}",
+                        other.type_str()
+                    )),
+                }
+            }
+            Some(names)
+        }
+        Some(other) => {
+            cx.problems.push(format!(
+                "{place}: 'tables' must be a list such as [\"subscriptions_monthly\"], got {}",
+                other.type_str()
+            ));
+            None
+        }
+    };
+    RawAnalytics {
+        k,
+        transactions: cx.string(a, "transactions", place),
+        customers: cx.string(a, "customers", place),
+        tables,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The one integration test binary (one link instead of many). Fixtures are generated in
 //! code with a fixed seed; see `common`.
 
+mod analytics;
 mod common;
 mod csv_mapping;
+mod oracle;
 mod pipeline;
 mod policy_errors;
 mod query;

@@ -84,7 +84,7 @@ fn only_published_tables_are_visible() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("published tables: customers, transactions"),
+        err.contains("published tables: cohort_retention, customers, mrr_monthly, revenue_monthly, subscriptions_monthly, transactions"),
         "{err}"
     );
     assert!(

@@ -1,0 +1,452 @@
+//! The anonymous part of the output: churn, growth, cohort and revenue statistics.
+//!
+//! Record-level tables stay personal data even when pseudonymized; what the business may
+//! keep without limit is aggregates that single nobody out. Each aggregate is a saved SQL
+//! file in `queries/analytics/` (embedded in the binary; its header defines every
+//! metric), run by `anonymizer run` inside the job, before publishing, over views of the
+//! export in which customers and subscriptions are already keyed tokens:
+//!
+//! - `events`: one row per transaction with normalized columns (see [`EVENTS_COLUMNS`]),
+//!   limited to event times before the end of the as-of date;
+//! - `customers`: customer token and country (empty when the export has none);
+//! - `params`: `last_month`, the month index (year * 12 + month - 1) of the last complete
+//!   month at the as-of date;
+//! - `coverage`: paid subscription coverage intervals (`coverage.sql`).
+//!
+//! The results then go through [`suppress`] (small-cell and secondary suppression, so
+//! counts of people below k never appear and cannot be recomputed) and are written as
+//! `OUT/<run>/<table>/part-00000.parquet`. A table whose roles the export lacks is skipped
+//! with the reason in the manifest. Sums are exact (integers and decimals), so the result
+//! never depends on partitioning: outputs stay byte-identical on any core count.
+
+pub mod period;
+pub mod protect;
+pub mod suppress;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::prelude::{
+    SessionConfig, SessionContext, btrim, cast, ident, lit, lower, nullif, upper,
+};
+
+use crate::error::{Error, df_message};
+use crate::key::Key;
+use crate::manifest::{SuppressionReport, TableReport};
+use crate::policy::{Format, Policy, Role, TablePolicy};
+use crate::rules::{Udfs, is_string};
+
+/// The aggregate tables, in build order.
+pub const TABLE_NAMES: [&str; 4] = [
+    "subscriptions_monthly",
+    "cohort_retention",
+    "revenue_monthly",
+    "mrr_monthly",
+];
+
+/// The coverage-interval building block shared by subscriptions_monthly and mrr_monthly.
+pub const COVERAGE_SQL: &str = include_str!("../../queries/analytics/coverage.sql");
+
+/// The saved SQL of an aggregate table.
+pub fn sql_of(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "subscriptions_monthly" => {
+            include_str!("../../queries/analytics/subscriptions_monthly.sql")
+        }
+        "cohort_retention" => include_str!("../../queries/analytics/cohort_retention.sql"),
+        "revenue_monthly" => include_str!("../../queries/analytics/revenue_monthly.sql"),
+        "mrr_monthly" => include_str!("../../queries/analytics/mrr_monthly.sql"),
+        _ => return None,
+    })
+}
+
+/// The roles a saved query needs, from its `-- requires:` header line.
+pub fn required_roles(sql: &str) -> Vec<Role> {
+    sql.lines()
+        .find_map(|l| l.trim().strip_prefix("-- requires:"))
+        .map(|list| {
+            list.split(',')
+                .filter_map(|r| Role::parse(r.trim()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Columns of the `events` view (all present; null where the export lacks the role).
+pub const EVENTS_COLUMNS: [&str; 11] = [
+    "customer",
+    "event_time",
+    "event_type",
+    "offer_type",
+    "subscription",
+    "offer_period",
+    "period_end",
+    "amount",
+    "currency",
+    "country",
+    "month",
+];
+
+const TS: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
+
+/// What the analytics stage produced.
+#[derive(Debug, Default)]
+pub struct Built {
+    pub tables: BTreeMap<String, TableReport>,
+    /// Aggregate table -> why it was not built.
+    pub skipped: BTreeMap<String, String>,
+}
+
+/// One computed aggregate, before and after suppression.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    pub name: &'static str,
+    /// As computed by the SQL (helper columns included), unsuppressed.
+    pub raw: RecordBatch,
+    /// What is published.
+    pub published: RecordBatch,
+    pub suppression: SuppressionReport,
+}
+
+/// The month index of the last complete month at `as_of` (whose next month starts on
+/// or before the end of the as-of date).
+pub fn last_complete_month(as_of: NaiveDate) -> i64 {
+    let end = as_of.succ_opt().unwrap_or(as_of);
+    period::month_of(end) - 1
+}
+
+fn err(table: &str, message: String) -> Error {
+    Error::Analytics {
+        table: table.to_string(),
+        message,
+    }
+}
+
+/// Computes every aggregate the policy asks for (unwritten): the work of the analytics
+/// stage, callable from tests and benches.
+pub async fn compute(
+    policy: &Policy,
+    key: &Key,
+    as_of: Option<NaiveDate>,
+    threads: usize,
+) -> Result<(Vec<Aggregate>, BTreeMap<String, String>), Error> {
+    let mut skipped = BTreeMap::new();
+    let a = &policy.analytics;
+    let skip_all = |reason: &str, skipped: &mut BTreeMap<String, String>| {
+        for t in &a.tables {
+            skipped.insert(t.to_string(), reason.to_string());
+        }
+    };
+    let Some(as_of) = as_of else {
+        skip_all("no as-of date: no table maps event_time", &mut skipped);
+        return Ok((vec![], skipped));
+    };
+    let Some(tx) = a.transactions.as_deref().and_then(|t| policy.table(t)) else {
+        skip_all(
+            "no transactions table: no table maps both customer_key and event_time",
+            &mut skipped,
+        );
+        return Ok((vec![], skipped));
+    };
+    let customers = a.customers.as_deref().and_then(|t| policy.table(t));
+
+    let ctx = session(threads);
+    let udfs = Udfs::new(key);
+    udfs.register(&ctx);
+    for u in period::udfs() {
+        ctx.register_udf(u);
+    }
+    let end = as_of
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
+        .ok_or_else(|| err("events", "the as-of date is out of range".into()))?;
+    let last_month = last_complete_month(as_of);
+
+    let events = events_frame(&ctx, tx, &udfs, end).await?;
+    ctx.register_table("events", events.into_view())
+        .map_err(|e| err("events", df_message(&e)))?;
+    let cust = customers_frame(&ctx, customers, &udfs).await?;
+    ctx.register_table("customers", cust)
+        .map_err(|e| err("customers", df_message(&e)))?;
+    let params = ctx
+        .sql(&format!(
+            "SELECT CAST({last_month} AS BIGINT) AS last_month"
+        ))
+        .await
+        .map_err(|e| err("params", df_message(&e)))?;
+    ctx.register_table("params", params.into_view())
+        .map_err(|e| err("params", df_message(&e)))?;
+    let coverage = ctx
+        .sql(COVERAGE_SQL)
+        .await
+        .map_err(|e| err("coverage", df_message(&e)))?;
+    ctx.register_table("coverage", coverage.into_view())
+        .map_err(|e| err("coverage", df_message(&e)))?;
+
+    let mut out = Vec::new();
+    for name in &a.tables {
+        let sql = sql_of(name).expect("aggregate names are validated with the policy");
+        let missing: Vec<&str> = required_roles(sql)
+            .into_iter()
+            .filter(|r| tx.role(*r).is_none())
+            .map(Role::as_str)
+            .collect();
+        if !missing.is_empty() {
+            skipped.insert(
+                name.to_string(),
+                format!(
+                    "table {} maps no column to the role(s) {}",
+                    tx.name,
+                    missing.join(", ")
+                ),
+            );
+            continue;
+        }
+        let t = Instant::now();
+        let df = ctx.sql(sql).await.map_err(|e| {
+            err(
+                name,
+                format!("cannot plan the saved query: {}", df_message(&e)),
+            )
+        })?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| {
+            err(
+                name,
+                format!(
+                    "failed reading table {} ({}): {}",
+                    tx.name,
+                    tx.files.len(),
+                    df_message(&e)
+                ),
+            )
+        })?;
+        let raw = concat_batches(&schema, &batches).map_err(|e| err(name, e.to_string()))?;
+        let (published, suppression) =
+            suppress::apply(name, &raw, a.k, last_month).map_err(|m| err(name, m))?;
+        tracing::debug!(
+            table = name,
+            rows = raw.num_rows(),
+            ms = t.elapsed().as_millis() as u64,
+            "aggregate computed"
+        );
+        out.push(Aggregate {
+            name,
+            raw,
+            published,
+            suppression,
+        });
+    }
+    Ok((out, skipped))
+}
+
+/// A context for the aggregates: parallel (sums are exact, so partitioning never changes
+/// a result; ORDER BY fixes the row order).
+fn session(threads: usize) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
+        .with_information_schema(false);
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    SessionContext::new_with_config(config)
+}
+
+/// All files of a table as one DataFrame.
+async fn read_table(ctx: &SessionContext, table: &TablePolicy) -> Result<DataFrame, Error> {
+    let mut all: Option<DataFrame> = None;
+    for file in &table.files {
+        let df = crate::input::open(
+            ctx,
+            &table.name,
+            file,
+            table.format,
+            table.delimiter,
+            (table.format == Format::Csv).then_some(&table.schema),
+        )
+        .await
+        .map_err(crate::policy::PolicyError::from)?;
+        all = Some(match all {
+            None => df,
+            Some(prev) => prev
+                .union(df)
+                .map_err(|e| err(&table.name, df_message(&e)))?,
+        });
+    }
+    all.ok_or_else(|| err(&table.name, "the table has no files".into()))
+}
+
+/// Trimmed text, empty -> null.
+fn text(e: Expr) -> Expr {
+    nullif(btrim(vec![cast(e, DataType::Utf8)]), lit(""))
+}
+
+/// A keyed token of an id column (the same token for 42 and " 42 ").
+fn token(table: &TablePolicy, column: &str, udfs: &Udfs) -> Expr {
+    let string = table
+        .schema
+        .field_with_name(column)
+        .map(|f| is_string(f.data_type()))
+        .unwrap_or(true);
+    udfs.pseudonymize.call(vec![
+        ident(column),
+        lit(if string { "trim" } else { "none" }),
+        lit(ScalarValue::Utf8(None)),
+    ])
+}
+
+async fn events_frame(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    udfs: &Udfs,
+    end_micros: i64,
+) -> Result<DataFrame, Error> {
+    let df = read_table(ctx, table).await?;
+    let role = |r: Role| table.role(r).map(|c| c.to_string());
+    let null_text = || lit(ScalarValue::Utf8(None));
+    let opt = |r: Role, f: &dyn Fn(&str) -> Expr, null: Expr| match role(r) {
+        Some(c) => f(&c),
+        None => null,
+    };
+    let event_time = opt(
+        Role::EventTime,
+        &|c| cast(ident(c), TS),
+        lit(ScalarValue::TimestampMicrosecond(None, None)),
+    );
+    let offer_period = opt(Role::OfferPeriod, &|c| text(ident(c)), null_text());
+    let amount_type = match role(Role::Amount).and_then(|c| {
+        table
+            .schema
+            .field_with_name(&c)
+            .ok()
+            .map(|f| f.data_type().clone())
+    }) {
+        Some(DataType::Decimal128(_, s)) | Some(DataType::Decimal256(_, s)) => {
+            DataType::Decimal128(38, s.max(0))
+        }
+        Some(t) if t.is_integer() => DataType::Decimal128(38, 0),
+        _ => DataType::Decimal128(38, 4),
+    };
+    let period_end = ScalarUDF::from(period::PeriodEndUdf::new());
+    let month_index = ScalarUDF::from(period::MonthIndexUdf::new());
+    let exprs = vec![
+        opt(Role::CustomerKey, &|c| token(table, c, udfs), null_text()).alias("customer"),
+        event_time.clone().alias("event_time"),
+        opt(
+            Role::TransactionType,
+            &|c| lower(text(ident(c))),
+            null_text(),
+        )
+        .alias("event_type"),
+        opt(Role::OfferType, &|c| lower(text(ident(c))), null_text()).alias("offer_type"),
+        opt(
+            Role::SubscriptionId,
+            &|c| token(table, c, udfs),
+            null_text(),
+        )
+        .alias("subscription"),
+        offer_period.clone().alias("offer_period"),
+        period_end
+            .call(vec![event_time.clone(), offer_period])
+            .alias("period_end"),
+        opt(
+            Role::Amount,
+            &|c| cast(ident(c), amount_type.clone()),
+            lit(ScalarValue::Decimal128(None, 38, 0)),
+        )
+        .alias("amount"),
+        opt(Role::Currency, &|c| upper(text(ident(c))), null_text()).alias("currency"),
+        opt(Role::Country, &|c| text(ident(c)), null_text()).alias("country"),
+        month_index.call(vec![event_time]).alias("month"),
+    ];
+    let end = lit(ScalarValue::TimestampMicrosecond(Some(end_micros), None));
+    df.select(exprs)
+        .and_then(|d| d.filter(ident("event_time").lt(end)))
+        .map_err(|e| {
+            err(
+                &table.name,
+                format!("cannot prepare the events view: {}", df_message(&e)),
+            )
+        })
+}
+
+async fn customers_frame(
+    ctx: &SessionContext,
+    table: Option<&TablePolicy>,
+    udfs: &Udfs,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>, Error> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let Some(table) = table.filter(|t| t.role(Role::CustomerKey).is_some()) else {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer", DataType::Utf8, true),
+            Field::new("country", DataType::Utf8, true),
+        ]));
+        let empty = MemTable::try_new(schema, vec![vec![]])
+            .map_err(|e| err("customers", df_message(&e)))?;
+        return Ok(Arc::new(empty));
+    };
+    let key = table.role(Role::CustomerKey).expect("filtered above");
+    let country = match table.role(Role::Country) {
+        Some(c) => text(ident(c)),
+        None => lit(ScalarValue::Utf8(None)),
+    };
+    let df = read_table(ctx, table).await?;
+    let df = df
+        .select(vec![
+            token(table, key, udfs).alias("customer"),
+            country.alias("country"),
+        ])
+        .map_err(|e| {
+            err(
+                &table.name,
+                format!("cannot prepare the customers view: {}", df_message(&e)),
+            )
+        })?;
+    Ok(df.into_view())
+}
+
+/// Computes the aggregates and writes them into the staging folder.
+pub async fn build(
+    policy: &Policy,
+    key: &Key,
+    as_of: Option<NaiveDate>,
+    threads: usize,
+    staging: &Path,
+) -> Result<Built, Error> {
+    let (aggregates, skipped) = compute(policy, key, as_of, threads).await?;
+    let mut tables = BTreeMap::new();
+    for agg in aggregates {
+        let dir = staging.join(agg.name);
+        let file = crate::run::write_parquet(&dir, agg.name, "part-00000.parquet", &agg.published)
+            .map_err(|m| err(agg.name, m))?;
+        tables.insert(
+            agg.name.to_string(),
+            TableReport {
+                kind: "aggregate".into(),
+                rows_read: None,
+                rows_written: agg.published.num_rows() as u64,
+                columns: vec![],
+                roles: BTreeMap::new(),
+                files: vec![file],
+                query: Some(format!("queries/analytics/{}.sql", agg.name)),
+                suppression: Some(agg.suppression),
+            },
+        );
+    }
+    for (t, why) in &skipped {
+        tracing::warn!(table = %t, reason = %why, "aggregate skipped");
+    }
+    Ok(Built { tables, skipped })
+}

@@ -1,0 +1,339 @@
+//! Calendar arithmetic the saved analytics SQL needs and SQL does not express well:
+//! ISO 8601 offer periods (P1M, P1Y, P7D, P2W ...) added to timestamps with month-end
+//! clamping, a payment normalized to one month, and month indexes (year * 12 + month - 1)
+//! that make "the next month" plain integer arithmetic.
+//!
+//! Registered as `anon_period_end`, `anon_monthly_amount`, `anon_month_index` and
+//! `anon_month_date` in the analytics session only. Timestamps are microseconds since the
+//! epoch, UTC, without a time zone (the events view normalizes them).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Months, NaiveDate};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Builder, Float64Builder, Int64Builder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::rules::generalize::date_to_days;
+
+/// A subscription or pass length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Days(u32),
+    Months(u32),
+}
+
+impl Period {
+    /// `PnD`, `PnW`, `PnM`, `PnY` (n >= 1, case-insensitive), or one of the words daily,
+    /// weekly, monthly, quarterly, yearly, annual, annually.
+    pub fn parse(s: &str) -> Option<Period> {
+        let s = s.trim();
+        let lower = s.to_ascii_lowercase();
+        match lower.as_str() {
+            "daily" => return Some(Period::Days(1)),
+            "weekly" => return Some(Period::Days(7)),
+            "monthly" => return Some(Period::Months(1)),
+            "quarterly" => return Some(Period::Months(3)),
+            "yearly" | "annual" | "annually" => return Some(Period::Months(12)),
+            _ => {}
+        }
+        let rest = lower.strip_prefix('p')?;
+        let unit = rest.chars().last()?;
+        let n: u32 = rest[..rest.len() - 1].parse().ok()?;
+        if n == 0 || n > 1200 {
+            return None;
+        }
+        match unit {
+            'd' => Some(Period::Days(n)),
+            'w' => Some(Period::Days(n * 7)),
+            'm' => Some(Period::Months(n)),
+            'y' => Some(Period::Months(n * 12)),
+            _ => None,
+        }
+    }
+
+    /// `t + period`, t in microseconds since the epoch (UTC). Adding months keeps the
+    /// time of day and clamps the day to the target month's last day.
+    pub fn add_to(self, micros: i64) -> Option<i64> {
+        match self {
+            Period::Days(d) => micros.checked_add(i64::from(d) * 86_400_000_000),
+            Period::Months(m) => {
+                let t = DateTime::from_timestamp_micros(micros)?.naive_utc();
+                let end = t.checked_add_months(Months::new(m))?;
+                Some(end.and_utc().timestamp_micros())
+            }
+        }
+    }
+
+    /// (num, den): one payment for this period is worth num / den of it per month
+    /// (a month being 365.2425 / 12 = 146097 / 4800 = 30.436875 days).
+    pub fn monthly_factor(self) -> (u64, u64) {
+        match self {
+            Period::Months(n) => (1, u64::from(n)),
+            Period::Days(d) => (146_097, 4_800 * u64::from(d)),
+        }
+    }
+}
+
+/// Month index of a timestamp in microseconds: year * 12 + month - 1.
+pub fn month_index(micros: i64) -> Option<i64> {
+    let t = DateTime::from_timestamp_micros(micros)?;
+    Some(i64::from(t.year()) * 12 + i64::from(t.month0()))
+}
+
+/// The first day of month index `m`.
+pub fn month_date(m: i64) -> Option<NaiveDate> {
+    let year = i32::try_from(m.div_euclid(12)).ok()?;
+    NaiveDate::from_ymd_opt(year, m.rem_euclid(12) as u32 + 1, 1)
+}
+
+/// Month index of a date.
+pub fn month_of(d: NaiveDate) -> i64 {
+    i64::from(d.year()) * 12 + i64::from(d.month0())
+}
+
+const PERIOD_HELP: &str = "offer_period holds a value that is not an ISO 8601 period; use PnD, PnW, PnM or PnY (P1M, P1Y, P7D, P2W) or daily/weekly/monthly/quarterly/yearly";
+
+fn periods(array: &ArrayRef) -> DfResult<Vec<Option<Period>>> {
+    let mut out = Vec::with_capacity(array.len());
+    crate::rules::for_each_str(array, |v| {
+        match v {
+            None => out.push(None),
+            Some(s) if s.trim().is_empty() => out.push(None),
+            Some(s) => match Period::parse(s) {
+                Some(p) => out.push(Some(p)),
+                None => return exec_err!("{PERIOD_HELP}"),
+            },
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+macro_rules! udf_struct {
+    ($name:ident, $arity:literal) => {
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        pub struct $name {
+            signature: Signature,
+        }
+        impl $name {
+            pub fn new() -> Self {
+                $name {
+                    signature: Signature::any($arity, Volatility::Immutable),
+                }
+            }
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+}
+
+udf_struct!(PeriodEndUdf, 2);
+udf_struct!(MonthlyAmountUdf, 2);
+udf_struct!(MonthIndexUdf, 1);
+udf_struct!(MonthDateUdf, 1);
+
+fn arrays(args: &ScalarFunctionArgs) -> DfResult<Vec<ArrayRef>> {
+    args.args
+        .iter()
+        .map(|a| a.to_array(args.number_rows))
+        .collect()
+}
+
+const TS: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
+
+fn expect(fname: &str, got: &DataType, want: &DataType) -> DfResult<()> {
+    if got != want && *got != DataType::Null {
+        return exec_err!("{fname} needs {want}, got {got}");
+    }
+    Ok(())
+}
+
+impl ScalarUDFImpl for PeriodEndUdf {
+    fn name(&self) -> &str {
+        "anon_period_end"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, t: &[DataType]) -> DfResult<DataType> {
+        expect(self.name(), &t[0], &TS)?;
+        Ok(TS)
+    }
+    /// `anon_period_end(t, offer_period)`: t + period; null when either is null.
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = arrays(&args)?;
+        let ts = datafusion::arrow::compute::cast(&a[0], &TS)?;
+        let ts = ts.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        let ps = periods(&a[1])?;
+        let mut out = TimestampMicrosecondBuilder::with_capacity(ts.len());
+        for (i, p) in ps.iter().enumerate() {
+            match (ts.is_valid(i), p) {
+                (true, Some(p)) => out.append_option(p.add_to(ts.value(i))),
+                _ => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+impl ScalarUDFImpl for MonthlyAmountUdf {
+    fn name(&self) -> &str {
+        "anon_monthly_amount"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, t: &[DataType]) -> DfResult<DataType> {
+        expect(self.name(), &t[0], &DataType::Float64)?;
+        Ok(DataType::Float64)
+    }
+    /// `anon_monthly_amount(amount, offer_period)` = amount * num / den (see
+    /// [`Period::monthly_factor`]), evaluated left to right in f64.
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = arrays(&args)?;
+        let amounts = datafusion::arrow::compute::cast(&a[0], &DataType::Float64)?;
+        let amounts = amounts.as_primitive::<Float64Type>();
+        let ps = periods(&a[1])?;
+        let mut out = Float64Builder::with_capacity(amounts.len());
+        for (i, p) in ps.iter().enumerate() {
+            match (amounts.is_valid(i), p) {
+                (true, Some(p)) => {
+                    let (num, den) = p.monthly_factor();
+                    out.append_value(amounts.value(i) * num as f64 / den as f64)
+                }
+                _ => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+impl ScalarUDFImpl for MonthIndexUdf {
+    fn name(&self) -> &str {
+        "anon_month_index"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, t: &[DataType]) -> DfResult<DataType> {
+        expect(self.name(), &t[0], &TS)?;
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = arrays(&args)?;
+        let ts = datafusion::arrow::compute::cast(&a[0], &TS)?;
+        let ts = ts.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        let mut out = Int64Builder::with_capacity(ts.len());
+        for i in 0..ts.len() {
+            if ts.is_valid(i) {
+                out.append_option(month_index(ts.value(i)));
+            } else {
+                out.append_null();
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+impl ScalarUDFImpl for MonthDateUdf {
+    fn name(&self) -> &str {
+        "anon_month_date"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _t: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Date32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = arrays(&args)?;
+        let m = datafusion::arrow::compute::cast(&a[0], &DataType::Int64)?;
+        let m = m.as_primitive::<Int64Type>();
+        let mut out = Date32Builder::with_capacity(m.len());
+        for i in 0..m.len() {
+            if m.is_valid(i) {
+                out.append_option(month_date(m.value(i)).map(date_to_days));
+            } else {
+                out.append_null();
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// The four UDFs, for registration in the analytics session.
+pub fn udfs() -> [ScalarUDF; 4] {
+    [
+        ScalarUDF::from(PeriodEndUdf::new()),
+        ScalarUDF::from(MonthlyAmountUdf::new()),
+        ScalarUDF::from(MonthIndexUdf::new()),
+        ScalarUDF::from(MonthDateUdf::new()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(s: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn parses_periods() {
+        assert_eq!(Period::parse("P1M"), Some(Period::Months(1)));
+        assert_eq!(Period::parse(" p1y "), Some(Period::Months(12)));
+        assert_eq!(Period::parse("P7D"), Some(Period::Days(7)));
+        assert_eq!(Period::parse("P2W"), Some(Period::Days(14)));
+        assert_eq!(Period::parse("monthly"), Some(Period::Months(1)));
+        for bad in ["", "P", "PM", "P0M", "P1X", "1M", "P-1M", "P1.5M", "month"] {
+            assert_eq!(Period::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn adds_months_with_clamping() {
+        let end = |s, p: &str| {
+            let e = Period::parse(p).unwrap().add_to(micros(s)).unwrap();
+            DateTime::from_timestamp_micros(e)
+                .unwrap()
+                .naive_utc()
+                .to_string()
+        };
+        assert_eq!(end("2024-01-31 10:00:00", "P1M"), "2024-02-29 10:00:00");
+        assert_eq!(end("2023-01-31 10:00:00", "P1M"), "2023-02-28 10:00:00");
+        assert_eq!(end("2024-02-29 00:00:00", "P1Y"), "2025-02-28 00:00:00");
+        assert_eq!(end("2024-03-28 23:00:00", "P7D"), "2024-04-04 23:00:00");
+    }
+
+    #[test]
+    fn month_indexes_round_trip() {
+        let m = month_index(micros("2024-12-31 23:59:59")).unwrap();
+        assert_eq!(m, 2024 * 12 + 11);
+        assert_eq!(month_date(m + 1), NaiveDate::from_ymd_opt(2025, 1, 1));
+        assert_eq!(
+            month_of(NaiveDate::from_ymd_opt(2025, 1, 15).unwrap()),
+            m + 1
+        );
+    }
+
+    #[test]
+    fn monthly_factors() {
+        assert_eq!(Period::Months(12).monthly_factor(), (1, 12));
+        let (n, d) = Period::Days(7).monthly_factor();
+        assert!((n as f64 / d as f64 - 30.436875 / 7.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,897 @@
+//! The aggregate tables: hand-worked figures, a brute-force differential, small-cell and
+//! secondary suppression, golden results of every saved query, and a mapped
+//! transactions-only export.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anonymizer::run::{RunOptions, RunSummary, run};
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Field, Float64Type, Int32Type, Int64Type, Schema,
+    TimeUnit,
+};
+
+use crate::common::*;
+use crate::oracle::tests::{
+    at, cust, day, expected_through_june, expected_through_may, scenario, subs,
+};
+use crate::oracle::{CohortRow, Customer, MrrRow, Oracle, RevenueRow, SubRow, Tx};
+
+const AGGREGATES: [&str; 4] = [
+    "subscriptions_monthly",
+    "cohort_retention",
+    "revenue_monthly",
+    "mrr_monthly",
+];
+
+// ---------------------------------------------------------------------------------------
+// Writing hand-made exports
+
+fn opt_strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(v.collect::<StringArray>())
+}
+
+fn write_batch(path: &Path, batch: &RecordBatch) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Writes `txs` (and `customers`) as a Parquet export with the generator's column names,
+/// and a policy with `k` beside it. Returns the policy's path.
+fn write_export(dir: &Path, txs: &[Tx], customers: Option<&[Customer]>, k: u64) -> PathBuf {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("transaction_id", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("transaction_at", ts, false),
+        Field::new("transaction_type", DataType::Utf8, false),
+        Field::new("offer_type", DataType::Utf8, true),
+        Field::new("offer_period", DataType::Utf8, true),
+        Field::new("subscription_id", DataType::Utf8, true),
+        Field::new("amount", DataType::Decimal128(12, 2), false),
+        Field::new("currency", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, true),
+    ]));
+    let ids: Vec<String> = (0..txs.len()).map(|i| format!("t{i}")).collect();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            opt_strings(ids.iter().map(|s| Some(s.as_str()))),
+            opt_strings(txs.iter().map(|t| t.customer.as_deref())),
+            Arc::new(
+                TimestampMicrosecondArray::from(
+                    txs.iter().map(|t| t.event_time).collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+            opt_strings(txs.iter().map(|t| Some(t.event_type.as_str()))),
+            opt_strings(txs.iter().map(|t| t.offer_type.as_deref())),
+            opt_strings(txs.iter().map(|t| t.offer_period.as_deref())),
+            opt_strings(txs.iter().map(|t| t.subscription.as_deref())),
+            Arc::new(
+                Decimal128Array::from(txs.iter().map(|t| t.amount).collect::<Vec<_>>())
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+            opt_strings(txs.iter().map(|t| t.currency.as_deref())),
+            opt_strings(txs.iter().map(|t| t.country.as_deref())),
+        ],
+    )
+    .unwrap();
+    write_batch(&dir.join("export/transactions.parquet"), &batch);
+    let mut policy = format!(
+        r#"output = "out"
+
+[analytics]
+k = {k}
+
+[tables.transactions]
+input = "export/transactions.parquet"
+
+[tables.transactions.columns]
+transaction_id   = "pseudonymize"
+customer_id      = "pseudonymize"
+transaction_at   = {{ rule = "generalize", to = "day" }}
+transaction_type = "keep"
+offer_type       = "keep"
+offer_period     = "keep"
+subscription_id  = "pseudonymize"
+amount           = "keep"
+currency         = "keep"
+country          = "keep"
+"#
+    );
+    if let Some(cs) = customers {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                opt_strings(cs.iter().map(|c| Some(c.customer.as_str()))),
+                opt_strings(cs.iter().map(|c| c.country.as_deref())),
+            ],
+        )
+        .unwrap();
+        write_batch(&dir.join("export/customers.parquet"), &batch);
+        policy.push_str(
+            r#"
+[tables.customers]
+input = "export/customers.parquet"
+
+[tables.customers.columns]
+customer_id = "pseudonymize"
+country     = "keep"
+"#,
+        );
+    }
+    let path = dir.join("anonymizer.toml");
+    std::fs::write(&path, policy).unwrap();
+    path
+}
+
+fn run_as_of(config: &Path, out: &Path, as_of: Option<NaiveDate>, threads: usize) -> RunSummary {
+    run(&RunOptions {
+        config: config.to_path_buf(),
+        out: Some(out.to_path_buf()),
+        key: Some(key()),
+        as_of,
+        threads: Some(threads),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading published aggregates back as oracle rows (null -> None)
+
+fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
+
+fn months(b: &RecordBatch, name: &str) -> Vec<NaiveDate> {
+    let a = col(b, name).as_primitive::<Date32Type>();
+    (0..a.len())
+        .map(|i| NaiveDate::from_num_days_from_ce_opt(a.value(i) + 719_163).unwrap())
+        .collect()
+}
+
+fn ints(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let a = datafusion::arrow::compute::cast(col(b, name), &DataType::Int64).unwrap();
+    let a = a.as_primitive::<Int64Type>();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect()
+}
+
+fn floats(b: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+    let a = col(b, name).as_primitive::<Float64Type>();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect()
+}
+
+fn decimals(b: &RecordBatch, name: &str) -> Vec<Option<i128>> {
+    let a = col(b, name).as_primitive::<Decimal128Type>();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect()
+}
+
+fn texts(b: &RecordBatch, name: &str) -> Vec<String> {
+    strings_of(col(b, name))
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+/// One published aggregate as a single batch (empty when the table was not published).
+fn aggregate(run_dir: &Path, table: &str) -> Option<RecordBatch> {
+    let dir = run_dir.join(table);
+    if !dir.exists() {
+        return None;
+    }
+    let batches = read_table(&dir);
+    let schema = batches[0].schema();
+    Some(datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap())
+}
+
+/// The published tables as oracle rows; every value must be published (k = 1).
+fn published(run_dir: &Path) -> Oracle {
+    let u = |v: Option<i64>| v.expect("k = 1 withholds nothing");
+    let mut o = Oracle {
+        subscriptions_monthly: vec![],
+        cohort_retention: vec![],
+        revenue_monthly: vec![],
+        mrr_monthly: vec![],
+    };
+    if let Some(b) = aggregate(run_dir, "subscriptions_monthly") {
+        let (m, c) = (months(&b, "month"), texts(&b, "country"));
+        let (s, n, r, ch, e) = (
+            ints(&b, "active_start"),
+            ints(&b, "new"),
+            ints(&b, "reactivated"),
+            ints(&b, "churned"),
+            ints(&b, "active_end"),
+        );
+        let rate = floats(&b, "churn_rate");
+        for i in 0..b.num_rows() {
+            o.subscriptions_monthly.push(SubRow {
+                month: m[i],
+                country: c[i].clone(),
+                active_start: u(s[i]),
+                new: u(n[i]),
+                reactivated: u(r[i]),
+                churned: u(ch[i]),
+                active_end: u(e[i]),
+                churn_rate: rate[i],
+            });
+        }
+    }
+    if let Some(b) = aggregate(run_dir, "cohort_retention") {
+        let m = months(&b, "cohort_month");
+        let since = col(&b, "months_since").as_primitive::<Int32Type>().clone();
+        let (n, r) = (ints(&b, "customers"), floats(&b, "retention"));
+        for i in 0..b.num_rows() {
+            o.cohort_retention.push(CohortRow {
+                cohort_month: m[i],
+                months_since: since.value(i),
+                customers: u(n[i]),
+                retention: r[i].unwrap(),
+            });
+        }
+    }
+    if let Some(b) = aggregate(run_dir, "revenue_monthly") {
+        let m = months(&b, "month");
+        let (c, cur, ot) = (
+            texts(&b, "country"),
+            texts(&b, "currency"),
+            texts(&b, "offer_type"),
+        );
+        let (p, n) = (ints(&b, "payments"), ints(&b, "customers"));
+        let (g, r, cb, net) = (
+            decimals(&b, "gross"),
+            decimals(&b, "refunds"),
+            decimals(&b, "chargebacks"),
+            decimals(&b, "net"),
+        );
+        for i in 0..b.num_rows() {
+            o.revenue_monthly.push(RevenueRow {
+                month: m[i],
+                country: c[i].clone(),
+                currency: cur[i].clone(),
+                offer_type: ot[i].clone(),
+                payments: u(p[i]),
+                gross: g[i].unwrap(),
+                refunds: r[i].unwrap(),
+                chargebacks: cb[i].unwrap(),
+                net: net[i].unwrap(),
+                customers: u(n[i]),
+            });
+        }
+    }
+    if let Some(b) = aggregate(run_dir, "mrr_monthly") {
+        let (m, cur) = (months(&b, "month"), texts(&b, "currency"));
+        let (s, mrr) = (ints(&b, "subscribers"), floats(&b, "mrr"));
+        for i in 0..b.num_rows() {
+            o.mrr_monthly.push(MrrRow {
+                month: m[i],
+                currency: cur[i].clone(),
+                subscribers: u(s[i]),
+                mrr: mrr[i].unwrap(),
+            });
+        }
+    }
+    o
+}
+
+/// Published == expected; mrr within one cent (the SQL rounds a float sum, the oracle
+/// integers).
+fn assert_same(got: &Oracle, want: &Oracle) {
+    assert_eq!(got.subscriptions_monthly, want.subscriptions_monthly);
+    assert_eq!(got.cohort_retention, want.cohort_retention);
+    assert_eq!(got.revenue_monthly, want.revenue_monthly);
+    assert_eq!(got.mrr_monthly.len(), want.mrr_monthly.len());
+    for (g, w) in got.mrr_monthly.iter().zip(&want.mrr_monthly) {
+        assert_eq!(
+            (g.month, &g.currency, g.subscribers),
+            (w.month, &w.currency, w.subscribers)
+        );
+        assert!((g.mrr - w.mrr).abs() < 0.0101, "{g:?} vs {w:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hand-worked figures
+
+#[test]
+fn hand_fixture_matches_hand_worked_figures() {
+    // The scenario (see oracle::tests::scenario) has a refund cutting coverage short, a
+    // reactivation, an annual plan, a weekly plan crossing a month end, a customer who
+    // starts and ends inside one month, a chargeback, a purchase at exactly a month's first
+    // instant, Jan 31 + P1M, and transactions after the as-of date.
+    let dir = tempfile::tempdir().unwrap();
+    let (txs, customers) = scenario();
+    let policy = write_export(dir.path(), &txs, Some(&customers), 1);
+    let out = dir.path().join("out");
+    let s = run_as_of(&policy, &out, Some(day(2024, 6, 15)), 2);
+    assert_same(&published(&s.run_dir), &expected_through_may());
+    let s = run_as_of(&policy, &out, Some(day(2024, 6, 30)), 2);
+    assert_same(&published(&s.run_dir), &expected_through_june());
+    // Every aggregate is in the manifest as anonymous, nothing skipped.
+    for t in AGGREGATES {
+        let r = &s.manifest.tables[t];
+        assert_eq!(r.kind, "aggregate");
+        assert_eq!(r.suppression.as_ref().unwrap().k, 1);
+    }
+    assert!(s.manifest.aggregates_skipped.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Brute force on generated data
+
+/// The fixture export's raw input, normalized as the events view documents (trimmed,
+/// empty -> none, types lower-case, currency upper-case), as oracle rows.
+fn fixture_rows() -> (Vec<Tx>, Vec<Customer>) {
+    let tx = read_table(&fixture().join("export/transactions"));
+    let mut txs = Vec::new();
+    let norm = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    for b in &tx {
+        let s = |n: &str| strings_of(col(b, n));
+        let (cust, ty, ot, per, sub, cur, ctry) = (
+            s("customer_id"),
+            s("transaction_type"),
+            s("offer_type"),
+            s("offer_period"),
+            s("subscription_id"),
+            s("currency"),
+            s("country"),
+        );
+        let t = col(b, "transaction_at")
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        let amount = decimals(b, "amount");
+        for i in 0..b.num_rows() {
+            txs.push(Tx {
+                customer: cust[i].clone(),
+                event_time: t.value(i),
+                event_type: norm(ty[i].clone()).unwrap().to_lowercase(),
+                offer_type: norm(ot[i].clone()).map(|s| s.to_lowercase()),
+                subscription: norm(sub[i].clone()),
+                offer_period: norm(per[i].clone()),
+                amount: amount[i].unwrap(),
+                currency: norm(cur[i].clone()).map(|s| s.to_uppercase()),
+                country: norm(ctry[i].clone()),
+            });
+        }
+    }
+    let mut customers = Vec::new();
+    for b in &read_table(&fixture().join("export/customers")) {
+        let (id, c) = (
+            strings_of(col(b, "customer_id")),
+            strings_of(col(b, "country")),
+        );
+        for i in 0..b.num_rows() {
+            customers.push(Customer {
+                customer: id[i].clone().unwrap(),
+                country: norm(c[i].clone()),
+            });
+        }
+    }
+    (txs, customers)
+}
+
+/// A private copy of the fixture whose policy sets `k`.
+fn fixture_with_k(k: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{text}\n[analytics]\nk = {k}\n")).unwrap();
+    (dir, policy)
+}
+
+#[test]
+fn aggregates_match_brute_force_on_generated_data() {
+    let (dir, policy) = fixture_with_k(1);
+    let s = run_as_of(&policy, &dir.path().join("out"), None, 2);
+    let as_of: NaiveDate = s.manifest.as_of.as_deref().unwrap().parse().unwrap();
+    let (txs, customers) = fixture_rows();
+    let want = crate::oracle::compute(&txs, Some(&customers), as_of, 2);
+    assert!(want.subscriptions_monthly.len() > 100);
+    assert!(want.revenue_monthly.len() > 100);
+    assert_same(&published(&s.run_dir), &want);
+
+    // Parallel and single-threaded runs publish byte-identical aggregates.
+    let one = run_as_of(&policy, &dir.path().join("out1"), None, 1);
+    for t in AGGREGATES {
+        assert_eq!(
+            s.manifest.tables[t].files[0].sha256, one.manifest.tables[t].files[0].sha256,
+            "{t}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Suppression
+
+/// Count columns: no published value may be 1..k-1.
+const COUNTS: [(&str, &[&str]); 4] = [
+    (
+        "subscriptions_monthly",
+        &[
+            "active_start",
+            "new",
+            "reactivated",
+            "churned",
+            "active_end",
+        ],
+    ),
+    ("cohort_retention", &["customers"]),
+    ("revenue_monthly", &["payments", "customers"]),
+    ("mrr_monthly", &["subscribers"]),
+];
+
+/// Independent checks that no withheld subscriptions_monthly count can be recomputed by
+/// one subtraction: from its row's identity, from its month's 'ALL' column, or from the
+/// neighbouring month. Then the exact check (null space) over all identities at once.
+fn check_subscriptions_protected(b: &RecordBatch, last_month: NaiveDate) {
+    let terms = [
+        "active_start",
+        "new",
+        "reactivated",
+        "churned",
+        "active_end",
+    ];
+    let m = months(b, "month");
+    let c = texts(b, "country");
+    let v: Vec<Vec<Option<i64>>> = terms.iter().map(|t| ints(b, t)).collect();
+    let rate = floats(b, "churn_rate");
+    let sup = col(b, "suppressed").as_boolean().clone();
+    let at: HashMap<(NaiveDate, &str), usize> = (0..b.num_rows())
+        .map(|r| ((m[r], c[r].as_str()), r))
+        .collect();
+    let next = |d: NaiveDate| d.checked_add_months(chrono::Months::new(1)).unwrap();
+    let prev = |d: NaiveDate| d.checked_sub_months(chrono::Months::new(1)).unwrap();
+    for r in 0..b.num_rows() {
+        let nulls = (0..5).filter(|t| v[*t][r].is_none()).count();
+        // A missing neighbour row publishes a 0; count it as published.
+        let public_start = !at.contains_key(&(prev(m[r]), c[r].as_str()));
+        let public_end = m[r] < last_month && !at.contains_key(&(next(m[r]), c[r].as_str()));
+        assert!(
+            !(public_start && v[0][r].is_none()),
+            "row {r}: a public 0 withheld"
+        );
+        assert!(
+            !(public_end && v[4][r].is_none()),
+            "row {r}: a public 0 withheld"
+        );
+        assert_ne!(
+            nulls, 1,
+            "row {r} ({}, {}): one withheld term of the identity",
+            m[r], c[r]
+        );
+        assert_eq!(sup.value(r), nulls > 0, "row {r}: suppressed flag");
+        if v[0][r].is_none() || v[3][r].is_none() {
+            assert!(rate[r].is_none(), "row {r}: churn_rate reveals churned");
+        }
+        if let Some(&n) = at.get(&(next(m[r]), c[r].as_str())) {
+            assert_eq!(
+                v[4][r].is_none(),
+                v[0][n].is_none(),
+                "row {r}: active_end vs next start"
+            );
+        }
+    }
+    let mut by_month: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
+    for (r, month) in m.iter().enumerate() {
+        by_month.entry(*month).or_default().push(r);
+    }
+    for (month, rows) in &by_month {
+        for (t, term) in terms.iter().enumerate() {
+            let nulls = rows.iter().filter(|r| v[t][**r].is_none()).count();
+            assert_ne!(
+                nulls, 1,
+                "{month} {term}: one withheld value in the ALL column"
+            );
+        }
+    }
+    // Exact: rebuild the identities from the published table and ask the null space.
+    let n = b.num_rows();
+    let cell = |r: usize, t: usize| r * 5 + t;
+    let mut cons: Vec<Vec<(usize, i64)>> = Vec::new();
+    for r in 0..n {
+        cons.push(vec![
+            (cell(r, 0), 1),
+            (cell(r, 1), 1),
+            (cell(r, 2), 1),
+            (cell(r, 3), -1),
+            (cell(r, 4), -1),
+        ]);
+        if let Some(&nx) = at.get(&(next(m[r]), c[r].as_str())) {
+            cons.push(vec![(cell(r, 4), 1), (cell(nx, 0), -1)]);
+        }
+    }
+    for rows in by_month.values() {
+        let all = *rows.iter().find(|r| c[**r] == "ALL").unwrap();
+        for t in 0..5 {
+            let mut k = vec![(cell(all, t), 1)];
+            k.extend(
+                rows.iter()
+                    .filter(|r| **r != all)
+                    .map(|r| (cell(*r, t), -1)),
+            );
+            cons.push(k);
+        }
+    }
+    let suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
+    let determined = anonymizer::analytics::protect::determined(n * 5, &cons, &suppressed);
+    assert!(determined.is_empty(), "recoverable cells: {determined:?}");
+}
+
+fn last_complete_month(as_of: NaiveDate) -> NaiveDate {
+    let m = anonymizer::analytics::last_complete_month(as_of);
+    NaiveDate::from_ymd_opt((m / 12) as i32, (m % 12) as u32 + 1, 1).unwrap()
+}
+
+#[test]
+fn small_cells_are_withheld_and_cannot_be_recomputed() {
+    let (dir, policy) = fixture_with_k(1);
+    let raw = run_as_of(&policy, &dir.path().join("raw"), None, 2);
+    let s = run_to(&sample_policy(), &dir.path().join("out"), key()).unwrap();
+    let as_of: NaiveDate = s.manifest.as_of.as_deref().unwrap().parse().unwrap();
+    for (table, cols) in COUNTS {
+        let b = aggregate(&s.run_dir, table).unwrap();
+        let r = aggregate(&raw.run_dir, table).unwrap();
+        assert_eq!(
+            b.num_rows(),
+            r.num_rows(),
+            "{table}: suppression keeps every row"
+        );
+        for c in cols {
+            for v in ints(&b, c).into_iter().flatten() {
+                assert!(v == 0 || v >= 10, "{table}.{c}: published count {v} < k");
+            }
+        }
+        // Withholding only nulls values; what is published is the true value.
+        let mut withheld = 0u64;
+        for (i, f) in r.schema().fields().iter().enumerate() {
+            let name = f.name();
+            if name.starts_with('_') || name == "suppressed" {
+                continue;
+            }
+            let pb = col(&b, name);
+            let pr = r.column(i);
+            for row in 0..r.num_rows() {
+                if pb.is_null(row) && !pr.is_null(row) {
+                    withheld += 1;
+                } else {
+                    assert_eq!(
+                        strings_of(&pb.slice(row, 1)),
+                        strings_of(&pr.slice(row, 1)),
+                        "{table}.{name} row {row}"
+                    );
+                }
+            }
+        }
+        let rep = s.manifest.tables[table].suppression.clone().unwrap();
+        assert_eq!(rep.k, 10);
+        assert_eq!(
+            rep.cells_suppressed_threshold + rep.cells_suppressed_protection,
+            withheld,
+            "{table}: manifest counts"
+        );
+    }
+    let subs = aggregate(&s.run_dir, "subscriptions_monthly").unwrap();
+    check_subscriptions_protected(&subs, last_complete_month(as_of));
+    assert!(
+        s.manifest.tables["subscriptions_monthly"]
+            .suppression
+            .as_ref()
+            .unwrap()
+            .cells_suppressed_protection
+            > 0
+    );
+    // revenue: never exactly one withheld term of net = gross - refunds - chargebacks.
+    let rev = aggregate(&s.run_dir, "revenue_monthly").unwrap();
+    let terms: Vec<_> = ["gross", "refunds", "chargebacks", "net"]
+        .iter()
+        .map(|t| decimals(&rev, t))
+        .collect();
+    for r in 0..rev.num_rows() {
+        let nulls = terms.iter().filter(|t| t[r].is_none()).count();
+        assert_ne!(nulls, 1, "revenue row {r}");
+    }
+}
+
+/// `n` customers of `country` with a yearly subscription bought on `start`.
+fn yearly(
+    txs: &mut Vec<Tx>,
+    custs: &mut Vec<Customer>,
+    prefix: &str,
+    n: usize,
+    country: &str,
+    start: i64,
+) {
+    for i in 0..n {
+        let c = format!("{prefix}{i}");
+        txs.push(subs(
+            &c,
+            "purchase",
+            &format!("{c}-s"),
+            Some("P1Y"),
+            start,
+            12000,
+            Some(country),
+        ));
+        custs.push(cust(&c, Some(country)));
+    }
+}
+
+#[test]
+fn secondary_suppression_protects_constructed_small_cells() {
+    // k = 3. DE: 6 yearly subscribers from January, and one monthly subscriber who churns
+    // in February (churned = 1: one term of DE's identity under k). FR: 2 yearly
+    // subscribers (one country of the month under k, so ALL - DE would give it away).
+    let mut txs = Vec::new();
+    let mut custs = Vec::new();
+    yearly(&mut txs, &mut custs, "de", 6, "DE", at(2024, 1, 10, 9, 0));
+    yearly(&mut txs, &mut custs, "fr", 2, "FR", at(2024, 1, 12, 9, 0));
+    txs.push(subs(
+        "m",
+        "purchase",
+        "m-s",
+        Some("P1M"),
+        at(2024, 1, 20, 9, 0),
+        999,
+        Some("DE"),
+    ));
+    custs.push(cust("m", Some("DE")));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_export(dir.path(), &txs, Some(&custs), 3);
+    let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2024, 4, 30)), 2);
+    let b = aggregate(&s.run_dir, "subscriptions_monthly").unwrap();
+    let m = months(&b, "month");
+    let c = texts(&b, "country");
+    let row = |month: NaiveDate, country: &str| {
+        (0..b.num_rows())
+            .find(|r| m[*r] == month && c[*r] == country)
+            .unwrap_or_else(|| panic!("no row {month} {country}"))
+    };
+    let feb_de = row(day(2024, 2, 1), "DE");
+    let feb_fr = row(day(2024, 2, 1), "FR");
+    let feb_all = row(day(2024, 2, 1), "ALL");
+    let (start, churned) = (ints(&b, "active_start"), ints(&b, "churned"));
+    // The small cells are withheld...
+    assert_eq!(churned[feb_de], None);
+    assert_eq!(start[feb_fr], None);
+    // ...and so is a partner in each identity they are part of.
+    let row_nulls = |r: usize| {
+        [
+            "active_start",
+            "new",
+            "reactivated",
+            "churned",
+            "active_end",
+        ]
+        .iter()
+        .filter(|t| ints(&b, t)[r].is_none())
+        .count()
+    };
+    assert!(row_nulls(feb_de) >= 2);
+    assert!(start[feb_all].is_none() || start[feb_de].is_none());
+    assert!(churned[feb_all].is_none() || churned[row(day(2024, 2, 1), "FR")].is_none());
+    check_subscriptions_protected(&b, day(2024, 4, 1));
+    let rep = s.manifest.tables["subscriptions_monthly"]
+        .suppression
+        .clone()
+        .unwrap();
+    assert!(rep.cells_suppressed_threshold > 0 && rep.cells_suppressed_protection > 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Golden results of every saved query
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Compares with tests/golden/NAME.csv; `UPDATE_GOLDEN=1` rewrites the files.
+fn check_golden(name: &str, actual: &str) {
+    let path = golden_dir().join(format!("{name}.csv"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden_dir()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+    if want != actual {
+        let line = want
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(actual.lines().count()));
+        panic!(
+            "{name} differs from {} at line {}: want {:?}, got {:?} (UPDATE_GOLDEN=1 rewrites it)",
+            path.display(),
+            line + 1,
+            want.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+#[test]
+fn saved_queries_golden() {
+    let dir = fixture_copy();
+    let out = dir.path().join("out");
+    run_to(&dir.path().join("anonymizer.toml"), &out, key()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let csv = |sql: &str| {
+        let batches = rt.block_on(anonymizer::query::run_sql(&out, sql)).unwrap();
+        String::from_utf8(
+            anonymizer::query::render(&batches, anonymizer::query::QueryFormat::Csv).unwrap(),
+        )
+        .unwrap()
+    };
+    for t in AGGREGATES {
+        check_golden(t, &csv(&format!("SELECT * FROM {t}")));
+    }
+    for (name, sql) in anonymizer::query::BUILTIN {
+        check_golden(name, &csv(sql));
+    }
+    // The demo's growth table is the last 12 months of the growth query.
+    let full = csv(include_str!("../../queries/growth.sql"));
+    let tail = csv(&anonymizer::demo::growth_sql());
+    assert_eq!(tail.lines().count(), 13, "{tail}");
+    let rows: String = tail.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert!(full.ends_with(&rows), "{full}\n---\n{tail}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A transactions-only export with other column names
+
+#[test]
+fn transactions_only_mapped_export_gives_cohort_retention() {
+    // An Online-Retail-style CSV: no customers table, no transaction types, no offers.
+    let mut csv = String::from("InvoiceNo,InvoiceDate,CustomerID,UnitPrice,Country\n");
+    let mut txs = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..400 {
+        let customer = 10_000 + next() % 60;
+        let t = at(2023, 1, 1, 0, 0) + (next() % (400 * 86_400)) as i64 * 1_000_000;
+        let dt = chrono::DateTime::from_timestamp_micros(t)
+            .unwrap()
+            .naive_utc();
+        csv.push_str(&format!(
+            "{},{},{customer},{}.{:02},Spain\n",
+            500_000 + i,
+            dt.format("%Y-%m-%d %H:%M:%S"),
+            next() % 50,
+            next() % 100
+        ));
+        txs.push(Tx {
+            customer: Some(customer.to_string()),
+            event_time: t,
+            event_type: String::new(),
+            offer_type: None,
+            subscription: None,
+            offer_period: None,
+            amount: 0,
+            currency: None,
+            country: None,
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("invoices.csv"), csv).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"output = "out"
+
+[analytics]
+k = 1
+
+[tables.invoices]
+input = "invoices.csv"
+
+[tables.invoices.roles]
+customer_key = "CustomerID"
+event_time = "InvoiceDate"
+
+[tables.invoices.columns]
+InvoiceNo = "pseudonymize"
+InvoiceDate = { rule = "generalize", to = "month" }
+CustomerID = "pseudonymize"
+UnitPrice = "keep"
+Country = "keep"
+"#,
+    )
+    .unwrap();
+    let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2024, 1, 31)), 2);
+    let want = crate::oracle::compute(&txs, None, day(2024, 1, 31), 2);
+    let got = published(&s.run_dir);
+    assert!(want.cohort_retention.len() > 50);
+    assert_eq!(got.cohort_retention, want.cohort_retention);
+    for t in ["subscriptions_monthly", "revenue_monthly", "mrr_monthly"] {
+        assert!(!s.run_dir.join(t).exists(), "{t} published");
+        let why = &s.manifest.aggregates_skipped[t];
+        assert!(
+            why.contains("table invoices maps no column to the role(s)"),
+            "{why}"
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.run_dir.join("_manifest.json")).unwrap()).unwrap();
+    assert!(
+        manifest["aggregates_skipped"]["revenue_monthly"]
+            .as_str()
+            .unwrap()
+            .contains("transaction_type")
+    );
+    assert_eq!(manifest["tables"]["cohort_retention"]["kind"], "aggregate");
+}
+
+// ---------------------------------------------------------------------------------------
+// Policy
+
+#[test]
+fn analytics_section_is_validated() {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let base = std::fs::read_to_string(&policy).unwrap();
+    let check = |extra: &str, want: &str| {
+        std::fs::write(&policy, format!("{base}\n{extra}\n")).unwrap();
+        let e = run_to(&policy, &dir.path().join("out"), key())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{extra}: {e}");
+    };
+    check("[analytics]\nk = 0", "'k' is 0, must be between 1");
+    check(
+        "[analytics]\ntables = [\"subscription_monthly\"]",
+        "did you mean 'subscriptions_monthly'",
+    );
+    check(
+        "[analytics]\ntransactions = \"transaction\"",
+        "did you mean 'transactions'",
+    );
+    check("[analytics]\nkk = 5", "unknown key 'kk'");
+    // Only the aggregates named are built.
+    std::fs::write(
+        &policy,
+        format!("{base}\n[analytics]\ntables = [\"cohort_retention\"]\n"),
+    )
+    .unwrap();
+    let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
+    assert!(s.run_dir.join("cohort_retention").exists());
+    assert!(!s.run_dir.join("revenue_monthly").exists());
+    // A policy table may not take an aggregate's name.
+    std::fs::write(
+        &policy,
+        base.replace("tables.customers", "tables.revenue_monthly"),
+    )
+    .unwrap();
+    let e = run_to(&policy, &dir.path().join("out"), key())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("table revenue_monthly: the name is taken by the aggregate"),
+        "{e}"
+    );
+}

@@ -194,7 +194,7 @@ pub async fn compute(
     ctx.register_table("coverage", coverage.into_view())
         .map_err(|e| err("coverage", df_message(&e)))?;
 
-    let mut out = Vec::new();
+    let mut raws: Vec<(&'static str, RecordBatch)> = Vec::new();
     for name in &a.tables {
         let sql = sql_of(name).expect("aggregate names are validated with the policy");
         let missing: Vec<&str> = required_roles(sql)
@@ -225,7 +225,7 @@ pub async fn compute(
             err(
                 name,
                 format!(
-                    "failed reading table {} ({}): {}",
+                    "failed reading table {} ({} files): {}",
                     tx.name,
                     tx.files.len(),
                     df_message(&e)
@@ -233,21 +233,26 @@ pub async fn compute(
             )
         })?;
         let raw = concat_batches(&schema, &batches).map_err(|e| err(name, e.to_string()))?;
-        let (published, suppression) =
-            suppress::apply(name, &raw, a.k, last_month).map_err(|m| err(name, m))?;
         tracing::debug!(
             table = name,
             rows = raw.num_rows(),
             ms = t.elapsed().as_millis() as u64,
             "aggregate computed"
         );
-        out.push(Aggregate {
+        raws.push((*name, raw));
+    }
+    let published = suppress::apply_all(&raws, a.k, last_month)
+        .map_err(|m| err("(small-cell protection)", m))?;
+    let out = raws
+        .into_iter()
+        .zip(published)
+        .map(|((name, raw), (published, suppression))| Aggregate {
             name,
             raw,
             published,
             suppression,
-        });
-    }
+        })
+        .collect();
     Ok((out, skipped))
 }
 

@@ -11,13 +11,17 @@
 //!   active_end is the next month's active_start; a row that does not exist tells that
 //!   its counts are 0 (so those cells are public and never serve as protection);
 //! - revenue_monthly: `net = gross - refunds - chargebacks` in every row;
+//! - mrr_monthly: a country's subscribers over its currencies add up to its
+//!   subscriptions_monthly active_end (exactly when each customer pays in one currency;
+//!   taken as exact, which only makes the protection stricter), so the two tables are
+//!   protected together, as one problem;
 //! - rates and averages (churn_rate, retention, arpu) are withheld whenever a count they
 //!   are computed from is withheld.
 //!
 //! Extra cells are chosen greedily by least loss (the fewest people withheld, ties broken
 //! by position), so the choice is deterministic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
@@ -29,24 +33,117 @@ use super::protect::{Constraint, Problem, protect};
 use crate::manifest::SuppressionReport;
 use crate::rules::generalize::days_to_date;
 
-/// Suppresses one computed aggregate table. Returns the table to publish (helper columns
-/// starting with `_` removed, a `suppressed` column added) and the counts of withheld
-/// cells.
-pub fn apply(
-    table: &str,
-    raw: &RecordBatch,
+/// Suppresses the computed aggregate tables together (their identities link them).
+/// Returns, per table in the given order, the table to publish (helper columns starting
+/// with `_` removed, a `suppressed` column added) and the counts of withheld cells.
+pub fn apply_all(
+    tables: &[(&str, RecordBatch)],
     k: u64,
     last_month: i64,
-) -> Result<(RecordBatch, SuppressionReport), String> {
-    let mut t = Cells::new(raw, k);
-    match table {
-        "subscriptions_monthly" => subscriptions(&mut t, last_month)?,
-        "cohort_retention" => cohorts(&mut t)?,
-        "revenue_monthly" => revenue(&mut t)?,
-        "mrr_monthly" => mrr(&mut t)?,
-        other => return Err(format!("no suppression rules for table {other}")),
+) -> Result<Vec<(RecordBatch, SuppressionReport)>, String> {
+    let mut cells: Vec<Cells> = tables.iter().map(|(_, b)| Cells::new(b, k)).collect();
+    let find = |name: &str| tables.iter().position(|(n, _)| *n == name);
+    let mut p = Builder::default();
+    let subs = match find("subscriptions_monthly") {
+        Some(i) => Some(subscriptions(&cells[i], i, last_month, &mut p)?),
+        None => None,
+    };
+    if let Some(i) = find("revenue_monthly") {
+        revenue(&cells[i], i, &mut p)?;
     }
-    t.finish()
+    if let Some(i) = find("mrr_monthly") {
+        mrr(&cells[i], i, subs.as_ref(), &mut p)?;
+    }
+    let outcome = protect(&Problem {
+        cells: p.owners.len(),
+        cost: p.cost,
+        primary: p.primary.clone(),
+        constraints: p.constraints,
+    });
+    if !outcome.unresolved.is_empty() {
+        return Err(format!(
+            "{} withheld value(s) follow from the published identities alone; this is a bug, please report it",
+            outcome.unresolved.len()
+        ));
+    }
+    for (g, (table, row, col)) in p.owners.iter().enumerate() {
+        if outcome.suppressed[g] {
+            cells[*table].withhold(col, *row, p.primary[g])?;
+        }
+    }
+    for (i, (name, _)) in tables.iter().enumerate() {
+        let t = &mut cells[i];
+        match *name {
+            "subscriptions_monthly" => {
+                // churn_rate = churned / active_start: withheld with either.
+                let start = t.ints("active_start")?;
+                for r in 0..t.rows() {
+                    if t.withheld("active_start", r)? || t.withheld("churned", r)? {
+                        t.withhold("churn_rate", r, t.is_small(start[r]))?;
+                    }
+                }
+            }
+            "revenue_monthly" => {
+                let payers = t.ints("_payers")?;
+                let customers = t.ints("customers")?;
+                for r in 0..t.rows() {
+                    // payments counts the same paying customers as gross.
+                    if t.is_small(payers[r]) {
+                        t.withhold("payments", r, true)?;
+                    }
+                    if t.is_small(customers[r]) {
+                        t.withhold("customers", r, true)?;
+                    }
+                }
+            }
+            "mrr_monthly" => {
+                let subscribers = t.ints("subscribers")?;
+                for (r, n) in subscribers.iter().enumerate() {
+                    if t.is_small(*n) {
+                        t.withhold("mrr", r, true)?;
+                        t.withhold("arpu", r, true)?;
+                    } else if t.withheld("subscribers", r)? {
+                        // arpu = mrr / subscribers would give the count back.
+                        t.withhold("arpu", r, false)?;
+                    }
+                }
+            }
+            "cohort_retention" => cohorts(t)?,
+            other => return Err(format!("no suppression rules for table {other}")),
+        }
+    }
+    cells.into_iter().map(Cells::finish).collect()
+}
+
+/// The joint suppression problem being built: one cell per (table, row, column).
+#[derive(Default)]
+struct Builder {
+    cost: Vec<u64>,
+    primary: Vec<bool>,
+    constraints: Vec<Constraint>,
+    owners: Vec<(usize, usize, &'static str)>,
+}
+
+impl Builder {
+    /// Adds a cell: a count (or a sum) with `people` contributing; small -> primary.
+    fn cell(
+        &mut self,
+        t: &Cells,
+        table: usize,
+        row: usize,
+        col: &'static str,
+        people: i64,
+    ) -> usize {
+        self.cost.push(people.max(0) as u64);
+        self.primary.push(t.is_small(people));
+        self.owners.push((table, row, col));
+        self.owners.len() - 1
+    }
+    fn constrain(&mut self, c: Constraint) {
+        if c.len() > 1 {
+            self.constraints.push(c);
+        }
+    }
 }
 
 /// The table being suppressed: a null mask per column, and the counts.
@@ -169,7 +266,18 @@ const SUB_TERMS: [&str; 5] = [
 /// Each term's sign in `active_start + new + reactivated - churned - active_end = 0`.
 const SUB_SIGNS: [i64; 5] = [1, 1, 1, -1, -1];
 
-fn subscriptions(t: &mut Cells, last_month: i64) -> Result<(), String> {
+/// subscriptions_monthly's cells, for mrr_monthly to link to.
+struct SubscriptionCells {
+    /// (month index, country) -> the global cell of active_end, when not public.
+    active_end: HashMap<(i64, String), usize>,
+}
+
+fn subscriptions(
+    t: &Cells,
+    table: usize,
+    last_month: i64,
+    p: &mut Builder,
+) -> Result<SubscriptionCells, String> {
     let n = t.rows();
     let months = t.months("month")?;
     let countries = t.strings("country")?;
@@ -177,34 +285,37 @@ fn subscriptions(t: &mut Cells, last_month: i64) -> Result<(), String> {
         .iter()
         .map(|c| t.ints(c))
         .collect::<Result<_, _>>()?;
-    let cell = |row: usize, term: usize| row * 5 + term;
     let at: HashMap<(i64, &str), usize> = (0..n)
         .map(|r| ((months[r], countries[r].as_str()), r))
         .collect();
-
-    // Cells a missing neighbour row makes public (they are 0): never protection.
-    let mut public = vec![false; n * 5];
+    // Cells a missing neighbour row makes public (they are 0) are left out: never
+    // withheld, never protection.
+    let mut cell: Vec<[Option<usize>; 5]> = vec![[None; 5]; n];
     for r in 0..n {
         let c = countries[r].as_str();
-        if !at.contains_key(&(months[r] - 1, c)) {
-            public[cell(r, 0)] = true;
-        }
-        if months[r] < last_month && !at.contains_key(&(months[r] + 1, c)) {
-            public[cell(r, 4)] = true;
+        let public_start = !at.contains_key(&(months[r] - 1, c));
+        let public_end = months[r] < last_month && !at.contains_key(&(months[r] + 1, c));
+        for (term, name) in SUB_TERMS.iter().enumerate() {
+            if (term == 0 && public_start) || (term == 4 && public_end) {
+                continue;
+            }
+            cell[r][term] = Some(p.cell(t, table, r, name, values[term][r]));
         }
     }
-    let mut constraints: Vec<Constraint> = Vec::new();
-    let keep = |list: Vec<(usize, i64)>| -> Constraint {
-        list.into_iter().filter(|(c, _)| !public[*c]).collect()
-    };
     for r in 0..n {
-        constraints.push(keep((0..5).map(|i| (cell(r, i), SUB_SIGNS[i])).collect()));
+        p.constrain(
+            (0..5)
+                .filter_map(|i| cell[r][i].map(|c| (c, SUB_SIGNS[i])))
+                .collect(),
+        );
         if let Some(&next) = at.get(&(months[r] + 1, countries[r].as_str())) {
-            constraints.push(keep(vec![(cell(r, 4), 1), (cell(next, 0), -1)]));
+            if let (Some(e), Some(s)) = (cell[r][4], cell[next][0]) {
+                p.constrain(vec![(e, 1), (s, -1)]);
+            }
         }
     }
     // 'ALL' = sum of the countries, per month and term.
-    let mut by_month: HashMap<i64, (Option<usize>, Vec<usize>)> = HashMap::new();
+    let mut by_month: BTreeMap<i64, (Option<usize>, Vec<usize>)> = BTreeMap::new();
     for r in 0..n {
         let e = by_month.entry(months[r]).or_default();
         if countries[r] == "ALL" {
@@ -213,49 +324,20 @@ fn subscriptions(t: &mut Cells, last_month: i64) -> Result<(), String> {
             e.1.push(r);
         }
     }
-    let mut month_keys: Vec<_> = by_month.keys().copied().collect();
-    month_keys.sort_unstable();
-    for m in month_keys {
-        let (all, rows) = &by_month[&m];
-        let Some(all) = *all else {
-            return Err("a month without its 'ALL' row".into());
-        };
+    for (all, rows) in by_month.values() {
+        let all = all.ok_or("a month without its 'ALL' row")?;
         for term in 0..5 {
-            let mut c = vec![(cell(all, term), 1)];
-            c.extend(rows.iter().map(|r| (cell(*r, term), -1)));
-            constraints.push(keep(c));
+            let mut c: Constraint = cell[all][term].map(|c| (c, 1)).into_iter().collect();
+            c.extend(rows.iter().filter_map(|r| cell[*r][term].map(|c| (c, -1))));
+            p.constrain(c);
         }
     }
-    constraints.retain(|c| c.len() > 1);
-
-    let mut cost = vec![0u64; n * 5];
-    let mut primary = vec![false; n * 5];
-    for r in 0..n {
-        for (term, v) in values.iter().enumerate() {
-            cost[cell(r, term)] = v[r].max(0) as u64;
-            primary[cell(r, term)] = t.is_small(v[r]);
-        }
-    }
-    let outcome = protect(&Problem {
-        cells: n * 5,
-        cost,
-        primary: primary.clone(),
-        constraints,
-    });
-    for r in 0..n {
-        for (term, name) in SUB_TERMS.iter().enumerate() {
-            let c = cell(r, term);
-            if outcome.suppressed[c] {
-                debug_assert!(!public[c], "a public cell was chosen for protection");
-                t.withhold(name, r, primary[c])?;
-            }
-        }
-        // churn_rate = churned / active_start: withheld with either.
-        if t.withheld("active_start", r)? || t.withheld("churned", r)? {
-            t.withhold("churn_rate", r, primary[cell(r, 0)])?;
-        }
-    }
-    Ok(())
+    Ok(SubscriptionCells {
+        active_end: (0..n)
+            .filter(|r| countries[*r] != "ALL")
+            .filter_map(|r| cell[r][4].map(|c| ((months[r], countries[r].clone()), c)))
+            .collect(),
+    })
 }
 
 fn cohorts(t: &mut Cells) -> Result<(), String> {
@@ -293,59 +375,50 @@ const REVENUE_TERMS: [(&str, &str, i64); 4] = [
     ("net", "_net_contributors", -1),
 ];
 
-fn revenue(t: &mut Cells) -> Result<(), String> {
-    let n = t.rows();
+fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<(), String> {
     let people: Vec<Vec<i64>> = REVENUE_TERMS
         .iter()
-        .map(|(_, p, _)| t.ints(p))
+        .map(|(_, c, _)| t.ints(c))
         .collect::<Result<_, _>>()?;
-    let customers = t.ints("customers")?;
-    let mut cost = vec![0u64; n * 4];
-    let mut primary = vec![false; n * 4];
-    let mut constraints = Vec::with_capacity(n);
-    for r in 0..n {
-        for (i, p) in people.iter().enumerate() {
-            cost[r * 4 + i] = p[r].max(0) as u64;
-            primary[r * 4 + i] = t.is_small(p[r]);
-        }
-        constraints.push(
-            REVENUE_TERMS
-                .iter()
-                .enumerate()
-                .map(|(i, (_, _, sign))| (r * 4 + i, *sign))
-                .collect(),
-        );
-    }
-    let outcome = protect(&Problem {
-        cells: n * 4,
-        cost,
-        primary: primary.clone(),
-        constraints,
-    });
-    for r in 0..n {
-        for (i, (name, _, _)) in REVENUE_TERMS.iter().enumerate() {
-            if outcome.suppressed[r * 4 + i] {
-                t.withhold(name, r, primary[r * 4 + i])?;
-            }
-        }
-        // payments counts the same paying customers as gross.
-        if primary[r * 4] {
-            t.withhold("payments", r, true)?;
-        }
-        if t.is_small(customers[r]) {
-            t.withhold("customers", r, true)?;
-        }
+    for r in 0..t.rows() {
+        let c = REVENUE_TERMS
+            .iter()
+            .zip(&people)
+            .map(|((name, _, sign), n)| (p.cell(t, table, r, name, n[r]), *sign))
+            .collect();
+        p.constrain(c);
     }
     Ok(())
 }
 
-fn mrr(t: &mut Cells) -> Result<(), String> {
+fn mrr(
+    t: &Cells,
+    table: usize,
+    subs: Option<&SubscriptionCells>,
+    p: &mut Builder,
+) -> Result<(), String> {
+    let months = t.months("month")?;
+    let countries = t.strings("country")?;
     let subscribers = t.ints("subscribers")?;
-    for (r, s) in subscribers.iter().enumerate() {
-        if t.is_small(*s) {
-            for c in ["subscribers", "mrr", "arpu"] {
-                t.withhold(c, r, true)?;
-            }
+    let mut by_end: BTreeMap<(i64, String), Vec<usize>> = BTreeMap::new();
+    for r in 0..t.rows() {
+        let c = p.cell(t, table, r, "subscribers", subscribers[r]);
+        by_end
+            .entry((months[r], countries[r].clone()))
+            .or_default()
+            .push(c);
+    }
+    // A country's subscribers over its currencies = its active_end.
+    if let Some(subs) = subs {
+        for (key, cells) in by_end {
+            let mut c: Constraint = subs
+                .active_end
+                .get(&key)
+                .map(|e| (*e, 1))
+                .into_iter()
+                .collect();
+            c.extend(cells.into_iter().map(|x| (x, -1)));
+            p.constrain(c);
         }
     }
     Ok(())

@@ -281,11 +281,16 @@ fn published(run_dir: &Path) -> Oracle {
         }
     }
     if let Some(b) = aggregate(run_dir, "mrr_monthly") {
-        let (m, cur) = (months(&b, "month"), texts(&b, "currency"));
+        let (m, ctry, cur) = (
+            months(&b, "month"),
+            texts(&b, "country"),
+            texts(&b, "currency"),
+        );
         let (s, mrr) = (ints(&b, "subscribers"), floats(&b, "mrr"));
         for i in 0..b.num_rows() {
             o.mrr_monthly.push(MrrRow {
                 month: m[i],
+                country: ctry[i].clone(),
                 currency: cur[i].clone(),
                 subscribers: u(s[i]),
                 mrr: mrr[i].unwrap(),
@@ -304,8 +309,8 @@ fn assert_same(got: &Oracle, want: &Oracle) {
     assert_eq!(got.mrr_monthly.len(), want.mrr_monthly.len());
     for (g, w) in got.mrr_monthly.iter().zip(&want.mrr_monthly) {
         assert_eq!(
-            (g.month, &g.currency, g.subscribers),
-            (w.month, &w.currency, w.subscribers)
+            (g.month, &g.country, &g.currency, g.subscribers),
+            (w.month, &w.country, &w.currency, w.subscribers)
         );
         assert!((g.mrr - w.mrr).abs() < 0.0101, "{g:?} vs {w:?}");
     }
@@ -443,7 +448,11 @@ const COUNTS: [(&str, &[&str]); 4] = [
 /// Independent checks that no withheld subscriptions_monthly count can be recomputed by
 /// one subtraction: from its row's identity, from its month's 'ALL' column, or from the
 /// neighbouring month. Then the exact check (null space) over all identities at once.
-fn check_subscriptions_protected(b: &RecordBatch, last_month: NaiveDate) {
+fn check_subscriptions_protected(
+    b: &RecordBatch,
+    mrr: Option<&RecordBatch>,
+    last_month: NaiveDate,
+) {
     let terms = [
         "active_start",
         "new",
@@ -532,8 +541,33 @@ fn check_subscriptions_protected(b: &RecordBatch, last_month: NaiveDate) {
             cons.push(k);
         }
     }
-    let suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
-    let determined = anonymizer::analytics::protect::determined(n * 5, &cons, &suppressed);
+    let mut suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
+    // mrr_monthly: a country's subscribers over its currencies add up to its active_end.
+    if let Some(mb) = mrr {
+        let (mm, mc) = (months(mb, "month"), texts(mb, "country"));
+        let (subs, arpu) = (ints(mb, "subscribers"), floats(mb, "arpu"));
+        let mut groups: BTreeMap<(NaiveDate, String), Vec<usize>> = BTreeMap::new();
+        for r in 0..mb.num_rows() {
+            groups.entry((mm[r], mc[r].clone())).or_default().push(r);
+            if subs[r].is_none() {
+                assert!(arpu[r].is_none(), "mrr row {r}: arpu reveals subscribers");
+            }
+        }
+        for ((month, country), rows) in groups {
+            let end = at[&(month, country.as_str())];
+            let nulls = rows.iter().filter(|r| subs[**r].is_none()).count()
+                + usize::from(v[4][end].is_none());
+            assert_ne!(nulls, 1, "{month} {country}: one withheld subscriber count");
+            let mut k = vec![(cell(end, 4), 1)];
+            for r in rows {
+                k.push((suppressed.len(), -1));
+                suppressed.push(subs[r].is_none());
+            }
+            cons.push(k);
+        }
+    }
+    let determined =
+        anonymizer::analytics::protect::determined(suppressed.len(), &cons, &suppressed);
     assert!(determined.is_empty(), "recoverable cells: {determined:?}");
 }
 
@@ -591,7 +625,8 @@ fn small_cells_are_withheld_and_cannot_be_recomputed() {
         );
     }
     let subs = aggregate(&s.run_dir, "subscriptions_monthly").unwrap();
-    check_subscriptions_protected(&subs, last_complete_month(as_of));
+    let mrr = aggregate(&s.run_dir, "mrr_monthly").unwrap();
+    check_subscriptions_protected(&subs, Some(&mrr), last_complete_month(as_of));
     assert!(
         s.manifest.tables["subscriptions_monthly"]
             .suppression
@@ -689,7 +724,8 @@ fn secondary_suppression_protects_constructed_small_cells() {
     assert!(row_nulls(feb_de) >= 2);
     assert!(start[feb_all].is_none() || start[feb_de].is_none());
     assert!(churned[feb_all].is_none() || churned[row(day(2024, 2, 1), "FR")].is_none());
-    check_subscriptions_protected(&b, day(2024, 4, 1));
+    let mrr = aggregate(&s.run_dir, "mrr_monthly").unwrap();
+    check_subscriptions_protected(&b, Some(&mrr), day(2024, 4, 1));
     let rep = s.manifest.tables["subscriptions_monthly"]
         .suppression
         .clone()

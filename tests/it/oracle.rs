@@ -68,6 +68,7 @@ pub struct RevenueRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MrrRow {
     pub month: NaiveDate,
+    pub country: String,
     pub currency: String,
     pub subscribers: i64,
     pub mrr: f64,
@@ -101,7 +102,7 @@ pub fn compute(txs: &[Tx], customers: Option<&[Customer]>, as_of: NaiveDate, sca
         subscriptions_monthly: subscriptions_monthly(&txs, &intervals, customers, last_month),
         cohort_retention: cohort_retention(&txs, last_month),
         revenue_monthly: revenue_monthly(&txs, last_month),
-        mrr_monthly: mrr_monthly(&txs, &intervals, last_month),
+        mrr_monthly: mrr_monthly(&txs, &intervals, customers, last_month),
     }
 }
 
@@ -515,24 +516,31 @@ fn revenue_monthly(txs: &[&Tx], last_month: i32) -> Vec<RevenueRow> {
         .collect()
 }
 
-fn mrr_monthly(txs: &[&Tx], intervals: &[Interval], last_month: i32) -> Vec<MrrRow> {
+fn mrr_monthly(
+    txs: &[&Tx],
+    intervals: &[Interval],
+    customers: Option<&[Customer]>,
+    last_month: i32,
+) -> Vec<MrrRow> {
     let mut rows = Vec::new();
     let Some(first) = first_month(txs) else {
         return rows;
     };
     for m in first..=last_month {
         let x = month_start(m + 1);
-        let mut by_currency: BTreeMap<&str, (BTreeSet<&str>, i64)> = BTreeMap::new();
+        let mut cells: BTreeMap<(String, &str), (BTreeSet<&str>, i64)> = BTreeMap::new();
         for i in intervals {
             if i.start <= x && x < i.end {
-                let (subscribers, units) = by_currency.entry(i.currency.as_str()).or_default();
+                let country = customer_country(customers, &i.customer);
+                let (subscribers, units) = cells.entry((country, i.currency.as_str())).or_default();
                 subscribers.insert(i.customer.as_str());
                 *units += i.units;
             }
         }
-        for (currency, (subscribers, units)) in by_currency {
+        for ((country, currency), (subscribers, units)) in cells {
             rows.push(MrrRow {
                 month: month_date(m),
+                country,
                 currency: currency.to_string(),
                 subscribers: subscribers.len() as i64,
                 mrr: units_to_money(units),
@@ -878,8 +886,9 @@ pub mod tests {
         }
     }
 
-    fn mr(m: NaiveDate, currency: &str, subscribers: i64, mrr: f64) -> MrrRow {
+    fn mr(m: NaiveDate, country: &str, currency: &str, subscribers: i64, mrr: f64) -> MrrRow {
         MrrRow {
+            country: country.to_string(),
             month: m,
             currency: currency.to_string(),
             subscribers,
@@ -1017,18 +1026,23 @@ pub mod tests {
         // 50000; d 2.99 * 146097 / 33600 = 13.00089... -> 130009 (13.00).
         let mut mrr = Vec::new();
         for mo in 5..=12 {
-            mrr.push(mr(month(2023, mo), "EUR", 1, 10.0)); // c at Jun 1 ..= Jan 1
+            mrr.push(mr(month(2023, mo), "DE", "EUR", 1, 10.0)); // c at Jun 1 ..= Jan 1
         }
         mrr.extend([
-            // At Feb 1: c, a, b, e: 100000 + 99900 + 50000 + 99900 = 349800.
-            mr(month(2024, 1), "EUR", 4, 34.98),
+            // At Feb 1: c, a (DE: 100000 + 99900), b (FR: 50000), e (unknown: 99900).
+            mr(month(2024, 1), "DE", "EUR", 2, 19.99),
+            mr(month(2024, 1), "FR", "EUR", 1, 5.0),
+            mr(month(2024, 1), "unknown", "EUR", 1, 9.99),
             // At Mar 1: c only.
-            mr(month(2024, 2), "EUR", 1, 10.0),
-            // At Apr 1: c, b (EUR: 150000) and d (GBP).
-            mr(month(2024, 3), "EUR", 2, 15.0),
-            mr(month(2024, 3), "GBP", 1, 13.0),
-            // At May 1: c, f, h: 100000 + 99900 + 99900 = 299800.
-            mr(month(2024, 4), "EUR", 3, 29.98),
+            mr(month(2024, 2), "DE", "EUR", 1, 10.0),
+            // At Apr 1: c (DE), b (FR) and d (unknown, GBP).
+            mr(month(2024, 3), "DE", "EUR", 1, 10.0),
+            mr(month(2024, 3), "FR", "EUR", 1, 5.0),
+            mr(month(2024, 3), "unknown", "GBP", 1, 13.0),
+            // At May 1: c (DE), h (FR), f (unknown).
+            mr(month(2024, 4), "DE", "EUR", 1, 10.0),
+            mr(month(2024, 4), "FR", "EUR", 1, 9.99),
+            mr(month(2024, 4), "unknown", "EUR", 1, 9.99),
             // At Jun 1: nobody (c ended May 15, h at exactly Jun 1).
         ]);
 
@@ -1068,7 +1082,7 @@ pub mod tests {
             ["DE", "EUR", "subscription"],
             [1, 999, 0, 0, 999, 1],
         ));
-        o.mrr_monthly.push(mr(month(2024, 6), "EUR", 1, 9.99));
+        o.mrr_monthly.push(mr(month(2024, 6), "DE", "EUR", 1, 9.99));
         o
     }
 
@@ -1137,7 +1151,8 @@ pub mod tests {
         let mrr = &o.mrr_monthly;
         assert!(
             mrr.windows(2)
-                .all(|w| (w[0].month, &w[0].currency) < (w[1].month, &w[1].currency))
+                .all(|w| (w[0].month, &w[0].country, &w[0].currency)
+                    < (w[1].month, &w[1].country, &w[1].currency))
         );
         assert!(mrr.iter().all(|r| r.subscribers > 0));
     }
@@ -1189,7 +1204,10 @@ pub mod tests {
                 sr(june, "unknown", [0, 1, 0, 0, 1], None),
             ]
         );
-        assert_eq!(o.mrr_monthly.last(), Some(&mr(june, "EUR", 1, 9.99)));
+        assert_eq!(
+            o.mrr_monthly.last(),
+            Some(&mr(june, "unknown", "EUR", 1, 9.99))
+        );
         // Revenue and cohorts only see July months, which are not published.
         assert_eq!(o.revenue_monthly, want.revenue_monthly);
         assert_eq!(o.cohort_retention, want.cohort_retention);
@@ -1219,7 +1237,10 @@ pub mod tests {
                 sr(month(2024, 3), "unknown", [1, 0, 0, 1, 0], Some(1.0)),
             ]
         );
-        assert_eq!(o.mrr_monthly, vec![mr(month(2024, 2), "EUR", 1, 9.99)]);
+        assert_eq!(
+            o.mrr_monthly,
+            vec![mr(month(2024, 2), "unknown", "EUR", 1, 9.99)]
+        );
         assert_eq!(o.cohort_retention, vec![cr(month(2024, 3), 0, 1, 1.0)]);
         assert_eq!(
             o.revenue_monthly,
@@ -1271,7 +1292,17 @@ pub mod tests {
         // The other tables do not depend on the customers table.
         assert_eq!(o.cohort_retention, want.cohort_retention);
         assert_eq!(o.revenue_monthly, want.revenue_monthly);
-        assert_eq!(o.mrr_monthly, want.mrr_monthly);
+        // MRR is by customer country: all 'unknown' now, same subscribers per month and
+        // currency (each customer has one currency here).
+        assert!(o.mrr_monthly.iter().all(|r| r.country == "unknown"));
+        let per = |rows: &[MrrRow]| {
+            let mut m: BTreeMap<(NaiveDate, String), i64> = BTreeMap::new();
+            for r in rows {
+                *m.entry((r.month, r.currency.clone())).or_default() += r.subscribers;
+            }
+            m
+        };
+        assert_eq!(per(&o.mrr_monthly), per(&want.mrr_monthly));
         check_invariants(&o);
     }
 
@@ -1312,7 +1343,10 @@ pub mod tests {
                 sr(month(2024, 5), "unknown", [1, 0, 0, 1, 0], Some(1.0)),
             ]
         );
-        assert_eq!(o.mrr_monthly, vec![mr(month(2024, 4), "EUR", 1, 9.99)]);
+        assert_eq!(
+            o.mrr_monthly,
+            vec![mr(month(2024, 4), "unknown", "EUR", 1, 9.99)]
+        );
         check_invariants(&o);
     }
 
@@ -1345,7 +1379,10 @@ pub mod tests {
             ]
         );
         // 12.00 / 12 = 1.00 per month.
-        assert_eq!(o.mrr_monthly, vec![mr(month(2024, 1), "EUR", 1, 1.0)]);
+        assert_eq!(
+            o.mrr_monthly,
+            vec![mr(month(2024, 1), "unknown", "EUR", 1, 1.0)]
+        );
     }
 
     #[test]

@@ -77,9 +77,9 @@ pub fn apply_all(
             "subscriptions_monthly" => {
                 // churn_rate = churned / active_start: withheld with either.
                 let start = t.ints("active_start")?;
-                for r in 0..t.rows() {
+                for (r, s) in start.iter().enumerate() {
                     if t.withheld("active_start", r)? || t.withheld("churned", r)? {
-                        t.withhold("churn_rate", r, t.is_small(start[r]))?;
+                        t.withhold("churn_rate", r, t.is_small(*s))?;
                     }
                 }
             }
@@ -308,10 +308,10 @@ fn subscriptions(
                 .filter_map(|i| cell[r][i].map(|c| (c, SUB_SIGNS[i])))
                 .collect(),
         );
-        if let Some(&next) = at.get(&(months[r] + 1, countries[r].as_str())) {
-            if let (Some(e), Some(s)) = (cell[r][4], cell[next][0]) {
-                p.constrain(vec![(e, 1), (s, -1)]);
-            }
+        if let Some(&next) = at.get(&(months[r] + 1, countries[r].as_str()))
+            && let (Some(e), Some(s)) = (cell[r][4], cell[next][0])
+        {
+            p.constrain(vec![(e, 1), (s, -1)]);
         }
     }
     // 'ALL' = sum of the countries, per month and term.
@@ -326,8 +326,8 @@ fn subscriptions(
     }
     for (all, rows) in by_month.values() {
         let all = all.ok_or("a month without its 'ALL' row")?;
-        for term in 0..5 {
-            let mut c: Constraint = cell[all][term].map(|c| (c, 1)).into_iter().collect();
+        for (term, own) in cell[all].iter().enumerate() {
+            let mut c: Constraint = own.map(|c| (c, 1)).into_iter().collect();
             c.extend(rows.iter().filter_map(|r| cell[*r][term].map(|c| (c, -1))));
             p.constrain(c);
         }

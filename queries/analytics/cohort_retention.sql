@@ -13,28 +13,34 @@
 -- Counts of 1..k-1 people are withheld (null); a retention is withheld with its count or
 -- when the cohort's size is withheld.
 WITH active AS (
-    SELECT DISTINCT customer, anon_month_index(event_time) AS m
+    SELECT DISTINCT customer, month AS m
     FROM events
     WHERE customer IS NOT NULL
 ),
-cohort AS (
-    SELECT customer, MIN(m) AS c FROM active GROUP BY customer
-),
 counts AS (
-    SELECT co.c, a.m - co.c AS since, COUNT(*) AS customers
-    FROM active a JOIN cohort co ON co.customer = a.customer
-    GROUP BY co.c, a.m - co.c
+    SELECT c, m - c AS since, COUNT(*) AS customers
+    FROM (SELECT m, MIN(m) OVER (PARTITION BY customer) AS c FROM active) tagged
+    GROUP BY c, m - c
+),
+-- One row per cohort with its counts as lists, so that the full triangle (zeros
+-- included) comes from one pass over the data.
+cohorts AS (
+    SELECT c,
+           array_agg(since) AS sinces,
+           array_agg(customers) AS counts,
+           MAX(CASE WHEN since = 0 THEN customers END) AS size
+    FROM counts
+    GROUP BY c
 ),
 grid AS (
-    SELECT c, unnest(generate_series(0, params.last_month - c)) AS since
-    FROM (SELECT DISTINCT c FROM cohort) cohorts CROSS JOIN params
+    SELECT c, sinces, counts, size, unnest(generate_series(0, params.last_month - c)) AS since
+    FROM cohorts CROSS JOIN params
     WHERE c <= params.last_month
 )
-SELECT anon_month_date(g.c) AS cohort_month,
-       CAST(g.since AS INT) AS months_since,
-       COALESCE(n.customers, 0) AS customers,
-       CAST(COALESCE(n.customers, 0) AS DOUBLE) / CAST(size.customers AS DOUBLE) AS retention
-FROM grid g
-LEFT JOIN counts n ON n.c = g.c AND n.since = g.since
-JOIN counts size ON size.c = g.c AND size.since = 0
-ORDER BY g.c, g.since
+SELECT anon_month_date(c) AS cohort_month,
+       CAST(since AS INT) AS months_since,
+       COALESCE(array_element(counts, CAST(array_position(sinces, since) AS BIGINT)), 0) AS customers,
+       CAST(COALESCE(array_element(counts, CAST(array_position(sinces, since) AS BIGINT)), 0) AS DOUBLE)
+           / CAST(size AS DOUBLE) AS retention
+FROM grid
+ORDER BY c, since

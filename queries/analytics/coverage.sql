@@ -2,7 +2,8 @@
 -- requires: customer_key, event_time, transaction_type, offer_type, offer_period, subscription_id
 --
 -- Read by subscriptions_monthly and mrr_monthly. One row per purchase or renewal of a
--- subscription offer, after refunds and chargebacks have cut it short.
+-- subscription offer (two identical transactions are two intervals), after refunds and
+-- chargebacks have cut it short.
 --
 -- Definitions:
 --   s          the purchase or renewal time t (UTC).
@@ -40,12 +41,18 @@ cuts AS (
     WHERE event_type IN ('refund', 'chargeback') AND subscription IS NOT NULL
       AND customer IS NOT NULL
 ),
+-- The earliest cut of each purchase or renewal that has one (few have: an inner join).
+cut AS (
+    SELECT p.subscription, p.s, p.e0, MIN(c.r) AS r
+    FROM paid p
+    JOIN cuts c ON c.subscription = p.subscription AND c.r >= p.s AND c.r < p.e0
+    GROUP BY p.subscription, p.s, p.e0
+),
 intervals AS (
-    SELECT p.customer, p.subscription, p.s, COALESCE(MIN(c.r), p.e0) AS e, p.currency,
+    SELECT p.customer, p.subscription, p.s, COALESCE(cut.r, p.e0) AS e, p.currency,
            p.monthly_units
     FROM paid p
-    LEFT JOIN cuts c ON c.subscription = p.subscription AND c.r >= p.s AND c.r < p.e0
-    GROUP BY p.customer, p.subscription, p.s, p.e0, p.currency, p.monthly_units
+    LEFT JOIN cut ON cut.subscription = p.subscription AND cut.s = p.s AND cut.e0 = p.e0
 )
 SELECT i.customer, i.subscription, i.s, i.e, i.currency, i.monthly_units,
        anon_month_index(i.s) + CASE WHEN i.s = date_trunc('month', i.s) THEN 0 ELSE 1 END

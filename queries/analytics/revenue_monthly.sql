@@ -22,26 +22,40 @@
 -- net = gross - refunds - chargebacks.
 -- The columns starting with _ count those contributors; anonymizer drops them before
 -- publishing.
-SELECT anon_month_date(anon_month_index(event_time)) AS month,
-       COALESCE(country, 'unknown') AS country,
-       COALESCE(currency, 'unknown') AS currency,
-       COALESCE(offer_type, 'unknown') AS offer_type,
-       SUM(CASE WHEN event_type IN ('purchase', 'renewal') THEN 1 ELSE 0 END) AS payments,
-       SUM(CASE WHEN event_type IN ('purchase', 'renewal') THEN amount ELSE 0 END) AS gross,
-       SUM(CASE WHEN event_type = 'refund' THEN amount ELSE 0 END) AS refunds,
-       SUM(CASE WHEN event_type = 'chargeback' THEN amount ELSE 0 END) AS chargebacks,
-       SUM(CASE WHEN event_type IN ('purchase', 'renewal') THEN amount ELSE 0 END)
-         - SUM(CASE WHEN event_type = 'refund' THEN amount ELSE 0 END)
-         - SUM(CASE WHEN event_type = 'chargeback' THEN amount ELSE 0 END) AS net,
-       COUNT(DISTINCT customer) AS customers,
-       COUNT(DISTINCT CASE WHEN event_type IN ('purchase', 'renewal') THEN customer END)
-           AS _payers,
-       COUNT(DISTINCT CASE WHEN event_type = 'refund' THEN customer END) AS _refunded,
-       COUNT(DISTINCT CASE WHEN event_type = 'chargeback' THEN customer END) AS _charged_back,
-       COUNT(DISTINCT CASE WHEN event_type IN ('purchase', 'renewal', 'refund', 'chargeback')
-                           THEN customer END) AS _net_contributors
-FROM events CROSS JOIN params
-WHERE customer IS NOT NULL AND anon_month_index(event_time) <= params.last_month
-GROUP BY anon_month_index(event_time), COALESCE(country, 'unknown'),
-         COALESCE(currency, 'unknown'), COALESCE(offer_type, 'unknown')
+WITH per_customer AS (
+    -- One row per cell and customer: distinct customers become plain counts below.
+    SELECT month AS m,
+           COALESCE(country, 'unknown') AS country,
+           COALESCE(currency, 'unknown') AS currency,
+           COALESCE(offer_type, 'unknown') AS offer_type,
+           SUM(CASE WHEN event_type IN ('purchase', 'renewal') THEN 1 ELSE 0 END) AS payments,
+           SUM(CASE WHEN event_type IN ('purchase', 'renewal') THEN amount ELSE 0 END) AS gross,
+           SUM(CASE WHEN event_type = 'refund' THEN amount ELSE 0 END) AS refunds,
+           SUM(CASE WHEN event_type = 'chargeback' THEN amount ELSE 0 END) AS chargebacks,
+           MAX(CASE WHEN event_type IN ('purchase', 'renewal') THEN 1 ELSE 0 END) AS paid,
+           MAX(CASE WHEN event_type = 'refund' THEN 1 ELSE 0 END) AS refunded,
+           MAX(CASE WHEN event_type = 'chargeback' THEN 1 ELSE 0 END) AS charged_back,
+           MAX(CASE WHEN event_type IN ('purchase', 'renewal', 'refund', 'chargeback')
+                    THEN 1 ELSE 0 END) AS contributed
+    FROM events CROSS JOIN params
+    WHERE customer IS NOT NULL AND month <= params.last_month
+    GROUP BY month, COALESCE(country, 'unknown'), COALESCE(currency, 'unknown'),
+             COALESCE(offer_type, 'unknown'), customer
+)
+SELECT anon_month_date(m) AS month,
+       country,
+       currency,
+       offer_type,
+       SUM(payments) AS payments,
+       SUM(gross) AS gross,
+       SUM(refunds) AS refunds,
+       SUM(chargebacks) AS chargebacks,
+       SUM(gross) - SUM(refunds) - SUM(chargebacks) AS net,
+       COUNT(*) AS customers,
+       SUM(paid) AS _payers,
+       SUM(refunded) AS _refunded,
+       SUM(charged_back) AS _charged_back,
+       SUM(contributed) AS _net_contributors
+FROM per_customer
+GROUP BY m, country, currency, offer_type
 ORDER BY month, country, currency, offer_type

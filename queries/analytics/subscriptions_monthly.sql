@@ -28,27 +28,26 @@
 -- Every count is of distinct customers. Counts of 1..k-1 people are withheld (null), and
 -- further cells are withheld so that none can be recomputed from the identity above, from
 -- the 'ALL' rows, or from the neighbouring month.
-WITH boundaries AS (
-    SELECT DISTINCT customer, b
-    FROM (
-        SELECT customer, unnest(generate_series(b_from, b_to)) AS b
-        FROM coverage
-        WHERE b_from <= b_to
-    ) expanded
-),
-first_cover AS (
-    SELECT customer, anon_month_index(MIN(s)) AS first_month
+WITH covered AS (
+    SELECT customer, b_from, b_to,
+           anon_month_index(MIN(s) OVER (PARTITION BY customer)) AS first_month
     FROM coverage
-    GROUP BY customer
+),
+-- A customer active at month boundary b is active at the start of month b and at the
+-- end of month b - 1.
+marks AS (
+    SELECT customer, first_month, b, unnest(make_array(b, b - 1)) AS m
+    FROM (
+        SELECT customer, first_month, unnest(generate_series(b_from, b_to)) AS b
+        FROM covered
+        WHERE b_from <= b_to
+    ) boundaries
 ),
 flags AS (
-    SELECT customer, m, MAX(at_start) AS at_start, MAX(at_end) AS at_end
-    FROM (
-        SELECT customer, b AS m, 1 AS at_start, 0 AS at_end FROM boundaries
-        UNION ALL
-        SELECT customer, b - 1 AS m, 0 AS at_start, 1 AS at_end FROM boundaries
-    ) marks
-    CROSS JOIN params
+    SELECT customer, m, MIN(first_month) AS first_month,
+           MAX(CASE WHEN m = b THEN 1 ELSE 0 END) AS at_start,
+           MAX(CASE WHEN m = b - 1 THEN 1 ELSE 0 END) AS at_end
+    FROM marks CROSS JOIN params
     WHERE m <= params.last_month
     GROUP BY customer, m
 ),
@@ -64,12 +63,11 @@ moves AS (
            f.at_start,
            f.at_end,
            CASE WHEN f.at_start = 1 AND f.at_end = 0 THEN 1 ELSE 0 END AS churned,
-           CASE WHEN f.at_start = 0 AND f.at_end = 1 AND fc.first_month >= f.m THEN 1 ELSE 0 END
+           CASE WHEN f.at_start = 0 AND f.at_end = 1 AND f.first_month >= f.m THEN 1 ELSE 0 END
                AS is_new,
-           CASE WHEN f.at_start = 0 AND f.at_end = 1 AND fc.first_month < f.m THEN 1 ELSE 0 END
+           CASE WHEN f.at_start = 0 AND f.at_end = 1 AND f.first_month < f.m THEN 1 ELSE 0 END
                AS reactivated
     FROM flags f
-    JOIN first_cover fc ON fc.customer = f.customer
     LEFT JOIN customer_country cc ON cc.customer = f.customer
 ),
 cells AS (

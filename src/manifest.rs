@@ -67,6 +67,9 @@ pub struct TableReport {
     /// The saved query an aggregate table comes from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// SHA-256 of the SQL that ran (the query, and coverage.sql when it reads coverage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppression: Option<SuppressionReport>,
 }

@@ -439,6 +439,7 @@ async fn stage_run(
                 roles: table.roles.clone(),
                 files: mine.iter().filter_map(|r| r.3.clone()).collect(),
                 query: None,
+                query_sha256: None,
                 suppression: None,
             },
         );

@@ -70,6 +70,19 @@ pub fn sql_of(table: &str) -> Option<&'static str> {
     })
 }
 
+/// SHA-256 (hex) of the SQL an aggregate runs: its file, plus coverage.sql when it reads
+/// the coverage view.
+pub fn query_digest(table: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let sql = sql_of(table).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(sql.as_bytes());
+    if sql.contains("FROM coverage") {
+        h.update(COVERAGE_SQL.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// The roles a saved query needs, from its `-- requires:` header line.
 pub fn required_roles(sql: &str) -> Vec<Role> {
     sql.lines()
@@ -159,6 +172,12 @@ pub async fn compute(
         return Ok((vec![], skipped));
     };
     let customers = a.customers.as_deref().and_then(|t| policy.table(t));
+    if a.k < 2 {
+        tracing::warn!(
+            k = a.k,
+            "[analytics] k = 1 withholds nothing: the aggregates are not protected against singling out"
+        );
+    }
 
     let ctx = session(threads);
     let udfs = Udfs::new(key);
@@ -467,6 +486,7 @@ pub async fn build(
                 roles: BTreeMap::new(),
                 files: vec![file],
                 query: Some(format!("queries/analytics/{}.sql", agg.name)),
+                query_sha256: Some(query_digest(agg.name)),
                 suppression: Some(agg.suppression),
             },
         );

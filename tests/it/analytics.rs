@@ -395,11 +395,24 @@ fn fixture_rows() -> (Vec<Tx>, Vec<Customer>) {
     (txs, customers)
 }
 
+/// The sample policy without its trailing `[analytics]` section.
+fn sample_without_analytics() -> String {
+    let text = anonymizer::policy::SAMPLE_POLICY;
+    let at = text
+        .find("\n[analytics]")
+        .expect("the sample ends with [analytics]");
+    assert!(
+        !text[at + 1..].contains("\n["),
+        "[analytics] is the sample's last section"
+    );
+    text[..at].to_string()
+}
+
 /// A private copy of the fixture whose policy sets `k`.
 fn fixture_with_k(k: u64) -> (tempfile::TempDir, PathBuf) {
     let dir = fixture_copy();
     let policy = dir.path().join("anonymizer.toml");
-    let text = std::fs::read_to_string(&policy).unwrap();
+    let text = sample_without_analytics();
     std::fs::write(&policy, format!("{text}\n[analytics]\nk = {k}\n")).unwrap();
     (dir, policy)
 }
@@ -890,7 +903,7 @@ Country = "keep"
 fn analytics_section_is_validated() {
     let dir = fixture_copy();
     let policy = dir.path().join("anonymizer.toml");
-    let base = std::fs::read_to_string(&policy).unwrap();
+    let base = sample_without_analytics();
     let check = |extra: &str, want: &str| {
         std::fs::write(&policy, format!("{base}\n{extra}\n")).unwrap();
         let e = run_to(&policy, &dir.path().join("out"), key())

@@ -495,16 +495,7 @@ async fn plan_file(
         file: file.to_path_buf(),
         message,
     };
-    let df = crate::input::open(
-        ctx,
-        &table.name,
-        file,
-        table.format,
-        table.delimiter,
-        (table.format == Format::Csv).then_some(&table.schema),
-    )
-    .await
-    .map_err(crate::policy::PolicyError::from)?;
+    let df = table.open(ctx, file).await?;
     let df = df
         .select(exprs.to_vec())
         .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
@@ -677,16 +668,7 @@ async fn latest_event_date(
         };
         let mut latest: Option<i32> = None;
         for file in &table.files {
-            let df = crate::input::open(
-                ctx,
-                &table.name,
-                file,
-                table.format,
-                table.delimiter,
-                (table.format == Format::Csv).then_some(&table.schema),
-            )
-            .await
-            .map_err(crate::policy::PolicyError::from)?;
+            let df = table.open(ctx, file).await?;
             let batches = df
                 .aggregate(vec![], vec![max(ident(col)).alias("m")])
                 .map_err(|e| err(format!("cannot plan max({col}): {}", df_message(&e))))?

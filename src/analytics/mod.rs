@@ -43,7 +43,7 @@ use datafusion::prelude::{
 use crate::error::{Error, df_message};
 use crate::key::Key;
 use crate::manifest::{SuppressionReport, TableReport};
-use crate::policy::{Format, Policy, Role, TablePolicy};
+use crate::policy::{Policy, Role, TablePolicy};
 use crate::rules::{Udfs, is_string};
 
 /// The aggregate tables, in build order.
@@ -313,16 +313,7 @@ fn session(threads: usize) -> SessionContext {
 async fn read_table(ctx: &SessionContext, table: &TablePolicy) -> Result<DataFrame, Error> {
     let mut all: Option<DataFrame> = None;
     for file in &table.files {
-        let df = crate::input::open(
-            ctx,
-            &table.name,
-            file,
-            table.format,
-            table.delimiter,
-            (table.format == Format::Csv).then_some(&table.schema),
-        )
-        .await
-        .map_err(crate::policy::PolicyError::from)?;
+        let df = table.open(ctx, file).await?;
         all = Some(match all {
             None => df,
             Some(prev) => prev

@@ -168,6 +168,23 @@ impl TablePolicy {
     pub fn role(&self, r: Role) -> Option<&str> {
         self.roles.get(&r).map(String::as_str)
     }
+    /// One of the table's files as a DataFrame (CSV files with the validated schema).
+    pub async fn open(
+        &self,
+        ctx: &SessionContext,
+        file: &Path,
+    ) -> Result<datafusion::dataframe::DataFrame, PolicyError> {
+        Ok(input::open(
+            ctx,
+            &self.name,
+            file,
+            self.format,
+            self.delimiter,
+            (self.format == Format::Csv).then_some(&self.schema),
+        )
+        .await?)
+    }
+
     pub fn rule_of(&self, column: &str) -> Option<&Rule> {
         self.columns
             .iter()

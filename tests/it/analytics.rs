@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{
 
 use crate::common::*;
 use crate::oracle::tests::{
-    at, cust, day, expected_through_june, expected_through_may, scenario, subs,
+    at, bare, cust, day, expected_through_june, expected_through_may, scenario, subs,
 };
 use crate::oracle::{CohortRow, Customer, MrrRow, Oracle, RevenueRow, SubRow, Tx};
 
@@ -834,17 +834,7 @@ fn transactions_only_mapped_export_gives_cohort_retention() {
             next() % 50,
             next() % 100
         ));
-        txs.push(Tx {
-            customer: Some(customer.to_string()),
-            event_time: t,
-            event_type: String::new(),
-            offer_type: None,
-            subscription: None,
-            offer_period: None,
-            amount: 0,
-            currency: None,
-            country: None,
-        });
+        txs.push(bare(Some(&customer.to_string()), "", t));
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("invoices.csv"), csv).unwrap();

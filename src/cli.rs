@@ -68,7 +68,13 @@ pub enum Command {
         /// Files processed at once (default: the policy's `threads`, else all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Erasure requests to honour (CSV or JSON Lines; default: the policy's
+        /// `[erasure] requests`).
+        #[arg(long)]
+        requests: Option<PathBuf>,
     },
+    /// Add one erasure request to the policy's pending requests file (`[erasure] requests`).
+    Erase(EraseArgs),
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
     Query(QueryArgs),
     /// Generate a small export, write the sample policy and a fresh key, and run it.
@@ -80,6 +86,49 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         customers: u64,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The policy (its `[erasure] requests` file gets the request).
+    #[arg(long)]
+    config: PathBuf,
+    /// The email address of the account.
+    #[arg(long)]
+    email: String,
+    /// The date the request was received (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    received: NaiveDate,
+    /// GDPR (one month), CCPA (45 days) or OTHER.
+    #[arg(long, default_value = "GDPR")]
+    jurisdiction: String,
+    /// anonymize (transactions kept without the person) or delete (every row removed).
+    #[arg(long, default_value = "anonymize")]
+    kind: String,
+    /// The customer was told what anonymization keeps.
+    #[arg(long)]
+    explained: bool,
+    /// A note for support (kept in the requests file only, never published).
+    #[arg(long)]
+    note: Option<String>,
+    /// The request id (default: erase-<UTC time>-<random>).
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+impl EraseArgs {
+    pub fn into_options(self) -> anonymizer::erasure::EraseOptions {
+        anonymizer::erasure::EraseOptions {
+            config: self.config,
+            email: self.email,
+            received: self.received,
+            jurisdiction: self.jurisdiction,
+            kind: self.kind,
+            explained: self.explained,
+            note: self.note,
+            request_id: self.request_id,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

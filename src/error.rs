@@ -41,6 +41,12 @@ pub enum Error {
         file: PathBuf,
         message: String,
     },
+    /// The suppression ledger cannot be read or written (fail closed).
+    #[error(transparent)]
+    Ledger(#[from] crate::erasure::ledger::LedgerError),
+    /// The erasure requests could not be processed.
+    #[error("erasure: {0}")]
+    Erasure(String),
     /// An aggregate table could not be computed.
     #[error("aggregate table {table}: {message}")]
     Analytics { table: String, message: String },

@@ -24,6 +24,7 @@
 
 pub mod analytics;
 pub mod demo;
+pub mod erasure;
 pub mod error;
 pub mod fsutil;
 pub mod generate;

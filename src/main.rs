@@ -53,15 +53,27 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             as_of,
             out,
             threads,
+            requests,
         } => {
             let s = run::run(&run::RunOptions {
                 config,
                 as_of,
                 out,
                 threads,
+                requests,
                 ..Default::default()
             })?;
             print!("{}", s.report());
+            for line in &s.attention {
+                eprintln!("attention: {line}");
+            }
+        }
+        Command::Erase(args) => {
+            let (id, file) = anonymizer::erasure::append_request(&args.into_options())?;
+            println!(
+                "request {id} added to {}; the next run honours it",
+                file.display()
+            );
         }
         Command::Query(args) => {
             use std::io::Write;

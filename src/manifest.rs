@@ -30,6 +30,9 @@ pub struct Manifest {
     /// Aggregate tables the policy asks for that this export cannot give, with the reason
     /// (for example a role the export lacks).
     pub aggregates_skipped: BTreeMap<String, String>,
+    /// Erasure in this run (when the policy has an `[erasure]` ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<ErasureReport>,
     pub stages_ms: BTreeMap<String, u64>,
 }
 
@@ -72,6 +75,21 @@ pub struct TableReport {
     pub query_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppression: Option<SuppressionReport>,
+}
+
+/// What the erasure stage did (counts only; the receipts hold the details).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErasureReport {
+    pub ledger: PathBuf,
+    /// Entries in the ledger after this run.
+    pub ledger_entries: usize,
+    /// Entries this run added.
+    pub new_entries: usize,
+    pub requests_file: Option<PathBuf>,
+    /// Requests per status (completed, not_found, invalid, already_erased).
+    pub requests: BTreeMap<String, usize>,
+    /// Customers erased in this run's output (everyone in the ledger).
+    pub customers_erased: usize,
 }
 
 /// What small-cell protection withheld in one aggregate table.

@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub key: Option<Key>,
     /// Files processed at once (default: the policy's `threads`, else the core count).
     pub threads: Option<usize>,
+    /// An erasure requests file (overrides the policy's `[erasure] requests`).
+    pub requests: Option<PathBuf>,
     pub fail_point: Option<FailPoint>,
 }
 
@@ -69,6 +71,9 @@ pub struct RunSummary {
     pub run_dir: PathBuf,
     pub out: PathBuf,
     pub manifest: Manifest,
+    /// Erasure requests support must look at (not found, invalid, overdue): one line
+    /// each, no personal data; `anonymizer run` prints them on stderr.
+    pub attention: Vec<String>,
 }
 
 impl RunSummary {
@@ -225,6 +230,13 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     }
     stages.insert("as_of".to_string(), ms(t));
 
+    let t = Instant::now();
+    let mut erasure =
+        crate::erasure::prepare(&ctx, &policy, &key, as_of, opts.requests.as_deref()).await?;
+    if erasure.enabled {
+        stages.insert("erasure".to_string(), ms(t));
+    }
+
     let run_id = out.new_run_id();
     let staging = out.create_staging(&run_id)?;
     tracing::info!(run_id = %run_id, out = %out_root.display(), threads, "run started");
@@ -235,6 +247,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         as_of,
         threads,
         &staging,
+        &mut erasure,
         opts.fail_point.as_ref(),
         &mut stages,
     )
@@ -263,6 +276,18 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         inputs,
         tables,
         aggregates_skipped,
+        erasure: erasure.enabled.then(|| crate::manifest::ErasureReport {
+            ledger: erasure.ledger_path.clone().unwrap_or_default(),
+            ledger_entries: erasure.ledger.as_ref().map_or(0, |l| l.entries.len()),
+            new_entries: erasure.new_entries,
+            requests_file: erasure.requests_file.clone(),
+            requests: erasure
+                .summary()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            customers_erased: erasure.erased().0,
+        }),
         stages_ms: stages,
     };
     let publish = (|| -> Result<PathBuf, Error> {
@@ -278,6 +303,14 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             what: "cannot write the manifest",
             err,
         })?;
+        // The ledger goes first: should publishing fail now, the next run erases these
+        // customers anyway (and reports them already_erased); the other order could let
+        // an erased customer reappear.
+        if erasure.new_entries > 0
+            && let (Some(l), Some(p)) = (&erasure.ledger, &erasure.ledger_path)
+        {
+            l.store(p)?;
+        }
         Ok(out.publish(&run_id)?)
     })();
     let run_dir = match publish {
@@ -300,6 +333,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         run_dir,
         out: out_root,
         manifest,
+        attention: erasure.attention(),
     })
 }
 
@@ -317,6 +351,7 @@ async fn stage_run(
     as_of: Option<NaiveDate>,
     threads: usize,
     staging: &Path,
+    erasure: &mut crate::erasure::Plan,
     fail: Option<&FailPoint>,
     stages: &mut BTreeMap<String, u64>,
 ) -> Result<Staged, Error> {
@@ -360,7 +395,9 @@ async fn stage_run(
             } else {
                 ctx.clone()
             };
-            let (plan, task_ctx, schema) = plan_file(&ctx, table, file, &exprs).await?;
+            let effect = erasure.table_effect(table, key);
+            let (plan, task_ctx, schema) =
+                plan_file(&ctx, table, file, &exprs, effect.as_ref()).await?;
             let partitions = plan.output_partitioning().partition_count();
             for chunk in 0..partitions {
                 let name = if partitions == 1 {
@@ -445,9 +482,45 @@ async fn stage_run(
         );
     }
     let t = Instant::now();
-    let built = crate::analytics::build(policy, key, as_of, threads, staging).await?;
+    let built = crate::analytics::build(
+        policy,
+        key,
+        as_of,
+        threads,
+        staging,
+        &erasure.matched_analytics_tokens(),
+    )
+    .await?;
     stages.insert("analytics".into(), ms(t));
     tables.extend(built.tables);
+    if erasure.enabled {
+        erasure.set_active(&built.active);
+        let batch = erasure.receipts_batch();
+        let file = write_parquet(
+            &staging.join("erasure_receipts"),
+            "erasure_receipts",
+            "part-00000.parquet",
+            &batch,
+        )
+        .map_err(Error::Erasure)?;
+        let json = staging.join("erasure_receipts.json");
+        write_synced(&json, &erasure.receipts_json())
+            .map_err(|e| Error::Erasure(format!("cannot write {}: {e}", json.display())))?;
+        tables.insert(
+            "erasure_receipts".into(),
+            TableReport {
+                kind: "receipts".into(),
+                rows_read: None,
+                rows_written: batch.num_rows() as u64,
+                columns: vec![],
+                roles: BTreeMap::new(),
+                files: vec![file],
+                query: None,
+                query_sha256: None,
+                suppression: None,
+            },
+        );
+    }
     Ok((inputs, tables, built.skipped))
 }
 
@@ -489,15 +562,26 @@ async fn plan_file(
     table: &TablePolicy,
     file: &Path,
     exprs: &[Expr],
+    erasure: Option<&crate::erasure::TableEffect>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>, SchemaRef), Error> {
     let err = |message: String| Error::Transform {
         table: table.name.clone(),
         file: file.to_path_buf(),
         message,
     };
-    let df = table.open(ctx, file).await?;
+    let mut df = table.open(ctx, file).await?;
+    let mut exprs = exprs.to_vec();
+    if let Some(effect) = erasure {
+        // Each row's erasure state, computed once: filter, then null the tokens.
+        let (keep, wrapped) = crate::erasure::apply_effect(table, exprs, effect);
+        exprs = wrapped;
+        df = df
+            .with_column("__erasure", effect.state.clone())
+            .and_then(|d| d.filter(keep))
+            .map_err(|e| err(format!("cannot plan the erasure: {}", df_message(&e))))?;
+    }
     let df = df
-        .select(exprs.to_vec())
+        .select(exprs)
         .map_err(|e| err(format!("cannot plan the rules: {}", df_message(&e))))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let task_ctx = Arc::new(df.task_ctx());

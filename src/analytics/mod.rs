@@ -23,13 +23,13 @@ pub mod period;
 pub mod protect;
 pub mod suppress;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
@@ -116,8 +116,59 @@ const TS: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
 #[derive(Debug, Default)]
 pub struct Built {
     pub tables: BTreeMap<String, TableReport>,
+    /// Of the customers asked about, those with paid coverage at the end of the as-of date.
+    pub active: HashSet<String>,
     /// Aggregate table -> why it was not built.
     pub skipped: BTreeMap<String, String>,
+}
+
+/// What [`compute`] returns.
+#[derive(Debug, Default)]
+pub struct Computed {
+    pub aggregates: Vec<Aggregate>,
+    /// Aggregate table -> why it was not built.
+    pub skipped: BTreeMap<String, String>,
+    /// Of the customers asked about, those with paid coverage at the end of the as-of date.
+    pub active: HashSet<String>,
+}
+
+/// Of `customers` (tokens as in the events view), those with a coverage interval that
+/// contains the last instant of the as-of date (`end` is the instant after it). Empty
+/// when the export cannot tell (no subscription roles).
+async fn active_at_end(
+    ctx: &SessionContext,
+    tx: &TablePolicy,
+    end: i64,
+    customers: &[String],
+) -> Result<HashSet<String>, Error> {
+    let sql = sql_of("subscriptions_monthly").unwrap_or_default();
+    if customers.is_empty() || required_roles(sql).iter().any(|r| tx.role(*r).is_none()) {
+        return Ok(HashSet::new());
+    }
+    let end = lit(ScalarValue::TimestampMicrosecond(Some(end), None));
+    let list: Vec<Expr> = customers.iter().map(|c| lit(c.as_str())).collect();
+    let batches = ctx
+        .table("coverage")
+        .await
+        .and_then(|d| {
+            d.filter(
+                ident("customer")
+                    .in_list(list, false)
+                    .and(ident("s").lt(end.clone()))
+                    .and(ident("e").gt_eq(end)),
+            )
+        })
+        .and_then(|d| d.select(vec![ident("customer")]))
+        .map_err(|e| err("coverage", df_message(&e)))?
+        .collect()
+        .await
+        .map_err(|e| err("coverage", df_message(&e)))?;
+    let mut out = HashSet::new();
+    for b in batches {
+        let c = b.column(0).as_string::<i32>();
+        out.extend((0..c.len()).map(|i| c.value(i).to_string()));
+    }
+    Ok(out)
 }
 
 /// One computed aggregate, before and after suppression.
@@ -152,7 +203,8 @@ pub async fn compute(
     key: &Key,
     as_of: Option<NaiveDate>,
     threads: usize,
-) -> Result<(Vec<Aggregate>, BTreeMap<String, String>), Error> {
+    active_check: &[String],
+) -> Result<Computed, Error> {
     let mut skipped = BTreeMap::new();
     let a = &policy.analytics;
     let skip_all = |reason: &str, skipped: &mut BTreeMap<String, String>| {
@@ -162,14 +214,20 @@ pub async fn compute(
     };
     let Some(as_of) = as_of else {
         skip_all("no as-of date: no table maps event_time", &mut skipped);
-        return Ok((vec![], skipped));
+        return Ok(Computed {
+            skipped,
+            ..Default::default()
+        });
     };
     let Some(tx) = a.transactions.as_deref().and_then(|t| policy.table(t)) else {
         skip_all(
             "no transactions table: no table maps both customer_key and event_time",
             &mut skipped,
         );
-        return Ok((vec![], skipped));
+        return Ok(Computed {
+            skipped,
+            ..Default::default()
+        });
     };
     let customers = a.customers.as_deref().and_then(|t| policy.table(t));
     if a.k < 2 {
@@ -212,6 +270,8 @@ pub async fn compute(
         .map_err(|e| err("coverage", df_message(&e)))?;
     ctx.register_table("coverage", coverage.into_view())
         .map_err(|e| err("coverage", df_message(&e)))?;
+
+    let active = active_at_end(&ctx, tx, end, active_check).await?;
 
     let mut raws: Vec<(&'static str, RecordBatch)> = Vec::new();
     for name in &a.tables {
@@ -275,7 +335,11 @@ pub async fn compute(
             suppression,
         })
         .collect();
-    Ok((out, skipped))
+    Ok(Computed {
+        aggregates: out,
+        skipped,
+        active,
+    })
 }
 
 /// `ANONYMIZER_EXPLAIN=1`: prints each aggregate's executed plan with its metrics
@@ -460,8 +524,13 @@ pub async fn build(
     as_of: Option<NaiveDate>,
     threads: usize,
     staging: &Path,
+    active_check: &[String],
 ) -> Result<Built, Error> {
-    let (aggregates, skipped) = compute(policy, key, as_of, threads).await?;
+    let Computed {
+        aggregates,
+        skipped,
+        active,
+    } = compute(policy, key, as_of, threads, active_check).await?;
     let mut tables = BTreeMap::new();
     for agg in aggregates {
         let dir = staging.join(agg.name);
@@ -485,5 +554,9 @@ pub async fn build(
     for (t, why) in &skipped {
         tracing::warn!(table = %t, reason = %why, "aggregate skipped");
     }
-    Ok(Built { tables, skipped })
+    Ok(Built {
+        tables,
+        active,
+        skipped,
+    })
 }

@@ -205,6 +205,7 @@ pub struct Policy {
     /// Sorted by name.
     pub tables: Vec<TablePolicy>,
     pub analytics: AnalyticsPolicy,
+    pub erasure: raw::RawErasure,
 }
 
 /// The `[analytics]` section, resolved against the tables.
@@ -360,6 +361,7 @@ impl Policy {
             threads: raw.threads,
             tables,
             analytics,
+            erasure: raw.erasure.clone(),
         })
     }
 

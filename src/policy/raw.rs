@@ -47,6 +47,17 @@ pub struct RawPolicy {
     pub queries: Option<PathBuf>,
     pub tables: BTreeMap<String, RawTable>,
     pub analytics: RawAnalytics,
+    /// `[erasure]`: the pending requests file and the suppression ledger.
+    pub erasure: RawErasure,
+}
+
+/// The `[erasure]` section as written (paths resolved against the policy's folder).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawErasure {
+    /// Requests processed by every run and appended to by `anonymizer erase`.
+    pub requests: Option<PathBuf>,
+    /// The suppression ledger (keyed hashes of erased customers), outside the output.
+    pub ledger: Option<PathBuf>,
 }
 
 /// The `[analytics]` section as written.
@@ -74,7 +85,8 @@ impl Default for RawAnalytics {
 /// The small-cell threshold when the policy does not set one.
 pub const DEFAULT_K: u64 = 10;
 
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 8] = [
+    "erasure",
     "output",
     "key_file",
     "keep_runs",
@@ -83,6 +95,7 @@ const TOP_KEYS: [&str; 7] = [
     "tables",
     "analytics",
 ];
+const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
 const ANALYTICS_KEYS: [&str; 4] = ["k", "transactions", "customers", "tables"];
 const TABLE_KEYS: [&str; 5] = ["input", "format", "delimiter", "roles", "columns"];
 
@@ -204,6 +217,28 @@ impl RawPolicy {
                 RawAnalytics::default()
             }
         };
+        let erasure = match top.get("erasure") {
+            None => RawErasure::default(),
+            Some(Value::Table(e)) => {
+                cx.unknown_keys(e, &ERASURE_KEYS, "[erasure]");
+                RawErasure {
+                    requests: cx.string(e, "requests", "[erasure]").map(|p| dir.join(p)),
+                    ledger: cx.string(e, "ledger", "[erasure]").map(|p| dir.join(p)),
+                }
+            }
+            Some(other) => {
+                cx.problems.push(format!(
+                    "[erasure] must be a table, got {}",
+                    other.type_str()
+                ));
+                RawErasure::default()
+            }
+        };
+        if erasure.requests.is_some() && erasure.ledger.is_none() {
+            cx.problems.push(
+                "[erasure]: 'requests' needs 'ledger' too (the file that keeps erased customers erased in later runs)".into(),
+            );
+        }
         let mut tables = BTreeMap::new();
         match top.get("tables") {
             Some(Value::Table(t)) => {
@@ -250,6 +285,7 @@ impl RawPolicy {
             queries,
             tables,
             analytics,
+            erasure,
         })
     }
 }

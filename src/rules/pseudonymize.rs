@@ -34,6 +34,12 @@ pub struct Pseudonymizer {
     key: [u8; 32],
 }
 
+impl std::fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymizer(..)")
+    }
+}
+
 impl Drop for Pseudonymizer {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.key);

@@ -4,6 +4,7 @@
 mod analytics;
 mod common;
 mod csv_mapping;
+mod erasure;
 mod oracle;
 mod pipeline;
 mod policy_errors;

@@ -1,0 +1,844 @@
+//! The right to be forgotten, as part of the nightly run.
+//!
+//! Tax and audit law keep transactions; GDPR Art. 17 and CCPA deletion take the person out
+//! of them. Before any table is transformed, [`prepare`] reads the suppression ledger
+//! (fail closed), validates the requests file ([`requests`]), matches each request's
+//! normalized email to customers (keyed hashes in the `anonymizer/erasure` domain, never
+//! plaintext), and builds a [`Plan`]. The transform then applies it to every record-level
+//! table (see [`Plan::table_effect`]):
+//!
+//! - `anonymize`: the customer's rows leave profile tables (tables with a customer key or
+//!   email but no event time, such as `customers`); in event tables (`transactions`) the
+//!   rows stay but every pseudonymized column (customer, email, subscription, ... tokens)
+//!   becomes null, so the rows link neither to each other nor to the person;
+//! - `delete`: the customer's rows leave every record-level table.
+//!
+//! Aggregates are computed from the export itself and still count everyone: anonymous
+//! statistics are lawful (GDPR Art. 17(3)(b) and (d); CCPA's aggregate consumer
+//! information). Every run erases again everyone in the ledger, so a customer stays erased
+//! though the export keeps them. One receipt per request is published
+//! (`erasure_receipts/`, `erasure_receipts.json`), holding no personal data.
+
+pub mod ledger;
+pub mod requests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int8Builder, Int64Array, RecordBatch,
+    StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::{SessionContext, ident, lit};
+
+use crate::error::{Error, df_message};
+use crate::key::Key;
+use crate::policy::{Policy, Role, TablePolicy};
+use crate::rules::generalize::date_to_days;
+use crate::rules::pseudonymize::Pseudonymizer;
+use crate::rules::{Normalize, Rule, is_string};
+use ledger::{Entry, Ledger};
+use requests::{Jurisdiction, Kind};
+
+/// What happens to one customer's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(i8)]
+pub enum State {
+    Keep = 0,
+    Anonymize = 1,
+    Delete = 2,
+}
+
+/// The outcome of one request, for its receipt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Receipt {
+    pub request_id: Option<String>,
+    /// completed | not_found | invalid | already_erased
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub jurisdiction: Option<&'static str>,
+    pub kind: Option<&'static str>,
+    pub customers_matched: i64,
+    pub transactions_kept_anonymized: i64,
+    pub transactions_removed: i64,
+    pub received_at: Option<NaiveDate>,
+    pub due_at: Option<NaiveDate>,
+    pub days_elapsed: Option<i64>,
+    pub overdue: bool,
+    pub completed_at: Option<NaiveDate>,
+    pub active_entitlement: bool,
+    pub explained: Option<bool>,
+    /// The row of the requests file (for support; not personal data).
+    pub row: usize,
+    #[serde(skip)]
+    matched: Vec<Matched>,
+}
+
+/// A customer a request matched: erasure-domain token, and the analytics token (to look
+/// up an active subscription).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Matched {
+    token: String,
+    analytics: String,
+}
+
+/// The erasure work of one run.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Erasure enabled (a ledger is configured).
+    pub enabled: bool,
+    pub ledger_path: Option<PathBuf>,
+    /// The ledger with this run's new entries, stored just before publishing.
+    pub ledger: Option<Ledger>,
+    /// New ledger entries of this run.
+    pub new_entries: usize,
+    customers: HashMap<String, State>,
+    emails: HashMap<String, State>,
+    pub receipts: Vec<Receipt>,
+    pub requests_file: Option<PathBuf>,
+}
+
+/// What erasure does to one table's rows.
+#[derive(Debug, Clone)]
+pub struct TableEffect {
+    /// Computes the row's [`State`] (Int8).
+    pub state: Expr,
+    /// A profile table (no event time): anonymized customers' rows are removed too.
+    pub profile: bool,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty() && self.emails.is_empty()
+    }
+
+    /// Erased customers (ledger and this run) as (customers, emails) counts.
+    pub fn erased(&self) -> (usize, usize) {
+        (self.customers.len(), self.emails.len())
+    }
+
+    /// How erasure applies to `table`: `None` when nobody is erased or the table maps
+    /// neither customer_key nor email.
+    pub fn table_effect(&self, table: &TablePolicy, key: &Key) -> Option<TableEffect> {
+        if self.is_empty() {
+            return None;
+        }
+        let kc = table.role(Role::CustomerKey);
+        let ec = table.role(Role::Email);
+        if kc.is_none() && ec.is_none() {
+            return None;
+        }
+        let udf = ScalarUDF::from(StateUdf::new(
+            key,
+            Arc::new(self.customers.clone()),
+            Arc::new(self.emails.clone()),
+        ));
+        let arg = |c: Option<&str>| c.map(ident).unwrap_or(lit(ScalarValue::Utf8(None)));
+        Some(TableEffect {
+            state: udf.call(vec![arg(kc), arg(ec)]),
+            profile: table.role(Role::EventTime).is_none(),
+        })
+    }
+}
+
+/// Wraps the rule expressions of a table with its erasure effect: returns the filter to
+/// apply on the `__erasure` column and the new output expressions.
+pub fn apply_effect(
+    table: &TablePolicy,
+    exprs: Vec<Expr>,
+    effect: &TableEffect,
+) -> (Expr, Vec<Expr>) {
+    let state = ident("__erasure");
+    let keep = if effect.profile {
+        state.clone().eq(lit(State::Keep as i8))
+    } else {
+        state.clone().not_eq(lit(State::Delete as i8))
+    };
+    let pseudonymized: HashSet<&str> = table
+        .columns
+        .iter()
+        .filter(|c| matches!(c.rule, Rule::Pseudonymize { .. }))
+        .map(|c| c.name.as_str())
+        .collect();
+    let out = exprs
+        .into_iter()
+        .map(|e| {
+            let name = e.schema_name().to_string();
+            if !effect.profile && pseudonymized.contains(name.as_str()) {
+                let inner = match e {
+                    Expr::Alias(a) => *a.expr,
+                    other => other,
+                };
+                datafusion::logical_expr::when(
+                    state.clone().eq(lit(State::Anonymize as i8)),
+                    lit(ScalarValue::Utf8(None)),
+                )
+                .otherwise(inner)
+                .expect("a CASE with one branch")
+                .alias(name)
+            } else {
+                e
+            }
+        })
+        .collect();
+    (keep, out)
+}
+
+/// `anon_erasure_state(customer_key, email)` -> Int8: the stronger of the states the
+/// ledger and this run's requests give the row's customer id and normalized email.
+#[derive(Debug)]
+struct StateUdf {
+    p: Pseudonymizer,
+    customers: Arc<HashMap<String, State>>,
+    emails: Arc<HashMap<String, State>>,
+    signature: Signature,
+}
+
+impl PartialEq for StateUdf {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.customers, &o.customers) && Arc::ptr_eq(&self.emails, &o.emails)
+    }
+}
+impl Eq for StateUdf {}
+impl std::hash::Hash for StateUdf {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.customers.len().hash(h);
+        self.emails.len().hash(h);
+    }
+}
+
+impl StateUdf {
+    fn new(
+        key: &Key,
+        customers: Arc<HashMap<String, State>>,
+        emails: Arc<HashMap<String, State>>,
+    ) -> Self {
+        StateUdf {
+            p: Pseudonymizer::new(key, Some(ledger::DOMAIN)),
+            customers,
+            emails,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for StateUdf {
+    fn name(&self) -> &str {
+        "anon_erasure_state"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let mut state = vec![State::Keep; n];
+        for (i, (arg, map, normalize)) in [
+            (&args.args[0], &self.customers, Normalize::Trim),
+            (&args.args[1], &self.emails, Normalize::Email),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if map.is_empty() || matches!(arg, ColumnarValue::Scalar(s) if s.is_null()) {
+                continue;
+            }
+            let array = arg.to_array(n)?;
+            let tokens = token_strings(&self.p, &array, normalize).map_err(|e| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "erasure: argument {}: {e}",
+                    i + 1
+                ))
+            })?;
+            for (row, t) in tokens.iter().enumerate() {
+                if let Some(t) = t
+                    && let Some(s) = map.get(t)
+                {
+                    state[row] = state[row].max(*s);
+                }
+            }
+        }
+        let mut b = Int8Builder::with_capacity(n);
+        for s in state {
+            b.append_value(s as i8);
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
+/// Tokens of a column (strings normalized, integers through their decimal text).
+fn token_strings(
+    p: &Pseudonymizer,
+    array: &ArrayRef,
+    normalize: Normalize,
+) -> DfResult<Vec<Option<String>>> {
+    let norm = if is_string(array.data_type()) {
+        normalize
+    } else if array.data_type().is_integer() {
+        Normalize::None
+    } else {
+        return exec_err!(
+            "needs a string or integer column, got {}",
+            array.data_type()
+        );
+    };
+    let tokens = crate::rules::pseudonymize::tokenize_array(p, array, norm)?;
+    let s = tokens.as_string::<i32>();
+    Ok((0..s.len())
+        .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
+        .collect())
+}
+
+fn err(message: String) -> Error {
+    Error::Erasure(message)
+}
+
+/// Reads the ledger and the requests, matches requests to customers, and plans the
+/// erasure of this run. `requests_override` is `anonymizer run --requests FILE`.
+pub async fn prepare(
+    ctx: &SessionContext,
+    policy: &Policy,
+    key: &Key,
+    as_of: Option<NaiveDate>,
+    requests_override: Option<&Path>,
+) -> Result<Plan, Error> {
+    let Some(ledger_path) = policy.erasure.ledger.clone() else {
+        if let Some(r) = requests_override {
+            return Err(Error::Usage(format!(
+                "--requests {} needs a suppression ledger: add [erasure] ledger = \"erasure-ledger.json\" to the policy",
+                r.display()
+            )));
+        }
+        return Ok(Plan::default());
+    };
+    let mut ledger = Ledger::load(&ledger_path, &key.id())?;
+    let mut plan = Plan {
+        enabled: true,
+        ledger_path: Some(ledger_path),
+        ..Default::default()
+    };
+
+    // Requests.
+    let file = match requests_override {
+        Some(f) => {
+            if !f.exists() {
+                return Err(Error::Usage(format!(
+                    "--requests {}: no such file",
+                    f.display()
+                )));
+            }
+            Some(f.to_path_buf())
+        }
+        None => policy.erasure.requests.clone().filter(|f| f.exists()),
+    };
+    plan.requests_file = file.clone();
+    let parsed = match (&file, as_of) {
+        (Some(f), Some(d)) => requests::parse_file(f, d).map_err(|e| err(e.to_string()))?,
+        (Some(_), None) => {
+            return Err(Error::Usage(
+                "erasure requests need an as-of date, and no table maps event_time; pass --as-of YYYY-MM-DD".into(),
+            ));
+        }
+        (None, _) => requests::Parsed::default(),
+    };
+    let as_of_date = as_of.unwrap_or_default();
+    let email_p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
+    let email_token = |e: &str| email_p.token_str(e, Normalize::Email);
+
+    // Match the valid requests' emails to customers of every table mapping both
+    // customer_key and email.
+    let wanted: BTreeSet<String> = parsed.valid.iter().map(|r| email_token(&r.email)).collect();
+    let matches = match_emails(ctx, policy, key, &wanted).await?;
+    let counts = event_counts(ctx, policy, key, &matches).await?;
+
+    let ledger_emails: HashSet<String> = ledger.entries.iter().map(|e| e.email.clone()).collect();
+    let mut done_in_batch: HashMap<String, String> = HashMap::new();
+    let mut receipts: Vec<Receipt> = Vec::new();
+    for r in &parsed.valid {
+        let et = email_token(&r.email);
+        let matched: Vec<Matched> = matches
+            .get(&et)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let (status, reason) = if ledger_emails.contains(&et) {
+            (
+                "already_erased",
+                Some("erased by an earlier run (in the suppression ledger)".to_string()),
+            )
+        } else if let Some(first) = done_in_batch.get(&et) {
+            (
+                "already_erased",
+                Some(format!("erased by request {first} of this batch")),
+            )
+        } else if matched.is_empty() {
+            (
+                "not_found",
+                Some(
+                    "no customer in the export has this email; check the address with the customer"
+                        .to_string(),
+                ),
+            )
+        } else {
+            ("completed", None)
+        };
+        if status == "completed" {
+            done_in_batch.insert(et.clone(), r.request_id.clone());
+            for m in &matched {
+                ledger.entries.push(Entry {
+                    email: et.clone(),
+                    customer: Some(m.token.clone()),
+                    request_id: r.request_id.clone(),
+                    kind: r.kind.as_str().to_string(),
+                    erased_as_of: as_of_date.to_string(),
+                });
+                plan.new_entries += 1;
+            }
+        } else if status == "already_erased" && done_in_batch.contains_key(&et) {
+            // A second request in the same batch: the stronger kind wins.
+            if r.kind == Kind::Delete {
+                for m in &matched {
+                    ledger.entries.push(Entry {
+                        email: et.clone(),
+                        customer: Some(m.token.clone()),
+                        request_id: r.request_id.clone(),
+                        kind: r.kind.as_str().to_string(),
+                        erased_as_of: as_of_date.to_string(),
+                    });
+                    plan.new_entries += 1;
+                }
+            }
+        }
+        let (kept, removed) = matched.iter().fold((0, 0), |(k, d), m| {
+            let n = counts.get(&m.token).copied().unwrap_or(0);
+            match r.kind {
+                Kind::Anonymize => (k + n, d),
+                Kind::Delete => (k, d + n),
+            }
+        });
+        let due = requests::due_date(r.jurisdiction, r.received_at);
+        let completed = matches!(status, "completed" | "already_erased").then_some(as_of_date);
+        receipts.push(Receipt {
+            request_id: Some(r.request_id.clone()),
+            status,
+            reason,
+            jurisdiction: Some(r.jurisdiction.as_str()),
+            kind: Some(r.kind.as_str()),
+            customers_matched: matched.len() as i64,
+            transactions_kept_anonymized: kept,
+            transactions_removed: removed,
+            received_at: Some(r.received_at),
+            due_at: Some(due),
+            days_elapsed: Some((as_of_date - r.received_at).num_days()),
+            overdue: completed.unwrap_or(as_of_date) > due,
+            completed_at: completed,
+            active_entitlement: false,
+            explained: Some(r.explained),
+            row: r.row,
+            matched,
+        });
+    }
+    for i in &parsed.invalid {
+        // The jurisdiction of an invalid row is not trusted: the shorter GDPR deadline.
+        let due = i
+            .received_at
+            .map(|d| requests::due_date(Jurisdiction::Gdpr, d));
+        receipts.push(Receipt {
+            request_id: i.request_id.clone(),
+            status: "invalid",
+            reason: Some(i.reason.clone()),
+            jurisdiction: None,
+            kind: None,
+            customers_matched: 0,
+            transactions_kept_anonymized: 0,
+            transactions_removed: 0,
+            received_at: i.received_at,
+            due_at: due,
+            days_elapsed: i.received_at.map(|d| (as_of_date - d).num_days()),
+            overdue: due.is_some_and(|d| as_of_date > d),
+            completed_at: None,
+            active_entitlement: false,
+            explained: i.explained,
+            row: i.row,
+            matched: vec![],
+        });
+    }
+    receipts.sort_by_key(|r| r.row);
+    plan.receipts = receipts;
+
+    // Everyone in the ledger is erased in this run; delete is stronger than anonymize.
+    for e in &ledger.entries {
+        let s = if e.kind == "delete" {
+            State::Delete
+        } else {
+            State::Anonymize
+        };
+        let slot = plan.emails.entry(e.email.clone()).or_insert(s);
+        *slot = (*slot).max(s);
+        if let Some(c) = &e.customer {
+            let slot = plan.customers.entry(c.clone()).or_insert(s);
+            *slot = (*slot).max(s);
+        }
+    }
+    plan.ledger = Some(ledger);
+    Ok(plan)
+}
+
+/// Email token -> the customers (tokens) whose email it is, over every table mapping both
+/// customer_key and email.
+async fn match_emails(
+    ctx: &SessionContext,
+    policy: &Policy,
+    key: &Key,
+    wanted: &BTreeSet<String>,
+) -> Result<BTreeMap<String, BTreeSet<Matched>>, Error> {
+    let mut out: BTreeMap<String, BTreeSet<Matched>> = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let erasure_p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
+    let analytics_p = Pseudonymizer::new(key, None);
+    for table in &policy.tables {
+        let (Some(kc), Some(ec)) = (table.role(Role::CustomerKey), table.role(Role::Email)) else {
+            continue;
+        };
+        for file in &table.files {
+            let df = table.open(ctx, file).await?;
+            let batches = df
+                .select(vec![ident(kc).alias("k"), ident(ec).alias("e")])
+                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?
+                .collect()
+                .await
+                .map_err(|e| {
+                    err(format!(
+                        "table {}, file {}: cannot read the customer and email columns: {}",
+                        table.name,
+                        file.display(),
+                        df_message(&e)
+                    ))
+                })?;
+            for b in batches {
+                let emails = token_strings(&erasure_p, b.column(1), Normalize::Email)
+                    .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
+                let hits: Vec<usize> = emails
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.as_ref().is_some_and(|t| wanted.contains(t)))
+                    .map(|(i, _)| i)
+                    .collect();
+                if hits.is_empty() {
+                    continue;
+                }
+                let keys = b.column(0);
+                let tok = token_strings(&erasure_p, keys, Normalize::Trim)
+                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
+                let ana = token_strings(&analytics_p, keys, Normalize::Trim)
+                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
+                for i in hits {
+                    if let (Some(e), Some(t), Some(a)) = (&emails[i], &tok[i], &ana[i]) {
+                        out.entry(e.clone()).or_default().insert(Matched {
+                            token: t.clone(),
+                            analytics: a.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Customer token -> rows of event tables (tables with event_time) for the matched
+/// customers.
+async fn event_counts(
+    ctx: &SessionContext,
+    policy: &Policy,
+    key: &Key,
+    matches: &BTreeMap<String, BTreeSet<Matched>>,
+) -> Result<HashMap<String, i64>, Error> {
+    let wanted: HashSet<&str> = matches
+        .values()
+        .flatten()
+        .map(|m| m.token.as_str())
+        .collect();
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
+    for table in &policy.tables {
+        let (Some(kc), Some(_)) = (table.role(Role::CustomerKey), table.role(Role::EventTime))
+        else {
+            continue;
+        };
+        for file in &table.files {
+            let batches = table
+                .open(ctx, file)
+                .await?
+                .select(vec![ident(kc)])
+                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?
+                .collect()
+                .await
+                .map_err(|e| {
+                    err(format!(
+                        "table {}, file {}: cannot read {kc}: {}",
+                        table.name,
+                        file.display(),
+                        df_message(&e)
+                    ))
+                })?;
+            for b in batches {
+                for t in token_strings(&p, b.column(0), Normalize::Trim)
+                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?
+                    .into_iter()
+                    .flatten()
+                {
+                    if wanted.contains(t.as_str()) {
+                        *out.entry(t).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Plan {
+    /// The analytics tokens of every customer a completed request matched (to check for
+    /// an active subscription at the as-of date).
+    pub fn matched_analytics_tokens(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .receipts
+            .iter()
+            .flat_map(|r| r.matched.iter().map(|m| m.analytics.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Flags the receipts whose customers have an active subscription at the as-of date.
+    pub fn set_active(&mut self, active: &HashSet<String>) {
+        for r in &mut self.receipts {
+            r.active_entitlement = r.matched.iter().any(|m| active.contains(&m.analytics));
+        }
+    }
+
+    /// The receipts as a table.
+    pub fn receipts_batch(&self) -> RecordBatch {
+        let r = &self.receipts;
+        let text = |f: &dyn Fn(&Receipt) -> Option<String>| -> ArrayRef {
+            Arc::new(r.iter().map(f).collect::<StringArray>())
+        };
+        let int = |f: &dyn Fn(&Receipt) -> i64| -> ArrayRef {
+            Arc::new(r.iter().map(f).collect::<Int64Array>())
+        };
+        let date = |f: &dyn Fn(&Receipt) -> Option<NaiveDate>| -> ArrayRef {
+            Arc::new(
+                r.iter()
+                    .map(|x| f(x).map(date_to_days))
+                    .collect::<Date32Array>(),
+            )
+        };
+        let boolean = |f: &dyn Fn(&Receipt) -> Option<bool>| -> ArrayRef {
+            Arc::new(r.iter().map(f).collect::<BooleanArray>())
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("request_id", text(&|x| x.request_id.clone())),
+            ("status", text(&|x| Some(x.status.to_string()))),
+            ("reason", text(&|x| x.reason.clone())),
+            (
+                "jurisdiction",
+                text(&|x| x.jurisdiction.map(str::to_string)),
+            ),
+            ("kind", text(&|x| x.kind.map(str::to_string))),
+            ("customers_matched", int(&|x| x.customers_matched)),
+            (
+                "transactions_kept_anonymized",
+                int(&|x| x.transactions_kept_anonymized),
+            ),
+            ("transactions_removed", int(&|x| x.transactions_removed)),
+            ("received_at", date(&|x| x.received_at)),
+            ("due_at", date(&|x| x.due_at)),
+            (
+                "days_elapsed",
+                Arc::new(r.iter().map(|x| x.days_elapsed).collect::<Int64Array>()),
+            ),
+            ("overdue", boolean(&|x| Some(x.overdue))),
+            ("completed_at", date(&|x| x.completed_at)),
+            (
+                "active_entitlement",
+                boolean(&|x| Some(x.active_entitlement)),
+            ),
+            ("explained", boolean(&|x| x.explained)),
+            ("row", int(&|x| x.row as i64)),
+        ];
+        let schema = Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        RecordBatch::try_new(
+            Arc::new(schema),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .expect("receipt columns have equal lengths")
+    }
+
+    /// The receipts as JSON (an array, in the requests file's order).
+    pub fn receipts_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(&self.receipts).expect("receipts serialize");
+        v.push(b'\n');
+        v
+    }
+
+    /// What support needs about requests that did not complete in time or at all: one
+    /// line each, without personal data.
+    pub fn attention(&self) -> Vec<String> {
+        self.receipts
+            .iter()
+            .filter(|r| matches!(r.status, "not_found" | "invalid") || r.overdue)
+            .map(|r| {
+                let what = match (r.status, &r.reason) {
+                    ("completed", _) | ("already_erased", _) => format!(
+                        "overdue: completed {} after the due date {}",
+                        r.completed_at.map(|d| d.to_string()).unwrap_or_default(),
+                        r.due_at.map(|d| d.to_string()).unwrap_or_default()
+                    ),
+                    (s, Some(reason)) => {
+                        format!("{s}: {reason}{}", if r.overdue { " (overdue)" } else { "" })
+                    }
+                    (s, None) => s.to_string(),
+                };
+                format!(
+                    "erasure request {} (row {}, received {}): {what}",
+                    r.request_id.as_deref().unwrap_or("<no id>"),
+                    r.row,
+                    r.received_at
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "<unknown>".into()),
+                )
+            })
+            .collect()
+    }
+
+    /// Counts per status.
+    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for r in &self.receipts {
+            *m.entry(r.status).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// `anonymizer erase`: one request for the pending requests file.
+#[derive(Debug, Clone)]
+pub struct EraseOptions {
+    pub config: PathBuf,
+    pub email: String,
+    pub received: NaiveDate,
+    pub jurisdiction: String,
+    pub kind: String,
+    pub explained: bool,
+    pub note: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Validates one request and appends it to the policy's `[erasure] requests` file (JSON
+/// Lines, or CSV when the file ends in .csv). Returns the request id and the file.
+pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
+    let raw = crate::policy::raw::RawPolicy::from_file(&o.config)?;
+    let Some(file) = raw.erasure.requests else {
+        return Err(Error::Usage(format!(
+            "{} has no [erasure] requests file; add [erasure] requests = \"erasure-requests.jsonl\" and ledger = \"erasure-ledger.json\"",
+            o.config.display()
+        )));
+    };
+    let email = requests::normalize_email(&o.email);
+    if !requests::valid_email(&email) {
+        return Err(Error::Usage(
+            "--email is not a valid email address (the address is not repeated here)".into(),
+        ));
+    }
+    let j = Jurisdiction::parse(&o.jurisdiction).ok_or_else(|| {
+        Error::Usage(format!(
+            "--jurisdiction '{}' is unknown; use GDPR, CCPA or OTHER",
+            o.jurisdiction
+        ))
+    })?;
+    let k = Kind::parse(&o.kind).ok_or_else(|| {
+        Error::Usage(format!(
+            "--kind '{}' is unknown; use anonymize or delete",
+            o.kind
+        ))
+    })?;
+    let id = match &o.request_id {
+        Some(id) => id.clone(),
+        None => {
+            let mut r = [0u8; 3];
+            rand::Rng::fill(&mut rand::rng(), &mut r);
+            format!(
+                "erase-{}-{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+                hex::encode(r)
+            )
+        }
+    };
+    let is_csv = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let line = if is_csv {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        format!(
+            "{},{},{},{},{},{},{}\n",
+            q(&id),
+            q(&email),
+            o.received,
+            j.as_str(),
+            k.as_str(),
+            o.explained,
+            q(o.note.as_deref().unwrap_or(""))
+        )
+    } else {
+        let mut l = requests::jsonl_line(
+            &id,
+            &email,
+            o.received,
+            j,
+            k,
+            o.explained,
+            o.note.as_deref(),
+        );
+        if !l.ends_with('\n') {
+            l.push('\n');
+        }
+        l
+    };
+    let io = |e: std::io::Error| Error::Failed(format!("cannot append to {}: {e}", file.display()));
+    use std::io::Write;
+    let existing = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .map_err(io)?;
+    if is_csv && existing == 0 {
+        f.write_all(b"request_id,email,received_at,jurisdiction,kind,explained,note\n")
+            .map_err(io)?;
+    }
+    f.write_all(line.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok((id, file))
+}

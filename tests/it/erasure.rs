@@ -1,0 +1,522 @@
+//! Erasure requests: validation, matching, effect on the output, receipts, the ledger.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anonymizer::rules::Normalize;
+use anonymizer::rules::pseudonymize::Pseudonymizer;
+use anonymizer::run::{RunOptions, RunSummary, run};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Date32Type;
+
+use crate::common::*;
+
+/// One customer of the fixture export.
+#[derive(Debug, Clone)]
+struct Person {
+    id: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+}
+
+fn people() -> Vec<Person> {
+    let b = read_table(&fixture().join("export/customers"));
+    let col = |n| column_strings(&b, n);
+    let (id, email, first, last) = (
+        col("customer_id"),
+        col("email"),
+        col("first_name"),
+        col("last_name"),
+    );
+    (0..id.len())
+        .map(|i| Person {
+            id: id[i].clone().unwrap(),
+            email: email[i].clone().unwrap(),
+            first_name: first[i].clone().unwrap(),
+            last_name: last[i].clone().unwrap(),
+        })
+        .collect()
+}
+
+/// The sample policy (without its [analytics] tail) with an [erasure] section.
+fn policy_with_erasure(dir: &Path, requests: Option<&str>) -> PathBuf {
+    let sample = anonymizer::policy::SAMPLE_POLICY;
+    let at = sample.find("\n[analytics]").unwrap();
+    let mut text = sample[..at].to_string();
+    text.push_str("\n[erasure]\n");
+    if let Some(r) = requests {
+        text.push_str(&format!("requests = \"{r}\"\n"));
+    }
+    text.push_str("ledger = \"state/erasure-ledger.json\"\n");
+    text.push_str(&sample[at..]);
+    let p = dir.join("anonymizer.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run_with(
+    config: &Path,
+    out: &Path,
+    requests: Option<&Path>,
+) -> Result<RunSummary, anonymizer::Error> {
+    run(&RunOptions {
+        config: config.to_path_buf(),
+        out: Some(out.to_path_buf()),
+        key: Some(key()),
+        threads: Some(2),
+        requests: requests.map(Path::to_path_buf),
+        ..Default::default()
+    })
+}
+
+fn receipts(run_dir: &Path) -> RecordBatch {
+    let b = read_table(&run_dir.join("erasure_receipts"));
+    datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap()
+}
+
+/// request_id -> column value (as text) of the receipts.
+fn receipt_col(b: &RecordBatch, col: &str) -> BTreeMap<String, Option<String>> {
+    let ids = strings_of(b.column_by_name("request_id").unwrap());
+    let vals = strings_of(b.column_by_name(col).unwrap());
+    ids.into_iter()
+        .zip(vals)
+        .map(|(i, v)| (i.unwrap_or_default(), v))
+        .collect()
+}
+
+/// The 50-request batch: (CSV text, expected status per request id, erased people
+/// (index, delete?)).
+fn batch(people: &[Person]) -> (String, BTreeMap<String, &'static str>, Vec<(usize, bool)>) {
+    let mut csv = String::from("request_id,email,received_at,jurisdiction,kind,explained,note\n");
+    let mut want = BTreeMap::new();
+    let mut erased = Vec::new();
+    let mut row = |id: &str, email: &str, received: &str, j: &str, kind: &str, status| {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        csv.push_str(&format!(
+            "{id},{},{received},{j},{kind},true,{}\n",
+            q(email),
+            q("called support, process explained")
+        ));
+        want.insert(id.to_string(), status);
+    };
+    // 24 real customers, with case and whitespace variants; every fourth deletes.
+    for i in 0..24 {
+        let p = &people[i * 7];
+        let email = match i % 3 {
+            0 => p.email.clone(),
+            1 => format!("  {}  ", p.email.to_uppercase()),
+            _ => format!("\t{}", capitalize(&p.email)),
+        };
+        let delete = i % 4 == 3;
+        let j = if i % 2 == 0 { "GDPR" } else { "ccpa" };
+        let received = ["2025-01-31", "2024-01-31", "2025-11-20", "2025-12-30"][i % 4];
+        row(
+            &format!("r{i:02}"),
+            &email,
+            received,
+            j,
+            if delete { "delete" } else { "anonymize" },
+            "completed",
+        );
+        erased.push((i * 7, delete));
+    }
+    // The same person again under another request id: already erased in this batch.
+    row(
+        "r24",
+        &people[0].email.to_uppercase(),
+        "2025-12-01",
+        "GDPR",
+        "anonymize",
+        "already_erased",
+    );
+    // 10 unknown, well-formed emails.
+    for i in 0..10 {
+        row(
+            &format!("u{i}"),
+            &format!("nobody{i}@example.org"),
+            "2025-12-01",
+            "GDPR",
+            "anonymize",
+            "not_found",
+        );
+    }
+    // Every kind of invalid row.
+    let bad: [(&str, &str, &str, &str, &str); 15] = [
+        ("b00", "not-an-email", "2025-12-01", "GDPR", "anonymize"),
+        ("b01", "two@@example.org", "2025-12-01", "GDPR", "anonymize"),
+        (
+            "b02",
+            "spaces in@example.org",
+            "2025-12-01",
+            "GDPR",
+            "anonymize",
+        ),
+        ("b03", "", "2025-12-01", "GDPR", "anonymize"),
+        ("b04", &people[1].email, "", "GDPR", "anonymize"),
+        ("b05", &people[2].email, "yesterday", "GDPR", "anonymize"),
+        ("b06", &people[3].email, "2026-01-01", "GDPR", "anonymize"),
+        ("b07", &people[4].email, "2099-12-31", "CCPA", "anonymize"),
+        ("b08", &people[5].email, "2025-12-01", "LGPD", "anonymize"),
+        ("b09", &people[6].email, "2025-12-01", "", "anonymize"),
+        ("b10", &people[8].email, "2025-12-01", "GDPR", "forget"),
+        ("b11", &people[9].email, "2025-12-01", "GDPR", "erase"),
+        ("r03", &people[10].email, "2025-12-01", "GDPR", "anonymize"),
+        ("r05", &people[11].email, "2025-12-01", "GDPR", "anonymize"),
+        ("b14", "x@localhost", "2025-12-01", "GDPR", "anonymize"),
+    ];
+    for (id, email, received, j, kind) in bad {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        csv.push_str(&format!("{id},{},{received},{j},{kind},true,\n", q(email)));
+        if !want.contains_key(id) {
+            want.insert(id.to_string(), "invalid");
+        }
+    }
+    (csv, want, erased)
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn published_token(p: &Person) -> String {
+    Pseudonymizer::new(&key(), None).token_i64(p.id.parse().unwrap())
+}
+
+fn email_token(p: &Person) -> String {
+    Pseudonymizer::new(&key(), None).token_str(&p.email, Normalize::Email)
+}
+
+#[test]
+fn requests_erase_customers_with_receipts_and_a_ledger() {
+    let dir = fixture_copy();
+    let people = people();
+    let (csv, want, erased) = batch(&people);
+    std::fs::write(dir.path().join("requests.csv"), &csv).unwrap();
+    let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
+    let out = dir.path().join("out");
+    let s = run_with(&policy, &out, None).unwrap();
+    assert_eq!(s.manifest.as_of.as_deref(), Some("2025-12-31"));
+
+    // One receipt per request, with the expected status.
+    let r = receipts(&s.run_dir);
+    assert_eq!(r.num_rows(), 50, "{want:?}");
+    let status = receipt_col(&r, "status");
+    for (id, st) in &want {
+        if id == "r03" || id == "r05" {
+            continue; // the duplicate ids: the first row is the real request
+        }
+        assert_eq!(status[id].as_deref(), Some(*st), "request {id}");
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for st in strings_of(r.column_by_name("status").unwrap())
+        .into_iter()
+        .flatten()
+    {
+        *counts
+            .entry(if st == "completed" {
+                "completed"
+            } else {
+                "other"
+            })
+            .or_default() += 1;
+    }
+    assert_eq!(counts["completed"], 24);
+    let reasons = strings_of(r.column_by_name("reason").unwrap());
+    let ids = strings_of(r.column_by_name("request_id").unwrap());
+    let dup_rows = ids.iter().filter(|i| i.as_deref() == Some("r03")).count();
+    assert_eq!(dup_rows, 2);
+    assert!(
+        reasons
+            .iter()
+            .flatten()
+            .any(|x| x.contains("duplicate request_id"))
+    );
+
+    // Due dates: GDPR one month (Jan 31 2024 -> Feb 29), CCPA 45 days.
+    let due = receipt_col(&r, "due_at");
+    assert_eq!(due["r00"].as_deref(), Some("2025-02-28")); // GDPR, 2025-01-31
+    assert_eq!(due["r01"].as_deref(), Some("2024-03-16")); // CCPA, 2024-01-31 + 45
+    assert_eq!(due["r02"].as_deref(), Some("2025-12-20")); // GDPR, 2025-11-20
+    assert_eq!(due["r07"].as_deref(), Some("2026-02-13")); // CCPA, 2025-12-30 + 45
+    assert_eq!(due["r04"].as_deref(), Some("2025-02-28"));
+    let overdue = receipt_col(&r, "overdue");
+    assert_eq!(overdue["r00"].as_deref(), Some("true"));
+    assert_eq!(overdue["r07"].as_deref(), Some("false"));
+
+    // No personal data in the receipts.
+    let json = std::fs::read_to_string(s.run_dir.join("erasure_receipts.json")).unwrap();
+    for p in &people {
+        assert!(!json.to_lowercase().contains(&p.email.to_lowercase()));
+    }
+    assert!(!json.contains('@'));
+    for (_, v) in all_string_cells(&s.run_dir.join("erasure_receipts")) {
+        assert!(!v.contains('@'), "{v}");
+    }
+
+    // The erased are gone: no token, email or name of theirs anywhere in the output.
+    let cells: Vec<String> = all_string_cells(&s.run_dir)
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    let manifest = std::fs::read_to_string(s.run_dir.join("_manifest.json")).unwrap();
+    let all: HashSet<&str> = cells.iter().map(String::as_str).collect();
+    for (i, _) in &erased {
+        let p = &people[*i];
+        for needle in [published_token(p), email_token(p)] {
+            assert!(
+                !all.contains(needle.as_str()),
+                "customer {} still linked",
+                p.id
+            );
+            assert!(!manifest.contains(&needle));
+        }
+        for c in &cells {
+            assert!(
+                !c.contains(&p.email) && *c != p.last_name && *c != p.first_name,
+                "personal data of an erased customer"
+            );
+        }
+    }
+
+    // Anonymized customers' transactions stay, without tokens; deleted ones leave.
+    let tx_in = read_table(&fixture().join("export/transactions"));
+    let tx_ids = column_strings(&tx_in, "customer_id");
+    let n_of = |id: &str| tx_ids.iter().filter(|c| c.as_deref() == Some(id)).count();
+    let kept: usize = erased
+        .iter()
+        .filter(|e| !e.1)
+        .map(|e| n_of(&people[e.0].id))
+        .sum();
+    let removed: usize = erased
+        .iter()
+        .filter(|e| e.1)
+        .map(|e| n_of(&people[e.0].id))
+        .sum();
+    assert!(kept > 0 && removed > 0);
+    let tx_out = read_table(&s.run_dir.join("transactions"));
+    let rows: usize = tx_out.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, tx_ids.len() - removed);
+    let null_customer = column_strings(&tx_out, "customer_id")
+        .iter()
+        .filter(|c| c.is_none())
+        .count();
+    assert_eq!(null_customer, kept);
+    for col in ["customer_email", "subscription_id", "transaction_id"] {
+        let nulls = column_strings(&tx_out, col)
+            .iter()
+            .filter(|c| c.is_none())
+            .count();
+        assert!(nulls >= kept, "{col}");
+    }
+    // Over the completed requests (r24 reports people[0]'s transactions again).
+    let statuses = strings_of(r.column_by_name("status").unwrap());
+    let sum = |c: &str| -> i64 {
+        let a = r.column_by_name(c).unwrap();
+        let a = datafusion::arrow::compute::cast(a, &datafusion::arrow::datatypes::DataType::Int64)
+            .unwrap();
+        let a = a.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        (0..a.len())
+            .filter(|i| statuses[*i].as_deref() == Some("completed"))
+            .map(|i| a.value(i))
+            .sum()
+    };
+    assert_eq!(sum("transactions_kept_anonymized") as usize, kept);
+    assert_eq!(sum("transactions_removed") as usize, removed);
+    let cust_rows: usize = read_table(&s.run_dir.join("customers"))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(cust_rows, people.len() - erased.len());
+
+    // Active entitlements are flagged for the billing system.
+    let active = receipt_col(&r, "active_entitlement");
+    assert!(active.values().any(|v| v.as_deref() == Some("true")));
+
+    // Aggregates still count everyone: identical to a run without erasure.
+    let plain = run_to(&sample_policy(), &dir.path().join("plain"), key()).unwrap();
+    for t in [
+        "subscriptions_monthly",
+        "revenue_monthly",
+        "cohort_retention",
+        "mrr_monthly",
+    ] {
+        assert_eq!(
+            s.manifest.tables[t].files[0].sha256, plain.manifest.tables[t].files[0].sha256,
+            "{t}"
+        );
+    }
+
+    // Support's list: not found, invalid and overdue, without personal data.
+    assert!(
+        s.attention
+            .iter()
+            .any(|l| l.contains("u0") && l.contains("not_found"))
+    );
+    assert!(
+        s.attention
+            .iter()
+            .any(|l| l.contains("b00") && l.contains("malformed email"))
+    );
+    assert!(s.attention.iter().all(|l| !l.contains('@')));
+
+    // A second run without the requests erases the same people again.
+    let policy2 = policy_with_erasure(dir.path(), None);
+    let s2 = run_with(&policy2, &out, None).unwrap();
+    assert!(
+        s2.run_dir
+            .join("erasure_receipts/part-00000.parquet")
+            .exists()
+    );
+    let n: usize = read_table(&s2.run_dir.join("erasure_receipts"))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(n, 0);
+    let cells2: HashSet<String> = all_string_cells(&s2.run_dir)
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    for (i, _) in &erased {
+        assert!(!cells2.contains(&published_token(&people[*i])));
+    }
+    assert_eq!(
+        s2.manifest.tables["transactions"]
+            .files
+            .iter()
+            .map(|f| &f.sha256)
+            .collect::<Vec<_>>(),
+        s.manifest.tables["transactions"]
+            .files
+            .iter()
+            .map(|f| &f.sha256)
+            .collect::<Vec<_>>(),
+    );
+    // The same requests again: already erased.
+    let s3 = run_with(&policy2, &out, Some(&dir.path().join("requests.csv"))).unwrap();
+    let st3 = receipt_col(&receipts(&s3.run_dir), "status");
+    assert_eq!(st3["r00"].as_deref(), Some("already_erased"));
+    assert_eq!(st3["u0"].as_deref(), Some("not_found"));
+    // The ledger holds keyed hashes only.
+    let ledger = std::fs::read_to_string(dir.path().join("state/erasure-ledger.json")).unwrap();
+    for (i, _) in &erased {
+        let p = &people[*i];
+        assert!(!ledger.contains(&p.email) && !ledger.contains(&format!("\"{}\"", p.id)));
+        assert!(!ledger.contains(&published_token(p)));
+    }
+}
+
+#[test]
+fn an_unreadable_ledger_refuses_the_run() {
+    let dir = fixture_copy();
+    let policy = policy_with_erasure(dir.path(), None);
+    let out = dir.path().join("out");
+    let first = run_with(&policy, &out, None).unwrap();
+    let ledger = dir.path().join("state/erasure-ledger.json");
+    std::fs::create_dir_all(ledger.parent().unwrap()).unwrap();
+    for bad in ["{\"version\": 1, \"key_id\":", "not json at all"] {
+        std::fs::write(&ledger, bad).unwrap();
+        let o = cli(
+            &[
+                "run",
+                "--config",
+                policy.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            Some(KEY_HEX),
+        );
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("erasure ledger") && err.contains("damaged"),
+            "{err}"
+        );
+        assert_eq!(
+            anonymizer::publish::current_run(&out).unwrap().file_name(),
+            first.run_dir.file_name()
+        );
+    }
+    std::fs::remove_file(&ledger).unwrap();
+    std::fs::create_dir(&ledger).unwrap();
+    let o = cli(
+        &[
+            "run",
+            "--config",
+            policy.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the erasure ledger"));
+}
+
+#[test]
+fn erase_command_appends_a_request_the_next_run_honours() {
+    let dir = fixture_copy();
+    let people = people();
+    let policy = policy_with_erasure(dir.path(), Some("pending.jsonl"));
+    let cfg = policy.to_str().unwrap();
+    let email = format!(" {} ", people[42].email.to_uppercase());
+    let o = cli(
+        &[
+            "erase",
+            "--config",
+            cfg,
+            "--email",
+            &email,
+            "--received",
+            "2025-12-15",
+            "--jurisdiction",
+            "ccpa",
+            "--explained",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli(
+        &[
+            "erase",
+            "--config",
+            cfg,
+            "--email",
+            "not an email",
+            "--received",
+            "2025-12-15",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("not an email"));
+    let o = cli(&["run", "--config", cfg], Some(KEY_HEX));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("out/current");
+    let r = receipts(&out);
+    assert_eq!(r.num_rows(), 1);
+    assert_eq!(
+        strings_of(r.column_by_name("status").unwrap())[0].as_deref(),
+        Some("completed")
+    );
+    assert_eq!(
+        strings_of(r.column_by_name("jurisdiction").unwrap())[0].as_deref(),
+        Some("CCPA")
+    );
+    let due = r
+        .column_by_name("due_at")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .value(0);
+    assert_eq!(
+        due,
+        anonymizer::rules::generalize::date_to_days(
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 29).unwrap()
+        )
+    );
+    let cells: HashSet<String> = all_string_cells(&out).into_iter().map(|c| c.1).collect();
+    assert!(!cells.contains(&published_token(&people[42])));
+}

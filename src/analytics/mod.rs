@@ -128,13 +128,15 @@ pub struct Computed {
     pub aggregates: Vec<Aggregate>,
     /// Aggregate table -> why it was not built.
     pub skipped: BTreeMap<String, String>,
-    /// Of the customers asked about, those with paid coverage at the end of the as-of date.
+    /// Of the customers asked about, those whose paid coverage continues past the as-of
+    /// date.
     pub active: HashSet<String>,
 }
 
-/// Of `customers` (tokens as in the events view), those with a coverage interval that
-/// contains the last instant of the as-of date (`end` is the instant after it). Empty
-/// when the export cannot tell (no subscription roles).
+/// Of `customers` (tokens as in the events view), those whose paid coverage continues past
+/// the as-of date: an interval containing `end`, the first instant after the as-of date
+/// (the instant subscriptions_monthly's active_end is measured at, for a month ending on
+/// the as-of date). Empty when the export cannot tell (no subscription roles).
 async fn active_at_end(
     ctx: &SessionContext,
     tx: &TablePolicy,
@@ -154,8 +156,8 @@ async fn active_at_end(
             d.filter(
                 ident("customer")
                     .in_list(list, false)
-                    .and(ident("s").lt(end.clone()))
-                    .and(ident("e").gt_eq(end)),
+                    .and(ident("s").lt_eq(end.clone()))
+                    .and(ident("e").gt(end)),
             )
         })
         .and_then(|d| d.select(vec![ident("customer")]))

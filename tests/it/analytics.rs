@@ -347,7 +347,7 @@ fn hand_fixture_matches_hand_worked_figures() {
 
 /// The fixture export's raw input, normalized as the events view documents (trimmed,
 /// empty -> none, types lower-case, currency upper-case), as oracle rows.
-fn fixture_rows() -> (Vec<Tx>, Vec<Customer>) {
+pub fn fixture_rows() -> (Vec<Tx>, Vec<Customer>) {
     let tx = read_table(&fixture().join("export/transactions"));
     let mut txs = Vec::new();
     let norm = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());

@@ -37,6 +37,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::{SessionContext, ident, lit};
+use futures::StreamExt;
 
 use crate::error::{Error, df_message};
 use crate::key::Key;
@@ -161,24 +162,29 @@ pub fn apply_effect(
     } else {
         state.clone().not_eq(lit(State::Delete as i8))
     };
-    let pseudonymized: HashSet<&str> = table
+    // Every token, and whatever column holds the customer, email or subscription even if
+    // the policy keeps it as is.
+    let mut linking: HashSet<&str> = table
         .columns
         .iter()
         .filter(|c| matches!(c.rule, Rule::Pseudonymize { .. }))
         .map(|c| c.name.as_str())
         .collect();
+    for r in [Role::CustomerKey, Role::Email, Role::SubscriptionId] {
+        linking.extend(table.role(r));
+    }
     let out = exprs
         .into_iter()
         .map(|e| {
             let name = e.schema_name().to_string();
-            if !effect.profile && pseudonymized.contains(name.as_str()) {
+            if !effect.profile && linking.contains(name.as_str()) {
                 let inner = match e {
                     Expr::Alias(a) => *a.expr,
                     other => other,
                 };
                 datafusion::logical_expr::when(
                     state.clone().eq(lit(State::Anonymize as i8)),
-                    lit(ScalarValue::Utf8(None)),
+                    lit(ScalarValue::Null),
                 )
                 .otherwise(inner)
                 .expect("a CASE with one branch")
@@ -360,7 +366,13 @@ pub async fn prepare(
     let matches = match_emails(ctx, policy, key, &wanted).await?;
     let counts = event_counts(ctx, policy, key, &matches).await?;
 
-    let ledger_emails: HashSet<String> = ledger.entries.iter().map(|e| e.email.clone()).collect();
+    // Email hash -> the as-of date it was first erased at.
+    let mut ledger_emails: HashMap<String, NaiveDate> = HashMap::new();
+    for e in &ledger.entries {
+        let d = e.erased_as_of.parse().unwrap_or(as_of_date);
+        let slot = ledger_emails.entry(e.email.clone()).or_insert(d);
+        *slot = (*slot).min(d);
+    }
     let mut done_in_batch: HashMap<String, String> = HashMap::new();
     let mut receipts: Vec<Receipt> = Vec::new();
     for r in &parsed.valid {
@@ -371,7 +383,7 @@ pub async fn prepare(
             .unwrap_or_default()
             .into_iter()
             .collect();
-        let (status, reason) = if ledger_emails.contains(&et) {
+        let (status, reason) = if ledger_emails.contains_key(&et) {
             (
                 "already_erased",
                 Some("erased by an earlier run (in the suppression ledger)".to_string()),
@@ -427,7 +439,11 @@ pub async fn prepare(
             }
         });
         let due = requests::due_date(r.jurisdiction, r.received_at);
-        let completed = matches!(status, "completed" | "already_erased").then_some(as_of_date);
+        let completed = match status {
+            "completed" => Some(as_of_date),
+            "already_erased" => Some(ledger_emails.get(&et).copied().unwrap_or(as_of_date)),
+            _ => None,
+        };
         receipts.push(Receipt {
             request_id: Some(r.request_id.clone()),
             status,
@@ -513,13 +529,17 @@ async fn match_emails(
             continue;
         };
         for file in &table.files {
-            let df = table.open(ctx, file).await?;
-            let batches = df
+            let df = table
+                .open(ctx, file)
+                .await?
                 .select(vec![ident(kc).alias("k"), ident(ec).alias("e")])
-                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?
-                .collect()
+                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
+            let mut stream = df
+                .execute_stream()
                 .await
-                .map_err(|e| {
+                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(|e| {
                     err(format!(
                         "table {}, file {}: cannot read the customer and email columns: {}",
                         table.name,
@@ -527,7 +547,6 @@ async fn match_emails(
                         df_message(&e)
                     ))
                 })?;
-            for b in batches {
                 let emails = token_strings(&erasure_p, b.column(1), Normalize::Email)
                     .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
                 let hits: Vec<usize> = emails
@@ -582,14 +601,17 @@ async fn event_counts(
             continue;
         };
         for file in &table.files {
-            let batches = table
+            let df = table
                 .open(ctx, file)
                 .await?
                 .select(vec![ident(kc)])
-                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?
-                .collect()
+                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
+            let mut stream = df
+                .execute_stream()
                 .await
-                .map_err(|e| {
+                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(|e| {
                     err(format!(
                         "table {}, file {}: cannot read {kc}: {}",
                         table.name,
@@ -597,7 +619,6 @@ async fn event_counts(
                         df_message(&e)
                     ))
                 })?;
-            for b in batches {
                 for t in token_strings(&p, b.column(0), Normalize::Trim)
                     .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?
                     .into_iter()

@@ -83,6 +83,10 @@ impl RunSummary {
         let m = &self.manifest;
         let mut s = format!("published run {} to {}\n", m.run_id, self.run_dir.display());
         for (name, t) in &m.tables {
+            if t.kind == "receipts" {
+                writeln!(s, "  {name}: {} receipts", t.rows_written).expect("writing to a String");
+                continue;
+            }
             match (&t.rows_read, &t.suppression) {
                 (_, Some(sup)) => writeln!(
                     s,
@@ -104,6 +108,21 @@ impl RunSummary {
         }
         for (name, why) in &m.aggregates_skipped {
             writeln!(s, "  {name}: skipped ({why})").expect("writing to a String");
+        }
+        if let Some(e) = &m.erasure {
+            let per: Vec<String> = e.requests.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            writeln!(
+                s,
+                "  erasure: {} customers erased ({} new ledger entries); requests: {}",
+                e.customers_erased,
+                e.new_entries,
+                if per.is_empty() {
+                    "none".to_string()
+                } else {
+                    per.join(", ")
+                }
+            )
+            .expect("writing to a String");
         }
         s
     }

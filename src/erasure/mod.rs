@@ -743,12 +743,17 @@ impl Plan {
                     (s, None) => s.to_string(),
                 };
                 format!(
-                    "erasure request {} (row {}, received {}): {what}",
+                    "erasure request {} (row {}, received {}, explained: {}): {what}",
                     r.request_id.as_deref().unwrap_or("<no id>"),
                     r.row,
                     r.received_at
                         .map(|d| d.to_string())
                         .unwrap_or_else(|| "<unknown>".into()),
+                    match r.explained {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "unknown",
+                    },
                 )
             })
             .collect()

@@ -528,53 +528,67 @@ async fn match_emails(
         let (Some(kc), Some(ec)) = (table.role(Role::CustomerKey), table.role(Role::Email)) else {
             continue;
         };
-        for file in &table.files {
-            let df = table
-                .open(ctx, file)
-                .await?
-                .select(vec![ident(kc).alias("k"), ident(ec).alias("e")])
-                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
-            let mut stream = df
-                .execute_stream()
-                .await
-                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
-            while let Some(b) = stream.next().await {
-                let b = b.map_err(|e| {
-                    err(format!(
-                        "table {}, file {}: cannot read the customer and email columns: {}",
-                        table.name,
-                        file.display(),
-                        df_message(&e)
-                    ))
-                })?;
-                let emails = token_strings(&erasure_p, b.column(1), Normalize::Email)
-                    .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
-                let hits: Vec<usize> = emails
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.as_ref().is_some_and(|t| wanted.contains(t)))
-                    .map(|(i, _)| i)
-                    .collect();
-                if hits.is_empty() {
-                    continue;
-                }
-                let keys = b.column(0);
-                let tok = token_strings(&erasure_p, keys, Normalize::Trim)
-                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
-                let ana = token_strings(&analytics_p, keys, Normalize::Trim)
-                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
-                for i in hits {
-                    if let (Some(e), Some(t), Some(a)) = (&emails[i], &tok[i], &ana[i]) {
-                        out.entry(e.clone()).or_default().insert(Matched {
-                            token: t.clone(),
-                            analytics: a.clone(),
-                        });
-                    }
+        for_each_batch(ctx, table, &[kc, ec], |b| {
+            let emails = token_strings(&erasure_p, b.column(1), Normalize::Email)
+                .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
+            let hits: Vec<usize> = emails
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.as_ref().is_some_and(|t| wanted.contains(t)))
+                .map(|(i, _)| i)
+                .collect();
+            if hits.is_empty() {
+                return Ok(());
+            }
+            let keys = b.column(0);
+            let tok = token_strings(&erasure_p, keys, Normalize::Trim)
+                .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
+            let ana = token_strings(&analytics_p, keys, Normalize::Trim)
+                .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
+            for i in hits {
+                if let (Some(e), Some(t), Some(a)) = (&emails[i], &tok[i], &ana[i]) {
+                    out.entry(e.clone()).or_default().insert(Matched {
+                        token: t.clone(),
+                        analytics: a.clone(),
+                    });
                 }
             }
-        }
+            Ok(())
+        })
+        .await?;
     }
     Ok(out)
+}
+
+/// Calls `f` with every batch of `columns` of every file of `table`, streaming.
+async fn for_each_batch(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    columns: &[&str],
+    mut f: impl FnMut(RecordBatch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for file in &table.files {
+        let mut stream = table
+            .open(ctx, file)
+            .await?
+            .select(columns.iter().map(|c| ident(*c)).collect::<Vec<Expr>>())
+            .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?
+            .execute_stream()
+            .await
+            .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
+        while let Some(b) = stream.next().await {
+            f(b.map_err(|e| {
+                err(format!(
+                    "table {}, file {}: cannot read {}: {}",
+                    table.name,
+                    file.display(),
+                    columns.join(", "),
+                    df_message(&e)
+                ))
+            })?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Customer token -> rows of event tables (tables with event_time) for the matched
@@ -600,36 +614,19 @@ async fn event_counts(
         else {
             continue;
         };
-        for file in &table.files {
-            let df = table
-                .open(ctx, file)
-                .await?
-                .select(vec![ident(kc)])
-                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
-            let mut stream = df
-                .execute_stream()
-                .await
-                .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
-            while let Some(b) = stream.next().await {
-                let b = b.map_err(|e| {
-                    err(format!(
-                        "table {}, file {}: cannot read {kc}: {}",
-                        table.name,
-                        file.display(),
-                        df_message(&e)
-                    ))
-                })?;
-                for t in token_strings(&p, b.column(0), Normalize::Trim)
-                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?
-                    .into_iter()
-                    .flatten()
-                {
-                    if wanted.contains(t.as_str()) {
-                        *out.entry(t).or_insert(0) += 1;
-                    }
+        for_each_batch(ctx, table, &[kc], |b| {
+            for t in token_strings(&p, b.column(0), Normalize::Trim)
+                .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?
+                .into_iter()
+                .flatten()
+            {
+                if wanted.contains(t.as_str()) {
+                    *out.entry(t).or_insert(0) += 1;
                 }
             }
-        }
+            Ok(())
+        })
+        .await?;
     }
     Ok(out)
 }

@@ -75,6 +75,17 @@ pub enum Command {
     },
     /// Add one erasure request to the policy's pending requests file (`[erasure] requests`).
     Erase(EraseArgs),
+    /// Run the privacy checks on a folder of Parquet tables (default: OUT/current).
+    Verify {
+        /// The folder (one subfolder of Parquet files per table).
+        dir: Option<PathBuf>,
+        /// The policy: its input (for the by-value scan), tokens and k; and OUT/current.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The smallest count of people allowed in aggregates (default: the policy's k, else 10).
+        #[arg(long)]
+        k: Option<u64>,
+    },
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
     Query(QueryArgs),
     /// Generate a small export, write the sample policy and a fresh key, and run it.

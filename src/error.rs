@@ -41,6 +41,10 @@ pub enum Error {
         file: PathBuf,
         message: String,
     },
+    /// A privacy check failed: nothing was published (exit code 1). The message is the
+    /// report's summary: what failed and where, never a value.
+    #[error("{0}")]
+    PrivacyCheckFailed(String),
     /// The suppression ledger cannot be read or written (fail closed).
     #[error(transparent)]
     Ledger(#[from] crate::erasure::ledger::LedgerError),
@@ -61,7 +65,10 @@ pub enum Error {
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::Error
+        match self {
+            Error::PrivacyCheckFailed(_) => ExitCode::PrivacyCheckFailed,
+            _ => ExitCode::Error,
+        }
     }
 }
 

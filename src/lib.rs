@@ -36,5 +36,6 @@ pub mod publish;
 pub mod query;
 pub mod rules;
 pub mod run;
+pub mod verify;
 
 pub use error::{Error, ExitCode};

@@ -68,6 +68,19 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 eprintln!("attention: {line}");
             }
         }
+        Command::Verify { dir, config, k } => {
+            let report = anonymizer::verify::run_verify(dir.as_deref(), config.as_deref(), k)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("the report serializes")
+            );
+            eprint!("{}", report.summary());
+            if !report.passed {
+                return Err(anonymizer::Error::PrivacyCheckFailed(
+                    "privacy checks failed (see the report above)".into(),
+                ));
+            }
+        }
         Command::Erase(args) => {
             let (id, file) = anonymizer::erasure::append_request(&args.into_options())?;
             println!(

@@ -33,6 +33,8 @@ pub struct Manifest {
     /// Erasure in this run (when the policy has an `[erasure]` ledger).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureReport>,
+    /// The privacy gate's report in the run folder (`risk_report.json`).
+    pub risk_report: String,
     pub stages_ms: BTreeMap<String, u64>,
 }
 

@@ -279,6 +279,30 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         }
     };
 
+    // The privacy gate: checks what was staged; a failure publishes nothing (exit 1).
+    let t = Instant::now();
+    let gate = async {
+        let report = crate::verify::verify(&staging, Some(&policy), policy.analytics.k).await?;
+        let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
+        let path = staging.join("risk_report.json");
+        write_synced(&path, &json)
+            .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+        if !report.passed {
+            return Err(Error::PrivacyCheckFailed(format!(
+                "{}nothing was published; {} still points at the last good run",
+                report.summary(),
+                out_root.join("current").display()
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = gate {
+        out.discard_staging(&run_id);
+        return Err(e);
+    }
+    stages.insert("verify".to_string(), ms(t));
+
     let t = Instant::now();
     let mut manifest = Manifest {
         run_id: run_id.clone(),
@@ -295,6 +319,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         inputs,
         tables,
         aggregates_skipped,
+        risk_report: "risk_report.json".into(),
         erasure: erasure.enabled.then(|| crate::manifest::ErasureReport {
             ledger: erasure.ledger_path.clone().unwrap_or_default(),
             ledger_entries: erasure.ledger.as_ref().map_or(0, |l| l.entries.len()),

@@ -150,6 +150,55 @@ pub fn scrub(text: &str, out: &mut String) -> usize {
     count
 }
 
+/// The kinds of identifier found in `text` (email, iban, ip, card, phone), by the same
+/// patterns and checksums `scrub` replaces, one entry per match; for the verify gate.
+pub fn detect(text: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if !text
+        .bytes()
+        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
+    {
+        return found;
+    }
+    let mut rest = std::borrow::Cow::Borrowed(text);
+    // Each pass blanks what it found so that later passes do not count it again.
+    let mut pass = |re: &Regex, kind: &'static str, ok: &dyn Fn(&str) -> bool| {
+        let mut blanked = String::with_capacity(rest.len());
+        let mut last = 0;
+        for m in re.find_iter(&rest) {
+            if ok(m.as_str()) {
+                found.push(kind);
+                blanked.push_str(&rest[last..m.start()]);
+                blanked.push(' ');
+                last = m.end();
+            }
+        }
+        blanked.push_str(&rest[last..]);
+        rest = std::borrow::Cow::Owned(blanked);
+    };
+    pass(&EMAIL, "email", &|_| true);
+    pass(&IBAN, "iban", &iban_ok);
+    pass(&IPV6, "ip", &|m| {
+        m.contains(':')
+            && (m.trim_end_matches(':').parse::<Ipv6Addr>().is_ok()
+                || m.parse::<Ipv6Addr>().is_ok())
+    });
+    pass(&IPV4, "ip", &|m| m.parse::<Ipv4Addr>().is_ok());
+    pass(&CARD, "card", &|m| luhn_ok(&digits_of(m)));
+    // A digit run glued to letters is a code (an offer id like S123456789_DE), not a phone.
+    let glued = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let mut phones = 0;
+    for m in DIGITS.find_iter(&rest) {
+        let before = rest[..m.start()].bytes().next_back();
+        let after = rest[m.end()..].bytes().next();
+        if !ISO_DATE.is_match(m.as_str()) && !glued(before) && !glued(after) {
+            phones += 1;
+        }
+    }
+    found.extend(std::iter::repeat_n("phone", phones));
+    found
+}
+
 udf_struct!(ScrubUdf);
 
 impl ScalarUDFImpl for ScrubUdf {
@@ -201,6 +250,26 @@ mod tests {
             "joined 2024-05-01, loved it"
         );
         assert_eq!(sc("no identifiers here"), "no identifiers here");
+    }
+
+    #[test]
+    fn detect_agrees_with_scrub() {
+        assert_eq!(
+            detect("mail a.b@x.org or call +44 20 7946 0958"),
+            vec!["email", "phone"]
+        );
+        assert_eq!(
+            detect("card 4111 1111 1111 1111, ip 10.0.0.1"),
+            vec!["ip", "card"]
+        );
+        assert_eq!(
+            detect("IBAN GB82 WEST 1234 5698 7654 32 on 2024-05-01"),
+            vec!["iban"]
+        );
+        assert!(detect("nothing here, 2024-05-01, 12:30").is_empty());
+        assert!(detect("offer S123456789_DE, code A1234567").is_empty());
+        assert!(detect("card 4111 1111 1111 1112").contains(&"phone"));
+        assert!(!detect("card 4111 1111 1111 1112").contains(&"card"));
     }
 
     #[test]

@@ -1,0 +1,624 @@
+//! The privacy gate: checks a folder of published tables before anyone reads it.
+//!
+//! `anonymizer run` calls [`verify`] on the staged run, after every table is written and
+//! before `OUT/current` moves; a failed check stops the run (exit 1) and publishes nothing.
+//! `anonymizer verify [DIR]` runs the same checks on any folder of Parquet tables, so a
+//! copy edited by hand can be checked too. The checks read the files as written, without
+//! the code that wrote them:
+//!
+//! 1. residual PII, by detectors: every string value of every table is searched for email
+//!    addresses, IBANs (checksum), IPv4/IPv6 addresses, Luhn-valid card numbers and phone
+//!    numbers (values shaped exactly like a 32-hex token are exempt from the digit
+//!    detectors: a token's digits are not a phone number);
+//! 2. residual PII, by value: with the policy (`--config`), every value of the input's
+//!    personal columns (every column the policy does not `keep`, and the customer_key and
+//!    email roles; free text that the policy scrubs is left to the detectors) is held in
+//!    memory as a keyed hash under a random per-check key, never as plaintext, and every
+//!    output value (strings and integers, trimmed and lower-cased) is looked up;
+//! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
+//!    no withheld value recomputable from the published identities (rebuilt here from the
+//!    tables' columns, then solved exactly);
+//! 4. record-level tables: no column the policy keeps unchanged whose values are all
+//!    distinct over 50 rows or more (a direct identifier that slipped through; tokens,
+//!    scrubbed text and generalized values are the policy's declared treatment).
+//!
+//! Findings name the table, column and how many values; never a value.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Date32Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::fsutil::{name_of, sorted_children};
+use crate::policy::{Policy, Role};
+use crate::rules::{Rule, is_string};
+
+/// One check and what it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub passed: bool,
+    /// What was measured (counts, not values).
+    pub figures: BTreeMap<String, u64>,
+    /// What failed, where: table, column, how many.
+    pub findings: Vec<String>,
+}
+
+/// `risk_report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub dir: PathBuf,
+    pub checks: Vec<Check>,
+    /// The three risks of the Article 29 Working Party's Opinion 05/2014 and what this
+    /// run measured for each.
+    pub risks: BTreeMap<&'static str, String>,
+}
+
+impl Report {
+    /// A readable summary (stderr).
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "privacy checks of {}: {}\n",
+            self.dir.display(),
+            if self.passed { "passed" } else { "FAILED" }
+        );
+        for c in &self.checks {
+            s.push_str(&format!(
+                "  {} {}\n",
+                if c.passed { "pass" } else { "FAIL" },
+                c.name
+            ));
+            for f in &c.findings {
+                s.push_str(&format!("       {f}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// A table folder of the checked directory, read whole (aggregates are small; record
+/// tables are streamed column by column where it matters).
+struct Table {
+    name: String,
+    files: Vec<PathBuf>,
+}
+
+fn tables_of(dir: &Path) -> Result<Vec<Table>, Error> {
+    let dirs = sorted_children(dir, |p| p.is_dir())
+        .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    for d in dirs {
+        let files = sorted_children(&d, |p| p.extension().is_some_and(|x| x == "parquet"))
+            .map_err(|e| Error::Failed(format!("cannot list {}: {e}", d.display())))?;
+        if !files.is_empty() {
+            out.push(Table {
+                name: name_of(&d),
+                files,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn for_each_batch(
+    t: &Table,
+    mut f: impl FnMut(&RecordBatch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for p in &t.files {
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::Failed(format!("verify: cannot read {}: {e}", p.display()))
+        };
+        let file = std::fs::File::open(p).map_err(|e| fail(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| fail(&e))?;
+        for b in reader {
+            f(&b.map_err(|e| fail(&e))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A CIDR network with its host bits generalized away (IPv4 /24 or shorter, IPv6 /64 or
+/// shorter): what the `network` rule publishes, not an address.
+fn is_network(s: &str) -> bool {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    (addr.parse::<std::net::Ipv4Addr>().is_ok() && prefix <= 24)
+        || (addr.parse::<std::net::Ipv6Addr>().is_ok() && prefix <= 64)
+}
+
+fn is_token(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Text of the values of a string or integer column (None for nulls and other types).
+fn texts(a: &ArrayRef) -> Option<Vec<Option<String>>> {
+    let t = a.data_type();
+    if !(is_string(t) || t.is_integer()) {
+        return None;
+    }
+    let s = cast(a, &DataType::Utf8).ok()?;
+    let s = s.as_string::<i32>();
+    Some(
+        (0..s.len())
+            .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
+            .collect(),
+    )
+}
+
+/// Keyed hashes of personal input values.
+struct Fingerprints {
+    key: [u8; 32],
+    set: HashSet<[u8; 16]>,
+}
+
+impl Fingerprints {
+    fn hash(&self, v: &str) -> Option<[u8; 16]> {
+        let n = v.trim().to_lowercase();
+        if n.chars().count() < 4 {
+            return None;
+        }
+        let h = blake3::keyed_hash(&self.key, n.as_bytes());
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&h.as_bytes()[..16]);
+        Some(o)
+    }
+}
+
+impl Drop for Fingerprints {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// Reads the personal columns of the policy's input into keyed hashes.
+async fn fingerprints(policy: &Policy) -> Result<Fingerprints, Error> {
+    let mut fp = Fingerprints {
+        key: rand::random(),
+        set: HashSet::new(),
+    };
+    let ctx = crate::run::session();
+    for table in &policy.tables {
+        let mut cols: Vec<&str> = table
+            .columns
+            .iter()
+            .filter(|c| !matches!(c.rule, Rule::Keep | Rule::Scrub))
+            .map(|c| c.name.as_str())
+            .collect();
+        for r in [Role::CustomerKey, Role::Email] {
+            if let Some(c) = table.role(r)
+                && !cols.contains(&c)
+            {
+                cols.push(c);
+            }
+        }
+        for file in &table.files {
+            let df = table.open(&ctx, file).await?;
+            let batches = df
+                .select_columns(&cols)
+                .map_err(|e| Error::Failed(format!("verify: {}", crate::error::df_message(&e))))?
+                .collect()
+                .await
+                .map_err(|e| {
+                    Error::Failed(format!(
+                        "verify: cannot read {}: {}",
+                        file.display(),
+                        crate::error::df_message(&e)
+                    ))
+                })?;
+            for b in batches {
+                for c in b.columns() {
+                    for v in texts(c).into_iter().flatten().flatten() {
+                        if let Some(h) = fp.hash(&v) {
+                            fp.set.insert(h);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(fp)
+}
+
+/// The count columns of each aggregate table, and their threshold rule.
+const AGGREGATE_COUNTS: [(&str, &[&str]); 4] = [
+    (
+        "subscriptions_monthly",
+        &[
+            "active_start",
+            "new",
+            "reactivated",
+            "churned",
+            "active_end",
+        ],
+    ),
+    ("cohort_retention", &["customers"]),
+    ("revenue_monthly", &["payments", "customers"]),
+    ("mrr_monthly", &["subscribers"]),
+];
+
+/// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are
+/// declared tokens; `k` is the smallest count of people allowed in aggregates.
+pub async fn verify(dir: &Path, policy: Option<&Policy>, k: u64) -> Result<Report, Error> {
+    let tables = tables_of(dir)?;
+    let fp = match policy {
+        Some(p) => Some(fingerprints(p).await?),
+        None => None,
+    };
+    // Columns the policy passes through unchanged: where a direct identifier slips through
+    // (tokens, scrubbed text and generalized values are the policy's declared treatment;
+    // quasi-identifiers are k-anonymity's business).
+    let kept: HashSet<(String, String)> = policy
+        .map(|p| {
+            p.tables
+                .iter()
+                .flat_map(|t| {
+                    t.columns
+                        .iter()
+                        .filter(|c| c.rule == Rule::Keep)
+                        .map(|c| (t.name.clone(), c.name.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut detectors = Check {
+        name: "residual_pii_detectors",
+        passed: true,
+        figures: BTreeMap::new(),
+        findings: vec![],
+    };
+    let mut by_value = Check {
+        name: "residual_pii_input_values",
+        passed: true,
+        figures: BTreeMap::new(),
+        findings: vec![],
+    };
+    let mut unique = Check {
+        name: "record_level_unique_columns",
+        passed: true,
+        figures: BTreeMap::new(),
+        findings: vec![],
+    };
+    let mut scanned = 0u64;
+    let mut hashed_hits = 0u64;
+    for t in &tables {
+        let aggregate =
+            AGGREGATE_COUNTS.iter().any(|(n, _)| *n == t.name) || t.name == "erasure_receipts";
+        let mut found: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+        let mut value_hits: BTreeMap<String, u64> = BTreeMap::new();
+        let mut distinct: HashMap<String, (HashSet<String>, u64, bool)> = HashMap::new();
+        for_each_batch(t, |b| {
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                let Some(vals) = texts(b.column(i)) else {
+                    continue;
+                };
+                let string = is_string(f.data_type());
+                let check = kept.contains(&(t.name.clone(), f.name().clone()));
+                let d = distinct
+                    .entry(f.name().clone())
+                    .or_insert_with(|| (HashSet::new(), 0, check));
+                for v in vals.iter().flatten() {
+                    scanned += 1;
+                    if string && !is_token(v) && !is_network(v) {
+                        for kind in crate::rules::scrub::detect(v) {
+                            *found.entry((f.name().clone(), kind)).or_default() += 1;
+                        }
+                    }
+                    // Integers only in record-level tables: aggregates hold counts.
+                    if let Some(fp) = &fp
+                        && (string || !aggregate)
+                        && let Some(h) = fp.hash(v)
+                        && fp.set.contains(&h)
+                    {
+                        *value_hits.entry(f.name().clone()).or_default() += 1;
+                        hashed_hits += 1;
+                    }
+                    if d.2 {
+                        d.0.insert(v.clone());
+                        d.1 += 1;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for ((col, kind), n) in found {
+            *detectors
+                .figures
+                .entry(format!("matches.{kind}"))
+                .or_default() += n;
+            detectors.findings.push(format!(
+                "table {}, column {col}: {n} value(s) with a {kind}",
+                t.name
+            ));
+        }
+        for (col, n) in value_hits {
+            by_value.findings.push(format!(
+                "table {}, column {col}: {n} value(s) equal to a personal value of the input",
+                t.name
+            ));
+        }
+        if !aggregate {
+            for (col, (set, rows, check)) in distinct {
+                if check && rows >= 50 && set.len() as u64 == rows {
+                    unique.findings.push(format!(
+                        "table {}, column {col}: all {rows} values distinct and not a declared token: a direct identifier?",
+                        t.name
+                    ));
+                }
+            }
+        }
+    }
+    detectors.figures.insert("values_scanned".into(), scanned);
+    detectors.passed = detectors.findings.is_empty();
+    by_value.figures.insert(
+        "input_values_hashed".into(),
+        fp.as_ref().map_or(0, |f| f.set.len() as u64),
+    );
+    by_value.figures.insert("matches".into(), hashed_hits);
+    by_value.passed = by_value.findings.is_empty();
+    if fp.is_none() {
+        by_value
+            .findings
+            .push("skipped: no policy given (--config), so the input is unknown".into());
+        unique
+            .findings
+            .push("skipped: no policy given (--config), so tokens are unknown".into());
+    }
+    unique.passed = unique.findings.iter().all(|f| f.starts_with("skipped"));
+
+    let aggregates = check_aggregates(&tables, k)?;
+    let risks = BTreeMap::from([
+        (
+            "singling_out",
+            format!(
+                "aggregates: smallest published count of people {} (k = {k}), {} value(s) withheld; record-level tables: {} column(s) with all-distinct non-token values",
+                aggregates
+                    .figures
+                    .get("smallest_published_count")
+                    .map_or("-".to_string(), |v| v.to_string()),
+                aggregates
+                    .figures
+                    .get("withheld_values")
+                    .copied()
+                    .unwrap_or(0),
+                unique.findings.len()
+            ),
+        ),
+        (
+            "linkability",
+            format!(
+                "{} output value(s) equal to a personal input value; {} identifier(s) found by the detectors; record-level tables stay linkable through their keyed tokens (pseudonymous, not anonymous)",
+                hashed_hits,
+                detectors.findings.len()
+            ),
+        ),
+        (
+            "inference",
+            format!(
+                "{} withheld aggregate value(s) recomputable from published identities",
+                aggregates.figures.get("recomputable").copied().unwrap_or(0)
+            ),
+        ),
+    ]);
+    let checks = vec![detectors, by_value, aggregates, unique];
+    Ok(Report {
+        passed: checks.iter().all(|c| c.passed),
+        dir: dir.to_path_buf(),
+        checks,
+        risks,
+    })
+}
+
+fn concat(t: &Table) -> Result<Option<RecordBatch>, Error> {
+    let mut batches = Vec::new();
+    for_each_batch(t, |b| {
+        batches.push(b.clone());
+        Ok(())
+    })?;
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    datafusion::arrow::compute::concat_batches(&first.schema(), &batches)
+        .map(Some)
+        .map_err(|e| Error::Failed(format!("verify: table {}: {e}", t.name)))
+}
+
+fn ints(b: &RecordBatch, col: &str) -> Option<Vec<Option<i64>>> {
+    let a = cast(b.column_by_name(col)?, &DataType::Int64).ok()?;
+    let a = a.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    Some(
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect(),
+    )
+}
+
+/// Threshold and recomputability of the aggregate tables, from their files.
+fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
+    let mut c = Check {
+        name: "aggregates_small_cells",
+        passed: true,
+        figures: BTreeMap::new(),
+        findings: vec![],
+    };
+    let mut smallest: Option<i64> = None;
+    let mut withheld = 0u64;
+    let mut recomputable = 0u64;
+    for (name, cols) in AGGREGATE_COUNTS {
+        let Some(t) = tables.iter().find(|t| t.name == name) else {
+            continue;
+        };
+        let Some(b) = concat(t)? else { continue };
+        for col in cols {
+            let Some(v) = ints(&b, col) else {
+                c.findings.push(format!("table {name}: no column {col}"));
+                continue;
+            };
+            let small = v
+                .iter()
+                .flatten()
+                .filter(|x| **x >= 1 && (**x as u64) < k)
+                .count();
+            withheld += v.iter().filter(|x| x.is_none()).count() as u64;
+            for x in v.iter().flatten().filter(|x| **x >= k as i64) {
+                smallest = Some(smallest.map_or(*x, |s| s.min(*x)));
+            }
+            if small > 0 {
+                c.findings.push(format!(
+                    "table {name}, column {col}: {small} published count(s) of 1..{} people",
+                    k - 1
+                ));
+            }
+        }
+        if name == "subscriptions_monthly" {
+            let n = recomputable_subscriptions(&b);
+            if n > 0 {
+                c.findings.push(format!(
+                    "table {name}: {n} withheld value(s) can be recomputed from the published identities"
+                ));
+            }
+            recomputable += n as u64;
+        }
+    }
+    if let Some(s) = smallest {
+        c.figures
+            .insert("smallest_published_count".into(), s as u64);
+    }
+    c.figures.insert("withheld_values".into(), withheld);
+    c.figures.insert("recomputable".into(), recomputable);
+    c.passed = c.findings.is_empty();
+    Ok(c)
+}
+
+/// Withheld subscriptions_monthly counts that follow from the published ones through
+/// `active_end = active_start + new + reactivated - churned`, the 'ALL' rows, and a month's
+/// active_end being the next month's active_start.
+fn recomputable_subscriptions(b: &RecordBatch) -> usize {
+    let terms = [
+        "active_start",
+        "new",
+        "reactivated",
+        "churned",
+        "active_end",
+    ];
+    let Some(v) = terms.iter().map(|t| ints(b, t)).collect::<Option<Vec<_>>>() else {
+        return 0;
+    };
+    let (Some(m), Some(c)) = (b.column_by_name("month"), b.column_by_name("country")) else {
+        return 0;
+    };
+    let Some(m) = m.as_primitive_opt::<Date32Type>() else {
+        return 0;
+    };
+    let Some(c) = texts(c) else { return 0 };
+    let n = b.num_rows();
+    let month = |r: usize| i64::from(m.value(r));
+    let next_month = |r: usize| {
+        crate::rules::generalize::days_to_date(month(r))
+            .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+            .map(|d| i64::from(crate::rules::generalize::date_to_days(d)))
+    };
+    let key = |r: usize| (month(r), c[r].clone().unwrap_or_default());
+    let at: HashMap<(i64, String), usize> = (0..n).map(|r| (key(r), r)).collect();
+    let cell = |r: usize, t: usize| r * 5 + t;
+    let mut cons: Vec<Vec<(usize, i64)>> = Vec::new();
+    for r in 0..n {
+        cons.push(vec![
+            (cell(r, 0), 1),
+            (cell(r, 1), 1),
+            (cell(r, 2), 1),
+            (cell(r, 3), -1),
+            (cell(r, 4), -1),
+        ]);
+        if let Some(nm) = next_month(r)
+            && let Some(&nx) = at.get(&(nm, c[r].clone().unwrap_or_default()))
+        {
+            cons.push(vec![(cell(r, 4), 1), (cell(nx, 0), -1)]);
+        }
+    }
+    // A missing neighbour row publishes zeros: the first month's active_start, and the
+    // active_end of a month whose next month has no row (before the table's last month).
+    let last = (0..n).map(month).max().unwrap_or(0);
+    let prev_month = |r: usize| {
+        crate::rules::generalize::days_to_date(month(r))
+            .and_then(|d| d.checked_sub_months(chrono::Months::new(1)))
+            .map(|d| i64::from(crate::rules::generalize::date_to_days(d)))
+    };
+    for r in 0..n {
+        let ctry = c[r].clone().unwrap_or_default();
+        if prev_month(r).is_none_or(|p| !at.contains_key(&(p, ctry.clone()))) {
+            cons.push(vec![(cell(r, 0), 1)]);
+        }
+        if month(r) < last && next_month(r).is_none_or(|p| !at.contains_key(&(p, ctry))) {
+            cons.push(vec![(cell(r, 4), 1)]);
+        }
+    }
+    let mut by_month: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for r in 0..n {
+        by_month.entry(month(r)).or_default().push(r);
+    }
+    for rows in by_month.values() {
+        if let Some(&all) = rows.iter().find(|r| c[**r].as_deref() == Some("ALL")) {
+            for t in 0..5 {
+                let mut k = vec![(cell(all, t), 1)];
+                k.extend(
+                    rows.iter()
+                        .filter(|r| **r != all)
+                        .map(|r| (cell(*r, t), -1)),
+                );
+                cons.push(k);
+            }
+        }
+    }
+    let suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
+    crate::analytics::protect::determined(n * 5, &cons, &suppressed).len()
+}
+
+/// `anonymizer verify [DIR] [--config FILE] [--k K]`: loads the policy (if any), finds the
+/// folder (default: the policy's OUT/current) and runs [`verify`].
+pub fn run_verify(
+    dir: Option<&Path>,
+    config: Option<&Path>,
+    k: Option<u64>,
+) -> Result<Report, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async {
+        let policy = match config {
+            Some(c) => Some(Policy::load(c, &crate::run::session()).await?),
+            None => None,
+        };
+        let dir = match (dir, &policy) {
+            (Some(d), _) => d.to_path_buf(),
+            (None, Some(p)) => crate::publish::current_run(&p.output).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} has no published run; give the folder to check",
+                    p.output.display()
+                ))
+            })?,
+            (None, None) => {
+                return Err(Error::Usage(
+                    "give the folder to check, or --config POLICY to check its OUT/current".into(),
+                ));
+            }
+        };
+        let k = k
+            .or(policy.as_ref().map(|p| p.analytics.k))
+            .unwrap_or(crate::policy::raw::DEFAULT_K);
+        verify(&dir, policy.as_ref(), k).await
+    })
+}

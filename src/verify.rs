@@ -523,6 +523,7 @@ fn recomputable_subscriptions(b: &RecordBatch) -> usize {
         return 0;
     };
     let Some(c) = texts(c) else { return 0 };
+    let c: Vec<String> = c.into_iter().map(Option::unwrap_or_default).collect();
     let n = b.num_rows();
     let month = |r: usize| i64::from(m.value(r));
     let next_month = |r: usize| {
@@ -530,11 +531,11 @@ fn recomputable_subscriptions(b: &RecordBatch) -> usize {
             .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
             .map(|d| i64::from(crate::rules::generalize::date_to_days(d)))
     };
-    let key = |r: usize| (month(r), c[r].clone().unwrap_or_default());
+    let key = |r: usize| (month(r), c[r].clone());
     let at: HashMap<(i64, String), usize> = (0..n).map(|r| (key(r), r)).collect();
     let cell = |r: usize, t: usize| r * 5 + t;
     let mut cons: Vec<Vec<(usize, i64)>> = Vec::new();
-    for r in 0..n {
+    for (r, ctry) in c.iter().enumerate() {
         cons.push(vec![
             (cell(r, 0), 1),
             (cell(r, 1), 1),
@@ -543,7 +544,7 @@ fn recomputable_subscriptions(b: &RecordBatch) -> usize {
             (cell(r, 4), -1),
         ]);
         if let Some(nm) = next_month(r)
-            && let Some(&nx) = at.get(&(nm, c[r].clone().unwrap_or_default()))
+            && let Some(&nx) = at.get(&(nm, ctry.clone()))
         {
             cons.push(vec![(cell(r, 4), 1), (cell(nx, 0), -1)]);
         }
@@ -556,8 +557,8 @@ fn recomputable_subscriptions(b: &RecordBatch) -> usize {
             .and_then(|d| d.checked_sub_months(chrono::Months::new(1)))
             .map(|d| i64::from(crate::rules::generalize::date_to_days(d)))
     };
-    for r in 0..n {
-        let ctry = c[r].clone().unwrap_or_default();
+    for (r, ctry) in c.iter().enumerate() {
+        let ctry = ctry.clone();
         if prev_month(r).is_none_or(|p| !at.contains_key(&(p, ctry.clone()))) {
             cons.push(vec![(cell(r, 0), 1)]);
         }
@@ -570,7 +571,7 @@ fn recomputable_subscriptions(b: &RecordBatch) -> usize {
         by_month.entry(month(r)).or_default().push(r);
     }
     for rows in by_month.values() {
-        if let Some(&all) = rows.iter().find(|r| c[**r].as_deref() == Some("ALL")) {
+        if let Some(&all) = rows.iter().find(|r| c[**r] == "ALL") {
             for t in 0..5 {
                 let mut k = vec![(cell(all, t), 1)];
                 k.extend(

@@ -10,3 +10,4 @@ mod pipeline;
 mod policy_errors;
 mod query;
 mod rules_props;
+mod verify;

@@ -1,0 +1,289 @@
+//! The privacy gate: planted mistakes are refused with exit 1 and nothing published; a
+//! clean run passes; the detectors find planted identifiers and skip lookalikes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+/// Runs the CLI on a private fixture copy whose policy line `from` is replaced by `to`.
+fn run_with_policy_change(from: &str, to: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(&policy, text.replacen(from, to, 1)).unwrap();
+    let o = cli(
+        &["run", "--config", policy.to_str().unwrap()],
+        Some(KEY_HEX),
+    );
+    (dir, o)
+}
+
+fn assert_refused(dir: &Path, o: &std::process::Output, want: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    assert!(!dir.join("out/current").exists(), "published anyway");
+    let runs: Vec<_> = std::fs::read_dir(dir.join("out/runs")).unwrap().collect();
+    assert!(runs.is_empty(), "staging left behind");
+    assert!(!err.contains('@'), "the report quotes a value: {err}");
+}
+
+#[test]
+fn a_policy_that_keeps_email_is_refused() {
+    let (dir, o) = run_with_policy_change(
+        "email            = { rule = \"pseudonymize\", normalize = \"email\" }",
+        "email            = \"keep\"",
+    );
+    assert_refused(dir.path(), &o, "table customers, column email");
+}
+
+#[test]
+fn a_policy_that_keeps_free_text_unscrubbed_is_refused() {
+    let (dir, o) = run_with_policy_change(
+        "custom_answers   = \"scrub\"",
+        "custom_answers   = \"keep\"",
+    );
+    assert_refused(dir.path(), &o, "column custom_answers");
+}
+
+#[test]
+fn a_policy_that_keeps_payment_details_is_refused() {
+    let (dir, o) = run_with_policy_change(
+        "payment_details     = \"drop\"",
+        "payment_details     = \"keep\"",
+    );
+    assert_refused(dir.path(), &o, "column payment_details");
+}
+
+#[test]
+fn a_policy_that_keeps_the_customer_id_as_is_is_refused() {
+    // Customer ids, kept as text: equal to personal values of the input.
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap().replacen(
+        "customer_id         = \"pseudonymize\"",
+        "customer_id         = \"keep\"",
+        1,
+    );
+    std::fs::write(&policy, text).unwrap();
+    let o = cli(
+        &["run", "--config", policy.to_str().unwrap()],
+        Some(KEY_HEX),
+    );
+    assert_refused(dir.path(), &o, "equal to a personal value of the input");
+}
+
+/// A published clean run and its policy.
+fn clean_run() -> (tempfile::TempDir, String) {
+    let dir = fixture_copy();
+    let cfg = dir
+        .path()
+        .join("anonymizer.toml")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = cli(&["run", "--config", &cfg], Some(KEY_HEX));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (dir, cfg)
+}
+
+fn copy_of_current(dir: &Path) -> std::path::PathBuf {
+    let copy = dir.join("copy");
+    copy_dir(
+        &anonymizer::publish::current_run(&dir.join("out")).unwrap(),
+        &copy,
+    );
+    copy
+}
+
+#[test]
+fn a_clean_run_passes_and_records_its_report() {
+    let (dir, cfg) = clean_run();
+    let current = dir.path().join("out/current");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(current.join("risk_report.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], true);
+    for risk in ["singling_out", "linkability", "inference"] {
+        assert!(report["risks"][risk].is_string(), "{risk}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(current.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["risk_report"], "risk_report.json");
+    let o = cli(&["verify", "--config", &cfg], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(printed["passed"], true);
+    assert!(
+        printed["checks"][0]["figures"]["values_scanned"]
+            .as_u64()
+            .unwrap()
+            > 1000
+    );
+}
+
+#[test]
+fn verify_finds_a_column_of_emails_added_by_hand() {
+    let (dir, cfg) = clean_run();
+    let copy = copy_of_current(dir.path());
+    let emails: ArrayRef = Arc::new(StringArray::from(
+        (0..20)
+            .map(|i| format!("someone{i}@example.com"))
+            .collect::<Vec<_>>(),
+    ));
+    let b = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new(
+            "contact",
+            DataType::Utf8,
+            false,
+        )])),
+        vec![emails],
+    )
+    .unwrap();
+    std::fs::create_dir_all(copy.join("extra")).unwrap();
+    let f = std::fs::File::create(copy.join("extra/part-00000.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("table extra, column contact: 20 value(s) with a email"),
+        "{err}"
+    );
+    assert!(!err.contains("someone"), "{err}");
+}
+
+/// Rewrites one aggregate of `copy` with `f` applied to its batch.
+fn rewrite(copy: &Path, table: &str, f: impl Fn(&RecordBatch) -> RecordBatch) {
+    let dir = copy.join(table);
+    let b = read_table(&dir);
+    let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+    let b = f(&b);
+    let path = dir.join("part-00000.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+}
+
+/// `col` of `b` with row `row` set to `v`.
+fn with_value(b: &RecordBatch, col: &str, row: usize, v: Option<i64>) -> RecordBatch {
+    let i = b.schema().index_of(col).unwrap();
+    let a = b.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
+    let new: Int64Array = (0..a.len())
+        .map(|r| {
+            if r == row {
+                v
+            } else {
+                a.is_valid(r).then(|| a.value(r))
+            }
+        })
+        .collect();
+    let mut cols = b.columns().to_vec();
+    cols[i] = Arc::new(new);
+    RecordBatch::try_new(b.schema(), cols).unwrap()
+}
+
+/// The first subscriptions_monthly row where every count is published.
+fn fully_published_row(b: &RecordBatch) -> usize {
+    let terms = [
+        "active_start",
+        "new",
+        "reactivated",
+        "churned",
+        "active_end",
+    ];
+    (0..b.num_rows())
+        .find(|r| {
+            terms
+                .iter()
+                .all(|t| b.column_by_name(t).unwrap().is_valid(*r))
+        })
+        .expect("a fully published row")
+}
+
+#[test]
+fn verify_refuses_a_small_count_and_a_recomputable_suppression() {
+    let (dir, cfg) = clean_run();
+    // A count of 3 people.
+    let copy = copy_of_current(dir.path());
+    rewrite(&copy, "cohort_retention", |b| {
+        with_value(b, "customers", 1, Some(3))
+    });
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "table cohort_retention, column customers: 1 published count(s) of 1..9 people"
+        ),
+        "{err}"
+    );
+
+    // A withheld churn count the row's identity gives back.
+    let copy2 = dir.path().join("copy2");
+    copy_dir(
+        &anonymizer::publish::current_run(&dir.path().join("out")).unwrap(),
+        &copy2,
+    );
+    rewrite(&copy2, "subscriptions_monthly", |b| {
+        let r = fully_published_row(b);
+        with_value(b, "churned", r, None)
+    });
+    let o = cli(&["verify", copy2.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("withheld value(s) can be recomputed"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn detectors_find_planted_identifiers_and_skip_lookalikes(
+        words in prop::collection::vec("[a-z]{1,8}", 0..10),
+        user in "[a-z][a-z0-9.]{0,10}[a-z0-9]",
+        host in "[a-z]{2,10}",
+        phone in prop::collection::vec(0u32..10, 9..12),
+        card_body in prop::collection::vec(0u32..10, 15),
+        ip in any::<u32>(),
+        ip6 in any::<u128>(),
+        bank in prop::collection::vec(0u32..10, 18),
+    ) {
+        use anonymizer::rules::scrub::{detect, iban_ok, luhn_ok};
+        let body: String = card_body.iter().map(|d| d.to_string()).collect();
+        let good = (0..10).find(|c| luhn_ok(&format!("{body}{c}"))).unwrap();
+        let card = format!("{body}{good}");
+        let bad_card = format!("{body}{}", (good + 1) % 10);
+        // A German IBAN: DE + check digits + 18 digits; find the valid check digits.
+        let bban: String = bank.iter().map(|d| d.to_string()).collect();
+        let iban = (0..100).map(|c| format!("DE{c:02}{bban}")).find(|s| iban_ok(s)).unwrap();
+        let bad_iban = format!("DE{:02}{bban}", (iban[2..4].parse::<u32>().unwrap() + 1) % 100);
+        let text = |x: &str| format!("{} {x} {}", words.join(" "), words.join(" "));
+        let email = format!("{user}@{host}.com");
+        prop_assert_eq!(detect(&text(&email)), vec!["email"]);
+        let phone_s = format!("+{} {}", phone[0] + 1, phone[1..].iter().map(|d| d.to_string()).collect::<String>());
+        prop_assert_eq!(detect(&text(&phone_s)), vec!["phone"]);
+        let spaced = format!("{} {} {} {}", &card[..4], &card[4..8], &card[8..12], &card[12..]);
+        prop_assert_eq!(detect(&text(&spaced)), vec!["card"]);
+        prop_assert!(!detect(&text(&bad_card)).contains(&"card"));
+        prop_assert_eq!(detect(&text(&iban)), vec!["iban"]);
+        prop_assert!(!detect(&text(&bad_iban)).contains(&"iban"));
+        prop_assert_eq!(detect(&text(&std::net::Ipv4Addr::from(ip).to_string())), vec!["ip"]);
+        prop_assert_eq!(detect(&text(&std::net::Ipv6Addr::from(ip6).to_string())), vec!["ip"]);
+        prop_assert!(detect(&words.join(" ")).is_empty());
+    }
+}

@@ -282,7 +282,14 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     // The privacy gate: checks what was staged; a failure publishes nothing (exit 1).
     let t = Instant::now();
     let gate = async {
-        let report = crate::verify::verify(&staging, Some(&policy), policy.analytics.k).await?;
+        let erased = if erasure.enabled {
+            Some(erasure.published_tokens(&ctx, &policy, &key).await?)
+        } else {
+            None
+        };
+        let report =
+            crate::verify::verify(&staging, Some(&policy), policy.analytics.k, erased.as_ref())
+                .await?;
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
         let path = staging.join("risk_report.json");
         write_synced(&path, &json)

@@ -250,7 +250,15 @@ const AGGREGATE_COUNTS: [(&str, &[&str]); 4] = [
 
 /// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are
 /// declared tokens; `k` is the smallest count of people allowed in aggregates.
-pub async fn verify(dir: &Path, policy: Option<&Policy>, k: u64) -> Result<Report, Error> {
+///
+/// `erased`: the tokens erased customers would have (from the erasure plan); none may be
+/// published. `None` skips that check (no key or no ledger at hand).
+pub async fn verify(
+    dir: &Path,
+    policy: Option<&Policy>,
+    k: u64,
+    erased: Option<&HashSet<String>>,
+) -> Result<Report, Error> {
     let tables = tables_of(dir)?;
     let fp = match policy {
         Some(p) => Some(fingerprints(p).await?),
@@ -291,6 +299,13 @@ pub async fn verify(dir: &Path, policy: Option<&Policy>, k: u64) -> Result<Repor
         figures: BTreeMap::new(),
         findings: vec![],
     };
+    let mut erased_check = Check {
+        name: "erased_customers_absent",
+        passed: true,
+        figures: BTreeMap::new(),
+        findings: vec![],
+    };
+    let mut erased_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut scanned = 0u64;
     let mut hashed_hits = 0u64;
     for t in &tables {
@@ -311,6 +326,14 @@ pub async fn verify(dir: &Path, policy: Option<&Policy>, k: u64) -> Result<Repor
                     .or_insert_with(|| (HashSet::new(), 0, check));
                 for v in vals.iter().flatten() {
                     scanned += 1;
+                    if let Some(e) = erased
+                        && is_token(v)
+                        && e.contains(v)
+                    {
+                        *erased_hits
+                            .entry((t.name.clone(), f.name().clone()))
+                            .or_default() += 1;
+                    }
                     if string && !is_token(v) && !is_network(v) {
                         for kind in crate::rules::scrub::detect(v) {
                             *found.entry((f.name().clone(), kind)).or_default() += 1;
@@ -378,6 +401,22 @@ pub async fn verify(dir: &Path, policy: Option<&Policy>, k: u64) -> Result<Repor
     }
     unique.passed = unique.findings.iter().all(|f| f.starts_with("skipped"));
 
+    match erased {
+        Some(e) => {
+            erased_check
+                .figures
+                .insert("erased_tokens".into(), e.len() as u64);
+            for ((t, col), n) in &erased_hits {
+                erased_check.findings.push(format!(
+                    "table {t}, column {col}: {n} token(s) of erased customers"
+                ));
+            }
+            erased_check.passed = erased_hits.is_empty();
+        }
+        None => erased_check
+            .findings
+            .push("skipped: no erasure ledger and key at hand".into()),
+    }
     let aggregates = check_aggregates(&tables, k)?;
     let risks = BTreeMap::from([
         (
@@ -412,7 +451,7 @@ pub async fn verify(dir: &Path, policy: Option<&Policy>, k: u64) -> Result<Repor
             ),
         ),
     ]);
-    let checks = vec![detectors, by_value, aggregates, unique];
+    let checks = vec![detectors, by_value, aggregates, unique, erased_check];
     Ok(Report {
         passed: checks.iter().all(|c| c.passed),
         dir: dir.to_path_buf(),
@@ -480,6 +519,24 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
                     "table {name}, column {col}: {small} published count(s) of 1..{} people",
                     k - 1
                 ));
+            }
+        }
+        if name == "revenue_monthly" {
+            // net = gross - refunds - chargebacks: one withheld term is the others' sum.
+            let terms: Vec<_> = ["gross", "refunds", "chargebacks", "net"]
+                .iter()
+                .filter_map(|t| b.column_by_name(t))
+                .collect();
+            if terms.len() == 4 {
+                let n = (0..b.num_rows())
+                    .filter(|r| terms.iter().filter(|a| a.is_null(*r)).count() == 1)
+                    .count();
+                if n > 0 {
+                    c.findings.push(format!(
+                        "table {name}: {n} row(s) where one withheld term of net = gross - refunds - chargebacks can be recomputed"
+                    ));
+                }
+                recomputable += n as u64;
             }
         }
         if name == "subscriptions_monthly" {
@@ -620,6 +677,6 @@ pub fn run_verify(
         let k = k
             .or(policy.as_ref().map(|p| p.analytics.k))
             .unwrap_or(crate::policy::raw::DEFAULT_K);
-        verify(&dir, policy.as_ref(), k).await
+        verify(&dir, policy.as_ref(), k, None).await
     })
 }

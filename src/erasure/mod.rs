@@ -632,6 +632,60 @@ async fn event_counts(
 }
 
 impl Plan {
+    /// The tokens the record-level tables would publish for the erased customers (their
+    /// customer_key and email columns under each column's pseudonymize rule): the privacy
+    /// gate checks that none of them is published.
+    pub async fn published_tokens(
+        &self,
+        ctx: &SessionContext,
+        policy: &Policy,
+        key: &Key,
+    ) -> Result<HashSet<String>, Error> {
+        let mut out = HashSet::new();
+        if self.is_empty() {
+            return Ok(out);
+        }
+        let erasure_p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
+        for table in &policy.tables {
+            for (role, normalize, erased) in [
+                (Role::CustomerKey, Normalize::Trim, &self.customers),
+                (Role::Email, Normalize::Email, &self.emails),
+            ] {
+                let Some(col) = table.role(role) else {
+                    continue;
+                };
+                let Some(Rule::Pseudonymize {
+                    normalize: rule_norm,
+                    domain,
+                }) = table.rule_of(col)
+                else {
+                    continue;
+                };
+                let published_p = Pseudonymizer::new(key, domain.as_deref());
+                let rule_norm = *rule_norm;
+                for_each_batch(ctx, table, &[col], |b| {
+                    let mine = token_strings(&erasure_p, b.column(0), normalize)
+                        .map_err(|e| err(format!("table {}, column {col}: {e}", table.name)))?;
+                    if !mine.iter().flatten().any(|t| erased.contains_key(t)) {
+                        return Ok(());
+                    }
+                    let published = token_strings(&published_p, b.column(0), rule_norm)
+                        .map_err(|e| err(format!("table {}, column {col}: {e}", table.name)))?;
+                    for (m, p) in mine.iter().zip(published) {
+                        if let (Some(m), Some(p)) = (m, p)
+                            && erased.contains_key(m)
+                        {
+                            out.insert(p);
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(out)
+    }
+
     /// The analytics tokens of every customer a completed request matched (to check for
     /// an active subscription at the as-of date).
     pub fn matched_analytics_tokens(&self) -> Vec<String> {

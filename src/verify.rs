@@ -157,22 +157,33 @@ fn texts(a: &ArrayRef) -> Option<Vec<Option<String>>> {
     )
 }
 
-/// Keyed hashes of personal input values.
+/// Keyed hashes of personal input values (sorted, deduplicated: half the memory of a
+/// hash set, and binary search is fast enough for the scan).
 struct Fingerprints {
     key: [u8; 32],
-    set: HashSet<[u8; 16]>,
+    set: Vec<[u8; 16]>,
 }
 
 impl Fingerprints {
     fn hash(&self, v: &str) -> Option<[u8; 16]> {
-        let n = v.trim().to_lowercase();
-        if n.chars().count() < 4 {
+        let t = v.trim();
+        let lowered;
+        let n = if t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+            lowered = t.to_lowercase();
+            lowered.as_str()
+        } else {
+            t
+        };
+        if n.len() < 4 && n.chars().count() < 4 {
             return None;
         }
         let h = blake3::keyed_hash(&self.key, n.as_bytes());
         let mut o = [0u8; 16];
         o.copy_from_slice(&h.as_bytes()[..16]);
         Some(o)
+    }
+    fn contains(&self, h: &[u8; 16]) -> bool {
+        self.set.binary_search(h).is_ok()
     }
 }
 
@@ -186,7 +197,7 @@ impl Drop for Fingerprints {
 async fn fingerprints(policy: &Policy) -> Result<Fingerprints, Error> {
     let mut fp = Fingerprints {
         key: rand::random(),
-        set: HashSet::new(),
+        set: Vec::new(),
     };
     let ctx = crate::run::session();
     for table in &policy.tables {
@@ -217,18 +228,181 @@ async fn fingerprints(policy: &Policy) -> Result<Fingerprints, Error> {
                         crate::error::df_message(&e)
                     ))
                 })?;
-            for b in batches {
-                for c in b.columns() {
-                    for v in texts(c).into_iter().flatten().flatten() {
-                        if let Some(h) = fp.hash(&v) {
-                            fp.set.insert(h);
+            use rayon::prelude::*;
+            let hashed: Vec<Vec<[u8; 16]>> = batches
+                .par_iter()
+                .flat_map_iter(|b| b.columns().iter())
+                .map(|c| {
+                    texts(c)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter_map(|v| fp.hash(&v))
+                        .collect()
+                })
+                .collect();
+            for h in hashed {
+                fp.set.extend(h);
+            }
+        }
+    }
+    {
+        use rayon::prelude::*;
+        fp.set.par_sort_unstable();
+    }
+    fp.set.dedup();
+    Ok(fp)
+}
+
+fn is_aggregate(table: &str) -> bool {
+    AGGREGATE_COUNTS.iter().any(|(n, _)| *n == table) || table == "erasure_receipts"
+}
+
+/// What every file scan needs.
+struct ScanContext<'a> {
+    fp: Option<&'a Fingerprints>,
+    erased: Option<&'a HashSet<String>>,
+    kept: &'a HashSet<(String, String)>,
+    /// Columns the policy pseudonymizes: their token-shaped values are only looked up
+    /// among erased customers' tokens (a keyed token is not an input value).
+    tokens: &'a HashSet<(String, String)>,
+}
+
+/// Distinct values of a kept column; `set` becomes `None` at the first repeat.
+#[derive(Default)]
+struct Distinct {
+    set: Option<HashSet<String>>,
+    rows: u64,
+}
+
+/// What one file's scan found.
+#[derive(Default)]
+struct FileScan {
+    scanned: u64,
+    found: BTreeMap<(String, &'static str), u64>,
+    value_hits: BTreeMap<String, u64>,
+    erased_hits: BTreeMap<String, u64>,
+    distinct: BTreeMap<String, Distinct>,
+}
+
+impl FileScan {
+    fn merge(&mut self, o: FileScan) {
+        self.scanned += o.scanned;
+        for (k, v) in o.found {
+            *self.found.entry(k).or_default() += v;
+        }
+        for (k, v) in o.value_hits {
+            *self.value_hits.entry(k).or_default() += v;
+        }
+        for (k, v) in o.erased_hits {
+            *self.erased_hits.entry(k).or_default() += v;
+        }
+        for (k, d) in o.distinct {
+            match self.distinct.get_mut(&k) {
+                None => {
+                    self.distinct.insert(k, d);
+                }
+                Some(mine) => {
+                    mine.rows += d.rows;
+                    mine.set = match (mine.set.take(), d.set) {
+                        (Some(mut a), Some(b)) => {
+                            let before = a.len() + b.len();
+                            a.extend(b);
+                            (a.len() == before).then_some(a)
                         }
-                    }
+                        _ => None,
+                    };
                 }
             }
         }
     }
-    Ok(fp)
+}
+
+/// What one distinct value of a column gives (memoized: most columns repeat values).
+#[derive(Clone, Default)]
+struct Verdict {
+    kinds: Vec<&'static str>,
+    personal: bool,
+    erased: bool,
+}
+
+fn scan_file(t: &Table, path: &Path, cx: &ScanContext<'_>) -> Result<FileScan, Error> {
+    let aggregate = is_aggregate(&t.name);
+    let one = Table {
+        name: t.name.clone(),
+        files: vec![path.to_path_buf()],
+    };
+    let mut out = FileScan::default();
+    let mut memo: HashMap<String, HashMap<String, Verdict>> = HashMap::new();
+    for_each_batch(&one, |b| {
+        for (i, f) in b.schema().fields().iter().enumerate() {
+            let Some(vals) = texts(b.column(i)) else {
+                continue;
+            };
+            let string = is_string(f.data_type());
+            let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
+            let d = out
+                .distinct
+                .entry(f.name().clone())
+                .or_insert_with(|| Distinct {
+                    set: check.then(HashSet::new),
+                    rows: 0,
+                });
+            let memo = memo.entry(f.name().clone()).or_default();
+            let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
+            for v in vals.into_iter().flatten() {
+                out.scanned += 1;
+                if token_col && is_token(&v) {
+                    if cx.erased.is_some_and(|e| e.contains(&v)) {
+                        *out.erased_hits.entry(f.name().clone()).or_default() += 1;
+                    }
+                    d.rows += 1;
+                    continue;
+                }
+                let verdict = match memo.get(&v) {
+                    Some(x) => x.clone(),
+                    None => {
+                        let token = is_token(&v);
+                        let x = Verdict {
+                            kinds: if string && !token && !is_network(&v) {
+                                crate::rules::scrub::detect(&v)
+                            } else {
+                                vec![]
+                            },
+                            // Integers only in record-level tables: aggregates hold counts.
+                            personal: cx.fp.is_some_and(|fp| {
+                                (string || !aggregate)
+                                    && fp.hash(&v).is_some_and(|h| fp.contains(&h))
+                            }),
+                            erased: token && cx.erased.is_some_and(|e| e.contains(&v)),
+                        };
+                        if memo.len() > 100_000 {
+                            memo.clear();
+                        }
+                        memo.insert(v.clone(), x.clone());
+                        x
+                    }
+                };
+                for kind in verdict.kinds {
+                    *out.found.entry((f.name().clone(), kind)).or_default() += 1;
+                }
+                if verdict.personal {
+                    *out.value_hits.entry(f.name().clone()).or_default() += 1;
+                }
+                if verdict.erased {
+                    *out.erased_hits.entry(f.name().clone()).or_default() += 1;
+                }
+                d.rows += 1;
+                if let Some(set) = &mut d.set
+                    && !set.insert(v)
+                {
+                    d.set = None;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// The count columns of each aggregate table, and their threshold rule.
@@ -260,10 +434,16 @@ pub async fn verify(
     erased: Option<&HashSet<String>>,
 ) -> Result<Report, Error> {
     let tables = tables_of(dir)?;
+    let t0 = std::time::Instant::now();
     let fp = match policy {
         Some(p) => Some(fingerprints(p).await?),
         None => None,
     };
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        "verify: input values hashed"
+    );
+    let t0 = std::time::Instant::now();
     // Columns the policy passes through unchanged: where a direct identifier slips through
     // (tokens, scrubbed text and generalized values are the policy's declared treatment;
     // quasi-identifiers are k-anonymity's business).
@@ -306,57 +486,53 @@ pub async fn verify(
         findings: vec![],
     };
     let mut erased_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // Every file of every table, scanned in parallel (rayon), then merged per table.
+    let jobs: Vec<(usize, &PathBuf)> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.files.iter().map(move |f| (i, f)))
+        .collect();
+    let tokens: HashSet<(String, String)> = policy
+        .map(|p| {
+            p.tables
+                .iter()
+                .flat_map(|t| {
+                    t.columns
+                        .iter()
+                        .filter(|c| matches!(c.rule, Rule::Pseudonymize { .. }))
+                        .map(|c| (t.name.clone(), c.name.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ctx = ScanContext {
+        fp: fp.as_ref(),
+        erased,
+        kept: &kept,
+        tokens: &tokens,
+    };
+    let results: Vec<Result<(usize, FileScan), Error>> = {
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .map(|(i, f)| scan_file(&tables[*i], f, &ctx).map(|r| (*i, r)))
+            .collect()
+    };
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        "verify: output scanned"
+    );
+    let mut per_table: BTreeMap<usize, FileScan> = BTreeMap::new();
+    for r in results {
+        let (i, scan) = r?;
+        per_table.entry(i).or_default().merge(scan);
+    }
     let mut scanned = 0u64;
     let mut hashed_hits = 0u64;
-    for t in &tables {
-        let aggregate =
-            AGGREGATE_COUNTS.iter().any(|(n, _)| *n == t.name) || t.name == "erasure_receipts";
-        let mut found: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
-        let mut value_hits: BTreeMap<String, u64> = BTreeMap::new();
-        let mut distinct: HashMap<String, (HashSet<String>, u64, bool)> = HashMap::new();
-        for_each_batch(t, |b| {
-            for (i, f) in b.schema().fields().iter().enumerate() {
-                let Some(vals) = texts(b.column(i)) else {
-                    continue;
-                };
-                let string = is_string(f.data_type());
-                let check = kept.contains(&(t.name.clone(), f.name().clone()));
-                let d = distinct
-                    .entry(f.name().clone())
-                    .or_insert_with(|| (HashSet::new(), 0, check));
-                for v in vals.iter().flatten() {
-                    scanned += 1;
-                    if let Some(e) = erased
-                        && is_token(v)
-                        && e.contains(v)
-                    {
-                        *erased_hits
-                            .entry((t.name.clone(), f.name().clone()))
-                            .or_default() += 1;
-                    }
-                    if string && !is_token(v) && !is_network(v) {
-                        for kind in crate::rules::scrub::detect(v) {
-                            *found.entry((f.name().clone(), kind)).or_default() += 1;
-                        }
-                    }
-                    // Integers only in record-level tables: aggregates hold counts.
-                    if let Some(fp) = &fp
-                        && (string || !aggregate)
-                        && let Some(h) = fp.hash(v)
-                        && fp.set.contains(&h)
-                    {
-                        *value_hits.entry(f.name().clone()).or_default() += 1;
-                        hashed_hits += 1;
-                    }
-                    if d.2 {
-                        d.0.insert(v.clone());
-                        d.1 += 1;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        for ((col, kind), n) in found {
+    for (i, scan) in per_table {
+        let t = &tables[i];
+        let aggregate = is_aggregate(&t.name);
+        scanned += scan.scanned;
+        for ((col, kind), n) in scan.found {
             *detectors
                 .figures
                 .entry(format!("matches.{kind}"))
@@ -366,18 +542,25 @@ pub async fn verify(
                 t.name
             ));
         }
-        for (col, n) in value_hits {
+        for (col, n) in scan.value_hits {
+            hashed_hits += n;
             by_value.findings.push(format!(
                 "table {}, column {col}: {n} value(s) equal to a personal value of the input",
                 t.name
             ));
         }
+        for (col, n) in scan.erased_hits {
+            erased_hits.insert((t.name.clone(), col), n);
+        }
         if !aggregate {
-            for (col, (set, rows, check)) in distinct {
-                if check && rows >= 50 && set.len() as u64 == rows {
+            for (col, d) in scan.distinct {
+                if let Some(set) = d.set
+                    && d.rows >= 50
+                    && set.len() as u64 == d.rows
+                {
                     unique.findings.push(format!(
-                        "table {}, column {col}: all {rows} values distinct and not a declared token: a direct identifier?",
-                        t.name
+                        "table {}, column {col}: all {} values distinct and not a declared token: a direct identifier?",
+                        t.name, d.rows
                     ));
                 }
             }

@@ -168,6 +168,10 @@ impl DemoSummary {
         }
         let _ = writeln!(
             s,
+            "  risk_report.json  the privacy gate's checks (residual PII, small cells, ...): passed"
+        );
+        let _ = writeln!(
+            s,
             "  _manifest.json  inputs with SHA-256, policy digest, key id, rows, stage times"
         );
         let _ = writeln!(s, "Latest run: {}", self.run.out.join("current").display());

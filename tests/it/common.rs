@@ -173,3 +173,17 @@ pub fn all_string_cells(run_dir: &Path) -> Vec<(String, String)> {
     }
     out
 }
+
+/// A private fixture copy published by the CLI (`anonymizer run`), and its policy's path.
+pub fn published_fixture() -> (tempfile::TempDir, String) {
+    let dir = fixture_copy();
+    let cfg = dir
+        .path()
+        .join("anonymizer.toml")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = cli(&["run", "--config", &cfg], Some(KEY_HEX));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (dir, cfg)
+}

@@ -2,22 +2,9 @@
 
 use crate::common::*;
 
-fn published() -> (tempfile::TempDir, String) {
-    let dir = fixture_copy();
-    let cfg = dir
-        .path()
-        .join("anonymizer.toml")
-        .to_str()
-        .unwrap()
-        .to_string();
-    let o = cli(&["run", "--config", &cfg], Some(KEY_HEX));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    (dir, cfg)
-}
-
 #[test]
 fn ad_hoc_sql_in_every_format() {
-    let (dir, cfg) = published();
+    let (dir, cfg) = published_fixture();
     let rows: usize = read_table(&fixture().join("export/transactions"))
         .iter()
         .map(|b| b.num_rows())
@@ -71,7 +58,7 @@ fn ad_hoc_sql_in_every_format() {
 
 #[test]
 fn only_published_tables_are_visible() {
-    let (dir, cfg) = published();
+    let (dir, cfg) = published_fixture();
     let raw = dir.path().join("export/customers");
     let ddl = format!(
         "CREATE EXTERNAL TABLE raw STORED AS PARQUET LOCATION '{}'",
@@ -95,7 +82,7 @@ fn only_published_tables_are_visible() {
 
 #[test]
 fn saved_queries_are_listed_and_run() {
-    let (dir, cfg) = published();
+    let (dir, cfg) = published_fixture();
     let q = dir.path().join("my-queries");
     std::fs::create_dir_all(&q).unwrap();
     std::fs::write(q.join("countries.sql"), "-- Customers per country.\n-- customers: distinct customer tokens\nSELECT country, count(DISTINCT customer_id) AS customers FROM customers GROUP BY country ORDER BY country\n").unwrap();

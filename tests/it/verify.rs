@@ -80,20 +80,6 @@ fn a_policy_that_keeps_the_customer_id_as_is_is_refused() {
     assert_refused(dir.path(), &o, "equal to a personal value of the input");
 }
 
-/// A published clean run and its policy.
-fn clean_run() -> (tempfile::TempDir, String) {
-    let dir = fixture_copy();
-    let cfg = dir
-        .path()
-        .join("anonymizer.toml")
-        .to_str()
-        .unwrap()
-        .to_string();
-    let o = cli(&["run", "--config", &cfg], Some(KEY_HEX));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    (dir, cfg)
-}
-
 fn copy_of_current(dir: &Path) -> std::path::PathBuf {
     let copy = dir.join("copy");
     copy_dir(
@@ -105,7 +91,7 @@ fn copy_of_current(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn a_clean_run_passes_and_records_its_report() {
-    let (dir, cfg) = clean_run();
+    let (dir, cfg) = published_fixture();
     let current = dir.path().join("out/current");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(current.join("risk_report.json")).unwrap()).unwrap();
@@ -135,7 +121,7 @@ fn a_clean_run_passes_and_records_its_report() {
 
 #[test]
 fn verify_finds_a_column_of_emails_added_by_hand() {
-    let (dir, cfg) = clean_run();
+    let (dir, cfg) = published_fixture();
     let copy = copy_of_current(dir.path());
     let emails: ArrayRef = Arc::new(StringArray::from(
         (0..20)
@@ -217,7 +203,7 @@ fn fully_published_row(b: &RecordBatch) -> usize {
 
 #[test]
 fn verify_refuses_a_small_count_and_a_recomputable_suppression() {
-    let (dir, cfg) = clean_run();
+    let (dir, cfg) = published_fixture();
     // A count of 3 people.
     let copy = copy_of_current(dir.path());
     rewrite(&copy, "cohort_retention", |b| {

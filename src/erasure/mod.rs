@@ -404,8 +404,14 @@ pub async fn prepare(
         } else {
             ("completed", None)
         };
+        // A request for an email already erased (earlier run or this batch) records only
+        // an upgrade to delete: delete is stronger than anonymize.
+        let record =
+            status == "completed" || (status == "already_erased" && r.kind == Kind::Delete);
         if status == "completed" {
             done_in_batch.insert(et.clone(), r.request_id.clone());
+        }
+        if record {
             for m in &matched {
                 ledger.entries.push(Entry {
                     email: et.clone(),
@@ -415,20 +421,6 @@ pub async fn prepare(
                     erased_as_of: as_of_date.to_string(),
                 });
                 plan.new_entries += 1;
-            }
-        } else if status == "already_erased" && done_in_batch.contains_key(&et) {
-            // A second request in the same batch: the stronger kind wins.
-            if r.kind == Kind::Delete {
-                for m in &matched {
-                    ledger.entries.push(Entry {
-                        email: et.clone(),
-                        customer: Some(m.token.clone()),
-                        request_id: r.request_id.clone(),
-                        kind: r.kind.as_str().to_string(),
-                        erased_as_of: as_of_date.to_string(),
-                    });
-                    plan.new_entries += 1;
-                }
             }
         }
         let (kept, removed) = matched.iter().fold((0, 0), |(k, d), m| {

@@ -723,7 +723,11 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
             }
         }
         if name == "subscriptions_monthly" {
-            let n = recomputable_subscriptions(&b);
+            let mrr = match tables.iter().find(|t| t.name == "mrr_monthly") {
+                Some(t) => concat(t)?,
+                None => None,
+            };
+            let n = recomputable_subscriptions(&b, mrr.as_ref());
             if n > 0 {
                 c.findings.push(format!(
                     "table {name}: {n} withheld value(s) can be recomputed from the published identities"
@@ -745,7 +749,9 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
 /// Withheld subscriptions_monthly counts that follow from the published ones through
 /// `active_end = active_start + new + reactivated - churned`, the 'ALL' rows, and a month's
 /// active_end being the next month's active_start.
-fn recomputable_subscriptions(b: &RecordBatch) -> usize {
+/// With `mrr` (mrr_monthly), a country's subscribers over its currencies are taken to add
+/// up to its active_end too.
+fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usize {
     let terms = [
         "active_start",
         "new",
@@ -823,8 +829,33 @@ fn recomputable_subscriptions(b: &RecordBatch) -> usize {
             }
         }
     }
-    let suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
-    crate::analytics::protect::determined(n * 5, &cons, &suppressed).len()
+    let mut suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
+    if let Some(mb) = mrr
+        && let (Some(mm), Some(mc), Some(subs)) = (
+            mb.column_by_name("month")
+                .and_then(|a| a.as_primitive_opt::<Date32Type>().cloned()),
+            mb.column_by_name("country").and_then(texts),
+            ints(mb, "subscribers"),
+        )
+    {
+        let mut groups: BTreeMap<(i64, String), Vec<usize>> = BTreeMap::new();
+        for (r, ctry) in mc.iter().enumerate() {
+            groups
+                .entry((i64::from(mm.value(r)), ctry.clone().unwrap_or_default()))
+                .or_default()
+                .push(r);
+        }
+        for (key, rows) in groups {
+            let mut k: Vec<(usize, i64)> =
+                at.get(&key).map(|e| (cell(*e, 4), 1)).into_iter().collect();
+            for r in rows {
+                k.push((suppressed.len(), -1));
+                suppressed.push(subs[r].is_none());
+            }
+            cons.push(k);
+        }
+    }
+    crate::analytics::protect::determined(suppressed.len(), &cons, &suppressed).len()
 }
 
 /// `anonymizer verify [DIR] [--config FILE] [--k K]`: loads the policy (if any), finds the

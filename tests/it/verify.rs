@@ -273,3 +273,41 @@ proptest! {
         prop_assert!(detect(&words.join(" ")).is_empty());
     }
 }
+
+#[test]
+fn verify_refuses_a_withheld_subscriber_count_the_active_end_gives_back() {
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    // A month and country whose active_end and every currency's subscribers are published.
+    let subs = read_table(&copy.join("subscriptions_monthly"));
+    let month_country = |b: &RecordBatch, r: usize| {
+        (
+            strings_of(b.column_by_name("month").unwrap())[r].clone(),
+            strings_of(b.column_by_name("country").unwrap())[r].clone(),
+        )
+    };
+    let mut published_end = std::collections::HashSet::new();
+    for b in &subs {
+        for r in 0..b.num_rows() {
+            if b.column_by_name("active_end").unwrap().is_valid(r) {
+                published_end.insert(month_country(b, r));
+            }
+        }
+    }
+    rewrite(&copy, "mrr_monthly", |b| {
+        let row = (0..b.num_rows())
+            .find(|r| {
+                let key = month_country(b, *r);
+                published_end.contains(&key)
+                    && (0..b.num_rows())
+                        .filter(|o| month_country(b, *o) == key)
+                        .all(|o| b.column_by_name("subscribers").unwrap().is_valid(o))
+            })
+            .expect("a fully published month and country");
+        with_value(b, "subscribers", row, None)
+    });
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("withheld value(s) can be recomputed"), "{err}");
+}

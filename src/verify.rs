@@ -891,6 +891,26 @@ pub fn run_verify(
         let k = k
             .or(policy.as_ref().map(|p| p.analytics.k))
             .unwrap_or(crate::policy::raw::DEFAULT_K);
-        verify(&dir, policy.as_ref(), k, None).await
+        // Erased customers: with a ledger and the key at hand (ANONYMIZER_KEY or key_file).
+        let erased = match policy
+            .as_ref()
+            .and_then(|p| p.erasure.ledger.as_ref().map(|l| (p, l)))
+        {
+            Some((p, ledger)) => match crate::key::Key::load(p.key_file.as_deref()) {
+                Ok((key, _)) => {
+                    let plan = crate::erasure::Plan::from_ledger(ledger, &key)?;
+                    Some(
+                        plan.published_tokens(&crate::run::session(), p, &key)
+                            .await?,
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no key: the erased-customers check is skipped");
+                    None
+                }
+            },
+            None => None,
+        };
+        verify(&dir, policy.as_ref(), k, erased.as_ref()).await
     })
 }

@@ -483,23 +483,40 @@ pub async fn prepare(
     }
     receipts.sort_by_key(|r| r.row);
     plan.receipts = receipts;
-
-    // Everyone in the ledger is erased in this run; delete is stronger than anonymize.
-    for e in &ledger.entries {
-        let s = if e.kind == "delete" {
-            State::Delete
-        } else {
-            State::Anonymize
-        };
-        let slot = plan.emails.entry(e.email.clone()).or_insert(s);
-        *slot = (*slot).max(s);
-        if let Some(c) = &e.customer {
-            let slot = plan.customers.entry(c.clone()).or_insert(s);
-            *slot = (*slot).max(s);
-        }
-    }
-    plan.ledger = Some(ledger);
+    plan.erase_ledger(ledger);
     Ok(plan)
+}
+
+impl Plan {
+    /// The plan that only re-erases the ledger's customers (no requests): what
+    /// `anonymizer verify` needs to check that none of them is published.
+    pub fn from_ledger(path: &Path, key: &Key) -> Result<Plan, Error> {
+        let mut plan = Plan {
+            enabled: true,
+            ledger_path: Some(path.to_path_buf()),
+            ..Default::default()
+        };
+        plan.erase_ledger(Ledger::load(path, &key.id())?);
+        Ok(plan)
+    }
+
+    /// Everyone in the ledger is erased; delete is stronger than anonymize.
+    fn erase_ledger(&mut self, ledger: Ledger) {
+        for e in &ledger.entries {
+            let s = if e.kind == "delete" {
+                State::Delete
+            } else {
+                State::Anonymize
+            };
+            let slot = self.emails.entry(e.email.clone()).or_insert(s);
+            *slot = (*slot).max(s);
+            if let Some(c) = &e.customer {
+                let slot = self.customers.entry(c.clone()).or_insert(s);
+                *slot = (*slot).max(s);
+            }
+        }
+        self.ledger = Some(ledger);
+    }
 }
 
 /// Email token -> the customers (tokens) whose email it is, over every table mapping both

@@ -433,6 +433,52 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
             .collect::<Vec<_>>(),
     );
     // The same requests again: already erased.
+    // `anonymizer verify` with the key checks the ledger's customers too: clean here, and
+    // a table with an erased customer's token added by hand is refused.
+    let cfg2 = policy2.to_str().unwrap();
+    let o = cli(&["verify", "--config", cfg2], Some(KEY_HEX));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let copy = dir.path().join("copy");
+    copy_dir(&s2.run_dir, &copy);
+    let leaked: Vec<String> = erased
+        .iter()
+        .take(3)
+        .map(|(i, _)| published_token(&people[*i]))
+        .collect();
+    let b = RecordBatch::try_new(
+        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "who",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+        ])),
+        vec![std::sync::Arc::new(
+            datafusion::arrow::array::StringArray::from(leaked),
+        )],
+    )
+    .unwrap();
+    std::fs::create_dir_all(copy.join("leak")).unwrap();
+    let f = std::fs::File::create(copy.join("leak/part-00000.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    let o = cli(
+        &["verify", copy.to_str().unwrap(), "--config", cfg2],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("table leak, column who: 3 token(s) of erased customers"),
+        "{err}"
+    );
+
     let s3 = run_with(&policy2, &out, Some(&dir.path().join("requests.csv"))).unwrap();
     let st3 = receipt_col(&receipts(&s3.run_dir), "status");
     assert_eq!(st3["r00"].as_deref(), Some("already_erased"));

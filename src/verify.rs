@@ -33,6 +33,7 @@ use datafusion::arrow::datatypes::{DataType, Date32Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use crate::analytics::{COUNT_COLUMNS, SUBSCRIPTION_TERMS, TABLE_NAMES};
 use crate::error::Error;
 use crate::fsutil::{name_of, sorted_children};
 use crate::policy::{Policy, Role};
@@ -47,6 +48,17 @@ pub struct Check {
     pub figures: BTreeMap<String, u64>,
     /// What failed, where: table, column, how many.
     pub findings: Vec<String>,
+}
+
+impl Check {
+    fn new(name: &'static str) -> Check {
+        Check {
+            name,
+            passed: true,
+            figures: BTreeMap::new(),
+            findings: vec![],
+        }
+    }
 }
 
 /// `risk_report.json`.
@@ -255,7 +267,7 @@ async fn fingerprints(policy: &Policy) -> Result<Fingerprints, Error> {
 }
 
 fn is_aggregate(table: &str) -> bool {
-    AGGREGATE_COUNTS.iter().any(|(n, _)| *n == table) || table == "erasure_receipts"
+    TABLE_NAMES.contains(&table) || table == "erasure_receipts"
 }
 
 /// What every file scan needs.
@@ -405,23 +417,6 @@ fn scan_file(t: &Table, path: &Path, cx: &ScanContext<'_>) -> Result<FileScan, E
     Ok(out)
 }
 
-/// The count columns of each aggregate table, and their threshold rule.
-const AGGREGATE_COUNTS: [(&str, &[&str]); 4] = [
-    (
-        "subscriptions_monthly",
-        &[
-            "active_start",
-            "new",
-            "reactivated",
-            "churned",
-            "active_end",
-        ],
-    ),
-    ("cohort_retention", &["customers"]),
-    ("revenue_monthly", &["payments", "customers"]),
-    ("mrr_monthly", &["subscribers"]),
-];
-
 /// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are
 /// declared tokens; `k` is the smallest count of people allowed in aggregates.
 ///
@@ -461,30 +456,10 @@ pub async fn verify(
         })
         .unwrap_or_default();
 
-    let mut detectors = Check {
-        name: "residual_pii_detectors",
-        passed: true,
-        figures: BTreeMap::new(),
-        findings: vec![],
-    };
-    let mut by_value = Check {
-        name: "residual_pii_input_values",
-        passed: true,
-        figures: BTreeMap::new(),
-        findings: vec![],
-    };
-    let mut unique = Check {
-        name: "record_level_unique_columns",
-        passed: true,
-        figures: BTreeMap::new(),
-        findings: vec![],
-    };
-    let mut erased_check = Check {
-        name: "erased_customers_absent",
-        passed: true,
-        figures: BTreeMap::new(),
-        findings: vec![],
-    };
+    let mut detectors = Check::new("residual_pii_detectors");
+    let mut by_value = Check::new("residual_pii_input_values");
+    let mut unique = Check::new("record_level_unique_columns");
+    let mut erased_check = Check::new("erased_customers_absent");
     let mut erased_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
     // Every file of every table, scanned in parallel (rayon), then merged per table.
     let jobs: Vec<(usize, &PathBuf)> = tables
@@ -669,16 +644,11 @@ fn ints(b: &RecordBatch, col: &str) -> Option<Vec<Option<i64>>> {
 
 /// Threshold and recomputability of the aggregate tables, from their files.
 fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
-    let mut c = Check {
-        name: "aggregates_small_cells",
-        passed: true,
-        figures: BTreeMap::new(),
-        findings: vec![],
-    };
+    let mut c = Check::new("aggregates_small_cells");
     let mut smallest: Option<i64> = None;
     let mut withheld = 0u64;
     let mut recomputable = 0u64;
-    for (name, cols) in AGGREGATE_COUNTS {
+    for (name, cols) in COUNT_COLUMNS {
         let Some(t) = tables.iter().find(|t| t.name == name) else {
             continue;
         };
@@ -752,14 +722,11 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
 /// With `mrr` (mrr_monthly), a country's subscribers over its currencies are taken to add
 /// up to its active_end too.
 fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usize {
-    let terms = [
-        "active_start",
-        "new",
-        "reactivated",
-        "churned",
-        "active_end",
-    ];
-    let Some(v) = terms.iter().map(|t| ints(b, t)).collect::<Option<Vec<_>>>() else {
+    let Some(v) = SUBSCRIPTION_TERMS
+        .iter()
+        .map(|t| ints(b, t))
+        .collect::<Option<Vec<_>>>()
+    else {
         return 0;
     };
     let (Some(m), Some(c)) = (b.column_by_name("month"), b.column_by_name("country")) else {

@@ -54,6 +54,24 @@ pub const TABLE_NAMES: [&str; 4] = [
     "mrr_monthly",
 ];
 
+/// The counts of one subscriptions_monthly row, in the order of the identity
+/// `active_start + new + reactivated - churned - active_end = 0`.
+pub const SUBSCRIPTION_TERMS: [&str; 5] = [
+    "active_start",
+    "new",
+    "reactivated",
+    "churned",
+    "active_end",
+];
+
+/// Each aggregate table's counts of people: none may be published in 1..k-1.
+pub const COUNT_COLUMNS: [(&str, &[&str]); 4] = [
+    ("subscriptions_monthly", &SUBSCRIPTION_TERMS),
+    ("cohort_retention", &["customers"]),
+    ("revenue_monthly", &["payments", "customers"]),
+    ("mrr_monthly", &["subscribers"]),
+];
+
 /// The coverage-interval building block shared by subscriptions_monthly and mrr_monthly.
 pub const COVERAGE_SQL: &str = include_str!("../../queries/analytics/coverage.sql");
 

@@ -28,6 +28,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBat
 use datafusion::arrow::compute::nullif;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int32Type, Int64Type, Schema};
 
+use super::SUBSCRIPTION_TERMS;
 use super::period::month_of;
 use super::protect::{Constraint, Problem, protect};
 use crate::manifest::SuppressionReport;
@@ -255,14 +256,6 @@ impl<'a> Cells<'a> {
     }
 }
 
-/// The counts of subscriptions_monthly, in the order of one row's cells.
-const SUB_TERMS: [&str; 5] = [
-    "active_start",
-    "new",
-    "reactivated",
-    "churned",
-    "active_end",
-];
 /// Each term's sign in `active_start + new + reactivated - churned - active_end = 0`.
 const SUB_SIGNS: [i64; 5] = [1, 1, 1, -1, -1];
 
@@ -281,7 +274,7 @@ fn subscriptions(
     let n = t.rows();
     let months = t.months("month")?;
     let countries = t.strings("country")?;
-    let values: Vec<Vec<i64>> = SUB_TERMS
+    let values: Vec<Vec<i64>> = SUBSCRIPTION_TERMS
         .iter()
         .map(|c| t.ints(c))
         .collect::<Result<_, _>>()?;
@@ -295,7 +288,7 @@ fn subscriptions(
         let c = countries[r].as_str();
         let public_start = !at.contains_key(&(months[r] - 1, c));
         let public_end = months[r] < last_month && !at.contains_key(&(months[r] + 1, c));
-        for (term, name) in SUB_TERMS.iter().enumerate() {
+        for (term, name) in SUBSCRIPTION_TERMS.iter().enumerate() {
             if (term == 0 && public_start) || (term == 4 && public_end) {
                 continue;
             }

@@ -187,3 +187,12 @@ pub fn published_fixture() -> (tempfile::TempDir, String) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (dir, cfg)
 }
+
+/// Writes one batch as a Parquet file (creating its folder): fixtures and hand edits.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}

@@ -463,11 +463,7 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
         )],
     )
     .unwrap();
-    std::fs::create_dir_all(copy.join("leak")).unwrap();
-    let f = std::fs::File::create(copy.join("leak/part-00000.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap();
-    w.write(&b).unwrap();
-    w.close().unwrap();
+    write_parquet(&copy.join("leak/part-00000.parquet"), &b);
     let o = cli(
         &["verify", copy.to_str().unwrap(), "--config", cfg2],
         Some(KEY_HEX),

@@ -137,11 +137,7 @@ fn verify_finds_a_column_of_emails_added_by_hand() {
         vec![emails],
     )
     .unwrap();
-    std::fs::create_dir_all(copy.join("extra")).unwrap();
-    let f = std::fs::File::create(copy.join("extra/part-00000.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap();
-    w.write(&b).unwrap();
-    w.close().unwrap();
+    write_parquet(&copy.join("extra/part-00000.parquet"), &b);
     let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -158,11 +154,7 @@ fn rewrite(copy: &Path, table: &str, f: impl Fn(&RecordBatch) -> RecordBatch) {
     let b = read_table(&dir);
     let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
     let b = f(&b);
-    let path = dir.join("part-00000.parquet");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, b.schema(), None).unwrap();
-    w.write(&b).unwrap();
-    w.close().unwrap();
+    write_parquet(&dir.join("part-00000.parquet"), &b);
 }
 
 /// `col` of `b` with row `row` set to `v`.

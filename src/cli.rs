@@ -102,7 +102,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct EraseArgs {
     /// The policy (its `[erasure] requests` file gets the request).
-    #[arg(long)]
+    #[arg(long, default_value = "anonymizer.toml")]
     config: PathBuf,
     /// The email address of the account.
     #[arg(long)]

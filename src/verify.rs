@@ -266,6 +266,17 @@ async fn fingerprints(policy: &Policy) -> Result<Fingerprints, Error> {
     Ok(fp)
 }
 
+/// (table, column) of the policy's columns whose rule satisfies `f`.
+fn columns_where(policy: Option<&Policy>, f: impl Fn(&Rule) -> bool) -> HashSet<(String, String)> {
+    policy
+        .into_iter()
+        .flat_map(|p| &p.tables)
+        .flat_map(|t| t.columns.iter().map(move |c| (t, c)))
+        .filter(|(_, c)| f(&c.rule))
+        .map(|(t, c)| (t.name.clone(), c.name.clone()))
+        .collect()
+}
+
 fn is_aggregate(table: &str) -> bool {
     TABLE_NAMES.contains(&table) || table == "erasure_receipts"
 }
@@ -442,19 +453,7 @@ pub async fn verify(
     // Columns the policy passes through unchanged: where a direct identifier slips through
     // (tokens, scrubbed text and generalized values are the policy's declared treatment;
     // quasi-identifiers are k-anonymity's business).
-    let kept: HashSet<(String, String)> = policy
-        .map(|p| {
-            p.tables
-                .iter()
-                .flat_map(|t| {
-                    t.columns
-                        .iter()
-                        .filter(|c| c.rule == Rule::Keep)
-                        .map(|c| (t.name.clone(), c.name.clone()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let kept = columns_where(policy, |r| *r == Rule::Keep);
 
     let mut detectors = Check::new("residual_pii_detectors");
     let mut by_value = Check::new("residual_pii_input_values");
@@ -467,19 +466,7 @@ pub async fn verify(
         .enumerate()
         .flat_map(|(i, t)| t.files.iter().map(move |f| (i, f)))
         .collect();
-    let tokens: HashSet<(String, String)> = policy
-        .map(|p| {
-            p.tables
-                .iter()
-                .flat_map(|t| {
-                    t.columns
-                        .iter()
-                        .filter(|c| matches!(c.rule, Rule::Pseudonymize { .. }))
-                        .map(|c| (t.name.clone(), c.name.clone()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
     let ctx = ScanContext {
         fp: fp.as_ref(),
         erased,

@@ -496,18 +496,11 @@ fn an_unreadable_ledger_refuses_the_run() {
     let first = run_with(&policy, &out, None).unwrap();
     let ledger = dir.path().join("state/erasure-ledger.json");
     std::fs::create_dir_all(ledger.parent().unwrap()).unwrap();
+    let (cfg, out_s) = (policy.to_str().unwrap(), out.to_str().unwrap());
+    let rerun = || cli(&["run", "--config", cfg, "--out", out_s], Some(KEY_HEX));
     for bad in ["{\"version\": 1, \"key_id\":", "not json at all"] {
         std::fs::write(&ledger, bad).unwrap();
-        let o = cli(
-            &[
-                "run",
-                "--config",
-                policy.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            Some(KEY_HEX),
-        );
+        let o = rerun();
         assert_eq!(o.status.code(), Some(2));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -521,16 +514,7 @@ fn an_unreadable_ledger_refuses_the_run() {
     }
     std::fs::remove_file(&ledger).unwrap();
     std::fs::create_dir(&ledger).unwrap();
-    let o = cli(
-        &[
-            "run",
-            "--config",
-            policy.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Some(KEY_HEX),
-    );
+    let o = rerun();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the erasure ledger"));
 }
@@ -598,4 +582,25 @@ fn erase_command_appends_a_request_the_next_run_honours() {
     );
     let cells: HashSet<String> = all_string_cells(&out).into_iter().map(|c| c.1).collect();
     assert!(!cells.contains(&published_token(&people[42])));
+}
+
+#[test]
+fn erase_reads_anonymizer_toml_in_the_current_folder_by_default() {
+    let dir = fixture_copy();
+    policy_with_erasure(dir.path(), Some("pending.jsonl"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_anonymizer"))
+        .args([
+            "erase",
+            "--email",
+            "someone@example.org",
+            "--received",
+            "2025-12-01",
+        ])
+        .current_dir(dir.path())
+        .env_remove("ANONYMIZER_KEY")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pending = std::fs::read_to_string(dir.path().join("pending.jsonl")).unwrap();
+    assert_eq!(pending.lines().count(), 1);
 }

@@ -337,7 +337,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
-            customers_erased: erasure.erased().0,
+            customers_erased: erasure.customers_erased(),
         }),
         stages_ms: stages,
     };

@@ -6,8 +6,10 @@
 //! metric), run by `anonymizer run` inside the job, before publishing, over views of the
 //! export in which customers and subscriptions are already keyed tokens:
 //!
-//! - `events`: one row per transaction with normalized columns (see [`EVENTS_COLUMNS`]),
-//!   limited to event times before the end of the as-of date;
+//! - `events`: one row per transaction, limited to event times before the end of the
+//!   as-of date, with the columns customer, event_time, event_type, offer_type,
+//!   subscription, offer_period, period_end, amount, currency, country and month (all
+//!   present; null where the export lacks the role);
 //! - `customers`: customer token and country (empty when the export has none);
 //! - `params`: `last_month`, the month index (year * 12 + month - 1) of the last complete
 //!   month at the as-of date;
@@ -113,21 +115,6 @@ pub fn required_roles(sql: &str) -> Vec<Role> {
         .unwrap_or_default()
 }
 
-/// Columns of the `events` view (all present; null where the export lacks the role).
-pub const EVENTS_COLUMNS: [&str; 11] = [
-    "customer",
-    "event_time",
-    "event_type",
-    "offer_type",
-    "subscription",
-    "offer_period",
-    "period_end",
-    "amount",
-    "currency",
-    "country",
-    "month",
-];
-
 const TS: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
 
 /// What the analytics stage produced.
@@ -191,12 +178,10 @@ async fn active_at_end(
     Ok(out)
 }
 
-/// One computed aggregate, before and after suppression.
+/// One computed aggregate, suppressed.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
     pub name: &'static str,
-    /// As computed by the SQL (helper columns included), unsuppressed.
-    pub raw: RecordBatch,
     /// What is published.
     pub published: RecordBatch,
     pub suppression: SuppressionReport,
@@ -348,9 +333,8 @@ pub async fn compute(
     let out = raws
         .into_iter()
         .zip(published)
-        .map(|((name, raw), (published, suppression))| Aggregate {
+        .map(|((name, _), (published, suppression))| Aggregate {
             name,
-            raw,
             published,
             suppression,
         })

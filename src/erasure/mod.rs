@@ -120,9 +120,9 @@ impl Plan {
         self.customers.is_empty() && self.emails.is_empty()
     }
 
-    /// Erased customers (ledger and this run) as (customers, emails) counts.
-    pub fn erased(&self) -> (usize, usize) {
-        (self.customers.len(), self.emails.len())
+    /// Customers erased in this run's output (the ledger's and this run's).
+    pub fn customers_erased(&self) -> usize {
+        self.customers.len()
     }
 
     /// How erasure applies to `table`: `None` when nobody is erased or the table maps

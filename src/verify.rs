@@ -10,17 +10,21 @@
 //!    addresses, IBANs (checksum), IPv4/IPv6 addresses, Luhn-valid card numbers and phone
 //!    numbers (values shaped exactly like a 32-hex token are exempt from the digit
 //!    detectors: a token's digits are not a phone number);
-//! 2. residual PII, by value: with the policy (`--config`), every value of the input's
-//!    personal columns (every column the policy does not `keep`, and the customer_key and
-//!    email roles; free text that the policy scrubs is left to the detectors) is held in
-//!    memory as a keyed hash under a random per-check key, never as plaintext, and every
-//!    output value (strings and integers, trimmed and lower-cased) is looked up;
+//! 2. residual PII, by value: with the policy (`--config`), every distinct output value
+//!    (strings and integers, trimmed and lower-cased; tokens in token columns excepted) is
+//!    held in memory as a keyed hash under a random per-check key, never as plaintext; then
+//!    the input's personal columns (every column the policy does not `keep`, and the
+//!    customer_key and email roles; free text that the policy scrubs is left to the
+//!    detectors) stream by and every value is looked up. Memory follows the output's
+//!    distinct values, not the size of the input;
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly);
 //! 4. record-level tables: no column the policy keeps unchanged whose values are all
 //!    distinct over 50 rows or more (a direct identifier that slipped through; tokens,
-//!    scrubbed text and generalized values are the policy's declared treatment).
+//!    scrubbed text and generalized values are the policy's declared treatment);
+//! 5. declared quasi-identifiers (`quasi_identifiers` in the policy): none published with a
+//!    time of day (a timestamp left whole, or generalized only to the hour).
 //!
 //! Findings name the table, column and how many values; never a value.
 
@@ -120,6 +124,15 @@ fn tables_of(dir: &Path) -> Result<Vec<Table>, Error> {
 
 fn for_each_batch(
     t: &Table,
+    f: impl FnMut(&RecordBatch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for_each_batch_of(t, None, f)
+}
+
+/// Like [`for_each_batch`], reading only the named columns (those present) when given.
+fn for_each_batch_of(
+    t: &Table,
+    columns: Option<&[String]>,
     mut f: impl FnMut(&RecordBatch) -> Result<(), Error>,
 ) -> Result<(), Error> {
     for p in &t.files {
@@ -128,7 +141,19 @@ fn for_each_batch(
         };
         let file = std::fs::File::open(p).map_err(|e| fail(&e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
+            .and_then(|b| {
+                let b = match columns {
+                    None => b,
+                    Some(cols) => {
+                        let mask = parquet::arrow::ProjectionMask::columns(
+                            b.parquet_schema(),
+                            cols.iter().map(String::as_str),
+                        );
+                        b.with_projection(mask)
+                    }
+                };
+                b.build()
+            })
             .map_err(|e| fail(&e))?;
         for b in reader {
             f(&b.map_err(|e| fail(&e))?)?;
@@ -154,30 +179,39 @@ fn is_token(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Text of the values of a string or integer column (None for nulls and other types).
-fn texts(a: &ArrayRef) -> Option<Vec<Option<String>>> {
+/// Text of the values of a string or integer column, as one Utf8 array (None for other
+/// types): the scan borrows `&str` from it instead of allocating a string per value.
+fn text_array(a: &ArrayRef) -> Option<datafusion::arrow::array::StringArray> {
     let t = a.data_type();
     if !(is_string(t) || t.is_integer()) {
         return None;
     }
     let s = cast(a, &DataType::Utf8).ok()?;
-    let s = s.as_string::<i32>();
-    Some(
-        (0..s.len())
-            .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
-            .collect(),
-    )
+    Some(s.as_string::<i32>().clone())
 }
 
-/// Keyed hashes of personal input values (sorted, deduplicated: half the memory of a
-/// hash set, and binary search is fast enough for the scan).
-struct Fingerprints {
+/// Text of the values of a string or integer column (None for nulls and other types).
+fn texts(a: &ArrayRef) -> Option<Vec<Option<String>>> {
+    let s = text_array(a)?;
+    Some(s.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+/// Keyed hashes of values under a random per-check key (zeroized on drop), so that the
+/// by-value check compares input and output without holding either as plaintext.
+struct Fingerprinter {
     key: [u8; 32],
-    set: Vec<[u8; 16]>,
 }
 
-impl Fingerprints {
-    fn hash(&self, v: &str) -> Option<[u8; 16]> {
+impl Fingerprinter {
+    fn new() -> Fingerprinter {
+        Fingerprinter {
+            key: rand::random(),
+        }
+    }
+
+    /// Trimmed, lower-cased, then hashed; values shorter than 4 characters are too common
+    /// to mean anything (a country code, a count) and are not fingerprinted.
+    fn hash(&self, v: &str) -> Option<u128> {
         let t = v.trim();
         let lowered;
         let n = if t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
@@ -192,78 +226,119 @@ impl Fingerprints {
         let h = blake3::keyed_hash(&self.key, n.as_bytes());
         let mut o = [0u8; 16];
         o.copy_from_slice(&h.as_bytes()[..16]);
-        Some(o)
-    }
-    fn contains(&self, h: &[u8; 16]) -> bool {
-        self.set.binary_search(h).is_ok()
+        Some(u128::from_le_bytes(o))
     }
 }
 
-impl Drop for Fingerprints {
+impl Drop for Fingerprinter {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
 
-/// Reads the personal columns of the policy's input into keyed hashes.
-async fn fingerprints(policy: &Policy) -> Result<Fingerprints, Error> {
-    let mut fp = Fingerprints {
-        key: rand::random(),
-        set: Vec::new(),
-    };
+/// A hasher for keys that are already uniformly random (keyed hashes): no rehashing.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type HashedSet = HashSet<u128, std::hash::BuildHasherDefault<Prehashed>>;
+/// Fingerprint of an output value -> the output columns (indexes) that hold it.
+type OutputValues = HashMap<u128, Vec<u32>, std::hash::BuildHasherDefault<Prehashed>>;
+
+/// The input's personal columns of one table: every column the policy does not keep
+/// (free text it scrubs is left to the detectors), and the customer_key and email roles.
+fn personal_columns(table: &crate::policy::TablePolicy) -> Vec<&str> {
+    let mut cols: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| !matches!(c.rule, Rule::Keep | Rule::Scrub))
+        .map(|c| c.name.as_str())
+        .collect();
+    for r in [Role::CustomerKey, Role::Email] {
+        if let Some(c) = table.role(r)
+            && !cols.contains(&c)
+        {
+            cols.push(c);
+        }
+    }
+    cols
+}
+
+/// Streams the personal columns of the policy's input and looks every value up among the
+/// output's fingerprints. Memory is the output's distinct (non-token) values, not the
+/// input's: the input streams by. Returns how many input values were hashed and, per
+/// output column, the distinct output values that equal a personal input value.
+async fn probe_input(
+    policy: &Policy,
+    fp: &Fingerprinter,
+    outputs: &OutputValues,
+) -> Result<(u64, BTreeMap<u32, HashedSet>), Error> {
+    use futures::StreamExt;
+    use rayon::prelude::*;
     let ctx = crate::run::session();
+    let mut hashed = 0u64;
+    let mut hits: BTreeMap<u32, HashedSet> = BTreeMap::new();
+    let fail = |file: &Path, e: &datafusion::error::DataFusionError| {
+        Error::Failed(format!(
+            "verify: cannot read {}: {}",
+            file.display(),
+            crate::error::df_message(e)
+        ))
+    };
     for table in &policy.tables {
-        let mut cols: Vec<&str> = table
-            .columns
-            .iter()
-            .filter(|c| !matches!(c.rule, Rule::Keep | Rule::Scrub))
-            .map(|c| c.name.as_str())
-            .collect();
-        for r in [Role::CustomerKey, Role::Email] {
-            if let Some(c) = table.role(r)
-                && !cols.contains(&c)
-            {
-                cols.push(c);
-            }
+        let cols = personal_columns(table);
+        if cols.is_empty() {
+            continue;
         }
         for file in &table.files {
             let df = table.open(&ctx, file).await?;
-            let batches = df
+            let mut stream = df
                 .select_columns(&cols)
-                .map_err(|e| Error::Failed(format!("verify: {}", crate::error::df_message(&e))))?
-                .collect()
+                .map_err(|e| fail(file, &e))?
+                .execute_stream()
                 .await
-                .map_err(|e| {
-                    Error::Failed(format!(
-                        "verify: cannot read {}: {}",
-                        file.display(),
-                        crate::error::df_message(&e)
-                    ))
-                })?;
-            use rayon::prelude::*;
-            let hashed: Vec<Vec<[u8; 16]>> = batches
-                .par_iter()
-                .flat_map_iter(|b| b.columns().iter())
-                .map(|c| {
-                    texts(c)
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                        .filter_map(|v| fp.hash(&v))
-                        .collect()
-                })
-                .collect();
-            for h in hashed {
-                fp.set.extend(h);
+                .map_err(|e| fail(file, &e))?;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(|e| fail(file, &e))?;
+                let found: Vec<(u64, Vec<(u32, u128)>)> = b
+                    .columns()
+                    .par_iter()
+                    .filter_map(text_array)
+                    .map(|s| {
+                        let mut n = 0u64;
+                        let mut found = Vec::new();
+                        for h in s.iter().flatten().filter_map(|v| fp.hash(v)) {
+                            n += 1;
+                            if let Some(cols) = outputs.get(&h) {
+                                found.extend(cols.iter().map(|c| (*c, h)));
+                            }
+                        }
+                        (n, found)
+                    })
+                    .collect();
+                for (n, found) in found {
+                    hashed += n;
+                    for (c, h) in found {
+                        hits.entry(c).or_default().insert(h);
+                    }
+                }
             }
         }
     }
-    {
-        use rayon::prelude::*;
-        fp.set.par_sort_unstable();
-    }
-    fp.set.dedup();
-    Ok(fp)
+    Ok((hashed, hits))
 }
 
 /// (table, column) of the policy's columns whose rule satisfies `f`.
@@ -283,7 +358,9 @@ fn is_aggregate(table: &str) -> bool {
 
 /// What every file scan needs.
 struct ScanContext<'a> {
-    fp: Option<&'a Fingerprints>,
+    /// Set when the by-value check runs (a policy is at hand): output values are
+    /// fingerprinted for it.
+    fp: Option<&'a Fingerprinter>,
     erased: Option<&'a HashSet<String>>,
     kept: &'a HashSet<(String, String)>,
     /// Columns the policy pseudonymizes: their token-shaped values are only looked up
@@ -303,9 +380,10 @@ struct Distinct {
 struct FileScan {
     scanned: u64,
     found: BTreeMap<(String, &'static str), u64>,
-    value_hits: BTreeMap<String, u64>,
     erased_hits: BTreeMap<String, u64>,
     distinct: BTreeMap<String, Distinct>,
+    /// Fingerprints of each column's distinct values (tokens in token columns excepted).
+    values: BTreeMap<String, HashedSet>,
 }
 
 impl FileScan {
@@ -314,11 +392,11 @@ impl FileScan {
         for (k, v) in o.found {
             *self.found.entry(k).or_default() += v;
         }
-        for (k, v) in o.value_hits {
-            *self.value_hits.entry(k).or_default() += v;
-        }
         for (k, v) in o.erased_hits {
             *self.erased_hits.entry(k).or_default() += v;
+        }
+        for (k, v) in o.values {
+            self.values.entry(k).or_default().extend(v);
         }
         for (k, d) in o.distinct {
             match self.distinct.get_mut(&k) {
@@ -345,7 +423,6 @@ impl FileScan {
 #[derive(Clone, Default)]
 struct Verdict {
     kinds: Vec<&'static str>,
-    personal: bool,
     erased: bool,
 }
 
@@ -359,7 +436,7 @@ fn scan_file(t: &Table, path: &Path, cx: &ScanContext<'_>) -> Result<FileScan, E
     let mut memo: HashMap<String, HashMap<String, Verdict>> = HashMap::new();
     for_each_batch(&one, |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
-            let Some(vals) = texts(b.column(i)) else {
+            let Some(vals) = text_array(b.column(i)) else {
                 continue;
             };
             let string = is_string(f.data_type());
@@ -372,54 +449,50 @@ fn scan_file(t: &Table, path: &Path, cx: &ScanContext<'_>) -> Result<FileScan, E
                     rows: 0,
                 });
             let memo = memo.entry(f.name().clone()).or_default();
+            // Integers only in record-level tables: aggregates hold counts.
+            let mut values = (cx.fp.is_some() && (string || !aggregate))
+                .then(|| out.values.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
-            for v in vals.into_iter().flatten() {
+            for v in vals.iter().flatten() {
                 out.scanned += 1;
-                if token_col && is_token(&v) {
-                    if cx.erased.is_some_and(|e| e.contains(&v)) {
+                d.rows += 1;
+                if let Some(set) = &mut d.set
+                    && !set.insert(v.to_string())
+                {
+                    d.set = None;
+                }
+                if token_col && is_token(v) {
+                    if cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += 1;
                     }
-                    d.rows += 1;
                     continue;
                 }
-                let verdict = match memo.get(&v) {
-                    Some(x) => x.clone(),
-                    None => {
-                        let token = is_token(&v);
-                        let x = Verdict {
-                            kinds: if string && !token && !is_network(&v) {
-                                crate::rules::scrub::detect(&v)
-                            } else {
-                                vec![]
-                            },
-                            // Integers only in record-level tables: aggregates hold counts.
-                            personal: cx.fp.is_some_and(|fp| {
-                                (string || !aggregate)
-                                    && fp.hash(&v).is_some_and(|h| fp.contains(&h))
-                            }),
-                            erased: token && cx.erased.is_some_and(|e| e.contains(&v)),
-                        };
-                        if memo.len() > 100_000 {
-                            memo.clear();
-                        }
-                        memo.insert(v.clone(), x.clone());
-                        x
+                if !memo.contains_key(v) {
+                    let token = is_token(v);
+                    let x = Verdict {
+                        kinds: if string && !token && !is_network(v) {
+                            crate::rules::scrub::detect(v)
+                        } else {
+                            vec![]
+                        },
+                        erased: token && cx.erased.is_some_and(|e| e.contains(v)),
+                    };
+                    if let (Some(values), Some(fp)) = (&mut values, cx.fp)
+                        && let Some(h) = fp.hash(v)
+                    {
+                        values.insert(h);
                     }
-                };
-                for kind in verdict.kinds {
-                    *out.found.entry((f.name().clone(), kind)).or_default() += 1;
+                    if memo.len() > 100_000 {
+                        memo.clear();
+                    }
+                    memo.insert(v.to_string(), x);
                 }
-                if verdict.personal {
-                    *out.value_hits.entry(f.name().clone()).or_default() += 1;
+                let verdict = &memo[v];
+                for kind in &verdict.kinds {
+                    *out.found.entry((f.name().clone(), kind)).or_default() += 1;
                 }
                 if verdict.erased {
                     *out.erased_hits.entry(f.name().clone()).or_default() += 1;
-                }
-                d.rows += 1;
-                if let Some(set) = &mut d.set
-                    && !set.insert(v)
-                {
-                    d.set = None;
                 }
             }
         }
@@ -441,15 +514,7 @@ pub async fn verify(
 ) -> Result<Report, Error> {
     let tables = tables_of(dir)?;
     let t0 = std::time::Instant::now();
-    let fp = match policy {
-        Some(p) => Some(fingerprints(p).await?),
-        None => None,
-    };
-    tracing::debug!(
-        ms = t0.elapsed().as_millis() as u64,
-        "verify: input values hashed"
-    );
-    let t0 = std::time::Instant::now();
+    let fp = policy.map(|_| Fingerprinter::new());
     // Columns the policy passes through unchanged: where a direct identifier slips through
     // (tokens, scrubbed text and generalized values are the policy's declared treatment;
     // quasi-identifiers are k-anonymity's business).
@@ -488,8 +553,38 @@ pub async fn verify(
         let (i, scan) = r?;
         per_table.entry(i).or_default().merge(scan);
     }
+    // The output's distinct values, fingerprinted, for the by-value check.
+    let mut columns: Vec<(String, String)> = Vec::new();
+    let mut outputs = OutputValues::default();
     let mut scanned = 0u64;
+    for (i, scan) in &mut per_table {
+        let t = &tables[*i];
+        for (col, set) in std::mem::take(&mut scan.values) {
+            let id = columns.len() as u32;
+            columns.push((t.name.clone(), col));
+            for h in set {
+                outputs.entry(h).or_default().push(id);
+            }
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let (input_hashed, value_hits) = match (policy, &fp) {
+        (Some(p), Some(fp)) => probe_input(p, fp, &outputs).await?,
+        _ => (0, BTreeMap::new()),
+    };
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        "verify: input values looked up"
+    );
     let mut hashed_hits = 0u64;
+    for (id, set) in &value_hits {
+        let (t, col) = &columns[*id as usize];
+        hashed_hits += set.len() as u64;
+        by_value.findings.push(format!(
+            "table {t}, column {col}: {} distinct value(s) equal to a personal value of the input",
+            set.len()
+        ));
+    }
     for (i, scan) in per_table {
         let t = &tables[i];
         let aggregate = is_aggregate(&t.name);
@@ -501,13 +596,6 @@ pub async fn verify(
                 .or_default() += n;
             detectors.findings.push(format!(
                 "table {}, column {col}: {n} value(s) with a {kind}",
-                t.name
-            ));
-        }
-        for (col, n) in scan.value_hits {
-            hashed_hits += n;
-            by_value.findings.push(format!(
-                "table {}, column {col}: {n} value(s) equal to a personal value of the input",
                 t.name
             ));
         }
@@ -530,12 +618,15 @@ pub async fn verify(
     }
     detectors.figures.insert("values_scanned".into(), scanned);
     detectors.passed = detectors.findings.is_empty();
-    by_value.figures.insert(
-        "input_values_hashed".into(),
-        fp.as_ref().map_or(0, |f| f.set.len() as u64),
-    );
+    by_value
+        .figures
+        .insert("input_values_hashed".into(), input_hashed);
+    by_value
+        .figures
+        .insert("output_values_fingerprinted".into(), outputs.len() as u64);
     by_value.figures.insert("matches".into(), hashed_hits);
     by_value.passed = by_value.findings.is_empty();
+    drop(outputs);
     if fp.is_none() {
         by_value
             .findings
@@ -563,6 +654,7 @@ pub async fn verify(
             .push("skipped: no erasure ledger and key at hand".into()),
     }
     let aggregates = check_aggregates(&tables, k)?;
+    let quasi = check_quasi_identifiers(&tables, policy)?;
     let risks = BTreeMap::from([
         (
             "singling_out",
@@ -596,13 +688,115 @@ pub async fn verify(
             ),
         ),
     ]);
-    let checks = vec![detectors, by_value, aggregates, unique, erased_check];
+    let checks = vec![detectors, by_value, aggregates, unique, quasi, erased_check];
     Ok(Report {
         passed: checks.iter().all(|c| c.passed),
         dir: dir.to_path_buf(),
         checks,
         risks,
     })
+}
+
+/// How many values carry a time of day (timestamps, or text shaped like one): on a
+/// quasi-identifier, a time of day singles people out far more than a day does.
+fn time_of_day_values(a: &ArrayRef) -> u64 {
+    use datafusion::arrow::datatypes::TimeUnit;
+    match a.data_type() {
+        DataType::Timestamp(tu, _) => {
+            let per_day: i64 = match tu {
+                TimeUnit::Second => 86_400,
+                TimeUnit::Millisecond => 86_400_000,
+                TimeUnit::Microsecond => 86_400_000_000,
+                TimeUnit::Nanosecond => 86_400_000_000_000,
+            };
+            let Ok(ticks) = cast(a, &DataType::Int64) else {
+                return 0;
+            };
+            ticks
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .flatten()
+                .filter(|v| v.rem_euclid(per_day) != 0)
+                .count() as u64
+        }
+        DataType::Date64 => {
+            let Ok(ticks) = cast(a, &DataType::Int64) else {
+                return 0;
+            };
+            ticks
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .iter()
+                .flatten()
+                .filter(|v| v.rem_euclid(86_400_000) != 0)
+                .count() as u64
+        }
+        t if is_string(t) => text_array(a).map_or(0, |s| {
+            s.iter()
+                .flatten()
+                .filter(|v| text_has_time_of_day(v))
+                .count() as u64
+        }),
+        _ => 0,
+    }
+}
+
+/// `2024-03-05T14:07` / `2024-03-05 14:07:09.123`, with a time other than midnight.
+fn text_has_time_of_day(v: &str) -> bool {
+    let b = v.trim().as_bytes();
+    b.len() >= 16
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b' ')
+        && b[13] == b':'
+        && b[11..]
+            .iter()
+            .take_while(|c| !matches!(c, b'Z' | b'+'))
+            .any(|c| matches!(c, b'1'..=b'9'))
+}
+
+/// Declared quasi-identifiers must be published generalized: no time of day on any of
+/// them (the rule `generalize to = "hour"` or `keep` on a timestamp would leave one).
+fn check_quasi_identifiers(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Error> {
+    let mut check = Check::new("quasi_identifiers_generalized");
+    let Some(policy) = policy else {
+        check
+            .findings
+            .push("skipped: no policy given (--config), so quasi-identifiers are unknown".into());
+        return Ok(check);
+    };
+    let mut declared = 0u64;
+    let mut values = 0u64;
+    for tp in &policy.tables {
+        if tp.quasi_identifiers.is_empty() {
+            continue;
+        }
+        let Some(t) = tables.iter().find(|t| t.name == tp.name) else {
+            continue;
+        };
+        declared += tp.quasi_identifiers.len() as u64;
+        let mut with_time: BTreeMap<String, u64> = BTreeMap::new();
+        for_each_batch_of(t, Some(&tp.quasi_identifiers), |b| {
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                values += (b.column(i).len() - b.column(i).null_count()) as u64;
+                let n = time_of_day_values(b.column(i));
+                if n > 0 {
+                    *with_time.entry(f.name().clone()).or_default() += n;
+                }
+            }
+            Ok(())
+        })?;
+        for (col, n) in with_time {
+            check.findings.push(format!(
+                "table {}, quasi-identifier {col}: {n} value(s) with a time of day; generalize it to a day or coarser",
+                tp.name
+            ));
+        }
+    }
+    check.figures.insert("quasi_identifiers".into(), declared);
+    check.figures.insert("values_checked".into(), values);
+    check.passed = check.findings.is_empty();
+    Ok(check)
 }
 
 fn concat(t: &Table) -> Result<Option<RecordBatch>, Error> {

@@ -162,6 +162,11 @@ pub struct TablePolicy {
     /// In the data's column order.
     pub columns: Vec<ColumnRule>,
     pub roles: BTreeMap<Role, String>,
+    /// Published columns that could single a person out in combination; in the order
+    /// declared.
+    pub quasi_identifiers: Vec<String>,
+    /// Quasi-identifier -> generalization hierarchy file (ARX's format).
+    pub hierarchies: BTreeMap<String, PathBuf>,
 }
 
 impl TablePolicy {
@@ -330,6 +335,37 @@ impl Policy {
                     rule,
                 });
             }
+            let mut seen = Vec::new();
+            for q in &rt.quasi_identifiers {
+                if seen.contains(&q) {
+                    problems.push(format!(
+                        "table {name}: quasi-identifier '{q}' is listed twice"
+                    ));
+                    continue;
+                }
+                seen.push(q);
+                match columns.iter().find(|c| &c.name == q) {
+                    Some(c) if c.rule == Rule::Drop => problems.push(format!(
+                        "table {name}: quasi-identifier '{q}' is dropped, so it is never published; remove it from quasi_identifiers"
+                    )),
+                    Some(_) => {}
+                    None if data_cols.contains(&q.as_str()) => {} // its rule failed above
+                    None => {
+                        let s = did_you_mean(q, data_cols.iter().copied());
+                        problems.push(format!(
+                            "table {name}: quasi-identifier '{q}' is not a column of the data{}",
+                            hint(&s)
+                        ));
+                    }
+                }
+            }
+            for col in rt.hierarchies.keys() {
+                if !rt.quasi_identifiers.contains(col) {
+                    problems.push(format!(
+                        "table {name}: a hierarchy is given for '{col}', which is not among quasi_identifiers; add it there or remove the hierarchy"
+                    ));
+                }
+            }
             if columns.iter().all(|c| c.rule == Rule::Drop) && !columns.is_empty() {
                 problems.push(format!(
                     "table {name}: every column is dropped; remove the table from the policy instead"
@@ -343,6 +379,8 @@ impl Policy {
                 schema,
                 columns,
                 roles,
+                quasi_identifiers: rt.quasi_identifiers.clone(),
+                hierarchies: rt.hierarchies.clone(),
             });
         }
         let analytics = resolve_analytics(&raw.analytics, &tables, &mut problems);

@@ -30,6 +30,12 @@ pub struct RawTable {
     pub roles: BTreeMap<Role, String>,
     /// Column name -> rule, in the order written.
     pub columns: Vec<(String, RawRule)>,
+    /// Columns that, combined, could single a person out (country, age band,
+    /// registration month, ...): the privacy gate checks them, and k-anonymity
+    /// generalizes them.
+    pub quasi_identifiers: Vec<String>,
+    /// Quasi-identifier column -> a generalization hierarchy file in ARX's format.
+    pub hierarchies: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +103,15 @@ const TOP_KEYS: [&str; 8] = [
 ];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
 const ANALYTICS_KEYS: [&str; 4] = ["k", "transactions", "customers", "tables"];
-const TABLE_KEYS: [&str; 5] = ["input", "format", "delimiter", "roles", "columns"];
+const TABLE_KEYS: [&str; 7] = [
+    "input",
+    "format",
+    "delimiter",
+    "roles",
+    "columns",
+    "quasi_identifiers",
+    "hierarchies",
+];
 
 struct Ctx {
     problems: Vec<String>,
@@ -124,6 +138,33 @@ impl Ctx {
             Some(other) => {
                 self.problems.push(format!(
                     "{place}: '{key}' must be a string, got {}",
+                    other.type_str()
+                ));
+                None
+            }
+        }
+    }
+
+    /// A list of strings (`None` when absent).
+    fn strings(&mut self, t: &Table, key: &str, place: &str, example: &str) -> Option<Vec<String>> {
+        match t.get(key) {
+            None => None,
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for v in items {
+                    match v {
+                        Value::String(s) => out.push(s.clone()),
+                        other => self.problems.push(format!(
+                            "{place}: '{key}' lists strings, got {}",
+                            other.type_str()
+                        )),
+                    }
+                }
+                Some(out)
+            }
+            Some(other) => {
+                self.problems.push(format!(
+                    "{place}: '{key}' must be a list such as {example}, got {}",
                     other.type_str()
                 ));
                 None
@@ -246,7 +287,7 @@ impl RawPolicy {
                     let place = format!("[tables.{name}]");
                     match v {
                         Value::Table(tt) => {
-                            if let Some(rt) = parse_table(&mut cx, tt, &place) {
+                            if let Some(rt) = parse_table(&mut cx, tt, &place, dir) {
                                 tables.insert(name.clone(), rt);
                             }
                         }
@@ -296,29 +337,7 @@ fn parse_analytics(cx: &mut Ctx, a: &Table) -> RawAnalytics {
     let k = cx
         .int(a, "k", place, 1..=1_000_000)
         .map_or(DEFAULT_K, |k| k as u64);
-    let tables = match a.get("tables") {
-        None => None,
-        Some(Value::Array(items)) => {
-            let mut names = Vec::new();
-            for v in items {
-                match v {
-                    Value::String(s) => names.push(s.clone()),
-                    other => cx.problems.push(format!(
-                        "{place}: 'tables' lists table names (strings), got {}",
-                        other.type_str()
-                    )),
-                }
-            }
-            Some(names)
-        }
-        Some(other) => {
-            cx.problems.push(format!(
-                "{place}: 'tables' must be a list such as [\"subscriptions_monthly\"], got {}",
-                other.type_str()
-            ));
-            None
-        }
-    };
+    let tables = cx.strings(a, "tables", place, "[\"subscriptions_monthly\"]");
     RawAnalytics {
         k,
         transactions: cx.string(a, "transactions", place),
@@ -327,7 +346,7 @@ fn parse_analytics(cx: &mut Ctx, a: &Table) -> RawAnalytics {
     }
 }
 
-fn parse_table(cx: &mut Ctx, t: &Table, place: &str) -> Option<RawTable> {
+fn parse_table(cx: &mut Ctx, t: &Table, place: &str, dir: &Path) -> Option<RawTable> {
     cx.unknown_keys(t, &TABLE_KEYS, place);
     let input = cx.string(t, "input", place);
     if input.is_none() && !t.contains_key("input") {
@@ -409,12 +428,43 @@ fn parse_table(cx: &mut Ctx, t: &Table, place: &str) -> Option<RawTable> {
             "{place}: no [columns] section; every column of the table needs a rule"
         )),
     }
+    let quasi_identifiers = cx
+        .strings(
+            t,
+            "quasi_identifiers",
+            place,
+            "[\"country\", \"birth_date\"]",
+        )
+        .unwrap_or_default();
+    let mut hierarchies = BTreeMap::new();
+    match t.get("hierarchies") {
+        None => {}
+        Some(Value::Table(h)) => {
+            for (col, v) in h {
+                match v {
+                    Value::String(f) => {
+                        hierarchies.insert(col.clone(), dir.join(f));
+                    }
+                    other => cx.problems.push(format!(
+                        "{place}.hierarchies: '{col}' must name a file (a string), got {}",
+                        other.type_str()
+                    )),
+                }
+            }
+        }
+        Some(other) => cx.problems.push(format!(
+            "{place}.hierarchies must be a table of column = \"file.csv\", got {}",
+            other.type_str()
+        )),
+    }
     Some(RawTable {
         input: input.unwrap_or_default(),
         format,
         delimiter,
         roles,
         columns,
+        quasi_identifiers,
+        hierarchies,
     })
 }
 

@@ -46,7 +46,7 @@ pub fn days_to_date(days: i64) -> Option<NaiveDate> {
 /// `None` outside chrono's calendar range (about ±262,000 years).
 pub fn trunc_days(days: i64, unit: TruncUnit) -> Option<i64> {
     match unit {
-        TruncUnit::Day => Some(days),
+        TruncUnit::Hour | TruncUnit::Day => Some(days),
         // 1970-01-01 was a Thursday: Monday-based weekday index is (days + 3) mod 7.
         TruncUnit::Week => Some(days - (days + 3).rem_euclid(7)),
         _ => {
@@ -64,6 +64,10 @@ pub fn trunc_days(days: i64, unit: TruncUnit) -> Option<i64> {
 
 /// Truncates a tick count (`ticks_per_day` ticks per day since the epoch).
 pub fn trunc_ticks(v: i64, ticks_per_day: i64, unit: TruncUnit) -> Option<i64> {
+    if unit == TruncUnit::Hour {
+        let per_hour = ticks_per_day / 24;
+        return v.div_euclid(per_hour).checked_mul(per_hour);
+    }
     let day = v.div_euclid(ticks_per_day);
     trunc_days(day, unit)?.checked_mul(ticks_per_day)
 }
@@ -381,6 +385,8 @@ mod tests {
             Some(d(1969, 12, 29))
         );
         assert_eq!(trunc_ticks(-1, 86_400, TruncUnit::Day), Some(-86_400));
+        assert_eq!(trunc_ticks(-1, 86_400, TruncUnit::Hour), Some(-3_600));
+        assert_eq!(trunc_ticks(7_299, 86_400, TruncUnit::Hour), Some(7_200));
         assert_eq!(trunc_days(d(1, 1, 1), TruncUnit::Year), Some(d(1, 1, 1)));
         assert_eq!(
             trunc_days(d(9999, 12, 31), TruncUnit::Quarter),

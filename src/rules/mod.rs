@@ -65,6 +65,9 @@ impl Normalize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TruncUnit {
+    /// Timestamps only: the date and the hour stay; too fine for a quasi-identifier
+    /// (the privacy gate refuses any time of day on a declared quasi-identifier).
+    Hour,
     Day,
     Week,
     Month,
@@ -73,8 +76,9 @@ pub enum TruncUnit {
 }
 
 impl TruncUnit {
-    pub const NAMES: [&'static str; 5] = ["day", "week", "month", "quarter", "year"];
-    pub const ALL: [TruncUnit; 5] = [
+    pub const NAMES: [&'static str; 6] = ["hour", "day", "week", "month", "quarter", "year"];
+    pub const ALL: [TruncUnit; 6] = [
+        TruncUnit::Hour,
         TruncUnit::Day,
         TruncUnit::Week,
         TruncUnit::Month,
@@ -86,6 +90,7 @@ impl TruncUnit {
     }
     pub fn as_str(self) -> &'static str {
         match self {
+            TruncUnit::Hour => "hour",
             TruncUnit::Day => "day",
             TruncUnit::Week => "week",
             TruncUnit::Month => "month",
@@ -160,6 +165,9 @@ impl Rule {
             Rule::Keep | Rule::Drop | Rule::Redact { .. } => true,
             Rule::Mask { .. } | Rule::Scrub => is_string(dt),
             Rule::Pseudonymize { .. } => is_string(dt) || dt.is_integer(),
+            Rule::Generalize(Generalization::Trunc {
+                unit: TruncUnit::Hour,
+            }) => matches!(dt, DataType::Timestamp(..)),
             Rule::Generalize(Generalization::Trunc { .. })
             | Rule::Generalize(Generalization::AgeBand { .. }) => is_temporal(dt),
             Rule::Generalize(Generalization::Prefix { .. })
@@ -170,6 +178,9 @@ impl Rule {
         }
         Err(match self {
             Rule::Pseudonymize { .. } => "a string or integer column",
+            Rule::Generalize(Generalization::Trunc {
+                unit: TruncUnit::Hour,
+            }) => "a timestamp column (dates have no hours)",
             Rule::Generalize(Generalization::Trunc { .. })
             | Rule::Generalize(Generalization::AgeBand { .. }) => {
                 "a timestamp or date column (for text, parse it first or use `prefix`)"

@@ -150,6 +150,15 @@ pub fn scrub(text: &str, out: &mut String) -> usize {
     count
 }
 
+/// Whether `/N` with N <= `max` follows position `at` of `t` (a CIDR prefix length).
+fn network_follows(t: &str, at: usize, max: u8) -> bool {
+    let Some(rest) = t[at..].strip_prefix('/') else {
+        return false;
+    };
+    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    !n.is_empty() && n.len() <= 3 && n.parse::<u8>().is_ok_and(|n| n <= max)
+}
+
 /// The kinds of identifier found in `text` (email, iban, ip, card, phone), by the same
 /// patterns and checksums `scrub` replaces, one entry per match; for the verify gate.
 pub fn detect(text: &str) -> Vec<&'static str> {
@@ -161,37 +170,65 @@ pub fn detect(text: &str) -> Vec<&'static str> {
         return found;
     }
     let mut rest = std::borrow::Cow::Borrowed(text);
-    // Each pass blanks what it found so that later passes do not count it again.
-    let mut pass = |re: &Regex, kind: &'static str, ok: &dyn Fn(&str) -> bool| {
-        let mut blanked = String::with_capacity(rest.len());
-        let mut last = 0;
-        for m in re.find_iter(&rest) {
-            if ok(m.as_str()) {
-                found.push(kind);
+    // Each pass blanks what it found so that later passes do not count it again. `judge`
+    // sees the text and the match's range: `Some(true)` counts and blanks it,
+    // `Some(false)` only blanks it (a lookalike no later pass should read as something
+    // else), `None` leaves it.
+    let mut pass =
+        |re: &Regex, kind: &'static str, judge: &dyn Fn(&str, usize, usize) -> Option<bool>| {
+            let mut blanked = String::with_capacity(rest.len());
+            let mut last = 0;
+            for m in re.find_iter(&rest) {
+                let Some(count) = judge(&rest, m.start(), m.end()) else {
+                    continue;
+                };
+                if count {
+                    found.push(kind);
+                }
                 blanked.push_str(&rest[last..m.start()]);
                 blanked.push(' ');
                 last = m.end();
             }
-        }
-        blanked.push_str(&rest[last..]);
-        rest = std::borrow::Cow::Owned(blanked);
-    };
-    pass(&EMAIL, "email", &|_| true);
-    pass(&IBAN, "iban", &iban_ok);
-    pass(&IPV6, "ip", &|m| {
-        m.contains(':')
+            blanked.push_str(&rest[last..]);
+            rest = std::borrow::Cow::Owned(blanked);
+        };
+    pass(&EMAIL, "email", &|_, _, _| Some(true));
+    // An IBAN-shaped code with a wrong checksum is no IBAN, and its digits are no phone.
+    pass(&IBAN, "iban", &|t, a, b| Some(iban_ok(&t[a..b])));
+    pass(&IPV6, "ip", &|t, a, b| {
+        let m = &t[a..b];
+        (m.contains(':')
             && (m.trim_end_matches(':').parse::<Ipv6Addr>().is_ok()
-                || m.parse::<Ipv6Addr>().is_ok())
+                || m.parse::<Ipv6Addr>().is_ok()))
+        .then_some(!network_follows(t, b, 64))
     });
-    pass(&IPV4, "ip", &|m| m.parse::<Ipv4Addr>().is_ok());
-    pass(&CARD, "card", &|m| luhn_ok(&digits_of(m)));
+    // A network (`203.0.113.0/24`) is what the `network` rule publishes, not an address.
+    pass(&IPV4, "ip", &|t, a, b| {
+        t[a..b]
+            .parse::<Ipv4Addr>()
+            .is_ok()
+            .then_some(!network_follows(t, b, 24))
+    });
+    // More digits than any phone number has (E.164: 15) and no Luhn: no card, no phone.
+    pass(&CARD, "card", &|t, a, b| {
+        let digits = digits_of(&t[a..b]);
+        if luhn_ok(&digits) {
+            Some(true)
+        } else {
+            (digits.len() > 15).then_some(false)
+        }
+    });
     // A digit run glued to letters is a code (an offer id like S123456789_DE), not a phone.
     let glued = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
     let mut phones = 0;
     for m in DIGITS.find_iter(&rest) {
         let before = rest[..m.start()].bytes().next_back();
         let after = rest[m.end()..].bytes().next();
-        if !ISO_DATE.is_match(m.as_str()) && !glued(before) && !glued(after) {
+        if !ISO_DATE.is_match(m.as_str())
+            && !glued(before)
+            && !glued(after)
+            && m.as_str().bytes().filter(u8::is_ascii_digit).count() <= 15
+        {
             phones += 1;
         }
     }
@@ -268,8 +305,14 @@ mod tests {
         );
         assert!(detect("nothing here, 2024-05-01, 12:30").is_empty());
         assert!(detect("offer S123456789_DE, code A1234567").is_empty());
-        assert!(detect("card 4111 1111 1111 1112").contains(&"phone"));
-        assert!(!detect("card 4111 1111 1111 1112").contains(&"card"));
+        // Lookalikes are not reported (16 digits are too many for a phone, no Luhn: no
+        // card; a wrong IBAN checksum; a network), though scrub still replaces the digits.
+        assert!(detect("card 4111 1111 1111 1112").is_empty());
+        assert_ne!(sc("card 4111 1111 1111 1112"), "card 4111 1111 1111 1112");
+        assert!(detect("GB83 WEST 1234 5698 7654 32").is_empty());
+        assert!(detect("from 203.0.113.0/24 and 2001:db8::/48").is_empty());
+        assert_eq!(detect("from 203.0.113.7/32"), vec!["ip"]);
+        assert_eq!(detect("call +49 1512 3456789"), vec!["phone"]);
     }
 
     #[test]

@@ -136,30 +136,54 @@ fn for_each_batch_of(
     mut f: impl FnMut(&RecordBatch) -> Result<(), Error>,
 ) -> Result<(), Error> {
     for p in &t.files {
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Failed(format!("verify: cannot read {}: {e}", p.display()))
-        };
-        let file = std::fs::File::open(p).map_err(|e| fail(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| {
-                let b = match columns {
-                    None => b,
-                    Some(cols) => {
-                        let mask = parquet::arrow::ProjectionMask::columns(
-                            b.parquet_schema(),
-                            cols.iter().map(String::as_str),
-                        );
-                        b.with_projection(mask)
-                    }
-                };
-                b.build()
-            })
-            .map_err(|e| fail(&e))?;
-        for b in reader {
-            f(&b.map_err(|e| fail(&e))?)?;
-        }
+        read_batches(p, columns, None, &mut f)?;
     }
     Ok(())
+}
+
+fn read_error(p: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::Failed(format!("verify: cannot read {}: {e}", p.display()))
+}
+
+/// The batches of one Parquet file: only the named columns when given, only one row group
+/// when given.
+fn read_batches(
+    p: &Path,
+    columns: Option<&[String]>,
+    row_group: Option<usize>,
+    f: &mut impl FnMut(&RecordBatch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| {
+            let b = match columns {
+                None => b,
+                Some(cols) => {
+                    let mask = parquet::arrow::ProjectionMask::columns(
+                        b.parquet_schema(),
+                        cols.iter().map(String::as_str),
+                    );
+                    b.with_projection(mask)
+                }
+            };
+            let b = match row_group {
+                None => b,
+                Some(g) => b.with_row_groups(vec![g]),
+            };
+            b.build()
+        })
+        .map_err(|e| read_error(p, &e))?;
+    for b in reader {
+        f(&b.map_err(|e| read_error(p, &e))?)?;
+    }
+    Ok(())
+}
+
+/// How many row groups a Parquet file has (the unit of the scan's parallelism).
+fn row_groups(p: &Path) -> Result<usize, Error> {
+    let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_error(p, &e))?;
+    Ok(b.metadata().num_row_groups())
 }
 
 /// A CIDR network with its host bits generalized away (IPv4 /24 or shorter, IPv6 /64 or
@@ -426,15 +450,17 @@ struct Verdict {
     erased: bool,
 }
 
-fn scan_file(t: &Table, path: &Path, cx: &ScanContext<'_>) -> Result<FileScan, Error> {
+/// Scans one row group of one file.
+fn scan_file(
+    t: &Table,
+    path: &Path,
+    row_group: usize,
+    cx: &ScanContext<'_>,
+) -> Result<FileScan, Error> {
     let aggregate = is_aggregate(&t.name);
-    let one = Table {
-        name: t.name.clone(),
-        files: vec![path.to_path_buf()],
-    };
     let mut out = FileScan::default();
     let mut memo: HashMap<String, HashMap<String, Verdict>> = HashMap::new();
-    for_each_batch(&one, |b| {
+    read_batches(path, None, Some(row_group), &mut |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
             let Some(vals) = text_array(b.column(i)) else {
                 continue;
@@ -525,12 +551,14 @@ pub async fn verify(
     let mut unique = Check::new("record_level_unique_columns");
     let mut erased_check = Check::new("erased_customers_absent");
     let mut erased_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
-    // Every file of every table, scanned in parallel (rayon), then merged per table.
-    let jobs: Vec<(usize, &PathBuf)> = tables
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| t.files.iter().map(move |f| (i, f)))
-        .collect();
+    // Every row group of every file, scanned in parallel (rayon), then merged per table.
+    // (table, file, row group): the unit of parallelism, so one big file is not one job.
+    let mut jobs: Vec<(usize, &PathBuf, usize)> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        for f in &t.files {
+            jobs.extend((0..row_groups(f)?).map(|g| (i, f, g)));
+        }
+    }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
     let ctx = ScanContext {
         fp: fp.as_ref(),
@@ -541,7 +569,7 @@ pub async fn verify(
     let results: Vec<Result<(usize, FileScan), Error>> = {
         use rayon::prelude::*;
         jobs.par_iter()
-            .map(|(i, f)| scan_file(&tables[*i], f, &ctx).map(|r| (*i, r)))
+            .map(|(i, f, g)| scan_file(&tables[*i], f, *g, &ctx).map(|r| (*i, r)))
             .collect()
     };
     tracing::debug!(

@@ -88,6 +88,9 @@ pub enum Command {
     },
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
     Query(QueryArgs),
+    /// Measure how identifying a file's quasi-identifiers are (ARX's measures), or find
+    /// the generalization with the least information loss that makes them k-anonymous.
+    Risk(RiskArgs),
     /// Generate a small export, write the sample policy and a fresh key, and run it.
     Demo {
         /// Folder for the demo (export/, anonymizer.toml, demo.key, out/).
@@ -139,6 +142,79 @@ impl EraseArgs {
             note: self.note,
             request_id: self.request_id,
         }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RiskArgs {
+    /// A Parquet or CSV file (CSV: a header row; the type follows the extension).
+    #[arg(long)]
+    input: PathBuf,
+    /// CSV field delimiter (one character; `tab` or `\t` for tabs).
+    #[arg(long, default_value = ",")]
+    delimiter: String,
+    /// The quasi-identifier columns, comma-separated, e.g. `--qi age,sex,zip`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    qi: Vec<String>,
+    /// A generalization hierarchy in ARX's format (`;`-separated, one row per value, one
+    /// column per level, the last level `*`), e.g. `--hierarchy age=age.csv`; repeatable.
+    /// Columns without one generalize straight to `*`.
+    #[arg(long = "hierarchy", value_parser = parse_hierarchy_arg)]
+    hierarchies: Vec<(String, PathBuf)>,
+    /// One generalization level per quasi-identifier, in --qi order (default: all 0).
+    #[arg(long, value_delimiter = ',', conflicts_with = "optimize")]
+    levels: Option<Vec<usize>>,
+    /// Classes smaller than k count as below k (AECS, discernibility, records_below_k).
+    #[arg(long, default_value_t = 2)]
+    k: u64,
+    /// With --optimize: the largest fraction of records that may be suppressed (0.04 = 4 %).
+    #[arg(long, default_value_t = 0.0)]
+    max_suppression: f64,
+    /// Search the lattice of levels for the k-anonymous generalization with the least
+    /// information loss (ARX's precomputed non-uniform entropy) and report it.
+    #[arg(long)]
+    optimize: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RiskFormat::Table)]
+    format: RiskFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RiskFormat {
+    Table,
+    Json,
+}
+
+impl RiskArgs {
+    pub fn json(&self) -> bool {
+        self.format == RiskFormat::Json
+    }
+
+    pub fn into_options(self) -> Result<anonymizer::risk::RiskOptions, String> {
+        let delimiter = match self.delimiter.as_str() {
+            "tab" | "\\t" | "\t" => b'\t',
+            d if d.len() == 1 => d.as_bytes()[0],
+            d => return Err(format!("--delimiter '{d}' must be one ASCII character")),
+        };
+        Ok(anonymizer::risk::RiskOptions {
+            input: self.input,
+            delimiter,
+            qi: self.qi,
+            hierarchies: self.hierarchies.into_iter().collect(),
+            levels: self.levels,
+            k: self.k,
+            max_suppression: self.max_suppression,
+            optimize: self.optimize,
+        })
+    }
+}
+
+fn parse_hierarchy_arg(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((c, f)) if !c.is_empty() && !f.is_empty() => Ok((c.to_string(), PathBuf::from(f))),
+        _ => Err(format!(
+            "'{s}' is not COLUMN=FILE, e.g. age=hierarchies/age.csv"
+        )),
     }
 }
 

@@ -93,6 +93,19 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             let bytes = anonymizer::query::execute(&args.into_options())?;
             let _ = std::io::stdout().write_all(&bytes);
         }
+        Command::Risk(args) => {
+            let json = args.json();
+            let o = args.into_options().map_err(anonymizer::Error::Usage)?;
+            let report = anonymizer::risk::risk(&o)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("the report serializes")
+                );
+            } else {
+                print!("{}", report.table());
+            }
+        }
         Command::Demo { dir, customers } => {
             let s = demo::demo(&demo::DemoOptions {
                 dir,

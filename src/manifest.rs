@@ -77,6 +77,9 @@ pub struct TableReport {
     pub query_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppression: Option<SuppressionReport>,
+    /// Record-level tables with quasi-identifiers: how k-anonymity was enforced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k_anonymity: Option<crate::kanon::enforce::KAnonymityReport>,
 }
 
 /// What the erasure stage did (counts only; the receipts hold the details).

@@ -275,7 +275,13 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         Ok(r) => r,
         Err(e) => {
             out.discard_staging(&run_id);
-            return Err(e);
+            return Err(match e {
+                Error::PrivacyCheckFailed(m) => Error::PrivacyCheckFailed(format!(
+                    "{m}\nnothing was published; {} still points at the last good run",
+                    out_root.join("current").display()
+                )),
+                e => e,
+            });
         }
     };
 
@@ -529,8 +535,32 @@ async fn stage_run(
                 query: None,
                 query_sha256: None,
                 suppression: None,
+                k_anonymity: None,
             },
         );
+    }
+    // k-anonymity: generalize and suppress the staged tables that declare
+    // quasi-identifiers (the gate re-checks the result from the files).
+    if let Some(ka) = policy.k_anonymity {
+        let t = Instant::now();
+        for table in policy
+            .tables
+            .iter()
+            .filter(|t| !t.quasi_identifiers.is_empty())
+        {
+            let report = tables
+                .get_mut(&table.name)
+                .expect("every table has a report");
+            let r = crate::kanon::enforce::enforce(table, staging, &mut report.files, ka)?;
+            tracing::info!(
+                table = %table.name,
+                levels = ?r.level_names,
+                suppressed = r.records_suppressed,
+                "k-anonymity enforced"
+            );
+            report.k_anonymity = Some(r);
+        }
+        stages.insert("k_anonymity".into(), ms(t));
     }
     let t = Instant::now();
     let built = crate::analytics::build(
@@ -569,6 +599,7 @@ async fn stage_run(
                 query: None,
                 query_sha256: None,
                 suppression: None,
+                k_anonymity: None,
             },
         );
     }
@@ -602,6 +633,51 @@ pub(crate) fn write_parquet(
     Ok(OutputFile {
         path: format!("{table}/{name}"),
         rows: batch.num_rows() as u64,
+        bytes: hw.bytes,
+        sha256: hex::encode(hw.hasher.finalize()),
+    })
+}
+
+/// Rewrites the staged file `run_dir/file.path` batch by batch through `f` (same row
+/// groups' worth of rows, the published Parquet settings), replacing it atomically, and
+/// returns its new record.
+pub(crate) fn rewrite_parquet(
+    run_dir: &Path,
+    file: &OutputFile,
+    mut f: impl FnMut(
+        datafusion::arrow::array::RecordBatch,
+    ) -> Result<datafusion::arrow::array::RecordBatch, String>,
+) -> Result<OutputFile, String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let path = run_dir.join(&file.path);
+    let tmp = path.with_extension("parquet.tmp");
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| format!("cannot {what} {}: {e}", path.display());
+    let input = std::fs::File::open(&path).map_err(|e| fail("open", &e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(input)
+        .map_err(|e| fail("read", &e))?
+        .with_batch_size(8192);
+    let empty = datafusion::arrow::array::RecordBatch::new_empty(reader.schema().clone());
+    let reader = reader.build().map_err(|e| fail("read", &e))?;
+    let schema = f(empty)?.schema();
+    let out = std::fs::File::create(&tmp).map_err(|e| fail("create a file beside", &e))?;
+    let mut writer =
+        ArrowWriter::try_new(HashingWriter::new(out), schema, Some(writer_properties()))
+            .map_err(|e| fail("start rewriting", &e))?;
+    let mut rows = 0u64;
+    for b in reader {
+        let b = f(b.map_err(|e| fail("read", &e))?)?;
+        rows += b.num_rows() as u64;
+        writer.write(&b).map_err(|e| fail("rewrite", &e))?;
+    }
+    let mut hw = writer.into_inner().map_err(|e| fail("finish", &e))?;
+    hw.flush()
+        .and_then(|_| hw.inner.get_ref().sync_all())
+        .map_err(|e| fail("flush", &e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| fail("replace", &e))?;
+    Ok(OutputFile {
+        path: file.path.clone(),
+        rows,
         bytes: hw.bytes,
         sha256: hex::encode(hw.hasher.finalize()),
     })

@@ -24,7 +24,10 @@
 //!    distinct over 50 rows or more (a direct identifier that slipped through; tokens,
 //!    scrubbed text and generalized values are the policy's declared treatment);
 //! 5. declared quasi-identifiers (`quasi_identifiers` in the policy): none published with a
-//!    time of day (a timestamp left whole, or generalized only to the hour).
+//!    time of day (a timestamp left whole, or generalized only to the hour);
+//! 6. k-anonymity of those tables (with `[k_anonymity]`): every combination of
+//!    quasi-identifier values published is shared by at least k records (suppressed
+//!    records, all quasi-identifiers null, excepted), counted from the files.
 //!
 //! Findings name the table, column and how many values; never a value.
 
@@ -683,11 +686,28 @@ pub async fn verify(
     }
     let aggregates = check_aggregates(&tables, k)?;
     let quasi = check_quasi_identifiers(&tables, policy)?;
+    let kanon = check_k_anonymity(&tables, policy)?;
+    let kanon_summary: Vec<String> = policy
+        .into_iter()
+        .flat_map(|p| &p.tables)
+        .filter(|t| !t.quasi_identifiers.is_empty())
+        .filter_map(|t| {
+            let f = |x: &str| kanon.figures.get(&format!("{}.{x}", t.name)).copied();
+            Some(format!(
+                "table {}: smallest group sharing its quasi-identifiers {} (k = {}), prosecutor risk at most 1/{}, {} record(s) suppressed",
+                t.name,
+                f("smallest_class")?,
+                kanon.figures.get("k")?,
+                f("smallest_class")?,
+                f("records_suppressed")?
+            ))
+        })
+        .collect();
     let risks = BTreeMap::from([
         (
             "singling_out",
             format!(
-                "aggregates: smallest published count of people {} (k = {k}), {} value(s) withheld; record-level tables: {} column(s) with all-distinct non-token values",
+                "aggregates: smallest published count of people {} (k = {k}), {} value(s) withheld; record-level tables: {} column(s) with all-distinct non-token values{}",
                 aggregates
                     .figures
                     .get("smallest_published_count")
@@ -697,7 +717,11 @@ pub async fn verify(
                     .get("withheld_values")
                     .copied()
                     .unwrap_or(0),
-                unique.findings.len()
+                unique.findings.len(),
+                kanon_summary
+                    .iter()
+                    .map(|s| format!("; {s}"))
+                    .collect::<String>()
             ),
         ),
         (
@@ -716,7 +740,15 @@ pub async fn verify(
             ),
         ),
     ]);
-    let checks = vec![detectors, by_value, aggregates, unique, quasi, erased_check];
+    let checks = vec![
+        detectors,
+        by_value,
+        aggregates,
+        unique,
+        quasi,
+        kanon,
+        erased_check,
+    ];
     Ok(Report {
         passed: checks.iter().all(|c| c.passed),
         dir: dir.to_path_buf(),
@@ -823,6 +855,97 @@ fn check_quasi_identifiers(tables: &[Table], policy: Option<&Policy>) -> Result<
     }
     check.figures.insert("quasi_identifiers".into(), declared);
     check.figures.insert("values_checked".into(), values);
+    check.passed = check.findings.is_empty();
+    Ok(check)
+}
+
+/// k-anonymity of every record-level table that declares quasi-identifiers, counted here
+/// from the published values (not by the code that generalized them): every combination
+/// of quasi-identifier values is shared by at least k records, records whose
+/// quasi-identifiers are all null (suppressed) excepted.
+fn check_k_anonymity(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Error> {
+    let mut check = Check::new("k_anonymity");
+    let Some((policy, ka)) = policy.and_then(|p| p.k_anonymity.map(|ka| (p, ka))) else {
+        check.findings.push(
+            "skipped: no policy with [k_anonymity] given (--config), so quasi-identifiers are unknown"
+                .into(),
+        );
+        return Ok(check);
+    };
+    check.figures.insert("k".into(), ka.k);
+    for tp in &policy.tables {
+        if tp.quasi_identifiers.is_empty() {
+            continue;
+        }
+        let Some(t) = tables.iter().find(|t| t.name == tp.name) else {
+            continue;
+        };
+        let mut cols = crate::kanon::read::Columns::new(tp.quasi_identifiers.clone());
+        for_each_batch_of(t, Some(&tp.quasi_identifiers), |b| {
+            let arrays: Vec<ArrayRef> = tp
+                .quasi_identifiers
+                .iter()
+                .map(|q| b.column_by_name(q).cloned())
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    Error::PrivacyCheckFailed(format!(
+                        "table {}: a declared quasi-identifier is missing from the published files",
+                        t.name
+                    ))
+                })?;
+            cols.push(&arrays)
+                .map_err(|e| Error::Failed(format!("verify: table {}: {e}", t.name)))
+        })?;
+        let top: Vec<Option<u32>> = cols
+            .dicts
+            .iter()
+            .map(|d| {
+                d.iter()
+                    .position(|v| v == crate::kanon::builtin::TOP)
+                    .map(|x| x as u32)
+            })
+            .collect();
+        let mut classes: HashMap<Vec<u32>, u64> = HashMap::new();
+        let mut suppressed = 0u64;
+        for r in 0..cols.rows() {
+            let key: Vec<u32> = cols.codes.iter().map(|c| c[r]).collect();
+            if key.iter().zip(&top).all(|(k, t)| Some(*k) == *t) {
+                suppressed += 1;
+                continue;
+            }
+            *classes.entry(key).or_default() += 1;
+        }
+        let records: u64 = classes.values().sum();
+        let small: Vec<u64> = classes.values().copied().filter(|n| *n < ka.k).collect();
+        let smallest = classes.values().copied().min().unwrap_or(0);
+        let name = &t.name;
+        check.figures.insert(format!("{name}.records"), records);
+        check
+            .figures
+            .insert(format!("{name}.records_suppressed"), suppressed);
+        check
+            .figures
+            .insert(format!("{name}.classes"), classes.len() as u64);
+        check
+            .figures
+            .insert(format!("{name}.smallest_class"), smallest);
+        check
+            .figures
+            .insert(format!("{name}.records_below_k"), small.iter().sum::<u64>());
+        check.figures.insert(
+            format!("{name}.sample_uniques"),
+            classes.values().filter(|n| **n == 1).count() as u64,
+        );
+        if !small.is_empty() {
+            check.findings.push(format!(
+                "table {name}: {} record(s) in {} combination(s) of quasi-identifiers ({}) shared by fewer than k = {} records",
+                small.iter().sum::<u64>(),
+                small.len(),
+                tp.quasi_identifiers.join(", "),
+                ka.k
+            ));
+        }
+    }
     check.passed = check.findings.is_empty();
     Ok(check)
 }

@@ -552,6 +552,7 @@ pub async fn build(
                 query: Some(format!("queries/analytics/{}.sql", agg.name)),
                 query_sha256: Some(query_digest(agg.name)),
                 suppression: Some(agg.suppression),
+                k_anonymity: None,
             },
         );
     }

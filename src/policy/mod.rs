@@ -211,6 +211,8 @@ pub struct Policy {
     pub tables: Vec<TablePolicy>,
     pub analytics: AnalyticsPolicy,
     pub erasure: raw::RawErasure,
+    /// `[k_anonymity]`; present whenever a table declares quasi-identifiers.
+    pub k_anonymity: Option<raw::KAnonymity>,
 }
 
 /// The `[analytics]` section, resolved against the tables.
@@ -384,6 +386,14 @@ impl Policy {
             });
         }
         let analytics = resolve_analytics(&raw.analytics, &tables, &mut problems);
+        if raw.k_anonymity.is_none()
+            && let Some(t) = tables.iter().find(|t| !t.quasi_identifiers.is_empty())
+        {
+            problems.push(format!(
+                "table {}: quasi_identifiers are declared but the policy has no [k_anonymity] section; add one, e.g.\n    [k_anonymity]\n    k = 10\n    max_suppression = 0.05",
+                t.name
+            ));
+        }
         if !problems.is_empty() {
             return Err(PolicyError::Invalid {
                 path: raw.path,
@@ -400,6 +410,7 @@ impl Policy {
             tables,
             analytics,
             erasure: raw.erasure.clone(),
+            k_anonymity: raw.k_anonymity,
         })
     }
 

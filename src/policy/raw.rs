@@ -55,6 +55,18 @@ pub struct RawPolicy {
     pub analytics: RawAnalytics,
     /// `[erasure]`: the pending requests file and the suppression ledger.
     pub erasure: RawErasure,
+    /// `[k_anonymity]`: how record-level tables with quasi-identifiers are generalized.
+    pub k_anonymity: Option<KAnonymity>,
+}
+
+/// The `[k_anonymity]` section: every record-level table that declares
+/// quasi-identifiers is generalized until each combination of them is shared by at least
+/// `k` records, suppressing at most `max_suppression` of the records.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct KAnonymity {
+    pub k: u64,
+    /// A fraction of the table's records, 0 to 1.
+    pub max_suppression: f64,
 }
 
 /// The `[erasure]` section as written (paths resolved against the policy's folder).
@@ -91,8 +103,9 @@ impl Default for RawAnalytics {
 /// The small-cell threshold when the policy does not set one.
 pub const DEFAULT_K: u64 = 10;
 
-const TOP_KEYS: [&str; 8] = [
+const TOP_KEYS: [&str; 9] = [
     "erasure",
+    "k_anonymity",
     "output",
     "key_file",
     "keep_runs",
@@ -101,6 +114,7 @@ const TOP_KEYS: [&str; 8] = [
     "tables",
     "analytics",
 ];
+const K_ANONYMITY_KEYS: [&str; 2] = ["k", "max_suppression"];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
 const ANALYTICS_KEYS: [&str; 4] = ["k", "transactions", "customers", "tables"];
 const TABLE_KEYS: [&str; 7] = [
@@ -280,6 +294,41 @@ impl RawPolicy {
                 "[erasure]: 'requests' needs 'ledger' too (the file that keeps erased customers erased in later runs)".into(),
             );
         }
+        let k_anonymity = match top.get("k_anonymity") {
+            None => None,
+            Some(Value::Table(t)) => {
+                let place = "[k_anonymity]";
+                cx.unknown_keys(t, &K_ANONYMITY_KEYS, place);
+                let k = cx.int(t, "k", place, 2..=1_000_000);
+                if k.is_none() && !t.contains_key("k") {
+                    cx.problems.push(format!(
+                        "{place}: 'k' is required (each combination of quasi-identifiers is shared by at least k records), e.g. k = 10"
+                    ));
+                }
+                let max_suppression = match t.get("max_suppression") {
+                    None => 0.0,
+                    Some(Value::Float(f)) if (0.0..=1.0).contains(f) => *f,
+                    Some(Value::Integer(i)) if (0..=1).contains(i) => *i as f64,
+                    Some(other) => {
+                        cx.problems.push(format!(
+                            "{place}: 'max_suppression' must be a fraction of the records between 0 and 1 (0.05 = 5 %), got {other}"
+                        ));
+                        0.0
+                    }
+                };
+                k.map(|k| KAnonymity {
+                    k: k as u64,
+                    max_suppression,
+                })
+            }
+            Some(other) => {
+                cx.problems.push(format!(
+                    "[k_anonymity] must be a table, got {}",
+                    other.type_str()
+                ));
+                None
+            }
+        };
         let mut tables = BTreeMap::new();
         match top.get("tables") {
             Some(Value::Table(t)) => {
@@ -327,6 +376,7 @@ impl RawPolicy {
             tables,
             analytics,
             erasure,
+            k_anonymity,
         })
     }
 }

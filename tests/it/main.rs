@@ -5,6 +5,7 @@ mod analytics;
 mod common;
 mod csv_mapping;
 mod erasure;
+mod kanon;
 mod oracle;
 mod pipeline;
 mod policy_errors;

@@ -1,0 +1,241 @@
+//! Quasi-identifier columns read as text and dictionary-encoded, whatever the file type:
+//! what `anonymizer risk`, the run's enforcement and the privacy gate measure.
+//!
+//! Text of a value ([`canonical`]): strings as they are; dates, and timestamps at
+//! midnight, as `YYYY-MM-DD`; other timestamps as `YYYY-MM-DDTHH:MM:SS` (UTC); numbers and
+//! booleans as Arrow prints them; a null is `*` (a suppressed value says nothing).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use super::builtin::TOP;
+use crate::error::{Error, df_message};
+use crate::policy::Format;
+
+/// Columns of text, dictionary-encoded: `codes[c][row]` indexes `dicts[c]`.
+#[derive(Debug, Default)]
+pub struct Columns {
+    pub names: Vec<String>,
+    pub dicts: Vec<Vec<String>>,
+    pub codes: Vec<Vec<u32>>,
+    /// Per column, the Arrow type it was read with.
+    pub types: Vec<DataType>,
+    lookup: Vec<HashMap<String, u32>>,
+}
+
+impl Columns {
+    pub fn new(names: Vec<String>) -> Columns {
+        let n = names.len();
+        Columns {
+            names,
+            dicts: vec![Vec::new(); n],
+            codes: vec![Vec::new(); n],
+            types: vec![DataType::Null; n],
+            lookup: vec![HashMap::new(); n],
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.codes.first().map_or(0, Vec::len)
+    }
+
+    /// The text of column `c` at `row`.
+    pub fn value(&self, c: usize, row: usize) -> &str {
+        &self.dicts[c][self.codes[c][row] as usize]
+    }
+
+    /// Appends one batch's arrays (one per column, in order).
+    pub fn push(&mut self, arrays: &[ArrayRef]) -> Result<(), String> {
+        for (c, a) in arrays.iter().enumerate() {
+            if self.types[c] == DataType::Null {
+                self.types[c] = a.data_type().clone();
+            }
+            let texts = canonical(a)?;
+            let (dict, lookup, codes) =
+                (&mut self.dicts[c], &mut self.lookup[c], &mut self.codes[c]);
+            codes.reserve(texts.len());
+            for t in texts {
+                let code = match lookup.get(t.as_str()) {
+                    Some(x) => *x,
+                    None => {
+                        let x = dict.len() as u32;
+                        dict.push(t.clone());
+                        lookup.insert(t, x);
+                        x
+                    }
+                };
+                codes.push(code);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ticks_per_second(u: &TimeUnit) -> i64 {
+    match u {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+/// The text of every value of `a` (see the module doc).
+pub fn canonical(a: &ArrayRef) -> Result<Vec<String>, String> {
+    let t = a.data_type();
+    let texts: Vec<Option<String>> = match t {
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
+            let secs_per_tick_inv = match t {
+                DataType::Date32 => 0,
+                DataType::Date64 => 1_000,
+                DataType::Timestamp(u, _) => ticks_per_second(u),
+                _ => unreachable!(),
+            };
+            let ticks = cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
+            ticks
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        let secs = if secs_per_tick_inv == 0 {
+                            v * 86_400
+                        } else {
+                            v.div_euclid(secs_per_tick_inv)
+                        };
+                        time_text(secs)
+                    })
+                })
+                .collect()
+        }
+        _ => {
+            let s = cast(a, &DataType::Utf8).map_err(|_| {
+                format!("a column of type {t} cannot be a quasi-identifier (no text form)")
+            })?;
+            let s = s.as_string::<i32>();
+            s.iter().map(|v| v.map(str::to_string)).collect()
+        }
+    };
+    Ok(texts
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| TOP.to_string()))
+        .collect())
+}
+
+/// `YYYY-MM-DD` at midnight, else `YYYY-MM-DDTHH:MM:SS` (UTC).
+pub fn time_text(secs: i64) -> String {
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) if secs.rem_euclid(86_400) == 0 => t.format("%Y-%m-%d").to_string(),
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        None => format!("{secs}s"),
+    }
+}
+
+/// Reads `columns` of every file (Parquet or CSV) into [`Columns`], in file order.
+pub async fn read_files(
+    ctx: &SessionContext,
+    table: &str,
+    files: &[std::path::PathBuf],
+    format: Format,
+    delimiter: u8,
+    columns: &[String],
+) -> Result<Columns, Error> {
+    let mut out = Columns::new(columns.to_vec());
+    for file in files {
+        read_file(ctx, table, file, format, delimiter, &mut out).await?;
+    }
+    Ok(out)
+}
+
+async fn read_file(
+    ctx: &SessionContext,
+    table: &str,
+    file: &Path,
+    format: Format,
+    delimiter: u8,
+    out: &mut Columns,
+) -> Result<(), Error> {
+    let df = crate::input::open(ctx, table, file, format, delimiter, None)
+        .await
+        .map_err(crate::policy::PolicyError::from)?;
+    let have: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    for c in &out.names {
+        if !have.contains(c) {
+            let s = crate::policy::suggest::did_you_mean(c, have.iter().map(String::as_str));
+            return Err(Error::Usage(format!(
+                "{}: no column '{c}'{}; the file has: {}",
+                file.display(),
+                crate::policy::suggest::hint(&s),
+                have.join(", ")
+            )));
+        }
+    }
+    let cols: Vec<&str> = out.names.iter().map(String::as_str).collect();
+    let fail = |e: datafusion::error::DataFusionError| {
+        Error::Failed(format!(
+            "cannot read {}: {}",
+            file.display(),
+            df_message(&e)
+        ))
+    };
+    let mut stream = df
+        .select_columns(&cols)
+        .map_err(fail)?
+        .execute_stream()
+        .await
+        .map_err(fail)?;
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(fail)?;
+        out.push(b.columns())
+            .map_err(|e| Error::Usage(format!("{} (table {table}): {e}", file.display())))?;
+    }
+    Ok(())
+}
+
+/// Reads `columns` of Parquet files in file and row order (the run's own staged files,
+/// which enforcement rewrites row by row).
+pub fn read_parquet_ordered(
+    files: &[std::path::PathBuf],
+    columns: &[String],
+) -> Result<Columns, Error> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = Columns::new(columns.to_vec());
+    for p in files {
+        let fail =
+            |e: &dyn std::fmt::Display| Error::Failed(format!("cannot read {}: {e}", p.display()));
+        let file = std::fs::File::open(p).map_err(|e| fail(&e))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
+        // Columns in the order asked for, whatever the file's order.
+        let schema = b.schema().clone();
+        let mut idx = Vec::new();
+        for c in columns {
+            idx.push(
+                schema
+                    .index_of(c)
+                    .map_err(|_| fail(&format!("no column '{c}'")))?,
+            );
+        }
+        let mask = ProjectionMask::roots(b.parquet_schema(), idx.iter().copied());
+        let reader = b.with_projection(mask).build().map_err(|e| fail(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| fail(&e))?;
+            let arrays: Vec<ArrayRef> = columns
+                .iter()
+                .map(|c| batch.column_by_name(c).expect("projected").clone())
+                .collect();
+            out.push(&arrays).map_err(|e| fail(&e))?;
+        }
+    }
+    Ok(out)
+}

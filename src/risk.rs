@@ -1,0 +1,318 @@
+//! `anonymizer risk`: re-identification risk of one file's quasi-identifiers, measured the
+//! way ARX measures it, and the optimal generalization when asked (`--optimize`).
+//!
+//! It exists so a privacy officer can measure any table (an export before the run, a
+//! record-level output after it, a benchmark data set such as Adult) with the same code
+//! the run uses to enforce k-anonymity, and compare the figures with ARX's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::kanon::builtin::{Builtin, TOP};
+use crate::kanon::read::{Columns, read_files};
+use crate::kanon::{Dataset, DatasetBuilder, Hierarchy, Measures};
+use crate::policy::Format;
+
+/// What `anonymizer risk` was asked, validated.
+#[derive(Debug, Clone)]
+pub struct RiskOptions {
+    pub input: PathBuf,
+    /// CSV delimiter (Parquet ignores it).
+    pub delimiter: u8,
+    pub qi: Vec<String>,
+    /// Quasi-identifier -> ARX-format hierarchy file (`;`-separated).
+    pub hierarchies: BTreeMap<String, PathBuf>,
+    /// One level per quasi-identifier; `None`: all 0.
+    pub levels: Option<Vec<usize>>,
+    pub k: u64,
+    pub max_suppression: f64,
+    pub optimize: bool,
+}
+
+/// The figures `risk` prints (JSON keys are a contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct RiskReport {
+    pub input: PathBuf,
+    pub records: u64,
+    pub quasi_identifiers: Vec<String>,
+    pub levels: Vec<usize>,
+    pub k: u64,
+    pub classes: u64,
+    pub smallest_class: u64,
+    pub records_below_k: u64,
+    pub sample_uniques: u64,
+    pub aecs: f64,
+    pub discernibility_monotonic: f64,
+    pub discernibility: f64,
+    pub prosecutor_risk_max: f64,
+    pub prosecutor_risk_avg: f64,
+    /// ARX's precomputed non-uniform entropy of the levels (information loss).
+    pub info_loss: f64,
+    /// `--optimize`: the search's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimum: Option<OptimumReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimumReport {
+    pub max_suppression: f64,
+    pub records_suppressed: u64,
+    pub lattice_size: u128,
+    pub nodes_checked: usize,
+}
+
+impl RiskReport {
+    fn new(
+        o: &RiskOptions,
+        levels: Vec<usize>,
+        m: &Measures,
+        info_loss: f64,
+        optimum: Option<OptimumReport>,
+    ) -> RiskReport {
+        RiskReport {
+            input: o.input.clone(),
+            records: m.records,
+            quasi_identifiers: o.qi.clone(),
+            levels,
+            k: o.k,
+            classes: m.classes,
+            smallest_class: m.smallest_class,
+            records_below_k: m.records_below_k,
+            sample_uniques: m.sample_uniques,
+            aecs: m.aecs,
+            discernibility_monotonic: m.discernibility_monotonic,
+            discernibility: m.discernibility,
+            prosecutor_risk_max: m.prosecutor_risk_max,
+            prosecutor_risk_avg: m.prosecutor_risk_avg,
+            info_loss,
+            optimum,
+        }
+    }
+
+    /// Aligned `name  value` lines.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(String, String)> = vec![
+            ("input".into(), self.input.display().to_string()),
+            ("records".into(), self.records.to_string()),
+            ("quasi_identifiers".into(), self.quasi_identifiers.join(",")),
+            (
+                "levels".into(),
+                self.levels
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("k".into(), self.k.to_string()),
+            ("classes".into(), self.classes.to_string()),
+            ("smallest_class".into(), self.smallest_class.to_string()),
+            ("records_below_k".into(), self.records_below_k.to_string()),
+            ("sample_uniques".into(), self.sample_uniques.to_string()),
+            ("aecs".into(), format!("{}", self.aecs)),
+            (
+                "discernibility_monotonic".into(),
+                format!("{}", self.discernibility_monotonic),
+            ),
+            ("discernibility".into(), format!("{}", self.discernibility)),
+            (
+                "prosecutor_risk_max".into(),
+                format!("{}", self.prosecutor_risk_max),
+            ),
+            (
+                "prosecutor_risk_avg".into(),
+                format!("{}", self.prosecutor_risk_avg),
+            ),
+            ("info_loss".into(), format!("{}", self.info_loss)),
+        ];
+        if let Some(o) = &self.optimum {
+            rows.push(("max_suppression".into(), o.max_suppression.to_string()));
+            rows.push((
+                "records_suppressed".into(),
+                o.records_suppressed.to_string(),
+            ));
+            rows.push(("lattice_size".into(), o.lattice_size.to_string()));
+            rows.push(("nodes_checked".into(), o.nodes_checked.to_string()));
+        }
+        let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:<w$}  {v}\n"))
+            .collect()
+    }
+}
+
+/// Reads an ARX-format hierarchy file (`;`-separated).
+pub fn read_hierarchy(column: &str, path: &std::path::Path) -> Result<Hierarchy, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the hierarchy of {column} from {}: {e}",
+            path.display()
+        ))
+    })?;
+    Hierarchy::parse(&text, ';').map_err(|e| {
+        Error::Usage(format!(
+            "the hierarchy of {column} in {} is not in ARX's format (one row per value, one ';'-separated column per level, the last level '*'): {e}",
+            path.display()
+        ))
+    })
+}
+
+/// A hierarchy over the column's distinct values: the given one (a row for `*`, the text
+/// of a null, added when missing) or the built-in one.
+pub fn hierarchy_for(
+    cols: &Columns,
+    c: usize,
+    given: Option<Hierarchy>,
+    builtin: &Builtin,
+) -> Result<Hierarchy, Error> {
+    match given {
+        Some(h) => {
+            if cols.dicts[c].iter().any(|v| v == TOP) && h.code0(TOP).is_none() {
+                let mut rows: Vec<Vec<String>> = (0..h.level_size(0) as u32)
+                    .map(|c0| {
+                        (0..h.height())
+                            .map(|l| {
+                                h.code_at(l, c0)
+                                    .and_then(|c| h.value_at(l, c))
+                                    .unwrap_or(TOP)
+                                    .to_string()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                rows.push(vec![TOP.to_string(); h.height()]);
+                return Hierarchy::from_rows(rows)
+                    .map_err(|e| Error::Usage(format!("column {}: {e}", cols.names[c])));
+            }
+            Ok(h)
+        }
+        None => {
+            let rows =
+                crate::kanon::builtin::rows(builtin, cols.dicts[c].iter().map(String::as_str));
+            Hierarchy::from_rows(rows).map_err(|e| {
+                Error::Failed(format!(
+                    "column {}: the built-in hierarchy is inconsistent: {e}",
+                    cols.names[c]
+                ))
+            })
+        }
+    }
+}
+
+/// A dataset of the columns under the hierarchies (one per column).
+pub fn dataset(cols: &Columns, hierarchies: Vec<Hierarchy>, what: &str) -> Result<Dataset, Error> {
+    let mut b = DatasetBuilder::new(
+        cols.names.clone(),
+        hierarchies.into_iter().map(Some).collect(),
+    )
+    .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+    b.reserve(cols.rows());
+    let mut row: Vec<&str> = Vec::with_capacity(cols.names.len());
+    for r in 0..cols.rows() {
+        row.clear();
+        row.extend((0..cols.names.len()).map(|c| cols.value(c, r)));
+        b.push_row(&row)
+            .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+    }
+    b.finish().map_err(|e| Error::Usage(format!("{what}: {e}")))
+}
+
+/// `anonymizer risk`.
+pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
+    if o.qi.is_empty() {
+        return Err(Error::Usage("--qi needs at least one column".into()));
+    }
+    for c in o.hierarchies.keys() {
+        if !o.qi.contains(c) {
+            return Err(Error::Usage(format!(
+                "--hierarchy {c}=...: {c} is not among --qi ({})",
+                o.qi.join(",")
+            )));
+        }
+    }
+    if !(0.0..=1.0).contains(&o.max_suppression) {
+        return Err(Error::Usage(
+            "--max-suppression is a fraction of the records between 0 and 1 (0.04 = 4 %)".into(),
+        ));
+    }
+    if o.k == 0 {
+        return Err(Error::Usage("--k must be at least 1".into()));
+    }
+    let format = Format::from_path(&o.input).unwrap_or(Format::Parquet);
+    if !o.input.is_file() {
+        return Err(Error::Usage(format!(
+            "--input {}: no such file",
+            o.input.display()
+        )));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
+    let ctx = crate::run::session();
+    let cols = rt.block_on(read_files(
+        &ctx,
+        "input",
+        std::slice::from_ref(&o.input),
+        format,
+        o.delimiter,
+        &o.qi,
+    ))?;
+    let mut hs = Vec::new();
+    for (c, name) in o.qi.iter().enumerate() {
+        let given = match o.hierarchies.get(name) {
+            Some(p) => Some(read_hierarchy(name, p)?),
+            None => None,
+        };
+        hs.push(hierarchy_for(&cols, c, given, &Builtin::Flat)?);
+    }
+    let what = o.input.display().to_string();
+    let data = dataset(&cols, hs, &what)?;
+    drop(cols);
+    let heights = data.heights();
+    if o.optimize {
+        let Some(opt) = crate::kanon::optimize(&data, o.k, o.max_suppression)
+            .map_err(|e| Error::Usage(format!("{what}: {e}")))?
+        else {
+            return Err(Error::PrivacyCheckFailed(format!(
+                "{what}: no generalization makes the quasi-identifiers {}-anonymous with at most {} of the records suppressed; allow more suppression or give coarser hierarchies",
+                o.k, o.max_suppression
+            )));
+        };
+        return Ok(RiskReport::new(
+            o,
+            opt.levels.clone(),
+            &opt.measures,
+            opt.info_loss,
+            Some(OptimumReport {
+                max_suppression: o.max_suppression,
+                records_suppressed: opt.suppressed,
+                lattice_size: opt.lattice_size,
+                nodes_checked: opt.nodes_checked,
+            }),
+        ));
+    }
+    let levels = o.levels.clone().unwrap_or_else(|| vec![0; o.qi.len()]);
+    if levels.len() != o.qi.len() {
+        return Err(Error::Usage(format!(
+            "--levels has {} level(s) for {} quasi-identifier(s); give one per --qi column, in order",
+            levels.len(),
+            o.qi.len()
+        )));
+    }
+    for ((l, h), name) in levels.iter().zip(&heights).zip(&o.qi) {
+        if l >= h {
+            return Err(Error::Usage(format!(
+                "--levels: {name} has levels 0..{} (its hierarchy has {h}), not {l}",
+                h - 1
+            )));
+        }
+    }
+    let m = crate::kanon::measures(&data, &levels, o.k)
+        .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+    let loss = crate::kanon::entropy_loss(&data, &levels)
+        .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+    Ok(RiskReport::new(o, levels, &m, loss, None))
+}

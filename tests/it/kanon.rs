@@ -1,0 +1,383 @@
+//! k-anonymity: ARX's own figures on the Adult data (30 measures, 4 optima) through the
+//! `risk` code path (CSV read by DataFusion, hierarchy files), the CLI's JSON contract and
+//! errors, and enforcement in `run`: published tables k-anonymous, suppression within the
+//! limit, the gate refusing a table that is not, an impossible k refused.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anonymizer::kanon::arx_adult;
+use anonymizer::risk::{RiskOptions, risk};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::common::*;
+
+/// ARX's Adult folder: `$ARX_ADULT_DIR`, else `../shared/data/arx_adult` beside the
+/// project, else `/work/shared/data/arx_adult`.
+fn adult_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ARX_ADULT_DIR") {
+        return d.into();
+    }
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/arx_adult");
+    if beside.join("adult.csv").is_file() {
+        return beside;
+    }
+    let fixed = PathBuf::from("/work/shared/data/arx_adult");
+    assert!(
+        fixed.join("adult.csv").is_file(),
+        "ARX's Adult data not found: set ARX_ADULT_DIR"
+    );
+    fixed
+}
+
+/// Fields of one CSV line (double quotes, no escaped quotes: enough for ARX's files).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+/// Rows of an expectations file as header -> value maps.
+fn expectations(name: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(adult_dir().join(name)).unwrap();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = csv_fields(lines.next().unwrap());
+    lines
+        .map(|l| header.iter().cloned().zip(csv_fields(l)).collect())
+        .collect()
+}
+
+fn levels_of(s: &str) -> Vec<usize> {
+    s.trim_matches(['[', ']'])
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect()
+}
+
+fn adult_options(qi: &[String]) -> RiskOptions {
+    let dir = adult_dir();
+    RiskOptions {
+        input: dir.join("adult.csv"),
+        delimiter: b';',
+        qi: qi.to_vec(),
+        hierarchies: qi
+            .iter()
+            .map(|c| (c.clone(), arx_adult::hierarchy_path(&dir, c)))
+            .collect(),
+        levels: None,
+        k: 2,
+        max_suppression: 0.0,
+        optimize: false,
+    }
+}
+
+#[test]
+fn arx_utility_figures_all_30() {
+    let rows = expectations("arx_expected_utility.csv");
+    assert_eq!(rows.len(), 30);
+    for r in rows {
+        let qi: Vec<String> = r["quasi_identifiers"]
+            .split('|')
+            .map(String::from)
+            .collect();
+        let mut o = adult_options(&qi);
+        o.levels = Some(levels_of(&r["levels"]));
+        o.k = r["k"].parse().unwrap();
+        let got = risk(&o).unwrap();
+        assert_eq!(got.records, 30_162);
+        let want: f64 = r["arx_expected"].parse().unwrap();
+        let (name, value) = match r["metric"].as_str() {
+            "AECS" => ("aecs", got.aecs),
+            "DM_monotonic" => ("discernibility_monotonic", got.discernibility_monotonic),
+            "DM_nonmonotonic" => ("discernibility", got.discernibility),
+            m => panic!("unknown metric {m}"),
+        };
+        assert!(
+            (value - want).abs() <= want.abs() * 1e-12,
+            "{name} at {}: {value} != ARX's {want}",
+            r["levels"]
+        );
+    }
+}
+
+#[test]
+fn arx_optima_all_4() {
+    let rows = expectations("arx_expected_kanonymity_optimum.csv");
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        let qi: Vec<String> = r["quasi_identifiers"]
+            .split('|')
+            .map(String::from)
+            .collect();
+        let mut o = adult_options(&qi);
+        o.k = r["k"].parse().unwrap();
+        o.max_suppression = r["suppression_limit"].parse().unwrap();
+        o.optimize = true;
+        let got = risk(&o).unwrap();
+        let setting = format!("k = {}, suppression {}", o.k, o.max_suppression);
+        assert_eq!(got.levels, levels_of(&r["arx_optimal_levels"]), "{setting}");
+        let want: f64 = r["arx_optimal_info_loss"].parse().unwrap();
+        assert!(
+            (got.info_loss - want).abs() <= want * 1e-9,
+            "{setting}: {} != {want}",
+            got.info_loss
+        );
+        let opt = got.optimum.unwrap();
+        assert!(
+            opt.records_suppressed as f64 <= o.max_suppression * 30_162.0,
+            "{setting}"
+        );
+        assert!(
+            (opt.nodes_checked as u128) < opt.lattice_size,
+            "{setting}: the search enumerated the whole lattice"
+        );
+    }
+}
+
+fn adult_cli(extra: &[&str]) -> std::process::Output {
+    let dir = adult_dir();
+    let input = dir.join("adult.csv");
+    let mut args: Vec<String> = vec![
+        "risk".into(),
+        "--input".into(),
+        input.display().to_string(),
+        "--delimiter".into(),
+        ";".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(&args, None)
+}
+
+#[test]
+fn risk_cli_prints_the_contracted_json_keys() {
+    let dir = adult_dir();
+    let age = format!("age={}", dir.join("adult_hierarchy_age.csv").display());
+    let o = adult_cli(&[
+        "--qi",
+        "age,sex",
+        "--hierarchy",
+        &age,
+        "--levels",
+        "1,0",
+        "--k",
+        "5",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "classes",
+        "smallest_class",
+        "records_below_k",
+        "sample_uniques",
+        "aecs",
+        "discernibility_monotonic",
+        "discernibility",
+        "prosecutor_risk_max",
+        "prosecutor_risk_avg",
+    ] {
+        assert!(v[key].is_number(), "{key}: {v}");
+    }
+    // Ages in 5-year bands (level 1) times two sexes: a handful of classes.
+    assert_eq!(v["records"], 30_162);
+    let classes = v["classes"].as_u64().unwrap();
+    assert!((20..=40).contains(&classes), "{classes}");
+    assert_eq!(
+        v["prosecutor_risk_max"].as_f64().unwrap(),
+        1.0 / v["smallest_class"].as_f64().unwrap()
+    );
+    // The table format has the same figures.
+    let o = adult_cli(&["--qi", "age,sex", "--hierarchy", &age, "--levels", "1,0"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("classes") && l.ends_with(&format!(" {classes}"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn risk_cli_explains_bad_input() {
+    let dir = adult_dir();
+    let err = |o: std::process::Output| {
+        assert_eq!(o.status.code(), Some(2));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = err(adult_cli(&["--qi", "agge"]));
+    assert!(e.contains("no column 'agge' (did you mean 'age'?)"), "{e}");
+    // A hierarchy that misses a value of the data: the column and row are named.
+    let short = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(short.path(), "Male;*\n").unwrap();
+    let sex = format!("sex={}", short.path().display());
+    let e = err(adult_cli(&["--qi", "sex", "--hierarchy", &sex]));
+    assert!(e.contains("sex") && e.contains("row"), "{e}");
+    let age = format!("age={}", dir.join("adult_hierarchy_age.csv").display());
+    let e = err(adult_cli(&[
+        "--qi",
+        "age",
+        "--hierarchy",
+        &age,
+        "--levels",
+        "9",
+    ]));
+    assert!(e.contains("age has levels 0..4"), "{e}");
+    let e = err(adult_cli(&["--qi", "age,sex", "--levels", "0"]));
+    assert!(e.contains("one per --qi column"), "{e}");
+    let ragged = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ragged.path(), "Male;*\nFemale\n").unwrap();
+    let sex = format!("sex={}", ragged.path().display());
+    let e = err(adult_cli(&["--qi", "sex", "--hierarchy", &sex]));
+    assert!(e.contains("ARX's format") && e.contains("line 2"), "{e}");
+}
+
+/// Classes of the published quasi-identifiers (all-null rows, suppressed, left out).
+fn published_classes(run: &std::path::Path, qi: &[&str]) -> (Vec<u64>, u64) {
+    let batches = read_table(&run.join("customers"));
+    let cols: Vec<Vec<Option<String>>> = qi.iter().map(|q| column_strings(&batches, q)).collect();
+    let mut classes: std::collections::HashMap<Vec<Option<String>>, u64> = Default::default();
+    let mut suppressed = 0;
+    for r in 0..cols[0].len() {
+        let key: Vec<Option<String>> = cols.iter().map(|c| c[r].clone()).collect();
+        if key.iter().all(Option::is_none) {
+            suppressed += 1;
+        } else {
+            *classes.entry(key).or_default() += 1;
+        }
+    }
+    (classes.into_values().collect(), suppressed)
+}
+
+const QI: [&str; 4] = ["country", "birth_date", "registered_at", "postal_code"];
+
+#[test]
+fn published_record_tables_are_k_anonymous_within_the_suppression_limit() {
+    let (dir, _) = published_fixture();
+    let run = anonymizer::publish::current_run(&dir.path().join("out")).unwrap();
+    let (classes, suppressed) = published_classes(&run, &QI);
+    assert!(!classes.is_empty());
+    assert!(classes.iter().all(|n| *n >= 10), "{classes:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("_manifest.json")).unwrap()).unwrap();
+    let ka = &manifest["tables"]["customers"]["k_anonymity"];
+    assert_eq!(ka["k"], 10);
+    assert_eq!(ka["records"], CUSTOMERS);
+    assert_eq!(ka["records_suppressed"], suppressed);
+    assert!(suppressed as f64 <= 0.05 * CUSTOMERS as f64, "{suppressed}");
+    assert_eq!(ka["classes"], classes.len());
+    assert_eq!(ka["level_names"].as_array().unwrap().len(), QI.len());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("risk_report.json")).unwrap()).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "k_anonymity")
+        .unwrap();
+    assert_eq!(check["passed"], true);
+    assert_eq!(check["figures"]["customers.records_suppressed"], suppressed);
+    assert_eq!(
+        check["figures"]["customers.smallest_class"],
+        *classes.iter().min().unwrap()
+    );
+    assert!(
+        report["risks"]["singling_out"]
+            .as_str()
+            .unwrap()
+            .contains("table customers: smallest group"),
+        "{report}"
+    );
+    // Transactions declare no quasi-identifiers: untouched.
+    assert!(manifest["tables"]["transactions"]["k_anonymity"].is_null());
+}
+
+#[test]
+fn the_gate_refuses_a_record_table_that_is_not_k_anonymous() {
+    let (dir, cfg) = published_fixture();
+    let copy = dir.path().join("copy");
+    copy_dir(
+        &anonymizer::publish::current_run(&dir.path().join("out")).unwrap(),
+        &copy,
+    );
+    // Give one customer a country of their own.
+    let files = parquet_files(&copy.join("customers"));
+    let (_, path) = files.iter().next().unwrap();
+    let b = read_parquet(path);
+    let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+    let i = b.schema().index_of("country").unwrap();
+    let mut countries = strings_of(b.column(i));
+    countries[0] = Some("Atlantis".into());
+    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+    cols[i] = Arc::new(StringArray::from(countries));
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[i] = Field::new("country", DataType::Utf8, true);
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    write_parquet(path, &b);
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("table customers: 1 record(s) in 1 combination(s) of quasi-identifiers (country, birth_date, registered_at, postal_code) shared by fewer than k = 10 records"),
+        "{err}"
+    );
+    assert!(!err.contains("Atlantis"), "{err}");
+}
+
+fn run_changed(from: &str, to: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(&policy, text.replacen(from, to, 1)).unwrap();
+    let o = cli(
+        &["run", "--config", policy.to_str().unwrap()],
+        Some(KEY_HEX),
+    );
+    (dir, o)
+}
+
+#[test]
+fn an_impossible_k_is_refused_and_nothing_published() {
+    let (dir, o) = run_changed(
+        "k = 10\nmax_suppression = 0.05",
+        "k = 1000\nmax_suppression = 0.0",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("table customers: no generalization of its quasi-identifiers"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was published"), "{err}");
+    assert!(!dir.path().join("out/current").exists());
+}
+
+#[test]
+fn quasi_identifiers_need_a_k_anonymity_section() {
+    let (dir, o) = run_changed("[k_anonymity]\nk = 10\nmax_suppression = 0.05", "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no [k_anonymity] section"), "{err}");
+    assert!(!dir.path().join("out/current").exists());
+    let (_, o) = run_changed("max_suppression = 0.05", "max_suppression = 5");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("'max_suppression' must be a fraction"),
+        "{err}"
+    );
+}

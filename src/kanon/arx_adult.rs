@@ -22,11 +22,17 @@ pub const COLUMNS: [&str; 9] = [
     "salary-class",
 ];
 
-/// The data folder: `$ARX_ADULT_DIR`, else `/work/shared/data/arx_adult`.
+/// The data folder: `$ARX_ADULT_DIR`, else `../shared/data/arx_adult` beside the
+/// project, else `/work/shared/data/arx_adult`.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("ARX_ADULT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/arx_adult"))
+    if let Some(d) = std::env::var_os("ARX_ADULT_DIR") {
+        return PathBuf::from(d);
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/arx_adult");
+    if beside.join("adult.csv").is_file() {
+        return beside;
+    }
+    PathBuf::from("/work/shared/data/arx_adult")
 }
 
 fn read(path: &Path) -> Result<String, KanonError> {
@@ -111,4 +117,53 @@ pub fn load_adult_columns(
         b.push_row(&row)?;
     }
     Ok((b.finish()?, names))
+}
+
+/// Minimal CSV reader for the expectation files: ',' separated, '"' quoting with "" escapes.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut chars = line.chars().peekable();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        out.push(fields);
+    }
+    out
+}
+
+/// A level vector as ARX's tests print it: `[1, 0, 2]`.
+pub fn parse_levels(s: &str) -> Vec<usize> {
+    s.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect()
+}
+
+/// The rows of an expectation file of `dir` as column name -> value.
+pub fn expectations(dir: &Path, file: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    let mut rows = parse_csv(&text);
+    if rows.is_empty() {
+        return vec![];
+    }
+    let header = rows.remove(0);
+    rows.into_iter()
+        .map(|r| header.iter().cloned().zip(r).collect())
+        .collect()
 }

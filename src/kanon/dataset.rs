@@ -100,14 +100,14 @@ impl DatasetBuilder {
         }
         // Validate first so that a failing row leaves no partial state.
         for (c, v) in row.iter().enumerate() {
-            if let Some(h) = &self.hierarchies[c] {
-                if h.code0(v.as_ref()).is_none() {
-                    return Err(KanonError::UnknownValue {
-                        column: self.names[c].clone(),
-                        row: rowno,
-                        value: v.as_ref().to_owned(),
-                    });
-                }
+            if let Some(h) = &self.hierarchies[c]
+                && h.code0(v.as_ref()).is_none()
+            {
+                return Err(KanonError::UnknownValue {
+                    column: self.names[c].clone(),
+                    row: rowno,
+                    value: v.as_ref().to_owned(),
+                });
             }
         }
         for (c, v) in row.iter().enumerate() {
@@ -206,6 +206,7 @@ impl DatasetBuilder {
                 true,
             ),
         };
+        super::grouping::release_pools();
         let Groups {
             reps,
             weights,
@@ -693,6 +694,7 @@ impl Dataset {
     ) -> Result<Generalization<'_>, KanonError> {
         self.check_levels(levels)?;
         let g = self.group_tuples(levels, true);
+        super::grouping::release_pools();
         Ok(Generalization {
             data: self,
             levels: levels.to_vec(),

@@ -2,6 +2,8 @@
 
 use std::hash::{BuildHasher, Hash};
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::hash::{FastBuild, FastMap};
@@ -103,14 +105,22 @@ where
 }
 
 /// A fixed-width packed key for the open-addressing group-by.
-pub(crate) trait PackedKey: Copy + Eq + Send + Sync + Default {
+pub(crate) trait PackedKey: Copy + Eq + Send + Sync + Default + 'static {
     fn hash64(self) -> u64;
+    /// Pool of table buffers for this key type (see [`release_pools`]).
+    fn pool() -> &'static Mutex<Vec<Vec<Slot<Self>>>>;
 }
+
+static POOL_U64: Mutex<Vec<Vec<Slot<u64>>>> = Mutex::new(Vec::new());
+static POOL_U128: Mutex<Vec<Vec<Slot<u128>>>> = Mutex::new(Vec::new());
 
 impl PackedKey for u64 {
     #[inline]
     fn hash64(self) -> u64 {
         super::hash::fmix64(self)
+    }
+    fn pool() -> &'static Mutex<Vec<Vec<Slot<Self>>>> {
+        &POOL_U64
     }
 }
 
@@ -119,20 +129,36 @@ impl PackedKey for u128 {
     fn hash64(self) -> u64 {
         super::hash::fmix64(self as u64 ^ super::hash::fmix64((self >> 64) as u64))
     }
+    fn pool() -> &'static Mutex<Vec<Vec<Slot<Self>>>> {
+        &POOL_U128
+    }
 }
+
+/// Frees the table buffers kept for reuse between group-bys. Large tables are
+/// recycled because fresh allocations of hundreds of MB cost more in page
+/// faults than the grouping itself; call this after a batch of group-bys.
+pub(crate) fn release_pools() {
+    POOL_U64.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    POOL_U128.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Tables smaller than this many slots are not pooled.
+const POOL_MIN_SLOTS: usize = 1 << 16;
+/// At most this many buffers are kept per key type.
+const POOL_MAX: usize = 4;
 
 /// One slot of the open-addressing table: key, representative item and
 /// summed weight (weight 0 = empty; every item weighs at least 1 and totals
 /// fit in `u32` because datasets are limited to `u32::MAX` rows).
 #[derive(Clone, Copy, Default)]
-struct Slot<K> {
+pub(crate) struct Slot<K> {
     key: K,
     rep: u32,
     count: u32,
 }
 
 /// Linear-probing table, one cache line access per lookup in the common case.
-struct Table<K> {
+struct Table<K: PackedKey> {
     slots: Vec<Slot<K>>,
     mask: usize,
     len: usize,
@@ -142,9 +168,40 @@ impl<K: PackedKey> Table<K> {
     fn with_capacity(n: usize) -> Self {
         let cap = (n.max(8) * 2).next_power_of_two();
         Table {
-            slots: vec![Slot::default(); cap],
+            slots: Self::buffer(cap),
             mask: cap - 1,
             len: 0,
+        }
+    }
+
+    /// A zeroed buffer of `cap` slots, recycled from the pool if possible.
+    fn buffer(cap: usize) -> Vec<Slot<K>> {
+        if cap >= POOL_MIN_SLOTS {
+            let mut pool = K::pool().lock().unwrap_or_else(|e| e.into_inner());
+            // Prefer the smallest buffer that is large enough.
+            if let Some(i) = (0..pool.len())
+                .filter(|&i| pool[i].capacity() >= cap)
+                .min_by_key(|&i| pool[i].capacity())
+            {
+                let mut v = pool.swap_remove(i);
+                drop(pool);
+                v.clear();
+                v.resize(cap, Slot::default());
+                return v;
+            }
+        }
+        vec![Slot::default(); cap]
+    }
+
+    fn recycle(v: Vec<Slot<K>>) {
+        if v.capacity() >= POOL_MIN_SLOTS {
+            let mut pool = K::pool().lock().unwrap_or_else(|e| e.into_inner());
+            pool.push(v);
+            if pool.len() > POOL_MAX {
+                // Drop the smallest.
+                let i = (0..pool.len()).min_by_key(|&i| pool[i].capacity()).unwrap();
+                pool.swap_remove(i);
+            }
         }
     }
 
@@ -183,17 +240,24 @@ impl<K: PackedKey> Table<K> {
 
     fn grow(&mut self) {
         let cap = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); cap]);
+        let old = std::mem::replace(&mut self.slots, Self::buffer(cap));
         self.mask = cap - 1;
-        for s in old {
+        for s in &old {
             if s.count != 0 {
                 let mut p = (s.key.hash64() as usize) & self.mask;
                 while self.slots[p].count != 0 {
                     p = (p + 1) & self.mask;
                 }
-                self.slots[p] = s;
+                self.slots[p] = *s;
             }
         }
+        Self::recycle(old);
+    }
+}
+
+impl<K: PackedKey> Drop for Table<K> {
+    fn drop(&mut self) {
+        Self::recycle(std::mem::take(&mut self.slots));
     }
 }
 
@@ -261,7 +325,7 @@ where
             .collect();
         let mut t = tables.remove(0);
         for o in tables {
-            for sl in o.slots {
+            for &sl in &o.slots {
                 if sl.count != 0 {
                     t.add(sl.key, sl.key.hash64(), sl.rep, sl.count);
                 }
@@ -302,7 +366,8 @@ where
             out
         })
         .collect();
-    let per_shard: Vec<(Vec<u32>, Vec<u64>, Vec<(u32, u32)>, Vec<K>)> = (0..shards)
+    type Shard<K> = (Vec<u32>, Vec<u64>, Vec<(u32, u32)>, Vec<K>);
+    let per_shard: Vec<Shard<K>> = (0..shards)
         .into_par_iter()
         .map(|s| {
             let mut t: Table<K> = Table::with_capacity(estimate / shards + estimate / (4 * shards));

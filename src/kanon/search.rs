@@ -31,6 +31,7 @@ pub struct Optimum {
 pub fn measures(data: &Dataset, levels: &[usize], k: u64) -> Result<Measures, KanonError> {
     data.check_levels(levels)?;
     let g = data.group_tuples(levels, false);
+    super::grouping::release_pools();
     Ok(measures_from_sizes(&g.weights, data.num_rows(), k, false))
 }
 
@@ -97,8 +98,14 @@ pub fn optimize(
         checked: 0,
     };
     let top: Box<[u8]> = heights.iter().map(|&h| h - 1).collect();
+    let result = search(&mut s, &heights, top);
+    super::grouping::release_pools();
+    Ok(result)
+}
+
+fn search(s: &mut Search<'_>, heights: &[u8], top: Box<[u8]>) -> Option<Optimum> {
     if !s.is_anonymous(&top) {
-        return Ok(None);
+        return None;
     }
     let bottom: Box<[u8]> = vec![0u8; heights.len()].into_boxed_slice();
     let mut heap = BinaryHeap::new();
@@ -107,7 +114,7 @@ pub fn optimize(
     heap.push(s.candidate(bottom));
     while let Some(Cand { node, .. }) = heap.pop() {
         if s.probe(&node, &top) {
-            return Ok(Some(s.optimum(&node)));
+            return Some(s.optimum(&node));
         }
         for c in 0..node.len() {
             if node[c] + 1 < heights[c] {
@@ -223,27 +230,8 @@ impl Search<'_> {
         if let Some(a) = self.known(node) {
             return a;
         }
-        let t0 = std::time::Instant::now();
         let list = self.classes(node);
         self.checked += 1;
-        if std::env::var_os("KANON_DEBUG").is_some() {
-            let src = self
-                .cache
-                .iter()
-                .filter(|(n, _)| leq(n, node))
-                .map(|c| c.1.len())
-                .min()
-                .unwrap_or(self.data.num_distinct());
-            eprintln!(
-                "check {:?} src {} classes {} {:.3}s cache {} {}",
-                node,
-                src,
-                list.len(),
-                t0.elapsed().as_secs_f64(),
-                self.cache.len(),
-                self.cache_entries
-            );
-        }
         let below: u64 = list.weights().iter().filter(|&&w| w < self.k).sum();
         let anon = below <= self.limit;
         if anon {

@@ -1,42 +1,9 @@
 //! ARX's own expected figures on the Adult data.
 
-use super::arx_adult::{COLUMNS, default_dir, load_adult, load_adult_columns};
+use super::arx_adult::{
+    COLUMNS, default_dir, load_adult, load_adult_columns, parse_csv, parse_levels,
+};
 use super::*;
-
-/// Minimal CSV reader: ',' separated, '"' quoting with "" escapes.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut fields = Vec::new();
-        let mut cur = String::new();
-        let mut quoted = false;
-        let mut chars = line.chars().peekable();
-        while let Some(ch) = chars.next() {
-            match ch {
-                '"' if quoted && chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                '"' => quoted = !quoted,
-                ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-                c => cur.push(c),
-            }
-        }
-        fields.push(cur);
-        out.push(fields);
-    }
-    out
-}
-
-fn parse_levels(s: &str) -> Vec<usize> {
-    s.trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .map(|x| x.trim().parse().unwrap())
-        .collect()
-}
 
 fn records(file: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(default_dir().join(file)).unwrap();

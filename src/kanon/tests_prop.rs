@@ -29,7 +29,7 @@ fn hierarchy_strategy(col: usize) -> impl Strategy<Value = Hierarchy> {
         let mut parent_ids: Vec<usize> = (0..n0).collect();
         let mut size = n0;
         for l in 1..=extra {
-            let new_size = (size + 1) / 2;
+            let new_size = size.div_ceil(2);
             let map: Vec<usize> = (0..size).map(|_| next(new_size)).collect();
             for (r, p) in rows.iter_mut().zip(parent_ids.iter_mut()) {
                 *p = map[*p];
@@ -257,4 +257,187 @@ fn unknown_value_names_column_and_row() {
     let o = optimize(&d, 2, 1.0).unwrap().unwrap();
     assert_eq!(o.levels, vec![0, 0]);
     assert_eq!(o.suppressed, 1);
+}
+
+/// Deterministic generator for the larger tests below.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, m: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % m as u64) as usize
+    }
+}
+
+/// `cols` columns with `n0` values each and 3 levels (value, value/10, *).
+fn wide_case(cols: usize, n0: usize, rows: usize, seed: u64, k: u64, supp: f64) -> Case {
+    let hierarchies: Vec<Hierarchy> = (0..cols)
+        .map(|c| {
+            Hierarchy::from_rows(
+                (0..n0)
+                    .map(|v| vec![format!("{c}:{v}"), format!("{c}:{}x", v / 10), "*".into()])
+                    .collect(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut rng = Lcg(seed);
+    let rows = (0..rows)
+        .map(|_| {
+            (0..cols)
+                .map(|c| {
+                    // skewed: squares favour small values
+                    let v = rng.next(n0) * rng.next(n0) / n0;
+                    format!("{c}:{v}")
+                })
+                .collect()
+        })
+        .collect();
+    Case {
+        hierarchies,
+        rows,
+        levels: vec![0; cols],
+        k,
+        supp,
+    }
+}
+
+fn check_measures_naive(case: &Case, data: &Dataset, levels: &[usize]) {
+    let classes = naive_classes(case, levels);
+    let mut sizes: Vec<u64> = classes.values().copied().collect();
+    sizes.sort_unstable();
+    let g = data.generalization(levels, case.k).unwrap();
+    let m = measures(data, levels, case.k).unwrap();
+    assert_eq!(m.classes, sizes.len() as u64, "{levels:?}");
+    assert_eq!(g.num_classes(), sizes.len());
+    let below: u64 = sizes.iter().filter(|&&s| s < case.k).sum();
+    assert_eq!(m.records_below_k, below);
+    assert_eq!(
+        m.discernibility_monotonic,
+        sizes.iter().map(|&s| (s * s) as f64).sum::<f64>()
+    );
+    for (i, r) in case.rows.iter().enumerate().step_by(97) {
+        let key: Vec<String> = (0..r.len()).map(|c| g.value(i, c).to_owned()).collect();
+        assert_eq!(g.class_size(i), classes[&key]);
+    }
+}
+
+/// Exercises the sharded (multi-threaded) group-by paths: >= 200k distinct tuples.
+#[test]
+fn large_dataset_parallel_paths() {
+    let case = wide_case(3, 120, 400_000, 7, 3, 0.02);
+    let data = build(&case);
+    assert!(data.num_distinct() > 200_000, "{}", data.num_distinct());
+    for levels in [
+        [0, 0, 0],
+        [1, 0, 0],
+        [1, 1, 0],
+        [0, 1, 2],
+        [2, 2, 2],
+        [1, 1, 1],
+    ] {
+        check_measures_naive(&case, &data, &levels);
+    }
+    // optimize vs exhaustive search over the 27 nodes
+    let n = case.rows.len() as u64;
+    let limit = (case.supp * n as f64).floor() as u64;
+    let mut best: Option<(f64, usize, Vec<usize>)> = None;
+    for node in all_nodes(&data.heights()) {
+        if measures(&data, &node, case.k).unwrap().records_below_k > limit {
+            continue;
+        }
+        let key = (
+            entropy_loss(&data, &node).unwrap(),
+            node.iter().sum::<usize>(),
+            node.clone(),
+        );
+        if best.as_ref().is_none_or(|b| {
+            key.0
+                .total_cmp(&b.0)
+                .then(key.1.cmp(&b.1))
+                .then(key.2.cmp(&b.2))
+                .is_lt()
+        }) {
+            best = Some(key);
+        }
+    }
+    let o = optimize(&data, case.k, case.supp).unwrap().unwrap();
+    assert_eq!(o.levels, best.unwrap().2);
+    assert!(o.suppressed <= limit);
+}
+
+/// 128-bit keys (9 columns x 9 bits) and wide keys (16 columns x 9 bits).
+#[test]
+fn u128_and_wide_keys() {
+    for (cols, rows) in [(9, 3000), (16, 1500)] {
+        let case = wide_case(cols, 300, rows, cols as u64, 2, 0.1);
+        let data = build(&case);
+        let mut rng = Lcg(99);
+        for _ in 0..6 {
+            let levels: Vec<usize> = (0..cols).map(|_| rng.next(3)).collect();
+            check_measures_naive(&case, &data, &levels);
+        }
+        check_measures_naive(&case, &data, &vec![0; cols]);
+        check_measures_naive(&case, &data, &vec![2; cols]);
+    }
+    // optimize with 128-bit keys: 6 columns of 2^11 values (66 bits), 3^6 nodes.
+    let case = wide_case(6, 2048, 3000, 5, 2, 0.05);
+    let data = build(&case);
+    let limit = (case.supp * 3000.0f64).floor() as u64;
+    let mut best: Option<(f64, usize, Vec<usize>)> = None;
+    for node in all_nodes(&data.heights()) {
+        let key = (
+            entropy_loss(&data, &node).unwrap(),
+            node.iter().sum::<usize>(),
+            node.clone(),
+        );
+        if best.as_ref().is_some_and(|b| {
+            key.0
+                .total_cmp(&b.0)
+                .then(key.1.cmp(&b.1))
+                .then(key.2.cmp(&b.2))
+                .is_ge()
+        }) {
+            continue;
+        }
+        if measures(&data, &node, case.k).unwrap().records_below_k <= limit {
+            best = Some(key);
+        }
+    }
+    let o = optimize(&data, case.k, case.supp).unwrap().unwrap();
+    assert_eq!(o.levels, best.unwrap().2);
+    assert!(o.suppressed <= limit);
+    // optimize with wide keys: 16 columns whose values repeat in 40 profiles.
+    let hierarchies: Vec<Hierarchy> = (0..16)
+        .map(|c| {
+            Hierarchy::from_rows(
+                (0..300)
+                    .map(|v| vec![format!("{c}:{v}"), format!("{c}:{}x", v / 100), "*".into()])
+                    .collect(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut rng = Lcg(3);
+    let rows: Vec<Vec<String>> = (0..400)
+        .map(|_| {
+            let p = rng.next(40);
+            (0..16)
+                .map(|c| format!("{c}:{}", (p * 7 + c * 13) % 300))
+                .collect()
+        })
+        .collect();
+    let case = Case {
+        hierarchies,
+        rows,
+        levels: vec![0; 16],
+        k: 3,
+        supp: 0.0,
+    };
+    let data = build(&case);
+    check_measures_naive(&case, &data, &[0; 16]);
+    let o = optimize(&data, 3, 0.0).unwrap().unwrap();
+    assert_eq!(measures(&data, &o.levels, 3).unwrap().records_below_k, 0);
 }

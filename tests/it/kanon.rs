@@ -13,53 +13,19 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::common::*;
 
-/// ARX's Adult folder: `$ARX_ADULT_DIR`, else `../shared/data/arx_adult` beside the
-/// project, else `/work/shared/data/arx_adult`.
+/// ARX's Adult folder (see `arx_adult::default_dir`).
 fn adult_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("ARX_ADULT_DIR") {
-        return d.into();
-    }
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/arx_adult");
-    if beside.join("adult.csv").is_file() {
-        return beside;
-    }
-    let fixed = PathBuf::from("/work/shared/data/arx_adult");
+    let d = arx_adult::default_dir();
     assert!(
-        fixed.join("adult.csv").is_file(),
-        "ARX's Adult data not found: set ARX_ADULT_DIR"
+        d.join("adult.csv").is_file(),
+        "ARX's Adult data not found in {}: set ARX_ADULT_DIR",
+        d.display()
     );
-    fixed
+    d
 }
 
-/// Fields of one CSV line (double quotes, no escaped quotes: enough for ARX's files).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(String::new()),
-            c => out.last_mut().unwrap().push(c),
-        }
-    }
-    out
-}
-
-/// Rows of an expectations file as header -> value maps.
-fn expectations(name: &str) -> Vec<std::collections::HashMap<String, String>> {
-    let text = std::fs::read_to_string(adult_dir().join(name)).unwrap();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = csv_fields(lines.next().unwrap());
-    lines
-        .map(|l| header.iter().cloned().zip(csv_fields(l)).collect())
-        .collect()
-}
-
-fn levels_of(s: &str) -> Vec<usize> {
-    s.trim_matches(['[', ']'])
-        .split(',')
-        .map(|x| x.trim().parse().unwrap())
-        .collect()
+fn expectations(file: &str) -> Vec<std::collections::HashMap<String, String>> {
+    arx_adult::expectations(&adult_dir(), file)
 }
 
 fn adult_options(qi: &[String]) -> RiskOptions {
@@ -89,7 +55,7 @@ fn arx_utility_figures_all_30() {
             .map(String::from)
             .collect();
         let mut o = adult_options(&qi);
-        o.levels = Some(levels_of(&r["levels"]));
+        o.levels = Some(arx_adult::parse_levels(&r["levels"]));
         o.k = r["k"].parse().unwrap();
         let got = risk(&o).unwrap();
         assert_eq!(got.records, 30_162);
@@ -123,7 +89,11 @@ fn arx_optima_all_4() {
         o.optimize = true;
         let got = risk(&o).unwrap();
         let setting = format!("k = {}, suppression {}", o.k, o.max_suppression);
-        assert_eq!(got.levels, levels_of(&r["arx_optimal_levels"]), "{setting}");
+        assert_eq!(
+            got.levels,
+            arx_adult::parse_levels(&r["arx_optimal_levels"]),
+            "{setting}"
+        );
         let want: f64 = r["arx_optimal_info_loss"].parse().unwrap();
         assert!(
             (got.info_loss - want).abs() <= want * 1e-9,

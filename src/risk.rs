@@ -32,23 +32,18 @@ pub struct RiskOptions {
     pub optimize: bool,
 }
 
-/// The figures `risk` prints (JSON keys are a contract).
+/// The figures `risk` prints (JSON keys are a contract): the measures (see
+/// [`Measures`]: `records`, `classes`, `smallest_class`, `records_below_k`,
+/// `sample_uniques`, `aecs`, `discernibility_monotonic`, `discernibility`,
+/// `prosecutor_risk_max`, `prosecutor_risk_avg`) and what they were measured on.
 #[derive(Debug, Clone, Serialize)]
 pub struct RiskReport {
     pub input: PathBuf,
-    pub records: u64,
     pub quasi_identifiers: Vec<String>,
     pub levels: Vec<usize>,
     pub k: u64,
-    pub classes: u64,
-    pub smallest_class: u64,
-    pub records_below_k: u64,
-    pub sample_uniques: u64,
-    pub aecs: f64,
-    pub discernibility_monotonic: f64,
-    pub discernibility: f64,
-    pub prosecutor_risk_max: f64,
-    pub prosecutor_risk_avg: f64,
+    #[serde(flatten)]
+    pub measures: Measures,
     /// ARX's precomputed non-uniform entropy of the levels (information loss).
     pub info_loss: f64,
     /// `--optimize`: the search's figures.
@@ -65,76 +60,44 @@ pub struct OptimumReport {
 }
 
 impl RiskReport {
-    fn new(
-        o: &RiskOptions,
-        levels: Vec<usize>,
-        m: &Measures,
-        info_loss: f64,
-        optimum: Option<OptimumReport>,
-    ) -> RiskReport {
-        RiskReport {
-            input: o.input.clone(),
-            records: m.records,
-            quasi_identifiers: o.qi.clone(),
-            levels,
-            k: o.k,
-            classes: m.classes,
-            smallest_class: m.smallest_class,
-            records_below_k: m.records_below_k,
-            sample_uniques: m.sample_uniques,
-            aecs: m.aecs,
-            discernibility_monotonic: m.discernibility_monotonic,
-            discernibility: m.discernibility,
-            prosecutor_risk_max: m.prosecutor_risk_max,
-            prosecutor_risk_avg: m.prosecutor_risk_avg,
-            info_loss,
-            optimum,
-        }
-    }
-
-    /// Aligned `name  value` lines.
+    /// Aligned `name  value` lines, in the order of the JSON keys.
     pub fn table(&self) -> String {
-        let mut rows: Vec<(String, String)> = vec![
-            ("input".into(), self.input.display().to_string()),
-            ("records".into(), self.records.to_string()),
-            ("quasi_identifiers".into(), self.quasi_identifiers.join(",")),
-            (
-                "levels".into(),
-                self.levels
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            ("k".into(), self.k.to_string()),
-            ("classes".into(), self.classes.to_string()),
-            ("smallest_class".into(), self.smallest_class.to_string()),
-            ("records_below_k".into(), self.records_below_k.to_string()),
-            ("sample_uniques".into(), self.sample_uniques.to_string()),
-            ("aecs".into(), format!("{}", self.aecs)),
-            (
-                "discernibility_monotonic".into(),
-                format!("{}", self.discernibility_monotonic),
-            ),
-            ("discernibility".into(), format!("{}", self.discernibility)),
-            (
-                "prosecutor_risk_max".into(),
-                format!("{}", self.prosecutor_risk_max),
-            ),
-            (
-                "prosecutor_risk_avg".into(),
-                format!("{}", self.prosecutor_risk_avg),
-            ),
-            ("info_loss".into(), format!("{}", self.info_loss)),
+        const ORDER: [&str; 15] = [
+            "input",
+            "records",
+            "quasi_identifiers",
+            "levels",
+            "k",
+            "classes",
+            "smallest_class",
+            "records_below_k",
+            "sample_uniques",
+            "aecs",
+            "discernibility_monotonic",
+            "discernibility",
+            "prosecutor_risk_max",
+            "prosecutor_risk_avg",
+            "info_loss",
         ];
-        if let Some(o) = &self.optimum {
-            rows.push(("max_suppression".into(), o.max_suppression.to_string()));
-            rows.push((
-                "records_suppressed".into(),
-                o.records_suppressed.to_string(),
-            ));
-            rows.push(("lattice_size".into(), o.lattice_size.to_string()));
-            rows.push(("nodes_checked".into(), o.nodes_checked.to_string()));
+        let v = serde_json::to_value(self).expect("the report serializes");
+        let text = |x: &serde_json::Value| match x {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|e| match e {
+                    serde_json::Value::String(s) => s.clone(),
+                    e => e.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            x => x.to_string(),
+        };
+        let mut rows: Vec<(String, String)> = ORDER
+            .iter()
+            .map(|k| (k.to_string(), text(&v[*k])))
+            .collect();
+        if let Some(serde_json::Value::Object(o)) = v.get("optimum") {
+            rows.extend(o.iter().map(|(k, x)| (k.clone(), text(x))));
         }
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         rows.iter()
@@ -281,18 +244,20 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
                 o.k, o.max_suppression
             )));
         };
-        return Ok(RiskReport::new(
-            o,
-            opt.levels.clone(),
-            &opt.measures,
-            opt.info_loss,
-            Some(OptimumReport {
+        return Ok(RiskReport {
+            input: o.input.clone(),
+            quasi_identifiers: o.qi.clone(),
+            levels: opt.levels.clone(),
+            k: o.k,
+            measures: opt.measures.clone(),
+            info_loss: opt.info_loss,
+            optimum: Some(OptimumReport {
                 max_suppression: o.max_suppression,
                 records_suppressed: opt.suppressed,
                 lattice_size: opt.lattice_size,
                 nodes_checked: opt.nodes_checked,
             }),
-        ));
+        });
     }
     let levels = o.levels.clone().unwrap_or_else(|| vec![0; o.qi.len()]);
     if levels.len() != o.qi.len() {
@@ -314,5 +279,13 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
         .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
     let loss = crate::kanon::entropy_loss(&data, &levels)
         .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
-    Ok(RiskReport::new(o, levels, &m, loss, None))
+    Ok(RiskReport {
+        input: o.input.clone(),
+        quasi_identifiers: o.qi.clone(),
+        levels,
+        k: o.k,
+        measures: m,
+        info_loss: loss,
+        optimum: None,
+    })
 }

@@ -760,36 +760,10 @@ pub async fn verify(
 /// How many values carry a time of day (timestamps, or text shaped like one): on a
 /// quasi-identifier, a time of day singles people out far more than a day does.
 fn time_of_day_values(a: &ArrayRef) -> u64 {
-    use datafusion::arrow::datatypes::TimeUnit;
     match a.data_type() {
-        DataType::Timestamp(tu, _) => {
-            let per_day: i64 = match tu {
-                TimeUnit::Second => 86_400,
-                TimeUnit::Millisecond => 86_400_000,
-                TimeUnit::Microsecond => 86_400_000_000,
-                TimeUnit::Nanosecond => 86_400_000_000_000,
-            };
-            let Ok(ticks) = cast(a, &DataType::Int64) else {
-                return 0;
-            };
-            ticks
-                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .iter()
-                .flatten()
-                .filter(|v| v.rem_euclid(per_day) != 0)
-                .count() as u64
-        }
-        DataType::Date64 => {
-            let Ok(ticks) = cast(a, &DataType::Int64) else {
-                return 0;
-            };
-            ticks
-                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .iter()
-                .flatten()
-                .filter(|v| v.rem_euclid(86_400_000) != 0)
-                .count() as u64
-        }
+        // Their text is `YYYY-MM-DD` at midnight, `YYYY-MM-DDTHH:MM:SS` otherwise.
+        DataType::Date64 | DataType::Timestamp(..) => crate::kanon::read::canonical(a)
+            .map_or(0, |t| t.iter().filter(|v| v.contains('T')).count() as u64),
         t if is_string(t) => text_array(a).map_or(0, |s| {
             s.iter()
                 .flatten()

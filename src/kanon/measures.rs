@@ -26,7 +26,7 @@
 /// `records_below_k` is the number of suppressed records, and `aecs` and
 /// both discernibility figures are unchanged (ARX already treats the records
 /// of classes < k as suppressed in them).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Measures {
     /// Number of records (N).
     pub records: u64,

@@ -196,3 +196,17 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) {
     w.write(batch).unwrap();
     w.close().unwrap();
 }
+
+/// Runs the CLI on a private fixture copy whose policy line `from` is replaced by `to`.
+pub fn run_with_policy_change(from: &str, to: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(&policy, text.replacen(from, to, 1)).unwrap();
+    let o = cli(
+        &["run", "--config", policy.to_str().unwrap()],
+        Some(KEY_HEX),
+    );
+    (dir, o)
+}

@@ -58,12 +58,15 @@ fn arx_utility_figures_all_30() {
         o.levels = Some(arx_adult::parse_levels(&r["levels"]));
         o.k = r["k"].parse().unwrap();
         let got = risk(&o).unwrap();
-        assert_eq!(got.records, 30_162);
+        assert_eq!(got.measures.records, 30_162);
         let want: f64 = r["arx_expected"].parse().unwrap();
         let (name, value) = match r["metric"].as_str() {
-            "AECS" => ("aecs", got.aecs),
-            "DM_monotonic" => ("discernibility_monotonic", got.discernibility_monotonic),
-            "DM_nonmonotonic" => ("discernibility", got.discernibility),
+            "AECS" => ("aecs", got.measures.aecs),
+            "DM_monotonic" => (
+                "discernibility_monotonic",
+                got.measures.discernibility_monotonic,
+            ),
+            "DM_nonmonotonic" => ("discernibility", got.measures.discernibility),
             m => panic!("unknown metric {m}"),
         };
         assert!(
@@ -307,22 +310,9 @@ fn the_gate_refuses_a_record_table_that_is_not_k_anonymous() {
     assert!(!err.contains("Atlantis"), "{err}");
 }
 
-fn run_changed(from: &str, to: &str) -> (tempfile::TempDir, std::process::Output) {
-    let dir = fixture_copy();
-    let policy = dir.path().join("anonymizer.toml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    assert!(text.contains(from), "{from}");
-    std::fs::write(&policy, text.replacen(from, to, 1)).unwrap();
-    let o = cli(
-        &["run", "--config", policy.to_str().unwrap()],
-        Some(KEY_HEX),
-    );
-    (dir, o)
-}
-
 #[test]
 fn an_impossible_k_is_refused_and_nothing_published() {
-    let (dir, o) = run_changed(
+    let (dir, o) = run_with_policy_change(
         "k = 10\nmax_suppression = 0.05",
         "k = 1000\nmax_suppression = 0.0",
     );
@@ -338,12 +328,12 @@ fn an_impossible_k_is_refused_and_nothing_published() {
 
 #[test]
 fn quasi_identifiers_need_a_k_anonymity_section() {
-    let (dir, o) = run_changed("[k_anonymity]\nk = 10\nmax_suppression = 0.05", "");
+    let (dir, o) = run_with_policy_change("[k_anonymity]\nk = 10\nmax_suppression = 0.05", "");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("no [k_anonymity] section"), "{err}");
     assert!(!dir.path().join("out/current").exists());
-    let (_, o) = run_changed("max_suppression = 0.05", "max_suppression = 5");
+    let (_, o) = run_with_policy_change("max_suppression = 0.05", "max_suppression = 5");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(

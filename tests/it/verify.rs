@@ -10,20 +10,6 @@ use proptest::prelude::*;
 
 use crate::common::*;
 
-/// Runs the CLI on a private fixture copy whose policy line `from` is replaced by `to`.
-fn run_with_policy_change(from: &str, to: &str) -> (tempfile::TempDir, std::process::Output) {
-    let dir = fixture_copy();
-    let policy = dir.path().join("anonymizer.toml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    assert!(text.contains(from), "{from}");
-    std::fs::write(&policy, text.replacen(from, to, 1)).unwrap();
-    let o = cli(
-        &["run", "--config", policy.to_str().unwrap()],
-        Some(KEY_HEX),
-    );
-    (dir, o)
-}
-
 fn assert_refused(dir: &Path, o: &std::process::Output, want: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");

@@ -88,6 +88,17 @@ pub enum Command {
     },
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
     Query(QueryArgs),
+    /// Benchmarks only: copy the input columns the policy publishes, unchanged, with the
+    /// run's chunking and Parquet settings (the I/O floor of a run).
+    #[command(hide = true)]
+    BenchCopy {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Measure how identifying a file's quasi-identifiers are (ARX's measures), or find
     /// the generalization with the least information loss that makes them k-anonymous.
     Risk(RiskArgs),

@@ -93,6 +93,14 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             let bytes = anonymizer::query::execute(&args.into_options())?;
             let _ = std::io::stdout().write_all(&bytes);
         }
+        Command::BenchCopy {
+            config,
+            out,
+            threads,
+        } => {
+            let rows = run::bench_copy(&config, &out, threads)?;
+            println!("copied {rows} rows to {}", out.display());
+        }
         Command::Risk(args) => {
             let json = args.json();
             let o = args.into_options().map_err(anonymizer::Error::Usage)?;

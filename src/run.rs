@@ -430,87 +430,22 @@ async fn stage_run(
 
     let udfs = Udfs::new(key);
     udfs.register(ctx);
-    let props = writer_properties();
     let mut jobs = Vec::new();
     for table in &policy.tables {
-        let dir = staging.join(&table.name);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Transform {
-            table: table.name.clone(),
-            file: dir.clone(),
-            message: format!("cannot create the output folder: {e}"),
-        })?;
         let exprs: Vec<Expr> = table
             .columns
             .iter()
             .filter_map(|c| c.rule.expr(&c.name, &udfs, as_of))
             .collect();
-        for (idx, file) in table.files.iter().enumerate() {
-            // One plan per file (one footer read); each chunk job executes one partition.
-            let chunks = chunks_of(file, table.format);
-            let ctx = if chunks > 1 {
-                chunked_session(chunks)
-            } else {
-                ctx.clone()
-            };
-            let effect = erasure.table_effect(table, key);
-            let (plan, task_ctx, schema) =
-                plan_file(&ctx, table, file, &exprs, effect.as_ref()).await?;
-            let partitions = plan.output_partitioning().partition_count();
-            for chunk in 0..partitions {
-                let name = if partitions == 1 {
-                    format!("part-{idx:05}.parquet")
-                } else {
-                    format!("part-{idx:05}-{chunk:03}.parquet")
-                };
-                jobs.push(FileJob {
-                    table: table.name.clone(),
-                    idx: idx * MAX_CHUNKS + chunk,
-                    chunk,
-                    input: file.clone(),
-                    output: dir.join(name),
-                    plan: plan.clone(),
-                    task_ctx: task_ctx.clone(),
-                    schema: schema.clone(),
-                    props: props.clone(),
-                    fail: matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name),
-                });
-            }
-        }
+        let effect = erasure.table_effect(table, key);
+        let fail = matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name);
+        jobs.extend(table_jobs(ctx, table, staging, &exprs, effect.as_ref(), fail).await?);
     }
-    let mut results: Vec<(String, usize, u64, Option<OutputFile>)> = Vec::with_capacity(jobs.len());
-    let mut set = tokio::task::JoinSet::new();
-    let mut pending = jobs.into_iter();
-    let mut first_error: Option<Error> = None;
-    loop {
-        while set.len() < threads && first_error.is_none() {
-            match pending.next() {
-                Some(job) => {
-                    set.spawn(job.run());
-                }
-                None => break,
-            }
-        }
-        match set.join_next().await {
-            None => break,
-            Some(Ok(Ok(r))) => results.push(r),
-            Some(Ok(Err(e))) => {
-                // Stop the other files early: the run is failing anyway.
-                set.abort_all();
-                first_error.get_or_insert(e);
-            }
-            Some(Err(join)) if join.is_cancelled() => {}
-            Some(Err(join)) => {
-                set.abort_all();
-                first_error.get_or_insert(Error::Failed(format!("a worker task failed: {join}")));
-            }
-        }
-    }
+    let results = run_jobs(jobs, threads).await;
     let (hashes, hash_ms) = hashing
         .await
         .map_err(|e| Error::Failed(format!("the input digest task failed: {e}")))?;
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    let mut results = results?;
     stages.insert("transform".into(), ms(t));
     stages.insert("hash_inputs".into(), hash_ms);
     let inputs = hashes.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -680,6 +615,124 @@ pub(crate) fn rewrite_parquet(
         rows,
         bytes: hw.bytes,
         sha256: hex::encode(hw.hasher.finalize()),
+    })
+}
+
+/// The jobs that write one table into `out/<table>/`: one per chunk of each input file.
+async fn table_jobs(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    out: &Path,
+    exprs: &[Expr],
+    effect: Option<&crate::erasure::TableEffect>,
+    fail: bool,
+) -> Result<Vec<FileJob>, Error> {
+    let dir = out.join(&table.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Transform {
+        table: table.name.clone(),
+        file: dir.clone(),
+        message: format!("cannot create the output folder: {e}"),
+    })?;
+    let props = writer_properties();
+    let mut jobs = Vec::new();
+    for (idx, file) in table.files.iter().enumerate() {
+        // One plan per file (one footer read); each chunk job executes one partition.
+        let chunks = chunks_of(file, table.format);
+        let ctx = if chunks > 1 {
+            chunked_session(chunks)
+        } else {
+            ctx.clone()
+        };
+        let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
+        let partitions = plan.output_partitioning().partition_count();
+        for chunk in 0..partitions {
+            let name = if partitions == 1 {
+                format!("part-{idx:05}.parquet")
+            } else {
+                format!("part-{idx:05}-{chunk:03}.parquet")
+            };
+            jobs.push(FileJob {
+                table: table.name.clone(),
+                idx: idx * MAX_CHUNKS + chunk,
+                chunk,
+                input: file.clone(),
+                output: dir.join(name),
+                plan: plan.clone(),
+                task_ctx: task_ctx.clone(),
+                schema: schema.clone(),
+                props: props.clone(),
+                fail,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// Runs `jobs`, `threads` at a time; the first error stops the others.
+async fn run_jobs(
+    jobs: Vec<FileJob>,
+    threads: usize,
+) -> Result<Vec<(String, usize, u64, Option<OutputFile>)>, Error> {
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut set = tokio::task::JoinSet::new();
+    let mut pending = jobs.into_iter();
+    let mut first_error: Option<Error> = None;
+    loop {
+        while set.len() < threads && first_error.is_none() {
+            match pending.next() {
+                Some(job) => {
+                    set.spawn(job.run());
+                }
+                None => break,
+            }
+        }
+        match set.join_next().await {
+            None => break,
+            Some(Ok(Ok(r))) => results.push(r),
+            Some(Ok(Err(e))) => {
+                // Stop the other files early: the run is failing anyway.
+                set.abort_all();
+                first_error.get_or_insert(e);
+            }
+            Some(Err(join)) if join.is_cancelled() => {}
+            Some(Err(join)) => {
+                set.abort_all();
+                first_error.get_or_insert(Error::Failed(format!("a worker task failed: {join}")));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+/// `anonymizer bench-copy`: the I/O floor of a run. Copies the columns the policy
+/// publishes (every column it does not drop) of every input table, unchanged, to
+/// `out/<table>/` with the same chunking, concurrency and Parquet settings as `run`, and
+/// nothing else: no rules, no aggregates, no gate, no publishing. Returns rows copied.
+pub fn bench_copy(config: &Path, out: &Path, threads: Option<usize>) -> Result<u64, Error> {
+    let threads = threads.unwrap_or_else(default_threads).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async {
+        let ctx = session();
+        let policy = Policy::load(config, &ctx).await?;
+        let mut jobs = Vec::new();
+        for table in &policy.tables {
+            let exprs: Vec<Expr> = table
+                .columns
+                .iter()
+                .filter(|c| c.rule != crate::rules::Rule::Drop)
+                .map(|c| datafusion::prelude::ident(&c.name))
+                .collect();
+            jobs.extend(table_jobs(&ctx, table, out, &exprs, None, false).await?);
+        }
+        let results = run_jobs(jobs, threads).await?;
+        Ok(results.iter().map(|r| r.2).sum())
     })
 }
 

@@ -164,20 +164,41 @@ pub fn hierarchy_for(
     }
 }
 
-/// A dataset of the columns under the hierarchies (one per column).
+/// A dataset of the columns under the hierarchies (one per column). Each distinct value
+/// is looked up in its hierarchy once; rows are pushed as codes.
 pub fn dataset(cols: &Columns, hierarchies: Vec<Hierarchy>, what: &str) -> Result<Dataset, Error> {
+    let mut maps: Vec<Vec<u32>> = Vec::with_capacity(cols.names.len());
+    for (c, h) in hierarchies.iter().enumerate() {
+        let mut map = Vec::with_capacity(cols.dicts[c].len());
+        for (i, v) in cols.dicts[c].iter().enumerate() {
+            let Some(code) = h.code0(v) else {
+                let row = cols.codes[c]
+                    .iter()
+                    .position(|x| *x as usize == i)
+                    .unwrap_or(0)
+                    + 1;
+                return Err(Error::Usage(format!(
+                    "{what}: column {:?}, row {row}: the value is not in the column's hierarchy; add a row for it to the hierarchy file",
+                    cols.names[c]
+                )));
+            };
+            map.push(code);
+        }
+        maps.push(map);
+    }
     let mut b = DatasetBuilder::new(
         cols.names.clone(),
         hierarchies.into_iter().map(Some).collect(),
     )
     .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
     b.reserve(cols.rows());
-    let mut row: Vec<&str> = Vec::with_capacity(cols.names.len());
+    let mut row: Vec<u32> = vec![0; cols.names.len()];
     for r in 0..cols.rows() {
-        row.clear();
-        row.extend((0..cols.names.len()).map(|c| cols.value(c, r)));
-        b.push_row(&row)
-            .map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+        for (c, x) in row.iter_mut().enumerate() {
+            *x = maps[c][cols.codes[c][r] as usize];
+        }
+        b.push_codes(&row)
+            .map_err(|e| Error::Failed(format!("{what}: {e}")))?;
     }
     b.finish().map_err(|e| Error::Usage(format!("{what}: {e}")))
 }

@@ -133,6 +133,37 @@ impl DatasetBuilder {
         Ok(())
     }
 
+    /// Appends one row given as level-0 codes of each column's hierarchy
+    /// ([`Hierarchy::code0`]), for callers that encoded the values already (no
+    /// string hashing per cell). Every column must have a hierarchy.
+    pub fn push_codes(&mut self, row: &[u32]) -> Result<(), KanonError> {
+        let d = self.names.len();
+        if row.len() != d {
+            return Err(KanonError::RowArity {
+                row: self.rows + 1,
+                expected: d,
+                found: row.len(),
+            });
+        }
+        for (c, code) in row.iter().enumerate() {
+            match &self.hierarchies[c] {
+                Some(h) if (*code as usize) < h.level_size(0) => {}
+                _ => {
+                    return Err(KanonError::InvalidParameter(format!(
+                        "column {:?}, row {}: not a level-0 code of the column's hierarchy",
+                        self.names[c],
+                        self.rows + 1
+                    )));
+                }
+            }
+        }
+        for (c, code) in row.iter().enumerate() {
+            self.codes[c].push(*code);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
     /// Number of rows pushed so far.
     pub fn rows(&self) -> u64 {
         self.rows

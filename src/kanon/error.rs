@@ -49,13 +49,16 @@ pub enum KanonError {
     #[error("hierarchy has {0} levels, at most 255 are supported")]
     TooManyLevels(usize),
     /// A data value does not occur at level 0 of its column's hierarchy.
-    #[error("column {column:?}, row {row}: value {value:?} is not in the column's hierarchy")]
+    /// The message names the column and row, never the value (errors carry no data).
+    #[error(
+        "column {column:?}, row {row}: the value is not in the column's hierarchy; add a row for it to the hierarchy file"
+    )]
     UnknownValue {
         /// Column name.
         column: String,
         /// 1-based row number.
         row: u64,
-        /// The offending value.
+        /// The offending value (for callers; not in the message).
         value: String,
     },
     /// A data row has the wrong number of values.

@@ -56,25 +56,50 @@ impl Columns {
             if self.types[c] == DataType::Null {
                 self.types[c] = a.data_type().clone();
             }
-            let texts = canonical(a)?;
             let (dict, lookup, codes) =
                 (&mut self.dicts[c], &mut self.lookup[c], &mut self.codes[c]);
-            codes.reserve(texts.len());
-            for t in texts {
-                let code = match lookup.get(t.as_str()) {
-                    Some(x) => *x,
-                    None => {
-                        let x = dict.len() as u32;
-                        dict.push(t.clone());
-                        lookup.insert(t, x);
-                        x
-                    }
-                };
-                codes.push(code);
+            let mut code_of = |v: &str| match lookup.get(v) {
+                Some(x) => *x,
+                None => {
+                    let x = dict.len() as u32;
+                    dict.push(v.to_string());
+                    lookup.insert(v.to_string(), x);
+                    x
+                }
+            };
+            codes.reserve(a.len());
+            if is_time(a.data_type()) {
+                for t in canonical(a)? {
+                    codes.push(code_of(&t));
+                }
+            } else {
+                // Borrowed text: no allocation per value, only per distinct value.
+                let s = text_of(a)?;
+                let s = s.as_string::<i32>();
+                for v in s.iter() {
+                    codes.push(code_of(v.unwrap_or(TOP)));
+                }
             }
         }
         Ok(())
     }
+}
+
+fn is_time(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+    )
+}
+
+/// A non-temporal column as one Utf8 array.
+fn text_of(a: &ArrayRef) -> Result<ArrayRef, String> {
+    cast(a, &DataType::Utf8).map_err(|_| {
+        format!(
+            "a column of type {} cannot be a quasi-identifier (no text form)",
+            a.data_type()
+        )
+    })
 }
 
 fn ticks_per_second(u: &TimeUnit) -> i64 {
@@ -114,9 +139,7 @@ pub fn canonical(a: &ArrayRef) -> Result<Vec<String>, String> {
                 .collect()
         }
         _ => {
-            let s = cast(a, &DataType::Utf8).map_err(|_| {
-                format!("a column of type {t} cannot be a quasi-identifier (no text form)")
-            })?;
+            let s = text_of(a)?;
             let s = s.as_string::<i32>();
             s.iter().map(|v| v.map(str::to_string)).collect()
         }

@@ -82,9 +82,16 @@ def find_binary(arg):
         return b
     log(f"{b} missing: cargo build --release")
     subprocess.run(["cargo", "build", "--release"], cwd=REPO, check=True)
-    if not b.exists():
-        sys.exit(f"no binary at {b} after cargo build --release (CARGO_TARGET_DIR set?)")
-    return b
+    if b.exists():
+        return b
+    # With CARGO_TARGET_DIR (or build.target-dir) the binary lands elsewhere.
+    r = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=REPO,
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        built = Path(json.loads(r.stdout)["target_directory"]) / "release" / "anonymizer"
+        if built.exists():
+            return built
+    sys.exit(f"no binary at {b} after cargo build --release; pass --bin")
 
 
 def has_bench_copy(binary):

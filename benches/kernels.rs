@@ -122,5 +122,30 @@ fn scrub_text(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pseudonymize, generalize, scrub_text);
+/// The privacy gate's per-check fingerprints: SipHash-1-3-128 (what it uses) against keyed
+/// BLAKE3 (what it used), on the same 30-byte values.
+fn fingerprint(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fingerprint");
+    g.throughput(Throughput::Elements(N as u64));
+    let values = emails();
+    let fp = anonymizer::verify::Fingerprinter::new();
+    g.bench_function("siphash13_128_30B", |b| {
+        b.iter(|| {
+            values.iter().fold(0u128, |acc, v| {
+                acc ^ fp.hash_normalized(black_box(v.as_bytes()))
+            })
+        })
+    });
+    let key = [7u8; 32];
+    g.bench_function("blake3_keyed_30B", |b| {
+        b.iter(|| {
+            values.iter().fold(0u8, |acc, v| {
+                acc ^ blake3::keyed_hash(&key, black_box(v.as_bytes())).as_bytes()[0]
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pseudonymize, generalize, scrub_text, fingerprint);
 criterion_main!(benches);

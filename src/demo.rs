@@ -165,10 +165,21 @@ impl DemoSummary {
                 t.rows_written,
                 t.columns.len() - dropped,
             );
+            if let Some(ka) = &t.k_anonymity {
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {}-anonymous over {}: generalized to {}; {} records suppressed",
+                    "",
+                    ka.k,
+                    ka.quasi_identifiers.join(", "),
+                    ka.level_names.join(", "),
+                    ka.records_suppressed
+                );
+            }
         }
         let _ = writeln!(
             s,
-            "  risk_report.json  the privacy gate's checks (residual PII, small cells, ...): passed"
+            "  risk_report.json  the privacy gate's checks (residual PII, small cells, k-anonymity, ...): passed"
         );
         let _ = writeln!(
             s,

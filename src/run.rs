@@ -105,6 +105,23 @@ impl RunSummary {
                 ),
             }
             .expect("writing to a String");
+            if let Some(ka) = &t.k_anonymity {
+                let levels: Vec<String> = ka
+                    .quasi_identifiers
+                    .iter()
+                    .zip(&ka.level_names)
+                    .map(|(q, l)| format!("{q} {l}"))
+                    .collect();
+                writeln!(
+                    s,
+                    "    {}-anonymous: {}; {} records suppressed, smallest group {}",
+                    ka.k,
+                    levels.join(", "),
+                    ka.records_suppressed,
+                    ka.smallest_class
+                )
+                .expect("writing to a String");
+            }
         }
         for (name, why) in &m.aggregates_skipped {
             writeln!(s, "  {name}: skipped ({why})").expect("writing to a String");

@@ -255,3 +255,20 @@ fn parse_secs(t: &str) -> Option<i64> {
         .ok()
         .map(|d| d.and_utc().timestamp())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DatasetBuilder, Hierarchy, optimize};
+
+    #[test]
+    fn an_empty_table_needs_no_generalization() {
+        let h = Hierarchy::from_rows(vec![vec!["a".into(), "*".into()]]).unwrap();
+        let data = DatasetBuilder::new(vec!["q".into()], vec![Some(h)])
+            .unwrap()
+            .finish()
+            .unwrap();
+        let o = optimize(&data, 10, 0.0).unwrap().expect("the bottom node");
+        assert_eq!(o.levels, vec![0]);
+        assert_eq!(o.suppressed, 0);
+    }
+}

@@ -133,18 +133,7 @@ pub fn hierarchy_for(
     match given {
         Some(h) => {
             if cols.dicts[c].iter().any(|v| v == TOP) && h.code0(TOP).is_none() {
-                let mut rows: Vec<Vec<String>> = (0..h.level_size(0) as u32)
-                    .map(|c0| {
-                        (0..h.height())
-                            .map(|l| {
-                                h.code_at(l, c0)
-                                    .and_then(|c| h.value_at(l, c))
-                                    .unwrap_or(TOP)
-                                    .to_string()
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let mut rows = h.rows();
                 rows.push(vec![TOP.to_string(); h.height()]);
                 return Hierarchy::from_rows(rows)
                     .map_err(|e| Error::Usage(format!("column {}: {e}", cols.names[c])));

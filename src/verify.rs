@@ -703,8 +703,10 @@ pub async fn verify(
             .push("skipped: no erasure ledger and key at hand".into()),
     }
     let aggregates = check_aggregates(&tables, k)?;
-    let quasi = check_quasi_identifiers(&tables, policy)?;
-    let kanon = check_k_anonymity(&tables, policy)?;
+    let declared = read_quasi_identifiers(&tables, policy)?;
+    let quasi = check_quasi_identifiers(&declared, policy);
+    let kanon = check_k_anonymity(&declared, policy);
+    drop(declared);
     let kanon_summary: Vec<String> = policy
         .into_iter()
         .flat_map(|p| &p.tables)
@@ -712,11 +714,12 @@ pub async fn verify(
         .filter_map(|t| {
             let f = |x: &str| kanon.figures.get(&format!("{}.{x}", t.name)).copied();
             Some(format!(
-                "table {}: smallest group sharing its quasi-identifiers {} (k = {}), prosecutor risk at most 1/{}, {} record(s) suppressed",
+                "table {}: smallest group sharing its quasi-identifiers {} (k = {}), prosecutor risk at most 1/{} and {:.4} on average, {} record(s) suppressed",
                 t.name,
                 f("smallest_class")?,
                 kanon.figures.get("k")?,
                 f("smallest_class")?,
+                f("classes")? as f64 / f("records")?.max(1) as f64,
                 f("records_suppressed")?
             ))
         })
@@ -775,97 +778,19 @@ pub async fn verify(
     })
 }
 
-/// How many values carry a time of day (timestamps, or text shaped like one): on a
-/// quasi-identifier, a time of day singles people out far more than a day does.
-fn time_of_day_values(a: &ArrayRef) -> u64 {
-    match a.data_type() {
-        // Their text is `YYYY-MM-DD` at midnight, `YYYY-MM-DDTHH:MM:SS` otherwise.
-        DataType::Date64 | DataType::Timestamp(..) => crate::kanon::read::canonical(a)
-            .map_or(0, |t| t.iter().filter(|v| v.contains('T')).count() as u64),
-        t if is_string(t) => text_array(a).map_or(0, |s| {
-            s.iter()
-                .flatten()
-                .filter(|v| text_has_time_of_day(v))
-                .count() as u64
-        }),
-        _ => 0,
-    }
+/// The published quasi-identifier columns of every table that declares some, read once
+/// for the two checks below.
+struct Declared<'a> {
+    table: &'a crate::policy::TablePolicy,
+    columns: crate::kanon::read::Columns,
 }
 
-/// `2024-03-05T14:07` / `2024-03-05 14:07:09.123`, with a time other than midnight.
-fn text_has_time_of_day(v: &str) -> bool {
-    let b = v.trim().as_bytes();
-    b.len() >= 16
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b'T' | b' ')
-        && b[13] == b':'
-        && b[11..]
-            .iter()
-            .take_while(|c| !matches!(c, b'Z' | b'+'))
-            .any(|c| matches!(c, b'1'..=b'9'))
-}
-
-/// Declared quasi-identifiers must be published generalized: no time of day on any of
-/// them (the rule `generalize to = "hour"` or `keep` on a timestamp would leave one).
-fn check_quasi_identifiers(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Error> {
-    let mut check = Check::new("quasi_identifiers_generalized");
-    let Some(policy) = policy else {
-        check
-            .findings
-            .push("skipped: no policy given (--config), so quasi-identifiers are unknown".into());
-        return Ok(check);
-    };
-    let mut declared = 0u64;
-    let mut values = 0u64;
-    for tp in &policy.tables {
-        if tp.quasi_identifiers.is_empty() {
-            continue;
-        }
-        let Some(t) = tables.iter().find(|t| t.name == tp.name) else {
-            continue;
-        };
-        declared += tp.quasi_identifiers.len() as u64;
-        let mut with_time: BTreeMap<String, u64> = BTreeMap::new();
-        for_each_batch_of(t, Some(&tp.quasi_identifiers), |b| {
-            for (i, f) in b.schema().fields().iter().enumerate() {
-                values += (b.column(i).len() - b.column(i).null_count()) as u64;
-                let n = time_of_day_values(b.column(i));
-                if n > 0 {
-                    *with_time.entry(f.name().clone()).or_default() += n;
-                }
-            }
-            Ok(())
-        })?;
-        for (col, n) in with_time {
-            check.findings.push(format!(
-                "table {}, quasi-identifier {col}: {n} value(s) with a time of day; generalize it to a day or coarser",
-                tp.name
-            ));
-        }
-    }
-    check.figures.insert("quasi_identifiers".into(), declared);
-    check.figures.insert("values_checked".into(), values);
-    check.passed = check.findings.is_empty();
-    Ok(check)
-}
-
-/// k-anonymity of every record-level table that declares quasi-identifiers, counted here
-/// from the published values (not by the code that generalized them): every combination
-/// of quasi-identifier values is shared by at least k records, records whose
-/// quasi-identifiers are all null (suppressed) excepted.
-fn check_k_anonymity(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Error> {
-    let mut check = Check::new("k_anonymity");
-    let Some((policy, ka)) = policy.and_then(|p| p.k_anonymity.map(|ka| (p, ka))) else {
-        check.findings.push(
-            "skipped: no policy with [k_anonymity] given (--config), so quasi-identifiers are unknown"
-                .into(),
-        );
-        return Ok(check);
-    };
-    check.figures.insert("k".into(), ka.k);
-    for tp in &policy.tables {
+fn read_quasi_identifiers<'a>(
+    tables: &[Table],
+    policy: Option<&'a Policy>,
+) -> Result<Vec<Declared<'a>>, Error> {
+    let mut out = Vec::new();
+    for tp in policy.into_iter().flat_map(|p| &p.tables) {
         if tp.quasi_identifiers.is_empty() {
             continue;
         }
@@ -888,6 +813,69 @@ fn check_k_anonymity(tables: &[Table], policy: Option<&Policy>) -> Result<Check,
             cols.push(&arrays)
                 .map_err(|e| Error::Failed(format!("verify: table {}: {e}", t.name)))
         })?;
+        out.push(Declared {
+            table: tp,
+            columns: cols,
+        });
+    }
+    Ok(out)
+}
+
+/// Declared quasi-identifiers must be published generalized: no time of day on any of
+/// them (the rule `generalize to = "hour"` or `keep` on a timestamp would leave one).
+fn check_quasi_identifiers(declared: &[Declared<'_>], policy: Option<&Policy>) -> Check {
+    let mut check = Check::new("quasi_identifiers_generalized");
+    if policy.is_none() {
+        check
+            .findings
+            .push("skipped: no policy given (--config), so quasi-identifiers are unknown".into());
+        return check;
+    }
+    let mut values = 0u64;
+    for d in declared {
+        let cols = &d.columns;
+        for (c, q) in cols.names.iter().enumerate() {
+            let top = cols.dicts[c]
+                .iter()
+                .position(|v| v == crate::kanon::builtin::TOP);
+            values += cols.codes[c]
+                .iter()
+                .filter(|x| Some(**x as usize) != top)
+                .count() as u64;
+            let n = cols.times_of_day(c);
+            if n > 0 {
+                check.findings.push(format!(
+                    "table {}, quasi-identifier {q}: {n} value(s) with a time of day; generalize it to a day or coarser",
+                    d.table.name
+                ));
+            }
+        }
+    }
+    check.figures.insert(
+        "quasi_identifiers".into(),
+        declared.iter().map(|d| d.columns.names.len() as u64).sum(),
+    );
+    check.figures.insert("values_checked".into(), values);
+    check.passed = check.findings.is_empty();
+    check
+}
+
+/// k-anonymity of every record-level table that declares quasi-identifiers, counted here
+/// from the published values (not by the code that generalized them): every combination
+/// of quasi-identifier values is shared by at least k records, records whose
+/// quasi-identifiers are all null (suppressed) excepted.
+fn check_k_anonymity(declared: &[Declared<'_>], policy: Option<&Policy>) -> Check {
+    let mut check = Check::new("k_anonymity");
+    let Some(ka) = policy.and_then(|p| p.k_anonymity) else {
+        check.findings.push(
+            "skipped: no policy with [k_anonymity] given (--config), so quasi-identifiers are unknown"
+                .into(),
+        );
+        return check;
+    };
+    check.figures.insert("k".into(), ka.k);
+    for d in declared {
+        let (cols, name) = (&d.columns, &d.table.name);
         let top: Vec<Option<u32>> = cols
             .dicts
             .iter()
@@ -910,7 +898,6 @@ fn check_k_anonymity(tables: &[Table], policy: Option<&Policy>) -> Result<Check,
         let records: u64 = classes.values().sum();
         let small: Vec<u64> = classes.values().copied().filter(|n| *n < ka.k).collect();
         let smallest = classes.values().copied().min().unwrap_or(0);
-        let name = &t.name;
         check.figures.insert(format!("{name}.records"), records);
         check
             .figures
@@ -933,13 +920,13 @@ fn check_k_anonymity(tables: &[Table], policy: Option<&Policy>) -> Result<Check,
                 "table {name}: {} record(s) in {} combination(s) of quasi-identifiers ({}) shared by fewer than k = {} records",
                 small.iter().sum::<u64>(),
                 small.len(),
-                tp.quasi_identifiers.join(", "),
+                cols.names.join(", "),
                 ka.k
             ));
         }
     }
     check.passed = check.findings.is_empty();
-    Ok(check)
+    check
 }
 
 fn concat(t: &Table) -> Result<Option<RecordBatch>, Error> {

@@ -68,11 +68,7 @@ pub fn enforce(
     // A time of day on a quasi-identifier is a policy mistake (the gate's check 5): stop
     // rather than let the search quietly generalize it away.
     for (c, q) in qis.iter().enumerate() {
-        if !is_temporal(&cols.types[c]) {
-            continue;
-        }
-        let timed: Vec<bool> = cols.dicts[c].iter().map(|v| v.contains('T')).collect();
-        let n = cols.codes[c].iter().filter(|x| timed[**x as usize]).count();
+        let n = cols.times_of_day(c);
         if n > 0 {
             return Err(Error::PrivacyCheckFailed(format!(
                 "table {}, quasi-identifier {q}: {n} value(s) with a time of day; generalize it to a day or coarser",

@@ -139,6 +139,17 @@ impl Hierarchy {
         )
     }
 
+    /// The hierarchy as ARX-format rows: one per level-0 value, one column per level.
+    pub fn rows(&self) -> Vec<Vec<String>> {
+        (0..self.map[0].len())
+            .map(|c0| {
+                (0..self.values.len())
+                    .map(|l| self.values[l][self.map[l][c0] as usize].clone())
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Number of levels including level 0.
     pub fn height(&self) -> usize {
         self.values.len()
@@ -202,6 +213,9 @@ mod tests {
         assert_eq!(h.generalize("b", 1), Some("x"));
         assert_eq!(h.generalize("c", 2), Some("*"));
         assert_eq!(h.generalize("c", 3), None);
+        let rows = h.rows();
+        assert_eq!(rows[2], ["c", "y", "*"]);
+        assert_eq!(Hierarchy::from_rows(rows.clone()).unwrap().rows(), rows);
         assert_eq!(h.generalize("d", 0), None);
         assert_eq!(h.level_size(1), 2);
         // trailing newline accepted

@@ -513,14 +513,7 @@ fn check_subscriptions_protected(run_dir: &Path, last_month: NaiveDate) {
     }
     // Exact, over all identities at once: the privacy gate's own re-check of the files
     // (src/verify.rs rebuilds the identities from the published columns).
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("risk_report.json")).unwrap()).unwrap();
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "aggregates_small_cells")
-        .unwrap();
+    let check = gate_check(run_dir, "aggregates_small_cells");
     assert_eq!(check["passed"], true, "{check}");
     assert_eq!(check["figures"]["recomputable"], 0);
 }

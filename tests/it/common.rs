@@ -210,3 +210,16 @@ pub fn run_with_policy_change(from: &str, to: &str) -> (tempfile::TempDir, std::
     );
     (dir, o)
 }
+
+/// One check of the privacy gate's `risk_report.json` in a run folder, by name.
+pub fn gate_check(run_dir: &Path, name: &str) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("risk_report.json")).unwrap()).unwrap();
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+        .clone()
+}

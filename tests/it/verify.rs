@@ -51,17 +51,9 @@ fn a_policy_that_keeps_payment_details_is_refused() {
 #[test]
 fn a_policy_that_keeps_the_customer_id_as_is_is_refused() {
     // Customer ids, kept as text: equal to personal values of the input.
-    let dir = fixture_copy();
-    let policy = dir.path().join("anonymizer.toml");
-    let text = std::fs::read_to_string(&policy).unwrap().replacen(
+    let (dir, o) = run_with_policy_change(
         "customer_id         = \"pseudonymize\"",
         "customer_id         = \"keep\"",
-        1,
-    );
-    std::fs::write(&policy, text).unwrap();
-    let o = cli(
-        &["run", "--config", policy.to_str().unwrap()],
-        Some(KEY_HEX),
     );
     assert_refused(dir.path(), &o, "equal to a personal value of the input");
 }

@@ -54,10 +54,27 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(10);
     group.throughput(Throughput::Elements(g.transactions));
+    // The kernel computes all four tables in one read; the SQL engine one query each.
+    let mut kernel = policy.clone();
+    kernel.analytics.engine = anonymizer::policy::Engine::Kernel;
+    group.bench_function("aggregates_kernel_all", |b| {
+        b.iter(|| {
+            rt.block_on(anonymizer::analytics::compute(
+                &kernel,
+                &key(),
+                as_of,
+                threads,
+                &[],
+                None,
+            ))
+            .unwrap()
+        })
+    });
     for name in policy.analytics.tables.clone() {
         let mut one = policy.clone();
         one.analytics.tables = vec![name];
-        group.bench_function(format!("aggregate_{name}"), |b| {
+        one.analytics.engine = anonymizer::policy::Engine::Sql;
+        group.bench_function(format!("aggregate_sql_{name}"), |b| {
             b.iter(|| {
                 rt.block_on(anonymizer::analytics::compute(
                     &one,
@@ -65,6 +82,7 @@ fn bench(c: &mut Criterion) {
                     as_of,
                     threads,
                     &[],
+                    None,
                 ))
                 .unwrap()
             })

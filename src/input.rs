@@ -146,6 +146,29 @@ fn path_str(path: &Path) -> String {
         .into_owned()
 }
 
+/// About how many rows the files hold, to size buffers: the Parquet footers' counts, or
+/// for CSV the size at 32 bytes a row. An unreadable footer counts as its file's size
+/// (the error comes when the rows are read).
+pub fn estimate_rows(format: Format, files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .map(|f| {
+            let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            let footer = || -> Option<u64> {
+                let file = std::fs::File::open(f).ok()?;
+                let reader =
+                    parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
+                use parquet::file::reader::FileReader;
+                u64::try_from(reader.metadata().file_metadata().num_rows()).ok()
+            };
+            match format {
+                Format::Parquet => footer().unwrap_or(size),
+                Format::Csv => size / 32,
+            }
+        })
+        .sum()
+}
+
 /// Opens one file as a DataFrame (no rows are read until it is executed).
 pub async fn open(
     ctx: &SessionContext,

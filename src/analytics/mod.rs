@@ -21,6 +21,7 @@
 //! with the reason in the manifest. Sums are exact (integers and decimals), so the result
 //! never depends on partitioning: outputs stay byte-identical on any core count.
 
+pub mod kernel;
 pub mod period;
 pub mod protect;
 pub mod suppress;
@@ -45,7 +46,7 @@ use datafusion::prelude::{
 use crate::error::{Error, df_message};
 use crate::key::Key;
 use crate::manifest::{SuppressionReport, TableReport};
-use crate::policy::{Policy, Role, TablePolicy};
+use crate::policy::{Engine, Policy, Role, TablePolicy};
 use crate::rules::{Udfs, is_string};
 
 /// The aggregate tables, in build order.
@@ -209,6 +210,7 @@ pub async fn compute(
     as_of: Option<NaiveDate>,
     threads: usize,
     active_check: &[String],
+    spill_dir: Option<&Path>,
 ) -> Result<Computed, Error> {
     let mut skipped = BTreeMap::new();
     let a = &policy.analytics;
@@ -255,10 +257,104 @@ pub async fn compute(
         .ok_or_else(|| err("events", "the as-of date is out of range".into()))?;
     let last_month = last_complete_month(as_of);
 
-    let events = events_frame(&ctx, tx, &udfs, end).await?;
+    let mut build: Vec<&'static str> = Vec::new();
+    for name in &a.tables {
+        let sql = sql_of(name).expect("aggregate names are validated with the policy");
+        let missing: Vec<&str> = required_roles(sql)
+            .into_iter()
+            .filter(|r| tx.role(*r).is_none())
+            .map(Role::as_str)
+            .collect();
+        if missing.is_empty() {
+            build.push(name);
+        } else {
+            skipped.insert(
+                name.to_string(),
+                format!(
+                    "table {} maps no column to the role(s) {}",
+                    tx.name,
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+    let (raws, active) = match a.engine {
+        Engine::Kernel => {
+            let spill = spill_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir);
+            let job = kernel::Job {
+                table: &tx.name,
+                events: events_frame(&ctx, tx, &udfs, end, Ids::Raw).await?,
+                customers: customers_df(&ctx, customers, &udfs, Ids::Raw).await?,
+                tables: &build,
+                end,
+                last_month,
+                amount_type: amount_type(tx),
+                rows_estimate: crate::input::estimate_rows(tx.format, &tx.files),
+                memory_bytes: a.memory_bytes,
+                threads,
+                spill_dir: &spill,
+                active_check,
+                pseudonymizer: Some(crate::rules::pseudonymize::Pseudonymizer::new(key, None)),
+            };
+            let t = Instant::now();
+            let out = kernel::compute(&job).await?;
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                spilled_parts = out.spilled_parts,
+                "aggregates computed by the kernel"
+            );
+            (out.tables, out.active)
+        }
+        Engine::Sql => {
+            sql_tables(
+                &ctx,
+                tx,
+                customers,
+                &udfs,
+                end,
+                last_month,
+                &build,
+                active_check,
+            )
+            .await?
+        }
+    };
+    let published = suppress::apply_all(&raws, a.k, last_month)
+        .map_err(|m| err("(small-cell protection)", m))?;
+    let out = raws
+        .into_iter()
+        .zip(published)
+        .map(|((name, _), (published, suppression))| Aggregate {
+            name,
+            published,
+            suppression,
+        })
+        .collect();
+    Ok(Computed {
+        aggregates: out,
+        skipped,
+        active,
+    })
+}
+
+/// The SQL engine: the saved queries, run by DataFusion over token views.
+#[allow(clippy::too_many_arguments)]
+async fn sql_tables(
+    ctx: &SessionContext,
+    tx: &TablePolicy,
+    customers: Option<&TablePolicy>,
+    udfs: &Udfs,
+    end: i64,
+    last_month: i64,
+    build: &[&'static str],
+    active_check: &[String],
+) -> Result<(Vec<(&'static str, RecordBatch)>, HashSet<String>), Error> {
+    let events = events_frame(ctx, tx, udfs, end, Ids::Tokens).await?;
     ctx.register_table("events", events.into_view())
         .map_err(|e| err("events", df_message(&e)))?;
-    let cust = customers_frame(&ctx, customers, &udfs).await?;
+    let cust = customers_frame(ctx, customers, udfs).await?;
     ctx.register_table("customers", cust)
         .map_err(|e| err("customers", df_message(&e)))?;
     let params = ctx
@@ -276,29 +372,13 @@ pub async fn compute(
     ctx.register_table("coverage", coverage.into_view())
         .map_err(|e| err("coverage", df_message(&e)))?;
 
-    let active = active_at_end(&ctx, tx, end, active_check).await?;
+    let active = active_at_end(ctx, tx, end, active_check).await?;
 
     let mut raws: Vec<(&'static str, RecordBatch)> = Vec::new();
-    for name in &a.tables {
+    for name in build {
         let sql = sql_of(name).expect("aggregate names are validated with the policy");
-        let missing: Vec<&str> = required_roles(sql)
-            .into_iter()
-            .filter(|r| tx.role(*r).is_none())
-            .map(Role::as_str)
-            .collect();
-        if !missing.is_empty() {
-            skipped.insert(
-                name.to_string(),
-                format!(
-                    "table {} maps no column to the role(s) {}",
-                    tx.name,
-                    missing.join(", ")
-                ),
-            );
-            continue;
-        }
         if std::env::var_os("ANONYMIZER_EXPLAIN").is_some() {
-            explain(&ctx, name, sql).await;
+            explain(ctx, name, sql).await;
         }
         let t = Instant::now();
         let df = ctx.sql(sql).await.map_err(|e| {
@@ -328,22 +408,7 @@ pub async fn compute(
         );
         raws.push((*name, raw));
     }
-    let published = suppress::apply_all(&raws, a.k, last_month)
-        .map_err(|m| err("(small-cell protection)", m))?;
-    let out = raws
-        .into_iter()
-        .zip(published)
-        .map(|((name, _), (published, suppression))| Aggregate {
-            name,
-            published,
-            suppression,
-        })
-        .collect();
-    Ok(Computed {
-        aggregates: out,
-        skipped,
-        active,
-    })
+    Ok((raws, active))
 }
 
 /// `ANONYMIZER_EXPLAIN=1`: prints each aggregate's executed plan with its metrics
@@ -397,18 +462,57 @@ fn text(e: Expr) -> Expr {
     nullif(btrim(vec![cast(e, DataType::Utf8)]), lit(""))
 }
 
-/// A keyed token of an id column (the same token for 42 and " 42 ").
-fn token(table: &TablePolicy, column: &str, udfs: &Udfs) -> Expr {
-    let string = table
+/// How the views name customers and subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    /// Keyed tokens (the SQL engine: the session may be shown plans).
+    Tokens,
+    /// The id's text, trimmed (the kernel hashes it at once and never writes it).
+    Raw,
+}
+
+/// The id column as the views give it: a keyed token (the same token for 42 and " 42 "),
+/// or the text the token is computed from.
+fn id_expr(table: &TablePolicy, column: &str, udfs: &Udfs, ids: Ids) -> Result<Expr, Error> {
+    let t = table
         .schema
         .field_with_name(column)
-        .map(|f| is_string(f.data_type()))
-        .unwrap_or(true);
-    udfs.pseudonymize.call(vec![
+        .map(|f| f.data_type().clone())
+        .unwrap_or(DataType::Utf8);
+    let string = is_string(&t);
+    if ids == Ids::Raw {
+        if !string && !t.is_integer() {
+            return Err(err(
+                &table.name,
+                format!("column {column} has type {t}; an id column must hold strings or integers"),
+            ));
+        }
+        let text = cast(ident(column), DataType::Utf8);
+        return Ok(if string { btrim(vec![text]) } else { text });
+    }
+    Ok(udfs.pseudonymize.call(vec![
         ident(column),
         lit(if string { "trim" } else { "none" }),
         lit(ScalarValue::Utf8(None)),
-    ])
+    ]))
+}
+
+/// The decimal type `amount` gets in the events view: the column's scale, 38 digits.
+fn amount_type(table: &TablePolicy) -> DataType {
+    let t = table.role(Role::Amount).and_then(|c| {
+        table
+            .schema
+            .field_with_name(c)
+            .ok()
+            .map(|f| f.data_type().clone())
+    });
+    match t {
+        Some(DataType::Decimal128(_, s)) | Some(DataType::Decimal256(_, s)) => {
+            DataType::Decimal128(38, s.max(0))
+        }
+        Some(t) if t.is_integer() => DataType::Decimal128(38, 0),
+        _ => DataType::Decimal128(38, 4),
+    }
 }
 
 async fn events_frame(
@@ -416,6 +520,7 @@ async fn events_frame(
     table: &TablePolicy,
     udfs: &Udfs,
     end_micros: i64,
+    ids: Ids,
 ) -> Result<DataFrame, Error> {
     let df = read_table(ctx, table).await?;
     let role = |r: Role| table.role(r).map(|c| c.to_string());
@@ -424,29 +529,39 @@ async fn events_frame(
         Some(c) => f(&c),
         None => null,
     };
+    let id = |r: Role| -> Result<Expr, Error> {
+        match role(r) {
+            Some(c) => id_expr(table, &c, udfs, ids),
+            None => Ok(null_text()),
+        }
+    };
     let event_time = opt(
         Role::EventTime,
         &|c| cast(ident(c), TS),
         lit(ScalarValue::TimestampMicrosecond(None, None)),
     );
     let offer_period = opt(Role::OfferPeriod, &|c| text(ident(c)), null_text());
-    let amount_type = match role(Role::Amount).and_then(|c| {
-        table
-            .schema
-            .field_with_name(&c)
-            .ok()
-            .map(|f| f.data_type().clone())
-    }) {
-        Some(DataType::Decimal128(_, s)) | Some(DataType::Decimal256(_, s)) => {
-            DataType::Decimal128(38, s.max(0))
-        }
-        Some(t) if t.is_integer() => DataType::Decimal128(38, 0),
-        _ => DataType::Decimal128(38, 4),
-    };
+    let amount_type = amount_type(table);
+    let amount = opt(
+        Role::Amount,
+        &|c| cast(ident(c), amount_type.clone()),
+        lit(ScalarValue::Decimal128(None, 38, 0)),
+    );
     let period_end = ScalarUDF::from(period::PeriodEndUdf::new());
     let month_index = ScalarUDF::from(period::MonthIndexUdf::new());
+    let monthly_amount = ScalarUDF::from(period::MonthlyAmountUdf::new());
+    // coverage.sql's monthly_units, for the kernel (the SQL computes its own).
+    let monthly_units = cast(
+        datafusion::functions::math::expr_fn::round(vec![
+            monthly_amount.call(vec![
+                cast(ident("amount"), DataType::Float64),
+                ident("offer_period"),
+            ]) * lit(10000.0),
+        ]),
+        DataType::Int64,
+    );
     let exprs = vec![
-        opt(Role::CustomerKey, &|c| token(table, c, udfs), null_text()).alias("customer"),
+        id(Role::CustomerKey)?.alias("customer"),
         event_time.clone().alias("event_time"),
         opt(
             Role::TransactionType,
@@ -455,51 +570,55 @@ async fn events_frame(
         )
         .alias("event_type"),
         opt(Role::OfferType, &|c| lower(text(ident(c))), null_text()).alias("offer_type"),
-        opt(
-            Role::SubscriptionId,
-            &|c| token(table, c, udfs),
-            null_text(),
-        )
-        .alias("subscription"),
+        id(Role::SubscriptionId)?.alias("subscription"),
         offer_period.clone().alias("offer_period"),
         period_end
             .call(vec![event_time.clone(), offer_period])
             .alias("period_end"),
-        opt(
-            Role::Amount,
-            &|c| cast(ident(c), amount_type.clone()),
-            lit(ScalarValue::Decimal128(None, 38, 0)),
-        )
-        .alias("amount"),
+        amount.alias("amount"),
         opt(Role::Currency, &|c| upper(text(ident(c))), null_text()).alias("currency"),
         opt(Role::Country, &|c| text(ident(c)), null_text()).alias("country"),
         month_index.call(vec![event_time]).alias("month"),
     ];
     let end = lit(ScalarValue::TimestampMicrosecond(Some(end_micros), None));
-    df.select(exprs)
-        .and_then(|d| d.filter(ident("event_time").lt(end)))
-        .map_err(|e| {
-            err(
-                &table.name,
-                format!("cannot prepare the events view: {}", df_message(&e)),
-            )
-        })
+    let df = df
+        .select(exprs)
+        .and_then(|d| d.filter(ident("event_time").lt(end)));
+    let df = match ids {
+        Ids::Tokens => df,
+        Ids::Raw => df.and_then(|d| {
+            d.select(vec![
+                ident("customer"),
+                ident("event_time"),
+                ident("event_type"),
+                ident("offer_type"),
+                ident("subscription"),
+                ident("period_end"),
+                ident("amount"),
+                ident("currency"),
+                ident("country"),
+                monthly_units.alias("monthly_units"),
+            ])
+        }),
+    };
+    df.map_err(|e| {
+        err(
+            &table.name,
+            format!("cannot prepare the events view: {}", df_message(&e)),
+        )
+    })
 }
 
-async fn customers_frame(
+/// Customer id (as [`Ids`] says) and country, one row per customer record; `None` when
+/// the export has no customers table with a customer_key.
+async fn customers_df(
     ctx: &SessionContext,
     table: Option<&TablePolicy>,
     udfs: &Udfs,
-) -> Result<Arc<dyn datafusion::catalog::TableProvider>, Error> {
-    use datafusion::arrow::datatypes::{Field, Schema};
+    ids: Ids,
+) -> Result<Option<DataFrame>, Error> {
     let Some(table) = table.filter(|t| t.role(Role::CustomerKey).is_some()) else {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("customer", DataType::Utf8, true),
-            Field::new("country", DataType::Utf8, true),
-        ]));
-        let empty = MemTable::try_new(schema, vec![vec![]])
-            .map_err(|e| err("customers", df_message(&e)))?;
-        return Ok(Arc::new(empty));
+        return Ok(None);
     };
     let key = table.role(Role::CustomerKey).expect("filtered above");
     let country = match table.role(Role::Country) {
@@ -509,7 +628,7 @@ async fn customers_frame(
     let df = read_table(ctx, table).await?;
     let df = df
         .select(vec![
-            token(table, key, udfs).alias("customer"),
+            id_expr(table, key, udfs, ids)?.alias("customer"),
             country.alias("country"),
         ])
         .map_err(|e| {
@@ -518,7 +637,27 @@ async fn customers_frame(
                 format!("cannot prepare the customers view: {}", df_message(&e)),
             )
         })?;
-    Ok(df.into_view())
+    Ok(Some(df))
+}
+
+async fn customers_frame(
+    ctx: &SessionContext,
+    table: Option<&TablePolicy>,
+    udfs: &Udfs,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>, Error> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    match customers_df(ctx, table, udfs, Ids::Tokens).await? {
+        Some(df) => Ok(df.into_view()),
+        None => {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("customer", DataType::Utf8, true),
+                Field::new("country", DataType::Utf8, true),
+            ]));
+            let empty = MemTable::try_new(schema, vec![vec![]])
+                .map_err(|e| err("customers", df_message(&e)))?;
+            Ok(Arc::new(empty))
+        }
+    }
 }
 
 /// Computes the aggregates and writes them into the staging folder.
@@ -534,7 +673,7 @@ pub async fn build(
         aggregates,
         skipped,
         active,
-    } = compute(policy, key, as_of, threads, active_check).await?;
+    } = compute(policy, key, as_of, threads, active_check, Some(staging)).await?;
     let mut tables = BTreeMap::new();
     for agg in aggregates {
         let dir = staging.join(agg.name);

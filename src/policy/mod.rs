@@ -227,7 +227,26 @@ pub struct AnalyticsPolicy {
     pub customers: Option<String>,
     /// The aggregate tables to build, in build order.
     pub tables: Vec<&'static str>,
+    /// How the aggregates are computed.
+    pub engine: Engine,
+    /// What the kernel may hold of the transactions in memory, in bytes, before it
+    /// spills them to disk (by customer, so each part is processed alone).
+    pub memory_bytes: u64,
 }
+
+/// How the aggregate tables are computed. Both give the same tables (tested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The built-in kernel (`analytics::kernel`): one read of the transactions, grouped
+    /// by customer in bounded memory.
+    Kernel,
+    /// The saved SQL in `queries/analytics/`, run by DataFusion.
+    Sql,
+}
+
+/// What the kernel holds in memory when `[analytics] memory_mb` is not set.
+pub const DEFAULT_AGGREGATE_MEMORY_MB: u64 = 512;
 
 impl Policy {
     /// Reads the policy file, finds every table's files, reads their schemas, and
@@ -486,6 +505,16 @@ fn resolve_analytics(
             }
         }
     }
+    let engine = match raw.engine.as_deref() {
+        None | Some("kernel") => Engine::Kernel,
+        Some("sql") => Engine::Sql,
+        Some(other) => {
+            problems.push(format!(
+                "[analytics]: engine = '{other}' is not an engine; use \"kernel\" (the default) or \"sql\""
+            ));
+            Engine::Kernel
+        }
+    };
     for t in tables {
         if chosen.contains(&t.name.as_str()) {
             problems.push(format!(
@@ -499,5 +528,7 @@ fn resolve_analytics(
         transactions,
         customers,
         tables: chosen,
+        engine,
+        memory_bytes: raw.memory_mb.unwrap_or(DEFAULT_AGGREGATE_MEMORY_MB) << 20,
     }
 }

@@ -87,6 +87,11 @@ pub struct RawAnalytics {
     pub customers: Option<String>,
     /// Which aggregate tables to build; `None`: all of them.
     pub tables: Option<Vec<String>>,
+    /// `engine = "kernel"` (default) or `"sql"`.
+    pub engine: Option<String>,
+    /// `memory_mb`: what the kernel may hold of the transactions in memory before it
+    /// spills them to disk.
+    pub memory_mb: Option<u64>,
 }
 
 impl Default for RawAnalytics {
@@ -96,6 +101,8 @@ impl Default for RawAnalytics {
             transactions: None,
             customers: None,
             tables: None,
+            engine: None,
+            memory_mb: None,
         }
     }
 }
@@ -116,7 +123,14 @@ const TOP_KEYS: [&str; 9] = [
 ];
 const K_ANONYMITY_KEYS: [&str; 2] = ["k", "max_suppression"];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
-const ANALYTICS_KEYS: [&str; 4] = ["k", "transactions", "customers", "tables"];
+const ANALYTICS_KEYS: [&str; 6] = [
+    "k",
+    "transactions",
+    "customers",
+    "tables",
+    "engine",
+    "memory_mb",
+];
 const TABLE_KEYS: [&str; 7] = [
     "input",
     "format",
@@ -393,6 +407,10 @@ fn parse_analytics(cx: &mut Ctx, a: &Table) -> RawAnalytics {
         transactions: cx.string(a, "transactions", place),
         customers: cx.string(a, "customers", place),
         tables,
+        engine: cx.string(a, "engine", place),
+        memory_mb: cx
+            .int(a, "memory_mb", place, 64..=1_048_576)
+            .map(|m| m as u64),
     }
 }
 

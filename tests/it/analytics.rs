@@ -865,3 +865,225 @@ fn analytics_section_is_validated() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The two engines
+
+/// An export full of awkward rows: ids that differ only in spaces, empty and missing ids,
+/// types in any case, unknown types and periods missing, refunds of other customers'
+/// subscriptions, transactions at the first instant of a month, negative amounts, and
+/// missing currencies and countries.
+fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let pick = |rng: &mut rand_chacha::ChaCha8Rng, v: &[Option<&str>]| {
+        v[rng.random_range(0..v.len())].map(str::to_string)
+    };
+    let start = at(2023, 1, 1, 0, 0);
+    let mut txs = Vec::new();
+    for _ in 0..n {
+        let c = rng.random_range(0..60);
+        let customer = match rng.random_range(0..40) {
+            0 => None,
+            1 => Some(String::new()),
+            2 => Some(format!("  c{c} ")),
+            _ => Some(format!("c{c}")),
+        };
+        let event_time = if rng.random_bool(0.1) {
+            at(
+                2023 + rng.random_range(0..3),
+                rng.random_range(1..13),
+                1,
+                0,
+                0,
+            )
+        } else {
+            start + rng.random_range(0..(3 * 365 * 86_400_000_000i64))
+        };
+        let event_type = pick(
+            &mut rng,
+            &[
+                Some("purchase"),
+                Some("renewal"),
+                Some("renewal"),
+                Some("Renewal "),
+                Some("refund"),
+                Some("chargeback"),
+                Some("trial"),
+            ],
+        )
+        .unwrap();
+        txs.push(Tx {
+            customer,
+            event_time,
+            event_type,
+            offer_type: pick(
+                &mut rng,
+                &[
+                    Some("subscription"),
+                    Some("subscription"),
+                    Some("Subscription"),
+                    Some("pass"),
+                    None,
+                ],
+            ),
+            subscription: match rng.random_range(0..10) {
+                0 => None,
+                1 => Some(format!("s{}", rng.random_range(0..200))),
+                _ => Some(format!("s{c}-{}", rng.random_range(0..2))),
+            },
+            offer_period: pick(
+                &mut rng,
+                &[
+                    Some("P1M"),
+                    Some("P1M"),
+                    Some("P1Y"),
+                    Some("P2W"),
+                    Some("monthly"),
+                    Some("P10D"),
+                    None,
+                ],
+            ),
+            amount: rng.random_range(-500..5000),
+            currency: pick(&mut rng, &[Some("EUR"), Some("usd"), Some(" EUR"), None]),
+            country: pick(&mut rng, &[Some("NL"), Some("DE"), Some(""), None]),
+        });
+    }
+    let customers = (0..70)
+        .map(|c| Customer {
+            customer: if c % 7 == 0 {
+                format!(" c{c}")
+            } else {
+                format!("c{c}")
+            },
+            country: match c % 5 {
+                0 => None,
+                1 => Some("FR".into()),
+                2 => Some("".into()),
+                _ => Some("NL".into()),
+            },
+        })
+        .collect();
+    (txs, customers)
+}
+
+fn pretty(batches: &[(String, RecordBatch)]) -> String {
+    batches
+        .iter()
+        .map(|(n, b)| {
+            let fields: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), f.data_type()))
+                .collect();
+            format!(
+                "== {n} [{}]\n{}",
+                fields.join(", "),
+                datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b))
+                    .unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_and_sql_engines_give_the_same_tables() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for seed in 0..3u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let (txs, customers) = awkward_export(seed, 3000);
+        let config = write_export(dir.path(), &txs, Some(&customers), 1);
+        let ctx = datafusion::prelude::SessionContext::new();
+        let mut policy = rt
+            .block_on(anonymizer::policy::Policy::load(&config, &ctx))
+            .unwrap();
+        let as_of = Some(day(2025, 6, 17));
+        let mut outputs = Vec::new();
+        for (engine, k, memory, threads) in [
+            (Engine::Sql, 1, 512 << 20, 2),
+            (Engine::Kernel, 1, 512 << 20, 2),
+            (Engine::Kernel, 1, 1, 1),
+            (Engine::Kernel, 1, 1, 3),
+            (Engine::Sql, 3, 512 << 20, 2),
+            (Engine::Kernel, 3, 1, 2),
+        ] {
+            policy.analytics.engine = engine;
+            policy.analytics.k = k;
+            policy.analytics.memory_bytes = memory;
+            let spill = tempfile::tempdir().unwrap();
+            let c = rt
+                .block_on(anonymizer::analytics::compute(
+                    &policy,
+                    &key(),
+                    as_of,
+                    threads,
+                    &[],
+                    Some(spill.path()),
+                ))
+                .unwrap();
+            // Spill files are gone afterwards.
+            assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+            let tables: Vec<(String, RecordBatch)> = c
+                .aggregates
+                .iter()
+                .map(|a| (a.name.to_string(), a.published.clone()))
+                .collect();
+            assert_eq!(tables.len(), 4);
+            assert!(tables.iter().all(|(_, b)| b.num_rows() > 0));
+            outputs.push((engine, k, memory, threads, pretty(&tables)));
+        }
+        let same = |a: &str, b: &str, what: String| {
+            if let Some((x, y)) = a.lines().zip(b.lines()).find(|(x, y)| x != y) {
+                panic!("{what}: first difference:\n  sql:    {x}\n  kernel: {y}");
+            }
+            assert_eq!(a.lines().count(), b.lines().count(), "{what}");
+        };
+        for o in &outputs[1..4] {
+            same(
+                &outputs[0].4,
+                &o.4,
+                format!("seed {seed}: {:?}", (o.0, o.2, o.3)),
+            );
+        }
+        same(&outputs[4].4, &outputs[5].4, format!("seed {seed}: k = 3"));
+    }
+}
+
+#[test]
+fn kernel_finds_the_asked_customers_with_coverage() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (txs, customers) = awkward_export(7, 3000);
+    let config = write_export(dir.path(), &txs, Some(&customers), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut policy = rt
+        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
+        .unwrap();
+    let p = anonymizer::rules::pseudonymize::Pseudonymizer::new(&key(), None);
+    let asked: Vec<String> = (0..70)
+        .map(|c| p.token_str(&format!("c{c}"), anonymizer::rules::Normalize::Trim))
+        .collect();
+    let mut active = Vec::new();
+    for engine in [Engine::Sql, Engine::Kernel] {
+        policy.analytics.engine = engine;
+        let c = rt
+            .block_on(anonymizer::analytics::compute(
+                &policy,
+                &key(),
+                Some(day(2025, 6, 17)),
+                2,
+                &asked,
+                None,
+            ))
+            .unwrap();
+        let mut a: Vec<String> = c.active.into_iter().collect();
+        a.sort();
+        active.push(a);
+    }
+    assert!(!active[0].is_empty());
+    assert!(active[0].len() < asked.len());
+    assert_eq!(active[0], active[1]);
+}

@@ -217,6 +217,21 @@ fn text_array(a: &ArrayRef) -> Option<datafusion::arrow::array::StringArray> {
     Some(s.as_string::<i32>().clone())
 }
 
+/// The text of the non-null values of a string or integer column, borrowed where the
+/// column holds strings (no copy of a Utf8View column); `false` for other types.
+fn each_text(a: &ArrayRef, mut f: impl FnMut(&str)) -> bool {
+    match a.data_type() {
+        DataType::Utf8 => a.as_string::<i32>().iter().flatten().for_each(f),
+        DataType::LargeUtf8 => a.as_string::<i64>().iter().flatten().for_each(f),
+        DataType::Utf8View => a.as_string_view().iter().flatten().for_each(f),
+        _ => match text_array(a) {
+            Some(s) => s.iter().flatten().for_each(&mut f),
+            None => return false,
+        },
+    }
+    true
+}
+
 /// Text of the values of a string or integer column (None for nulls and other types).
 fn texts(a: &ArrayRef) -> Option<Vec<Option<String>>> {
     let s = text_array(a)?;
@@ -251,18 +266,8 @@ impl Fingerprinter {
     /// Trimmed, lower-cased, then hashed; values shorter than 4 characters are too common
     /// to mean anything (a country code, a count) and are not fingerprinted.
     pub fn hash(&self, v: &str) -> Option<u128> {
-        let t = v.trim();
-        let lowered;
-        let n = if t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-            lowered = t.to_lowercase();
-            lowered.as_str()
-        } else {
-            t
-        };
-        if n.len() < 4 && n.chars().count() < 4 {
-            return None;
-        }
-        Some(self.hash_normalized(n.as_bytes()))
+        let mut scratch = String::new();
+        normalized(v, &mut scratch).map(|n| self.hash_normalized(n.as_bytes()))
     }
 
     /// The fingerprint of bytes as they are.
@@ -272,6 +277,63 @@ impl Fingerprinter {
         let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key[0], self.key[1]);
         h.write(bytes);
         h.finish128().as_u128()
+    }
+}
+
+/// What a value is fingerprinted as: trimmed and lower-cased (`scratch` holds the copy
+/// when one is needed); `None` when shorter than 4 characters.
+fn normalized<'a>(v: &'a str, scratch: &'a mut String) -> Option<&'a str> {
+    let t = v.trim();
+    let n: &str = if t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        scratch.clear();
+        if t.is_ascii() {
+            scratch.push_str(t);
+            scratch.make_ascii_lowercase();
+        } else {
+            scratch.push_str(&t.to_lowercase());
+        }
+        scratch
+    } else {
+        t
+    };
+    (n.len() >= 4 || n.chars().count() >= 4).then_some(n)
+}
+
+/// A blocked Bloom filter over a fast 64-bit hash of the output's normalized values:
+/// most input values are not among them, and the filter says so without the keyed
+/// 128-bit hash and the lookup in a large map (two bits in one 64-bit word per value,
+/// 32 bits per value: about 1 % false positives, which the exact lookup then rejects).
+struct Prefilter {
+    state: ahash::RandomState,
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl Prefilter {
+    fn new(state: ahash::RandomState, keys: &[u64]) -> Prefilter {
+        let words = (keys.len().max(1) / 2).next_power_of_two();
+        let mut f = Prefilter {
+            state,
+            bits: vec![0; words],
+            mask: words as u64 - 1,
+        };
+        for k in keys {
+            let (w, b) = f.slot(*k);
+            f.bits[w] |= b;
+        }
+        f
+    }
+
+    fn slot(&self, k: u64) -> (usize, u64) {
+        (
+            ((k >> 12) & self.mask) as usize,
+            (1u64 << (k & 63)) | (1u64 << ((k >> 6) & 63)),
+        )
+    }
+
+    fn may_contain(&self, k: u64) -> bool {
+        let (w, b) = self.slot(k);
+        self.bits[w] & b == b
     }
 }
 
@@ -330,6 +392,7 @@ async fn probe_input(
     policy: &Policy,
     fp: &Fingerprinter,
     outputs: &OutputValues,
+    filter: &Prefilter,
 ) -> Result<(u64, BTreeMap<u32, HashedSet>), Error> {
     use futures::StreamExt;
     use rayon::prelude::*;
@@ -361,16 +424,23 @@ async fn probe_input(
                 let found: Vec<(u64, Vec<(u32, u128)>)> = b
                     .columns()
                     .par_iter()
-                    .filter_map(text_array)
-                    .map(|s| {
+                    .map(|a| {
                         let mut n = 0u64;
                         let mut found = Vec::new();
-                        for h in s.iter().flatten().filter_map(|v| fp.hash(v)) {
+                        let mut scratch = String::new();
+                        each_text(a, |v| {
+                            let Some(v) = normalized(v, &mut scratch) else {
+                                return;
+                            };
                             n += 1;
+                            if !filter.may_contain(filter.state.hash_one(v.as_bytes())) {
+                                return;
+                            }
+                            let h = fp.hash_normalized(v.as_bytes());
                             if let Some(cols) = outputs.get(&h) {
                                 found.extend(cols.iter().map(|c| (*c, h)));
                             }
-                        }
+                        });
                         (n, found)
                     })
                     .collect();
@@ -406,6 +476,8 @@ struct ScanContext<'a> {
     /// Set when the by-value check runs (a policy is at hand): output values are
     /// fingerprinted for it.
     fp: Option<&'a Fingerprinter>,
+    /// The fast hash of the output values' prefilter.
+    quick: &'a ahash::RandomState,
     erased: Option<&'a HashSet<String>>,
     kept: &'a HashSet<(String, String)>,
     /// Columns the policy pseudonymizes: their token-shaped values are only looked up
@@ -429,6 +501,8 @@ struct FileScan {
     distinct: BTreeMap<String, Distinct>,
     /// Fingerprints of each column's distinct values (tokens in token columns excepted).
     values: BTreeMap<String, HashedSet>,
+    /// Their fast hashes, for the input probe's prefilter.
+    quick: Vec<u64>,
 }
 
 impl FileScan {
@@ -443,6 +517,7 @@ impl FileScan {
         for (k, v) in o.values {
             self.values.entry(k).or_default().extend(v);
         }
+        self.quick.extend(o.quick);
         for (k, d) in o.distinct {
             match self.distinct.get_mut(&k) {
                 None => {
@@ -480,12 +555,13 @@ fn scan_file(
 ) -> Result<FileScan, Error> {
     let aggregate = is_aggregate(&t.name);
     let mut out = FileScan::default();
-    let mut memo: HashMap<String, HashMap<String, Verdict>> = HashMap::new();
+    let mut memo: HashMap<String, HashMap<String, Verdict, ahash::RandomState>> = HashMap::new();
+    let mut scratch = String::new();
     read_batches(path, None, Some(row_group), &mut |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
-            let Some(vals) = text_array(b.column(i)) else {
+            if !(is_string(f.data_type()) || f.data_type().is_integer()) {
                 continue;
-            };
+            }
             let string = is_string(f.data_type());
             let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
             let d = out
@@ -500,7 +576,7 @@ fn scan_file(
             let mut values = (cx.fp.is_some() && (string || !aggregate))
                 .then(|| out.values.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
-            for v in vals.iter().flatten() {
+            each_text(b.column(i), |v| {
                 out.scanned += 1;
                 d.rows += 1;
                 if let Some(set) = &mut d.set
@@ -512,36 +588,46 @@ fn scan_file(
                     if cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += 1;
                     }
-                    continue;
+                    return;
                 }
-                if !memo.contains_key(v) {
-                    let token = is_token(v);
-                    let x = Verdict {
-                        kinds: if string && !token && !is_network(v) {
-                            crate::rules::scrub::detect(v)
-                        } else {
-                            vec![]
-                        },
-                        erased: token && cx.erased.is_some_and(|e| e.contains(v)),
-                    };
-                    if let (Some(values), Some(fp)) = (&mut values, cx.fp)
-                        && let Some(h) = fp.hash(v)
-                    {
-                        values.insert(h);
+                let tally = |x: &Verdict,
+                             found: &mut BTreeMap<(String, &'static str), u64>,
+                             erased_hits: &mut BTreeMap<String, u64>| {
+                    for kind in &x.kinds {
+                        *found.entry((f.name().clone(), kind)).or_default() += 1;
                     }
-                    if memo.len() > 100_000 {
-                        memo.clear();
+                    if x.erased {
+                        *erased_hits.entry(f.name().clone()).or_default() += 1;
                     }
-                    memo.insert(v.to_string(), x);
+                };
+                if let Some(x) = memo.get(v) {
+                    tally(x, &mut out.found, &mut out.erased_hits);
+                    return;
                 }
-                let verdict = &memo[v];
-                for kind in &verdict.kinds {
-                    *out.found.entry((f.name().clone(), kind)).or_default() += 1;
+                let token = is_token(v);
+                let network = is_network(v);
+                let x = Verdict {
+                    kinds: if string && !token && !network {
+                        crate::rules::scrub::detect(v)
+                    } else {
+                        vec![]
+                    },
+                    erased: token && cx.erased.is_some_and(|e| e.contains(v)),
+                };
+                // A network with its host bits gone is the `network` rule's output, not
+                // an address: it is not compared with the input.
+                if let (Some(values), Some(fp), false) = (&mut values, cx.fp, network)
+                    && let Some(n) = normalized(v, &mut scratch)
+                {
+                    values.insert(fp.hash_normalized(n.as_bytes()));
+                    out.quick.push(cx.quick.hash_one(n.as_bytes()));
                 }
-                if verdict.erased {
-                    *out.erased_hits.entry(f.name().clone()).or_default() += 1;
+                tally(&x, &mut out.found, &mut out.erased_hits);
+                if memo.len() > 100_000 {
+                    memo.clear();
                 }
-            }
+                memo.insert(v.to_string(), x);
+            });
         }
         Ok(())
     })?;
@@ -581,8 +667,15 @@ pub async fn verify(
         }
     }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
+    let quick = ahash::RandomState::with_seeds(
+        rand::random(),
+        rand::random(),
+        rand::random(),
+        rand::random(),
+    );
     let ctx = ScanContext {
         fp: fp.as_ref(),
+        quick: &quick,
         erased,
         kept: &kept,
         tokens: &tokens,
@@ -606,7 +699,9 @@ pub async fn verify(
     let mut columns: Vec<(String, String)> = Vec::new();
     let mut outputs = OutputValues::default();
     let mut scanned = 0u64;
+    let mut quick_keys = Vec::new();
     for (i, scan) in &mut per_table {
+        quick_keys.append(&mut scan.quick);
         let t = &tables[*i];
         for (col, set) in std::mem::take(&mut scan.values) {
             let id = columns.len() as u32;
@@ -618,7 +713,13 @@ pub async fn verify(
     }
     let t0 = std::time::Instant::now();
     let (input_hashed, value_hits) = match (policy, &fp) {
-        (Some(p), Some(fp)) => probe_input(p, fp, &outputs).await?,
+        (Some(p), Some(fp)) => {
+            quick_keys.sort_unstable();
+            quick_keys.dedup();
+            let filter = Prefilter::new(quick.clone(), &quick_keys);
+            drop(quick_keys);
+            probe_input(p, fp, &outputs, &filter).await?
+        }
         _ => (0, BTreeMap::new()),
     };
     tracing::debug!(
@@ -1191,4 +1292,44 @@ pub fn run_verify(
         };
         verify(&dir, policy.as_ref(), k, erased.as_ref()).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefilter_never_misses_an_output_value() {
+        let state = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let outputs: Vec<String> = (0..5000).map(|i| format!("value-{i}")).collect();
+        let keys: Vec<u64> = outputs
+            .iter()
+            .map(|v| state.hash_one(v.as_bytes()))
+            .collect();
+        let f = Prefilter::new(state.clone(), &keys);
+        for v in &outputs {
+            assert!(f.may_contain(f.state.hash_one(v.as_bytes())), "{v}");
+        }
+        let false_positives = (0..100_000)
+            .filter(|i| f.may_contain(f.state.hash_one(format!("other-{i}").as_bytes())))
+            .count();
+        assert!(false_positives < 3_000, "{false_positives}");
+    }
+
+    #[test]
+    fn values_are_normalized_before_fingerprinting() {
+        let mut a = String::new();
+        let mut b = String::new();
+        assert_eq!(
+            normalized("  Jane.Doe@Example.COM ", &mut a),
+            normalized("jane.doe@example.com", &mut b)
+        );
+        assert_eq!(normalized("ÉCOLE", &mut a), Some("école"));
+        assert_eq!(normalized(" NL ", &mut a), None);
+        let fp = Fingerprinter::new();
+        assert_eq!(
+            fp.hash("Jane.Doe@Example.com"),
+            fp.hash("jane.doe@example.com ")
+        );
+    }
 }

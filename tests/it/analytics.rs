@@ -842,6 +842,14 @@ fn analytics_section_is_validated() {
         "did you mean 'transactions'",
     );
     check("[analytics]\nkk = 5", "unknown key 'kk'");
+    check(
+        "[analytics]\nengine = \"duckdb\"",
+        "engine = 'duckdb' is not an engine; use \"kernel\" (the default) or \"sql\"",
+    );
+    check(
+        "[analytics]\nmemory_mb = 8",
+        "[analytics]: 'memory_mb' is 8, must be between 64 and",
+    );
     // Only the aggregates named are built.
     std::fs::write(
         &policy,

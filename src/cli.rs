@@ -98,6 +98,15 @@ pub enum Command {
         out: PathBuf,
         #[arg(long)]
         threads: Option<usize>,
+        /// zstd level of the copy (default: the run's, 3)
+        #[arg(long)]
+        zstd_level: Option<i32>,
+        /// rows per row group (default: the run's, 1048576)
+        #[arg(long)]
+        row_group_rows: Option<usize>,
+        /// no dictionary encoding (default: the run's, dictionary on)
+        #[arg(long)]
+        no_dictionary: bool,
     },
     /// Measure how identifying a file's quasi-identifiers are (ARX's measures), or find
     /// the generalization with the least information loss that makes them k-anonymous.

@@ -97,8 +97,17 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             config,
             out,
             threads,
+            zstd_level,
+            row_group_rows,
+            no_dictionary,
         } => {
-            let rows = run::bench_copy(&config, &out, threads)?;
+            let d = run::ParquetSettings::default();
+            let custom = run::ParquetSettings {
+                zstd_level: zstd_level.unwrap_or(d.zstd_level),
+                row_group_rows: row_group_rows.unwrap_or(d.row_group_rows),
+                dictionary: !no_dictionary,
+            };
+            let rows = run::bench_copy(&config, &out, threads, (custom != d).then_some(custom))?;
             println!("copied {rows} rows to {}", out.display());
         }
         Command::Risk(args) => {

@@ -217,12 +217,43 @@ fn chunks_of(path: &Path, format: Format) -> usize {
 
 /// The Parquet settings of every published file: zstd, page statistics, 1M-row groups.
 pub fn writer_properties() -> WriterProperties {
+    if let Some(p) = BENCH_PARQUET.get() {
+        return writer_properties_with(p);
+    }
+    writer_properties_with(&ParquetSettings::default())
+}
+
+/// The Parquet settings a published file is written with (see BENCHMARKS.md, "Output
+/// Parquet settings", for how they were chosen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParquetSettings {
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+    pub dictionary: bool,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        ParquetSettings {
+            zstd_level: 3,
+            row_group_rows: 1 << 20,
+            dictionary: true,
+        }
+    }
+}
+
+/// Other settings for the hidden `bench-copy` command only (a run never sets them, so
+/// its files do not depend on anything but its inputs, policy and key).
+static BENCH_PARQUET: std::sync::OnceLock<ParquetSettings> = std::sync::OnceLock::new();
+
+fn writer_properties_with(p: &ParquetSettings) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(p.zstd_level).unwrap_or_default(),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(1 << 20))
+        .set_max_row_group_row_count(Some(p.row_group_rows.max(1)))
+        .set_dictionary_enabled(p.dictionary)
         .build()
 }
 
@@ -728,7 +759,17 @@ async fn run_jobs(
 /// publishes (every column it does not drop) of every input table, unchanged, to
 /// `out/<table>/` with the same chunking, concurrency and Parquet settings as `run`, and
 /// nothing else: no rules, no aggregates, no gate, no publishing. Returns rows copied.
-pub fn bench_copy(config: &Path, out: &Path, threads: Option<usize>) -> Result<u64, Error> {
+pub fn bench_copy(
+    config: &Path,
+    out: &Path,
+    threads: Option<usize>,
+    parquet: Option<ParquetSettings>,
+) -> Result<u64, Error> {
+    if let Some(p) = parquet {
+        BENCH_PARQUET
+            .set(p)
+            .map_err(|_| Error::Failed("bench-copy: Parquet settings already set".into()))?;
+    }
     let threads = threads.unwrap_or_else(default_threads).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

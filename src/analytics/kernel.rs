@@ -12,8 +12,10 @@
 //!    DataFusion), keeps a fixed-size record per transaction, and routes it to one of P
 //!    parts by a keyed hash of the customer; when the records would not fit in
 //!    `[analytics] memory_mb`, the parts are spilled to files next to the staging folder;
-//!    refunds and chargebacks (the cuts of the coverage intervals) are kept apart, by
-//!    subscription, because a cut need not name the same customer;
+//!    each customers row with a country becomes a record of the same kind, in the same
+//!    part as the customer's transactions; refunds and chargebacks (the cuts of the
+//!    coverage intervals) are also kept apart, as a sorted list of (subscription, time),
+//!    because a cut need not name the same customer;
 //! 2. takes the parts in parallel, one at a time per thread: groups each part's records by
 //!    customer and adds what each customer contributes to every table's cells;
 //! 3. merges the cells (exact integer and decimal sums, so neither the parts nor the
@@ -94,6 +96,8 @@ const K_OTHER: u8 = 0;
 const K_PAY: u8 = 1;
 const K_REFUND: u8 = 2;
 const K_CHARGEBACK: u8 = 3;
+/// Not a transaction: a row of the customers table, with the customer's country.
+const K_CUSTOMER: u8 = 4;
 
 /// One transaction, as the aggregates need it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -245,7 +249,8 @@ struct Shared {
     table: String,
     names: Mutex<Interner>,
     parts: Parts,
-    cuts: Mutex<HashMap<u128, Vec<i64>>>,
+    /// (subscription, time) of every refund and chargeback.
+    cuts: Mutex<Vec<(u128, i64)>>,
     /// The tokens asked about, and the hashes of the customers found with them.
     asking: HashSet<String>,
     asked: Mutex<HashMap<u128, String>>,
@@ -292,7 +297,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                     format!("cannot write a spill file in {}: {e}", dir.path().display()),
                 )
             })?;
-            files.push(Mutex::new(BufWriter::with_capacity(1 << 20, f)));
+            files.push(Mutex::new(BufWriter::with_capacity(1 << 18, f)));
         }
         Parts::Files(files, dir)
     };
@@ -303,7 +308,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         table: job.table.to_string(),
         names: Mutex::new(names),
         parts,
-        cuts: Mutex::new(HashMap::new()),
+        cuts: Mutex::new(Vec::new()),
         asking: job.active_check.iter().cloned().collect(),
         asked: Mutex::new(HashMap::new()),
         pseudonymizer: job.pseudonymizer.clone(),
@@ -319,20 +324,27 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         .execute_stream_partitioned()
         .await
         .map_err(|e| err(job.table, df_message(&e)))?;
-    let tasks: Vec<_> = streams
+    let mut tasks: Vec<_> = streams
         .into_iter()
-        .map(|stream| tokio::spawn(read_stream(shared.clone(), stream)))
+        .map(|stream| tokio::spawn(read_stream(shared.clone(), stream, Source::Events)))
         .collect();
+    // The customers' countries go to the same parts as their transactions.
+    if let Some(df) = &job.customers {
+        let streams = df
+            .clone()
+            .execute_stream_partitioned()
+            .await
+            .map_err(|e| err("customers", df_message(&e)))?;
+        tasks.extend(
+            streams
+                .into_iter()
+                .map(|stream| tokio::spawn(read_stream(shared.clone(), stream, Source::Customers))),
+        );
+    }
     for t in tasks {
         t.await
             .map_err(|e| err(job.table, format!("a reading task failed: {e}")))??;
     }
-
-    // The customers' countries (the smallest, when a customer has several).
-    let countries = match &job.customers {
-        Some(df) => customer_countries(&shared, df.clone()).await?,
-        None => HashMap::new(),
-    };
 
     let Ok(shared) = Arc::try_unwrap(shared) else {
         return Err(err(job.table, "a reading task is still running".into()));
@@ -347,14 +359,12 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     } = shared;
     let names = names.into_inner().expect("interner");
     let mut cuts = cuts.into_inner().expect("cuts");
-    for v in cuts.values_mut() {
-        v.sort_unstable();
-    }
+    cuts.sort_unstable();
     let asked = asked.into_inner().expect("asked");
     let cx = Context {
         last_month: job.last_month,
         end: job.end,
-        countries: &countries,
+        names: &names,
         cuts: &cuts,
         unknown,
         asked: &asked,
@@ -434,35 +444,47 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     })
 }
 
+/// Which table a reading task reads.
+#[derive(Clone, Copy)]
+enum Source {
+    Events,
+    Customers,
+}
+
 async fn read_stream(
     sh: Arc<Shared>,
     mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    source: Source,
 ) -> Result<(), Error> {
+    let table = match source {
+        Source::Events => sh.table.clone(),
+        Source::Customers => "customers".to_string(),
+    };
     let mut names = Names {
         shared: &sh.names,
         local: HashMap::new(),
     };
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
-    let mut cuts: HashMap<u128, Vec<i64>> = HashMap::new();
+    let mut cuts: Vec<(u128, i64)> = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| {
             err(
-                &sh.table,
-                format!("failed reading the transactions: {}", df_message(&e)),
+                &table,
+                format!("failed reading the {table} table: {}", df_message(&e)),
             )
         })?;
-        read_batch(&sh, &batch, &mut names, &mut local, &mut cuts)
-            .map_err(|m| err(&sh.table, m))?;
+        match source {
+            Source::Events => read_batch(&sh, &batch, &mut names, &mut local, &mut cuts),
+            Source::Customers => read_customers(&sh, &batch, &mut names, &mut local),
+        }
+        .map_err(|m| err(&table, m))?;
     }
     for (p, recs) in local.iter_mut().enumerate() {
         sh.parts
             .flush(p, recs)
-            .map_err(|e| err(&sh.table, format!("cannot spill: {e}")))?;
+            .map_err(|e| err(&table, format!("cannot spill: {e}")))?;
     }
-    let mut all = sh.cuts.lock().expect("cuts");
-    for (s, mut v) in cuts {
-        all.entry(s).or_default().append(&mut v);
-    }
+    sh.cuts.lock().expect("cuts").append(&mut cuts);
     Ok(())
 }
 
@@ -494,10 +516,11 @@ fn read_part(path: &Path) -> Result<Vec<Rec>, String> {
     Ok(recs)
 }
 
-/// Canonical id text -> `f(text)` per row; `None` for nulls.
+/// An id column's values as the tokens see them, trimmed (`str::trim`) -> `f(text)` per
+/// row; `None` for nulls.
 fn ids(a: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
     crate::rules::for_each_str(a, |v| {
-        f(v);
+        f(v.map(str::trim));
         Ok(())
     })
     .map_err(|e| e.to_string())
@@ -508,7 +531,7 @@ fn read_batch(
     b: &RecordBatch,
     names: &mut Names,
     local: &mut [Vec<Rec>],
-    cuts: &mut HashMap<u128, Vec<i64>>,
+    cuts: &mut Vec<(u128, i64)>,
 ) -> Result<(), String> {
     let n = b.num_rows();
     if n == 0 {
@@ -556,7 +579,6 @@ fn read_batch(
     let currency = names.column(col("currency")?, sh.unknown)?;
     let country = names.column(col("country")?, sh.unknown)?;
     let offer_nulls = col("offer_type")?.logical_nulls();
-    let parts = local.len();
     for i in 0..n {
         let Some(c) = cust[i] else { continue };
         if time.is_null(i) {
@@ -569,7 +591,7 @@ fn read_batch(
         if sub[i].is_some() {
             flags |= F_SUB;
             if kind == K_REFUND || kind == K_CHARGEBACK {
-                cuts.entry(s).or_default().push(t);
+                cuts.push((s, t));
             }
         }
         if e0.is_valid(i) {
@@ -602,13 +624,24 @@ fn read_batch(
             kind,
             flags,
         };
-        let p = (c as u64 % parts as u64) as usize;
-        local[p].push(r);
-        if local[p].len() >= 8192 {
-            sh.parts
-                .flush(p, &mut local[p])
-                .map_err(|e| format!("cannot spill: {e}"))?;
-        }
+        route(sh, local, r)?;
+    }
+    Ok(())
+}
+
+/// Adds a record to its part's buffer, flushing the buffer when full (smaller buffers
+/// when spilling: there are many parts then).
+fn route(sh: &Shared, local: &mut [Vec<Rec>], r: Rec) -> Result<(), String> {
+    let p = (r.cust as u64 % local.len() as u64) as usize;
+    local[p].push(r);
+    let full = match sh.parts {
+        Parts::Memory(_) => 8192,
+        Parts::Files(..) => 1024,
+    };
+    if local[p].len() >= full {
+        sh.parts
+            .flush(p, &mut local[p])
+            .map_err(|e| format!("cannot spill: {e}"))?;
     }
     Ok(())
 }
@@ -628,59 +661,47 @@ fn kinds(a: &ArrayRef) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-async fn customer_countries(sh: &Shared, df: DataFrame) -> Result<HashMap<u128, u32>, Error> {
-    let mut stream = df
-        .execute_stream()
-        .await
-        .map_err(|e| err("customers", df_message(&e)))?;
-    let mut names = Names {
-        shared: &sh.names,
-        local: HashMap::new(),
-    };
-    let mut out: HashMap<u128, u32> = HashMap::new();
-    while let Some(b) = stream.next().await {
-        let b = b.map_err(|e| {
-            err(
-                "customers",
-                format!("failed reading the customers: {}", df_message(&e)),
-            )
-        })?;
-        let country_col = b.column(1);
-        let nulls = country_col.logical_nulls();
-        let country = names
-            .column(country_col, sh.unknown)
-            .map_err(|m| err("customers", m))?;
-        let mut i = 0;
-        let mut pending: Vec<(u128, u32)> = Vec::new();
-        ids(b.column(0), |v| {
-            if let Some(s) = v
-                && nulls.as_ref().is_none_or(|nl| nl.is_valid(i))
-            {
-                pending.push((hash128(&sh.key, s), country[i]));
-            }
-            i += 1;
-        })
-        .map_err(|m| err("customers", m))?;
-        let interner = sh.names.lock().expect("interner");
-        for (c, id) in pending {
-            out.entry(c)
-                .and_modify(|cur| {
-                    if interner.names[id as usize] < interner.names[*cur as usize] {
-                        *cur = id;
-                    }
-                })
-                .or_insert(id);
+/// One record per customers row with a country (`K_CUSTOMER`), to the customer's part.
+fn read_customers(
+    sh: &Shared,
+    b: &RecordBatch,
+    names: &mut Names,
+    local: &mut [Vec<Rec>],
+) -> Result<(), String> {
+    let country_col = b.column(1);
+    let nulls = country_col.logical_nulls();
+    let country = names.column(country_col, sh.unknown)?;
+    let mut i = 0;
+    let mut out = Ok(());
+    ids(b.column(0), |v| {
+        if let Some(s) = v
+            && nulls.as_ref().is_none_or(|nl| nl.is_valid(i))
+            && out.is_ok()
+        {
+            out = route(
+                sh,
+                local,
+                Rec {
+                    cust: hash128(&sh.key, s),
+                    country: country[i],
+                    kind: K_CUSTOMER,
+                    month: NO_MONTH,
+                    ..Rec::default()
+                },
+            );
         }
-    }
-    Ok(out)
+        i += 1;
+    })?;
+    out
 }
 
 /// What pass 2 reads.
 struct Context<'a> {
     last_month: i64,
     end: i64,
-    countries: &'a HashMap<u128, u32>,
-    cuts: &'a HashMap<u128, Vec<i64>>,
+    names: &'a Interner,
+    /// (subscription, time) of every refund and chargeback, sorted.
+    cuts: &'a [(u128, i64)],
     unknown: u32,
     asked: &'a HashMap<u128, String>,
 }
@@ -794,12 +815,23 @@ impl Context<'_> {
 
     fn customer(&self, g: &[Rec], acc: &mut Acc, sc: &mut Scratch) {
         let cust = g[0].cust;
-        let country = self.countries.get(&cust).copied().unwrap_or(self.unknown);
+        // The customer's country: the smallest of their customers rows' (customer
+        // records sort first in no particular order, so compare them all).
+        let country = g
+            .iter()
+            .filter(|r| r.kind == K_CUSTOMER)
+            .map(|r| r.country)
+            .min_by(|a, b| self.names.names[*a as usize].cmp(&self.names.names[*b as usize]))
+            .unwrap_or(self.unknown);
 
         // cohort_retention: the distinct months with a transaction.
         sc.months.clear();
-        sc.months
-            .extend(g.iter().map(|r| r.month).filter(|m| *m != NO_MONTH));
+        sc.months.extend(
+            g.iter()
+                .filter(|r| r.kind != K_CUSTOMER)
+                .map(|r| r.month)
+                .filter(|m| *m != NO_MONTH),
+        );
         sc.months.sort_unstable();
         sc.months.dedup();
         if let Some(&c) = sc.months.first() {
@@ -811,7 +843,7 @@ impl Context<'_> {
         // revenue_monthly: one contribution per cell the customer has a transaction in.
         sc.cells.clear();
         for r in g {
-            if r.month == NO_MONTH || i64::from(r.month) > self.last_month {
+            if r.kind == K_CUSTOMER || r.month == NO_MONTH || i64::from(r.month) > self.last_month {
                 continue;
             }
             let key = (r.month, r.country, r.currency, r.offer);
@@ -869,10 +901,12 @@ impl Context<'_> {
             }
             let (s, e0) = (r.t, r.e0);
             let cut = if r.has(F_SUB) {
-                self.cuts.get(&r.sub).and_then(|v| {
-                    let i = v.partition_point(|x| *x < s);
-                    v.get(i).copied().filter(|x| *x < e0)
-                })
+                let sub = r.sub;
+                let i = self.cuts.partition_point(|c| *c < (sub, s));
+                self.cuts
+                    .get(i)
+                    .filter(|(cut_sub, at)| *cut_sub == sub && *at < e0)
+                    .map(|c| c.1)
             } else {
                 None
             };
@@ -1227,13 +1261,13 @@ mod tests {
     #[test]
     fn a_customer_counts_once_per_cell() {
         let unknown = 0;
-        let cx_countries = HashMap::new();
-        let cuts = HashMap::new();
+        let names = Interner::default();
+        let cuts = Vec::new();
         let asked = HashMap::new();
         let cx = Context {
             last_month: 2024 * 12 + 11,
             end: i64::MAX,
-            countries: &cx_countries,
+            names: &names,
             cuts: &cuts,
             unknown,
             asked: &asked,

@@ -137,6 +137,9 @@ pub struct Computed {
     /// Of the customers asked about, those whose paid coverage continues past the as-of
     /// date.
     pub active: HashSet<String>,
+    /// How many parts the kernel spilled to disk (0: it held them in memory, or the SQL
+    /// engine ran).
+    pub spilled_parts: usize,
 }
 
 /// Of `customers` (tokens as in the events view), those whose paid coverage continues past
@@ -278,6 +281,7 @@ pub async fn compute(
             );
         }
     }
+    let mut spilled_parts = 0;
     let (raws, active) = match a.engine {
         Engine::Kernel => {
             let spill = spill_dir
@@ -291,7 +295,11 @@ pub async fn compute(
                 end,
                 last_month,
                 amount_type: amount_type(tx),
-                rows_estimate: crate::input::estimate_rows(tx.format, &tx.files),
+                rows_estimate: [Some(tx), customers]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| crate::input::estimate_rows(t.format, &t.files))
+                    .sum(),
                 memory_bytes: a.memory_bytes,
                 threads,
                 spill_dir: &spill,
@@ -305,6 +313,7 @@ pub async fn compute(
                 spilled_parts = out.spilled_parts,
                 "aggregates computed by the kernel"
             );
+            spilled_parts = out.spilled_parts;
             (out.tables, out.active)
         }
         Engine::Sql => {
@@ -336,6 +345,7 @@ pub async fn compute(
         aggregates: out,
         skipped,
         active,
+        spilled_parts,
     })
 }
 
@@ -467,7 +477,7 @@ fn text(e: Expr) -> Expr {
 enum Ids {
     /// Keyed tokens (the SQL engine: the session may be shown plans).
     Tokens,
-    /// The id's text, trimmed (the kernel hashes it at once and never writes it).
+    /// The id's text (the kernel trims and hashes it at once and never writes it).
     Raw,
 }
 
@@ -487,8 +497,9 @@ fn id_expr(table: &TablePolicy, column: &str, udfs: &Udfs, ids: Ids) -> Result<E
                 format!("column {column} has type {t}; an id column must hold strings or integers"),
             ));
         }
-        let text = cast(ident(column), DataType::Utf8);
-        return Ok(if string { btrim(vec![text]) } else { text });
+        // Trimmed by the kernel as the token's "trim" does (Rust's `str::trim`, every
+        // kind of white space, where SQL's btrim takes only spaces).
+        return Ok(cast(ident(column), DataType::Utf8));
     }
     Ok(udfs.pseudonymize.call(vec![
         ident(column),
@@ -673,7 +684,14 @@ pub async fn build(
         aggregates,
         skipped,
         active,
+        spilled_parts,
     } = compute(policy, key, as_of, threads, active_check, Some(staging)).await?;
+    if spilled_parts > 0 {
+        tracing::info!(
+            parts = spilled_parts,
+            "aggregates: the transactions did not fit in [analytics] memory_mb and were spilled to disk by customer"
+        );
+    }
     let mut tables = BTreeMap::new();
     for agg in aggregates {
         let dir = staging.join(agg.name);

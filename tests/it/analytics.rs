@@ -895,6 +895,7 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
             0 => None,
             1 => Some(String::new()),
             2 => Some(format!("  c{c} ")),
+            3 => Some(format!("c{c}\t")),
             _ => Some(format!("c{c}")),
         };
         let event_time = if rng.random_bool(0.1) {
@@ -938,6 +939,7 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
             subscription: match rng.random_range(0..10) {
                 0 => None,
                 1 => Some(format!("s{}", rng.random_range(0..200))),
+                2 => Some(format!(" s{c}-0\n")),
                 _ => Some(format!("s{c}-{}", rng.random_range(0..2))),
             },
             offer_period: pick(
@@ -1031,7 +1033,12 @@ fn kernel_and_sql_engines_give_the_same_tables() {
                     Some(spill.path()),
                 ))
                 .unwrap();
-            // Spill files are gone afterwards.
+            // Spilled when memory is short, and the spill files are gone afterwards.
+            assert_eq!(
+                c.spilled_parts > 0,
+                engine == Engine::Kernel && memory == 1,
+                "{engine:?} {memory}"
+            );
             assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
             let tables: Vec<(String, RecordBatch)> = c
                 .aggregates

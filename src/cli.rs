@@ -98,7 +98,7 @@ pub enum Command {
         out: PathBuf,
         #[arg(long)]
         threads: Option<usize>,
-        /// zstd level of the copy (default: the run's, 3)
+        /// zstd level of the copy (default: the run's, 1)
         #[arg(long)]
         zstd_level: Option<i32>,
         /// rows per row group (default: the run's, 1048576)

@@ -55,37 +55,26 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(g.transactions));
     // The kernel computes all four tables in one read; the SQL engine one query each.
+    let compute = |p: &anonymizer::policy::Policy| {
+        rt.block_on(anonymizer::analytics::compute(
+            p,
+            &key(),
+            as_of,
+            threads,
+            &[],
+            None,
+        ))
+        .unwrap()
+    };
     let mut kernel = policy.clone();
     kernel.analytics.engine = anonymizer::policy::Engine::Kernel;
-    group.bench_function("aggregates_kernel_all", |b| {
-        b.iter(|| {
-            rt.block_on(anonymizer::analytics::compute(
-                &kernel,
-                &key(),
-                as_of,
-                threads,
-                &[],
-                None,
-            ))
-            .unwrap()
-        })
-    });
+    group.bench_function("aggregates_kernel_all", |b| b.iter(|| compute(&kernel)));
     for name in policy.analytics.tables.clone() {
         let mut one = policy.clone();
         one.analytics.tables = vec![name];
         one.analytics.engine = anonymizer::policy::Engine::Sql;
         group.bench_function(format!("aggregate_sql_{name}"), |b| {
-            b.iter(|| {
-                rt.block_on(anonymizer::analytics::compute(
-                    &one,
-                    &key(),
-                    as_of,
-                    threads,
-                    &[],
-                    None,
-                ))
-                .unwrap()
-            })
+            b.iter(|| compute(&one))
         });
     }
     group.bench_function("privacy_gate_scan", |b| {

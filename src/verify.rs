@@ -280,22 +280,10 @@ impl Fingerprinter {
     }
 }
 
-/// What a value is fingerprinted as: trimmed and lower-cased (`scratch` holds the copy
-/// when one is needed); `None` when shorter than 4 characters.
+/// What a value is fingerprinted as: trimmed and lower-cased like an email token's input
+/// (`scratch` holds the copy when one is needed); `None` when shorter than 4 characters.
 fn normalized<'a>(v: &'a str, scratch: &'a mut String) -> Option<&'a str> {
-    let t = v.trim();
-    let n: &str = if t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-        scratch.clear();
-        if t.is_ascii() {
-            scratch.push_str(t);
-            scratch.make_ascii_lowercase();
-        } else {
-            scratch.push_str(&t.to_lowercase());
-        }
-        scratch
-    } else {
-        t
-    };
+    let n = crate::rules::pseudonymize::normalized(v, crate::rules::Normalize::Email, scratch);
     (n.len() >= 4 || n.chars().count() >= 4).then_some(n)
 }
 

@@ -22,11 +22,23 @@ use datafusion::logical_expr::{
 };
 use std::sync::Arc;
 
-use super::{Normalize, check_args, first_array, for_each_str, is_string, str_arg};
+use super::{Normalize, check_args, first_array, is_string, str_arg};
 use crate::key::Key;
 
 /// Width of a token in characters.
 pub const TOKEN_LEN: usize = 32;
+
+/// Lower-case hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    t
+};
 
 /// The keyed tokenizer for one (key, domain).
 #[derive(Clone)]
@@ -66,7 +78,13 @@ impl Pseudonymizer {
     #[inline]
     pub fn token_into(&self, value: &[u8], out: &mut [u8; TOKEN_LEN]) {
         let h = blake3::keyed_hash(&self.key, value);
-        hex::encode_to_slice(&h.as_bytes()[..TOKEN_LEN / 2], out).expect("fixed sizes");
+        let b = h.as_bytes();
+        // A byte -> two hex digits table: no per-nibble branches or bounds checks.
+        for i in 0..TOKEN_LEN / 2 {
+            let [hi, lo] = HEX_PAIRS[b[i] as usize];
+            out[2 * i] = hi;
+            out[2 * i + 1] = lo;
+        }
     }
 
     /// The token of a string after normalization.
@@ -137,25 +155,16 @@ pub fn tokenize_array(
             }
         }
     } else if is_string(array.data_type()) {
-        let mut scratch = String::new();
-        let mut last: Vec<u8> = Vec::new();
-        let mut have_last = false;
-        for_each_str(array, |v| {
-            match v {
-                None => out.append_null(),
-                Some(s) => {
-                    if !(have_last && last == s.as_bytes()) {
-                        let norm = normalized(s, normalize, &mut scratch);
-                        p.token_into(norm.as_bytes(), &mut tok);
-                        last.clear();
-                        last.extend_from_slice(s.as_bytes());
-                        have_last = true;
-                    }
-                    out.append_value(std::str::from_utf8(&tok).expect("hex"));
-                }
+        let o = &mut out;
+        match array.data_type() {
+            DataType::Utf8 => tokenize_strs(p, array.as_string::<i32>().iter(), normalize, o),
+            DataType::LargeUtf8 => tokenize_strs(p, array.as_string::<i64>().iter(), normalize, o),
+            DataType::Utf8View => tokenize_strs(p, array.as_string_view().iter(), normalize, o),
+            _ => {
+                let plain = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+                tokenize_strs(p, plain.as_string::<i32>().iter(), normalize, o)
             }
-            Ok(())
-        })?;
+        }
     } else {
         return exec_err!(
             "anon_pseudonymize needs a string or integer column, got {}",
@@ -163,6 +172,32 @@ pub fn tokenize_array(
         );
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// Tokens of string values; runs of equal values are hashed once (`last` borrows from
+/// the array, nothing is copied).
+fn tokenize_strs<'a>(
+    p: &Pseudonymizer,
+    values: impl Iterator<Item = Option<&'a str>>,
+    normalize: Normalize,
+    out: &mut StringBuilder,
+) {
+    let mut scratch = String::new();
+    let mut tok = [0u8; TOKEN_LEN];
+    let mut last: Option<&str> = None;
+    for v in values {
+        match v {
+            None => out.append_null(),
+            Some(s) => {
+                if last != Some(s) {
+                    let norm = normalized(s, normalize, &mut scratch);
+                    p.token_into(norm.as_bytes(), &mut tok);
+                    last = Some(s);
+                }
+                out.append_value(std::str::from_utf8(&tok).expect("hex"));
+            }
+        }
+    }
 }
 
 /// `anon_pseudonymize(value [, normalize ['none'|'trim'|'email'] [, domain]])` -> Utf8.
@@ -216,5 +251,38 @@ impl ScalarUDFImpl for PseudonymizeUdf {
         let domain = str_arg(self.name(), &args.args, 2)?;
         let p = Pseudonymizer::new(&self.key, domain.as_deref());
         Ok(ColumnarValue::Array(tokenize_array(&p, &array, normalize)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_the_hex_of_the_keyed_hash_first_16_bytes() {
+        let key = Key::from_hex(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0",
+            crate::key::KeySource::Provided,
+        )
+        .unwrap();
+        let p = Pseudonymizer::new(&key, None);
+        for v in [
+            "",
+            "a",
+            "customer-000042",
+            "jane.doe@example.com",
+            "\u{e9}t\u{e9}",
+        ] {
+            let mut out = [0u8; TOKEN_LEN];
+            p.token_into(v.as_bytes(), &mut out);
+            let want = hex::encode(&blake3::keyed_hash(&p.key, v.as_bytes()).as_bytes()[..16]);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{v}");
+        }
+        assert_eq!(
+            HEX_PAIRS.iter().flatten().copied().collect::<Vec<u8>>(),
+            (0..=255u8)
+                .flat_map(|b| hex::encode([b]).into_bytes())
+                .collect::<Vec<u8>>()
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 mod analytics;
 mod common;
+mod crash;
 mod csv_mapping;
 mod erasure;
 mod kanon;

@@ -596,3 +596,97 @@ fn erase_reads_anonymizer_toml_in_the_current_folder_by_default() {
     let pending = std::fs::read_to_string(dir.path().join("pending.jsonl")).unwrap();
     assert_eq!(pending.lines().count(), 1);
 }
+
+/// Key hygiene across the whole pipeline: an erasure request, runs with human and JSON
+/// logs, `verify` and `query`; then every byte they wrote (stdout, stderr, every file of
+/// the output folder, the ledger) is searched for the key (hex in either case, and its 32
+/// raw bytes), and every text file and every decoded Parquet string cell for the input's
+/// email addresses.
+#[test]
+fn no_byte_written_holds_the_key_or_an_email() {
+    let dir = fixture_copy();
+    let people = people();
+    let policy = policy_with_erasure(dir.path(), Some("pending.jsonl"));
+    let cfg = policy.to_str().unwrap();
+    let mut printed: Vec<Vec<u8>> = Vec::new();
+    let mut ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        printed.push(o.stdout);
+        printed.push(o.stderr);
+    };
+    ok(cli(
+        &[
+            "erase",
+            "--config",
+            cfg,
+            "--email",
+            &people[3].email,
+            "--received",
+            "2025-12-01",
+        ],
+        None,
+    ));
+    ok(cli(&["run", "--config", cfg], Some(KEY_HEX)));
+    ok(cli(
+        &["run", "--config", cfg, "--log-format", "json"],
+        Some(KEY_HEX),
+    ));
+    ok(cli(&["verify", "--config", cfg], Some(KEY_HEX)));
+    ok(cli(
+        &[
+            "query",
+            "--config",
+            cfg,
+            "--sql",
+            "SELECT * FROM customers LIMIT 50",
+        ],
+        None,
+    ));
+
+    let raw_key = hex::decode(KEY_HEX).unwrap();
+    let hex_lower = KEY_HEX.to_lowercase();
+    let hex_upper = KEY_HEX.to_uppercase();
+    let emails: Vec<String> = people.iter().map(|p| p.email.to_lowercase()).collect();
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let check_bytes = |what: &str, bytes: &[u8], text: bool| {
+        assert!(!has(bytes, &raw_key), "{what}: the raw key");
+        assert!(!has(bytes, hex_lower.as_bytes()), "{what}: the key in hex");
+        assert!(!has(bytes, hex_upper.as_bytes()), "{what}: the key in hex");
+        if text {
+            let lower = String::from_utf8_lossy(bytes).to_lowercase();
+            for e in &emails {
+                assert!(!lower.contains(e.as_str()), "{what}: an input email");
+            }
+        }
+    };
+    for (i, b) in printed.iter().enumerate() {
+        check_bytes(&format!("output stream {i}"), b, true);
+    }
+    let mut files = 0;
+    for root in [dir.path().join("out"), dir.path().join("state")] {
+        let mut stack = vec![root];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let bytes = std::fs::read(&p).unwrap();
+                let parquet = p.extension().is_some_and(|x| x == "parquet");
+                check_bytes(&p.display().to_string(), &bytes, !parquet);
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 10, "{files} files");
+    let cells = all_string_cells(&dir.path().join("out/current"));
+    for (_, v) in &cells {
+        let v = v.to_lowercase();
+        assert!(!v.contains(&hex_lower), "a published cell holds the key");
+        assert!(
+            !emails.iter().any(|e| v.contains(e.as_str())),
+            "a published cell holds an input email"
+        );
+    }
+}

@@ -215,6 +215,69 @@ fn chunks_of(path: &Path, format: Format) -> usize {
     n.clamp(1, MAX_CHUNKS)
 }
 
+/// Rows per piece when a Parquet file is one large row group.
+const SPLIT_ROWS: usize = 1 << 17;
+
+/// A Parquet file of one row group of more than [`SPLIT_ROWS`] rows would be one chunk,
+/// transformed by one core. Its plan's scan is cut into row ranges of that row group
+/// instead (DataFusion's Parquet access plans with a row selection per piece), one
+/// partition each, in order: like row-group chunks, a function of the file alone.
+fn split_row_group(
+    plan: Arc<dyn ExecutionPlan>,
+    file: &Path,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
+    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+    use datafusion::datasource::source::DataSourceExec;
+    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    use parquet::file::reader::FileReader;
+    let rows = std::fs::File::open(file)
+        .ok()
+        .and_then(|f| parquet::file::reader::SerializedFileReader::new(f).ok())
+        .and_then(|r| match r.metadata().row_groups() {
+            [one] => usize::try_from(one.num_rows()).ok(),
+            _ => None,
+        });
+    let Some(rows) = rows.filter(|r| *r > SPLIT_ROWS) else {
+        return Ok(plan);
+    };
+    let pieces = rows.div_ceil(SPLIT_ROWS).min(MAX_CHUNKS);
+    let per = rows.div_ceil(pieces);
+    plan.transform_up(|node| {
+        let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
+            return Ok(Transformed::no(node));
+        };
+        let files: Vec<_> = config.file_groups.iter().flat_map(|g| g.files()).collect();
+        let [only] = files.as_slice() else {
+            return Ok(Transformed::no(node));
+        };
+        let groups: Vec<FileGroup> = (0..pieces)
+            .map(|i| i * per)
+            .take_while(|start| *start < rows)
+            .map(|start| {
+                let len = per.min(rows - start);
+                let mut selectors = vec![RowSelector::skip(start), RowSelector::select(len)];
+                if start + len < rows {
+                    selectors.push(RowSelector::skip(rows - start - len));
+                }
+                let access = ParquetAccessPlan::new(vec![RowGroupAccess::Selection(
+                    RowSelection::from(selectors),
+                )]);
+                FileGroup::new(vec![(*only).clone().with_extension(access)])
+            })
+            .collect();
+        let split = FileScanConfigBuilder::from(config.clone())
+            .with_file_groups(groups)
+            .build();
+        Ok(Transformed::yes(DataSourceExec::from_data_source(split)))
+    })
+    .map(|t| t.data)
+}
+
 /// The Parquet settings of every published file: zstd level 1, page statistics, 1M-row
 /// groups, dictionary encoding (measured against the alternatives: BENCHMARKS.md).
 pub fn writer_properties() -> WriterProperties {
@@ -693,6 +756,14 @@ async fn table_jobs(
             ctx.clone()
         };
         let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
+        let plan = match (chunks, table.format) {
+            (1, Format::Parquet) => split_row_group(plan, file).map_err(|e| Error::Transform {
+                table: table.name.clone(),
+                file: file.clone(),
+                message: format!("cannot split the row group: {}", df_message(&e)),
+            })?,
+            _ => plan,
+        };
         let partitions = plan.output_partitioning().partition_count();
         for chunk in 0..partitions {
             let name = if partitions == 1 {

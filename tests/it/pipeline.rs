@@ -505,6 +505,82 @@ fn a_file_of_many_row_groups_is_split_into_chunks_deterministically() {
 }
 
 #[test]
+fn a_file_of_one_large_row_group_is_split_into_row_ranges_deterministically() {
+    let dir = fixture_copy();
+    // The transactions 25 times over as one file of one row group (more than the 131,072
+    // rows a piece gets).
+    let tx_dir = dir.path().join("export/transactions");
+    let once = read_table(&tx_dir);
+    let batches: Vec<_> = (0..25).flat_map(|_| once.iter().cloned()).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert!(rows > 131_072, "{rows}");
+    for f in parquet_files(&tx_dir).values() {
+        std::fs::remove_file(f).unwrap();
+    }
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows + 1))
+        .build();
+    let file = std::fs::File::create(tx_dir.join("all.parquet")).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    // Only the transactions table: the point is the transform.
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let at = text.find("\n[analytics]").unwrap();
+    std::fs::write(
+        &policy,
+        format!("{}\n[analytics]\ntables = []\n", &text[..at]),
+    )
+    .unwrap();
+    let runs: Vec<_> = [1, 2]
+        .into_iter()
+        .map(|threads| {
+            run(&RunOptions {
+                config: policy.clone(),
+                out: Some(dir.path().join(format!("out{threads}"))),
+                key: Some(key()),
+                threads: Some(threads),
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    let a = parquet_files(&runs[0].run_dir.join("transactions"));
+    let b = parquet_files(&runs[1].run_dir.join("transactions"));
+    assert_eq!(a.len(), rows.div_ceil(131_072), "{:?}", a.keys());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (rel, p) in &a {
+        assert_eq!(
+            std::fs::read(p).unwrap(),
+            std::fs::read(&b[rel]).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        runs[0].manifest.tables["transactions"].rows_written,
+        rows as u64
+    );
+    // Every row once, in input order across the pieces.
+    let p = anonymizer::rules::pseudonymize::Pseudonymizer::new(&key(), None);
+    let expected: Vec<_> = column_strings(&batches, "transaction_id")
+        .iter()
+        .map(|v| {
+            v.as_ref()
+                .map(|v| p.token_str(v, anonymizer::rules::Normalize::Trim))
+        })
+        .collect();
+    let out_ids = column_strings(
+        &read_table(&runs[0].run_dir.join("transactions")),
+        "transaction_id",
+    );
+    assert_eq!(out_ids, expected);
+}
+
+#[test]
 fn bench_copy_writes_the_published_columns_unchanged() {
     let out = tempfile::tempdir().unwrap();
     let o = cli(

@@ -1,10 +1,11 @@
 //! The nightly run end to end on a generated export.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anonymizer::publish::{OutputDir, current_run};
-use anonymizer::run::{FailPoint, RunOptions, run};
+use anonymizer::run::{FailPoint, RunOptions, RunSummary, run};
+use datafusion::arrow::array::RecordBatch;
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
@@ -435,35 +436,37 @@ fn demo_runs_end_to_end_and_explains_how_to_rerun() {
     }
 }
 
-#[test]
-fn a_file_of_many_row_groups_is_split_into_chunks_deterministically() {
-    let dir = fixture_copy();
-    // Rewrite the transactions as one file of five row groups, the rows twice over
-    // (DataFusion only splits files of more rows than one batch, 8192).
-    let tx_dir = dir.path().join("export/transactions");
-    let once = read_table(&tx_dir);
-    let batches: Vec<_> = once.iter().chain(once.iter()).cloned().collect();
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    for f in parquet_files(&tx_dir).values() {
+/// Replaces the export's transactions by one file of `batches` in row groups of
+/// `row_group_rows`.
+fn rewrite_transactions(tx_dir: &Path, batches: &[RecordBatch], row_group_rows: usize) {
+    for f in parquet_files(tx_dir).values() {
         std::fs::remove_file(f).unwrap();
     }
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows / 5 + 1))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .build();
     let file = std::fs::File::create(tx_dir.join("all.parquet")).unwrap();
     let mut w =
         parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
-    for b in &batches {
+    for b in batches {
         w.write(b).unwrap();
     }
     w.close().unwrap();
-    let policy = dir.path().join("anonymizer.toml");
+}
+
+/// Runs `policy` on 1 and on 2 threads; checks that both publish the same transactions
+/// files, byte for byte, and every input row once, in input order. Returns the files.
+fn same_on_1_and_2_threads(
+    dir: &Path,
+    policy: &Path,
+    batches: &[RecordBatch],
+) -> (Vec<RunSummary>, BTreeMap<String, PathBuf>) {
     let runs: Vec<_> = [1, 2]
         .into_iter()
         .map(|threads| {
             run(&RunOptions {
-                config: policy.clone(),
-                out: Some(dir.path().join(format!("out{threads}"))),
+                config: policy.to_path_buf(),
+                out: Some(dir.join(format!("out{threads}"))),
                 key: Some(key()),
                 threads: Some(threads),
                 ..Default::default()
@@ -473,9 +476,6 @@ fn a_file_of_many_row_groups_is_split_into_chunks_deterministically() {
         .collect();
     let a = parquet_files(&runs[0].run_dir.join("transactions"));
     let b = parquet_files(&runs[1].run_dir.join("transactions"));
-    // Five equal byte ranges; each row group goes to the range holding its first page,
-    // so a range may hold two row groups and another none (no file).
-    assert!(a.len() >= 3, "the file was not split: {:?}", a.keys());
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (rel, p) in &a {
         assert_eq!(
@@ -484,24 +484,44 @@ fn a_file_of_many_row_groups_is_split_into_chunks_deterministically() {
             "{rel}"
         );
     }
-    let t = &runs[0].manifest.tables["transactions"];
-    assert_eq!(t.rows_read, Some(rows as u64));
-    assert_eq!(t.rows_written, rows as u64);
-    // Every row once, in input order across the chunks.
-    let input_ids = column_strings(&batches, "transaction_id");
-    let out_ids = column_strings(
-        &read_table(&runs[0].run_dir.join("transactions")),
-        "transaction_id",
-    );
     let p = anonymizer::rules::pseudonymize::Pseudonymizer::new(&key(), None);
-    let expected: Vec<_> = input_ids
+    let expected: Vec<_> = column_strings(batches, "transaction_id")
         .iter()
         .map(|v| {
             v.as_ref()
                 .map(|v| p.token_str(v, anonymizer::rules::Normalize::Trim))
         })
         .collect();
+    let out_ids = column_strings(
+        &read_table(&runs[0].run_dir.join("transactions")),
+        "transaction_id",
+    );
     assert_eq!(out_ids, expected);
+    (runs, a)
+}
+
+#[test]
+fn a_file_of_many_row_groups_is_split_into_chunks_deterministically() {
+    let dir = fixture_copy();
+    // Rewrite the transactions as one file of five row groups, the rows twice over
+    // (DataFusion only splits files of more rows than one batch, 8192).
+    let tx_dir = dir.path().join("export/transactions");
+    let once = read_table(&tx_dir);
+    let batches: Vec<_> = once.iter().chain(once.iter()).cloned().collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    rewrite_transactions(&tx_dir, &batches, rows / 5 + 1);
+    let policy = dir.path().join("anonymizer.toml");
+    let (runs, files) = same_on_1_and_2_threads(dir.path(), &policy, &batches);
+    // Five equal byte ranges; each row group goes to the range holding its first page,
+    // so a range may hold two row groups and another none (no file).
+    assert!(
+        files.len() >= 3,
+        "the file was not split: {:?}",
+        files.keys()
+    );
+    let t = &runs[0].manifest.tables["transactions"];
+    assert_eq!(t.rows_read, Some(rows as u64));
+    assert_eq!(t.rows_written, rows as u64);
 }
 
 #[test]
@@ -514,20 +534,8 @@ fn a_file_of_one_large_row_group_is_split_into_row_ranges_deterministically() {
     let batches: Vec<_> = (0..25).flat_map(|_| once.iter().cloned()).collect();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert!(rows > 131_072, "{rows}");
-    for f in parquet_files(&tx_dir).values() {
-        std::fs::remove_file(f).unwrap();
-    }
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows + 1))
-        .build();
-    let file = std::fs::File::create(tx_dir.join("all.parquet")).unwrap();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
-    for b in &batches {
-        w.write(b).unwrap();
-    }
-    w.close().unwrap();
-    // Only the transactions table: the point is the transform.
+    rewrite_transactions(&tx_dir, &batches, rows + 1);
+    // Only the transactions' transform matters here: no aggregates.
     let policy = dir.path().join("anonymizer.toml");
     let text = std::fs::read_to_string(&policy).unwrap();
     let at = text.find("\n[analytics]").unwrap();
@@ -536,48 +544,12 @@ fn a_file_of_one_large_row_group_is_split_into_row_ranges_deterministically() {
         format!("{}\n[analytics]\ntables = []\n", &text[..at]),
     )
     .unwrap();
-    let runs: Vec<_> = [1, 2]
-        .into_iter()
-        .map(|threads| {
-            run(&RunOptions {
-                config: policy.clone(),
-                out: Some(dir.path().join(format!("out{threads}"))),
-                key: Some(key()),
-                threads: Some(threads),
-                ..Default::default()
-            })
-            .unwrap()
-        })
-        .collect();
-    let a = parquet_files(&runs[0].run_dir.join("transactions"));
-    let b = parquet_files(&runs[1].run_dir.join("transactions"));
-    assert_eq!(a.len(), rows.div_ceil(131_072), "{:?}", a.keys());
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (rel, p) in &a {
-        assert_eq!(
-            std::fs::read(p).unwrap(),
-            std::fs::read(&b[rel]).unwrap(),
-            "{rel}"
-        );
-    }
+    let (runs, files) = same_on_1_and_2_threads(dir.path(), &policy, &batches);
+    assert_eq!(files.len(), rows.div_ceil(131_072), "{:?}", files.keys());
     assert_eq!(
         runs[0].manifest.tables["transactions"].rows_written,
         rows as u64
     );
-    // Every row once, in input order across the pieces.
-    let p = anonymizer::rules::pseudonymize::Pseudonymizer::new(&key(), None);
-    let expected: Vec<_> = column_strings(&batches, "transaction_id")
-        .iter()
-        .map(|v| {
-            v.as_ref()
-                .map(|v| p.token_str(v, anonymizer::rules::Normalize::Trim))
-        })
-        .collect();
-    let out_ids = column_strings(
-        &read_table(&runs[0].run_dir.join("transactions")),
-        "transaction_id",
-    );
-    assert_eq!(out_ids, expected);
 }
 
 #[test]

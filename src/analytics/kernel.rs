@@ -55,8 +55,9 @@ pub struct Job<'a> {
     /// The events view with raw (trimmed) customer and subscription ids, see
     /// [`super::events_frame`].
     pub events: DataFrame,
-    /// Customer id and country, one row per customer record (`None`: no customers table).
-    pub customers: Option<DataFrame>,
+    /// Customer id and country, one row per customer record, and the customers table's
+    /// name (`None`: no customers table).
+    pub customers: Option<(DataFrame, String)>,
     /// The aggregate tables to compute.
     pub tables: &'a [&'static str],
     /// The first instant after the as-of date (microseconds).
@@ -329,17 +330,19 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         .map(|stream| tokio::spawn(read_stream(shared.clone(), stream, Source::Events)))
         .collect();
     // The customers' countries go to the same parts as their transactions.
-    if let Some(df) = &job.customers {
+    if let Some((df, name)) = &job.customers {
         let streams = df
             .clone()
             .execute_stream_partitioned()
             .await
-            .map_err(|e| err("customers", df_message(&e)))?;
-        tasks.extend(
-            streams
-                .into_iter()
-                .map(|stream| tokio::spawn(read_stream(shared.clone(), stream, Source::Customers))),
-        );
+            .map_err(|e| err(name, df_message(&e)))?;
+        tasks.extend(streams.into_iter().map(|stream| {
+            tokio::spawn(read_stream(
+                shared.clone(),
+                stream,
+                Source::Customers(name.clone()),
+            ))
+        }));
     }
     for t in tasks {
         t.await
@@ -444,11 +447,11 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     })
 }
 
-/// Which table a reading task reads.
-#[derive(Clone, Copy)]
+/// Which table a reading task reads (the customers table by its name).
+#[derive(Clone)]
 enum Source {
     Events,
-    Customers,
+    Customers(String),
 }
 
 async fn read_stream(
@@ -456,9 +459,9 @@ async fn read_stream(
     mut stream: datafusion::physical_plan::SendableRecordBatchStream,
     source: Source,
 ) -> Result<(), Error> {
-    let table = match source {
+    let table = match &source {
         Source::Events => sh.table.clone(),
-        Source::Customers => "customers".to_string(),
+        Source::Customers(name) => name.clone(),
     };
     let mut names = Names {
         shared: &sh.names,
@@ -475,7 +478,7 @@ async fn read_stream(
         })?;
         match source {
             Source::Events => read_batch(&sh, &batch, &mut names, &mut local, &mut cuts),
-            Source::Customers => read_customers(&sh, &batch, &mut names, &mut local),
+            Source::Customers(_) => read_customers(&sh, &batch, &mut names, &mut local),
         }
         .map_err(|m| err(&table, m))?;
     }

@@ -290,7 +290,9 @@ pub async fn compute(
             let job = kernel::Job {
                 table: &tx.name,
                 events: events_frame(&ctx, tx, &udfs, end, Ids::Raw).await?,
-                customers: customers_df(&ctx, customers, &udfs, Ids::Raw).await?,
+                customers: customers_df(&ctx, customers, &udfs, Ids::Raw)
+                    .await?
+                    .zip(customers.map(|t| t.name.clone())),
                 tables: &build,
                 end,
                 last_month,

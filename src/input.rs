@@ -146,24 +146,34 @@ fn path_str(path: &Path) -> String {
         .into_owned()
 }
 
+/// The rows of each row group of a Parquet file, from its footer; `None` when the footer
+/// cannot be read (the error comes when the rows are read).
+pub fn parquet_row_groups(path: &Path) -> Option<Vec<u64>> {
+    use parquet::file::reader::FileReader;
+    let file = std::fs::File::open(path).ok()?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
+    Some(
+        reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+            .collect(),
+    )
+}
+
 /// About how many rows the files hold, to size buffers: the Parquet footers' counts, or
-/// for CSV the size at 32 bytes a row. An unreadable footer counts as its file's size
-/// (the error comes when the rows are read).
+/// for CSV the size at 32 bytes a row. An unreadable footer counts as its file's size.
 pub fn estimate_rows(format: Format, files: &[PathBuf]) -> u64 {
     files
         .iter()
         .map(|f| {
-            let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-            let footer = || -> Option<u64> {
-                let file = std::fs::File::open(f).ok()?;
-                let reader =
-                    parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
-                use parquet::file::reader::FileReader;
-                u64::try_from(reader.metadata().file_metadata().num_rows()).ok()
-            };
+            let size = || std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
             match format {
-                Format::Parquet => footer().unwrap_or(size),
-                Format::Csv => size / 32,
+                Format::Parquet => parquet_row_groups(f)
+                    .map(|g| g.iter().sum())
+                    .unwrap_or_else(size),
+                Format::Csv => size() / 32,
             }
         })
         .sum()

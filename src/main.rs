@@ -107,7 +107,7 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 row_group_rows: row_group_rows.unwrap_or(d.row_group_rows),
                 dictionary: !no_dictionary,
             };
-            let rows = run::bench_copy(&config, &out, threads, (custom != d).then_some(custom))?;
+            let rows = run::bench_copy(&config, &out, threads, custom)?;
             println!("copied {rows} rows to {}", out.display());
         }
         Command::Risk(args) => {

@@ -198,16 +198,9 @@ const CSV_CHUNK_BYTES: u64 = 64 << 20;
 /// file, at most [`MAX_CHUNKS`]. A function of the file alone (never of the core count),
 /// so outputs stay byte-identical everywhere. (DataFusion keeps a file of no more rows
 /// than one batch, 8192, in one piece; that too depends on the file alone.)
-fn chunks_of(path: &Path, format: Format) -> usize {
+fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
     let n = match format {
-        Format::Parquet => std::fs::File::open(path)
-            .ok()
-            .and_then(|f| parquet::file::reader::SerializedFileReader::new(f).ok())
-            .map(|r| {
-                use parquet::file::reader::FileReader;
-                r.metadata().num_row_groups()
-            })
-            .unwrap_or(1),
+        Format::Parquet => row_groups.map_or(1, <[u64]>::len),
         Format::Csv => std::fs::metadata(path)
             .map(|m| m.len().div_ceil(CSV_CHUNK_BYTES) as usize)
             .unwrap_or(1),
@@ -224,24 +217,16 @@ const SPLIT_ROWS: usize = 1 << 17;
 /// partition each, in order: like row-group chunks, a function of the file alone.
 fn split_row_group(
     plan: Arc<dyn ExecutionPlan>,
-    file: &Path,
+    rows: usize,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
     use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
     use datafusion::datasource::source::DataSourceExec;
     use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-    use parquet::file::reader::FileReader;
-    let rows = std::fs::File::open(file)
-        .ok()
-        .and_then(|f| parquet::file::reader::SerializedFileReader::new(f).ok())
-        .and_then(|r| match r.metadata().row_groups() {
-            [one] => usize::try_from(one.num_rows()).ok(),
-            _ => None,
-        });
-    let Some(rows) = rows.filter(|r| *r > SPLIT_ROWS) else {
+    if rows <= SPLIT_ROWS {
         return Ok(plan);
-    };
+    }
     let pieces = rows.div_ceil(SPLIT_ROWS).min(MAX_CHUNKS);
     let per = rows.div_ceil(pieces);
     plan.transform_up(|node| {
@@ -281,9 +266,6 @@ fn split_row_group(
 /// The Parquet settings of every published file: zstd level 1, page statistics, 1M-row
 /// groups, dictionary encoding (measured against the alternatives: BENCHMARKS.md).
 pub fn writer_properties() -> WriterProperties {
-    if let Some(p) = BENCH_PARQUET.get() {
-        return writer_properties_with(p);
-    }
     writer_properties_with(&ParquetSettings::default())
 }
 
@@ -306,11 +288,7 @@ impl Default for ParquetSettings {
     }
 }
 
-/// Other settings for the hidden `bench-copy` command only (a run never sets them, so
-/// its files do not depend on anything but its inputs, policy and key).
-static BENCH_PARQUET: std::sync::OnceLock<ParquetSettings> = std::sync::OnceLock::new();
-
-fn writer_properties_with(p: &ParquetSettings) -> WriterProperties {
+pub fn writer_properties_with(p: &ParquetSettings) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(p.zstd_level).unwrap_or_default(),
@@ -551,7 +529,8 @@ async fn stage_run(
             .collect();
         let effect = erasure.table_effect(table, key);
         let fail = matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name);
-        jobs.extend(table_jobs(ctx, table, staging, &exprs, effect.as_ref(), fail).await?);
+        let props = writer_properties();
+        jobs.extend(table_jobs(ctx, table, staging, &exprs, effect.as_ref(), fail, &props).await?);
     }
     let results = run_jobs(jobs, threads).await;
     let (hashes, hash_ms) = hashing
@@ -738,6 +717,7 @@ async fn table_jobs(
     exprs: &[Expr],
     effect: Option<&crate::erasure::TableEffect>,
     fail: bool,
+    props: &WriterProperties,
 ) -> Result<Vec<FileJob>, Error> {
     let dir = out.join(&table.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::Transform {
@@ -745,11 +725,16 @@ async fn table_jobs(
         file: dir.clone(),
         message: format!("cannot create the output folder: {e}"),
     })?;
-    let props = writer_properties();
     let mut jobs = Vec::new();
     for (idx, file) in table.files.iter().enumerate() {
         // One plan per file (one footer read); each chunk job executes one partition.
-        let chunks = chunks_of(file, table.format);
+        // One footer read: the row groups decide the chunks (and a lone large one is
+        // cut into row ranges).
+        let row_groups = match table.format {
+            Format::Parquet => crate::input::parquet_row_groups(file),
+            Format::Csv => None,
+        };
+        let chunks = chunks_of(file, table.format, row_groups.as_deref());
         let ctx = if chunks > 1 {
             chunked_session(chunks)
         } else {
@@ -757,7 +742,13 @@ async fn table_jobs(
         };
         let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
         let plan = match (chunks, table.format) {
-            (1, Format::Parquet) => split_row_group(plan, file).map_err(|e| Error::Transform {
+            (1, Format::Parquet) => split_row_group(
+                plan,
+                row_groups
+                    .as_deref()
+                    .map_or(0, |g| g.iter().sum::<u64>() as usize),
+            )
+            .map_err(|e| Error::Transform {
                 table: table.name.clone(),
                 file: file.clone(),
                 message: format!("cannot split the row group: {}", df_message(&e)),
@@ -835,13 +826,8 @@ pub fn bench_copy(
     config: &Path,
     out: &Path,
     threads: Option<usize>,
-    parquet: Option<ParquetSettings>,
+    parquet: ParquetSettings,
 ) -> Result<u64, Error> {
-    if let Some(p) = parquet {
-        BENCH_PARQUET
-            .set(p)
-            .map_err(|_| Error::Failed("bench-copy: Parquet settings already set".into()))?;
-    }
     let threads = threads.unwrap_or_else(default_threads).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -859,7 +845,8 @@ pub fn bench_copy(
                 .filter(|c| c.rule != crate::rules::Rule::Drop)
                 .map(|c| datafusion::prelude::ident(&c.name))
                 .collect();
-            jobs.extend(table_jobs(&ctx, table, out, &exprs, None, false).await?);
+            let props = writer_properties_with(&parquet);
+            jobs.extend(table_jobs(&ctx, table, out, &exprs, None, false, &props).await?);
         }
         let results = run_jobs(jobs, threads).await?;
         Ok(results.iter().map(|r| r.2).sum())

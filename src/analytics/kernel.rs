@@ -382,15 +382,17 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         Parts::Files(v, _) => v.len(),
         Parts::Memory(_) => 0,
     };
+    // Each part alone, grouped by customer; the parts' cells are merged.
+    let one = |mut recs: Vec<Rec>| {
+        let mut acc = Acc::default();
+        cx.part(&mut recs, &mut acc);
+        acc
+    };
     let acc = match parts {
         Parts::Memory(v) => pool.install(|| {
             v.into_par_iter()
-                .map(|m| {
-                    let mut recs = m.into_inner().expect("part");
-                    let mut acc = Acc::default();
-                    cx.part(&mut recs, &mut acc).map(|_| acc)
-                })
-                .try_reduce(Acc::default, |a, b| a.merge(b))
+                .map(|m| one(m.into_inner().expect("part")))
+                .reduce(Acc::default, Acc::merge)
         }),
         Parts::Files(files, dir) => {
             let mut paths = Vec::new();
@@ -403,18 +405,13 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
             let r = pool.install(|| {
                 paths
                     .par_iter()
-                    .map(|p| {
-                        let mut recs = read_part(p)?;
-                        let mut acc = Acc::default();
-                        cx.part(&mut recs, &mut acc).map(|_| acc)
-                    })
-                    .try_reduce(Acc::default, |a, b| a.merge(b))
+                    .map(|p| read_part(p).map(one))
+                    .try_reduce(Acc::default, |a, b| Ok(a.merge(b)))
             });
             drop(dir);
-            r
+            r.map_err(|m| err(job.table, m))?
         }
-    }
-    .map_err(|m| err(job.table, m))?;
+    };
 
     if acc.overflow {
         return Err(err(
@@ -581,7 +578,6 @@ fn read_batch(
     let offer = names.column(col("offer_type")?, sh.unknown)?;
     let currency = names.column(col("currency")?, sh.unknown)?;
     let country = names.column(col("country")?, sh.unknown)?;
-    let offer_nulls = col("offer_type")?.logical_nulls();
     for i in 0..n {
         let Some(c) = cust[i] else { continue };
         if time.is_null(i) {
@@ -606,7 +602,8 @@ fn read_batch(
         if units.is_valid(i) {
             flags |= F_UNITS;
         }
-        if offer[i] == sh.subscription && offer_nulls.as_ref().is_none_or(|nl| nl.is_valid(i)) {
+        // A null offer type is interned as "unknown", never as "subscription".
+        if offer[i] == sh.subscription {
             flags |= F_SUBSCRIPTION;
         }
         let r = Rec {
@@ -722,6 +719,21 @@ struct Revenue {
     contributors: i64,
 }
 
+impl Revenue {
+    /// Adds another part's (or one customer's) sums and counts.
+    fn add(&mut self, o: &Revenue, overflow: &mut bool) {
+        self.payments += o.payments;
+        add_opt(&mut self.gross, o.gross, overflow);
+        add_opt(&mut self.refunds, o.refunds, overflow);
+        add_opt(&mut self.chargebacks, o.chargebacks, overflow);
+        self.customers += o.customers;
+        self.payers += o.payers;
+        self.refunded += o.refunded;
+        self.charged_back += o.charged_back;
+        self.contributors += o.contributors;
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Mrr {
     subscribers: i64,
@@ -759,18 +771,12 @@ fn add_opt(acc: &mut Option<i128>, v: Option<i128>, overflow: &mut bool) {
 }
 
 impl Acc {
-    fn merge(mut self, o: Acc) -> Result<Acc, String> {
+    fn merge(mut self, o: Acc) -> Acc {
         for (k, v) in o.revenue {
-            let e = self.revenue.entry(k).or_default();
-            e.payments += v.payments;
-            add_opt(&mut e.gross, v.gross, &mut self.overflow);
-            add_opt(&mut e.refunds, v.refunds, &mut self.overflow);
-            add_opt(&mut e.chargebacks, v.chargebacks, &mut self.overflow);
-            e.customers += v.customers;
-            e.payers += v.payers;
-            e.refunded += v.refunded;
-            e.charged_back += v.charged_back;
-            e.contributors += v.contributors;
+            self.revenue
+                .entry(k)
+                .or_default()
+                .add(&v, &mut self.overflow);
         }
         for (k, v) in o.cohorts {
             *self.cohorts.entry(k).or_default() += v;
@@ -788,7 +794,7 @@ impl Acc {
         }
         self.active.extend(o.active);
         self.overflow |= o.overflow;
-        Ok(self)
+        self
     }
 }
 
@@ -807,13 +813,12 @@ fn month_start(m: i64) -> Option<i64> {
 }
 
 impl Context<'_> {
-    fn part(&self, recs: &mut [Rec], acc: &mut Acc) -> Result<(), String> {
+    fn part(&self, recs: &mut [Rec], acc: &mut Acc) {
         recs.sort_unstable_by_key(|r| r.cust);
         let mut scratch = Scratch::default();
         for group in recs.chunk_by(|a, b| a.cust == b.cust) {
             self.customer(group, acc, &mut scratch);
         }
-        Ok(())
     }
 
     fn customer(&self, g: &[Rec], acc: &mut Acc, sc: &mut Scratch) {
@@ -883,16 +888,12 @@ impl Context<'_> {
             }
         }
         for (key, c) in sc.cells.drain(..) {
-            let e = acc.revenue.entry(key).or_default();
-            e.payments += c.payments;
-            add_opt(&mut e.gross, c.gross, &mut acc.overflow);
-            add_opt(&mut e.refunds, c.refunds, &mut acc.overflow);
-            add_opt(&mut e.chargebacks, c.chargebacks, &mut acc.overflow);
-            e.customers += 1;
-            e.payers += c.payers;
-            e.refunded += c.refunded;
-            e.charged_back += c.charged_back;
-            e.contributors += c.contributors;
+            // One customer in the cell: the flags become counts of people.
+            let one = Revenue { customers: 1, ..c };
+            acc.revenue
+                .entry(key)
+                .or_default()
+                .add(&one, &mut acc.overflow);
         }
 
         // Coverage (coverage.sql), then subscriptions_monthly and mrr_monthly.
@@ -1297,7 +1298,7 @@ mod tests {
             },
         ];
         let mut acc = Acc::default();
-        cx.part(&mut recs, &mut acc).expect("part");
+        cx.part(&mut recs, &mut acc);
         let cell = acc.revenue.values().next().expect("one cell");
         assert_eq!(
             (cell.customers, cell.payments, cell.gross, cell.refunds),

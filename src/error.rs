@@ -76,7 +76,8 @@ impl Error {
 /// (a CSV parse error, for example, quotes the cell that failed to parse).
 pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
     let root = e.find_root().to_string();
-    redact_quoted(&root)
+    // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
+    redact_quoted(&root.replace("Parquet error: Parquet error: ", "Parquet error: "))
 }
 
 /// Replaces everything between matching single or double quotes by `…`.

@@ -190,6 +190,14 @@ pub async fn open(
 ) -> Result<DataFrame, InputError> {
     let ext = ext_of(path);
     let p = path_str(path);
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(InputError::Unreadable {
+            table: table.into(),
+            path: path.to_path_buf(),
+            format,
+            message: "the file is empty (0 bytes)".into(),
+        });
+    }
     let res = match format {
         Format::Parquet => {
             let o = ParquetReadOptions {

@@ -23,10 +23,13 @@
 //! [`demo`] chains generate + run for the README's first command.
 
 pub mod analytics;
+pub mod checks;
 pub mod demo;
 pub mod erasure;
 pub mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod input;
 pub mod kanon;

@@ -30,6 +30,10 @@ pub struct Manifest {
     /// Aggregate tables the policy asks for that this export cannot give, with the reason
     /// (for example a role the export lacks).
     pub aggregates_skipped: BTreeMap<String, String>,
+    /// Input table -> column -> rows whose customer_key or event_time is null: the
+    /// aggregates leave those rows out (the record-level tables keep them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rows_missing: BTreeMap<String, BTreeMap<String, u64>>,
     /// Erasure in this run (when the policy has an `[erasure]` ledger).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureReport>,

@@ -100,6 +100,13 @@ impl OutputDir {
             std::process::id(),
             crate::manifest::rfc3339(chrono::Utc::now())
         );
+        // Refuse before any work, not at the swap after a whole run.
+        let current = root.join("current");
+        if let Ok(meta) = fs::symlink_metadata(&current)
+            && !meta.file_type().is_symlink()
+        {
+            return Err(PublishError::CurrentNotSymlink { path: current });
+        }
         let out = OutputDir {
             root: root.to_path_buf(),
             _lock: f,

@@ -17,14 +17,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::ScalarValue;
 use datafusion::execution::TaskContext;
-use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
-use datafusion::prelude::{SessionConfig, SessionContext, ident};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -320,9 +317,12 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     let out = OutputDir::lock(&out_root)?;
 
     let t = Instant::now();
+    let facts = crate::checks::check_export(&ctx, &policy).await?;
+    stages.insert("checks".to_string(), ms(t));
+    let t = Instant::now();
     let (as_of, as_of_source) = match opts.as_of {
         Some(d) => (Some(d), "--as-of".to_string()),
-        None => match latest_event_date(&ctx, &policy).await? {
+        None => match latest_event_date(&policy, &facts) {
             Some((d, src)) => (Some(d), src),
             None => (None, "none: no table maps the event_time role".to_string()),
         },
@@ -422,6 +422,11 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         inputs,
         tables,
         aggregates_skipped,
+        rows_missing: facts
+            .iter()
+            .filter(|(_, f)| !f.missing.is_empty())
+            .map(|(t, f)| (t.clone(), f.missing.clone()))
+            .collect(),
         risk_report: "risk_report.json".into(),
         erasure: erasure.enabled.then(|| crate::manifest::ErasureReport {
             ledger: erasure.ledger_path.clone().unwrap_or_default(),
@@ -476,11 +481,20 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         Err(e) => tracing::warn!(error = %e, "published, but old runs could not be removed"),
     }
     tracing::info!(run_id = %run_id, "published");
+    let mut attention = erasure.attention();
+    for (table, missing) in &manifest.rows_missing {
+        for (column, rows) in missing {
+            attention.push(format!(
+                "table {table}: {rows} row(s) have no {column}; the aggregates leave them out \
+                 (the record-level table keeps them)"
+            ));
+        }
+    }
     Ok(RunSummary {
         run_dir,
         out: out_root,
         manifest,
-        attention: erasure.attention(),
+        attention,
     })
 }
 
@@ -597,7 +611,16 @@ async fn stage_run(
         staging,
         &erasure.matched_analytics_tokens(),
     )
-    .await?;
+    .await;
+    let built = match built {
+        Err(e)
+            if e.to_string()
+                .contains(crate::analytics::period::PERIOD_HELP) =>
+        {
+            return Err(bad_offer_period(policy, e).await);
+        }
+        other => other?,
+    };
     stages.insert("analytics".into(), ms(t));
     tables.extend(built.tables);
     if erasure.enabled {
@@ -915,12 +938,17 @@ impl FileJob {
             file: self.input.clone(),
             message,
         };
+        const WRITE_HINT: &str = "\n  check the free space and permissions of the output folder; \
+                                  nothing was published and the previous run stays current";
+        let write_err = |what: &str, e: &dyn std::fmt::Display| {
+            err(format!("{what} {}: {e}{WRITE_HINT}", self.output.display()))
+        };
         let mut stream = self
             .plan
             .execute(self.chunk, self.task_ctx.clone())
             .map_err(|e| err(format!("cannot start reading: {}", df_message(&e))))?;
-        let file = std::fs::File::create(&self.output)
-            .map_err(|e| err(format!("cannot create {}: {e}", self.output.display())))?;
+        let file =
+            std::fs::File::create(&self.output).map_err(|e| write_err("cannot create", &e))?;
         let mut writer = ArrowWriter::try_new(
             HashingWriter::new(file),
             self.schema.clone(),
@@ -931,7 +959,8 @@ impl FileJob {
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| {
                 err(format!(
-                    "failed after {rows} rows (row {} or later): {}",
+                    "failed after {rows} rows (row {} or later): {}\n  \
+                     is the input file complete? Re-export it, or remove it from the input folder",
                     rows + 1,
                     df_message(&e)
                 ))
@@ -939,17 +968,17 @@ impl FileJob {
             rows += batch.num_rows() as u64;
             writer
                 .write(&batch)
-                .map_err(|e| err(format!("cannot write {}: {e}", self.output.display())))?;
+                .map_err(|e| write_err("cannot write", &e))?;
             if self.fail {
                 return Err(err("injected failure while writing".into()));
             }
         }
         let mut hw = writer
             .into_inner()
-            .map_err(|e| err(format!("cannot finish {}: {e}", self.output.display())))?;
+            .map_err(|e| write_err("cannot finish", &e))?;
         hw.flush()
             .and_then(|_| hw.inner.get_ref().sync_all())
-            .map_err(|e| err(format!("cannot flush {}: {e}", self.output.display())))?;
+            .map_err(|e| write_err("cannot flush", &e))?;
         if rows == 0 && self.chunk > 0 {
             // A byte range that holds no row group: no file.
             let _ = std::fs::remove_file(&self.output);
@@ -1033,52 +1062,49 @@ fn hash_input(table: &str, path: &Path) -> Result<InputFile, Error> {
 }
 
 /// The date of the latest event time over every table that maps the event_time role.
-async fn latest_event_date(
-    ctx: &SessionContext,
+/// The events view only knows that some offer_period failed to parse: find the file
+/// and row, so the message says where (the value itself is never shown).
+async fn bad_offer_period(policy: &Policy, e: Error) -> Error {
+    let ctx = session();
+    for table in &policy.tables {
+        match crate::checks::locate_bad_offer_period(&ctx, table).await {
+            Ok(Some((file, row))) => {
+                return Error::Transform {
+                    table: table.name.clone(),
+                    file,
+                    message: format!(
+                        "row {row}, column '{}' (offer_period): {}",
+                        table.role(Role::OfferPeriod).unwrap_or("offer_period"),
+                        crate::analytics::period::PERIOD_HELP.trim_start_matches("offer_period ")
+                    ),
+                };
+            }
+            Ok(None) => {}
+            Err(located) => return located,
+        }
+    }
+    e
+}
+
+/// The latest event date over the tables that map the event_time role (from the
+/// input checks), and where it came from.
+fn latest_event_date(
     policy: &Policy,
-) -> Result<Option<(NaiveDate, String)>, Error> {
+    facts: &BTreeMap<String, crate::checks::Facts>,
+) -> Option<(NaiveDate, String)> {
     let mut best: Option<(NaiveDate, String)> = None;
     for table in &policy.tables {
         let Some(col) = table.role(Role::EventTime) else {
             continue;
         };
-        let err = |message: String| Error::Transform {
-            table: table.name.clone(),
-            file: table.files[0].clone(),
-            message,
-        };
-        let mut latest: Option<i32> = None;
-        for file in &table.files {
-            let df = table.open(ctx, file).await?;
-            let batches = df
-                .aggregate(vec![], vec![max(ident(col)).alias("m")])
-                .map_err(|e| err(format!("cannot plan max({col}): {}", df_message(&e))))?
-                .collect()
-                .await
-                .map_err(|e| err(format!("cannot compute max({col}): {}", df_message(&e))))?;
-            let Some(batch) = batches.first() else {
-                continue;
-            };
-            let v = ScalarValue::try_from_array(batch.column(0), 0)
-                .and_then(|s| s.cast_to(&DataType::Date32))
-                .map_err(|e| {
-                    err(format!(
-                        "the event_time column '{col}' is not a timestamp or date: {}",
-                        df_message(&e)
-                    ))
-                })?;
-            if let ScalarValue::Date32(Some(d)) = v {
-                latest = latest.max(Some(d));
-            }
-        }
-        if let Some(d) = latest.and_then(|d| crate::rules::generalize::days_to_date(d as i64)) {
+        if let Some(d) = facts.get(&table.name).and_then(|f| f.latest_event) {
             let src = format!("latest {}.{}", table.name, col);
             if best.as_ref().is_none_or(|(b, _)| d > *b) {
                 best = Some((d, src));
             }
         }
     }
-    Ok(best)
+    best
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

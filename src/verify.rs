@@ -1255,6 +1255,13 @@ pub fn run_verify(
                 ));
             }
         };
+        if !has_tables(&dir) {
+            return Err(Error::Usage(format!(
+                "{} holds no tables (no subfolder with Parquet files), so there is nothing to verify\n  \
+                 give a run folder such as OUT/current",
+                dir.display()
+            )));
+        }
         let k = k
             .or(policy.as_ref().map(|p| p.analytics.k))
             .unwrap_or(crate::policy::raw::DEFAULT_K);
@@ -1279,6 +1286,20 @@ pub fn run_verify(
             None => None,
         };
         verify(&dir, policy.as_ref(), k, erased.as_ref()).await
+    })
+}
+
+/// Whether `dir` has a subfolder holding at least one Parquet file.
+fn has_tables(dir: &Path) -> bool {
+    let parquet = |d: &Path| {
+        std::fs::read_dir(d).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
+    };
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.path().is_dir() && parquet(&e.path()))
     })
 }
 

@@ -511,7 +511,7 @@ fn id_expr(table: &TablePolicy, column: &str, udfs: &Udfs, ids: Ids) -> Result<E
 }
 
 /// The decimal type `amount` gets in the events view: the column's scale, 38 digits.
-fn amount_type(table: &TablePolicy) -> DataType {
+pub(crate) fn amount_type(table: &TablePolicy) -> DataType {
     let t = table.role(Role::Amount).and_then(|c| {
         table
             .schema

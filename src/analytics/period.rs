@@ -98,7 +98,7 @@ pub fn month_of(d: NaiveDate) -> i64 {
     i64::from(d.year()) * 12 + i64::from(d.month0())
 }
 
-const PERIOD_HELP: &str = "offer_period holds a value that is not an ISO 8601 period; use PnD, PnW, PnM or PnY (P1M, P1Y, P7D, P2W) or daily/weekly/monthly/quarterly/yearly";
+pub const PERIOD_HELP: &str = "offer_period holds a value that is not an ISO 8601 period; use PnD, PnW, PnM or PnY (P1M, P1Y, P7D, P2W) or daily/weekly/monthly/quarterly/yearly";
 
 fn periods(array: &ArrayRef) -> DfResult<Vec<Option<Period>>> {
     let mut out = Vec::with_capacity(array.len());

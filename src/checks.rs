@@ -1,0 +1,385 @@
+//! Checks on the export's rows that its schema cannot express, made before anything is
+//! written: a table with no rows at all, event times outside any plausible range,
+//! negative or unparsable amounts, and a customers table with quasi-identifiers that
+//! names a customer twice.
+//!
+//! Each of these would publish something wrong rather than fail: an empty export would
+//! replace the last good tables with empty ones; one transaction dated in year 9999
+//! stretches every monthly table across eight thousand years; a negative amount turns a
+//! refund's sign around; a customer on two rows is counted twice by k-anonymity, so a
+//! "group of k" could be fewer people. So the run stops (exit 2) and says where: the
+//! table, the file, the column and the 1-based row within the file, never the value.
+//!
+//! The counts, date ranges and amount minimums come from one aggregate per file (for
+//! Parquet mostly answered from the footer's statistics); only when one of them is out
+//! of range is the file read again, in order, to find the first offending row.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type};
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::expr_fn::{count, max, min};
+use datafusion::logical_expr::{Expr, TryCast, cast, ident, lit};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use crate::error::{Error, df_message};
+use crate::policy::{Policy, Role, TablePolicy};
+
+/// Event times must fall on or after this date ...
+pub const EARLIEST_EVENT: (i32, u32, u32) = (1970, 1, 1);
+/// ... and before this one.
+pub const LATEST_EVENT: (i32, u32, u32) = (2100, 1, 1);
+
+fn date((y, m, d): (i32, u32, u32)) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date")
+}
+
+fn days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch")).num_days() as i32
+}
+
+/// What the checks learnt about one table.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub rows: u64,
+    /// The latest event date, for tables that map the event_time role.
+    pub latest_event: Option<NaiveDate>,
+    /// Rows with a null customer_key or event_time, by column: the aggregates leave
+    /// them out (the record-level table keeps them).
+    pub missing: BTreeMap<String, u64>,
+}
+
+/// Runs every check on every table of the policy. Returns the facts per table.
+pub async fn check_export(
+    ctx: &SessionContext,
+    policy: &Policy,
+) -> Result<BTreeMap<String, Facts>, Error> {
+    let mut out = BTreeMap::new();
+    for table in &policy.tables {
+        out.insert(table.name.clone(), check_table(ctx, table).await?);
+        if !table.quasi_identifiers.is_empty()
+            && table.role(Role::CustomerKey).is_some()
+            && table.role(Role::EventTime).is_none()
+        {
+            unique_customers(ctx, table).await?;
+        }
+    }
+    Ok(out)
+}
+
+fn input_error(table: &TablePolicy, file: &Path, message: String) -> Error {
+    Error::Transform {
+        table: table.name.clone(),
+        file: file.to_path_buf(),
+        message,
+    }
+}
+
+async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts, Error> {
+    let event = table.role(Role::EventTime).map(str::to_string);
+    let amount = table.role(Role::Amount).map(str::to_string);
+    let amount_type = crate::analytics::amount_type(table);
+    let (lo, hi) = (days(date(EARLIEST_EVENT)), days(date(LATEST_EVENT)));
+    let mut facts = Facts::default();
+    for file in &table.files {
+        let df = table.open(ctx, file).await?;
+        let mut aggs = vec![count(lit(1)).alias("rows")];
+        let counted: Vec<String> = [Role::CustomerKey, Role::EventTime]
+            .iter()
+            .filter_map(|r| table.role(*r).map(str::to_string))
+            .collect();
+        for (i, c) in counted.iter().enumerate() {
+            aggs.push(count(ident(c)).alias(format!("nonnull{i}")));
+        }
+        // Plain min/max/count of columns: Parquet statistics can answer them.
+        if let Some(c) = &event {
+            aggs.push(min(ident(c)).alias("first"));
+            aggs.push(max(ident(c)).alias("last"));
+        }
+        let amount_is_text = amount.as_ref().is_some_and(|c| {
+            table
+                .schema
+                .field_with_name(c)
+                .is_ok_and(|f| !f.data_type().is_numeric())
+        });
+        if let Some(c) = &amount {
+            if amount_is_text {
+                let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
+                aggs.push(min(a.clone()).alias("least"));
+                aggs.push(count(ident(c)).alias("present"));
+                aggs.push(count(a).alias("parsed"));
+            } else {
+                aggs.push(min(ident(c)).alias("least"));
+            }
+        }
+        let err = |what: &str, e: datafusion::error::DataFusionError| {
+            input_error(
+                table,
+                file,
+                format!(
+                    "cannot {what}: {}\n  is it a complete file? Re-export it, or remove it from the input folder",
+                    df_message(&e)
+                ),
+            )
+        };
+        let batches = df
+            .aggregate(vec![], aggs)
+            .map_err(|e| err("plan the input checks", e))?
+            .collect()
+            .await
+            .map_err(|e| err("read the file", e))?;
+        let Some(b) = batches.first().filter(|b| b.num_rows() == 1) else {
+            continue;
+        };
+        let scalar = |name: &str| {
+            ScalarValue::try_from_array(b.column_by_name(name).expect("an aggregate"), 0)
+        };
+        let rows = match scalar("rows") {
+            Ok(ScalarValue::Int64(Some(n))) => n as u64,
+            _ => 0,
+        };
+        facts.rows += rows;
+        for (i, c) in counted.iter().enumerate() {
+            if let Ok(ScalarValue::Int64(Some(n))) = scalar(&format!("nonnull{i}"))
+                && (n as u64) < rows
+            {
+                *facts.missing.entry(c.clone()).or_default() += rows - n as u64;
+            }
+        }
+        if let Some(c) = &event {
+            let day = |name| match scalar(name).and_then(|v| v.cast_to(&DataType::Date32)) {
+                Ok(ScalarValue::Date32(d)) => d,
+                _ => None,
+            };
+            let (first, last) = (day("first"), day("last"));
+            if first.is_some_and(|d| d < lo) || last.is_some_and(|d| d >= hi) {
+                let row = first_row(
+                    ctx,
+                    table,
+                    file,
+                    cast(ident(c), DataType::Date32),
+                    |a, i| {
+                        let d = a.as_primitive::<Date32Type>().value(i);
+                        d < lo || d >= hi
+                    },
+                )
+                .await?;
+                return Err(input_error(
+                    table,
+                    file,
+                    format!(
+                        "{}column '{c}' (event_time) holds a time before {} or after {}; such a time is an export error, \
+                         and it would stretch every monthly table across the years between.\n  \
+                         correct or remove the row in the export and rerun",
+                        at_row(row),
+                        date(EARLIEST_EVENT),
+                        date(LATEST_EVENT).pred_opt().expect("a date"),
+                    ),
+                ));
+            }
+            if let Some(d) = last {
+                let d = crate::rules::generalize::days_to_date(i64::from(d));
+                facts.latest_event = facts.latest_event.max(d);
+            }
+        }
+        if let Some(c) = &amount {
+            let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
+            let n = if amount_is_text {
+                match (scalar("present"), scalar("parsed")) {
+                    (Ok(ScalarValue::Int64(Some(p))), Ok(ScalarValue::Int64(Some(q)))) => p - q,
+                    _ => 0,
+                }
+            } else {
+                0
+            };
+            if n > 0 {
+                let both = datafusion::functions::expr_fn::nvl(
+                    cast(a.clone().is_null(), DataType::Int8),
+                    lit(0i8),
+                ) + cast(ident(c).is_not_null(), DataType::Int8);
+                // 2: a value that is not null but does not cast.
+                let row = first_row(ctx, table, file, both, |arr, i| {
+                    arr.as_primitive::<datafusion::arrow::datatypes::Int8Type>()
+                        .value(i)
+                        == 2
+                })
+                .await?;
+                return Err(input_error(
+                    table,
+                    file,
+                    format!(
+                        "{}column '{c}' (amount): {n} value(s) are not numbers (as {amount_type}).\n  \
+                         export amounts as decimals with a dot, e.g. 12.50, without a currency sign",
+                        at_row(row)
+                    ),
+                ));
+            }
+            let negative = scalar("least")
+                .ok()
+                .and_then(|s| s.cast_to(&DataType::Float64).ok())
+                .is_some_and(|s| matches!(s, ScalarValue::Float64(Some(v)) if v < 0.0));
+            if negative {
+                let row = first_row(ctx, table, file, cast(a, DataType::Float64), |arr, i| {
+                    arr.as_primitive::<Float64Type>().value(i) < 0.0
+                })
+                .await?;
+                return Err(input_error(
+                    table,
+                    file,
+                    format!(
+                        "{}column '{c}' (amount) is negative; amounts are positive, and refunds and chargebacks \
+                         are told apart by the transaction_type column, not by their sign.\n  \
+                         if the export signs refunds, export their absolute value",
+                        at_row(row)
+                    ),
+                ));
+            }
+        }
+    }
+    if facts.rows == 0 {
+        return Err(Error::Usage(format!(
+            "table {}: none of its {} file(s) holds a row ({}{}); an empty export would replace the published \
+             tables with empty ones, so the run stops.\n  check the job that wrote the export",
+            table.name,
+            table.files.len(),
+            table.files[0].display(),
+            if table.files.len() > 1 { ", ..." } else { "" },
+        )));
+    }
+    Ok(facts)
+}
+
+fn at_row(row: Option<u64>) -> String {
+    match row {
+        Some(r) => format!("row {r}, "),
+        None => String::new(),
+    }
+}
+
+/// The 1-based row of `file` where `bad(values, i)` first holds, `values` being `expr`
+/// evaluated over the file in order (nulls are never bad).
+async fn first_row(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    file: &Path,
+    expr: Expr,
+    bad: impl Fn(&ArrayRef, usize) -> bool,
+) -> Result<Option<u64>, Error> {
+    let err = |e: datafusion::error::DataFusionError| {
+        input_error(
+            table,
+            file,
+            format!("cannot read the file: {}", df_message(&e)),
+        )
+    };
+    let mut stream = table
+        .open(ctx, file)
+        .await?
+        .select(vec![expr.alias("v")])
+        .map_err(err)?
+        .execute_stream()
+        .await
+        .map_err(err)?;
+    let mut seen = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(err)?;
+        let a = batch.column(0);
+        if let Some(i) = (0..a.len()).find(|&i| a.is_valid(i) && bad(a, i)) {
+            return Ok(Some(seen + i as u64 + 1));
+        }
+        seen += a.len() as u64;
+    }
+    Ok(None)
+}
+
+/// The 1-based row and file of the first row whose offer period does not parse (the
+/// events view only knows that some value failed).
+pub async fn locate_bad_offer_period(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+) -> Result<Option<(PathBuf, u64)>, Error> {
+    let Some(c) = table.role(Role::OfferPeriod) else {
+        return Ok(None);
+    };
+    for file in &table.files {
+        let row = first_row(ctx, table, file, cast(ident(c), DataType::Utf8), |a, i| {
+            let s = a.as_string::<i32>().value(i);
+            !s.trim().is_empty() && crate::analytics::period::Period::parse(s).is_none()
+        })
+        .await?;
+        if let Some(r) = row {
+            return Ok(Some((file.clone(), r)));
+        }
+    }
+    Ok(None)
+}
+
+/// A table of customers (it maps customer_key and no event time) whose
+/// quasi-identifiers are made k-anonymous must name each customer once. (Without
+/// quasi-identifiers a repeated customer harms nothing: the aggregates count customers,
+/// not rows, and take the first country by name.) Keys are compared trimmed, as tokens are, by a keyed 128-bit hash
+/// with a random key (never written).
+async fn unique_customers(ctx: &SessionContext, table: &TablePolicy) -> Result<(), Error> {
+    let Some(c) = table.role(Role::CustomerKey) else {
+        return Ok(());
+    };
+    let hasher = crate::verify::Fingerprinter::new();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut first: Option<(PathBuf, u64)> = None;
+    let mut repeats = 0u64;
+    for file in &table.files {
+        let err = |e: datafusion::error::DataFusionError| {
+            input_error(
+                table,
+                file,
+                format!("cannot read the file: {}", df_message(&e)),
+            )
+        };
+        let mut stream = table
+            .open(ctx, file)
+            .await?
+            .select(vec![cast(ident(c), DataType::Utf8).alias("k")])
+            .map_err(err)?
+            .execute_stream()
+            .await
+            .map_err(err)?;
+        let mut row = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(err)?;
+            let keys = batch.column(0).as_string::<i32>();
+            for i in 0..keys.len() {
+                row += 1;
+                if keys.is_null(i) {
+                    continue;
+                }
+                let k = keys.value(i).trim();
+                if k.is_empty() {
+                    continue;
+                }
+                if !seen.insert(hasher.hash_normalized(k.as_bytes())) {
+                    repeats += 1;
+                    if first.is_none() {
+                        first = Some((file.clone(), row));
+                    }
+                }
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some((file, row)) => Err(input_error(
+            table,
+            &file,
+            format!(
+                "row {row}, column '{c}' (customer_key): this customer is already on an earlier row \
+                 ({repeats} row(s) repeat a customer in all). A customers table has one row per customer; \
+                 otherwise k-anonymity would count one person several times.\n  \
+                 remove the duplicate rows from the export and rerun"
+            ),
+        )),
+    }
+}

@@ -1,0 +1,122 @@
+//! Entry points for the fuzz targets under `fuzz/` and for the test that replays their
+//! corpus on every `cargo test`.
+//!
+//! Each function takes arbitrary bytes, runs one parser the way the nightly job does,
+//! and panics only when a property the rest of the pipeline relies on is broken (a panic
+//! inside the parser is a finding too). They live in the library, not in the fuzz crate,
+//! so that the corpus replay in `tests/it/fuzz_corpus.rs` runs exactly the code the fuzzer
+//! ran, on the stable toolchain and without instrumentation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+
+use crate::erasure::requests::{self, Format};
+use crate::policy::raw::RawPolicy;
+use crate::policy::{Format as InputFormat, Policy};
+use crate::rules::scrub;
+
+/// The policy parser: TOML text → raw policy → a policy validated against the
+/// generated export's schemas (every table the text names gets the customers or the
+/// transactions schema, so validation runs past the raw parse).
+pub fn policy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let raw = match RawPolicy::from_str(text, Path::new("fuzz.toml"), Path::new("/fuzz")) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // Rendering the error must not panic either.
+            let _ = e.to_string();
+            return;
+        }
+    };
+    let schemas = raw
+        .tables
+        .keys()
+        .enumerate()
+        .map(|(i, name)| {
+            let schema = if i % 2 == 0 {
+                crate::generate::transactions_schema()
+            } else {
+                crate::generate::customers_schema()
+            };
+            (
+                name.clone(),
+                (
+                    vec![PathBuf::from(format!("/fuzz/{name}.parquet"))],
+                    InputFormat::Parquet,
+                    schema,
+                ),
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    match Policy::validate(raw, schemas) {
+        Ok(p) => {
+            // A validated policy classifies every column of every table.
+            for t in &p.tables {
+                for f in t.schema.fields() {
+                    assert!(
+                        t.rule_of(f.name()).is_some(),
+                        "validated policy leaves column {} of {} unclassified",
+                        f.name(),
+                        t.name
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// The erasure requests parser, as CSV and as JSON Lines. Every accepted request has
+/// a valid normalized email and a receipt date no later than the as-of date; row
+/// numbers are within the file.
+pub fn requests(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).expect("a valid date");
+    let lines = text.lines().count().max(1);
+    for format in [Format::Csv, Format::JsonLines] {
+        let Ok(parsed) = requests::parse_str(text, format, as_of) else {
+            continue;
+        };
+        for r in &parsed.valid {
+            assert!(requests::valid_email(&r.email), "accepted an invalid email");
+            assert_eq!(
+                r.email,
+                requests::normalize_email(&r.email),
+                "not normalized"
+            );
+            assert!(r.received_at <= as_of, "accepted a receipt after as-of");
+            assert!(r.row >= 1 && r.row <= lines, "row {} of {lines}", r.row);
+        }
+        for i in &parsed.invalid {
+            assert!(i.row >= 1 && i.row <= lines, "row {} of {lines}", i.row);
+            assert!(!i.reason.is_empty());
+        }
+    }
+}
+
+/// The free-text scrubber: whatever it outputs, the verify gate's detector finds
+/// nothing in it (otherwise a scrubbed column would fail every run), scrubbing twice
+/// changes nothing more, and a text it reports as clean comes out unchanged.
+pub fn scrub(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut once = String::new();
+    let n = scrub::scrub(text, &mut once);
+    if n == 0 {
+        assert_eq!(once, text, "nothing replaced but the text changed");
+    }
+    let left = scrub::detect(&once);
+    assert!(left.is_empty(), "scrubbed text still holds {left:?}");
+    let mut twice = String::new();
+    scrub::scrub(&once, &mut twice);
+    assert_eq!(twice, once, "scrubbing is not idempotent");
+}

@@ -2,10 +2,12 @@
 //! code with a fixed seed; see `common`.
 
 mod analytics;
+mod bad_inputs;
 mod common;
 mod crash;
 mod csv_mapping;
 mod erasure;
+mod fuzz_corpus;
 mod kanon;
 mod oracle;
 mod pipeline;

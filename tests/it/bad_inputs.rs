@@ -1,0 +1,965 @@
+//! The bad-input corpus: every way an export, a policy, a key, a requests file, a ledger
+//! or an output folder can be wrong, each run through the real binary.
+//!
+//! Every case starts from a copy of the shared fixture whose output folder already
+//! holds a good published run, breaks one thing, runs the command, and checks:
+//! - the documented exit code (0 ok, 1 privacy check failed, 2 any other error);
+//! - no panic, and the key nowhere in what was printed;
+//! - on failure: `OUT/current` still names the same run, every published file is
+//!   unchanged, and no staging folder is left behind;
+//! - the message itself, pinned by a snapshot (`tests/it/snapshots/`), with the
+//!   case's temporary folder written as `[DIR]`.
+//!
+//! Inputs are generated in code from the seeded fixture; nothing binary is committed.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+use crate::common::*;
+
+/// A good published run, made once; every case's `out/` starts as a copy of it.
+fn good_output() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        run_to(&sample_policy(), &dir.path().join("out"), key()).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// Copies a folder, recreating symlinks as symlinks (`current`).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type().unwrap();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else if e.file_name() != ".lock" {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Every entry under `dir` (relative path -> symlink target or file bytes' length and
+/// hash), for "nothing lost, nothing half-written".
+fn state(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if ft.is_dir() {
+                out.insert(rel.clone(), "dir".into());
+                walk(base, &p, out);
+            } else if e.file_name() != ".lock" {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(
+                    rel,
+                    format!("{} bytes {}", bytes.len(), blake3::hash(&bytes).to_hex()),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// One case: a private copy of the fixture with a good run published in `out/`.
+struct Case {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    before: BTreeMap<String, String>,
+}
+
+impl Case {
+    fn new(name: &'static str) -> Case {
+        let dir = fixture_copy();
+        copy_tree(&good_output().join("out"), &dir.path().join("out"));
+        let before = state(&dir.path().join("out"));
+        assert!(before.contains_key("current"));
+        Case { name, dir, before }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn policy(&self) -> PathBuf {
+        self.path("anonymizer.toml")
+    }
+
+    fn edit_policy(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.policy()).unwrap();
+        let new = f(text.clone());
+        assert_ne!(new, text, "{}: the edit changed nothing", self.name);
+        std::fs::write(self.policy(), new).unwrap();
+    }
+
+    /// The Parquet files of one table of the export, sorted.
+    fn files(&self, table: &str) -> Vec<PathBuf> {
+        parquet_files(&self.path(&format!("export/{table}")))
+            .into_values()
+            .collect()
+    }
+
+    fn first(&self, table: &str) -> PathBuf {
+        self.files(table).remove(0)
+    }
+
+    /// Rewrites one Parquet file through `f` (one batch holding the whole file).
+    fn rewrite(&self, file: &Path, f: impl FnOnce(RecordBatch) -> RecordBatch) {
+        let batches = read_parquet(file);
+        let schema = batches[0].schema();
+        let all = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
+        write_parquet(file, &f(all));
+    }
+
+    /// Runs the binary in the case's folder with `ANONYMIZER_KEY` set to `key`.
+    fn cli_with(
+        &self,
+        args: &[&str],
+        key: Option<&str>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Outcome {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_anonymizer"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ANONYMIZER_KEY")
+            .env_remove("ANONYMIZER_LOG")
+            .env("RUST_BACKTRACE", "0");
+        if let Some(k) = key {
+            c.env("ANONYMIZER_KEY", k);
+        }
+        setup(&mut c);
+        let o = c.output().unwrap();
+        Outcome {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn cli(&self, args: &[&str], key: Option<&str>) -> Outcome {
+        self.cli_with(args, key, |_| {})
+    }
+
+    /// `anonymizer --quiet run --config anonymizer.toml ARGS` with the test key.
+    fn run(&self, args: &[&str]) -> Outcome {
+        let mut all = vec![
+            "--quiet",
+            "run",
+            "--config",
+            "anonymizer.toml",
+            "--threads",
+            "2",
+        ];
+        all.extend_from_slice(args);
+        self.cli(&all, Some(KEY_HEX))
+    }
+
+    /// The checks every case makes; then the message is pinned.
+    fn expect(&self, o: &Outcome, code: i32) {
+        let name = self.name;
+        let printed = format!("{}{}", o.stdout, o.stderr);
+        assert!(
+            !printed.contains("panicked") && !printed.contains("RUST_BACKTRACE"),
+            "{name}: panic\n{printed}"
+        );
+        assert!(
+            !printed.to_lowercase().contains(KEY_HEX),
+            "{name}: the key was printed"
+        );
+        assert_eq!(o.code, Some(code), "{name}: exit code\n{printed}");
+        let out = self.path("out");
+        if code != 0 {
+            assert_eq!(
+                state(&out),
+                self.before,
+                "{name}: the published output changed or a staging folder was left"
+            );
+            assert!(!o.stderr.trim().is_empty(), "{name}: no message");
+        }
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        // A run that succeeds shows its report too: what it made of the odd input.
+        let shown = if code == 0 {
+            format!("{}{}", o.stdout, o.stderr)
+        } else {
+            o.stderr.clone()
+        };
+        let message = shown.replace(&dir, "[DIR]");
+        insta::with_settings!({
+            snapshot_suffix => name,
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            filters => vec![
+                (r"\d{8}T\d{6,9}Z(-[0-9a-f]+)?", "[RUN-ID]"),
+                (r"erase-[0-9A-Za-z:_-]+", "[REQUEST-ID]"),
+            ],
+        }, {
+            insta::assert_snapshot!("bad_input", format!("exit code: {code}\n{message}"));
+        });
+    }
+}
+
+pub fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+/// `batch` with column `name` replaced by `array` (whose type may differ).
+fn with_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+    let schema = batch.schema();
+    let i = schema.index_of(name).unwrap();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = Field::new(name, array.data_type().clone(), true);
+    let mut cols = batch.columns().to_vec();
+    cols[i] = array;
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+fn without_column(batch: &RecordBatch, name: &str) -> RecordBatch {
+    let i = batch.schema().index_of(name).unwrap();
+    let mut b = batch.clone();
+    b.remove_column(i);
+    b
+}
+
+/// Column `name` as strings, changed row by row by `f(row, value)`.
+fn map_strings(
+    batch: &RecordBatch,
+    name: &str,
+    f: impl Fn(usize, Option<&str>) -> Option<String>,
+) -> RecordBatch {
+    let col =
+        datafusion::arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8)
+            .unwrap();
+    let s = col.as_any().downcast_ref::<StringArray>().unwrap();
+    let new: StringArray = (0..s.len())
+        .map(|i| f(i, (!s.is_null(i)).then(|| s.value(i))))
+        .collect();
+    with_column(batch, name, Arc::new(new))
+}
+
+fn map_timestamps(
+    batch: &RecordBatch,
+    name: &str,
+    f: impl Fn(usize, i64) -> Option<i64>,
+) -> RecordBatch {
+    let col = batch.column_by_name(name).unwrap();
+    let t = col
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .unwrap();
+    let new =
+        TimestampMicrosecondArray::from((0..t.len()).map(|i| f(i, t.value(i))).collect::<Vec<_>>())
+            .with_timezone("UTC");
+    with_column(batch, name, Arc::new(new))
+}
+
+/// Microseconds since the epoch of midnight UTC on a date.
+fn micros(y: i32, m: u32, d: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros()
+}
+
+// ---------------------------------------------------------------------------------
+// Export files
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn truncated_parquet() {
+    let c = Case::new("truncated_parquet");
+    let f = c.first("transactions");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn truncated_parquet_footer_intact() {
+    // The tail (footer and magic) kept, a chunk of the middle zeroed: the footer
+    // parses, the pages do not.
+    let c = Case::new("corrupt_pages");
+    let f = c.first("transactions");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n / 4..n / 2].fill(0xAB);
+    std::fs::write(&f, &bytes).unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn not_parquet() {
+    let c = Case::new("not_parquet");
+    std::fs::write(c.first("customers"), "customer_id,email\n1,a@example.com\n").unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn empty_file() {
+    let c = Case::new("empty_file");
+    std::fs::write(c.first("transactions"), "").unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn zero_rows_in_every_file() {
+    let c = Case::new("zero_rows");
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| b.slice(0, 0));
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn zero_rows_in_one_file_is_fine() {
+    let c = Case::new("zero_rows_one_file");
+    c.rewrite(&c.first("transactions"), |b| b.slice(0, 0));
+    c.expect(&c.run(&[]), 0);
+}
+
+#[test]
+fn column_of_the_wrong_type() {
+    // Event times exported as integers (microseconds) instead of timestamps.
+    let c = Case::new("wrong_type_column");
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| {
+            let t = b.column_by_name("transaction_at").unwrap();
+            let t = t
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            let ints: Int64Array = t.iter().collect();
+            with_column(&b, "transaction_at", Arc::new(ints))
+        });
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn amounts_as_text_are_read_but_not_words() {
+    let c = Case::new("amount_not_a_number");
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| {
+            map_strings(&b, "amount", |i, v| {
+                if i == 6 {
+                    Some("12,50 EUR".into())
+                } else {
+                    v.map(str::to_string)
+                }
+            })
+        });
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn files_of_one_table_disagree_on_a_type() {
+    let c = Case::new("schema_differs_between_files");
+    c.rewrite(&c.first("transactions"), |b| {
+        let ids = b.column_by_name("customer_id").unwrap();
+        let s = datafusion::arrow::compute::cast(ids, &DataType::Utf8).unwrap();
+        with_column(&b, "customer_id", s)
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn missing_role_column() {
+    let c = Case::new("missing_role_column");
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| without_column(&b, "customer_id"));
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn unclassified_column() {
+    let c = Case::new("unclassified_column");
+    for f in c.files("customers") {
+        c.rewrite(&f, |b| {
+            let nick = map_strings(&b, "first_name", |_, v| v.map(|s| format!("{s}y")));
+            let col = nick.column_by_name("first_name").unwrap().clone();
+            let mut fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new("nickname", DataType::Utf8, true));
+            let mut cols = b.columns().to_vec();
+            cols.push(col);
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+        });
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn null_customer_keys() {
+    let c = Case::new("null_customer_keys");
+    c.rewrite(&c.first("transactions"), |b| {
+        let ids = b.column_by_name("customer_id").unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        let new: Int64Array = (0..ids.len())
+            .map(|i| (i % 7 != 3).then(|| ids.value(i)))
+            .collect();
+        with_column(&b, "customer_id", Arc::new(new))
+    });
+    c.expect(&c.run(&[]), 0);
+}
+
+#[test]
+fn duplicate_customer_ids() {
+    let c = Case::new("duplicate_customer_ids");
+    c.rewrite(&c.first("customers"), |b| {
+        datafusion::arrow::compute::concat_batches(&b.schema(), &[b.slice(0, 5), b.clone()])
+            .unwrap()
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn null_event_times() {
+    let c = Case::new("null_event_times");
+    c.rewrite(&c.first("transactions"), |b| {
+        map_timestamps(&b, "transaction_at", |i, t| (i % 11 != 0).then_some(t))
+    });
+    c.expect(&c.run(&[]), 0);
+}
+
+#[test]
+fn a_ten_megabyte_string() {
+    let c = Case::new("ten_megabyte_string");
+    c.rewrite(&c.first("customers"), |b| {
+        map_strings(&b, "custom_answers", |i, v| {
+            if i == 2 {
+                let mut s = "I like the series. ".repeat(10 * 1024 * 1024 / 19);
+                s.push_str("Mail me at long.text@example.com");
+                Some(s)
+            } else {
+                v.map(str::to_string)
+            }
+        })
+    });
+    c.expect(&c.run(&[]), 0);
+}
+
+#[test]
+fn timestamps_in_year_1() {
+    let c = Case::new("year_1");
+    c.rewrite(&c.first("transactions"), |b| {
+        map_timestamps(&b, "transaction_at", |i, t| {
+            Some(if i == 4 { micros(1, 1, 1) } else { t })
+        })
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn timestamps_in_year_9999() {
+    let c = Case::new("year_9999");
+    c.rewrite(&c.first("transactions"), |b| {
+        map_timestamps(&b, "transaction_at", |i, t| {
+            Some(if i == 4 { micros(9999, 12, 31) } else { t })
+        })
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn unknown_offer_period() {
+    let c = Case::new("unknown_offer_period");
+    c.rewrite(&c.first("transactions"), |b| {
+        map_strings(&b, "offer_period", |i, v| {
+            if i == 9 {
+                Some("fortnightly".into())
+            } else {
+                v.map(str::to_string)
+            }
+        })
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn negative_amounts() {
+    let c = Case::new("negative_amounts");
+    c.rewrite(&c.first("transactions"), |b| {
+        let a = b.column_by_name("amount").unwrap();
+        let a = a.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        let new = Decimal128Array::from(
+            (0..a.len())
+                .map(|i| Some(-a.value(i).abs()))
+                .collect::<Vec<_>>(),
+        )
+        .with_precision_and_scale(a.precision(), a.scale())
+        .unwrap();
+        with_column(&b, "amount", Arc::new(new))
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn binary_where_text_is_expected() {
+    let c = Case::new("binary_column");
+    for f in c.files("customers") {
+        c.rewrite(&f, |b| {
+            let s = b.column_by_name("custom_answers").unwrap();
+            let bin = datafusion::arrow::compute::cast(s, &DataType::Binary).unwrap();
+            let _ = bin.as_any().downcast_ref::<BinaryArray>().unwrap();
+            with_column(&b, "custom_answers", bin)
+        });
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn no_input_files() {
+    let c = Case::new("no_input_files");
+    for f in c.files("transactions") {
+        std::fs::remove_file(f).unwrap();
+    }
+    c.expect(&c.run(&[]), 2);
+}
+
+// ---------------------------------------------------------------------------------
+// CSV exports
+// ---------------------------------------------------------------------------------
+
+const CSV_POLICY: &str = r#"
+output = "out"
+
+[tables.sales]
+input = "sales.csv"
+
+[tables.sales.roles]
+customer_key = "CustomerID"
+event_time = "InvoiceDate"
+
+[tables.sales.columns]
+InvoiceNo = "pseudonymize"
+InvoiceDate = { rule = "generalize", to = "week" }
+CustomerID = "pseudonymize"
+Notes = "scrub"
+"#;
+
+fn csv_case(name: &'static str, csv: &[u8]) -> Case {
+    let c = Case::new(name);
+    std::fs::write(c.path("sales.csv"), csv).unwrap();
+    std::fs::write(c.policy(), CSV_POLICY).unwrap();
+    // The good output was made with another policy; this one publishes to the same
+    // folder, so a failure must still leave it alone.
+    c
+}
+
+#[test]
+fn csv_with_invalid_utf8() {
+    let mut csv =
+        b"InvoiceNo,InvoiceDate,CustomerID,Notes\n1,2011-12-01 08:26:00,17850,fine\n".to_vec();
+    csv.extend_from_slice(b"2,2011-12-02 08:26:00,17851,caf\xe9 au lait\n");
+    let c = csv_case("csv_invalid_utf8", &csv);
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn csv_with_ragged_rows() {
+    let csv = b"InvoiceNo,InvoiceDate,CustomerID,Notes\n1,2011-12-01 08:26:00,17850,fine\n2,2011-12-02 08:26:00\n";
+    let c = csv_case("csv_ragged_rows", csv);
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn csv_with_an_unparsable_timestamp() {
+    let csv = b"InvoiceNo,InvoiceDate,CustomerID,Notes\n1,2011-12-01 08:26:00,17850,fine\n2,yesterday noon,17851,x\n";
+    let c = csv_case("csv_bad_timestamp", csv);
+    c.expect(&c.run(&[]), 2);
+}
+
+// ---------------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn policy_with_a_typo() {
+    let c = Case::new("policy_typo");
+    c.edit_policy(|t| {
+        t.replace(
+            "customer_id      = \"pseudonymize\"",
+            "customer_id      = \"pseudonymise\"",
+        )
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn policy_that_is_not_toml() {
+    let c = Case::new("policy_not_toml");
+    c.edit_policy(|t| t.replace("keep_runs = 5", "keep_runs = = 5"));
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn policy_file_missing() {
+    let c = Case::new("policy_missing");
+    std::fs::remove_file(c.policy()).unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn rule_that_does_not_fit_its_column_type() {
+    let c = Case::new("rule_type_mismatch");
+    c.edit_policy(|t| {
+        t.replace(
+            "country          = \"keep\"",
+            "country          = { rule = \"generalize\", to = \"month\" }",
+        )
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn bad_as_of_date() {
+    let c = Case::new("bad_as_of");
+    c.expect(&c.run(&["--as-of", "2026-02-30"]), 2);
+}
+
+// ---------------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn key_missing() {
+    let c = Case::new("key_missing");
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], None);
+    c.expect(&o, 2);
+}
+
+#[test]
+fn key_empty() {
+    let c = Case::new("key_empty");
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], Some(""));
+    c.expect(&o, 2);
+}
+
+#[test]
+fn key_too_short() {
+    let c = Case::new("key_too_short");
+    let o = c.cli(
+        &["--quiet", "run", "--config", "anonymizer.toml"],
+        Some(&KEY_HEX[..40]),
+    );
+    c.expect(&o, 2);
+}
+
+#[test]
+fn key_not_hex() {
+    let c = Case::new("key_not_hex");
+    let k = format!("{}zz", &KEY_HEX[..62]);
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], Some(&k));
+    assert!(!o.stderr.contains(&k[..62]));
+    c.expect(&o, 2);
+}
+
+#[test]
+fn key_file_readable_by_everyone() {
+    let c = Case::new("key_file_world_readable");
+    let kf = c.path("anonymizer.key");
+    std::fs::write(&kf, format!("{KEY_HEX}\n")).unwrap();
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    c.edit_policy(|t| {
+        t.replace(
+            "# key_file = \"anonymizer.key\"",
+            "key_file = \"anonymizer.key\"",
+        )
+    });
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], None);
+    c.expect(&o, 2);
+}
+
+#[test]
+fn key_file_missing() {
+    let c = Case::new("key_file_missing");
+    c.edit_policy(|t| {
+        t.replace(
+            "# key_file = \"anonymizer.key\"",
+            "key_file = \"anonymizer.key\"",
+        )
+    });
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], None);
+    c.expect(&o, 2);
+}
+
+// ---------------------------------------------------------------------------------
+// Erasure requests and the ledger
+// ---------------------------------------------------------------------------------
+
+fn with_erasure(c: &Case, requests: &str, body: &[u8]) {
+    std::fs::write(c.path(requests), body).unwrap();
+    c.edit_policy(|t| {
+        t.replace(
+            "# [erasure]\n# requests = \"erasure-requests.jsonl\"   # pending requests; `anonymizer erase` appends here\n# ledger = \"erasure-ledger.json\"",
+            &format!("[erasure]\nrequests = \"{requests}\"\nledger = \"state/erasure-ledger.json\""),
+        )
+    });
+}
+
+#[test]
+fn requests_with_every_kind_of_bad_row() {
+    let c = Case::new("requests_bad_rows");
+    let csv = "\
+request_id,email,received_at,jurisdiction,kind,explained,note
+ok-1,Ana@Example.com,2025-01-10,GDPR,anonymize,true,
+no-email,,2025-01-10,GDPR,anonymize,true,
+bad-email,not-an-email,2025-01-10,GDPR,anonymize,true,
+no-date,b@example.com,,GDPR,anonymize,true,
+bad-date,c@example.com,2025-02-30,GDPR,anonymize,true,
+future,d@example.com,2099-01-01,GDPR,anonymize,true,
+bad-jurisdiction,e@example.com,2025-01-10,MARS,anonymize,true,
+bad-kind,f@example.com,2025-01-10,GDPR,shred,true,
+bad-explained,g@example.com,2025-01-10,GDPR,anonymize,perhaps,
+ok-1,h@example.com,2025-01-10,GDPR,anonymize,true,
+,i@example.com,2025-01-10,GDPR,anonymize,true,
+too,many,fields,2025-01-10,GDPR,anonymize,true,x,y
+";
+    with_erasure(&c, "requests.csv", csv.as_bytes());
+    let o = c.run(&[]);
+    c.expect(&o, 0);
+    // Every bad row is reported with its reason, none silently dropped.
+    let receipts = read_table(
+        &anonymizer::publish::current_run(&c.path("out"))
+            .unwrap()
+            .join("erasure_receipts"),
+    );
+    let status = column_strings(&receipts, "status");
+    let invalid = status
+        .iter()
+        .filter(|s| s.as_deref() == Some("invalid"))
+        .count();
+    assert_eq!(invalid, 11, "{status:?}");
+    let mut reasons: Vec<String> = column_strings(&receipts, "reason")
+        .into_iter()
+        .flatten()
+        .collect();
+    reasons.sort();
+    insta::assert_snapshot!("bad_input_requests_reasons", reasons.join("\n"));
+}
+
+#[test]
+fn requests_file_with_a_bad_header() {
+    let c = Case::new("requests_bad_header");
+    with_erasure(
+        &c,
+        "requests.csv",
+        b"id,mail,when\n1,a@example.com,2025-01-01\n",
+    );
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn requests_file_not_utf8() {
+    let c = Case::new("requests_not_utf8");
+    with_erasure(
+        &c,
+        "requests.csv",
+        b"request_id,email,received_at\nr1,a@example.com,2025-01-01\nr2,caf\xe9@example.com,2025-01-01\n",
+    );
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn requests_file_named_on_the_command_line_is_missing() {
+    let c = Case::new("requests_missing");
+    with_erasure(&c, "requests.csv", b"");
+    c.expect(&c.run(&["--requests", "no-such-requests.csv"]), 2);
+}
+
+#[test]
+fn unreadable_ledger() {
+    let c = Case::new("ledger_unreadable");
+    with_erasure(&c, "requests.jsonl", b"");
+    std::fs::create_dir_all(c.path("state")).unwrap();
+    std::fs::write(
+        c.path("state/erasure-ledger.json"),
+        "{\"version\": 1, \"key_id\":",
+    )
+    .unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+// ---------------------------------------------------------------------------------
+// The output folder
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn output_folder_on_a_read_only_path() {
+    // /proc refuses new folders even to root, so this holds for every user.
+    let c = Case::new("output_read_only");
+    c.expect(&c.run(&["--out", "/proc/anonymizer-test-out"]), 2);
+}
+
+#[test]
+fn output_folder_is_a_file() {
+    let c = Case::new("output_is_a_file");
+    std::fs::write(c.path("not-a-folder"), "x").unwrap();
+    c.expect(&c.run(&["--out", "not-a-folder"]), 2);
+}
+
+#[test]
+fn current_is_not_a_symlink() {
+    let c = Case::new("current_not_symlink");
+    let out = c.path("out");
+    std::fs::remove_file(out.join("current")).unwrap();
+    std::fs::create_dir(out.join("current")).unwrap();
+    let before = state(&out);
+    let o = c.run(&[]);
+    assert_eq!(state(&out), before);
+    let c = Case { before, ..c };
+    c.expect(&o, 2);
+}
+
+#[test]
+fn output_locked_by_another_run() {
+    let c = Case::new("output_locked");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(c.path("out/.lock"))
+        .unwrap();
+    // SAFETY: flock on an open descriptor we own.
+    assert_eq!(
+        unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        },
+        0
+    );
+    let o = c.run(&[]);
+    drop(lock);
+    c.expect(&o, 2);
+}
+
+#[test]
+fn disk_fills_up_mid_write() {
+    // RLIMIT_FSIZE makes every write past 64 KiB fail (EFBIG) the way a full disk fails
+    // it (ENOSPC): the first Parquet file of the run outgrows it halfway.
+    let c = Case::new("disk_full");
+    let o = c.cli_with(
+        &[
+            "--quiet",
+            "run",
+            "--config",
+            "anonymizer.toml",
+            "--threads",
+            "2",
+        ],
+        Some(KEY_HEX),
+        |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let lim = libc::rlimit {
+                        rlim_cur: 64 * 1024,
+                        rlim_max: 64 * 1024,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    // Which of the two files outgrows the limit first depends on the threads.
+    let o = Outcome {
+        stderr: regex::Regex::new(r"part-0000\d")
+            .unwrap()
+            .replace_all(&o.stderr, "part-0000N")
+            .into_owned(),
+        ..o
+    };
+    c.expect(&o, 2);
+}
+
+// ---------------------------------------------------------------------------------
+// Other commands
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn query_unknown_saved_query() {
+    let c = Case::new("query_unknown");
+    let o = c.cli(
+        &["query", "churn_by_planet", "--config", "anonymizer.toml"],
+        None,
+    );
+    c.expect(&o, 2);
+}
+
+#[test]
+fn query_bad_sql() {
+    let c = Case::new("query_bad_sql");
+    let o = c.cli(
+        &[
+            "query",
+            "--config",
+            "anonymizer.toml",
+            "--sql",
+            "SELEC count(*) FROM growth",
+        ],
+        None,
+    );
+    c.expect(&o, 2);
+}
+
+#[test]
+fn verify_a_folder_without_tables() {
+    let c = Case::new("verify_empty_folder");
+    std::fs::create_dir(c.path("empty")).unwrap();
+    let o = c.cli(
+        &["verify", "empty", "--config", "anonymizer.toml"],
+        Some(KEY_HEX),
+    );
+    c.expect(&o, 2);
+}

@@ -36,6 +36,7 @@ pub mod kanon;
 pub mod key;
 pub mod manifest;
 pub mod policy;
+pub mod progress;
 pub mod publish;
 pub mod query;
 pub mod risk;

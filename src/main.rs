@@ -144,9 +144,19 @@ fn init_logging(format: LogFormat, quiet: bool) {
     };
     let filter =
         EnvFilter::try_from_env("ANONYMIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let human = matches!(format, LogFormat::Human);
+    if anonymizer::progress::wanted(
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+        human,
+        quiet,
+    ) {
+        anonymizer::progress::install();
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| anonymizer::progress::Writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match format {

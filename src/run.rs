@@ -317,7 +317,9 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     let out = OutputDir::lock(&out_root)?;
 
     let t = Instant::now();
+    let spinner = crate::progress::stage("checks", None, "");
     let facts = crate::checks::check_export(&ctx, &policy).await?;
+    drop(spinner);
     stages.insert("checks".to_string(), ms(t));
     let t = Instant::now();
     let (as_of, as_of_source) = match opts.as_of {
@@ -377,6 +379,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
 
     // The privacy gate: checks what was staged; a failure publishes nothing (exit 1).
     let t = Instant::now();
+    let spinner = crate::progress::stage("privacy gate", None, "");
     let gate = async {
         let erased = if erasure.enabled {
             Some(erasure.published_tokens(&ctx, &policy, &key).await?)
@@ -400,6 +403,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         Ok(())
     }
     .await;
+    drop(spinner);
     if let Err(e) = gate {
         out.discard_staging(&run_id);
         return Err(e);
@@ -546,7 +550,14 @@ async fn stage_run(
         let props = writer_properties();
         jobs.extend(table_jobs(ctx, table, staging, &exprs, effect.as_ref(), fail, &props).await?);
     }
-    let results = run_jobs(jobs, threads).await;
+    let total = policy
+        .tables
+        .iter()
+        .map(|t| crate::input::estimate_rows(t.format, &t.files))
+        .sum();
+    let bar = crate::progress::stage("transform", Some(total), "rows");
+    let results = run_jobs(jobs, threads, &bar).await;
+    drop(bar);
     let (hashes, hash_ms) = hashing
         .await
         .map_err(|e| Error::Failed(format!("the input digest task failed: {e}")))?;
@@ -583,6 +594,7 @@ async fn stage_run(
     // quasi-identifiers (the gate re-checks the result from the files).
     if let Some(ka) = policy.k_anonymity {
         let t = Instant::now();
+        let _spinner = crate::progress::stage("k-anonymity", None, "");
         for table in policy
             .tables
             .iter()
@@ -603,6 +615,7 @@ async fn stage_run(
         stages.insert("k_anonymity".into(), ms(t));
     }
     let t = Instant::now();
+    let spinner = crate::progress::stage("aggregates", None, "");
     let built = crate::analytics::build(
         policy,
         key,
@@ -621,6 +634,7 @@ async fn stage_run(
         }
         other => other?,
     };
+    drop(spinner);
     stages.insert("analytics".into(), ms(t));
     tables.extend(built.tables);
     if erasure.enabled {
@@ -806,6 +820,7 @@ async fn table_jobs(
 async fn run_jobs(
     jobs: Vec<FileJob>,
     threads: usize,
+    progress: &crate::progress::Stage,
 ) -> Result<Vec<(String, usize, u64, Option<OutputFile>)>, Error> {
     let mut results = Vec::with_capacity(jobs.len());
     let mut set = tokio::task::JoinSet::new();
@@ -815,7 +830,7 @@ async fn run_jobs(
         while set.len() < threads && first_error.is_none() {
             match pending.next() {
                 Some(job) => {
-                    set.spawn(job.run());
+                    set.spawn(job.run(progress.handle()));
                 }
                 None => break,
             }
@@ -871,7 +886,7 @@ pub fn bench_copy(
             let props = writer_properties_with(&parquet);
             jobs.extend(table_jobs(&ctx, table, out, &exprs, None, false, &props).await?);
         }
-        let results = run_jobs(jobs, threads).await?;
+        let results = run_jobs(jobs, threads, &crate::progress::stage("copy", None, "")).await?;
         Ok(results.iter().map(|r| r.2).sum())
     })
 }
@@ -932,7 +947,10 @@ struct FileJob {
 impl FileJob {
     /// Transforms one chunk of an input file into one output file. Returns (table, index,
     /// rows read, output file record; none when the chunk holds no rows).
-    async fn run(self) -> Result<(String, usize, u64, Option<OutputFile>), Error> {
+    async fn run(
+        self,
+        progress: crate::progress::Stage,
+    ) -> Result<(String, usize, u64, Option<OutputFile>), Error> {
         let err = |message: String| Error::Transform {
             table: self.table.clone(),
             file: self.input.clone(),
@@ -966,6 +984,7 @@ impl FileJob {
                 ))
             })?;
             rows += batch.num_rows() as u64;
+            progress.inc(batch.num_rows() as u64);
             writer
                 .write(&batch)
                 .map_err(|e| write_err("cannot write", &e))?;

@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn dropping_a_key_zeroizes_its_bytes() {
+        let mut k = std::mem::ManuallyDrop::new(Key::from_hex(HEX, KeySource::Provided).unwrap());
+        // SAFETY: the key is dropped once and its (inline, plain) bytes are only read
+        // back, not used as a key.
+        unsafe { std::mem::ManuallyDrop::drop(&mut k) };
+        assert_eq!(k.bytes, [0u8; 32]);
+    }
+
+    #[test]
     fn key_id_differs_per_key() {
         let a = Key::from_hex(HEX, KeySource::Provided).unwrap();
         let b = Key::random();

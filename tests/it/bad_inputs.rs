@@ -963,3 +963,23 @@ fn verify_a_folder_without_tables() {
     );
     c.expect(&o, 2);
 }
+
+#[test]
+fn help_never_shows_the_key() {
+    let c = Case::new("help");
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["erase", "--help"],
+        &["verify", "--help"],
+    ] {
+        let o = c.cli(args, Some(KEY_HEX));
+        assert_eq!(o.code, Some(0), "{args:?}");
+        let printed = format!("{}{}", o.stdout, o.stderr).to_lowercase();
+        assert!(!printed.contains(KEY_HEX), "{args:?} shows the key");
+        assert!(
+            !printed.contains(&KEY_HEX[..16]),
+            "{args:?} shows part of the key"
+        );
+    }
+}

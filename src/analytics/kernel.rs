@@ -398,8 +398,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
             let mut paths = Vec::new();
             for (i, f) in files.into_iter().enumerate() {
                 let mut w = f.into_inner().expect("part");
-                w.flush()
-                    .map_err(|e| err(job.table, format!("cannot spill: {e}")))?;
+                w.flush().map_err(|e| err(job.table, spill_error(&e)))?;
                 paths.push(dir.path().join(format!("part-{i:05}")));
             }
             let r = pool.install(|| {
@@ -482,7 +481,7 @@ async fn read_stream(
     for (p, recs) in local.iter_mut().enumerate() {
         sh.parts
             .flush(p, recs)
-            .map_err(|e| err(&table, format!("cannot spill: {e}")))?;
+            .map_err(|e| err(&table, spill_error(&e)))?;
     }
     sh.cuts.lock().expect("cuts").append(&mut cuts);
     Ok(())
@@ -630,6 +629,14 @@ fn read_batch(
 }
 
 /// Adds a record to its part's buffer, flushing the buffer when full (smaller buffers
+/// What a failed spill write says: where the parts go and what to do.
+fn spill_error(e: &std::io::Error) -> String {
+    format!(
+        "cannot spill: {e}\n  past [analytics] memory_mb the aggregates write temporary parts inside the \
+         run's staging folder; free space on the output folder's disk, or raise memory_mb"
+    )
+}
+
 /// when spilling: there are many parts then).
 fn route(sh: &Shared, local: &mut [Vec<Rec>], r: Rec) -> Result<(), String> {
     let p = (r.cust as u64 % local.len() as u64) as usize;
@@ -641,7 +648,7 @@ fn route(sh: &Shared, local: &mut [Vec<Rec>], r: Rec) -> Result<(), String> {
     if local[p].len() >= full {
         sh.parts
             .flush(p, &mut local[p])
-            .map_err(|e| format!("cannot spill: {e}"))?;
+            .map_err(|e| spill_error(&e))?;
     }
     Ok(())
 }

@@ -249,7 +249,9 @@ pub fn detect(text: &str) -> Vec<&'static str> {
         };
     pass(&EMAIL, "email", &|_, _, _| Some(true));
     // An IBAN-shaped code with a wrong checksum is no IBAN, and its digits are no phone.
-    pass(&IBAN, "iban", &|t, a, b| Some(iban_prefix(&t[a..b]).is_some()));
+    pass(&IBAN, "iban", &|t, a, b| {
+        Some(iban_prefix(&t[a..b]).is_some())
+    });
     pass(&IPV6, "ip", &|t, a, b| {
         let m = &t[a..b];
         (m.contains(':')
@@ -376,7 +378,10 @@ mod tests {
             sc("pay to GB82 WEST 1234 5698 7654 32 ASAP"),
             "pay to [IBAN] ASAP"
         );
-        assert_eq!(detect("pay to GB82 WEST 1234 5698 7654 32 ASAP"), vec!["iban"]);
+        assert_eq!(
+            detect("pay to GB82 WEST 1234 5698 7654 32 ASAP"),
+            vec!["iban"]
+        );
         // Without spaces a code is checked whole only.
         assert!(!sc("code GB82WEST12345698765432ABC").contains("[IBAN]"));
     }
@@ -393,7 +398,11 @@ mod tests {
             "5551234567GB82WEST12345698765432",
         ] {
             let once = sc(t);
-            assert!(detect(&once).is_empty(), "{t:?} -> {once:?}: {:?}", detect(&once));
+            assert!(
+                detect(&once).is_empty(),
+                "{t:?} -> {once:?}: {:?}",
+                detect(&once)
+            );
             assert_eq!(sc(&once), once, "{t:?}");
         }
     }

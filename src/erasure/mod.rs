@@ -338,7 +338,8 @@ pub async fn prepare(
         Some(f) => {
             if !f.exists() {
                 return Err(Error::Usage(format!(
-                    "--requests {}: no such file",
+                    "--requests {}: no such file\n  check the path (relative paths start at the current folder); \
+                     without --requests the run reads the policy's [erasure] requests",
                     f.display()
                 )));
             }

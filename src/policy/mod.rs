@@ -303,6 +303,37 @@ impl Policy {
                 }
             }
 
+            // Roles the aggregates compute with need a type they can read.
+            for (role, col) in &roles {
+                let Ok(field) = schema.field_with_name(col) else {
+                    continue;
+                };
+                let t = field.data_type();
+                let text = matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+                let needs = match role {
+                    Role::Amount if !(t.is_numeric() || text) => {
+                        Some("a number (or text holding one)")
+                    }
+                    Role::EventTime
+                        if !(text
+                            || matches!(
+                                t,
+                                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                            )) =>
+                    {
+                        Some("a timestamp or a date (or text holding one)")
+                    }
+                    _ => None,
+                };
+                if let Some(needs) = needs {
+                    problems.push(format!(
+                        "table {name}: role {} needs {needs}, but column '{col}' is {t}\n    \
+                         export the column with that type, or map the role to another column under [tables.{name}.roles]",
+                        role.as_str()
+                    ));
+                }
+            }
+
             // Every policy column must exist in the data.
             for (col, _) in &rt.columns {
                 if !data_cols.contains(&col.as_str()) {

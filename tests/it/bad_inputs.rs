@@ -983,3 +983,19 @@ fn help_never_shows_the_key() {
         );
     }
 }
+
+#[test]
+fn a_role_column_of_an_impossible_type() {
+    // amount as true/false: neither a number nor text that could hold one.
+    let c = Case::new("role_of_impossible_type");
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| {
+            let a = b.column_by_name("amount").unwrap();
+            let a = a.as_any().downcast_ref::<Decimal128Array>().unwrap();
+            let flags: datafusion::arrow::array::BooleanArray =
+                (0..a.len()).map(|i| Some(a.value(i) > 1000)).collect();
+            with_column(&b, "amount", Arc::new(flags))
+        });
+    }
+    c.expect(&c.run(&[]), 2);
+}

@@ -260,6 +260,31 @@ fn at_row(row: Option<u64>) -> String {
     }
 }
 
+fn read_error(table: &TablePolicy, file: &Path, e: &datafusion::error::DataFusionError) -> Error {
+    input_error(
+        table,
+        file,
+        format!("cannot read the file: {}", df_message(e)),
+    )
+}
+
+/// One expression over `file`, as a stream of one-column batches in file order.
+async fn column_stream(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    file: &Path,
+    expr: Expr,
+) -> Result<datafusion::execution::SendableRecordBatchStream, Error> {
+    table
+        .open(ctx, file)
+        .await?
+        .select(vec![expr.alias("v")])
+        .map_err(|e| read_error(table, file, &e))?
+        .execute_stream()
+        .await
+        .map_err(|e| read_error(table, file, &e))
+}
+
 /// The 1-based row of `file` where `bad(values, i)` first holds, `values` being `expr`
 /// evaluated over the file in order (nulls are never bad).
 async fn first_row(
@@ -269,24 +294,10 @@ async fn first_row(
     expr: Expr,
     bad: impl Fn(&ArrayRef, usize) -> bool,
 ) -> Result<Option<u64>, Error> {
-    let err = |e: datafusion::error::DataFusionError| {
-        input_error(
-            table,
-            file,
-            format!("cannot read the file: {}", df_message(&e)),
-        )
-    };
-    let mut stream = table
-        .open(ctx, file)
-        .await?
-        .select(vec![expr.alias("v")])
-        .map_err(err)?
-        .execute_stream()
-        .await
-        .map_err(err)?;
+    let mut stream = column_stream(ctx, table, file, expr).await?;
     let mut seen = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(err)?;
+        let batch = batch.map_err(|e| read_error(table, file, &e))?;
         let a = batch.column(0);
         if let Some(i) = (0..a.len()).find(|&i| a.is_valid(i) && bad(a, i)) {
             return Ok(Some(seen + i as u64 + 1));
@@ -332,24 +343,10 @@ async fn unique_customers(ctx: &SessionContext, table: &TablePolicy) -> Result<(
     let mut first: Option<(PathBuf, u64)> = None;
     let mut repeats = 0u64;
     for file in &table.files {
-        let err = |e: datafusion::error::DataFusionError| {
-            input_error(
-                table,
-                file,
-                format!("cannot read the file: {}", df_message(&e)),
-            )
-        };
-        let mut stream = table
-            .open(ctx, file)
-            .await?
-            .select(vec![cast(ident(c), DataType::Utf8).alias("k")])
-            .map_err(err)?
-            .execute_stream()
-            .await
-            .map_err(err)?;
+        let mut stream = column_stream(ctx, table, file, cast(ident(c), DataType::Utf8)).await?;
         let mut row = 0u64;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(err)?;
+            let batch = batch.map_err(|e| read_error(table, &file, &e))?;
             let keys = batch.column(0).as_string::<i32>();
             for i in 0..keys.len() {
                 row += 1;

@@ -346,7 +346,7 @@ async fn unique_customers(ctx: &SessionContext, table: &TablePolicy) -> Result<(
         let mut stream = column_stream(ctx, table, file, cast(ident(c), DataType::Utf8)).await?;
         let mut row = 0u64;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| read_error(table, &file, &e))?;
+            let batch = batch.map_err(|e| read_error(table, file, &e))?;
             let keys = batch.column(0).as_string::<i32>();
             for i in 0..keys.len() {
                 row += 1;

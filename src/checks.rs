@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, TryCast, cast, ident, lit};
@@ -95,17 +95,22 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
         for (i, c) in counted.iter().enumerate() {
             aggs.push(count(ident(c)).alias(format!("nonnull{i}")));
         }
-        // Plain min/max/count of columns: Parquet statistics can answer them.
+        // Plain min/max/count of columns: Parquet statistics can answer them. Event
+        // times held as text are read as the aggregates read them (a cast to a UTC
+        // timestamp), so an unparsable one fails here, and text is not compared as text.
         if let Some(c) = &event {
-            aggs.push(min(ident(c)).alias("first"));
-            aggs.push(max(ident(c)).alias("last"));
+            let t = if is_text(table, c) {
+                cast(
+                    ident(c),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                )
+            } else {
+                ident(c)
+            };
+            aggs.push(min(t.clone()).alias("first"));
+            aggs.push(max(t).alias("last"));
         }
-        let amount_is_text = amount.as_ref().is_some_and(|c| {
-            table
-                .schema
-                .field_with_name(c)
-                .is_ok_and(|f| !f.data_type().is_numeric())
-        });
+        let amount_is_text = amount.as_ref().is_some_and(|c| is_text(table, c));
         if let Some(c) = &amount {
             if amount_is_text {
                 let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
@@ -126,12 +131,36 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
                 ),
             )
         };
-        let batches = df
+        let batches = match df
             .aggregate(vec![], aggs)
             .map_err(|e| err("plan the input checks", e))?
             .collect()
             .await
-            .map_err(|e| err("read the file", e))?;
+        {
+            Ok(b) => b,
+            Err(e) => {
+                // Text that is no time: say where, rather than that the file failed.
+                if let Some(c) = event.as_deref().filter(|c| is_text(table, c)) {
+                    let not_time = ident(c).is_not_null().and(
+                        Expr::TryCast(TryCast::new(Box::new(ident(c)), utc_micros())).is_null(),
+                    );
+                    let row = first_row(ctx, table, file, not_time, |a, i| a.as_boolean().value(i))
+                        .await?;
+                    if row.is_some() {
+                        return Err(input_error(
+                            table,
+                            file,
+                            format!(
+                                "{}column '{c}' (event_time) holds text that is not a time.\n  \
+                                 write times as RFC 3339 (2025-01-31T12:00:00Z) or YYYY-MM-DD HH:MM:SS",
+                                at_row(row)
+                            ),
+                        ));
+                    }
+                }
+                return Err(err("read the file", e));
+            }
+        };
         let Some(b) = batches.first().filter(|b| b.num_rows() == 1) else {
             continue;
         };
@@ -251,6 +280,19 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
         )));
     }
     Ok(facts)
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn is_text(table: &TablePolicy, column: &str) -> bool {
+    table.schema.field_with_name(column).is_ok_and(|f| {
+        matches!(
+            f.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    })
 }
 
 fn at_row(row: Option<u64>) -> String {

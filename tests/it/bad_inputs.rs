@@ -999,3 +999,50 @@ fn a_role_column_of_an_impossible_type() {
     }
     c.expect(&c.run(&[]), 2);
 }
+
+/// Event times exported as text (RFC 3339), dropped from the published table: read as
+/// timestamps by the checks and the aggregates.
+fn event_times_as_text(c: &Case, bad_row: Option<usize>) {
+    c.edit_policy(|t| {
+        t.replace(
+            "transaction_at      = { rule = \"generalize\", to = \"day\" }",
+            "transaction_at      = \"drop\"",
+        )
+    });
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| {
+            let t = b.column_by_name("transaction_at").unwrap();
+            let t = t
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            let text: StringArray = (0..t.len())
+                .map(|i| {
+                    if Some(i) == bad_row {
+                        return Some("last tuesday".to_string());
+                    }
+                    let dt = chrono::DateTime::from_timestamp_micros(t.value(i)).unwrap();
+                    Some(dt.to_rfc3339())
+                })
+                .collect();
+            with_column(&b, "transaction_at", Arc::new(text))
+        });
+    }
+}
+
+#[test]
+fn event_times_as_text_are_read_as_times() {
+    let c = Case::new("event_time_text");
+    event_times_as_text(&c, None);
+    let o = c.run(&[]);
+    c.expect(&o, 0);
+    let m = std::fs::read_to_string(c.path("out/current/_manifest.json")).unwrap();
+    assert!(m.contains("\"as_of\": \"2025-12-31\""), "{m}");
+}
+
+#[test]
+fn an_event_time_as_text_that_is_no_time() {
+    let c = Case::new("event_time_text_unparsable");
+    event_times_as_text(&c, Some(3));
+    c.expect(&c.run(&[]), 2);
+}

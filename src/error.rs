@@ -3,7 +3,8 @@
 //! Exit codes are a contract with schedulers: 0 the run succeeded (or the command did
 //! its job), 1 a privacy check failed and nothing was published, 2 any other error
 //! (bad policy, bad input, missing key, I/O, lock held): nothing was published and the
-//! previous `OUT/current` is untouched.
+//! previous `OUT/current` is untouched. A panic (a bug) exits with Rust's 101, through a
+//! hook in `main` that blanks quoted values in its message.
 //!
 //! No message carries a personal value or key material: errors name the file, table,
 //! column and row; messages that come from DataFusion or Arrow are passed through

@@ -35,6 +35,8 @@ SET preserve_insertion_order = {{PRESERVE_ORDER}};
 -- Rules as macros.
 
 -- Keyed token of an already-normalized text value (null stays null).
+-- The events view's trim: every kind of ASCII white space, as anonymizer's text() does.
+CREATE MACRO ws_trim(s) AS trim(s, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13));
 CREATE MACRO kh(v) AS CASE WHEN v IS NULL THEN NULL ELSE left(sha256('{{KEY}}' || v), 32) END;
 
 -- Full years between birth date b and the as-of date a; null when born after a.
@@ -177,20 +179,20 @@ COPY (
 CREATE VIEW events AS
 SELECT {{EVENT_CUSTOMER}}                                   AS customer,
        event_time,
-       lower(nullif(trim(transaction_type), ''))            AS event_type,
-       lower(nullif(trim(offer_type), ''))                  AS offer_type,
+       lower(nullif(ws_trim(transaction_type), ''))            AS event_type,
+       lower(nullif(ws_trim(offer_type), ''))                  AS offer_type,
        {{EVENT_SUBSCRIPTION}}                               AS subscription,
-       nullif(trim(offer_period), '')                       AS offer_period,
-       period_end(event_time, nullif(trim(offer_period), '')) AS period_end,
+       nullif(ws_trim(offer_period), '')                       AS offer_period,
+       period_end(event_time, nullif(ws_trim(offer_period), '')) AS period_end,
        CAST(amount AS DECIMAL(38, 2))                       AS amount,
-       upper(nullif(trim(currency), ''))                    AS currency,
-       nullif(trim(country), '')                            AS country,
+       upper(nullif(ws_trim(currency), ''))                    AS currency,
+       nullif(ws_trim(country), '')                            AS country,
        month_index(event_time)                              AS month
 FROM (SELECT *, CAST(transaction_at AS TIMESTAMP) AS event_time FROM src_transactions)
 WHERE event_time < TIMESTAMP '{{END}}';
 
 CREATE VIEW customers AS
-SELECT {{CUSTOMER_KEY}} AS customer, nullif(trim(country), '') AS country
+SELECT {{CUSTOMER_KEY}} AS customer, nullif(ws_trim(country), '') AS country
 FROM src_customers;
 
 CREATE VIEW params AS SELECT CAST({{LAST_MONTH}} AS BIGINT) AS last_month;

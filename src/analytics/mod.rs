@@ -469,9 +469,16 @@ async fn read_table(ctx: &SessionContext, table: &TablePolicy) -> Result<DataFra
     all.ok_or_else(|| err(&table.name, "the table has no files".into()))
 }
 
-/// Trimmed text, empty -> null.
+/// ASCII white space: what [`text`] trims from both ends.
+const WHITE_SPACE: &str = " \t\n\r\u{b}\u{c}";
+
+/// Trimmed text (every kind of ASCII white space, not only spaces: an export's
+/// `"EUR\t"` is EUR), empty -> null.
 fn text(e: Expr) -> Expr {
-    nullif(btrim(vec![cast(e, DataType::Utf8)]), lit(""))
+    nullif(
+        btrim(vec![cast(e, DataType::Utf8), lit(WHITE_SPACE)]),
+        lit(""),
+    )
 }
 
 /// How the views name customers and subscriptions.
@@ -500,7 +507,7 @@ fn id_expr(table: &TablePolicy, column: &str, udfs: &Udfs, ids: Ids) -> Result<E
             ));
         }
         // Trimmed by the kernel as the token's "trim" does (Rust's `str::trim`, every
-        // kind of white space, where SQL's btrim takes only spaces).
+        // kind of white space, Unicode's too; `text` trims ASCII white space).
         return Ok(cast(ident(column), DataType::Utf8));
     }
     Ok(udfs.pseudonymize.call(vec![

@@ -1102,3 +1102,54 @@ fn kernel_finds_the_asked_customers_with_coverage() {
     assert!(active[0].len() < asked.len());
     assert_eq!(active[0], active[1]);
 }
+
+#[test]
+fn text_roles_are_trimmed_of_every_kind_of_white_space() {
+    // "EUR\t", "\nEUR" and "eur " are the currency EUR, "Renewal\t" a renewal, "NL\r" NL:
+    // an export's stray tabs and line ends must not split a cell.
+    let dir = tempfile::tempdir().unwrap();
+    let variants = ["EUR", "EUR\t", "\nEUR", "eur ", "EUR\r\n"];
+    let types = [
+        "purchase",
+        "Renewal\t",
+        "renewal\n",
+        " renewal",
+        "renewal\u{b}",
+    ];
+    let txs: Vec<Tx> = (0..5)
+        .map(|i| Tx {
+            currency: Some(variants[i].to_string()),
+            country: Some(["NL", "NL\r", "\tNL", "NL ", "NL\u{c}"][i].to_string()),
+            ..subs(
+                "c1",
+                types[i],
+                "s1",
+                Some("P1M"),
+                at(2024, 1 + i as u32, 5, 0, 0),
+                999,
+                None,
+            )
+        })
+        .collect();
+    let policy = write_export(dir.path(), &txs, None, 1);
+    let original = std::fs::read_to_string(&policy).unwrap();
+    for engine in ["kernel", "sql"] {
+        let text = original.replace(
+            "[analytics]",
+            &format!("[analytics]\nengine = \"{engine}\""),
+        );
+        std::fs::write(&policy, text).unwrap();
+        let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2024, 6, 30)), 2);
+        let rev = aggregate(&s.run_dir, "revenue_monthly").unwrap();
+        let currencies: std::collections::BTreeSet<String> =
+            texts(&rev, "currency").into_iter().collect();
+        assert_eq!(
+            currencies.into_iter().collect::<Vec<_>>(),
+            vec!["EUR".to_string()],
+            "{engine}"
+        );
+        // Every month's payment counted: the purchase and four renewals.
+        let payments: i64 = ints(&rev, "payments").into_iter().flatten().sum();
+        assert_eq!(payments, 5, "{engine}");
+    }
+}

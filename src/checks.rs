@@ -10,9 +10,10 @@
 //! "group of k" could be fewer people. So the run stops (exit 2) and says where: the
 //! table, the file, the column and the 1-based row within the file, never the value.
 //!
-//! The counts, date ranges and amount minimums come from one aggregate per file (for
-//! Parquet mostly answered from the footer's statistics); only when one of them is out
-//! of range is the file read again, in order, to find the first offending row.
+//! The counts, date ranges and amount minimums come from one aggregate per file, over
+//! plain columns so that DataFusion may answer it from Parquet statistics where they
+//! are exact; only when one of them is out of range is the file read again, in order,
+//! to find the first offending row.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -95,7 +96,7 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
         for (i, c) in counted.iter().enumerate() {
             aggs.push(count(ident(c)).alias(format!("nonnull{i}")));
         }
-        // Plain min/max/count of columns: Parquet statistics can answer them. Event
+        // Plain min/max/count of columns, which Parquet statistics can answer. Event
         // times held as text are read as the aggregates read them (a cast to a UTC
         // timestamp), so an unparsable one fails here, and text is not compared as text.
         if let Some(c) = &event {

@@ -116,48 +116,50 @@ fn iban_prefix(m: &str) -> Option<usize> {
 /// boundary), so the passes repeat until nothing more is replaced: what comes out holds
 /// nothing a pass (or the privacy gate's [`detect`]) would find.
 pub fn scrub(text: &str, out: &mut String) -> usize {
-    let (mut s, mut count) = scrub_once(text);
-    let mut rounds = 0;
-    while count > 0 && rounds < 8 {
+    let mut s = std::borrow::Cow::Borrowed(text);
+    let mut count = 0;
+    // Every replacement removes an '@', ':' or digit, so this ends; it ends when a round
+    // changes nothing, so scrubbing scrubbed text changes nothing.
+    loop {
         let (next, n) = scrub_once(&s);
-        if n == 0 {
+        let (next, m) = replace_detected(next);
+        count += n + m;
+        if n + m == 0 {
             break;
         }
         s = std::borrow::Cow::Owned(next.into_owned());
-        count += n;
-        rounds += 1;
-    }
-    // What the gate's detector would still find (its blanking of lookalikes can expose
-    // something the passes above, which leave lookalikes in place, do not see): replace
-    // that too. Each round removes an '@', ':' or digit, so this ends.
-    loop {
-        let mut found = detect_ranges(&s);
-        found.sort_by_key(|r| r.0);
-        if found.is_empty() {
-            break;
-        }
-        let mut next = String::with_capacity(s.len());
-        let mut last = 0;
-        for (a, b, kind) in found {
-            if a < last {
-                continue;
-            }
-            next.push_str(&s[last..a]);
-            next.push_str(match kind {
-                "email" => "[EMAIL]",
-                "iban" => "[IBAN]",
-                "ip" => "[IP]",
-                "card" => "[CARD]",
-                _ => "[PHONE]",
-            });
-            last = b;
-            count += 1;
-        }
-        next.push_str(&s[last..]);
-        s = std::borrow::Cow::Owned(next);
     }
     out.push_str(&s);
     count
+}
+
+/// Replaces what the gate's detector finds (its blanking of lookalikes can expose
+/// something the passes of [`scrub_once`], which leave lookalikes in place, do not see).
+fn replace_detected(s: std::borrow::Cow<'_, str>) -> (std::borrow::Cow<'_, str>, usize) {
+    let mut found = detect_ranges(&s);
+    if found.is_empty() {
+        return (s, 0);
+    }
+    found.sort_by_key(|r| r.0);
+    let mut next = String::with_capacity(s.len());
+    let (mut last, mut count) = (0, 0);
+    for (a, b, kind) in found {
+        if a < last {
+            continue;
+        }
+        next.push_str(&s[last..a]);
+        next.push_str(match kind {
+            "email" => "[EMAIL]",
+            "iban" => "[IBAN]",
+            "ip" => "[IP]",
+            "card" => "[CARD]",
+            _ => "[PHONE]",
+        });
+        last = b;
+        count += 1;
+    }
+    next.push_str(&s[last..]);
+    (std::borrow::Cow::Owned(next), count)
 }
 
 fn scrub_once(text: &str) -> (std::borrow::Cow<'_, str>, usize) {

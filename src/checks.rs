@@ -288,12 +288,10 @@ fn utc_micros() -> DataType {
 }
 
 fn is_text(table: &TablePolicy, column: &str) -> bool {
-    table.schema.field_with_name(column).is_ok_and(|f| {
-        matches!(
-            f.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        )
-    })
+    table
+        .schema
+        .field_with_name(column)
+        .is_ok_and(|f| crate::rules::is_string(f.data_type()))
 }
 
 fn at_row(row: Option<u64>) -> String {

@@ -309,7 +309,7 @@ impl Policy {
                     continue;
                 };
                 let t = field.data_type();
-                let text = matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+                let text = crate::rules::is_string(t);
                 let needs = match role {
                     Role::Amount if !(t.is_numeric() || text) => {
                         Some("a number (or text holding one)")

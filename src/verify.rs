@@ -139,7 +139,7 @@ fn for_each_batch_of(
     mut f: impl FnMut(&RecordBatch) -> Result<(), Error>,
 ) -> Result<(), Error> {
     for p in &t.files {
-        read_batches(p, columns, None, &mut f)?;
+        read_batches(p, columns, &mut f)?;
     }
     Ok(())
 }
@@ -148,12 +148,10 @@ fn read_error(p: &Path, e: &dyn std::fmt::Display) -> Error {
     Error::Failed(format!("verify: cannot read {}: {e}", p.display()))
 }
 
-/// The batches of one Parquet file: only the named columns when given, only one row group
-/// when given.
+/// The batches of one Parquet file: only the named columns when given.
 fn read_batches(
     p: &Path,
     columns: Option<&[String]>,
-    row_group: Option<usize>,
     f: &mut impl FnMut(&RecordBatch) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
@@ -168,10 +166,6 @@ fn read_batches(
                     );
                     b.with_projection(mask)
                 }
-            };
-            let b = match row_group {
-                None => b,
-                Some(g) => b.with_row_groups(vec![g]),
             };
             b.build()
         })
@@ -534,6 +528,96 @@ struct Verdict {
     erased: bool,
 }
 
+/// The batches of one row group, with every string column whose pages in that row group
+/// are all dictionary-encoded read as a dictionary array: the scan then looks at each
+/// distinct value once, however many rows hold it (most published columns repeat a few
+/// values: countries, currencies, offers, days).
+fn read_row_group_dictionaries(
+    p: &Path,
+    row_group: usize,
+    f: &mut impl FnMut(&RecordBatch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use parquet::basic::Encoding;
+    let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| read_error(p, &e))?;
+    let Some(rg) = meta.metadata().row_groups().get(row_group) else {
+        return Err(read_error(p, &format!("no row group {row_group}")));
+    };
+    let all_dictionary = |name: &str| {
+        rg.columns()
+            .iter()
+            .find(|c| c.column_path().parts() == [name])
+            .is_some_and(|c| {
+                c.dictionary_page_offset().is_some()
+                    && c.page_encoding_stats_mask().is_some_and(|m| {
+                        m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
+                    })
+            })
+    };
+    let mut changed = false;
+    let fields: Vec<Field> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            if *f.data_type() == DataType::Utf8 && all_dictionary(f.name()) {
+                changed = true;
+                f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                ))
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let meta = if changed {
+        let schema = std::sync::Arc::new(Schema::new_with_metadata(
+            fields,
+            meta.schema().metadata().clone(),
+        ));
+        ArrowReaderMetadata::try_new(
+            meta.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(schema),
+        )
+        .map_err(|e| read_error(p, &e))?
+    } else {
+        meta
+    };
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+        .with_row_groups(vec![row_group])
+        .build()
+        .map_err(|e| read_error(p, &e))?;
+    for b in reader {
+        f(&b.map_err(|e| read_error(p, &e))?)?;
+    }
+    Ok(())
+}
+
+/// Each distinct non-null text of a column with how many rows hold it when the column is
+/// a dictionary (values no row refers to are skipped), else each non-null text once;
+/// `false` for columns that are neither text nor integers.
+fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> bool {
+    if let Some(d) = a.as_dictionary_opt::<datafusion::arrow::datatypes::Int32Type>()
+        && let Some(values) = d.values().as_string_opt::<i32>()
+    {
+        let mut counts = vec![0u64; values.len()];
+        for k in d.keys().iter().flatten() {
+            counts[k as usize] += 1;
+        }
+        for (i, n) in counts.into_iter().enumerate() {
+            if n > 0 && values.is_valid(i) {
+                f(values.value(i), n);
+            }
+        }
+        return true;
+    }
+    each_text(a, |v| f(v, 1))
+}
+
 /// Scans one row group of one file.
 fn scan_file(
     t: &Table,
@@ -545,12 +629,15 @@ fn scan_file(
     let mut out = FileScan::default();
     let mut memo: HashMap<String, HashMap<String, Verdict, ahash::RandomState>> = HashMap::new();
     let mut scratch = String::new();
-    read_batches(path, None, Some(row_group), &mut |b| {
+    read_row_group_dictionaries(path, row_group, &mut |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
-            if !(is_string(f.data_type()) || f.data_type().is_integer()) {
+            let string = match f.data_type() {
+                DataType::Dictionary(_, v) => is_string(v),
+                t => is_string(t),
+            };
+            if !(string || f.data_type().is_integer()) {
                 continue;
             }
-            let string = is_string(f.data_type());
             let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
             let d = out
                 .distinct
@@ -564,17 +651,17 @@ fn scan_file(
             let mut values = (cx.fp.is_some() && (string || !aggregate))
                 .then(|| out.values.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
-            each_text(b.column(i), |v| {
-                out.scanned += 1;
-                d.rows += 1;
+            each_text_counted(b.column(i), |v, times| {
+                out.scanned += times;
+                d.rows += times;
                 if let Some(set) = &mut d.set
-                    && !set.insert(v.to_string())
+                    && (times > 1 || !set.insert(v.to_string()))
                 {
                     d.set = None;
                 }
                 if token_col && is_token(v) {
                     if cx.erased.is_some_and(|e| e.contains(v)) {
-                        *out.erased_hits.entry(f.name().clone()).or_default() += 1;
+                        *out.erased_hits.entry(f.name().clone()).or_default() += times;
                     }
                     return;
                 }
@@ -582,10 +669,10 @@ fn scan_file(
                              found: &mut BTreeMap<(String, &'static str), u64>,
                              erased_hits: &mut BTreeMap<String, u64>| {
                     for kind in &x.kinds {
-                        *found.entry((f.name().clone(), kind)).or_default() += 1;
+                        *found.entry((f.name().clone(), kind)).or_default() += times;
                     }
                     if x.erased {
-                        *erased_hits.entry(f.name().clone()).or_default() += 1;
+                        *erased_hits.entry(f.name().clone()).or_default() += times;
                     }
                 };
                 if let Some(x) = memo.get(v) {
@@ -618,8 +705,8 @@ fn scan_file(
             });
         }
         Ok(())
-    })?;
-    Ok(out)
+    })
+    .map(|()| out)
 }
 
 /// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are

@@ -249,7 +249,7 @@ def duckdb_copy_exec(data, out, columns_json, threads):
         sel = ", ".join(f'"{c}"' for c in cols)
         con.execute(f"COPY (SELECT {sel} FROM read_parquet('{data}/{t}/*.parquet')) "
                     f"TO '{out}/{t}/part-00000.parquet' "
-                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, "
+                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
                     "ROW_GROUP_SIZE 1048576)")
 
 

@@ -5,7 +5,7 @@
 --   OUT/customers, OUT/transactions        record-level tables (the sample policy's rules)
 --   OUT/subscriptions_monthly, OUT/cohort_retention, OUT/revenue_monthly, OUT/mrr_monthly
 --                                          aggregates (queries/analytics/*.sql, ported)
--- each as OUT/<table>/part-00000.parquet, zstd level 3, 1M-row groups (the anonymizer's
+-- each as OUT/<table>/part-00000.parquet, zstd level 1, 1M-row groups (the anonymizer's
 -- Parquet settings).
 --
 -- What is the same and what is approximated (see README.md, "What differs"):
@@ -150,7 +150,7 @@ COPY (
            marketing_opt_in
     FROM src_customers
 ) TO '{{OUT}}/customers/part-00000.parquet'
-  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 1048576);
+  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576);
 
 -- transactions
 COPY (
@@ -170,7 +170,7 @@ COPY (
            payment_method
     FROM src_transactions
 ) TO '{{OUT}}/transactions/part-00000.parquet'
-  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 1048576);
+  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576);
 
 -- ---------------------------------------------------------------------------------------
 -- The views the analytics SQL reads (src/analytics/mod.rs): events, customers, params,
@@ -308,7 +308,7 @@ SELECT month_date(m) AS month,
 FROM raw
 ORDER BY m, country <> 'ALL', country
 ) TO '{{OUT}}/subscriptions_monthly/part-00000.parquet'
-  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 1048576);
+  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576);
 
 -- cohort_retention (the same definition; the triangle is built with a join instead of
 -- anonymizer's array_agg/array_position, which DataFusion needed for speed)
@@ -345,7 +345,7 @@ SELECT month_date(c) AS cohort_month,
 FROM raw
 ORDER BY c, since
 ) TO '{{OUT}}/cohort_retention/part-00000.parquet'
-  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 1048576);
+  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576);
 
 -- revenue_monthly
 COPY (
@@ -395,7 +395,7 @@ SELECT month_date(m) AS month, country, currency, offer_type,
 FROM raw
 ORDER BY month, country, currency, offer_type
 ) TO '{{OUT}}/revenue_monthly/part-00000.parquet'
-  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 1048576);
+  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576);
 
 -- mrr_monthly
 COPY (
@@ -432,4 +432,4 @@ SELECT month_date(b - 1) AS month, country, currency,
 FROM raw
 ORDER BY month, country, currency
 ) TO '{{OUT}}/mrr_monthly/part-00000.parquet'
-  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 1048576);
+  (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576);

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 SETTINGS = [
-    ("default (zstd 3, 1M rows, dictionary)", []),
-    ("zstd 1", ["--zstd-level", "1"]),
+    ("default (zstd 1, 1M rows, dictionary)", []),
+    ("zstd 3", ["--zstd-level", "3"]),
     ("zstd 6", ["--zstd-level", "6"]),
     ("zstd 9", ["--zstd-level", "9"]),
     ("row groups of 128k rows", ["--row-group-rows", "131072"]),

@@ -100,17 +100,34 @@ pub fn month_of(d: NaiveDate) -> i64 {
 
 pub const PERIOD_HELP: &str = "offer_period holds a value that is not an ISO 8601 period; use PnD, PnW, PnM or PnY (P1M, P1Y, P7D, P2W) or daily/weekly/monthly/quarterly/yearly";
 
+/// The periods of a column, each distinct text parsed once: an export has a handful of
+/// offer periods and millions of rows, and [`Period::parse`] lower-cases a copy.
 fn periods(array: &ArrayRef) -> DfResult<Vec<Option<Period>>> {
+    /// Distinct texts remembered per batch; past that, the rest are parsed row by row.
+    const SEEN: usize = 32;
     let mut out = Vec::with_capacity(array.len());
+    let mut seen: Vec<(Box<str>, Option<Period>)> = Vec::new();
     crate::rules::for_each_str(array, |v| {
-        match v {
-            None => out.push(None),
-            Some(s) if s.trim().is_empty() => out.push(None),
-            Some(s) => match Period::parse(s) {
-                Some(p) => out.push(Some(p)),
-                None => return exec_err!("{PERIOD_HELP}"),
-            },
+        let Some(s) = v else {
+            out.push(None);
+            return Ok(());
+        };
+        if let Some((_, p)) = seen.iter().find(|(t, _)| **t == *s) {
+            out.push(*p);
+            return Ok(());
         }
+        let p = if s.trim().is_empty() {
+            None
+        } else {
+            match Period::parse(s) {
+                Some(p) => Some(p),
+                None => return exec_err!("{PERIOD_HELP}"),
+            }
+        };
+        if seen.len() < SEEN {
+            seen.push((s.into(), p));
+        }
+        out.push(p);
         Ok(())
     })?;
     Ok(out)
@@ -301,6 +318,31 @@ mod tests {
         assert_eq!(Period::parse("monthly"), Some(Period::Months(1)));
         for bad in ["", "P", "PM", "P0M", "P1X", "1M", "P-1M", "P1.5M", "month"] {
             assert_eq!(Period::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn periods_of_a_column_equal_parsing_each_row() {
+        // More distinct texts than the memo holds, repeated, with nulls and blanks.
+        let texts: Vec<Option<String>> = (0..500)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some("  ".to_string()),
+                _ => Some(format!("P{}{}", i % 45 + 1, ["M", "d", "W", "y"][i % 4])),
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(texts.clone()));
+        let want: Vec<Option<Period>> = texts
+            .iter()
+            .map(|t| t.as_deref().and_then(Period::parse))
+            .collect();
+        assert_eq!(periods(&array).unwrap(), want);
+        // A bad text is refused whether it comes before or after the memo is full.
+        for at in [0, 499] {
+            let mut bad = texts.clone();
+            bad[at] = Some("fortnightly".into());
+            let array: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(bad));
+            assert!(periods(&array).is_err(), "{at}");
         }
     }
 

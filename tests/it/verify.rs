@@ -374,3 +374,119 @@ fn verify_refuses_a_withheld_subscriber_count_the_active_end_gives_back() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("withheld value(s) can be recomputed"), "{err}");
 }
+
+/// Every Parquet file under `dir` rewritten with dictionary encoding on or off (the same
+/// values); returns how many column chunks are now wholly dictionary-encoded.
+fn reencode(dir: &Path, dictionary: bool) -> usize {
+    use parquet::basic::Encoding;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::reader::FileReader;
+    let mut all_dictionary = 0;
+    for entry in walk(dir) {
+        if entry.extension().is_none_or(|x| x != "parquet") {
+            continue;
+        }
+        let batches = read_parquet(&entry);
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(dictionary)
+            .set_max_row_group_row_count(Some(40))
+            .build();
+        let f = std::fs::File::create(&entry).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(f, batches[0].schema(), Some(props)).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        let r =
+            parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&entry).unwrap())
+                .unwrap();
+        for rg in r.metadata().row_groups() {
+            all_dictionary += rg
+                .columns()
+                .iter()
+                .filter(|c| {
+                    c.page_encoding_stats_mask()
+                        .is_some_and(|m| m.is_only(Encoding::RLE_DICTIONARY))
+                })
+                .count();
+        }
+    }
+    all_dictionary
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The gate reads wholly dictionary-encoded columns value by value of the dictionary,
+/// counting rows by key: the same report as reading every row (differential, with
+/// findings that repeat a value and a kept column of all-distinct values planted).
+#[test]
+fn the_gate_reports_the_same_for_dictionary_and_plain_encodings() {
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    let n = 120;
+    let b = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("contact", DataType::Utf8, true),
+            Field::new("note", DataType::Utf8, true),
+            Field::new("ticket", DataType::Utf8, false),
+        ])),
+        vec![
+            // Few values, many rows each (dictionary-encoded), some nulls.
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| (i % 9 != 0).then(|| format!("someone{}@example.com", i % 4)))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| Some(["call +44 20 7946 0958", "fine", "4111 1111 1111 1111"][i % 3]))
+                    .collect::<Vec<_>>(),
+            )),
+            // All distinct: the unique-column check's business if it were kept.
+            Arc::new(StringArray::from(
+                (0..n).map(|i| format!("T-{i:05}")).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    write_parquet(&copy.join("extra/part-00000.parquet"), &b);
+    let plain = dir.path().join("plain");
+    copy_dir(&copy, &plain);
+    assert_eq!(reencode(&plain, false), 0);
+    assert!(reencode(&copy, true) > 10);
+    let report = |d: &Path| {
+        let o = cli(&["verify", d.to_str().unwrap(), "--config", &cfg], None);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("dir");
+        v
+    };
+    let (with_dictionaries, without) = (report(&copy), report(&plain));
+    assert_eq!(with_dictionaries, without);
+    let text = with_dictionaries.to_string();
+    for want in [
+        "table extra, column contact: 106 value(s) with a email",
+        "table extra, column note: 40 value(s) with a phone",
+        "table extra, column note: 40 value(s) with a card",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}

@@ -192,12 +192,17 @@ fn is_network(s: &str) -> bool {
     let Ok(prefix) = prefix.parse::<u8>() else {
         return false;
     };
-    (addr.parse::<std::net::Ipv4Addr>().is_ok() && prefix <= 24)
-        || (addr.parse::<std::net::Ipv6Addr>().is_ok() && prefix <= 64)
+    let v4 = crate::rules::generalize::dotted_quad(addr.as_bytes()).is_some()
+        || addr.parse::<std::net::Ipv4Addr>().is_ok();
+    (v4 && prefix <= 24) || (addr.parse::<std::net::Ipv6Addr>().is_ok() && prefix <= 64)
 }
 
 fn is_token(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    // Without early exit, so that the 32 bytes are checked with vector instructions
+    // (every value of a token column comes here).
+    s.len() == 32
+        && s.bytes()
+            .fold(true, |ok, b| ok & matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Text of the values of a string or integer column, as one Utf8 array (None for other

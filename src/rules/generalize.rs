@@ -11,7 +11,7 @@
 //!   in CIDR form (`203.0.113.0/24`, `2001:db8:85a3::/48`); anything that does not parse
 //!   as an IP becomes null rather than leaking through.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -189,27 +189,90 @@ pub fn prefix(s: &str, n: usize, out: &mut String) {
 
 /// The network of an IP address in CIDR form, or `None` when `s` is not an IP address.
 pub fn ip_network(s: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
-    let ip: IpAddr = s.trim().parse().ok()?;
-    Some(match ip {
-        IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let mask = if v4_bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - v4_bits as u32)
-            };
-            format!("{}/{v4_bits}", Ipv4Addr::from(bits & mask))
+    let mut out = String::new();
+    ip_network_into(s, v4_bits, v6_bits, &mut out).then_some(out)
+}
+
+/// [`ip_network`] appended to `out`; `false` (and `out` as it was) when `s` is not an
+/// IP address. Dotted-quad IPv4 (the common case: one per transaction) is parsed and
+/// printed by hand; everything else goes through `std::net`, whose parser is the
+/// definition (the fast path accepts only what it accepts, and prints the same).
+pub fn ip_network_into(s: &str, v4_bits: u8, v6_bits: u8, out: &mut String) -> bool {
+    let s = s.trim();
+    let v4 = |bits: u32, out: &mut String| {
+        let mask = if v4_bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(v4_bits.min(32)))
+        };
+        for (i, o) in (bits & mask).to_be_bytes().into_iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            push_small(out, o);
         }
-        IpAddr::V6(a) => {
+        out.push('/');
+        push_small(out, v4_bits);
+    };
+    if let Some(bits) = dotted_quad(s.as_bytes()) {
+        v4(bits, out);
+        return true;
+    }
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => v4(u32::from(a), out),
+        Ok(IpAddr::V6(a)) => {
+            use std::fmt::Write;
             let bits = u128::from(a);
             let mask = if v6_bits == 0 {
                 0
             } else {
-                u128::MAX << (128 - v6_bits as u32)
+                u128::MAX << (128 - u32::from(v6_bits.min(128)))
             };
-            format!("{}/{v6_bits}", Ipv6Addr::from(bits & mask))
+            let _ = write!(out, "{}/{v6_bits}", Ipv6Addr::from(bits & mask));
         }
-    })
+        Err(_) => return false,
+    }
+    true
+}
+
+/// `a.b.c.d` with each part 0..=255 in decimal without leading zeros (what
+/// `Ipv4Addr::from_str` accepts), as bits; `None` for anything else.
+pub(crate) fn dotted_quad(b: &[u8]) -> Option<u32> {
+    let mut bits = 0u32;
+    let mut parts = 0;
+    let mut i = 0;
+    while parts < 4 {
+        if parts > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        bits = bits << 8 | v;
+        parts += 1;
+    }
+    (i == b.len()).then_some(bits)
+}
+
+/// Appends `v` in decimal.
+fn push_small(out: &mut String, v: u8) {
+    if v >= 100 {
+        out.push(char::from(b'0' + v / 100));
+    }
+    if v >= 10 {
+        out.push(char::from(b'0' + v / 10 % 10));
+    }
+    out.push(char::from(b'0' + v % 10));
 }
 
 macro_rules! udf_struct {
@@ -353,13 +416,7 @@ impl ScalarUDFImpl for NetworkUdf {
         let a = first_array(&args.args, args.number_rows)?;
         let v4 = int_arg(self.name(), &args.args, 1, Some(24), 0..=32)? as u8;
         let v6 = int_arg(self.name(), &args.args, 2, Some(48), 0..=128)? as u8;
-        let out = map_strings(&a, a.len() * 16, |s, buf| match ip_network(s, v4, v6) {
-            Some(n) => {
-                buf.push_str(&n);
-                true
-            }
-            None => false,
-        })?;
+        let out = map_strings(&a, a.len() * 16, |s, buf| ip_network_into(s, v4, v6, buf))?;
         Ok(ColumnarValue::Array(out))
     }
 }
@@ -367,6 +424,7 @@ impl ScalarUDFImpl for NetworkUdf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn d(y: i32, m: u32, day: u32) -> i64 {
         date_to_days(NaiveDate::from_ymd_opt(y, m, day).unwrap()) as i64
@@ -418,6 +476,66 @@ mod tests {
         assert_eq!(s, "85-89");
     }
 
+    /// The definition: `std::net` parses, the mask applies, `Display` prints.
+    fn reference_network(s: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
+        let mask4 = |b: u8| {
+            if b == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(b))
+            }
+        };
+        let mask6 = |b: u8| {
+            if b == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(b))
+            }
+        };
+        Some(match s.trim().parse::<IpAddr>().ok()? {
+            IpAddr::V4(a) => format!(
+                "{}/{v4_bits}",
+                Ipv4Addr::from(u32::from(a) & mask4(v4_bits))
+            ),
+            IpAddr::V6(a) => format!(
+                "{}/{v6_bits}",
+                Ipv6Addr::from(u128::from(a) & mask6(v6_bits))
+            ),
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_network_path_equals_std(
+            octets in proptest::collection::vec(0u32..300, 3..6),
+            zeros in proptest::collection::vec(0usize..3, 6),
+            junk in "[ 0-9.:a-f/]{0,24}",
+            v6 in proptest::prelude::any::<u128>(),
+            v4 in proptest::prelude::any::<u32>(),
+            v4_bits in 0u8..=32,
+            v6_bits in 0u8..=128,
+            pad in proptest::bool::ANY,
+        ) {
+            // Dotted quads and near misses: 3 to 5 parts, values up to 299, leading zeros.
+            let quad = octets
+                .iter()
+                .zip(&zeros)
+                .map(|(o, z)| format!("{}{o}", "0".repeat(*z % 2 * (*z))))
+                .collect::<Vec<_>>()
+                .join(".");
+            let quad = if pad { format!(" {quad}\t") } else { quad };
+            let v6 = std::net::Ipv6Addr::from(v6).to_string();
+            let v4 = format!("{}", Ipv4Addr::from(v4));
+            for s in [quad.as_str(), junk.as_str(), v6.as_str(), v4.as_str(), "::ffff:1.2.3.4", "1.2.3.4."] {
+                proptest::prop_assert_eq!(
+                    ip_network(s, v4_bits, v6_bits),
+                    reference_network(s, v4_bits, v6_bits),
+                    "{:?}", s
+                );
+            }
+        }
+    }
+
     #[test]
     fn networks() {
         assert_eq!(
@@ -429,6 +547,16 @@ mod tests {
             Some("2001:db8:85a3::/48")
         );
         assert_eq!(ip_network("not an ip", 24, 48), None);
+        for bad in [
+            "01.2.3.4",
+            "1.2.3.04",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+        ] {
+            assert_eq!(ip_network(bad, 24, 48), None, "{bad}");
+        }
         assert_eq!(ip_network("10.1.2.3", 0, 48).as_deref(), Some("0.0.0.0/0"));
         let mut s = String::new();
         prefix(" sw1a 1aa", 2, &mut s);

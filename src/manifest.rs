@@ -95,6 +95,9 @@ pub struct ErasureReport {
     /// Entries this run added.
     pub new_entries: usize,
     pub requests_file: Option<PathBuf>,
+    /// The policy's requests file when it does not exist (no request was read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_file_missing: Option<PathBuf>,
     /// Requests per status (completed, not_found, invalid, already_erased).
     pub requests: BTreeMap<String, usize>,
     /// Customers erased in this run's output (everyone in the ledger).

@@ -437,6 +437,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             ledger_entries: erasure.ledger.as_ref().map_or(0, |l| l.entries.len()),
             new_entries: erasure.new_entries,
             requests_file: erasure.requests_file.clone(),
+            requests_file_missing: erasure.requests_missing.clone(),
             requests: erasure
                 .summary()
                 .into_iter()

@@ -104,6 +104,11 @@ pub struct Plan {
     emails: HashMap<String, State>,
     pub receipts: Vec<Receipt>,
     pub requests_file: Option<PathBuf>,
+    /// The policy's `[erasure] requests` when no such file exists: no request was read.
+    /// Not an error (`anonymizer erase` creates the file with the first request), but said
+    /// on every run, since a mistyped path would otherwise skip requests that have
+    /// deadlines.
+    pub requests_missing: Option<PathBuf>,
 }
 
 /// What erasure does to one table's rows.
@@ -345,7 +350,10 @@ pub async fn prepare(
             }
             Some(f.to_path_buf())
         }
-        None => policy.erasure.requests.clone().filter(|f| f.exists()),
+        None => {
+            plan.requests_missing = policy.erasure.requests.clone().filter(|f| !f.exists());
+            policy.erasure.requests.clone().filter(|f| f.exists())
+        }
     };
     plan.requests_file = file.clone();
     let parsed = match (&file, as_of) {
@@ -788,6 +796,17 @@ impl Plan {
     /// What support needs about requests that did not complete in time or at all: one
     /// line each, without personal data.
     pub fn attention(&self) -> Vec<String> {
+        let missing = self.requests_missing.iter().map(|f| {
+            format!(
+                "no erasure requests read: the policy's [erasure] requests file {} does not exist \
+                 (`anonymizer erase` creates it with the first request; if requests were sent, check the path)",
+                f.display()
+            )
+        });
+        missing.chain(self.requests_attention()).collect()
+    }
+
+    fn requests_attention(&self) -> Vec<String> {
         self.receipts
             .iter()
             .filter(|r| matches!(r.status, "not_found" | "invalid") || r.overdue)

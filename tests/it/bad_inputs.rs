@@ -1046,3 +1046,29 @@ fn an_event_time_as_text_that_is_no_time() {
     event_times_as_text(&c, Some(3));
     c.expect(&c.run(&[]), 2);
 }
+
+#[test]
+fn requests_file_named_by_the_policy_missing() {
+    // Not an error (the first `anonymizer erase` creates the file), but said on every run.
+    let c = Case::new("policy_requests_missing");
+    c.edit_policy(|t| {
+        t.replace(
+            "# [erasure]\n# requests = \"erasure-requests.jsonl\"   # pending requests; `anonymizer erase` appends here\n# ledger = \"erasure-ledger.json\"",
+            "[erasure]\nrequests = \"erasure-requets.jsonl\"\nledger = \"state/erasure-ledger.json\"",
+        )
+    });
+    let o = c.run(&[]);
+    c.expect(&o, 0);
+    assert!(
+        o.stderr.contains("attention: no erasure requests read"),
+        "{}",
+        o.stderr
+    );
+    let run = anonymizer::publish::current_run(&c.path("out")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("_manifest.json")).unwrap()).unwrap();
+    let missing = manifest["erasure"]["requests_file_missing"]
+        .as_str()
+        .unwrap();
+    assert!(missing.ends_with("erasure-requets.jsonl"), "{missing}");
+}

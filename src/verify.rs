@@ -603,24 +603,27 @@ fn read_row_group_dictionaries(
 }
 
 /// Each distinct non-null text of a column with how many rows hold it when the column is
-/// a dictionary (values no row refers to are skipped), else each non-null text once;
-/// `false` for columns that are neither text nor integers.
-fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> bool {
+/// a dictionary (values no row refers to are skipped), else each non-null text once.
+/// A dictionary key outside the dictionary (a damaged file) is an error, never a value
+/// left unchecked.
+fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> Result<(), String> {
     if let Some(d) = a.as_dictionary_opt::<datafusion::arrow::datatypes::Int32Type>()
         && let Some(values) = d.values().as_string_opt::<i32>()
     {
         let mut counts = vec![0u64; values.len()];
         for k in d.keys().iter().flatten() {
-            counts[k as usize] += 1;
+            let slot = usize::try_from(k).ok().and_then(|k| counts.get_mut(k));
+            *slot.ok_or("a dictionary key outside the dictionary")? += 1;
         }
         for (i, n) in counts.into_iter().enumerate() {
             if n > 0 && values.is_valid(i) {
                 f(values.value(i), n);
             }
         }
-        return true;
+        return Ok(());
     }
-    each_text(a, |v| f(v, 1))
+    each_text(a, |v| f(v, 1));
+    Ok(())
 }
 
 /// Scans one row group of one file.
@@ -707,7 +710,8 @@ fn scan_file(
                     memo.clear();
                 }
                 memo.insert(v.to_string(), x);
-            });
+            })
+            .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
         }
         Ok(())
     })
@@ -1415,6 +1419,35 @@ mod tests {
             .filter(|i| f.may_contain(f.state.hash_one(format!("other-{i}").as_bytes())))
             .count();
         assert!(false_positives < 3_000, "{false_positives}");
+    }
+
+    #[test]
+    fn dictionary_values_are_counted_by_key_and_a_bad_key_is_an_error() {
+        use datafusion::arrow::array::{DictionaryArray, Int32Array, StringArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        use std::sync::Arc;
+        let values = Arc::new(StringArray::from(vec![
+            Some("a"),
+            Some("b"),
+            None,
+            Some("c"),
+        ]));
+        let keys = Int32Array::from(vec![Some(1), Some(0), Some(1), None, Some(2), Some(1)]);
+        let a: ArrayRef =
+            Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values.clone()).unwrap());
+        let mut seen = Vec::new();
+        each_text_counted(&a, |v, n| seen.push((v.to_string(), n))).unwrap();
+        // "c" is referred to by no row; the null value and the null key are skipped.
+        assert_eq!(seen, [("a".to_string(), 1), ("b".to_string(), 3)]);
+        for bad in [4, -1] {
+            let keys = Int32Array::from(vec![0, bad]);
+            // SAFETY: not safe to use as an Arrow array; each_text_counted only reads the
+            // keys and refuses those outside the dictionary, which is what is tested.
+            let a: ArrayRef = Arc::new(unsafe {
+                DictionaryArray::<Int32Type>::new_unchecked(keys, values.clone())
+            });
+            assert!(each_text_counted(&a, |_, _| {}).is_err(), "{bad}");
+        }
     }
 
     #[test]

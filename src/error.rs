@@ -76,6 +76,14 @@ impl Error {
 /// A DataFusion/Arrow error as a one-line message without the values it may quote
 /// (a CSV parse error, for example, quotes the cell that failed to parse).
 pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    // A parser error quotes its whole message ("ParserError(\"Expected ...\")"), which
+    // redaction would blank entirely: show the message itself, its literals blanked.
+    if let datafusion::error::DataFusionError::SQL(p, _) = e.find_root()
+        && let ParserError::ParserError(m) | ParserError::TokenizerError(m) = p.as_ref()
+    {
+        return format!("SQL error: {}", redact_quoted(m));
+    }
     let root = e.find_root().to_string();
     // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
     redact_quoted(&root.replace("Parquet error: Parquet error: ", "Parquet error: "))
@@ -112,5 +120,22 @@ mod tests {
             "Error parsing '…' as Int64 at line 3"
         );
         assert_eq!(super::redact_quoted("it's fine"), "it's fine");
+    }
+
+    #[test]
+    fn sql_parser_errors_say_what_was_expected_without_literals() {
+        use datafusion::error::DataFusionError;
+        use datafusion::sql::sqlparser::parser::ParserError;
+        let e = DataFusionError::SQL(
+            Box::new(ParserError::ParserError(
+                "Expected: end of statement, found: 'jane@example.com' at Line: 1, Column: 30"
+                    .into(),
+            )),
+            None,
+        );
+        assert_eq!(
+            super::df_message(&e),
+            "SQL error: Expected: end of statement, found: '…' at Line: 1, Column: 30"
+        );
     }
 }

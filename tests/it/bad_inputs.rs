@@ -733,6 +733,11 @@ fn key_file_missing() {
 
 fn with_erasure(c: &Case, requests: &str, body: &[u8]) {
     std::fs::write(c.path(requests), body).unwrap();
+    enable_erasure(c, requests);
+}
+
+/// Uncomments the sample policy's `[erasure]` section, naming `requests`.
+fn enable_erasure(c: &Case, requests: &str) {
     c.edit_policy(|t| {
         t.replace(
             "# [erasure]\n# requests = \"erasure-requests.jsonl\"   # pending requests; `anonymizer erase` appends here\n# ledger = \"erasure-ledger.json\"",
@@ -1051,12 +1056,7 @@ fn an_event_time_as_text_that_is_no_time() {
 fn requests_file_named_by_the_policy_missing() {
     // Not an error (the first `anonymizer erase` creates the file), but said on every run.
     let c = Case::new("policy_requests_missing");
-    c.edit_policy(|t| {
-        t.replace(
-            "# [erasure]\n# requests = \"erasure-requests.jsonl\"   # pending requests; `anonymizer erase` appends here\n# ledger = \"erasure-ledger.json\"",
-            "[erasure]\nrequests = \"erasure-requets.jsonl\"\nledger = \"state/erasure-ledger.json\"",
-        )
-    });
+    enable_erasure(&c, "erasure-requets.jsonl");
     let o = c.run(&[]);
     c.expect(&o, 0);
     assert!(

@@ -639,10 +639,7 @@ fn scan_file(
     let mut scratch = String::new();
     read_row_group_dictionaries(path, row_group, &mut |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
-            let string = match f.data_type() {
-                DataType::Dictionary(_, v) => is_string(v),
-                t => is_string(t),
-            };
+            let string = is_string(f.data_type());
             if !(string || f.data_type().is_integer()) {
                 continue;
             }

@@ -19,10 +19,12 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, Schema, TimestampMicrosecondType,
+};
 use parquet::arrow::ArrowWriter;
 
 use crate::common::*;
@@ -143,6 +145,22 @@ impl Case {
         let schema = batches[0].schema();
         let all = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
         write_parquet(file, &f(all));
+    }
+
+    /// Rewrites every Parquet file of `table` through `f`.
+    fn rewrite_all(&self, table: &str, f: impl Fn(RecordBatch) -> RecordBatch) {
+        for file in self.files(table) {
+            self.rewrite(&file, &f);
+        }
+    }
+
+    /// Replaces column `name` in every file of `table` by `f(column)` (whose type may
+    /// differ).
+    fn map_column(&self, table: &str, name: &str, f: impl Fn(&ArrayRef) -> ArrayRef) {
+        self.rewrite_all(table, |b| {
+            let new = f(b.column_by_name(name).unwrap());
+            with_column(&b, name, new)
+        });
     }
 
     /// Runs the binary in the case's folder with `ANONYMIZER_KEY` set to `key`.
@@ -342,9 +360,7 @@ fn empty_file() {
 #[test]
 fn zero_rows_in_every_file() {
     let c = Case::new("zero_rows");
-    for f in c.files("transactions") {
-        c.rewrite(&f, |b| b.slice(0, 0));
-    }
+    c.rewrite_all("transactions", |b| b.slice(0, 0));
     c.expect(&c.run(&[]), 2);
 }
 
@@ -359,34 +375,28 @@ fn zero_rows_in_one_file_is_fine() {
 fn column_of_the_wrong_type() {
     // Event times exported as integers (microseconds) instead of timestamps.
     let c = Case::new("wrong_type_column");
-    for f in c.files("transactions") {
-        c.rewrite(&f, |b| {
-            let t = b.column_by_name("transaction_at").unwrap();
-            let t = t
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap();
-            let ints: Int64Array = t.iter().collect();
-            with_column(&b, "transaction_at", Arc::new(ints))
-        });
-    }
+    c.map_column("transactions", "transaction_at", |t| {
+        let ints: Int64Array = t
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect();
+        Arc::new(ints)
+    });
     c.expect(&c.run(&[]), 2);
 }
 
 #[test]
 fn amounts_as_text_are_read_but_not_words() {
     let c = Case::new("amount_not_a_number");
-    for f in c.files("transactions") {
-        c.rewrite(&f, |b| {
-            map_strings(&b, "amount", |i, v| {
-                if i == 6 {
-                    Some("12,50 EUR".into())
-                } else {
-                    v.map(str::to_string)
-                }
-            })
-        });
-    }
+    c.rewrite_all("transactions", |b| {
+        map_strings(&b, "amount", |i, v| {
+            if i == 6 {
+                Some("12,50 EUR".into())
+            } else {
+                v.map(str::to_string)
+            }
+        })
+    });
     c.expect(&c.run(&[]), 2);
 }
 
@@ -404,31 +414,27 @@ fn files_of_one_table_disagree_on_a_type() {
 #[test]
 fn missing_role_column() {
     let c = Case::new("missing_role_column");
-    for f in c.files("transactions") {
-        c.rewrite(&f, |b| without_column(&b, "customer_id"));
-    }
+    c.rewrite_all("transactions", |b| without_column(&b, "customer_id"));
     c.expect(&c.run(&[]), 2);
 }
 
 #[test]
 fn unclassified_column() {
     let c = Case::new("unclassified_column");
-    for f in c.files("customers") {
-        c.rewrite(&f, |b| {
-            let nick = map_strings(&b, "first_name", |_, v| v.map(|s| format!("{s}y")));
-            let col = nick.column_by_name("first_name").unwrap().clone();
-            let mut fields: Vec<Field> = b
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            fields.push(Field::new("nickname", DataType::Utf8, true));
-            let mut cols = b.columns().to_vec();
-            cols.push(col);
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
-        });
-    }
+    c.rewrite_all("customers", |b| {
+        let nick = map_strings(&b, "first_name", |_, v| v.map(|s| format!("{s}y")));
+        let col = nick.column_by_name("first_name").unwrap().clone();
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("nickname", DataType::Utf8, true));
+        let mut cols = b.columns().to_vec();
+        cols.push(col);
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    });
     c.expect(&c.run(&[]), 2);
 }
 
@@ -540,14 +546,9 @@ fn negative_amounts() {
 #[test]
 fn binary_where_text_is_expected() {
     let c = Case::new("binary_column");
-    for f in c.files("customers") {
-        c.rewrite(&f, |b| {
-            let s = b.column_by_name("custom_answers").unwrap();
-            let bin = datafusion::arrow::compute::cast(s, &DataType::Binary).unwrap();
-            let _ = bin.as_any().downcast_ref::<BinaryArray>().unwrap();
-            with_column(&b, "custom_answers", bin)
-        });
-    }
+    c.map_column("customers", "custom_answers", |s| {
+        datafusion::arrow::compute::cast(s, &DataType::Binary).unwrap()
+    });
     c.expect(&c.run(&[]), 2);
 }
 
@@ -993,15 +994,12 @@ fn help_never_shows_the_key() {
 fn a_role_column_of_an_impossible_type() {
     // amount as true/false: neither a number nor text that could hold one.
     let c = Case::new("role_of_impossible_type");
-    for f in c.files("transactions") {
-        c.rewrite(&f, |b| {
-            let a = b.column_by_name("amount").unwrap();
-            let a = a.as_any().downcast_ref::<Decimal128Array>().unwrap();
-            let flags: datafusion::arrow::array::BooleanArray =
-                (0..a.len()).map(|i| Some(a.value(i) > 1000)).collect();
-            with_column(&b, "amount", Arc::new(flags))
-        });
-    }
+    c.map_column("transactions", "amount", |a| {
+        let a = a.as_primitive::<Decimal128Type>();
+        let flags: datafusion::arrow::array::BooleanArray =
+            a.iter().map(|v| v.map(|v| v > 1000)).collect();
+        Arc::new(flags)
+    });
     c.expect(&c.run(&[]), 2);
 }
 
@@ -1014,25 +1012,19 @@ fn event_times_as_text(c: &Case, bad_row: Option<usize>) {
             "transaction_at      = \"drop\"",
         )
     });
-    for f in c.files("transactions") {
-        c.rewrite(&f, |b| {
-            let t = b.column_by_name("transaction_at").unwrap();
-            let t = t
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap();
-            let text: StringArray = (0..t.len())
-                .map(|i| {
-                    if Some(i) == bad_row {
-                        return Some("last tuesday".to_string());
-                    }
-                    let dt = chrono::DateTime::from_timestamp_micros(t.value(i)).unwrap();
-                    Some(dt.to_rfc3339())
-                })
-                .collect();
-            with_column(&b, "transaction_at", Arc::new(text))
-        });
-    }
+    c.map_column("transactions", "transaction_at", |t| {
+        let t = t.as_primitive::<TimestampMicrosecondType>();
+        let text: StringArray = (0..t.len())
+            .map(|i| {
+                if Some(i) == bad_row {
+                    return Some("last tuesday".to_string());
+                }
+                let dt = chrono::DateTime::from_timestamp_micros(t.value(i)).unwrap();
+                Some(dt.to_rfc3339())
+            })
+            .collect();
+        Arc::new(text)
+    });
 }
 
 #[test]

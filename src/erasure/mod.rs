@@ -350,10 +350,13 @@ pub async fn prepare(
             }
             Some(f.to_path_buf())
         }
-        None => {
-            plan.requests_missing = policy.erasure.requests.clone().filter(|f| !f.exists());
-            policy.erasure.requests.clone().filter(|f| f.exists())
-        }
+        None => match policy.erasure.requests.clone() {
+            Some(f) if f.exists() => Some(f),
+            missing => {
+                plan.requests_missing = missing;
+                None
+            }
+        },
     };
     plan.requests_file = file.clone();
     let parsed = match (&file, as_of) {
@@ -806,7 +809,7 @@ impl Plan {
         missing.chain(self.requests_attention()).collect()
     }
 
-    fn requests_attention(&self) -> Vec<String> {
+    fn requests_attention(&self) -> impl Iterator<Item = String> + '_ {
         self.receipts
             .iter()
             .filter(|r| matches!(r.status, "not_found" | "invalid") || r.overdue)
@@ -836,7 +839,6 @@ impl Plan {
                     },
                 )
             })
-            .collect()
     }
 
     /// Counts per status.

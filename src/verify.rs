@@ -192,8 +192,7 @@ fn is_network(s: &str) -> bool {
     let Ok(prefix) = prefix.parse::<u8>() else {
         return false;
     };
-    let v4 = crate::rules::generalize::dotted_quad(addr.as_bytes()).is_some()
-        || addr.parse::<std::net::Ipv4Addr>().is_ok();
+    let v4 = crate::rules::generalize::dotted_quad(addr.as_bytes()).is_some();
     (v4 && prefix <= 24) || (addr.parse::<std::net::Ipv6Addr>().is_ok() && prefix <= 64)
 }
 

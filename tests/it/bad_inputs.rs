@@ -22,9 +22,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Schema, TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, TimestampMicrosecondType};
 use parquet::arrow::ArrowWriter;
 
 use crate::common::*;
@@ -257,17 +255,6 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) {
     w.close().unwrap();
 }
 
-/// `batch` with column `name` replaced by `array` (whose type may differ).
-fn with_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
-    let schema = batch.schema();
-    let i = schema.index_of(name).unwrap();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[i] = Field::new(name, array.data_type().clone(), true);
-    let mut cols = batch.columns().to_vec();
-    cols[i] = array;
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
-}
-
 fn without_column(batch: &RecordBatch, name: &str) -> RecordBatch {
     let i = batch.schema().index_of(name).unwrap();
     let mut b = batch.clone();
@@ -424,16 +411,7 @@ fn unclassified_column() {
     c.rewrite_all("customers", |b| {
         let nick = map_strings(&b, "first_name", |_, v| v.map(|s| format!("{s}y")));
         let col = nick.column_by_name("first_name").unwrap().clone();
-        let mut fields: Vec<Field> = b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new("nickname", DataType::Utf8, true));
-        let mut cols = b.columns().to_vec();
-        cols.push(col);
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+        with_column(&b, "nickname", col)
     });
     c.expect(&c.run(&[]), 2);
 }

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anonymizer::generate::{GenerateOptions, generate};
 use anonymizer::key::{Key, KeySource};
 use anonymizer::run::{RunOptions, RunSummary, run};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub const KEY_HEX: &str = "3c9f1a5e7b2d4c6f8e0a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e";
@@ -186,6 +186,26 @@ pub fn published_fixture() -> (tempfile::TempDir, String) {
     let o = cli(&["run", "--config", &cfg], Some(KEY_HEX));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (dir, cfg)
+}
+
+/// `batch` with column `name` replaced by `array` (whose type may differ), or added at
+/// the end when there is no such column.
+pub fn with_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut cols = batch.columns().to_vec();
+    let field = Field::new(name, array.data_type().clone(), true);
+    match schema.index_of(name) {
+        Ok(i) => {
+            fields[i] = field;
+            cols[i] = array;
+        }
+        Err(_) => {
+            fields.push(field);
+            cols.push(array);
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
 }
 
 /// Writes one batch as a Parquet file (creating its folder): fixtures and hand edits.

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use anonymizer::kanon::arx_adult;
 use anonymizer::risk::{RiskOptions, risk};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::StringArray;
 
 use crate::common::*;
 
@@ -277,19 +276,9 @@ fn the_gate_refuses_a_record_table_that_is_not_k_anonymous() {
     let (_, path) = files.iter().next().unwrap();
     let b = read_parquet(path);
     let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
-    let i = b.schema().index_of("country").unwrap();
-    let mut countries = strings_of(b.column(i));
+    let mut countries = strings_of(b.column_by_name("country").unwrap());
     countries[0] = Some("Atlantis".into());
-    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-    cols[i] = Arc::new(StringArray::from(countries));
-    let mut fields: Vec<Field> = b
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields[i] = Field::new("country", DataType::Utf8, true);
-    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let b = with_column(&b, "country", Arc::new(StringArray::from(countries)));
     write_parquet(path, &b);
     let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -176,11 +176,13 @@ fn read_batches(
     Ok(())
 }
 
-/// How many row groups a Parquet file has (the unit of the scan's parallelism).
-fn row_groups(p: &Path) -> Result<usize, Error> {
+/// The rows of each row group of a Parquet file (row groups are the scans' unit of
+/// parallelism).
+fn row_group_rows(p: &Path) -> Result<Vec<usize>, Error> {
     let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_error(p, &e))?;
-    Ok(b.metadata().num_row_groups())
+    let rows = b.metadata().row_groups().iter();
+    Ok(rows.map(|g| g.num_rows().max(0) as usize).collect())
 }
 
 /// A CIDR network with its host bits generalized away (IPv4 /24 or shorter, IPv6 /64 or
@@ -204,30 +206,89 @@ fn is_token(s: &str) -> bool {
             .fold(true, |ok, b| ok & matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether the by-value checks read a column of this type: text, integers, and
+/// dictionaries of either.
+fn is_text_like(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, v) => is_string(v) || v.is_integer(),
+        t => is_string(t) || t.is_integer(),
+    }
+}
+
 /// Text of the values of a string or integer column, as one Utf8 array (None for other
 /// types): the scan borrows `&str` from it instead of allocating a string per value.
 fn text_array(a: &ArrayRef) -> Option<datafusion::arrow::array::StringArray> {
-    let t = a.data_type();
-    if !(is_string(t) || t.is_integer()) {
+    if !is_text_like(a.data_type()) {
         return None;
     }
     let s = cast(a, &DataType::Utf8).ok()?;
     Some(s.as_string::<i32>().clone())
 }
 
-/// The text of the non-null values of a string or integer column, borrowed where the
-/// column holds strings (no copy of a Utf8View column); `false` for other types.
-fn each_text(a: &ArrayRef, mut f: impl FnMut(&str)) -> bool {
-    match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().iter().flatten().for_each(f),
-        DataType::LargeUtf8 => a.as_string::<i64>().iter().flatten().for_each(f),
-        DataType::Utf8View => a.as_string_view().iter().flatten().for_each(f),
-        _ => match text_array(a) {
-            Some(s) => s.iter().flatten().for_each(&mut f),
-            None => return false,
-        },
+/// Calls `f` once per run of equal consecutive non-null values, with the run's length.
+fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = Option<T>>, mut f: impl FnMut(T, u64)) {
+    let mut run: Option<(T, u64)> = None;
+    for v in values.flatten() {
+        match &mut run {
+            Some((p, n)) if *p == v => *n += 1,
+            _ => {
+                if let Some((p, n)) = run.replace((v, 1)) {
+                    f(p, n);
+                }
+            }
+        }
     }
-    true
+    if let Some((p, n)) = run {
+        f(p, n);
+    }
+}
+
+/// The non-null texts of a column, each with how many rows hold it: a dictionary's
+/// distinct values (those no row refers to skipped), else each run of equal consecutive
+/// values once (an export sorted by customer repeats the customer's id and email on
+/// every transaction). Integers are printed as Arrow prints them, without a cast of the
+/// whole column; columns of other types are not read. Every row is counted exactly once,
+/// whatever the encoding and order. A dictionary key outside the dictionary (a damaged
+/// file) is an error, never a value left unchecked.
+fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> Result<(), String> {
+    use datafusion::arrow::datatypes::{Int32Type, Int64Type, UInt64Type};
+    if let Some(d) = a.as_dictionary_opt::<Int32Type>()
+        && let Some(values) = d.values().as_string_opt::<i32>()
+    {
+        let mut counts = vec![0u64; values.len()];
+        for k in d.keys().iter().flatten() {
+            let slot = usize::try_from(k).ok().and_then(|k| counts.get_mut(k));
+            *slot.ok_or("a dictionary key outside the dictionary")? += 1;
+        }
+        for (i, n) in counts.into_iter().enumerate() {
+            if n > 0 && values.is_valid(i) {
+                f(values.value(i), n);
+            }
+        }
+        return Ok(());
+    }
+    let mut digits = itoa::Buffer::new();
+    match a.data_type() {
+        DataType::Utf8 => runs(a.as_string::<i32>().iter(), f),
+        DataType::LargeUtf8 => runs(a.as_string::<i64>().iter(), f),
+        DataType::Utf8View => runs(a.as_string_view().iter(), f),
+        DataType::UInt64 => runs(a.as_primitive::<UInt64Type>().iter(), |v, n| {
+            f(digits.format(v), n)
+        }),
+        t if t.is_integer() => {
+            // Every other integer type fits in an i64.
+            let a = cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
+            runs(a.as_primitive::<Int64Type>().iter(), |v, n| {
+                f(digits.format(v), n)
+            });
+        }
+        _ => {
+            if let Some(s) = text_array(a) {
+                runs(s.iter(), f);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Text of the values of a string or integer column (None for nulls and other types).
@@ -370,21 +431,95 @@ fn personal_columns(table: &crate::policy::TablePolicy) -> Vec<&str> {
     cols
 }
 
+/// Looks the input's personal values up among the output's fingerprints.
+struct Probe<'a> {
+    fp: &'a Fingerprinter,
+    outputs: &'a OutputValues,
+    filter: &'a Prefilter,
+}
+
+/// What a probe found: how many input values were looked up, and (output column,
+/// fingerprint) for each that equals an output value (repeats possible).
+#[derive(Default)]
+struct ProbeHits {
+    hashed: u64,
+    found: Vec<(u32, u128)>,
+}
+
+impl ProbeHits {
+    fn merge(&mut self, mut o: ProbeHits) {
+        self.hashed += o.hashed;
+        self.found.append(&mut o.found);
+    }
+}
+
+impl Probe<'_> {
+    /// Every value of one column; each distinct dictionary value and each run of equal
+    /// values is normalized and looked up once, and counted for every row that holds it.
+    fn column(&self, a: &ArrayRef, out: &mut ProbeHits) -> Result<(), String> {
+        let mut scratch = String::new();
+        each_text_counted(a, |v, times| {
+            let Some(v) = normalized(v, &mut scratch) else {
+                return;
+            };
+            out.hashed += times;
+            if !self
+                .filter
+                .may_contain(self.filter.state.hash_one(v.as_bytes()))
+            {
+                return;
+            }
+            let h = self.fp.hash_normalized(v.as_bytes());
+            if let Some(cols) = self.outputs.get(&h) {
+                out.found.extend(cols.iter().map(|c| (*c, h)));
+            }
+        })
+    }
+
+    /// One piece of a Parquet input file: `rows` of row group `row_group`, only `columns`.
+    fn parquet_piece(
+        &self,
+        path: &Path,
+        row_group: usize,
+        rows: std::ops::Range<usize>,
+        columns: &[&str],
+    ) -> Result<ProbeHits, Error> {
+        let mut out = ProbeHits::default();
+        let piece = Piece {
+            row_group,
+            rows: Some(rows),
+            columns: Some(columns),
+        };
+        read_row_group_dictionaries(path, &piece, &mut |b| {
+            for (f, a) in b.schema().fields().iter().zip(b.columns()) {
+                self.column(a, &mut out)
+                    .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Rows per piece of an input row group in the by-value check: big enough that a
+/// piece's footer and dictionary pages are read rarely, small enough that a file of one
+/// large row group is looked up on every core.
+const PROBE_ROWS: usize = 1 << 18;
+
 /// Streams the personal columns of the policy's input and looks every value up among the
 /// output's fingerprints. Memory is the output's distinct (non-token) values, not the
-/// input's: the input streams by. Returns how many input values were hashed and, per
-/// output column, the distinct output values that equal a personal input value.
+/// input's: the input streams by. Parquet inputs are read with parquet-rs, in pieces of
+/// row groups on every core (dictionary-encoded columns as dictionaries); CSV inputs
+/// through DataFusion. Returns how many input values were hashed and, per output column,
+/// the distinct output values that equal a personal input value.
 async fn probe_input(
     policy: &Policy,
-    fp: &Fingerprinter,
-    outputs: &OutputValues,
-    filter: &Prefilter,
+    probe: &Probe<'_>,
 ) -> Result<(u64, BTreeMap<u32, HashedSet>), Error> {
     use futures::StreamExt;
     use rayon::prelude::*;
     let ctx = crate::run::session();
-    let mut hashed = 0u64;
-    let mut hits: BTreeMap<u32, HashedSet> = BTreeMap::new();
+    let mut total = ProbeHits::default();
     let fail = |file: &Path, e: &datafusion::error::DataFusionError| {
         Error::Failed(format!(
             "verify: cannot read {}: {}",
@@ -392,54 +527,65 @@ async fn probe_input(
             crate::error::df_message(e)
         ))
     };
-    for table in &policy.tables {
-        let cols = personal_columns(table);
+    // (file, row group, rows, columns): the Parquet pieces.
+    let mut pieces: Vec<(&Path, usize, std::ops::Range<usize>, &[&str])> = Vec::new();
+    let personal: Vec<Vec<&str>> = policy.tables.iter().map(personal_columns).collect();
+    for (table, cols) in policy.tables.iter().zip(&personal) {
         if cols.is_empty() {
             continue;
         }
         for file in &table.files {
+            if table.format == crate::policy::Format::Parquet {
+                for (g, n) in row_group_rows(file)?.into_iter().enumerate() {
+                    let cut = n.div_ceil(PROBE_ROWS).max(1);
+                    let per = n.div_ceil(cut).max(1);
+                    pieces.extend(
+                        (0..n)
+                            .step_by(per)
+                            .map(|s| (file.as_path(), g, s..(s + per).min(n), cols.as_slice())),
+                    );
+                }
+                continue;
+            }
             let df = table.open(&ctx, file).await?;
             let mut stream = df
-                .select_columns(&cols)
+                .select_columns(cols)
                 .map_err(|e| fail(file, &e))?
                 .execute_stream()
                 .await
                 .map_err(|e| fail(file, &e))?;
             while let Some(b) = stream.next().await {
                 let b = b.map_err(|e| fail(file, &e))?;
-                let found: Vec<(u64, Vec<(u32, u128)>)> = b
+                let found: Vec<Result<ProbeHits, Error>> = b
                     .columns()
                     .par_iter()
-                    .map(|a| {
-                        let mut n = 0u64;
-                        let mut found = Vec::new();
-                        let mut scratch = String::new();
-                        each_text(a, |v| {
-                            let Some(v) = normalized(v, &mut scratch) else {
-                                return;
-                            };
-                            n += 1;
-                            if !filter.may_contain(filter.state.hash_one(v.as_bytes())) {
-                                return;
-                            }
-                            let h = fp.hash_normalized(v.as_bytes());
-                            if let Some(cols) = outputs.get(&h) {
-                                found.extend(cols.iter().map(|c| (*c, h)));
-                            }
-                        });
-                        (n, found)
+                    .zip(b.schema().fields().par_iter())
+                    .map(|(a, f)| {
+                        let mut out = ProbeHits::default();
+                        probe
+                            .column(a, &mut out)
+                            .map(|()| out)
+                            .map_err(|e| read_error(file, &format!("column {}: {e}", f.name())))
                     })
                     .collect();
-                for (n, found) in found {
-                    hashed += n;
-                    for (c, h) in found {
-                        hits.entry(c).or_default().insert(h);
-                    }
+                for r in found {
+                    total.merge(r?);
                 }
             }
         }
     }
-    Ok((hashed, hits))
+    let found: Vec<Result<ProbeHits, Error>> = pieces
+        .into_par_iter()
+        .map(|(file, g, rows, cols)| probe.parquet_piece(file, g, rows, cols))
+        .collect();
+    for r in found {
+        total.merge(r?);
+    }
+    let mut hits: BTreeMap<u32, HashedSet> = BTreeMap::new();
+    for (c, h) in total.found {
+        hits.entry(c).or_default().insert(h);
+    }
+    Ok((total.hashed, hits))
 }
 
 /// (table, column) of the policy's columns whose rule satisfies `f`.
@@ -532,15 +678,24 @@ struct Verdict {
     erased: bool,
 }
 
-/// The batches of one row group, with every string column whose pages in that row group
-/// are all dictionary-encoded read as a dictionary array: the scan then looks at each
-/// distinct value once, however many rows hold it (most published columns repeat a few
-/// values: countries, currencies, offers, days).
+/// What of a Parquet file to read: one row group, all its rows or a range of them, all
+/// columns or only the named ones (those present).
+struct Piece<'a> {
+    row_group: usize,
+    rows: Option<std::ops::Range<usize>>,
+    columns: Option<&'a [&'a str]>,
+}
+
+/// The batches of one piece of a row group, with every string column whose pages in that
+/// row group are all dictionary-encoded read as a dictionary array: the scan then looks at
+/// each distinct value once, however many rows hold it (most published columns repeat a
+/// few values: countries, currencies, offers, days).
 fn read_row_group_dictionaries(
     p: &Path,
-    row_group: usize,
+    piece: &Piece<'_>,
     f: &mut impl FnMut(&RecordBatch) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    let row_group = piece.row_group;
     use datafusion::arrow::datatypes::{Field, Schema};
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     use parquet::basic::Encoding;
@@ -591,37 +746,30 @@ fn read_row_group_dictionaries(
     } else {
         meta
     };
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-        .with_row_groups(vec![row_group])
-        .build()
-        .map_err(|e| read_error(p, &e))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+        .with_row_groups(vec![row_group]);
+    if let Some(cols) = piece.columns {
+        let roots = meta.schema().fields().iter().enumerate();
+        let roots = roots.filter(|(_, f)| cols.contains(&f.name().as_str()));
+        builder = builder.with_projection(parquet::arrow::ProjectionMask::roots(
+            meta.parquet_schema(),
+            roots.map(|(i, _)| i),
+        ));
+    }
+    if let Some(rows) = &piece.rows {
+        use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+        let total = meta.metadata().row_group(row_group).num_rows().max(0) as usize;
+        let (start, end) = (rows.start.min(total), rows.end.min(total));
+        builder = builder.with_row_selection(RowSelection::from(vec![
+            RowSelector::skip(start),
+            RowSelector::select(end.saturating_sub(start)),
+            RowSelector::skip(total - end.max(start)),
+        ]));
+    }
+    let reader = builder.build().map_err(|e| read_error(p, &e))?;
     for b in reader {
         f(&b.map_err(|e| read_error(p, &e))?)?;
     }
-    Ok(())
-}
-
-/// Each distinct non-null text of a column with how many rows hold it when the column is
-/// a dictionary (values no row refers to are skipped), else each non-null text once.
-/// A dictionary key outside the dictionary (a damaged file) is an error, never a value
-/// left unchecked.
-fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> Result<(), String> {
-    if let Some(d) = a.as_dictionary_opt::<datafusion::arrow::datatypes::Int32Type>()
-        && let Some(values) = d.values().as_string_opt::<i32>()
-    {
-        let mut counts = vec![0u64; values.len()];
-        for k in d.keys().iter().flatten() {
-            let slot = usize::try_from(k).ok().and_then(|k| counts.get_mut(k));
-            *slot.ok_or("a dictionary key outside the dictionary")? += 1;
-        }
-        for (i, n) in counts.into_iter().enumerate() {
-            if n > 0 && values.is_valid(i) {
-                f(values.value(i), n);
-            }
-        }
-        return Ok(());
-    }
-    each_text(a, |v| f(v, 1));
     Ok(())
 }
 
@@ -636,10 +784,15 @@ fn scan_file(
     let mut out = FileScan::default();
     let mut memo: HashMap<String, HashMap<String, Verdict, ahash::RandomState>> = HashMap::new();
     let mut scratch = String::new();
-    read_row_group_dictionaries(path, row_group, &mut |b| {
+    let piece = Piece {
+        row_group,
+        rows: None,
+        columns: None,
+    };
+    read_row_group_dictionaries(path, &piece, &mut |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
             let string = is_string(f.data_type());
-            if !(string || f.data_type().is_integer()) {
+            if !is_text_like(f.data_type()) {
                 continue;
             }
             let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
@@ -743,7 +896,7 @@ pub async fn verify(
     let mut jobs: Vec<(usize, &PathBuf, usize)> = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         for f in &t.files {
-            jobs.extend((0..row_groups(f)?).map(|g| (i, f, g)));
+            jobs.extend((0..row_group_rows(f)?.len()).map(|g| (i, f, g)));
         }
     }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
@@ -798,7 +951,12 @@ pub async fn verify(
             quick_keys.dedup();
             let filter = Prefilter::new(quick.clone(), &quick_keys);
             drop(quick_keys);
-            probe_input(p, fp, &outputs, &filter).await?
+            let probe = Probe {
+                fp,
+                outputs: &outputs,
+                filter: &filter,
+            };
+            probe_input(p, &probe).await?
         }
         _ => (0, BTreeMap::new()),
     };
@@ -1444,6 +1602,119 @@ mod tests {
             });
             assert!(each_text_counted(&a, |_, _| {}).is_err(), "{bad}");
         }
+    }
+
+    /// Per value, how many rows hold it, as each_text_counted reports it.
+    fn counted(a: &ArrayRef) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        each_text_counted(a, |v, n| *out.entry(v.to_string()).or_default() += n).unwrap();
+        out
+    }
+
+    proptest::proptest! {
+        /// Whatever the type and encoding, every non-null row is counted once under its
+        /// text as Arrow's cast prints it: runs, dictionaries and integers without a cast.
+        #[test]
+        fn every_row_is_counted_once_under_its_text(
+            values in proptest::collection::vec(proptest::option::of(-3i64..3), 0..60),
+            big in proptest::bool::ANY,
+        ) {
+            use datafusion::arrow::array::{DictionaryArray, Int64Array, StringArray};
+            use datafusion::arrow::datatypes::{Int8Type, Int32Type};
+            use std::sync::Arc;
+            // Few distinct values, so runs and repeats are common; `big` moves them past
+            // i64::MAX (u64) or into the negatives.
+            let ints = Int64Array::from(values.clone());
+            let strings: StringArray = values
+                .iter()
+                .map(|v| v.map(|v| format!("v{v}")))
+                .collect();
+            let mut arrays: Vec<ArrayRef> = vec![
+                Arc::new(ints.clone()),
+                cast(&(Arc::new(ints.clone()) as ArrayRef), &DataType::Int32).unwrap(),
+                Arc::new(strings.clone()),
+                cast(&(Arc::new(strings.clone()) as ArrayRef), &DataType::Utf8View).unwrap(),
+                cast(&(Arc::new(strings.clone()) as ArrayRef), &DataType::LargeUtf8).unwrap(),
+                Arc::new(strings.iter().collect::<DictionaryArray<Int32Type>>()),
+                Arc::new(strings.iter().collect::<DictionaryArray<Int8Type>>()),
+                cast(
+                    &(Arc::new(ints.clone()) as ArrayRef),
+                    &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Int64)),
+                )
+                .unwrap(),
+            ];
+            let unsigned: datafusion::arrow::array::UInt64Array = values
+                .iter()
+                .map(|v| v.map(|v| if big { u64::MAX - v.unsigned_abs() } else { v.unsigned_abs() }))
+                .collect();
+            arrays.push(Arc::new(unsigned));
+            for a in arrays {
+                let text = cast(&a, &DataType::Utf8).unwrap();
+                let mut want = BTreeMap::new();
+                for v in text.as_string::<i32>().iter().flatten() {
+                    *want.entry(v.to_string()).or_default() += 1u64;
+                }
+                proptest::prop_assert_eq!(counted(&a), want, "{}", a.data_type());
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_of_a_row_group_read_its_rows_once_in_order() {
+        use datafusion::arrow::array::{Int64Array, StringArray};
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let n = 1000;
+        let b = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("other", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("n{}", i / 10)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("o{i}")),
+                )),
+            ],
+        )
+        .unwrap();
+        let f = std::fs::File::create(&p).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        assert_eq!(row_group_rows(&p).unwrap(), [1000]);
+        let mut ids = Vec::new();
+        let mut names: BTreeMap<String, u64> = BTreeMap::new();
+        for rows in [0..1, 1..333, 333..999, 999..1000, 1000..1000] {
+            let piece = Piece {
+                row_group: 0,
+                rows: Some(rows),
+                columns: Some(&["name", "id"]),
+            };
+            read_row_group_dictionaries(&p, &piece, &mut |b| {
+                // Only the named columns, in the file's order; names as a dictionary.
+                assert_eq!(b.num_columns(), 2);
+                assert!(matches!(b.column(1).data_type(), DataType::Dictionary(..)));
+                let a = b
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                ids.extend(a.values().iter().copied());
+                for (v, n) in counted(b.column(1)) {
+                    *names.entry(v).or_default() += n;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(ids, (0..n).collect::<Vec<_>>());
+        assert_eq!(names.len(), 100);
+        assert!(names.values().all(|n| *n == 10));
     }
 
     #[test]

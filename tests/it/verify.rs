@@ -378,6 +378,17 @@ fn verify_refuses_a_withheld_subscriber_count_the_active_end_gives_back() {
 /// Every Parquet file under `dir` rewritten with dictionary encoding on or off (the same
 /// values); returns how many column chunks are now wholly dictionary-encoded.
 fn reencode(dir: &Path, dictionary: bool) -> usize {
+    reencode_with(dir, dictionary, 40, |b| b)
+}
+
+/// Like [`reencode`], with `rows` rows per row group and each file's rows (as one batch)
+/// passed through `order` first.
+fn reencode_with(
+    dir: &Path,
+    dictionary: bool,
+    rows: usize,
+    order: impl Fn(RecordBatch) -> RecordBatch,
+) -> usize {
     use parquet::basic::Encoding;
     use parquet::file::properties::WriterProperties;
     use parquet::file::reader::FileReader;
@@ -387,16 +398,16 @@ fn reencode(dir: &Path, dictionary: bool) -> usize {
             continue;
         }
         let batches = read_parquet(&entry);
+        let b = order(
+            datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap(),
+        );
         let props = WriterProperties::builder()
             .set_dictionary_enabled(dictionary)
-            .set_max_row_group_row_count(Some(40))
+            .set_max_row_group_row_count(Some(rows))
             .build();
         let f = std::fs::File::create(&entry).unwrap();
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(f, batches[0].schema(), Some(props)).unwrap();
-        for b in &batches {
-            w.write(b).unwrap();
-        }
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), Some(props)).unwrap();
+        w.write(&b).unwrap();
         w.close().unwrap();
         let r =
             parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&entry).unwrap())
@@ -467,19 +478,7 @@ fn the_gate_reports_the_same_for_dictionary_and_plain_encodings() {
     copy_dir(&copy, &plain);
     assert_eq!(reencode(&plain, false), 0);
     assert!(reencode(&copy, true) > 10);
-    let report = |d: &Path| {
-        let o = cli(&["verify", d.to_str().unwrap(), "--config", &cfg], None);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v.as_object_mut().unwrap().remove("dir");
-        v
-    };
-    let (with_dictionaries, without) = (report(&copy), report(&plain));
+    let (with_dictionaries, without) = (gate_report(&copy, &cfg, 1), gate_report(&plain, &cfg, 1));
     assert_eq!(with_dictionaries, without);
     let text = with_dictionaries.to_string();
     for want in [
@@ -488,5 +487,100 @@ fn the_gate_reports_the_same_for_dictionary_and_plain_encodings() {
         "table extra, column note: 40 value(s) with a card",
     ] {
         assert!(text.contains(want), "{want}: {text}");
+    }
+}
+
+/// The gate's report on one folder, without its path; asserts the exit code.
+fn gate_report(d: &Path, cfg: &str, code: i32) -> serde_json::Value {
+    let o = cli(&["verify", d.to_str().unwrap(), "--config", cfg], None);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_object_mut().unwrap().remove("dir");
+    v
+}
+
+#[test]
+fn the_input_lookup_reports_the_same_for_any_encoding_and_row_order_of_the_input() {
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    let export = dir.path().join("export");
+    // Personal input values planted in an extra output table: emails in another case and
+    // padded, integer customer ids, transaction ids.
+    let customers = read_table(&export.join("customers"));
+    let transactions = read_table(&export.join("transactions"));
+    let emails = column_strings(&customers, "email");
+    let ids = column_strings(&customers, "customer_id");
+    let tx = column_strings(&transactions, "transaction_id");
+    let n = 12;
+    let b = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("contact", DataType::Utf8, true),
+            Field::new("ref", DataType::Int64, true),
+            Field::new("tx", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| {
+                        (i % 3 != 0)
+                            .then(|| format!(" {} ", emails[i].clone().unwrap().to_uppercase()))
+                    })
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(Int64Array::from(
+                (0..n)
+                    .map(|i| (i < 5).then(|| ids[i * 7].as_ref().unwrap().parse::<i64>().unwrap()))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                (0..n).map(|i| tx[i * 11].clone()).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    write_parquet(&copy.join("extra/part-00000.parquet"), &b);
+    let as_generated = gate_report(&copy, &cfg, 1);
+    let text = as_generated.to_string();
+    for want in [
+        "table extra, column contact: 8 distinct value(s) equal to a personal value of the input",
+        "table extra, column ref: 5 distinct value(s) equal to a personal value of the input",
+        "table extra, column tx: 12 distinct value(s) equal to a personal value of the input",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // Rows of each input file in a fixed shuffled order (runs of equal values broken up).
+    let shuffled = |b: RecordBatch| {
+        let mut idx: Vec<u32> = (0..b.num_rows() as u32).collect();
+        idx.sort_by_key(|i| i.wrapping_mul(2_654_435_761) >> 7);
+        let idx = datafusion::arrow::array::UInt32Array::from(idx);
+        let cols = b
+            .columns()
+            .iter()
+            .map(|c| datafusion::arrow::compute::take(c, &idx, None).unwrap())
+            .collect();
+        RecordBatch::try_new(b.schema(), cols).unwrap()
+    };
+    // (dictionary encoding, rows per row group, shuffled)
+    let variants = [
+        (true, 1 << 20, false),
+        (false, 7, false),
+        (true, 50, true),
+        (false, 1 << 20, true),
+    ];
+    for (dictionary, rows, shuffle) in variants {
+        let fresh = dir.path().join(format!("export-{rows}-{dictionary}"));
+        copy_dir(&export, &fresh);
+        reencode_with(&fresh, dictionary, rows, |b| {
+            if shuffle { shuffled(b) } else { b }
+        });
+        std::fs::remove_dir_all(&export).unwrap();
+        copy_dir(&fresh, &export);
+        let name = format!("dictionary {dictionary}, {rows} rows a group, shuffled {shuffle}");
+        assert_eq!(gate_report(&copy, &cfg, 1), as_generated, "{name}");
     }
 }

@@ -44,6 +44,7 @@ use rayon::prelude::*;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::period::{month_date, month_index};
+use super::{Case, normalized_text};
 use crate::error::{Error, df_message};
 use crate::rules::generalize::date_to_days;
 use crate::rules::pseudonymize::Pseudonymizer;
@@ -88,6 +89,8 @@ pub struct Output {
 }
 
 const NO_MONTH: i32 = i32::MIN;
+/// Not an interned name (a text role that is null).
+const NO_NAME: u32 = u32::MAX;
 const F_SUB: u8 = 1;
 const F_E0: u8 = 2;
 const F_AMOUNT: u8 = 4;
@@ -180,33 +183,58 @@ impl Interner {
     }
 }
 
-/// A per-task cache in front of the shared interner.
+/// A per-task cache in front of the shared interner: the exported text of a text role
+/// (per [`Case`]) -> the interned id of its normalized form (`None`: null after
+/// normalization), so each distinct exported value is normalized and interned once.
 struct Names<'a> {
     shared: &'a Mutex<Interner>,
-    local: HashMap<String, u32>,
+    local: HashMap<(Case, String), Option<u32>, ahash::RandomState>,
 }
 
 impl Names<'_> {
-    /// Ids of a string column; nulls become `unknown`.
-    fn column(&mut self, a: &ArrayRef, unknown: u32) -> Result<Vec<u32>, String> {
+    /// Ids of a text role's column, normalized as the views' `text()` with `case`; nulls
+    /// (and values that normalize to null) become `null`.
+    fn column(&mut self, a: &ArrayRef, case: Case, null: u32) -> Result<Vec<u32>, String> {
         let mut out = Vec::with_capacity(a.len());
-        crate::rules::for_each_str(a, |v| {
+        let mut key = (case, String::new());
+        each_text(a, |v| {
             out.push(match v {
-                None => unknown,
-                Some(s) => match self.local.get(s) {
-                    Some(&i) => i,
-                    None => {
-                        let i = self.shared.lock().expect("interner").id(s);
-                        self.local.insert(s.to_string(), i);
-                        i
-                    }
-                },
+                None => null,
+                Some(s) => {
+                    key.1.clear();
+                    key.1.push_str(s);
+                    let id = match self.local.get(&key) {
+                        Some(id) => *id,
+                        None => {
+                            let id = normalized_text(s, case)
+                                .map(|n| self.shared.lock().expect("interner").id(&n));
+                            self.local.insert(key.clone(), id);
+                            id
+                        }
+                    };
+                    id.unwrap_or(null)
+                }
             });
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         Ok(out)
     }
+}
+
+/// The text of a column's values (other types cast to text, as the views' `text()`
+/// does) -> `f` per row.
+fn each_text(a: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
+    let text;
+    let a = if crate::rules::is_string(a.data_type()) {
+        a
+    } else {
+        text = datafusion::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+        &text
+    };
+    crate::rules::for_each_str(a, |v| {
+        f(v);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn hash128(key: &[u64; 2], s: &str) -> u128 {
@@ -319,6 +347,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     });
 
     // Pass 1: read, route to parts (one task per stream, in parallel).
+    let t0 = std::time::Instant::now();
     let streams = job
         .events
         .clone()
@@ -349,6 +378,10 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
             .map_err(|e| err(job.table, format!("a reading task failed: {e}")))??;
     }
 
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        "aggregates: transactions read and routed to parts"
+    );
     let Ok(shared) = Arc::try_unwrap(shared) else {
         return Err(err(job.table, "a reading task is still running".into()));
     };
@@ -461,7 +494,7 @@ async fn read_stream(
     };
     let mut names = Names {
         shared: &sh.names,
-        local: HashMap::new(),
+        local: HashMap::default(),
     };
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
     let mut cuts: Vec<(u128, i64)> = Vec::new();
@@ -566,17 +599,25 @@ fn read_batch(
         sh.asked.lock().expect("asked").extend(found);
     }
     let mut sub: Vec<Option<u128>> = Vec::with_capacity(n);
+    let mut last: Option<(String, u128)> = None;
     ids(col("subscription")?, |v| {
-        sub.push(v.map(|s| hash128(key, s)))
+        sub.push(v.map(|s| match &last {
+            Some((l, h)) if l == s => *h,
+            _ => {
+                let h = hash128(key, s);
+                last = Some((s.to_string(), h));
+                h
+            }
+        }))
     })?;
     let time = col("event_time")?.as_primitive::<TimestampMicrosecondType>();
     let e0 = col("period_end")?.as_primitive::<TimestampMicrosecondType>();
     let units = col("monthly_units")?.as_primitive::<Int64Type>();
     let amount = col("amount")?.as_primitive::<Decimal128Type>();
     let kinds = kinds(col("event_type")?)?;
-    let offer = names.column(col("offer_type")?, sh.unknown)?;
-    let currency = names.column(col("currency")?, sh.unknown)?;
-    let country = names.column(col("country")?, sh.unknown)?;
+    let offer = names.column(col("offer_type")?, Case::Lower, sh.unknown)?;
+    let currency = names.column(col("currency")?, Case::Upper, sh.unknown)?;
+    let country = names.column(col("country")?, Case::AsIs, sh.unknown)?;
     for i in 0..n {
         let Some(c) = cust[i] else { continue };
         if time.is_null(i) {
@@ -653,18 +694,31 @@ fn route(sh: &Shared, local: &mut [Vec<Rec>], r: Rec) -> Result<(), String> {
     Ok(())
 }
 
+/// The kind of each transaction, from its exported type normalized as the views do
+/// (each distinct exported value once).
 fn kinds(a: &ArrayRef) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(a.len());
-    crate::rules::for_each_str(a, |v| {
-        out.push(match v {
-            Some("purchase") | Some("renewal") => K_PAY,
-            Some("refund") => K_REFUND,
-            Some("chargeback") => K_CHARGEBACK,
-            _ => K_OTHER,
-        });
-        Ok(())
-    })
-    .map_err(|e| e.to_string())?;
+    let mut seen: HashMap<String, u8, ahash::RandomState> = HashMap::default();
+    each_text(a, |v| {
+        let Some(v) = v else {
+            out.push(K_OTHER);
+            return;
+        };
+        let kind = match seen.get(v) {
+            Some(k) => *k,
+            None => {
+                let k = match normalized_text(v, Case::Lower).as_deref() {
+                    Some("purchase") | Some("renewal") => K_PAY,
+                    Some("refund") => K_REFUND,
+                    Some("chargeback") => K_CHARGEBACK,
+                    _ => K_OTHER,
+                };
+                seen.insert(v.to_string(), k);
+                k
+            }
+        };
+        out.push(kind);
+    })?;
     Ok(out)
 }
 
@@ -675,14 +729,13 @@ fn read_customers(
     names: &mut Names,
     local: &mut [Vec<Rec>],
 ) -> Result<(), String> {
-    let country_col = b.column(1);
-    let nulls = country_col.logical_nulls();
-    let country = names.column(country_col, sh.unknown)?;
+    // A customer without a country (null, or only white space) is no record.
+    let country = names.column(b.column(1), Case::AsIs, NO_NAME)?;
     let mut i = 0;
     let mut out = Ok(());
     ids(b.column(0), |v| {
         if let Some(s) = v
-            && nulls.as_ref().is_none_or(|nl| nl.is_valid(i))
+            && country[i] != NO_NAME
             && out.is_ok()
         {
             out = route(

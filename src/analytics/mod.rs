@@ -481,12 +481,39 @@ fn text(e: Expr) -> Expr {
     )
 }
 
+/// How a text role's values are compared: as they are, lower-cased or upper-cased (after
+/// [`text`]'s trimming).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Case {
+    AsIs,
+    Lower,
+    Upper,
+}
+
+/// [`text`] (then `lower` or `upper`) of one value, as the kernel computes it once per
+/// distinct value instead of the view per row; `None` where the view gives null. The
+/// kernel and SQL engines are held to the same tables by a test on exports with stray
+/// white space and mixed case.
+pub(crate) fn normalized_text(s: &str, case: Case) -> Option<String> {
+    let t = s.trim_matches(|c: char| WHITE_SPACE.contains(c));
+    if t.is_empty() {
+        return None;
+    }
+    Some(match case {
+        Case::AsIs => t.to_string(),
+        Case::Lower => t.to_lowercase(),
+        Case::Upper => t.to_uppercase(),
+    })
+}
+
 /// How the views name customers and subscriptions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ids {
     /// Keyed tokens (the SQL engine: the session may be shown plans).
     Tokens,
-    /// The id's text (the kernel trims and hashes it at once and never writes it).
+    /// The id's text (the kernel trims and hashes it at once and never writes it); the
+    /// text roles (event type, offer type, currency, country) as exported, which the
+    /// kernel normalizes once per distinct value with [`normalized_text`].
     Raw,
 }
 
@@ -580,24 +607,32 @@ async fn events_frame(
         ]),
         DataType::Int64,
     );
+    // A text role: normalized here for the SQL, as exported for the kernel.
+    let role_text = |r: Role, case: Case| {
+        opt(
+            r,
+            &|c| match (ids, case) {
+                (Ids::Raw, _) => ident(c),
+                (Ids::Tokens, Case::AsIs) => text(ident(c)),
+                (Ids::Tokens, Case::Lower) => lower(text(ident(c))),
+                (Ids::Tokens, Case::Upper) => upper(text(ident(c))),
+            },
+            null_text(),
+        )
+    };
     let exprs = vec![
         id(Role::CustomerKey)?.alias("customer"),
         event_time.clone().alias("event_time"),
-        opt(
-            Role::TransactionType,
-            &|c| lower(text(ident(c))),
-            null_text(),
-        )
-        .alias("event_type"),
-        opt(Role::OfferType, &|c| lower(text(ident(c))), null_text()).alias("offer_type"),
+        role_text(Role::TransactionType, Case::Lower).alias("event_type"),
+        role_text(Role::OfferType, Case::Lower).alias("offer_type"),
         id(Role::SubscriptionId)?.alias("subscription"),
         offer_period.clone().alias("offer_period"),
         period_end
             .call(vec![event_time.clone(), offer_period])
             .alias("period_end"),
         amount.alias("amount"),
-        opt(Role::Currency, &|c| upper(text(ident(c))), null_text()).alias("currency"),
-        opt(Role::Country, &|c| text(ident(c)), null_text()).alias("country"),
+        role_text(Role::Currency, Case::Upper).alias("currency"),
+        role_text(Role::Country, Case::AsIs).alias("country"),
         month_index.call(vec![event_time]).alias("month"),
     ];
     let end = lit(ScalarValue::TimestampMicrosecond(Some(end_micros), None));
@@ -641,9 +676,10 @@ async fn customers_df(
         return Ok(None);
     };
     let key = table.role(Role::CustomerKey).expect("filtered above");
-    let country = match table.role(Role::Country) {
-        Some(c) => text(ident(c)),
-        None => lit(ScalarValue::Utf8(None)),
+    let country = match (table.role(Role::Country), ids) {
+        (Some(c), Ids::Raw) => ident(c),
+        (Some(c), Ids::Tokens) => text(ident(c)),
+        (None, _) => lit(ScalarValue::Utf8(None)),
     };
     let df = read_table(ctx, table).await?;
     let df = df

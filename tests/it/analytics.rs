@@ -917,8 +917,11 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
                 Some("renewal"),
                 Some("Renewal "),
                 Some("refund"),
+                Some("\tRefund"),
                 Some("chargeback"),
+                Some("CHARGEBACK\r\n"),
                 Some("trial"),
+                Some(" "),
             ],
         )
         .unwrap();
@@ -932,7 +935,9 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
                     Some("subscription"),
                     Some("subscription"),
                     Some("Subscription"),
+                    Some(" subscription\t"),
                     Some("pass"),
+                    Some("\t"),
                     None,
                 ],
             ),
@@ -955,8 +960,28 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
                 ],
             ),
             amount: rng.random_range(-500..5000),
-            currency: pick(&mut rng, &[Some("EUR"), Some("usd"), Some(" EUR"), None]),
-            country: pick(&mut rng, &[Some("NL"), Some("DE"), Some(""), None]),
+            currency: pick(
+                &mut rng,
+                &[
+                    Some("EUR"),
+                    Some("usd"),
+                    Some(" EUR"),
+                    Some("Usd\r"),
+                    Some("\t"),
+                    None,
+                ],
+            ),
+            country: pick(
+                &mut rng,
+                &[
+                    Some("NL"),
+                    Some("DE"),
+                    Some(""),
+                    Some(" NL\t"),
+                    Some(" "),
+                    None,
+                ],
+            ),
         });
     }
     let customers = (0..70)
@@ -966,10 +991,12 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
             } else {
                 format!("c{c}")
             },
-            country: match c % 5 {
+            country: match c % 7 {
                 0 => None,
                 1 => Some("FR".into()),
                 2 => Some("".into()),
+                3 => Some(" \t".into()),
+                4 => Some("\tFR ".into()),
                 _ => Some("NL".into()),
             },
         })

@@ -188,47 +188,103 @@ impl Interner {
 /// normalization), so each distinct exported value is normalized and interned once.
 struct Names<'a> {
     shared: &'a Mutex<Interner>,
-    local: HashMap<(Case, String), Option<u32>, ahash::RandomState>,
+    local: [Cache; 3],
+}
+
+/// Exported text -> interned id, for one [`Case`]. Values of a Utf8View column (what
+/// DataFusion reads Parquet strings as) of at most 12 bytes are keyed by their view
+/// alone, which holds their length and bytes: no copy and no byte comparison per row.
+#[derive(Default)]
+struct Cache {
+    inline: HashMap<u128, Option<u32>, ahash::RandomState>,
+    text: HashMap<String, Option<u32>, ahash::RandomState>,
 }
 
 impl Names<'_> {
+    fn new(shared: &Mutex<Interner>) -> Names<'_> {
+        Names {
+            shared,
+            local: Default::default(),
+        }
+    }
+
     /// Ids of a text role's column, normalized as the views' `text()` with `case`; nulls
     /// (and values that normalize to null) become `null`.
     fn column(&mut self, a: &ArrayRef, case: Case, null: u32) -> Result<Vec<u32>, String> {
+        let shared = self.shared;
+        let cache = &mut self.local[case as usize];
+        let intern =
+            |s: &str| normalized_text(s, case).map(|n| shared.lock().expect("interner").id(&n));
         let mut out = Vec::with_capacity(a.len());
-        let mut key = (case, String::new());
+        if let Some(v) = a.as_string_view_opt() {
+            let mut last: Option<(u128, Option<u32>)> = None;
+            for (i, view) in v.views().iter().enumerate() {
+                if v.is_null(i) {
+                    out.push(null);
+                    continue;
+                }
+                let id = match last {
+                    Some((l, id)) if l == *view => id,
+                    _ if *view as u32 > 12 => {
+                        let s = v.value(i);
+                        match cache.text.get(s) {
+                            Some(id) => *id,
+                            None => *cache.text.entry(s.to_string()).or_insert(intern(s)),
+                        }
+                    }
+                    _ => *cache
+                        .inline
+                        .entry(*view)
+                        .or_insert_with(|| intern(v.value(i))),
+                };
+                last = Some((*view, id));
+                out.push(id.unwrap_or(null));
+            }
+            return Ok(out);
+        }
         each_text(a, |v| {
             out.push(match v {
                 None => null,
-                Some(s) => {
-                    key.1.clear();
-                    key.1.push_str(s);
-                    let id = match self.local.get(&key) {
-                        Some(id) => *id,
-                        None => {
-                            let id = normalized_text(s, case)
-                                .map(|n| self.shared.lock().expect("interner").id(&n));
-                            self.local.insert(key.clone(), id);
-                            id
-                        }
-                    };
-                    id.unwrap_or(null)
+                Some(s) => match cache.text.get(s) {
+                    Some(id) => *id,
+                    None => *cache.text.entry(s.to_string()).or_insert(intern(s)),
                 }
+                .unwrap_or(null),
             });
         })?;
         Ok(out)
     }
 }
 
-/// The text of a column's values (other types cast to text, as the views' `text()`
-/// does) -> `f` per row.
+/// The text of a column's values -> `f` per row: strings as they are, integers printed
+/// as a cast to text prints them (without building a string column), other types cast
+/// to text, as the views' `text()` does.
 fn each_text(a: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
+    use datafusion::arrow::datatypes::UInt64Type;
+    let mut digits = itoa::Buffer::new();
     let text;
-    let a = if crate::rules::is_string(a.data_type()) {
-        a
-    } else {
-        text = datafusion::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
-        &text
+    let a = match a.data_type() {
+        t if crate::rules::is_string(t) => a,
+        DataType::UInt64 => {
+            for v in a.as_primitive::<UInt64Type>() {
+                f(v.map(|v| digits.format(v)));
+            }
+            return Ok(());
+        }
+        t if t.is_integer() => {
+            // Every other integer type fits in an i64.
+            text =
+                datafusion::arrow::compute::cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
+            for v in text.as_primitive::<Int64Type>() {
+                f(v.map(|v| digits.format(v)));
+            }
+            return Ok(());
+        }
+        _ => {
+            text =
+                datafusion::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+            &text
+        }
     };
     crate::rules::for_each_str(a, |v| {
         f(v);
@@ -492,10 +548,7 @@ async fn read_stream(
         Source::Events => sh.table.clone(),
         Source::Customers(name) => name.clone(),
     };
-    let mut names = Names {
-        shared: &sh.names,
-        local: HashMap::default(),
-    };
+    let mut names = Names::new(&sh.names);
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
     let mut cuts: Vec<(u128, i64)> = Vec::new();
     while let Some(batch) = stream.next().await {
@@ -551,11 +604,7 @@ fn read_part(path: &Path) -> Result<Vec<Rec>, String> {
 /// An id column's values as the tokens see them, trimmed (`str::trim`) -> `f(text)` per
 /// row; `None` for nulls.
 fn ids(a: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
-    crate::rules::for_each_str(a, |v| {
-        f(v.map(str::trim));
-        Ok(())
-    })
-    .map_err(|e| e.to_string())
+    each_text(a, |v| f(v.map(str::trim)))
 }
 
 fn read_batch(

@@ -534,8 +534,9 @@ fn id_expr(table: &TablePolicy, column: &str, udfs: &Udfs, ids: Ids) -> Result<E
             ));
         }
         // Trimmed by the kernel as the token's "trim" does (Rust's `str::trim`, every
-        // kind of white space, Unicode's too; `text` trims ASCII white space).
-        return Ok(cast(ident(column), DataType::Utf8));
+        // kind of white space, Unicode's too; `text` trims ASCII white space); integers
+        // are printed by the kernel, as a cast to text prints them.
+        return Ok(ident(column));
     }
     Ok(udfs.pseudonymize.call(vec![
         ident(column),

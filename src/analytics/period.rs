@@ -82,7 +82,28 @@ impl Period {
 }
 
 /// Month index of a timestamp in microseconds: year * 12 + month - 1.
+///
+/// Years 1 to 9999 by arithmetic on the day number (H. Hinnant's `civil_from_days`: the
+/// aggregates take one per transaction), other instants through chrono; a property test
+/// holds the two equal.
 pub fn month_index(micros: i64) -> Option<i64> {
+    const FIRST: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
+    const END: i64 = 253_402_300_800_000_000; // 10000-01-01T00:00:00Z
+    if (FIRST..END).contains(&micros) {
+        let z = micros.div_euclid(86_400_000_000) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        return Some(year * 12 + month - 1);
+    }
+    month_index_chrono(micros)
+}
+
+fn month_index_chrono(micros: i64) -> Option<i64> {
     let t = DateTime::from_timestamp_micros(micros)?;
     Some(i64::from(t.year()) * 12 + i64::from(t.month0()))
 }
@@ -300,6 +321,31 @@ pub fn udfs() -> [ScalarUDF; 4] {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #[test]
+        fn month_index_by_arithmetic_equals_chrono(
+            micros in proptest::prop_oneof![
+                proptest::num::i64::ANY,
+                -62_135_596_800_000_000i64..253_402_300_800_000_000,
+                // Around the ends of the arithmetic's range and of months.
+                (-3i64..3, 0usize..4).prop_map(|(d, i)| [
+                    -62_135_596_800_000_000i64,
+                    253_402_300_800_000_000,
+                    951_782_400_000_000, // 2000-02-29
+                    0,
+                ][i] + d),
+                (-400i64..10400, 0i64..12).prop_map(|(y, m)| {
+                    let d = chrono::NaiveDate::from_ymd_opt(y as i32, m as u32 + 1, 1).unwrap();
+                    d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros() - 1
+                }),
+            ]
+        ) {
+            proptest::prop_assert_eq!(month_index(micros), month_index_chrono(micros));
+        }
+    }
+
     use super::*;
 
     fn micros(s: &str) -> i64 {

@@ -490,10 +490,17 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                 w.flush().map_err(|e| err(job.table, spill_error(&e)))?;
                 paths.push(dir.path().join(format!("part-{i:05}")));
             }
+            // One buffer per thread for the parts it reads: the memory is touched once,
+            // not mapped and zeroed again for every part.
             let r = pool.install(|| {
                 paths
                     .par_iter()
-                    .map(|p| read_part(p).map(one))
+                    .map_init(Vec::new, |recs, p| {
+                        read_part(p, recs)?;
+                        let mut acc = Acc::default();
+                        cx.part(recs, &mut acc);
+                        Ok(acc)
+                    })
                     .try_reduce(Acc::default, |a, b| Ok(a.merge(b)))
             });
             drop(dir);
@@ -573,11 +580,13 @@ async fn read_stream(
     Ok(())
 }
 
-fn read_part(path: &Path) -> Result<Vec<Rec>, String> {
+/// The records of a spilled part, into `recs` (cleared first).
+fn read_part(path: &Path, recs: &mut Vec<Rec>) -> Result<(), String> {
     let f = File::open(path).map_err(|e| format!("cannot read back {}: {e}", path.display()))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0) as usize;
     let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut recs = Vec::with_capacity(len / REC_BYTES);
+    recs.clear();
+    recs.reserve(len / REC_BYTES);
     let mut buf = vec![0u8; REC_BYTES * 4096];
     let mut have = 0;
     loop {
@@ -598,7 +607,7 @@ fn read_part(path: &Path) -> Result<Vec<Rec>, String> {
     if have != 0 {
         return Err(format!("{} ends in a partial record", path.display()));
     }
-    Ok(recs)
+    Ok(())
 }
 
 /// An id column's values as the tokens see them, trimmed (`str::trim`) -> `f(text)` per
@@ -853,13 +862,13 @@ struct Mrr {
 #[derive(Default)]
 struct Acc {
     /// (month, country, currency, offer type)
-    revenue: HashMap<(i32, u32, u32, u32), Revenue>,
+    revenue: Cells<(i32, u32, u32, u32), Revenue>,
     /// (cohort month, months since) -> customers
-    cohorts: HashMap<(i32, i32), i64>,
+    cohorts: Cells<(i32, i32), i64>,
     /// (month, customer country) -> active_start, new, reactivated, churned, active_end
-    subs: HashMap<(i64, u32), [i64; 5]>,
+    subs: Cells<(i64, u32), [i64; 5]>,
     /// (month boundary, customer country, currency)
-    mrr: HashMap<(i64, u32, u32), Mrr>,
+    mrr: Cells<(i64, u32, u32), Mrr>,
     active: Vec<u128>,
     /// A sum did not fit in 128 bits.
     overflow: bool,
@@ -906,6 +915,10 @@ impl Acc {
         self
     }
 }
+
+/// Aggregate cells, updated several times per customer: a fast hash of small integer
+/// keys (the tables are sorted when built, so the iteration order never shows).
+type Cells<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// A paid coverage interval `[s, e)` and the month boundaries it crosses.
 struct Interval {

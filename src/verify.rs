@@ -832,23 +832,27 @@ fn scan_file(
                         *erased_hits.entry(f.name().clone()).or_default() += times;
                     }
                 };
+                // A network with its host bits gone is the `network` rule's output, not
+                // an address: no detector looks at it (nor is it a token), and it is not
+                // compared with the input. Decided before the memo, which then holds
+                // only values worth remembering (networks were most distinct values).
+                if is_network(v) {
+                    return;
+                }
                 if let Some(x) = memo.get(v) {
                     tally(x, &mut out.found, &mut out.erased_hits);
                     return;
                 }
                 let token = is_token(v);
-                let network = is_network(v);
                 let x = Verdict {
-                    kinds: if string && !token && !network {
+                    kinds: if string && !token {
                         crate::rules::scrub::detect(v)
                     } else {
                         vec![]
                     },
                     erased: token && cx.erased.is_some_and(|e| e.contains(v)),
                 };
-                // A network with its host bits gone is the `network` rule's output, not
-                // an address: it is not compared with the input.
-                if let (Some(values), Some(fp), false) = (&mut values, cx.fp, network)
+                if let (Some(values), Some(fp)) = (&mut values, cx.fp)
                     && let Some(n) = normalized(v, &mut scratch)
                 {
                     values.insert(fp.hash_normalized(n.as_bytes()));

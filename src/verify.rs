@@ -728,6 +728,10 @@ fn read_row_group_dictionaries(
                     Box::new(DataType::Int32),
                     Box::new(DataType::Utf8),
                 ))
+            } else if *f.data_type() == DataType::Utf8 {
+                // Views into the decoded pages: no copy of every value into a new buffer.
+                changed = true;
+                f.as_ref().clone().with_data_type(DataType::Utf8View)
             } else {
                 f.as_ref().clone()
             }

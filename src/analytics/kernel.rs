@@ -452,12 +452,17 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     let names = names.into_inner().expect("interner");
     let mut cuts = cuts.into_inner().expect("cuts");
     cuts.sort_unstable();
+    let mut cut_index: HashMap<u128, (usize, usize), ahash::RandomState> = HashMap::default();
+    for (i, (sub, _)) in cuts.iter().enumerate() {
+        cut_index.entry(*sub).or_insert((i, 0)).1 += 1;
+    }
     let asked = asked.into_inner().expect("asked");
     let cx = Context {
         last_month: job.last_month,
         end: job.end,
         names: &names,
         cuts: &cuts,
+        cut_index: &cut_index,
         unknown,
         asked: &asked,
     };
@@ -820,6 +825,8 @@ struct Context<'a> {
     names: &'a Interner,
     /// (subscription, time) of every refund and chargeback, sorted.
     cuts: &'a [(u128, i64)],
+    /// Subscription -> where its cuts are in `cuts` (start, count).
+    cut_index: &'a HashMap<u128, (usize, usize), ahash::RandomState>,
     unknown: u32,
     asked: &'a HashMap<u128, String>,
 }
@@ -943,6 +950,15 @@ impl Context<'_> {
         }
     }
 
+    /// The cuts (refunds and chargebacks) of one subscription, by time: one hash lookup,
+    /// where a binary search of all the cuts missed the cache at every step.
+    fn cuts_of(&self, sub: u128) -> &[(u128, i64)] {
+        match self.cut_index.get(&sub) {
+            Some(&(from, n)) => &self.cuts[from..from + n],
+            None => &[],
+        }
+    }
+
     fn customer(&self, g: &[Rec], acc: &mut Acc, sc: &mut Scratch) {
         let cust = g[0].cust;
         // The customer's country: the smallest of their customers rows' (customer
@@ -1021,18 +1037,25 @@ impl Context<'_> {
         // Coverage (coverage.sql), then subscriptions_monthly and mrr_monthly.
         sc.intervals.clear();
         let mut active = false;
+        // The cuts of the subscription last looked up (a customer's records name few).
+        let mut sub_cuts: Option<(u128, &[(u128, i64)])> = None;
         for r in g {
             if r.kind != K_PAY || !r.has(F_SUBSCRIPTION) || !r.has(F_E0) {
                 continue;
             }
             let (s, e0) = (r.t, r.e0);
             let cut = if r.has(F_SUB) {
-                let sub = r.sub;
-                let i = self.cuts.partition_point(|c| *c < (sub, s));
-                self.cuts
-                    .get(i)
-                    .filter(|(cut_sub, at)| *cut_sub == sub && *at < e0)
-                    .map(|c| c.1)
+                let cuts = match sub_cuts {
+                    Some((sub, cuts)) if sub == r.sub => cuts,
+                    _ => {
+                        let cuts = self.cuts_of(r.sub);
+                        sub_cuts = Some((r.sub, cuts));
+                        cuts
+                    }
+                };
+                // The first cut of the subscription at or after the start.
+                let i = cuts.partition_point(|c| c.1 < s);
+                cuts.get(i).filter(|(_, at)| *at < e0).map(|c| c.1)
             } else {
                 None
             };
@@ -1071,14 +1094,14 @@ impl Context<'_> {
                 .filter(|(f, t)| f <= t),
         );
         sc.ranges.sort_unstable();
-        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(sc.ranges.len());
+        sc.merged.clear();
         for &(lo, hi) in &sc.ranges {
-            match merged.last_mut() {
+            match sc.merged.last_mut() {
                 Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
-                _ => merged.push((lo, hi)),
+                _ => sc.merged.push((lo, hi)),
             }
         }
-        for (lo, hi) in merged {
+        for &(lo, hi) in &sc.merged {
             // Boundaries lo..=hi: month m starts inside at m = lo..=hi, ends inside at
             // m = lo-1..=hi-1.
             for m in (lo - 1)..=hi.min(self.last_month) {
@@ -1120,6 +1143,7 @@ struct Scratch {
     cells: Vec<((i32, u32, u32, u32), Revenue)>,
     intervals: Vec<Interval>,
     ranges: Vec<(i64, i64)>,
+    merged: Vec<(i64, i64)>,
     ends: Vec<(i64, u32, Option<i64>)>,
 }
 
@@ -1395,6 +1419,7 @@ mod tests {
             end: i64::MAX,
             names: &names,
             cuts: &cuts,
+            cut_index: &HashMap::default(),
             unknown,
             asked: &asked,
         };

@@ -212,7 +212,7 @@ const SPLIT_ROWS: usize = 1 << 17;
 /// transformed by one core. Its plan's scan is cut into row ranges of that row group
 /// instead (DataFusion's Parquet access plans with a row selection per piece), one
 /// partition each, in order: like row-group chunks, a function of the file alone.
-fn split_row_group(
+pub(crate) fn split_row_group(
     plan: Arc<dyn ExecutionPlan>,
     rows: usize,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
@@ -233,10 +233,20 @@ fn split_row_group(
         let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
             return Ok(Transformed::no(node));
         };
+        // One file, whole or in byte ranges (a session with several target partitions
+        // cuts it so, and then one range holds the whole row group).
         let files: Vec<_> = config.file_groups.iter().flat_map(|g| g.files()).collect();
-        let [only] = files.as_slice() else {
+        let Some(first) = files.first() else {
             return Ok(Transformed::no(node));
         };
+        if files
+            .iter()
+            .any(|f| f.object_meta.location != first.object_meta.location)
+        {
+            return Ok(Transformed::no(node));
+        }
+        let mut only = (*first).clone();
+        only.range = None;
         let groups: Vec<FileGroup> = (0..pieces)
             .map(|i| i * per)
             .take_while(|start| *start < rows)
@@ -249,7 +259,7 @@ fn split_row_group(
                 let access = ParquetAccessPlan::new(vec![RowGroupAccess::Selection(
                     RowSelection::from(selectors),
                 )]);
-                FileGroup::new(vec![(*only).clone().with_extension(access)])
+                FileGroup::new(vec![only.clone().with_extension(access)])
             })
             .collect();
         let split = FileScanConfigBuilder::from(config.clone())

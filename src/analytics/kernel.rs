@@ -9,13 +9,15 @@
 //! boundaries their paid coverage crosses. So this kernel
 //!
 //! 1. reads the transactions once (the same events view the SQL reads, through
-//!    DataFusion), keeps a fixed-size record per transaction, and routes it to one of P
+//!    DataFusion, except that ids and the text roles arrive as exported: the kernel trims,
+//!    cases and interns each distinct text once, exactly as the view's expressions would
+//!    per row), keeps a fixed-size record per transaction, and routes it to one of P
 //!    parts by a keyed hash of the customer; when the records would not fit in
 //!    `[analytics] memory_mb`, the parts are spilled to files next to the staging folder;
 //!    each customers row with a country becomes a record of the same kind, in the same
 //!    part as the customer's transactions; refunds and chargebacks (the cuts of the
-//!    coverage intervals) are also kept apart, as a sorted list of (subscription, time),
-//!    because a cut need not name the same customer;
+//!    coverage intervals) are also kept apart, as a sorted list of (subscription, time)
+//!    indexed by subscription, because a cut need not name the same customer;
 //! 2. takes the parts in parallel, one at a time per thread: groups each part's records by
 //!    customer and adds what each customer contributes to every table's cells;
 //! 3. merges the cells (exact integer and decimal sums, so neither the parts nor the
@@ -69,6 +71,10 @@ pub struct Job<'a> {
     pub amount_type: DataType,
     /// The estimated number of transactions (sizes the parts).
     pub rows_estimate: u64,
+    /// The rows of the transactions when they are one Parquet file of one row group
+    /// (0 otherwise): its scan is then cut into row ranges, so that it is read on every
+    /// core.
+    pub single_row_group: usize,
     /// Memory the records may take, in bytes.
     pub memory_bytes: u64,
     pub threads: usize,
@@ -404,10 +410,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
 
     // Pass 1: read, route to parts (one task per stream, in parallel).
     let t0 = std::time::Instant::now();
-    let streams = job
-        .events
-        .clone()
-        .execute_stream_partitioned()
+    let streams = events_streams(job)
         .await
         .map_err(|e| err(job.table, df_message(&e)))?;
     let mut tasks: Vec<_> = streams
@@ -542,6 +545,20 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         active,
         spilled_parts,
     })
+}
+
+/// The events view's output partitions, each a stream; a lone large row group is cut
+/// into row ranges (as the transform cuts it) so that it is not read on one core.
+async fn events_streams(
+    job: &Job<'_>,
+) -> datafusion::error::Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
+    let task_ctx = Arc::new(job.events.task_ctx());
+    let plan = job.events.clone().create_physical_plan().await?;
+    let plan = crate::run::split_row_group(plan, job.single_row_group)?;
+    use datafusion::physical_plan::ExecutionPlanProperties;
+    let n = plan.output_partitioning().partition_count();
+    tracing::debug!(partitions = n, "aggregates: events view planned");
+    (0..n).map(|p| plan.execute(p, task_ctx.clone())).collect()
 }
 
 /// Which table a reading task reads (the customers table by its name).
@@ -1385,6 +1402,55 @@ impl Acc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever the column type, each value gets the id of its normalized text (as
+        /// the views' `text()` then `lower`/`upper` would give it), through the caches
+        /// and the views fast path, and nulls (also after normalization) get `null`.
+        #[test]
+        fn text_roles_are_interned_by_their_normalized_text(
+            values in proptest::collection::vec(
+                proptest::option::of(proptest::sample::select(vec![
+                    "EUR", "eur", " EUR\t", "\t", "", "Subscription", " subscription\t",
+                    "a long value, past twelve bytes", "A LONG VALUE, PAST TWELVE BYTES ",
+                    "ÉCOLE", "école",
+                ])),
+                0..40,
+            ),
+            case in proptest::sample::select(vec![Case::AsIs, Case::Lower, Case::Upper]),
+        ) {
+            use datafusion::arrow::array::{DictionaryArray, LargeStringArray, StringViewArray};
+            use datafusion::arrow::datatypes::Int32Type;
+            let arrays: Vec<ArrayRef> = vec![
+                Arc::new(values.iter().copied().collect::<StringArray>()),
+                Arc::new(values.iter().copied().collect::<StringViewArray>()),
+                Arc::new(values.iter().copied().collect::<LargeStringArray>()),
+                Arc::new(values.iter().copied().collect::<DictionaryArray<Int32Type>>()),
+            ];
+            let shared = Mutex::new(Interner::default());
+            let null = u32::MAX;
+            let mut names = Names::new(&shared);
+            let mut got = Vec::new();
+            for a in &arrays {
+                // Twice each: the second time from the caches.
+                for _ in 0..2 {
+                    got.push(names.column(a, case, null).unwrap());
+                }
+            }
+            let interner = shared.lock().unwrap();
+            let want: Vec<Option<String>> = values
+                .iter()
+                .map(|v| v.and_then(|v| normalized_text(v, case)))
+                .collect();
+            for ids in got {
+                let texts: Vec<Option<String>> = ids
+                    .iter()
+                    .map(|i| (*i != null).then(|| interner.names[*i as usize].clone()))
+                    .collect();
+                proptest::prop_assert_eq!(&texts, &want);
+            }
+        }
+    }
 
     #[test]
     fn records_survive_the_spill_encoding() {

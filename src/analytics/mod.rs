@@ -302,6 +302,7 @@ pub async fn compute(
                     .flatten()
                     .map(|t| crate::input::estimate_rows(t.format, &t.files))
                     .sum(),
+                single_row_group: single_row_group(tx),
                 memory_bytes: a.memory_bytes,
                 threads,
                 spill_dir: &spill,
@@ -349,6 +350,16 @@ pub async fn compute(
         active,
         spilled_parts,
     })
+}
+
+/// The rows of a table that is one Parquet file of one row group, else 0.
+fn single_row_group(table: &TablePolicy) -> usize {
+    match (table.format, table.files.as_slice()) {
+        (crate::policy::Format::Parquet, [file]) => crate::input::parquet_row_groups(file)
+            .filter(|g| g.len() == 1)
+            .map_or(0, |g| g[0] as usize),
+        _ => 0,
+    }
 }
 
 /// The SQL engine: the saved queries, run by DataFusion over token views.

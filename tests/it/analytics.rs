@@ -1094,6 +1094,43 @@ fn kernel_and_sql_engines_give_the_same_tables() {
 }
 
 #[test]
+fn the_kernel_reads_one_large_row_group_in_row_ranges_and_agrees_with_sql() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One file of one row group of more than 131,072 rows: the kernel cuts its scan into
+    // row ranges (the SQL engine reads it whole).
+    let (txs, customers) = awkward_export(11, 140_000);
+    let config = write_export(dir.path(), &txs, Some(&customers), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut policy = rt
+        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
+        .unwrap();
+    policy.analytics.k = 1;
+    let mut outputs = Vec::new();
+    for engine in [Engine::Sql, Engine::Kernel] {
+        policy.analytics.engine = engine;
+        let c = rt
+            .block_on(anonymizer::analytics::compute(
+                &policy,
+                &key(),
+                Some(day(2025, 6, 17)),
+                2,
+                &[],
+                None,
+            ))
+            .unwrap();
+        let tables: Vec<(String, RecordBatch)> = c
+            .aggregates
+            .iter()
+            .map(|a| (a.name.to_string(), a.published.clone()))
+            .collect();
+        outputs.push(pretty(&tables));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
 fn kernel_finds_the_asked_customers_with_coverage() {
     use anonymizer::policy::Engine;
     let rt = tokio::runtime::Runtime::new().unwrap();

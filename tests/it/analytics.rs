@@ -1004,6 +1004,20 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
     (txs, customers)
 }
 
+/// An awkward export of `n` transactions written to `dir`, and its policy loaded.
+fn awkward_policy(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    seed: u64,
+    n: usize,
+) -> anonymizer::policy::Policy {
+    let (txs, customers) = awkward_export(seed, n);
+    let config = write_export(dir, &txs, Some(&customers), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    rt.block_on(anonymizer::policy::Policy::load(&config, &ctx))
+        .unwrap()
+}
+
 fn pretty(batches: &[(String, RecordBatch)]) -> String {
     batches
         .iter()
@@ -1030,12 +1044,7 @@ fn kernel_and_sql_engines_give_the_same_tables() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for seed in 0..3u64 {
         let dir = tempfile::tempdir().unwrap();
-        let (txs, customers) = awkward_export(seed, 3000);
-        let config = write_export(dir.path(), &txs, Some(&customers), 1);
-        let ctx = datafusion::prelude::SessionContext::new();
-        let mut policy = rt
-            .block_on(anonymizer::policy::Policy::load(&config, &ctx))
-            .unwrap();
+        let mut policy = awkward_policy(&rt, dir.path(), seed, 3000);
         let as_of = Some(day(2025, 6, 17));
         let mut outputs = Vec::new();
         for (engine, k, memory, threads) in [
@@ -1100,12 +1109,7 @@ fn the_kernel_reads_one_large_row_group_in_row_ranges_and_agrees_with_sql() {
     let dir = tempfile::tempdir().unwrap();
     // One file of one row group of more than 131,072 rows: the kernel cuts its scan into
     // row ranges (the SQL engine reads it whole).
-    let (txs, customers) = awkward_export(11, 140_000);
-    let config = write_export(dir.path(), &txs, Some(&customers), 1);
-    let ctx = datafusion::prelude::SessionContext::new();
-    let mut policy = rt
-        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
-        .unwrap();
+    let mut policy = awkward_policy(&rt, dir.path(), 11, 140_000);
     policy.analytics.k = 1;
     let mut outputs = Vec::new();
     for engine in [Engine::Sql, Engine::Kernel] {
@@ -1135,12 +1139,7 @@ fn kernel_finds_the_asked_customers_with_coverage() {
     use anonymizer::policy::Engine;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (txs, customers) = awkward_export(7, 3000);
-    let config = write_export(dir.path(), &txs, Some(&customers), 1);
-    let ctx = datafusion::prelude::SessionContext::new();
-    let mut policy = rt
-        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
-        .unwrap();
+    let mut policy = awkward_policy(&rt, dir.path(), 7, 3000);
     let p = anonymizer::rules::pseudonymize::Pseudonymizer::new(&key(), None);
     let asked: Vec<String> = (0..70)
         .map(|c| p.token_str(&format!("c{c}"), anonymizer::rules::Normalize::Trim))

@@ -1018,6 +1018,33 @@ fn awkward_policy(
         .unwrap()
 }
 
+/// The aggregates of `policy` as of 2025-06-17 (the awkward exports' as-of), on `threads`.
+fn compute_awkward(
+    rt: &tokio::runtime::Runtime,
+    policy: &anonymizer::policy::Policy,
+    threads: usize,
+    asked: &[String],
+    spill: Option<&Path>,
+) -> anonymizer::analytics::Computed {
+    rt.block_on(anonymizer::analytics::compute(
+        policy,
+        &key(),
+        Some(day(2025, 6, 17)),
+        threads,
+        asked,
+        spill,
+    ))
+    .unwrap()
+}
+
+/// The published tables of a computation, by name.
+fn published_tables(c: &anonymizer::analytics::Computed) -> Vec<(String, RecordBatch)> {
+    c.aggregates
+        .iter()
+        .map(|a| (a.name.to_string(), a.published.clone()))
+        .collect()
+}
+
 fn pretty(batches: &[(String, RecordBatch)]) -> String {
     batches
         .iter()
@@ -1045,7 +1072,6 @@ fn kernel_and_sql_engines_give_the_same_tables() {
     for seed in 0..3u64 {
         let dir = tempfile::tempdir().unwrap();
         let mut policy = awkward_policy(&rt, dir.path(), seed, 3000);
-        let as_of = Some(day(2025, 6, 17));
         let mut outputs = Vec::new();
         for (engine, k, memory, threads) in [
             (Engine::Sql, 1, 512 << 20, 2),
@@ -1059,16 +1085,7 @@ fn kernel_and_sql_engines_give_the_same_tables() {
             policy.analytics.k = k;
             policy.analytics.memory_bytes = memory;
             let spill = tempfile::tempdir().unwrap();
-            let c = rt
-                .block_on(anonymizer::analytics::compute(
-                    &policy,
-                    &key(),
-                    as_of,
-                    threads,
-                    &[],
-                    Some(spill.path()),
-                ))
-                .unwrap();
+            let c = compute_awkward(&rt, &policy, threads, &[], Some(spill.path()));
             // Spilled when memory is short, and the spill files are gone afterwards.
             assert_eq!(
                 c.spilled_parts > 0,
@@ -1076,11 +1093,7 @@ fn kernel_and_sql_engines_give_the_same_tables() {
                 "{engine:?} {memory}"
             );
             assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
-            let tables: Vec<(String, RecordBatch)> = c
-                .aggregates
-                .iter()
-                .map(|a| (a.name.to_string(), a.published.clone()))
-                .collect();
+            let tables = published_tables(&c);
             assert_eq!(tables.len(), 4);
             assert!(tables.iter().all(|(_, b)| b.num_rows() > 0));
             outputs.push((engine, k, memory, threads, pretty(&tables)));
@@ -1114,22 +1127,13 @@ fn the_kernel_reads_one_large_row_group_in_row_ranges_and_agrees_with_sql() {
     let mut outputs = Vec::new();
     for engine in [Engine::Sql, Engine::Kernel] {
         policy.analytics.engine = engine;
-        let c = rt
-            .block_on(anonymizer::analytics::compute(
-                &policy,
-                &key(),
-                Some(day(2025, 6, 17)),
-                2,
-                &[],
-                None,
-            ))
-            .unwrap();
-        let tables: Vec<(String, RecordBatch)> = c
-            .aggregates
-            .iter()
-            .map(|a| (a.name.to_string(), a.published.clone()))
-            .collect();
-        outputs.push(pretty(&tables));
+        outputs.push(pretty(&published_tables(&compute_awkward(
+            &rt,
+            &policy,
+            2,
+            &[],
+            None,
+        ))));
     }
     assert_eq!(outputs[0], outputs[1]);
 }
@@ -1147,16 +1151,7 @@ fn kernel_finds_the_asked_customers_with_coverage() {
     let mut active = Vec::new();
     for engine in [Engine::Sql, Engine::Kernel] {
         policy.analytics.engine = engine;
-        let c = rt
-            .block_on(anonymizer::analytics::compute(
-                &policy,
-                &key(),
-                Some(day(2025, 6, 17)),
-                2,
-                &asked,
-                None,
-            ))
-            .unwrap();
+        let c = compute_awkward(&rt, &policy, 2, &asked, None);
         let mut a: Vec<String> = c.active.into_iter().collect();
         a.sort();
         active.push(a);

@@ -13,7 +13,8 @@
 //! The counts, date ranges and amount minimums come from one aggregate per file, over
 //! plain columns so that DataFusion may answer it from Parquet statistics where they
 //! are exact; only when one of them is out of range is the file read again, in order,
-//! to find the first offending row.
+//! to find the first offending row. Files are checked a few at a time, each in its own
+//! task; the first failing file in the table's order is the one reported.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -80,194 +81,33 @@ fn input_error(table: &TablePolicy, file: &Path, message: String) -> Error {
     }
 }
 
+/// Files checked at once, each in its own task: a file's check is mostly opening it
+/// (footer, schema, statistics) and planning, work done on the task's thread.
+const FILES_AT_ONCE: usize = 4;
+
 async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts, Error> {
-    let event = table.role(Role::EventTime).map(str::to_string);
-    let amount = table.role(Role::Amount).map(str::to_string);
-    let amount_type = crate::analytics::amount_type(table);
-    let (lo, hi) = (days(date(EARLIEST_EVENT)), days(date(LATEST_EVENT)));
+    let shared = std::sync::Arc::new(table.clone());
+    let tasks = table.files.iter().map(|file| {
+        let (ctx, table, file) = (ctx.clone(), shared.clone(), file.clone());
+        async move {
+            tokio::spawn(async move { check_file(&ctx, &table, &file).await })
+                .await
+                .unwrap_or_else(|e| Err(Error::Failed(format!("an input check failed: {e}"))))
+        }
+    });
+    // In file order, so that the first failing file is the one reported, as if the files
+    // were checked one after another.
+    let per_file: Vec<Result<Facts, Error>> = futures::stream::iter(tasks)
+        .buffered(FILES_AT_ONCE)
+        .collect()
+        .await;
     let mut facts = Facts::default();
-    for file in &table.files {
-        let df = table.open(ctx, file).await?;
-        let mut aggs = vec![count(lit(1)).alias("rows")];
-        let counted: Vec<String> = [Role::CustomerKey, Role::EventTime]
-            .iter()
-            .filter_map(|r| table.role(*r).map(str::to_string))
-            .collect();
-        for (i, c) in counted.iter().enumerate() {
-            aggs.push(count(ident(c)).alias(format!("nonnull{i}")));
-        }
-        // Plain min/max/count of columns, which Parquet statistics can answer. Event
-        // times held as text are read as the aggregates read them (a cast to a UTC
-        // timestamp), so an unparsable one fails here, and text is not compared as text.
-        if let Some(c) = &event {
-            let t = if is_text(table, c) {
-                cast(
-                    ident(c),
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                )
-            } else {
-                ident(c)
-            };
-            aggs.push(min(t.clone()).alias("first"));
-            aggs.push(max(t).alias("last"));
-        }
-        let amount_is_text = amount.as_ref().is_some_and(|c| is_text(table, c));
-        if let Some(c) = &amount {
-            if amount_is_text {
-                let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
-                aggs.push(min(a.clone()).alias("least"));
-                aggs.push(count(ident(c)).alias("present"));
-                aggs.push(count(a).alias("parsed"));
-            } else {
-                aggs.push(min(ident(c)).alias("least"));
-            }
-        }
-        let err = |what: &str, e: datafusion::error::DataFusionError| {
-            input_error(
-                table,
-                file,
-                format!(
-                    "cannot {what}: {}\n  is it a complete file? Re-export it, or remove it from the input folder",
-                    df_message(&e)
-                ),
-            )
-        };
-        let batches = match df
-            .aggregate(vec![], aggs)
-            .map_err(|e| err("plan the input checks", e))?
-            .collect()
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                // Text that is no time: say where, rather than that the file failed.
-                if let Some(c) = event.as_deref().filter(|c| is_text(table, c)) {
-                    let not_time = ident(c).is_not_null().and(
-                        Expr::TryCast(TryCast::new(Box::new(ident(c)), utc_micros())).is_null(),
-                    );
-                    let row = first_row(ctx, table, file, not_time, |a, i| a.as_boolean().value(i))
-                        .await?;
-                    if row.is_some() {
-                        return Err(input_error(
-                            table,
-                            file,
-                            format!(
-                                "{}column '{c}' (event_time) holds text that is not a time.\n  \
-                                 write times as RFC 3339 (2025-01-31T12:00:00Z) or YYYY-MM-DD HH:MM:SS",
-                                at_row(row)
-                            ),
-                        ));
-                    }
-                }
-                return Err(err("read the file", e));
-            }
-        };
-        let Some(b) = batches.first().filter(|b| b.num_rows() == 1) else {
-            continue;
-        };
-        let scalar = |name: &str| {
-            ScalarValue::try_from_array(b.column_by_name(name).expect("an aggregate"), 0)
-        };
-        let rows = match scalar("rows") {
-            Ok(ScalarValue::Int64(Some(n))) => n as u64,
-            _ => 0,
-        };
-        facts.rows += rows;
-        for (i, c) in counted.iter().enumerate() {
-            if let Ok(ScalarValue::Int64(Some(n))) = scalar(&format!("nonnull{i}"))
-                && (n as u64) < rows
-            {
-                *facts.missing.entry(c.clone()).or_default() += rows - n as u64;
-            }
-        }
-        if let Some(c) = &event {
-            let day = |name| match scalar(name).and_then(|v| v.cast_to(&DataType::Date32)) {
-                Ok(ScalarValue::Date32(d)) => d,
-                _ => None,
-            };
-            let (first, last) = (day("first"), day("last"));
-            if first.is_some_and(|d| d < lo) || last.is_some_and(|d| d >= hi) {
-                let row = first_row(
-                    ctx,
-                    table,
-                    file,
-                    cast(ident(c), DataType::Date32),
-                    |a, i| {
-                        let d = a.as_primitive::<Date32Type>().value(i);
-                        d < lo || d >= hi
-                    },
-                )
-                .await?;
-                return Err(input_error(
-                    table,
-                    file,
-                    format!(
-                        "{}column '{c}' (event_time) holds a time before {} or after {}; such a time is an export error, \
-                         and it would stretch every monthly table across the years between.\n  \
-                         correct or remove the row in the export and rerun",
-                        at_row(row),
-                        date(EARLIEST_EVENT),
-                        date(LATEST_EVENT).pred_opt().expect("a date"),
-                    ),
-                ));
-            }
-            if let Some(d) = last {
-                let d = crate::rules::generalize::days_to_date(i64::from(d));
-                facts.latest_event = facts.latest_event.max(d);
-            }
-        }
-        if let Some(c) = &amount {
-            let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
-            let n = if amount_is_text {
-                match (scalar("present"), scalar("parsed")) {
-                    (Ok(ScalarValue::Int64(Some(p))), Ok(ScalarValue::Int64(Some(q)))) => p - q,
-                    _ => 0,
-                }
-            } else {
-                0
-            };
-            if n > 0 {
-                let both = datafusion::functions::expr_fn::nvl(
-                    cast(a.clone().is_null(), DataType::Int8),
-                    lit(0i8),
-                ) + cast(ident(c).is_not_null(), DataType::Int8);
-                // 2: a value that is not null but does not cast.
-                let row = first_row(ctx, table, file, both, |arr, i| {
-                    arr.as_primitive::<datafusion::arrow::datatypes::Int8Type>()
-                        .value(i)
-                        == 2
-                })
-                .await?;
-                return Err(input_error(
-                    table,
-                    file,
-                    format!(
-                        "{}column '{c}' (amount): {n} value(s) are not numbers (as {amount_type}).\n  \
-                         export amounts as decimals with a dot, e.g. 12.50, without a currency sign",
-                        at_row(row)
-                    ),
-                ));
-            }
-            let negative = scalar("least")
-                .ok()
-                .and_then(|s| s.cast_to(&DataType::Float64).ok())
-                .is_some_and(|s| matches!(s, ScalarValue::Float64(Some(v)) if v < 0.0));
-            if negative {
-                let row = first_row(ctx, table, file, cast(a, DataType::Float64), |arr, i| {
-                    arr.as_primitive::<Float64Type>().value(i) < 0.0
-                })
-                .await?;
-                return Err(input_error(
-                    table,
-                    file,
-                    format!(
-                        "{}column '{c}' (amount) is negative; amounts are positive, and refunds and chargebacks \
-                         are told apart by the transaction_type column, not by their sign.\n  \
-                         if the export signs refunds, export their absolute value",
-                        at_row(row)
-                    ),
-                ));
-            }
+    for f in per_file {
+        let f = f?;
+        facts.rows += f.rows;
+        facts.latest_event = facts.latest_event.max(f.latest_event);
+        for (c, n) in f.missing {
+            *facts.missing.entry(c).or_default() += n;
         }
     }
     if facts.rows == 0 {
@@ -279,6 +119,203 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
             table.files[0].display(),
             if table.files.len() > 1 { ", ..." } else { "" },
         )));
+    }
+    Ok(facts)
+}
+
+/// The checks of one file: one aggregate query, then a second read to locate the first
+/// offending row when one is out of range.
+async fn check_file(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    file: &Path,
+) -> Result<Facts, Error> {
+    let event = table.role(Role::EventTime).map(str::to_string);
+    let amount = table.role(Role::Amount).map(str::to_string);
+    let amount_type = crate::analytics::amount_type(table);
+    let (lo, hi) = (days(date(EARLIEST_EVENT)), days(date(LATEST_EVENT)));
+    let mut facts = Facts::default();
+    let df = table.open(ctx, file).await?;
+
+    let mut aggs = vec![count(lit(1)).alias("rows")];
+    let counted: Vec<String> = [Role::CustomerKey, Role::EventTime]
+        .iter()
+        .filter_map(|r| table.role(*r).map(str::to_string))
+        .collect();
+    for (i, c) in counted.iter().enumerate() {
+        aggs.push(count(ident(c)).alias(format!("nonnull{i}")));
+    }
+    // Plain min/max/count of columns, which Parquet statistics can answer. Event
+    // times held as text are read as the aggregates read them (a cast to a UTC
+    // timestamp), so an unparsable one fails here, and text is not compared as text.
+    if let Some(c) = &event {
+        let t = if is_text(table, c) {
+            cast(
+                ident(c),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )
+        } else {
+            ident(c)
+        };
+        aggs.push(min(t.clone()).alias("first"));
+        aggs.push(max(t).alias("last"));
+    }
+    let amount_is_text = amount.as_ref().is_some_and(|c| is_text(table, c));
+    if let Some(c) = &amount {
+        if amount_is_text {
+            let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
+            aggs.push(min(a.clone()).alias("least"));
+            aggs.push(count(ident(c)).alias("present"));
+            aggs.push(count(a).alias("parsed"));
+        } else {
+            aggs.push(min(ident(c)).alias("least"));
+        }
+    }
+    let err = |what: &str, e: datafusion::error::DataFusionError| {
+        input_error(
+            table,
+            file,
+            format!(
+                "cannot {what}: {}\n  is it a complete file? Re-export it, or remove it from the input folder",
+                df_message(&e)
+            ),
+        )
+    };
+    let batches = match df
+        .aggregate(vec![], aggs)
+        .map_err(|e| err("plan the input checks", e))?
+        .collect()
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            // Text that is no time: say where, rather than that the file failed.
+            if let Some(c) = event.as_deref().filter(|c| is_text(table, c)) {
+                let not_time = ident(c)
+                    .is_not_null()
+                    .and(Expr::TryCast(TryCast::new(Box::new(ident(c)), utc_micros())).is_null());
+                let row =
+                    first_row(ctx, table, file, not_time, |a, i| a.as_boolean().value(i)).await?;
+                if row.is_some() {
+                    return Err(input_error(
+                        table,
+                        file,
+                        format!(
+                            "{}column '{c}' (event_time) holds text that is not a time.\n  \
+                             write times as RFC 3339 (2025-01-31T12:00:00Z) or YYYY-MM-DD HH:MM:SS",
+                            at_row(row)
+                        ),
+                    ));
+                }
+            }
+            return Err(err("read the file", e));
+        }
+    };
+    let Some(b) = batches.first().filter(|b| b.num_rows() == 1) else {
+        return Ok(facts);
+    };
+    let scalar =
+        |name: &str| ScalarValue::try_from_array(b.column_by_name(name).expect("an aggregate"), 0);
+    let rows = match scalar("rows") {
+        Ok(ScalarValue::Int64(Some(n))) => n as u64,
+        _ => 0,
+    };
+    facts.rows += rows;
+    for (i, c) in counted.iter().enumerate() {
+        if let Ok(ScalarValue::Int64(Some(n))) = scalar(&format!("nonnull{i}"))
+            && (n as u64) < rows
+        {
+            *facts.missing.entry(c.clone()).or_default() += rows - n as u64;
+        }
+    }
+    if let Some(c) = &event {
+        let day = |name| match scalar(name).and_then(|v| v.cast_to(&DataType::Date32)) {
+            Ok(ScalarValue::Date32(d)) => d,
+            _ => None,
+        };
+        let (first, last) = (day("first"), day("last"));
+        if first.is_some_and(|d| d < lo) || last.is_some_and(|d| d >= hi) {
+            let row = first_row(
+                ctx,
+                table,
+                file,
+                cast(ident(c), DataType::Date32),
+                |a, i| {
+                    let d = a.as_primitive::<Date32Type>().value(i);
+                    d < lo || d >= hi
+                },
+            )
+            .await?;
+            return Err(input_error(
+                table,
+                file,
+                format!(
+                    "{}column '{c}' (event_time) holds a time before {} or after {}; such a time is an export error, \
+                     and it would stretch every monthly table across the years between.\n  \
+                     correct or remove the row in the export and rerun",
+                    at_row(row),
+                    date(EARLIEST_EVENT),
+                    date(LATEST_EVENT).pred_opt().expect("a date"),
+                ),
+            ));
+        }
+        if let Some(d) = last {
+            let d = crate::rules::generalize::days_to_date(i64::from(d));
+            facts.latest_event = facts.latest_event.max(d);
+        }
+    }
+    if let Some(c) = &amount {
+        let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
+        let n = if amount_is_text {
+            match (scalar("present"), scalar("parsed")) {
+                (Ok(ScalarValue::Int64(Some(p))), Ok(ScalarValue::Int64(Some(q)))) => p - q,
+                _ => 0,
+            }
+        } else {
+            0
+        };
+        if n > 0 {
+            let both = datafusion::functions::expr_fn::nvl(
+                cast(a.clone().is_null(), DataType::Int8),
+                lit(0i8),
+            ) + cast(ident(c).is_not_null(), DataType::Int8);
+            // 2: a value that is not null but does not cast.
+            let row = first_row(ctx, table, file, both, |arr, i| {
+                arr.as_primitive::<datafusion::arrow::datatypes::Int8Type>()
+                    .value(i)
+                    == 2
+            })
+            .await?;
+            return Err(input_error(
+                table,
+                file,
+                format!(
+                    "{}column '{c}' (amount): {n} value(s) are not numbers (as {amount_type}).\n  \
+                     export amounts as decimals with a dot, e.g. 12.50, without a currency sign",
+                    at_row(row)
+                ),
+            ));
+        }
+        let negative = scalar("least")
+            .ok()
+            .and_then(|s| s.cast_to(&DataType::Float64).ok())
+            .is_some_and(|s| matches!(s, ScalarValue::Float64(Some(v)) if v < 0.0));
+        if negative {
+            let row = first_row(ctx, table, file, cast(a, DataType::Float64), |arr, i| {
+                arr.as_primitive::<Float64Type>().value(i) < 0.0
+            })
+            .await?;
+            return Err(input_error(
+                table,
+                file,
+                format!(
+                    "{}column '{c}' (amount) is negative; amounts are positive, and refunds and chargebacks \
+                     are told apart by the transaction_type column, not by their sign.\n  \
+                     if the export signs refunds, export their absolute value",
+                    at_row(row)
+                ),
+            ));
+        }
     }
     Ok(facts)
 }

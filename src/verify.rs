@@ -225,24 +225,6 @@ fn text_array(a: &ArrayRef) -> Option<datafusion::arrow::array::StringArray> {
     Some(s.as_string::<i32>().clone())
 }
 
-/// Calls `f` once per run of equal consecutive non-null values, with the run's length.
-fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = Option<T>>, mut f: impl FnMut(T, u64)) {
-    let mut run: Option<(T, u64)> = None;
-    for v in values.flatten() {
-        match &mut run {
-            Some((p, n)) if *p == v => *n += 1,
-            _ => {
-                if let Some((p, n)) = run.replace((v, 1)) {
-                    f(p, n);
-                }
-            }
-        }
-    }
-    if let Some((p, n)) = run {
-        f(p, n);
-    }
-}
-
 /// The non-null texts of a column, each with how many rows hold it: a dictionary's
 /// distinct values (those no row refers to skipped), else each run of equal consecutive
 /// values once (an export sorted by customer repeats the customer's id and email on
@@ -251,7 +233,7 @@ fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = Option<T>>, mut f: imp
 /// whatever the encoding and order. A dictionary key outside the dictionary (a damaged
 /// file) is an error, never a value left unchecked.
 fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> Result<(), String> {
-    use datafusion::arrow::datatypes::{Int32Type, Int64Type, UInt64Type};
+    use datafusion::arrow::datatypes::Int32Type;
     if let Some(d) = a.as_dictionary_opt::<Int32Type>()
         && let Some(values) = d.values().as_string_opt::<i32>()
     {
@@ -267,26 +249,14 @@ fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> Result<(), S
         }
         return Ok(());
     }
-    let mut digits = itoa::Buffer::new();
-    match a.data_type() {
-        DataType::Utf8 => runs(a.as_string::<i32>().iter(), f),
-        DataType::LargeUtf8 => runs(a.as_string::<i64>().iter(), f),
-        DataType::Utf8View => runs(a.as_string_view().iter(), f),
-        DataType::UInt64 => runs(a.as_primitive::<UInt64Type>().iter(), |v, n| {
-            f(digits.format(v), n)
-        }),
-        t if t.is_integer() => {
-            // Every other integer type fits in an i64.
-            let a = cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
-            runs(a.as_primitive::<Int64Type>().iter(), |v, n| {
-                f(digits.format(v), n)
-            });
-        }
-        _ => {
-            if let Some(s) = text_array(a) {
-                runs(s.iter(), f);
+    // Other types are not compared (nor read).
+    if is_text_like(a.data_type()) {
+        crate::rules::for_each_text_run(a, |v, n| {
+            if let Some(v) = v {
+                f(v, n as u64);
             }
-        }
+        })
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -248,55 +248,26 @@ impl Names<'_> {
             }
             return Ok(out);
         }
-        each_text(a, |v| {
-            out.push(match v {
+        each_text(a, |v, n| {
+            let id = match v {
                 None => null,
                 Some(s) => match cache.text.get(s) {
                     Some(id) => *id,
                     None => *cache.text.entry(s.to_string()).or_insert(intern(s)),
                 }
                 .unwrap_or(null),
-            });
+            };
+            out.extend(std::iter::repeat_n(id, n));
         })?;
         Ok(out)
     }
 }
 
-/// The text of a column's values -> `f` per row: strings as they are, integers printed
-/// as a cast to text prints them (without building a string column), other types cast
-/// to text, as the views' `text()` does.
-fn each_text(a: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
-    use datafusion::arrow::datatypes::UInt64Type;
-    let mut digits = itoa::Buffer::new();
-    let text;
-    let a = match a.data_type() {
-        t if crate::rules::is_string(t) => a,
-        DataType::UInt64 => {
-            for v in a.as_primitive::<UInt64Type>() {
-                f(v.map(|v| digits.format(v)));
-            }
-            return Ok(());
-        }
-        t if t.is_integer() => {
-            // Every other integer type fits in an i64.
-            text =
-                datafusion::arrow::compute::cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
-            for v in text.as_primitive::<Int64Type>() {
-                f(v.map(|v| digits.format(v)));
-            }
-            return Ok(());
-        }
-        _ => {
-            text =
-                datafusion::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
-            &text
-        }
-    };
-    crate::rules::for_each_str(a, |v| {
-        f(v);
-        Ok(())
-    })
-    .map_err(|e| e.to_string())
+/// The text of a column, once per run of equal values with the run's length
+/// ([`crate::rules::for_each_text_run`]: integers printed, other types cast to text as
+/// the views' `text()` does).
+fn each_text(a: &ArrayRef, f: impl FnMut(Option<&str>, usize)) -> Result<(), String> {
+    crate::rules::for_each_text_run(a, f).map_err(|e| e.to_string())
 }
 
 fn hash128(key: &[u64; 2], s: &str) -> u128 {
@@ -632,10 +603,10 @@ fn read_part(path: &Path, recs: &mut Vec<Rec>) -> Result<(), String> {
     Ok(())
 }
 
-/// An id column's values as the tokens see them, trimmed (`str::trim`) -> `f(text)` per
-/// row; `None` for nulls.
-fn ids(a: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
-    each_text(a, |v| f(v.map(str::trim)))
+/// An id column's values as the tokens see them, trimmed (`str::trim`) -> `f(text, run
+/// length)` per run of equal values; `None` for nulls.
+fn ids(a: &ArrayRef, mut f: impl FnMut(Option<&str>, usize)) -> Result<(), String> {
+    each_text(a, |v, n| f(v.map(str::trim), n))
 }
 
 fn read_batch(
@@ -655,40 +626,28 @@ fn read_batch(
     };
     let key = &sh.key;
     let mut cust: Vec<Option<u128>> = Vec::with_capacity(n);
-    let mut last: Option<(String, u128)> = None;
     let mut tok = [0u8; crate::rules::pseudonymize::TOKEN_LEN];
     let mut found: Vec<(u128, String)> = Vec::new();
-    ids(col("customer")?, |v| {
-        cust.push(v.map(|s| match &last {
-            Some((l, h)) if l == s => *h,
-            _ => {
-                let h = hash128(key, s);
-                if let (false, Some(p)) = (sh.asking.is_empty(), &sh.pseudonymizer) {
-                    p.token_into(s.as_bytes(), &mut tok);
-                    let t = std::str::from_utf8(&tok).expect("hex");
-                    if sh.asking.contains(t) {
-                        found.push((h, t.to_string()));
-                    }
+    ids(col("customer")?, |v, run| {
+        let h = v.map(|s| {
+            let h = hash128(key, s);
+            if let (false, Some(p)) = (sh.asking.is_empty(), &sh.pseudonymizer) {
+                p.token_into(s.as_bytes(), &mut tok);
+                let t = std::str::from_utf8(&tok).expect("hex");
+                if sh.asking.contains(t) {
+                    found.push((h, t.to_string()));
                 }
-                last = Some((s.to_string(), h));
-                h
             }
-        }))
+            h
+        });
+        cust.extend(std::iter::repeat_n(h, run));
     })?;
     if !found.is_empty() {
         sh.asked.lock().expect("asked").extend(found);
     }
     let mut sub: Vec<Option<u128>> = Vec::with_capacity(n);
-    let mut last: Option<(String, u128)> = None;
-    ids(col("subscription")?, |v| {
-        sub.push(v.map(|s| match &last {
-            Some((l, h)) if l == s => *h,
-            _ => {
-                let h = hash128(key, s);
-                last = Some((s.to_string(), h));
-                h
-            }
-        }))
+    ids(col("subscription")?, |v, run| {
+        sub.extend(std::iter::repeat_n(v.map(|s| hash128(key, s)), run))
     })?;
     let time = col("event_time")?.as_primitive::<TimestampMicrosecondType>();
     let e0 = col("period_end")?.as_primitive::<TimestampMicrosecondType>();
@@ -779,9 +738,9 @@ fn route(sh: &Shared, local: &mut [Vec<Rec>], r: Rec) -> Result<(), String> {
 fn kinds(a: &ArrayRef) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(a.len());
     let mut seen: HashMap<String, u8, ahash::RandomState> = HashMap::default();
-    each_text(a, |v| {
+    each_text(a, |v, n| {
         let Some(v) = v else {
-            out.push(K_OTHER);
+            out.extend(std::iter::repeat_n(K_OTHER, n));
             return;
         };
         let kind = match seen.get(v) {
@@ -797,7 +756,7 @@ fn kinds(a: &ArrayRef) -> Result<Vec<u8>, String> {
                 k
             }
         };
-        out.push(kind);
+        out.extend(std::iter::repeat_n(kind, n));
     })?;
     Ok(out)
 }
@@ -813,24 +772,27 @@ fn read_customers(
     let country = names.column(b.column(1), Case::AsIs, NO_NAME)?;
     let mut i = 0;
     let mut out = Ok(());
-    ids(b.column(0), |v| {
-        if let Some(s) = v
-            && country[i] != NO_NAME
-            && out.is_ok()
-        {
-            out = route(
-                sh,
-                local,
-                Rec {
-                    cust: hash128(&sh.key, s),
-                    country: country[i],
-                    kind: K_CUSTOMER,
-                    month: NO_MONTH,
-                    ..Rec::default()
-                },
-            );
+    ids(b.column(0), |v, run| {
+        let cust = v.map(|s| hash128(&sh.key, s));
+        for _ in 0..run {
+            if let Some(cust) = cust
+                && country[i] != NO_NAME
+                && out.is_ok()
+            {
+                out = route(
+                    sh,
+                    local,
+                    Rec {
+                        cust,
+                        country: country[i],
+                        kind: K_CUSTOMER,
+                        month: NO_MONTH,
+                        ..Rec::default()
+                    },
+                );
+            }
+            i += 1;
         }
-        i += 1;
     })?;
     out
 }

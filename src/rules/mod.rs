@@ -310,6 +310,62 @@ pub(crate) fn is_temporal(dt: &DataType) -> bool {
     )
 }
 
+/// Calls `f` once per run of equal consecutive values (nulls included), with the run's
+/// length, in row order.
+pub(crate) fn runs<T: PartialEq + Copy>(
+    values: impl Iterator<Item = Option<T>>,
+    mut f: impl FnMut(Option<T>, usize),
+) {
+    let mut run: Option<(Option<T>, usize)> = None;
+    for v in values {
+        match &mut run {
+            Some((p, n)) if *p == v => *n += 1,
+            _ => {
+                if let Some((p, n)) = run.replace((v, 1)) {
+                    f(p, n);
+                }
+            }
+        }
+    }
+    if let Some((p, n)) = run {
+        f(p, n);
+    }
+}
+
+/// The text of a column, one call per run of equal consecutive values (`None` for a run
+/// of nulls), with the run's length, in row order: strings as they are; integers printed
+/// as Arrow's cast to text prints them, without building a string column and compared
+/// before printing (unsigned 64-bit values past `i64::MAX` too); other types cast to
+/// text. Exports sorted by customer repeat an id or email on every transaction, so the
+/// callers (tokens, the aggregates' ids, the gate's lookups) work once per run.
+pub(crate) fn for_each_text_run(
+    array: &ArrayRef,
+    mut f: impl FnMut(Option<&str>, usize),
+) -> DfResult<()> {
+    use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+    let mut digits = itoa::Buffer::new();
+    match array.data_type() {
+        DataType::Utf8 => runs(array.as_string::<i32>().iter(), f),
+        DataType::LargeUtf8 => runs(array.as_string::<i64>().iter(), f),
+        DataType::Utf8View => runs(array.as_string_view().iter(), f),
+        DataType::UInt64 => runs(array.as_primitive::<UInt64Type>().iter(), |v, n| {
+            f(v.map(|v| digits.format(v)), n)
+        }),
+        t if t.is_integer() => {
+            // Every other integer type fits in an i64.
+            let ints = cast(array, &DataType::Int64)?;
+            runs(ints.as_primitive::<Int64Type>().iter(), |v, n| {
+                f(v.map(|v| digits.format(v)), n)
+            });
+        }
+        _ => {
+            let text = cast(array, &DataType::Utf8)?;
+            runs(text.as_string::<i32>().iter(), f);
+        }
+    }
+    Ok(())
+}
+
 /// Calls `f` with each value of a string array of any Arrow string type (dictionaries are
 /// cast first), in row order; `None` for nulls.
 pub(crate) fn for_each_str(

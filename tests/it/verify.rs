@@ -517,31 +517,18 @@ fn the_input_lookup_reports_the_same_for_any_encoding_and_row_order_of_the_input
     let ids = column_strings(&customers, "customer_id");
     let tx = column_strings(&transactions, "transaction_id");
     let n = 12;
-    let b = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("contact", DataType::Utf8, true),
-            Field::new("ref", DataType::Int64, true),
-            Field::new("tx", DataType::Utf8, true),
-        ])),
-        vec![
-            Arc::new(StringArray::from(
-                (0..n)
-                    .map(|i| {
-                        (i % 3 != 0)
-                            .then(|| format!(" {} ", emails[i].clone().unwrap().to_uppercase()))
-                    })
-                    .collect::<Vec<_>>(),
-            )) as ArrayRef,
-            Arc::new(Int64Array::from(
-                (0..n)
-                    .map(|i| (i < 5).then(|| ids[i * 7].as_ref().unwrap().parse::<i64>().unwrap()))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                (0..n).map(|i| tx[i * 11].clone()).collect::<Vec<_>>(),
-            )),
-        ],
-    )
+    let contact: StringArray = (0..n)
+        .map(|i| (i % 3 != 0).then(|| format!(" {} ", emails[i].clone().unwrap().to_uppercase())))
+        .collect();
+    let reference: Int64Array = (0..n)
+        .map(|i| (i < 5).then(|| ids[i * 7].as_ref().unwrap().parse::<i64>().unwrap()))
+        .collect();
+    let tx: StringArray = (0..n).map(|i| tx[i * 11].clone()).collect();
+    let b = RecordBatch::try_from_iter([
+        ("contact", Arc::new(contact) as ArrayRef),
+        ("ref", Arc::new(reference)),
+        ("tx", Arc::new(tx)),
+    ])
     .unwrap();
     write_parquet(&copy.join("extra/part-00000.parquet"), &b);
     let as_generated = gate_report(&copy, &cfg, 1);

@@ -296,6 +296,10 @@ impl Default for ParquetSettings {
 }
 
 pub fn writer_properties_with(p: &ParquetSettings) -> WriterProperties {
+    settings_builder(p).build()
+}
+
+fn settings_builder(p: &ParquetSettings) -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(p.zstd_level).unwrap_or_default(),
@@ -303,7 +307,24 @@ pub fn writer_properties_with(p: &ParquetSettings) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(p.row_group_rows.max(1)))
         .set_dictionary_enabled(p.dictionary)
-        .build()
+}
+
+/// The published settings of one record-level table: [`writer_properties`], except that
+/// its token columns (`pseudonymize`) have no min/max statistics. A token is a keyed
+/// hash, so every page's min/max spans almost the whole token space and prunes nothing,
+/// while computing them costs a byte comparison per value (BENCHMARKS.md, "Output
+/// Parquet settings"). Their dictionary stays: an export sorted by customer repeats a
+/// customer's token on each transaction, and the writer falls back to plain by itself
+/// when the dictionary outgrows its page.
+pub fn table_writer_properties(table: &TablePolicy) -> WriterProperties {
+    let mut b = settings_builder(&ParquetSettings::default());
+    for c in &table.columns {
+        if matches!(c.rule, crate::rules::Rule::Pseudonymize { .. }) {
+            let path = parquet::schema::types::ColumnPath::from(c.name.as_str());
+            b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+    }
+    b.build()
 }
 
 pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
@@ -558,7 +579,7 @@ async fn stage_run(
             .collect();
         let effect = erasure.table_effect(table, key);
         let fail = matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name);
-        let props = writer_properties();
+        let props = table_writer_properties(table);
         jobs.extend(table_jobs(ctx, table, staging, &exprs, effect.as_ref(), fail, &props).await?);
     }
     let total = policy
@@ -713,11 +734,12 @@ pub(crate) fn write_parquet(
 }
 
 /// Rewrites the staged file `run_dir/file.path` batch by batch through `f` (same row
-/// groups' worth of rows, the published Parquet settings), replacing it atomically, and
-/// returns its new record.
+/// groups' worth of rows, written with `props`), replacing it atomically, and returns its
+/// new record.
 pub(crate) fn rewrite_parquet(
     run_dir: &Path,
     file: &OutputFile,
+    props: &WriterProperties,
     mut f: impl FnMut(
         datafusion::arrow::array::RecordBatch,
     ) -> Result<datafusion::arrow::array::RecordBatch, String>,
@@ -735,9 +757,8 @@ pub(crate) fn rewrite_parquet(
     let reader = reader.build().map_err(|e| fail("read", &e))?;
     let schema = f(empty)?.schema();
     let out = std::fs::File::create(&tmp).map_err(|e| fail("create a file beside", &e))?;
-    let mut writer =
-        ArrowWriter::try_new(HashingWriter::new(out), schema, Some(writer_properties()))
-            .map_err(|e| fail("start rewriting", &e))?;
+    let mut writer = ArrowWriter::try_new(HashingWriter::new(out), schema, Some(props.clone()))
+        .map_err(|e| fail("start rewriting", &e))?;
     let mut rows = 0u64;
     for b in reader {
         let b = f(b.map_err(|e| fail("read", &e))?)?;

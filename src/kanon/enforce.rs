@@ -130,8 +130,9 @@ pub fn enforce(
 
     // Rewrite every file: rows are numbered across files in file order, as read.
     let mut offset = 0usize;
+    let props = crate::run::table_writer_properties(table);
     for f in files.iter_mut() {
-        let new = crate::run::rewrite_parquet(run_dir, f, |b| {
+        let new = crate::run::rewrite_parquet(run_dir, f, &props, |b| {
             let n = b.num_rows();
             let suppressed: BooleanArray = (offset..offset + n)
                 .map(|r| Some(g.is_suppressed(r)))

@@ -243,3 +243,25 @@ pub fn gate_check(run_dir: &Path, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no check {name}"))
         .clone()
 }
+
+/// Whether every row group of every Parquet file under `dir` has min/max statistics for
+/// `column`, or none has (panics on a mix).
+pub fn column_statistics(dir: &Path, column: &str) -> bool {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut seen = vec![];
+    for p in parquet_files(dir).values() {
+        let r = SerializedFileReader::new(std::fs::File::open(p).unwrap()).unwrap();
+        for rg in r.metadata().row_groups() {
+            let c = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == column);
+            seen.push(c.expect("the column").statistics().is_some());
+        }
+    }
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| *s == seen[0]),
+        "{column}: {seen:?}"
+    );
+    seen[0]
+}

@@ -38,14 +38,14 @@ use datafusion::arrow::array::{
     RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Int64Type, Schema, TimestampMicrosecondType,
+    DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, TimestampMicrosecondType,
 };
 use datafusion::dataframe::DataFrame;
 use futures::StreamExt;
 use rayon::prelude::*;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use super::period::{month_date, month_index};
+use super::period::{PERIOD_HELP, Period, month_date, month_index};
 use super::{Case, normalized_text};
 use crate::error::{Error, df_message};
 use crate::rules::generalize::date_to_days;
@@ -195,6 +195,8 @@ impl Interner {
 struct Names<'a> {
     shared: &'a Mutex<Interner>,
     local: [Cache; 3],
+    /// Exported offer period text -> its period (`None`: white space only).
+    periods: HashMap<String, Option<Period>, ahash::RandomState>,
 }
 
 /// Exported text -> interned id, for one [`Case`]. Values of a Utf8View column (what
@@ -211,7 +213,38 @@ impl Names<'_> {
         Names {
             shared,
             local: Default::default(),
+            periods: HashMap::default(),
         }
+    }
+
+    /// The offer period of each row as the SQL view has it (`text()`, then
+    /// [`Period::parse`] in `anon_period_end`), each distinct exported text parsed once:
+    /// null and white space only are no period; any other text that is not a period is
+    /// the run's error ([`PERIOD_HELP`], which the run turns into the rows' locations).
+    fn offer_periods(&mut self, a: &ArrayRef) -> Result<Vec<Option<Period>>, String> {
+        let cache = &mut self.periods;
+        let mut out = Vec::with_capacity(a.len());
+        let mut bad = false;
+        each_text(a, |v, n| {
+            let p = match v {
+                None => None,
+                Some(s) => match cache.get(s) {
+                    Some(p) => *p,
+                    None if s.trim().is_empty() => None,
+                    None => {
+                        let p = Period::parse(s);
+                        bad |= p.is_none();
+                        cache.insert(s.to_string(), p);
+                        p
+                    }
+                },
+            };
+            out.extend(std::iter::repeat_n(p, n));
+        })?;
+        if bad {
+            return Err(PERIOD_HELP.to_string());
+        }
+        Ok(out)
     }
 
     /// Ids of a text role's column, normalized as the views' `text()` with `case`; nulls
@@ -650,9 +683,9 @@ fn read_batch(
         sub.extend(std::iter::repeat_n(v.map(|s| hash128(key, s)), run))
     })?;
     let time = col("event_time")?.as_primitive::<TimestampMicrosecondType>();
-    let e0 = col("period_end")?.as_primitive::<TimestampMicrosecondType>();
-    let units = col("monthly_units")?.as_primitive::<Int64Type>();
+    let periods = names.offer_periods(col("offer_period")?)?;
     let amount = col("amount")?.as_primitive::<Decimal128Type>();
+    let units = monthly_units(amount, &periods)?;
     let kinds = kinds(col("event_type")?)?;
     let offer = names.column(col("offer_type")?, Case::Lower, sh.unknown)?;
     let currency = names.column(col("currency")?, Case::Upper, sh.unknown)?;
@@ -672,7 +705,9 @@ fn read_batch(
                 cuts.push((s, t));
             }
         }
-        if e0.is_valid(i) {
+        // The view's period_end: the event time plus the offer period.
+        let e0 = periods[i].and_then(|p| p.add_to(t));
+        if e0.is_some() {
             flags |= F_E0;
         }
         if amount.is_valid(i) {
@@ -694,7 +729,7 @@ fn read_batch(
                 0
             },
             t,
-            e0: if e0.is_valid(i) { e0.value(i) } else { 0 },
+            e0: e0.unwrap_or(0),
             units: if units.is_valid(i) { units.value(i) } else { 0 },
             month: month_index(t).map_or(NO_MONTH, |m| m as i32),
             currency: currency[i],
@@ -706,6 +741,37 @@ fn read_batch(
         route(sh, local, r)?;
     }
     Ok(())
+}
+
+/// coverage.sql's `monthly_units` of each row, computed as the SQL computes it:
+/// `CAST(round(anon_monthly_amount(CAST(amount AS DOUBLE), offer_period) * 10000.0) AS
+/// BIGINT)`, with the same Arrow casts (an overflow is an error, as DataFusion's cast) and
+/// the same floating-point operations in the same order; null where the amount or the
+/// period is.
+fn monthly_units(
+    amount: &Decimal128Array,
+    periods: &[Option<Period>],
+) -> Result<Int64Array, String> {
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let floats =
+        cast_with_options(amount, &DataType::Float64, &strict).map_err(|e| e.to_string())?;
+    let floats = floats.as_primitive::<Float64Type>();
+    let monthly: Float64Array = periods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let p = p.filter(|_| floats.is_valid(i))?;
+            let (num, den) = p.monthly_factor();
+            Some((floats.value(i) * num as f64 / den as f64 * 10000.0).round())
+        })
+        .collect();
+    let units =
+        cast_with_options(&monthly, &DataType::Int64, &strict).map_err(|e| e.to_string())?;
+    Ok(units.as_primitive::<Int64Type>().clone())
 }
 
 /// Adds a record to its part's buffer, flushing the buffer when full (smaller buffers

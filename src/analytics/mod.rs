@@ -599,7 +599,16 @@ async fn events_frame(
         &|c| cast(ident(c), TS),
         lit(ScalarValue::TimestampMicrosecond(None, None)),
     );
-    let offer_period = opt(Role::OfferPeriod, &|c| text(ident(c)), null_text());
+    // Normalized for the SQL; as exported for the kernel, which parses each distinct
+    // text once and adds the period itself.
+    let offer_period = opt(
+        Role::OfferPeriod,
+        &|c| match ids {
+            Ids::Raw => ident(c),
+            Ids::Tokens => text(ident(c)),
+        },
+        null_text(),
+    );
     let amount_type = amount_type(table);
     let amount = opt(
         Role::Amount,
@@ -608,17 +617,6 @@ async fn events_frame(
     );
     let period_end = ScalarUDF::from(period::PeriodEndUdf::new());
     let month_index = ScalarUDF::from(period::MonthIndexUdf::new());
-    let monthly_amount = ScalarUDF::from(period::MonthlyAmountUdf::new());
-    // coverage.sql's monthly_units, for the kernel (the SQL computes its own).
-    let monthly_units = cast(
-        datafusion::functions::math::expr_fn::round(vec![
-            monthly_amount.call(vec![
-                cast(ident("amount"), DataType::Float64),
-                ident("offer_period"),
-            ]) * lit(10000.0),
-        ]),
-        DataType::Int64,
-    );
     // A text role: normalized here for the SQL, as exported for the kernel.
     let role_text = |r: Role, case: Case| {
         opt(
@@ -632,42 +630,36 @@ async fn events_frame(
             null_text(),
         )
     };
-    let exprs = vec![
+    let mut exprs = vec![
         id(Role::CustomerKey)?.alias("customer"),
         event_time.clone().alias("event_time"),
         role_text(Role::TransactionType, Case::Lower).alias("event_type"),
         role_text(Role::OfferType, Case::Lower).alias("offer_type"),
         id(Role::SubscriptionId)?.alias("subscription"),
         offer_period.clone().alias("offer_period"),
-        period_end
-            .call(vec![event_time.clone(), offer_period])
-            .alias("period_end"),
+    ];
+    // The kernel computes the period's end, the month and coverage.sql's monthly_units
+    // itself (kernel::monthly_units), as these expressions do.
+    let sql = ids == Ids::Tokens;
+    if sql {
+        exprs.push(
+            period_end
+                .call(vec![event_time.clone(), offer_period])
+                .alias("period_end"),
+        );
+    }
+    exprs.extend([
         amount.alias("amount"),
         role_text(Role::Currency, Case::Upper).alias("currency"),
         role_text(Role::Country, Case::AsIs).alias("country"),
-        month_index.call(vec![event_time]).alias("month"),
-    ];
+    ]);
+    if sql {
+        exprs.push(month_index.call(vec![event_time]).alias("month"));
+    }
     let end = lit(ScalarValue::TimestampMicrosecond(Some(end_micros), None));
     let df = df
         .select(exprs)
         .and_then(|d| d.filter(ident("event_time").lt(end)));
-    let df = match ids {
-        Ids::Tokens => df,
-        Ids::Raw => df.and_then(|d| {
-            d.select(vec![
-                ident("customer"),
-                ident("event_time"),
-                ident("event_type"),
-                ident("offer_type"),
-                ident("subscription"),
-                ident("period_end"),
-                ident("amount"),
-                ident("currency"),
-                ident("country"),
-                monthly_units.alias("monthly_units"),
-            ])
-        }),
-    };
     df.map_err(|e| {
         err(
             &table.name,

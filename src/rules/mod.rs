@@ -347,7 +347,7 @@ pub(crate) fn for_each_text_run(
     match array.data_type() {
         DataType::Utf8 => runs(array.as_string::<i32>().iter(), f),
         DataType::LargeUtf8 => runs(array.as_string::<i64>().iter(), f),
-        DataType::Utf8View => runs(array.as_string_view().iter(), f),
+        DataType::Utf8View => view_runs(array.as_string_view(), f),
         DataType::UInt64 => runs(array.as_primitive::<UInt64Type>().iter(), |v, n| {
             f(v.map(|v| digits.format(v)), n)
         }),
@@ -364,6 +364,38 @@ pub(crate) fn for_each_text_run(
         }
     }
     Ok(())
+}
+
+/// [`runs`] of a Utf8View column, told apart by the 16-byte views first: equal views are
+/// equal values (the same inline bytes, or the same bytes of the same buffer), and a
+/// different length or 4-byte prefix is a different value; only views that agree on
+/// both are compared byte by byte. (Distinct tokens, 32 bytes each, then cost no byte
+/// comparison; an inline value with non-zero padding, which Arrow's writers never make,
+/// would only split a run.)
+fn view_runs(
+    a: &datafusion::arrow::array::StringViewArray,
+    mut f: impl FnMut(Option<&str>, usize),
+) {
+    let views = a.views();
+    let same = |i: usize, j: usize| match (a.is_valid(i), a.is_valid(j)) {
+        (true, true) => {
+            let (x, y) = (views[i], views[j]);
+            x == y || (x as u64 == y as u64 && x as u32 > 12 && a.value(i) == a.value(j))
+        }
+        (false, false) => true,
+        _ => false,
+    };
+    let value = |i: usize| a.is_valid(i).then(|| a.value(i));
+    let mut start = 0;
+    for i in 1..a.len() {
+        if !same(i, start) {
+            f(value(start), i - start);
+            start = i;
+        }
+    }
+    if start < a.len() {
+        f(value(start), a.len() - start);
+    }
 }
 
 /// Calls `f` with each value of a string array of any Arrow string type (dictionaries are
@@ -531,4 +563,66 @@ pub fn apply(udf: &ScalarUDF, input: ArrayRef, literals: Vec<ScalarValue>) -> Df
 /// Builds a Utf8 array from optional strings (tests and benches).
 pub fn strings<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(values.into_iter().collect::<StringArray>())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, StringArray, StringViewArray};
+    use proptest::prelude::*;
+
+    /// Values that are equal or differ in every way a view tells apart: inline (<= 12
+    /// bytes) or not, same length and 4-byte prefix with a later difference, empty.
+    fn value() -> impl Strategy<Value = Option<String>> {
+        prop::sample::select(vec![
+            None,
+            Some(String::new()),
+            Some("EUR".to_string()),
+            Some("twelve bytes".to_string()),
+            Some("twelve byteZ".to_string()),
+            Some("0123456789abcdef0123456789abcdef".to_string()),
+            Some("0123456789abcdef0123456789abcdeF".to_string()),
+            Some("0123XXXXXXXXXXXXXXXXXXXXXXXXXXXX".to_string()),
+        ])
+    }
+
+    fn maximal_runs(v: &[Option<String>]) -> Vec<(Option<String>, usize)> {
+        let mut out: Vec<(Option<String>, usize)> = vec![];
+        for x in v {
+            match out.last_mut() {
+                Some((p, n)) if p == x => *n += 1,
+                _ => out.push((x.clone(), 1)),
+            }
+        }
+        out
+    }
+
+    fn runs_of(a: &ArrayRef) -> Vec<(Option<String>, usize)> {
+        let mut out = vec![];
+        super::for_each_text_run(a, |v, n| out.push((v.map(str::to_string), n))).unwrap();
+        out
+    }
+
+    proptest! {
+        /// A Utf8View column's runs are the maximal runs of equal values, as for Utf8,
+        /// also when equal values live in different buffers (two arrays concatenated).
+        #[test]
+        fn view_runs_are_the_maximal_runs(
+            a in prop::collection::vec(value(), 0..40),
+            b in prop::collection::vec(value(), 0..40),
+        ) {
+            let all: Vec<Option<String>> = a.iter().chain(&b).cloned().collect();
+            let views: Vec<ArrayRef> = [&a, &b]
+                .iter()
+                .map(|v| Arc::new(StringViewArray::from_iter(v.iter().cloned())) as ArrayRef)
+                .collect();
+            let refs: Vec<&dyn datafusion::arrow::array::Array> =
+                views.iter().map(|v| v.as_ref()).collect();
+            let joined = datafusion::arrow::compute::concat(&refs).unwrap();
+            let utf8: ArrayRef = Arc::new(StringArray::from_iter(all.iter().cloned()));
+            prop_assert_eq!(runs_of(&joined), maximal_runs(&all));
+            prop_assert_eq!(runs_of(&utf8), maximal_runs(&all));
+        }
+    }
 }

@@ -417,27 +417,36 @@ pub(crate) fn for_each_str(
 }
 
 /// Maps a string array to a Utf8 array: `f` writes the output for one non-null input
-/// into the buffer and returns `false` to emit null instead. Nulls stay null.
+/// into the buffer and returns `false` to emit null instead. Nulls stay null. `f` must be
+/// a function of its input alone: it is called once per run of equal values
+/// ([`for_each_text_run`]; an export sorted by customer repeats a customer's address).
 pub(crate) fn map_strings(
     array: &ArrayRef,
     bytes_hint: usize,
     mut f: impl FnMut(&str, &mut String) -> bool,
 ) -> DfResult<ArrayRef> {
+    let t = array.data_type();
+    let string = match t {
+        DataType::Dictionary(_, v) => is_string(v),
+        t => is_string(t),
+    };
+    if !string {
+        return exec_err!("expected a string column, got {t}");
+    }
     let mut out = StringBuilder::with_capacity(array.len(), bytes_hint);
     let mut buf = String::new();
-    for_each_str(array, |v| {
-        match v {
-            Some(s) => {
-                buf.clear();
-                if f(s, &mut buf) {
-                    out.append_value(&buf);
-                } else {
-                    out.append_null();
-                }
+    for_each_text_run(array, |v, n| {
+        let mapped = v.is_some_and(|s| {
+            buf.clear();
+            f(s, &mut buf)
+        });
+        for _ in 0..n {
+            if mapped {
+                out.append_value(&buf);
+            } else {
+                out.append_null();
             }
-            None => out.append_null(),
         }
-        Ok(())
     })?;
     Ok(Arc::new(out.finish()) as ArrayRef)
 }
@@ -623,6 +632,38 @@ mod tests {
             let utf8: ArrayRef = Arc::new(StringArray::from_iter(all.iter().cloned()));
             prop_assert_eq!(runs_of(&joined), maximal_runs(&all));
             prop_assert_eq!(runs_of(&utf8), maximal_runs(&all));
+        }
+
+        /// map_strings, which maps each run once, gives every row what mapping that
+        /// row's value alone gives, for every string layout (nulls stay null; `false`
+        /// from the mapping is null).
+        #[test]
+        fn map_strings_maps_every_row(v in prop::collection::vec(value(), 0..60)) {
+            use datafusion::arrow::array::{AsArray, DictionaryArray};
+            use datafusion::arrow::datatypes::Int32Type;
+            let f = |s: &str, buf: &mut String| {
+                buf.push_str(&s.to_uppercase());
+                buf.push('!');
+                s != "EUR"
+            };
+            let want: Vec<Option<String>> = v
+                .iter()
+                .map(|x| {
+                    let mut buf = String::new();
+                    x.as_deref().and_then(|s| f(s, &mut buf).then_some(buf))
+                })
+                .collect();
+            let layouts: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter(v.iter().cloned())),
+                Arc::new(StringViewArray::from_iter(v.iter().cloned())),
+                Arc::new(v.iter().map(|x| x.as_deref()).collect::<DictionaryArray<Int32Type>>()),
+            ];
+            for a in &layouts {
+                let got = super::map_strings(a, 0, f).unwrap();
+                let got: Vec<Option<String>> =
+                    got.as_string::<i32>().iter().map(|x| x.map(str::to_string)).collect();
+                prop_assert_eq!(&got, &want, "{}", a.data_type());
+            }
         }
     }
 }

@@ -524,7 +524,8 @@ enum Ids {
     Tokens,
     /// The id's text (the kernel trims and hashes it at once and never writes it); the
     /// text roles (event type, offer type, currency, country) as exported, which the
-    /// kernel normalizes once per distinct value with [`normalized_text`].
+    /// kernel normalizes once per distinct value with [`normalized_text`]; the offer
+    /// period as exported, without period_end and month (the kernel computes both).
     Raw,
 }
 

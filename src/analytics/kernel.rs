@@ -13,10 +13,9 @@
 //!    exported: the kernel trims, cases and interns each distinct text once and parses
 //!    each distinct offer period once, exactly as the view's expressions would per row,
 //!    and adds the period and prices the month itself), keeps a fixed-size record per
-//!    transaction, and routes it to one of P
-//!    parts by a keyed hash of the customer; when the records would not fit in
-//!    `[analytics] memory_mb`, the parts are spilled to files next to the staging folder;
-//!    each customers row with a country becomes a record of the same kind, in the same
+//!    transaction, and routes it to one of P parts by a keyed hash of the customer; when
+//!    the records would not fit in `[analytics] memory_mb`, the parts are spilled to
+//!    files next to the staging folder; each customers row with a country becomes a record of the same kind, in the same
 //!    part as the customer's transactions; refunds and chargebacks (the cuts of the
 //!    coverage intervals) are also kept apart, as a sorted list of (subscription, time)
 //!    indexed by subscription, because a cut need not name the same customer;
@@ -776,7 +775,6 @@ fn monthly_units(
     Ok(units.as_primitive::<Int64Type>().clone())
 }
 
-/// Adds a record to its part's buffer, flushing the buffer when full (smaller buffers
 /// What a failed spill write says: where the parts go and what to do.
 fn spill_error(e: &std::io::Error) -> String {
     format!(
@@ -785,6 +783,7 @@ fn spill_error(e: &std::io::Error) -> String {
     )
 }
 
+/// Adds a record to its part's buffer, flushing the buffer when full (smaller buffers
 /// when spilling: there are many parts then).
 fn route(sh: &Shared, local: &mut [Vec<Rec>], r: Rec) -> Result<(), String> {
     let p = (r.cust as u64 % local.len() as u64) as usize;

@@ -592,7 +592,7 @@ mod tests {
             Some("twelve byteZ".to_string()),
             Some("0123456789abcdef0123456789abcdef".to_string()),
             Some("0123456789abcdef0123456789abcdeF".to_string()),
-            Some("0123XXXXXXXXXXXXXXXXXXXXXXXXXXXX".to_string()),
+            Some("0123zzzzzzzzzzzzzzzzzzzzzzzzzzzz".to_string()),
         ])
     }
 

@@ -397,7 +397,7 @@ pub async fn locate_bad_offer_period(
     for file in &table.files {
         let row = first_row(ctx, table, file, cast(ident(c), DataType::Utf8), |a, i| {
             let s = a.as_string::<i32>().value(i);
-            !s.trim().is_empty() && crate::analytics::period::Period::parse(s).is_none()
+            crate::analytics::period::Period::cell(s).is_err()
         })
         .await?;
         if let Some(r) = row {

@@ -197,7 +197,7 @@ impl Interner {
 struct Names<'a> {
     shared: &'a Mutex<Interner>,
     local: [Cache; 3],
-    /// Exported offer period text -> its period (`None`: white space only).
+    /// Exported offer period text -> its period ([`Period::cell`]).
     periods: HashMap<String, Option<Period>, ahash::RandomState>,
 }
 
@@ -232,10 +232,10 @@ impl Names<'_> {
                 None => None,
                 Some(s) => match cache.get(s) {
                     Some(p) => *p,
-                    None if s.trim().is_empty() => None,
                     None => {
-                        let p = Period::parse(s);
-                        bad |= p.is_none();
+                        let p = Period::cell(s);
+                        bad |= p.is_err();
+                        let p = p.unwrap_or(None);
                         cache.insert(s.to_string(), p);
                         p
                     }

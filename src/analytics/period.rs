@@ -22,6 +22,10 @@ use datafusion::logical_expr::{
 
 use crate::rules::generalize::date_to_days;
 
+/// An offer_period value that is not a period (see [`PERIOD_HELP`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAPeriod;
+
 /// A subscription or pass length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
@@ -56,6 +60,16 @@ impl Period {
             'y' => Some(Period::Months(n * 12)),
             _ => None,
         }
+    }
+
+    /// One exported offer_period value, as every reader of the role takes it: white
+    /// space only is no period (`Ok(None)`), any other text must parse
+    /// ([`Period::parse`]; `Err` is the run's [`PERIOD_HELP`] error).
+    pub fn cell(s: &str) -> Result<Option<Period>, NotAPeriod> {
+        if s.trim().is_empty() {
+            return Ok(None);
+        }
+        Period::parse(s).map(Some).ok_or(NotAPeriod)
     }
 
     /// `t + period`, t in microseconds since the epoch (UTC). Adding months keeps the
@@ -137,13 +151,8 @@ fn periods(array: &ArrayRef) -> DfResult<Vec<Option<Period>>> {
             out.push(*p);
             return Ok(());
         }
-        let p = if s.trim().is_empty() {
-            None
-        } else {
-            match Period::parse(s) {
-                Some(p) => Some(p),
-                None => return exec_err!("{PERIOD_HELP}"),
-            }
+        let Ok(p) = Period::cell(s) else {
+            return exec_err!("{PERIOD_HELP}");
         };
         if seen.len() < SEEN {
             seen.push((s.into(), p));

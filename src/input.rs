@@ -146,20 +146,20 @@ fn path_str(path: &Path) -> String {
         .into_owned()
 }
 
-/// The rows of each row group of a Parquet file, from its footer; `None` when the footer
-/// cannot be read (the error comes when the rows are read).
-pub fn parquet_row_groups(path: &Path) -> Option<Vec<u64>> {
+/// The rows of each row group of a Parquet file, from its footer; the error says why the
+/// footer cannot be read (callers that only plan with it take `.ok()`: the error comes
+/// again, located, when the rows are read).
+pub fn parquet_row_groups(path: &Path) -> Result<Vec<u64>, String> {
     use parquet::file::reader::FileReader;
-    let file = std::fs::File::open(path).ok()?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
-    Some(
-        reader
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
-            .collect(),
-    )
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .map_err(|e| e.to_string())?;
+    Ok(reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+        .collect())
 }
 
 /// About how many rows the files hold, to size buffers: the Parquet footers' counts, or
@@ -172,7 +172,7 @@ pub fn estimate_rows(format: Format, files: &[PathBuf]) -> u64 {
             match format {
                 Format::Parquet => parquet_row_groups(f)
                     .map(|g| g.iter().sum())
-                    .unwrap_or_else(size),
+                    .unwrap_or_else(|_| size()),
                 Format::Csv => size() / 32,
             }
         })

@@ -800,7 +800,7 @@ async fn table_jobs(
         // One footer read: the row groups decide the chunks (and a lone large one is
         // cut into row ranges).
         let row_groups = match table.format {
-            Format::Parquet => crate::input::parquet_row_groups(file),
+            Format::Parquet => crate::input::parquet_row_groups(file).ok(),
             Format::Csv => None,
         };
         let chunks = chunks_of(file, table.format, row_groups.as_deref());

@@ -179,10 +179,8 @@ fn read_batches(
 /// The rows of each row group of a Parquet file (row groups are the scans' unit of
 /// parallelism).
 fn row_group_rows(p: &Path) -> Result<Vec<usize>, Error> {
-    let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_error(p, &e))?;
-    let rows = b.metadata().row_groups().iter();
-    Ok(rows.map(|g| g.num_rows().max(0) as usize).collect())
+    let rows = crate::input::parquet_row_groups(p).map_err(|e| read_error(p, &e))?;
+    Ok(rows.into_iter().map(|n| n as usize).collect())
 }
 
 /// A CIDR network with its host bits generalized away (IPv4 /24 or shorter, IPv6 /64 or

@@ -47,7 +47,7 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use super::period::{PERIOD_HELP, Period, month_date, month_index};
+use super::period::{Period, month_date, month_index};
 use super::{Case, normalized_text};
 use crate::error::{Error, df_message};
 use crate::rules::generalize::date_to_days;
@@ -197,8 +197,6 @@ impl Interner {
 struct Names<'a> {
     shared: &'a Mutex<Interner>,
     local: [Cache; 3],
-    /// Exported offer period text -> its period ([`Period::cell`]).
-    periods: HashMap<String, Option<Period>, ahash::RandomState>,
 }
 
 /// Exported text -> interned id, for one [`Case`]. Values of a Utf8View column (what
@@ -215,38 +213,7 @@ impl Names<'_> {
         Names {
             shared,
             local: Default::default(),
-            periods: HashMap::default(),
         }
-    }
-
-    /// The offer period of each row as the SQL view has it (`text()`, then
-    /// [`Period::parse`] in `anon_period_end`), each distinct exported text parsed once:
-    /// null and white space only are no period; any other text that is not a period is
-    /// the run's error ([`PERIOD_HELP`], which the run turns into the rows' locations).
-    fn offer_periods(&mut self, a: &ArrayRef) -> Result<Vec<Option<Period>>, String> {
-        let cache = &mut self.periods;
-        let mut out = Vec::with_capacity(a.len());
-        let mut bad = false;
-        each_text(a, |v, n| {
-            let p = match v {
-                None => None,
-                Some(s) => match cache.get(s) {
-                    Some(p) => *p,
-                    None => {
-                        let p = Period::cell(s);
-                        bad |= p.is_err();
-                        let p = p.unwrap_or(None);
-                        cache.insert(s.to_string(), p);
-                        p
-                    }
-                },
-            };
-            out.extend(std::iter::repeat_n(p, n));
-        })?;
-        if bad {
-            return Err(PERIOD_HELP.to_string());
-        }
-        Ok(out)
     }
 
     /// Ids of a text role's column, normalized as the views' `text()` with `case`; nulls
@@ -685,7 +652,8 @@ fn read_batch(
         sub.extend(std::iter::repeat_n(v.map(|s| hash128(key, s)), run))
     })?;
     let time = col("event_time")?.as_primitive::<TimestampMicrosecondType>();
-    let periods = names.offer_periods(col("offer_period")?)?;
+    // As exported: each run and distinct text parsed once, as the SQL's UDFs parse it.
+    let periods = super::period::periods(col("offer_period")?).map_err(|e| df_message(&e))?;
     let amount = col("amount")?.as_primitive::<Decimal128Type>();
     let units = monthly_units(amount, &periods)?;
     let kinds = kinds(col("event_type")?)?;

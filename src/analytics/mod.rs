@@ -356,6 +356,7 @@ pub async fn compute(
 fn single_row_group(table: &TablePolicy) -> usize {
     match (table.format, table.files.as_slice()) {
         (crate::policy::Format::Parquet, [file]) => crate::input::parquet_row_groups(file)
+            .ok()
             .filter(|g| g.len() == 1)
             .map_or(0, |g| g[0] as usize),
         _ => 0,

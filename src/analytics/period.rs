@@ -135,31 +135,35 @@ pub fn month_of(d: NaiveDate) -> i64 {
 
 pub const PERIOD_HELP: &str = "offer_period holds a value that is not an ISO 8601 period; use PnD, PnW, PnM or PnY (P1M, P1Y, P7D, P2W) or daily/weekly/monthly/quarterly/yearly";
 
-/// The periods of a column, each distinct text parsed once: an export has a handful of
-/// offer periods and millions of rows, and [`Period::parse`] lower-cases a copy.
-fn periods(array: &ArrayRef) -> DfResult<Vec<Option<Period>>> {
-    /// Distinct texts remembered per batch; past that, the rest are parsed row by row.
+/// The periods of a column ([`Period::cell`] of each value's text; null is no period),
+/// for the SQL UDFs and the aggregates kernel alike: each run of equal values is parsed
+/// once, and each distinct text at most once per batch while there are few of them (an
+/// export has a handful of offer periods and millions of rows, and [`Period::parse`]
+/// lower-cases a copy). A text that is not a period fails the batch with [`PERIOD_HELP`].
+pub(crate) fn periods(array: &ArrayRef) -> DfResult<Vec<Option<Period>>> {
+    /// Distinct texts remembered per batch; past that, the rest are parsed per run.
     const SEEN: usize = 32;
     let mut out = Vec::with_capacity(array.len());
     let mut seen: Vec<(Box<str>, Option<Period>)> = Vec::new();
-    crate::rules::for_each_str(array, |v| {
-        let Some(s) = v else {
-            out.push(None);
-            return Ok(());
-        };
-        if let Some((_, p)) = seen.iter().find(|(t, _)| **t == *s) {
-            out.push(*p);
-            return Ok(());
-        }
-        let Ok(p) = Period::cell(s) else {
-            return exec_err!("{PERIOD_HELP}");
-        };
-        if seen.len() < SEEN {
-            seen.push((s.into(), p));
-        }
-        out.push(p);
-        Ok(())
+    let mut bad = false;
+    crate::rules::for_each_text_run(array, |v, n| {
+        let p = v.and_then(|s| {
+            if let Some((_, p)) = seen.iter().find(|(t, _)| **t == *s) {
+                return *p;
+            }
+            let p = Period::cell(s);
+            bad |= p.is_err();
+            let p = p.unwrap_or(None);
+            if seen.len() < SEEN {
+                seen.push((s.into(), p));
+            }
+            p
+        });
+        out.extend(std::iter::repeat_n(p, n));
     })?;
+    if bad {
+        return exec_err!("{PERIOD_HELP}");
+    }
     Ok(out)
 }
 

@@ -398,24 +398,6 @@ fn view_runs(
     }
 }
 
-/// Calls `f` with each value of a string array of any Arrow string type (dictionaries are
-/// cast first), in row order; `None` for nulls.
-pub(crate) fn for_each_str(
-    array: &ArrayRef,
-    mut f: impl FnMut(Option<&str>) -> DfResult<()>,
-) -> DfResult<()> {
-    match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().iter().try_for_each(f),
-        DataType::LargeUtf8 => array.as_string::<i64>().iter().try_for_each(f),
-        DataType::Utf8View => array.as_string_view().iter().try_for_each(f),
-        DataType::Dictionary(_, _) => {
-            let plain = cast(array, &DataType::Utf8)?;
-            plain.as_string::<i32>().iter().try_for_each(&mut f)
-        }
-        other => exec_err!("expected a string column, got {other}"),
-    }
-}
-
 /// Maps a string array to a Utf8 array: `f` writes the output for one non-null input
 /// into the buffer and returns `false` to emit null instead. Nulls stay null. `f` must be
 /// a function of its input alone: it is called once per run of equal values

@@ -11,9 +11,9 @@
 //! 1. reads the transactions once (the same events view the SQL reads, through
 //!    DataFusion, except that ids, the text roles and the offer period arrive as
 //!    exported: the kernel trims, cases and interns each distinct text once and parses
-//!    each distinct offer period once, exactly as the view's expressions would per row,
-//!    and adds the period and prices the month itself), keeps a fixed-size record per
-//!    transaction, and routes it to one of P parts by a keyed hash of the customer; when
+//!    the offer period once per run of equal values (`period::periods`, the SQL UDFs'
+//!    reader), exactly as the view's expressions would per row, and adds the period and
+//!    prices the month itself), keeps a fixed-size record per transaction, and routes it to one of P parts by a keyed hash of the customer; when
 //!    the records would not fit in `[analytics] memory_mb`, the parts are spilled to
 //!    files next to the staging folder; each customers row with a country becomes a
 //!    record of the same kind, in the same part as the customer's transactions; refunds

@@ -601,8 +601,8 @@ async fn events_frame(
         &|c| cast(ident(c), TS),
         lit(ScalarValue::TimestampMicrosecond(None, None)),
     );
-    // Normalized for the SQL; as exported for the kernel, which parses each distinct
-    // text once and adds the period itself.
+    // Normalized for the SQL; as exported for the kernel, which parses it once per run
+    // of equal values (period::periods) and adds the period itself.
     let offer_period = opt(
         Role::OfferPeriod,
         &|c| match ids {

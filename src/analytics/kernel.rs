@@ -13,13 +13,13 @@
 //!    exported: the kernel trims, cases and interns each distinct text once and parses
 //!    the offer period once per run of equal values (`period::periods`, the SQL UDFs'
 //!    reader), exactly as the view's expressions would per row, and adds the period and
-//!    prices the month itself), keeps a fixed-size record per transaction, and routes it to one of P parts by a keyed hash of the customer; when
-//!    the records would not fit in `[analytics] memory_mb`, the parts are spilled to
-//!    files next to the staging folder; each customers row with a country becomes a
-//!    record of the same kind, in the same part as the customer's transactions; refunds
-//!    and chargebacks (the cuts of the coverage intervals) are also kept apart, as a
-//!    sorted list of (subscription, time) indexed by subscription, because a cut need
-//!    not name the same customer;
+//!    prices the month itself), keeps a fixed-size record per transaction, and routes it
+//!    to one of P parts by a keyed hash of the customer; when the records would not fit
+//!    in `[analytics] memory_mb`, the parts are spilled to files next to the staging
+//!    folder; each customers row with a country becomes a record of the same kind, in
+//!    the same part as the customer's transactions; refunds and chargebacks (the cuts of
+//!    the coverage intervals) are also kept apart, as a sorted list of (subscription,
+//!    time) indexed by subscription, because a cut need not name the same customer;
 //! 2. takes the parts in parallel, one at a time per thread: groups each part's records by
 //!    customer and adds what each customer contributes to every table's cells;
 //! 3. merges the cells (exact integer and decimal sums, so neither the parts nor the

@@ -453,9 +453,9 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         Parts::Memory(_) => 0,
     };
     // Each part alone, grouped by customer; the parts' cells are merged.
-    let one = |mut recs: Vec<Rec>| {
+    let one = |recs: Vec<Rec>| {
         let mut acc = Acc::default();
-        cx.part(&mut recs, &mut acc);
+        cx.part(&recs, &mut acc);
         acc
     };
     let acc = match parts {
@@ -846,7 +846,7 @@ struct Context<'a> {
     asked: &'a HashMap<u128, String>,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Revenue {
     payments: i64,
     gross: Option<i128>,
@@ -874,7 +874,7 @@ impl Revenue {
     }
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Mrr {
     subscribers: i64,
     units: Option<i128>,
@@ -957,11 +957,46 @@ fn month_start(m: i64) -> Option<i64> {
 }
 
 impl Context<'_> {
-    fn part(&self, recs: &mut [Rec], acc: &mut Acc) {
-        recs.sort_unstable_by_key(|r| r.cust);
+    /// One part's records, customer by customer. The records are not sorted: the runs of
+    /// one customer's records, as they arrived (an export sorted by customer gives one run
+    /// per customer and reading task, plus one for the customers row), are; that moves a
+    /// run's length times less memory than sorting the 96-byte records did. A customer
+    /// whose transactions came in several runs has them copied together.
+    fn part(&self, recs: &[Rec], acc: &mut Acc) {
+        // (customer, start, length); the start makes the order total, so deterministic.
+        let mut runs: Vec<(u128, usize, usize)> = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            match runs.last_mut() {
+                Some(last) if last.0 == r.cust => last.2 += 1,
+                _ => runs.push((r.cust, i, 1)),
+            }
+        }
+        runs.sort_unstable();
         let mut scratch = Scratch::default();
-        for group in recs.chunk_by(|a, b| a.cust == b.cust) {
-            self.customer(group, acc, &mut scratch);
+        let mut gathered = Vec::new();
+        for same in runs.chunk_by(|a, b| a.0 == b.0) {
+            let slices = same.iter().map(|&(_, s, n)| &recs[s..s + n]);
+            // The customer's country: the smallest of their customers rows'.
+            let country = slices
+                .clone()
+                .flatten()
+                .filter(|r| r.kind == K_CUSTOMER)
+                .map(|r| r.country)
+                .min_by(|a, b| self.names.names[*a as usize].cmp(&self.names.names[*b as usize]))
+                .unwrap_or(self.unknown);
+            let mut tx = slices.filter(|s| s.iter().any(|r| r.kind != K_CUSTOMER));
+            let g = match (tx.next(), tx.next()) {
+                (None, _) => continue,
+                (Some(one), None) => one,
+                (Some(a), Some(b)) => {
+                    gathered.clear();
+                    gathered.extend_from_slice(a);
+                    gathered.extend_from_slice(b);
+                    tx.for_each(|s| gathered.extend_from_slice(s));
+                    &gathered[..]
+                }
+            };
+            self.customer(same[0].0, country, g, acc, &mut scratch);
         }
     }
 
@@ -974,17 +1009,9 @@ impl Context<'_> {
         }
     }
 
-    fn customer(&self, g: &[Rec], acc: &mut Acc, sc: &mut Scratch) {
-        let cust = g[0].cust;
-        // The customer's country: the smallest of their customers rows' (customer
-        // records sort first in no particular order, so compare them all).
-        let country = g
-            .iter()
-            .filter(|r| r.kind == K_CUSTOMER)
-            .map(|r| r.country)
-            .min_by(|a, b| self.names.names[*a as usize].cmp(&self.names.names[*b as usize]))
-            .unwrap_or(self.unknown);
-
+    /// What one customer contributes to the cells: `g` holds their transactions (and
+    /// perhaps customers rows, which only gave `country`), in no particular order.
+    fn customer(&self, cust: u128, country: u32, g: &[Rec], acc: &mut Acc, sc: &mut Scratch) {
         // cohort_retention: the distinct months with a transaction.
         sc.months.clear();
         sc.months.extend(
@@ -1500,7 +1527,7 @@ mod tests {
             flags: F_AMOUNT,
             ..Rec::default()
         };
-        let mut recs = vec![
+        let recs = vec![
             r,
             r,
             Rec {
@@ -1509,12 +1536,85 @@ mod tests {
             },
         ];
         let mut acc = Acc::default();
-        cx.part(&mut recs, &mut acc);
+        cx.part(&recs, &mut acc);
         let cell = acc.revenue.values().next().expect("one cell");
         assert_eq!(
             (cell.customers, cell.payments, cell.gross, cell.refunds),
             (1, 2, Some(1000), Some(500))
         );
         assert_eq!(acc.cohorts.get(&(r.month, 0)), Some(&1));
+    }
+
+    /// Every cell of `acc`, printed and sorted.
+    fn cells(acc: &Acc) -> Vec<String> {
+        let mut v: Vec<String> = acc.revenue.iter().map(|c| format!("{c:?}")).collect();
+        v.extend(acc.cohorts.iter().map(|c| format!("{c:?}")));
+        v.extend(acc.subs.iter().map(|c| format!("{c:?}")));
+        v.extend(acc.mrr.iter().map(|c| format!("{c:?}")));
+        v.sort();
+        v
+    }
+
+    proptest::proptest! {
+        /// A part gives the same cells whatever order its records arrived in: one run per
+        /// customer, a customer's records split over several runs, customers rows first,
+        /// last or amid the transactions.
+        #[test]
+        fn a_part_gives_the_same_cells_in_any_order(
+            recs in proptest::collection::vec(
+                (0u128..4, 0u8..5, 0i64..90, 0u32..3, 1i128..1000),
+                0..40,
+            ),
+            order in proptest::collection::vec(proptest::prelude::any::<u16>(), 40),
+        ) {
+            let mut names = Interner::default();
+            let unknown = names.id("unknown");
+            for c in ["DE", "AT"] {
+                names.id(c);
+            }
+            let cuts = Vec::new();
+            let asked = HashMap::new();
+            let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_micros())
+                .expect("date");
+            let cx = Context {
+                last_month: 2024 * 12 + 3,
+                end: start + 100 * 86_400_000_000,
+                names: &names,
+                cuts: &cuts,
+                cut_index: &HashMap::default(),
+                unknown,
+                asked: &asked,
+            };
+            let recs: Vec<Rec> = recs
+                .into_iter()
+                .map(|(cust, kind, day, country, amount)| {
+                    let t = start + day * 86_400_000_000;
+                    Rec {
+                        cust,
+                        t,
+                        e0: t + 30 * 86_400_000_000,
+                        units: 100,
+                        month: month_index(t).expect("month") as i32,
+                        amount,
+                        currency: 1,
+                        country,
+                        kind,
+                        flags: F_AMOUNT | F_E0 | F_UNITS | F_SUBSCRIPTION,
+                        ..Rec::default()
+                    }
+                })
+                .collect();
+            let mut grouped = recs.clone();
+            grouped.sort_by_key(|r| r.cust);
+            let mut shuffled: Vec<(u16, Rec)> = order.iter().copied().zip(recs).collect();
+            shuffled.sort_by_key(|(k, _)| *k);
+            let shuffled: Vec<Rec> = shuffled.into_iter().map(|(_, r)| r).collect();
+            let (mut a, mut b) = (Acc::default(), Acc::default());
+            cx.part(&grouped, &mut a);
+            cx.part(&shuffled, &mut b);
+            proptest::prop_assert_eq!(cells(&a), cells(&b));
+        }
     }
 }

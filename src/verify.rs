@@ -193,7 +193,7 @@ fn is_network(s: &str) -> bool {
         return false;
     };
     let v4 = crate::rules::generalize::dotted_quad(addr.as_bytes()).is_some();
-    (v4 && prefix <= 24) || (addr.parse::<std::net::Ipv6Addr>().is_ok() && prefix <= 64)
+    (v4 && prefix <= 24) || (prefix <= 64 && crate::rules::generalize::ipv6(addr).is_some())
 }
 
 fn is_token(s: &str) -> bool {
@@ -647,7 +647,7 @@ struct Verdict {
 }
 
 /// What of a Parquet file to read: one row group, all its rows or a range of them, all
-/// columns or only the named ones (those present).
+/// text and integer columns or only the named ones of them (those present).
 struct Piece<'a> {
     row_group: usize,
     rows: Option<std::ops::Range<usize>>,
@@ -718,16 +718,26 @@ fn read_row_group_dictionaries(
     } else {
         meta
     };
-    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-        .with_row_groups(vec![row_group]);
-    if let Some(cols) = piece.columns {
-        let roots = meta.schema().fields().iter().enumerate();
-        let roots = roots.filter(|(_, f)| cols.contains(&f.name().as_str()));
-        builder = builder.with_projection(parquet::arrow::ProjectionMask::roots(
-            meta.parquet_schema(),
-            roots.map(|(i, _)| i),
-        ));
+    // Only the columns the by-value checks compare (text and integers): a timestamp, date,
+    // decimal or float column is never compared, so it is not decompressed either.
+    let roots: Vec<usize> = meta
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| is_text_like(f.data_type()))
+        .filter(|(_, f)| piece.columns.is_none_or(|c| c.contains(&f.name().as_str())))
+        .map(|(i, _)| i)
+        .collect();
+    if roots.is_empty() {
+        return Ok(());
     }
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+        .with_row_groups(vec![row_group])
+        .with_projection(parquet::arrow::ProjectionMask::roots(
+            meta.parquet_schema(),
+            roots,
+        ));
     if let Some(rows) = &piece.rows {
         use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
         let total = meta.metadata().row_group(row_group).num_rows().max(0) as usize;

@@ -132,7 +132,7 @@ pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut Str
 
 /// `str::trim`, without looking at the characters when both ends are visible ASCII.
 #[inline]
-fn trimmed(v: &str) -> &str {
+pub(crate) fn trimmed(v: &str) -> &str {
     match (v.as_bytes().first(), v.as_bytes().last()) {
         (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => v,
         _ => v.trim(),

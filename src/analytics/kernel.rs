@@ -965,15 +965,22 @@ impl Context<'_> {
     /// fewer than 4 records on average: an export in another order) the records are sorted.
     fn part(&self, recs: &mut [Rec], acc: &mut Acc) {
         // (customer, start, length); the start makes the order total, so deterministic.
+        // At most a quarter as many runs as records (8 bytes per record) are listed.
+        let most = recs.len() / 4;
         let mut runs: Vec<(u128, usize, usize)> = Vec::new();
         for (i, r) in recs.iter().enumerate() {
             match runs.last_mut() {
                 Some(last) if last.0 == r.cust => last.2 += 1,
-                _ => runs.push((r.cust, i, 1)),
+                _ => {
+                    if runs.len() > most {
+                        break;
+                    }
+                    runs.push((r.cust, i, 1));
+                }
             }
         }
         let mut scratch = Scratch::default();
-        if runs.len() * 4 > recs.len() {
+        if runs.len() > most {
             drop(runs);
             recs.sort_unstable_by_key(|r| r.cust);
             for g in recs.chunk_by(|a, b| a.cust == b.cust) {

@@ -8,7 +8,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use anonymizer::key::{Key, KeySource};
-use anonymizer::rules::generalize::trunc_array;
+use anonymizer::rules::generalize::{age_band_label, ip_network_into, prefix, trunc_array};
+use anonymizer::rules::mask::mask;
 use anonymizer::rules::pseudonymize::{Pseudonymizer, tokenize_array};
 use anonymizer::rules::scrub::scrub;
 use anonymizer::rules::{Normalize, TruncUnit};
@@ -89,6 +90,76 @@ fn generalize(c: &mut Criterion) {
             b.iter(|| trunc_array(black_box(&ts), unit).unwrap())
         });
     }
+    // Distinct addresses, as an export's IP column holds them.
+    let v4: Vec<String> = (0..N as u32)
+        .map(|i| std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761)).to_string())
+        .collect();
+    let v6: Vec<String> = (0..N as u128)
+        .map(|i| {
+            std::net::Ipv6Addr::from(
+                0x2400_0000_0000_0000_0000_0000_0000_0000
+                    | i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) >> 8,
+            )
+            .to_string()
+        })
+        .collect();
+    let mut out = String::new();
+    for (name, ips) in [("network_ipv4", &v4), ("network_ipv6", &v6)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for ip in ips {
+                    out.clear();
+                    ip_network_into(black_box(ip), 24, 48, &mut out);
+                }
+            })
+        });
+    }
+    // What the IPv6 path did before it was written by hand: std's parse and Display.
+    g.bench_function("network_ipv6_std", |b| {
+        use std::fmt::Write;
+        b.iter(|| {
+            for ip in &v6 {
+                out.clear();
+                if let Ok(a) = black_box(ip).trim().parse::<std::net::Ipv6Addr>() {
+                    let masked = std::net::Ipv6Addr::from(u128::from(a) & (u128::MAX << 80));
+                    let _ = write!(out, "{masked}/48");
+                }
+            }
+        })
+    });
+    let postcodes: Vec<String> = (0..N).map(|i| format!("{:05} ", i * 7 % 100_000)).collect();
+    g.bench_function("prefix_2", |b| {
+        b.iter(|| {
+            for p in &postcodes {
+                out.clear();
+                prefix(black_box(p), 2, &mut out);
+            }
+        })
+    });
+    g.bench_function("age_band_label_10", |b| {
+        b.iter(|| {
+            for age in 0..N as u32 {
+                out.clear();
+                age_band_label(black_box(age % 100), 10, &mut out);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn mask_text(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mask");
+    g.throughput(Throughput::Elements(N as u64));
+    let phones: Vec<String> = (0..N).map(|i| format!("+44 7700 9{i:05}")).collect();
+    let mut out = String::new();
+    g.bench_function("keep_last_2", |b| {
+        b.iter(|| {
+            for p in &phones {
+                out.clear();
+                mask(black_box(p), 2, &mut out);
+            }
+        })
+    });
     g.finish();
 }
 
@@ -147,5 +218,12 @@ fn fingerprint(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pseudonymize, generalize, scrub_text, fingerprint);
+criterion_group!(
+    benches,
+    pseudonymize,
+    generalize,
+    mask_text,
+    scrub_text,
+    fingerprint
+);
 criterion_main!(benches);

@@ -477,7 +477,8 @@ impl Probe<'_> {
         let mut scratch = String::new();
         each_text_counted(a, |v, times| {
             let t = crate::rules::pseudonymize::trimmed(v);
-            if t.is_ascii() {
+            let ascii = t.is_ascii();
+            if ascii {
                 // Normalized, it keeps its length; shorter than 4, it is not compared.
                 if t.len() < 4 {
                     return;
@@ -490,7 +491,7 @@ impl Probe<'_> {
             let Some(v) = normalized(v, &mut scratch) else {
                 return;
             };
-            if !t.is_ascii() {
+            if !ascii {
                 out.hashed += times;
             }
             if !self

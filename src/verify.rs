@@ -476,7 +476,7 @@ impl Probe<'_> {
     fn column(&self, a: &ArrayRef, out: &mut ProbeHits) -> Result<(), String> {
         let mut scratch = String::new();
         each_text_counted(a, |v, times| {
-            let t = crate::rules::pseudonymize::trimmed(v);
+            let t = crate::rules::trimmed(v);
             let ascii = t.is_ascii();
             if ascii {
                 // Normalized, it keeps its length; shorter than 4, it is not compared.

@@ -605,10 +605,11 @@ fn read_part(path: &Path, recs: &mut Vec<Rec>) -> Result<(), String> {
     Ok(())
 }
 
-/// An id column's values as the tokens see them, trimmed (`str::trim`) -> `f(text, run
+/// An id column's values as the tokens see them, trimmed (`str::trim`, by
+/// [`crate::rules::trimmed`]) -> `f(text, run
 /// length)` per run of equal values; `None` for nulls.
 fn ids(a: &ArrayRef, mut f: impl FnMut(Option<&str>, usize)) -> Result<(), String> {
-    each_text(a, |v, n| f(v.map(str::trim), n))
+    each_text(a, |v, n| f(v.map(crate::rules::trimmed), n))
 }
 
 fn read_batch(

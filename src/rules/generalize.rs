@@ -182,7 +182,7 @@ pub fn age_band_label(age: u32, width: u32, out: &mut String) {
 
 /// The first `n` characters of `s`, trimmed and upper-cased.
 pub fn prefix(s: &str, n: usize, out: &mut String) {
-    for c in s.trim().chars().take(n) {
+    for c in super::trimmed(s).chars().take(n) {
         out.extend(c.to_uppercase());
     }
 }
@@ -198,7 +198,7 @@ pub fn ip_network(s: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
 /// ([`dotted_quad`] accepts exactly what `Ipv4Addr::from_str` accepts; a property test
 /// holds it to that); so is IPv6 in its plain forms ([`colon_hex`], [`push_ipv6`]).
 pub fn ip_network_into(s: &str, v4_bits: u8, v6_bits: u8, out: &mut String) -> bool {
-    let s = s.trim();
+    let s = super::trimmed(s);
     let v4 = |bits: u32, out: &mut String| {
         let mask = if v4_bits == 0 {
             0

@@ -398,6 +398,17 @@ fn view_runs(
     }
 }
 
+/// `str::trim`, without looking at the characters when both ends are visible ASCII (what
+/// nearly every exported value is): for the per-value paths of normalization, ids, the
+/// network and prefix rules and the gate.
+#[inline]
+pub(crate) fn trimmed(v: &str) -> &str {
+    match (v.as_bytes().first(), v.as_bytes().last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => v,
+        _ => v.trim(),
+    }
+}
+
 /// Maps a string array to a Utf8 array: `f` writes the output for one non-null input
 /// into the buffer and returns `false` to emit null instead. Nulls stay null. `f` must be
 /// a function of its input alone: it is called once per run of equal values
@@ -614,6 +625,12 @@ mod tests {
             let utf8: ArrayRef = Arc::new(StringArray::from_iter(all.iter().cloned()));
             prop_assert_eq!(runs_of(&joined), maximal_runs(&all));
             prop_assert_eq!(runs_of(&utf8), maximal_runs(&all));
+        }
+
+        /// The fast trim is `str::trim`, for any text and white space of either kind.
+        #[test]
+        fn trimmed_is_trim(s in "[ \\t\\n\\u{a0}\\u{2003}]{0,2}\\PC{0,8}[ \\r\\u{3000}]{0,2}") {
+            prop_assert_eq!(super::trimmed(&s), s.trim());
         }
 
         /// map_strings, which maps each run once, gives every row what mapping that

@@ -108,9 +108,9 @@ impl Pseudonymizer {
 pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut String) -> &'a str {
     match normalize {
         Normalize::None => value,
-        Normalize::Trim => trimmed(value),
+        Normalize::Trim => super::trimmed(value),
         Normalize::Email => {
-            let t = trimmed(value);
+            let t = super::trimmed(value);
             // Without early exit, so that the bytes are tested with vector instructions.
             if t.bytes()
                 .fold(false, |a, b| a | b.is_ascii_uppercase() | !b.is_ascii())
@@ -127,15 +127,6 @@ pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut Str
                 t
             }
         }
-    }
-}
-
-/// `str::trim`, without looking at the characters when both ends are visible ASCII.
-#[inline]
-pub(crate) fn trimmed(v: &str) -> &str {
-    match (v.as_bytes().first(), v.as_bytes().last()) {
-        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => v,
-        _ => v.trim(),
     }
 }
 

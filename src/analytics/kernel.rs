@@ -31,7 +31,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +52,8 @@ use super::{Case, normalized_text};
 use crate::error::{Error, df_message};
 use crate::rules::generalize::date_to_days;
 use crate::rules::pseudonymize::Pseudonymizer;
+
+mod spill;
 
 /// What the kernel is asked to compute.
 pub struct Job<'a> {
@@ -128,45 +130,10 @@ struct Rec {
     flags: u8,
 }
 
-/// Bytes of one spilled record.
-const REC_BYTES: usize = 16 * 3 + 8 * 3 + 4 * 4 + 2;
+/// Bytes of one record in memory (what `[analytics] memory_mb` counts).
+const REC_BYTES: usize = std::mem::size_of::<Rec>();
 
 impl Rec {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.cust.to_le_bytes());
-        out.extend_from_slice(&self.sub.to_le_bytes());
-        out.extend_from_slice(&self.amount.to_le_bytes());
-        out.extend_from_slice(&self.t.to_le_bytes());
-        out.extend_from_slice(&self.e0.to_le_bytes());
-        out.extend_from_slice(&self.units.to_le_bytes());
-        out.extend_from_slice(&self.month.to_le_bytes());
-        out.extend_from_slice(&self.currency.to_le_bytes());
-        out.extend_from_slice(&self.country.to_le_bytes());
-        out.extend_from_slice(&self.offer.to_le_bytes());
-        out.push(self.kind);
-        out.push(self.flags);
-    }
-
-    fn decode(b: &[u8]) -> Rec {
-        let u128_at = |i: usize| u128::from_le_bytes(b[i..i + 16].try_into().expect("16"));
-        let i64_at = |i: usize| i64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
-        Rec {
-            cust: u128_at(0),
-            sub: u128_at(16),
-            amount: u128_at(32) as i128,
-            t: i64_at(48),
-            e0: i64_at(56),
-            units: i64_at(64),
-            month: u32_at(72) as i32,
-            currency: u32_at(76),
-            country: u32_at(80),
-            offer: u32_at(84),
-            kind: b[88],
-            flags: b[89],
-        }
-    }
-
     fn has(&self, f: u8) -> bool {
         self.flags & f != 0
     }
@@ -296,10 +263,8 @@ impl Parts {
         match self {
             Parts::Memory(v) => v[part].lock().expect("part").append(recs),
             Parts::Files(v, _) => {
-                let mut bytes = Vec::with_capacity(recs.len() * REC_BYTES);
-                for r in recs.iter() {
-                    r.encode(&mut bytes);
-                }
+                let mut bytes = Vec::with_capacity(recs.len() * 32);
+                spill::encode_block(recs, &mut bytes);
                 recs.clear();
                 v[part].lock().expect("part").write_all(&bytes)?;
             }
@@ -471,6 +436,17 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                 w.flush().map_err(|e| err(job.table, spill_error(&e)))?;
                 paths.push(dir.path().join(format!("part-{i:05}")));
             }
+            let bytes: u64 = paths
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            tracing::debug!(
+                parts = paths.len(),
+                bytes,
+                ms = t0.elapsed().as_millis() as u64,
+                "aggregates: records spilled"
+            );
             // One buffer per thread for the parts it reads: the memory is touched once,
             // not mapped and zeroed again for every part.
             let r = pool.install(|| {
@@ -578,31 +554,12 @@ async fn read_stream(
 /// The records of a spilled part, into `recs` (cleared first).
 fn read_part(path: &Path, recs: &mut Vec<Rec>) -> Result<(), String> {
     let f = File::open(path).map_err(|e| format!("cannot read back {}: {e}", path.display()))?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0) as usize;
-    let mut r = BufReader::with_capacity(1 << 20, f);
     recs.clear();
-    recs.reserve(len / REC_BYTES);
-    let mut buf = vec![0u8; REC_BYTES * 4096];
-    let mut have = 0;
-    loop {
-        let n = r
-            .read(&mut buf[have..])
-            .map_err(|e| format!("cannot read back {}: {e}", path.display()))?;
-        have += n;
-        let whole = have / REC_BYTES * REC_BYTES;
-        for chunk in buf[..whole].chunks_exact(REC_BYTES) {
-            recs.push(Rec::decode(chunk));
-        }
-        buf.copy_within(whole..have, 0);
-        have -= whole;
-        if n == 0 {
-            break;
-        }
-    }
-    if have != 0 {
-        return Err(format!("{} ends in a partial record", path.display()));
-    }
-    Ok(())
+    spill::read_blocks(
+        BufReader::with_capacity(1 << 20, f),
+        &path.display().to_string(),
+        recs,
+    )
 }
 
 /// An id column's values as the tokens see them, trimmed (`str::trim`, by
@@ -1494,28 +1451,6 @@ mod tests {
                 proptest::prop_assert_eq!(&texts, &want);
             }
         }
-    }
-
-    #[test]
-    fn records_survive_the_spill_encoding() {
-        let r = Rec {
-            cust: u128::MAX - 7,
-            sub: 42,
-            amount: -123_456_789_012_345_678_901_234,
-            t: -5,
-            e0: i64::MAX,
-            units: i64::MIN,
-            month: NO_MONTH,
-            currency: 3,
-            country: u32::MAX,
-            offer: 9,
-            kind: K_CHARGEBACK,
-            flags: F_SUB | F_UNITS,
-        };
-        let mut b = Vec::new();
-        r.encode(&mut b);
-        assert_eq!(b.len(), REC_BYTES);
-        assert_eq!(Rec::decode(&b), r);
     }
 
     #[test]

@@ -752,7 +752,7 @@ pub(crate) fn rewrite_parquet(
     let input = std::fs::File::open(&path).map_err(|e| fail("open", &e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(input)
         .map_err(|e| fail("read", &e))?
-        .with_batch_size(8192);
+        .with_batch_size(crate::input::READ_BATCH_ROWS);
     let empty = datafusion::arrow::array::RecordBatch::new_empty(reader.schema().clone());
     let reader = reader.build().map_err(|e| fail("read", &e))?;
     let schema = f(empty)?.schema();

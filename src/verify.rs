@@ -157,6 +157,7 @@ fn read_batches(
     let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| {
+            let b = b.with_batch_size(crate::input::READ_BATCH_ROWS);
             let b = match columns {
                 None => b,
                 Some(cols) => {
@@ -723,8 +724,7 @@ struct Piece<'a> {
 /// The batches of one piece of a row group, with every string column whose pages in that
 /// row group are all dictionary-encoded read as a dictionary array: the scan then looks at
 /// each distinct value once, however many rows hold it (most published columns repeat a
-/// few values: countries, currencies, offers, days). Batches of 8,192 rows, as
-/// DataFusion reads (parquet-rs's default of 1,024 cost the gate about 4 %).
+/// few values: countries, currencies, offers, days).
 fn read_row_group_dictionaries(
     p: &Path,
     piece: &Piece<'_>,
@@ -800,7 +800,7 @@ fn read_row_group_dictionaries(
         return Ok(());
     }
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-        .with_batch_size(8192)
+        .with_batch_size(crate::input::READ_BATCH_ROWS)
         .with_row_groups(vec![row_group])
         .with_projection(parquet::arrow::ProjectionMask::roots(
             meta.parquet_schema(),

@@ -284,7 +284,11 @@ pub fn read_parquet_ordered(
             );
         }
         let mask = ProjectionMask::roots(b.parquet_schema(), idx.iter().copied());
-        let reader = b.with_projection(mask).build().map_err(|e| fail(&e))?;
+        let reader = b
+            .with_projection(mask)
+            .with_batch_size(crate::input::READ_BATCH_ROWS)
+            .build()
+            .map_err(|e| fail(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| fail(&e))?;
             let arrays: Vec<ArrayRef> = columns

@@ -10,10 +10,12 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
 use crate::policy::Format;
 
-/// Rows per record batch wherever the project reads Parquet with parquet-rs itself (the
-/// gate, k-anonymity, rewrites), as DataFusion's own scans do: parquet-rs's default of
-/// 1,024 rows cost the gate about 4 % at 20M transactions in per-batch work.
-pub(crate) const READ_BATCH_ROWS: usize = 8192;
+/// Rows per record batch in a run: DataFusion's sessions (its default is 8,192) and
+/// the reads the project makes with parquet-rs itself (the gate, k-anonymity, rewrites;
+/// parquet-rs's default is 1,024). Per-batch work is a few percent of a run at smaller
+/// sizes (BENCHMARKS.md, run I). DataFusion keeps a file of no more rows than this in
+/// one piece.
+pub const BATCH_ROWS: usize = 16384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {

@@ -161,7 +161,9 @@ pub fn default_threads() -> usize {
 
 /// A DataFusion context whose plans are single-partition (order-preserving).
 pub fn session() -> SessionContext {
-    let mut config = SessionConfig::new().with_target_partitions(1);
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_batch_size(crate::input::BATCH_ROWS);
     deterministic(&mut config);
     SessionContext::new_with_config(config)
 }
@@ -180,6 +182,7 @@ fn deterministic(config: &mut SessionConfig) {
 /// the range holding its first page), one output partition each.
 fn chunked_session(chunks: usize) -> SessionContext {
     let mut config = SessionConfig::new()
+        .with_batch_size(crate::input::BATCH_ROWS)
         .with_target_partitions(chunks)
         .with_repartition_file_scans(true)
         .with_repartition_file_min_size(0);
@@ -194,7 +197,8 @@ const CSV_CHUNK_BYTES: u64 = 64 << 20;
 /// How many chunks a file is cut into: its Parquet row groups, or 64 MiB pieces of a CSV
 /// file, at most [`MAX_CHUNKS`]. A function of the file alone (never of the core count),
 /// so outputs stay byte-identical everywhere. (DataFusion keeps a file of no more rows
-/// than one batch, 8192, in one piece; that too depends on the file alone.)
+/// than one batch, [`crate::input::BATCH_ROWS`], in one piece; that too depends on the
+/// file alone.)
 fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
     let n = match format {
         Format::Parquet => row_groups.map_or(1, <[u64]>::len),
@@ -752,7 +756,7 @@ pub(crate) fn rewrite_parquet(
     let input = std::fs::File::open(&path).map_err(|e| fail("open", &e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(input)
         .map_err(|e| fail("read", &e))?
-        .with_batch_size(crate::input::READ_BATCH_ROWS);
+        .with_batch_size(crate::input::BATCH_ROWS);
     let empty = datafusion::arrow::array::RecordBatch::new_empty(reader.schema().clone());
     let reader = reader.build().map_err(|e| fail("read", &e))?;
     let schema = f(empty)?.schema();

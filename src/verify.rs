@@ -157,7 +157,7 @@ fn read_batches(
     let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| {
-            let b = b.with_batch_size(crate::input::READ_BATCH_ROWS);
+            let b = b.with_batch_size(crate::input::BATCH_ROWS);
             let b = match columns {
                 None => b,
                 Some(cols) => {
@@ -800,7 +800,7 @@ fn read_row_group_dictionaries(
         return Ok(());
     }
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-        .with_batch_size(crate::input::READ_BATCH_ROWS)
+        .with_batch_size(crate::input::BATCH_ROWS)
         .with_row_groups(vec![row_group])
         .with_projection(parquet::arrow::ProjectionMask::roots(
             meta.parquet_schema(),

@@ -458,6 +458,7 @@ async fn explain(ctx: &SessionContext, name: &str, sql: &str) {
 fn session(threads: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(threads.max(1))
+        .with_batch_size(crate::input::BATCH_ROWS)
         .with_information_schema(false);
     config
         .options_mut()

@@ -286,7 +286,7 @@ pub fn read_parquet_ordered(
         let mask = ProjectionMask::roots(b.parquet_schema(), idx.iter().copied());
         let reader = b
             .with_projection(mask)
-            .with_batch_size(crate::input::READ_BATCH_ROWS)
+            .with_batch_size(crate::input::BATCH_ROWS)
             .build()
             .map_err(|e| fail(&e))?;
         for batch in reader {

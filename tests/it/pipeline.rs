@@ -517,11 +517,16 @@ fn same_on_1_and_2_threads(
 #[test]
 fn a_file_of_many_row_groups_is_split_into_chunks_deterministically() {
     let dir = fixture_copy();
-    // Rewrite the transactions as one file of five row groups, the rows twice over
-    // (DataFusion only splits files of more rows than one batch, 8192).
+    // Rewrite the transactions as one file of five row groups, the rows repeated past
+    // one batch (DataFusion only splits files of more rows than one batch).
     let tx_dir = dir.path().join("export/transactions");
     let once = read_table(&tx_dir);
-    let batches: Vec<_> = once.iter().chain(once.iter()).cloned().collect();
+    let once_rows: usize = once.iter().map(|b| b.num_rows()).sum();
+    let times = anonymizer::input::BATCH_ROWS / once_rows + 2;
+    let batches: Vec<_> = std::iter::repeat_n(once.iter(), times)
+        .flatten()
+        .cloned()
+        .collect();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     rewrite_transactions(&tx_dir, &batches, rows / 5 + 1);
     let policy = dir.path().join("anonymizer.toml");

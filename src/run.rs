@@ -161,32 +161,41 @@ pub fn default_threads() -> usize {
 
 /// A DataFusion context whose plans are single-partition (order-preserving).
 pub fn session() -> SessionContext {
-    let mut config = SessionConfig::new()
-        .with_target_partitions(1)
-        .with_batch_size(crate::input::BATCH_ROWS);
-    deterministic(&mut config);
-    SessionContext::new_with_config(config)
+    SessionContext::new_with_config(deterministic().with_target_partitions(1))
 }
 
-/// What makes a partition's rows a function of the plan alone: no round-robin
-/// repartitioning, and no work stealing between file-scan partitions (DataFusion 55 lets
-/// an idle partition read a sibling's byte ranges; each of our partitions is executed on
-/// its own, as Ballista executes them, so it must read exactly its own range).
-fn deterministic(config: &mut SessionConfig) {
-    let o = config.options_mut();
-    o.optimizer.enable_round_robin_repartition = false;
-    o.execution.enable_file_stream_work_stealing = false;
+/// What every DataFusion session of a run starts from: record batches of
+/// [`crate::input::BATCH_ROWS`] rows, and no work stealing between file-scan partitions
+/// (DataFusion 55 lets an idle partition read a sibling's byte ranges; each of our
+/// partitions is executed on its own, as Ballista executes them, so it must read exactly
+/// its own range).
+pub(crate) fn base_config() -> SessionConfig {
+    let mut config = SessionConfig::new().with_batch_size(crate::input::BATCH_ROWS);
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    config
+}
+
+/// [`base_config`], and what else makes a partition's rows a function of the plan alone:
+/// no round-robin repartitioning.
+fn deterministic() -> SessionConfig {
+    let mut config = base_config();
+    config
+        .options_mut()
+        .optimizer
+        .enable_round_robin_repartition = false;
+    config
 }
 
 /// A context whose plans split one file into `chunks` byte ranges (a row group belongs to
 /// the range holding its first page), one output partition each.
 fn chunked_session(chunks: usize) -> SessionContext {
-    let mut config = SessionConfig::new()
-        .with_batch_size(crate::input::BATCH_ROWS)
+    let config = deterministic()
         .with_target_partitions(chunks)
         .with_repartition_file_scans(true)
         .with_repartition_file_min_size(0);
-    deterministic(&mut config);
     SessionContext::new_with_config(config)
 }
 

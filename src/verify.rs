@@ -291,8 +291,8 @@ impl Fingerprinter {
         }
     }
 
-    /// Trimmed, lower-cased, then hashed; values shorter than 4 characters are too common
-    /// to mean anything (a country code, a count) and are not fingerprinted.
+    /// Trimmed, lower-cased, then hashed; `None` for values shorter than
+    /// [`SHORTEST_COMPARED`].
     pub fn hash(&self, v: &str) -> Option<u128> {
         let mut scratch = String::new();
         normalized(v, &mut scratch).map(|n| self.hash_normalized(n.as_bytes()))
@@ -308,11 +308,16 @@ impl Fingerprinter {
     }
 }
 
+/// Normalized values shorter than this (in bytes) are too common to mean anything (a
+/// country code, a count) and are neither fingerprinted nor compared by value.
+const SHORTEST_COMPARED: usize = 4;
+
 /// What a value is fingerprinted as: trimmed and lower-cased like an email token's input
-/// (`scratch` holds the copy when one is needed); `None` when shorter than 4 characters.
+/// (`scratch` holds the copy when one is needed); `None` when shorter than
+/// [`SHORTEST_COMPARED`] bytes.
 fn normalized<'a>(v: &'a str, scratch: &'a mut String) -> Option<&'a str> {
     let n = crate::rules::pseudonymize::normalized(v, crate::rules::Normalize::Email, scratch);
-    (n.len() >= 4 || n.chars().count() >= 4).then_some(n)
+    (n.len() >= SHORTEST_COMPARED).then_some(n)
 }
 
 /// A blocked Bloom filter over a fast 64-bit hash of the output's normalized values:
@@ -480,8 +485,8 @@ impl Probe<'_> {
             let t = crate::rules::trimmed(v);
             let ascii = t.is_ascii();
             if ascii {
-                // Normalized, it keeps its length; shorter than 4, it is not compared.
-                if t.len() < 4 {
+                // Normalized, it keeps its length.
+                if t.len() < SHORTEST_COMPARED {
                     return;
                 }
                 out.hashed += times;

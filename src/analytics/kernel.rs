@@ -437,17 +437,19 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                 w.flush().map_err(|e| err(job.table, spill_error(&e)))?;
                 paths.push(dir.path().join(format!("part-{i:05}")));
             }
-            let bytes: u64 = paths
-                .iter()
-                .filter_map(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len())
-                .sum();
-            tracing::debug!(
-                parts = paths.len(),
-                bytes,
-                ms = t0.elapsed().as_millis() as u64,
-                "aggregates: records spilled"
-            );
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let bytes: u64 = paths
+                    .iter()
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .sum();
+                tracing::debug!(
+                    parts = paths.len(),
+                    bytes,
+                    ms = t0.elapsed().as_millis() as u64,
+                    "aggregates: records spilled"
+                );
+            }
             // One buffer per thread for the parts it reads: the memory is touched once,
             // not mapped and zeroed again for every part.
             let r = pool.install(|| {

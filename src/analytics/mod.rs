@@ -39,9 +39,7 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, ScalarUDF};
-use datafusion::prelude::{
-    SessionConfig, SessionContext, btrim, cast, ident, lit, lower, nullif, upper,
-};
+use datafusion::prelude::{SessionContext, btrim, cast, ident, lit, lower, nullif, upper};
 
 use crate::error::{Error, df_message};
 use crate::key::Key;
@@ -456,14 +454,9 @@ async fn explain(ctx: &SessionContext, name: &str, sql: &str) {
 /// A context for the aggregates: parallel (sums are exact, so partitioning never changes
 /// a result; ORDER BY fixes the row order).
 fn session(threads: usize) -> SessionContext {
-    let mut config = SessionConfig::new()
+    let config = crate::run::base_config()
         .with_target_partitions(threads.max(1))
-        .with_batch_size(crate::input::BATCH_ROWS)
         .with_information_schema(false);
-    config
-        .options_mut()
-        .execution
-        .enable_file_stream_work_stealing = false;
     SessionContext::new_with_config(config)
 }
 

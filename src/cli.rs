@@ -167,7 +167,9 @@ impl EraseArgs {
 
 #[derive(Debug, Args)]
 pub struct RiskArgs {
-    /// A Parquet or CSV file (CSV: a header row; the type follows the extension).
+    /// A Parquet or CSV file (CSV: a header row; the type follows the extension), a
+    /// folder of them (a published table such as `OUT/current/customers`), or a glob;
+    /// all files are measured together.
     #[arg(long)]
     input: PathBuf,
     /// CSV field delimiter (one character; `tab` or `\t` for tabs).

@@ -213,11 +213,28 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
     if o.k == 0 {
         return Err(Error::Usage("--k must be at least 1".into()));
     }
-    let format = Format::from_path(&o.input).unwrap_or(Format::Parquet);
-    if !o.input.is_file() {
+    // One file, every Parquet/CSV file directly in a folder (a published table is a
+    // folder of part files), or a glob: the same discovery as a policy's `input`. The
+    // quasi-identifiers' classes span files, so all of them are measured together.
+    let spec = o.input.to_string_lossy();
+    let files = match crate::input::discover("input", &spec, std::path::Path::new("")) {
+        Ok(files) => files,
+        Err(crate::input::InputError::NoFiles { .. }) => {
+            return Err(Error::Usage(format!(
+                "--input {}: no such file, and no *.parquet or *.csv file there; give a Parquet or CSV file, a folder of them (a published table), or a glob",
+                o.input.display()
+            )));
+        }
+        Err(e) => return Err(Error::Usage(format!("--input {}: {e}", o.input.display()))),
+    };
+    let format_of = |p: &std::path::Path| Format::from_path(p).unwrap_or(Format::Parquet);
+    let format = format_of(&files[0]);
+    if let Some(other) = files.iter().find(|f| format_of(f) != format) {
         return Err(Error::Usage(format!(
-            "--input {}: no such file",
-            o.input.display()
+            "--input {}: mixes Parquet and CSV files ({} and {}); measure one format at a time",
+            o.input.display(),
+            files[0].display(),
+            other.display()
         )));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -228,7 +245,7 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
     let cols = rt.block_on(read_files(
         &ctx,
         "input",
-        std::slice::from_ref(&o.input),
+        &files,
         format,
         o.delimiter,
         &o.qi,

@@ -324,3 +324,88 @@ fn quasi_identifiers_need_a_k_anonymity_section() {
         "{err}"
     );
 }
+
+/// `risk --input` takes a folder or a glob as well as a file: a published table is a
+/// folder of part files, and its classes span them. The adult data cut into three CSV
+/// files measures exactly as the one file does.
+#[test]
+fn risk_cli_measures_a_folder_or_glob_of_files_as_one_table() {
+    let dir = adult_dir();
+    let text = std::fs::read_to_string(dir.join("adult.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let parts = tempfile::tempdir().unwrap();
+    // Uneven cuts, so that no file is a third and a class is split across files.
+    for (i, chunk) in [&rows[..7_001], &rows[7_001..19_000], &rows[19_000..]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = format!("{header}\n");
+        for r in chunk {
+            body.push_str(r);
+            body.push('\n');
+        }
+        std::fs::write(parts.path().join(format!("part-{i}.csv")), body).unwrap();
+    }
+    // Hidden files are skipped, as in a policy's input folder.
+    std::fs::write(parts.path().join(".notes.csv"), "junk\n").unwrap();
+    let age = format!("age={}", dir.join("adult_hierarchy_age.csv").display());
+    let measure = |input: &str| {
+        let o = cli(
+            &[
+                "risk",
+                "--input",
+                input,
+                "--delimiter",
+                ";",
+                "--qi",
+                "age,sex,race",
+                "--hierarchy",
+                &age,
+                "--levels",
+                "1,0,0",
+                "--k",
+                "5",
+                "--format",
+                "json",
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("input");
+        v
+    };
+    let whole = measure(&dir.join("adult.csv").display().to_string());
+    assert_eq!(whole["records"], 30_162);
+    assert_eq!(measure(&parts.path().display().to_string()), whole);
+    let glob = parts.path().join("part-*.csv");
+    assert_eq!(measure(&glob.display().to_string()), whole);
+    // One file alone is a different table: the test can tell.
+    let one = parts.path().join("part-1.csv");
+    assert_ne!(measure(&one.display().to_string()), whole);
+
+    let err = |input: &std::path::Path| {
+        let o = cli(
+            &[
+                "risk",
+                "--input",
+                &input.display().to_string(),
+                "--qi",
+                "age",
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let e = err(empty.path());
+    assert!(e.contains("no *.parquet or *.csv file there"), "{e}");
+    let e = err(&empty.path().join("missing.parquet"));
+    assert!(e.contains("no such file"), "{e}");
+    std::fs::write(parts.path().join("part-9.parquet"), b"").unwrap();
+    let e = err(parts.path());
+    assert!(e.contains("mixes Parquet and CSV files"), "{e}");
+}

@@ -14,7 +14,6 @@ use crate::error::Error;
 use crate::kanon::builtin::{Builtin, TOP};
 use crate::kanon::read::{Columns, read_files};
 use crate::kanon::{Dataset, DatasetBuilder, Hierarchy, Measures};
-use crate::policy::Format;
 
 /// What `anonymizer risk` was asked, validated.
 #[derive(Debug, Clone)]
@@ -227,16 +226,18 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
         }
         Err(e) => return Err(Error::Usage(format!("--input {}: {e}", o.input.display()))),
     };
-    let format_of = |p: &std::path::Path| Format::from_path(p).unwrap_or(Format::Parquet);
-    let format = format_of(&files[0]);
-    if let Some(other) = files.iter().find(|f| format_of(f) != format) {
-        return Err(Error::Usage(format!(
-            "--input {}: mixes Parquet and CSV files ({} and {}); measure one format at a time",
-            o.input.display(),
-            files[0].display(),
-            other.display()
-        )));
-    }
+    let format = match crate::input::format_of("input", &files, None) {
+        Ok(format) => format,
+        Err(crate::input::InputError::MixedFormats { first, other, .. }) => {
+            return Err(Error::Usage(format!(
+                "--input {}: mixes Parquet and CSV files ({} and {}); measure one format at a time",
+                o.input.display(),
+                first.display(),
+                other.display()
+            )));
+        }
+        Err(e) => return Err(Error::Usage(format!("--input {}: {e}", o.input.display()))),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

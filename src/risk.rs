@@ -1,5 +1,6 @@
-//! `anonymizer risk`: re-identification risk of one file's quasi-identifiers, measured the
-//! way ARX measures it, and the optimal generalization when asked (`--optimize`).
+//! `anonymizer risk`: re-identification risk of one table's quasi-identifiers (a file, or a
+//! folder or glob of files measured together), measured the way ARX measures it, and the
+//! optimal generalization when asked (`--optimize`).
 //!
 //! It exists so a privacy officer can measure any table (an export before the run, a
 //! record-level output after it, a benchmark data set such as Adult) with the same code

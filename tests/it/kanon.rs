@@ -111,8 +111,11 @@ fn arx_optima_all_4() {
 }
 
 fn adult_cli(extra: &[&str]) -> std::process::Output {
-    let dir = adult_dir();
-    let input = dir.join("adult.csv");
+    adult_cli_on(&adult_dir().join("adult.csv"), extra)
+}
+
+/// `risk` on `input` (the Adult data, whole or in parts: `;`-separated CSV).
+fn adult_cli_on(input: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let mut args: Vec<String> = vec![
         "risk".into(),
         "--input".into(),
@@ -375,14 +378,10 @@ fn risk_cli_measures_a_folder_or_glob_of_files_as_one_table() {
     // Hidden files are skipped, as in a policy's input folder.
     std::fs::write(parts.path().join(".notes.csv"), "junk\n").unwrap();
     let age = format!("age={}", dir.join("adult_hierarchy_age.csv").display());
-    let measure = |input: &str| {
-        let o = cli(
+    let measure = |input: &std::path::Path| {
+        let o = adult_cli_on(
+            input,
             &[
-                "risk",
-                "--input",
-                input,
-                "--delimiter",
-                ";",
                 "--qi",
                 "age,sex,race",
                 "--hierarchy",
@@ -394,33 +393,21 @@ fn risk_cli_measures_a_folder_or_glob_of_files_as_one_table() {
                 "--format",
                 "json",
             ],
-            None,
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v.as_object_mut().unwrap().remove("input");
         v
     };
-    let whole = measure(&dir.join("adult.csv").display().to_string());
+    let whole = measure(&dir.join("adult.csv"));
     assert_eq!(whole["records"], 30_162);
-    assert_eq!(measure(&parts.path().display().to_string()), whole);
-    let glob = parts.path().join("part-*.csv");
-    assert_eq!(measure(&glob.display().to_string()), whole);
+    assert_eq!(measure(parts.path()), whole);
+    assert_eq!(measure(&parts.path().join("part-*.csv")), whole);
     // One file alone is a different table: the test can tell.
-    let one = parts.path().join("part-1.csv");
-    assert_ne!(measure(&one.display().to_string()), whole);
+    assert_ne!(measure(&parts.path().join("part-1.csv")), whole);
 
     let err = |input: &std::path::Path| {
-        let o = cli(
-            &[
-                "risk",
-                "--input",
-                &input.display().to_string(),
-                "--qi",
-                "age",
-            ],
-            None,
-        );
+        let o = adult_cli_on(input, &["--qi", "age"]);
         assert_eq!(o.status.code(), Some(2));
         String::from_utf8_lossy(&o.stderr).into_owned()
     };

@@ -647,7 +647,7 @@ struct ScanContext<'a> {
     fp: Option<&'a Fingerprinter>,
     /// The fast hash of the output values' prefilter.
     quick: &'a ahash::RandomState,
-    erased: Option<&'a HashSet<String>>,
+    erased: Option<&'a crate::erasure::TokenSet>,
     kept: &'a HashSet<(String, String)>,
     /// Columns the policy pseudonymizes: their token-shaped values are only looked up
     /// among erased customers' tokens (a keyed token is not an input value).
@@ -936,7 +936,7 @@ pub async fn verify(
     dir: &Path,
     policy: Option<&Policy>,
     k: u64,
-    erased: Option<&HashSet<String>>,
+    erased: Option<&crate::erasure::TokenSet>,
 ) -> Result<Report, Error> {
     let tables = tables_of(dir)?;
     let t0 = std::time::Instant::now();

@@ -98,6 +98,26 @@ impl Ledger {
                 message: format!("unknown version {}", ledger.version),
             });
         }
+        // A hash that is not a token would match nobody: an erased customer would
+        // reappear. So would a kind that is misspelled (read as anonymize, not delete).
+        for (i, e) in ledger.entries.iter().enumerate() {
+            let token = |t: &str| crate::rules::pseudonymize::digest_of_token(t).is_some();
+            let bad = if !token(&e.email) {
+                Some("its email hash is not a token (32 lower-case hex characters)".to_string())
+            } else if e.customer.as_deref().is_some_and(|c| !token(c)) {
+                Some("its customer hash is not a token (32 lower-case hex characters)".to_string())
+            } else if !matches!(e.kind.as_str(), "anonymize" | "delete") {
+                Some("its kind is neither anonymize nor delete".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(LedgerError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("entry {} (request {}): {why}", i + 1, e.request_id),
+                });
+            }
+        }
         if ledger.key_id != key_id {
             return Err(LedgerError::KeyMismatch {
                 path: path.to_path_buf(),

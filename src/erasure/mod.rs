@@ -28,11 +28,10 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int8Builder, Int64Array, RecordBatch,
-    StringArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Int8Builder, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -43,10 +42,23 @@ use crate::error::{Error, df_message};
 use crate::key::Key;
 use crate::policy::{Policy, Role, TablePolicy};
 use crate::rules::generalize::date_to_days;
-use crate::rules::pseudonymize::Pseudonymizer;
-use crate::rules::{Normalize, Rule, is_string};
+use crate::rules::pseudonymize::{Pseudonymizer, digest_of_token, for_each_digest_run};
+use crate::rules::{Normalize, Rule};
 use ledger::{Entry, Ledger};
 use requests::{Jurisdiction, Kind};
+
+/// Erased customers' ids or emails, as the digests of their `anonymizer/erasure` tokens
+/// ([`Pseudonymizer::digest`]), with what happens to their rows: looked up once per run of
+/// equal values of every row of the export, so without building the token's text.
+type Erased = HashMap<u128, State, ahash::RandomState>;
+
+/// The tokens the output would hold for erased customers: what the gate must not find.
+pub type TokenSet = HashSet<String, ahash::RandomState>;
+
+/// A digest as its token's text.
+fn token_text(d: u128) -> String {
+    format!("{d:032x}")
+}
 
 /// What happens to one customer's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,8 +112,8 @@ pub struct Plan {
     pub ledger: Option<Ledger>,
     /// New ledger entries of this run.
     pub new_entries: usize,
-    customers: HashMap<String, State>,
-    emails: HashMap<String, State>,
+    customers: Erased,
+    emails: Erased,
     pub receipts: Vec<Receipt>,
     pub requests_file: Option<PathBuf>,
     /// The policy's `[erasure] requests` when no such file exists: no request was read.
@@ -207,8 +219,8 @@ pub fn apply_effect(
 #[derive(Debug)]
 struct StateUdf {
     p: Pseudonymizer,
-    customers: Arc<HashMap<String, State>>,
-    emails: Arc<HashMap<String, State>>,
+    customers: Arc<Erased>,
+    emails: Arc<Erased>,
     signature: Signature,
 }
 
@@ -226,11 +238,7 @@ impl std::hash::Hash for StateUdf {
 }
 
 impl StateUdf {
-    fn new(
-        key: &Key,
-        customers: Arc<HashMap<String, State>>,
-        emails: Arc<HashMap<String, State>>,
-    ) -> Self {
+    fn new(key: &Key, customers: Arc<Erased>, emails: Arc<Erased>) -> Self {
         StateUdf {
             p: Pseudonymizer::new(key, Some(ledger::DOMAIN)),
             customers,
@@ -264,19 +272,21 @@ impl ScalarUDFImpl for StateUdf {
                 continue;
             }
             let array = arg.to_array(n)?;
-            let tokens = token_strings(&self.p, &array, normalize).map_err(|e| {
+            let mut row = 0;
+            for_each_digest_run(&self.p, &array, normalize, |d, len| {
+                if let Some(s) = d.and_then(|d| map.get(&d)) {
+                    for st in &mut state[row..row + len] {
+                        *st = (*st).max(*s);
+                    }
+                }
+                row += len;
+            })
+            .map_err(|e| {
                 datafusion::error::DataFusionError::Execution(format!(
                     "erasure: argument {}: {e}",
                     i + 1
                 ))
             })?;
-            for (row, t) in tokens.iter().enumerate() {
-                if let Some(t) = t
-                    && let Some(s) = map.get(t)
-                {
-                    state[row] = state[row].max(*s);
-                }
-            }
         }
         let mut b = Int8Builder::with_capacity(n);
         for s in state {
@@ -286,27 +296,38 @@ impl ScalarUDFImpl for StateUdf {
     }
 }
 
-/// Tokens of a column (strings normalized, integers through their decimal text).
+/// Tokens of a column (strings normalized, integers through their decimal text), one
+/// per row: for the few rows a scan found (whole columns go through
+/// [`for_each_digest_run`]).
 fn token_strings(
     p: &Pseudonymizer,
     array: &ArrayRef,
     normalize: Normalize,
 ) -> DfResult<Vec<Option<String>>> {
-    let norm = if is_string(array.data_type()) {
-        normalize
-    } else if array.data_type().is_integer() {
-        Normalize::None
-    } else {
-        return exec_err!(
-            "needs a string or integer column, got {}",
-            array.data_type()
-        );
-    };
-    let tokens = crate::rules::pseudonymize::tokenize_array(p, array, norm)?;
-    let s = tokens.as_string::<i32>();
-    Ok((0..s.len())
-        .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
-        .collect())
+    let mut out = Vec::with_capacity(array.len());
+    for_each_digest_run(p, array, normalize, |d, n| {
+        out.extend(std::iter::repeat_n(d.map(token_text), n))
+    })?;
+    Ok(out)
+}
+
+/// The runs of equal values of `array` whose digest `hit` picks, as (first row, rows).
+fn digest_hits(
+    p: &Pseudonymizer,
+    array: &ArrayRef,
+    normalize: Normalize,
+    mut hit: impl FnMut(u128) -> bool,
+) -> DfResult<Vec<(usize, usize, u128)>> {
+    let (mut hits, mut row) = (Vec::new(), 0);
+    for_each_digest_run(p, array, normalize, |d, n| {
+        if let Some(d) = d
+            && hit(d)
+        {
+            hits.push((row, n, d));
+        }
+        row += n;
+    })?;
+    Ok(hits)
 }
 
 fn err(message: String) -> Error {
@@ -374,7 +395,11 @@ pub async fn prepare(
 
     // Match the valid requests' emails to customers of every table mapping both
     // customer_key and email.
-    let wanted: BTreeSet<String> = parsed.valid.iter().map(|r| email_token(&r.email)).collect();
+    let wanted: HashSet<u128, ahash::RandomState> = parsed
+        .valid
+        .iter()
+        .map(|r| digest_of_token(&email_token(&r.email)).expect("a token"))
+        .collect();
     let matches = match_emails(ctx, policy, key, &wanted).await?;
     let counts = event_counts(ctx, policy, key, &matches).await?;
 
@@ -495,7 +520,7 @@ pub async fn prepare(
     }
     receipts.sort_by_key(|r| r.row);
     plan.receipts = receipts;
-    plan.erase_ledger(ledger);
+    plan.erase_ledger(ledger)?;
     Ok(plan)
 }
 
@@ -508,26 +533,36 @@ impl Plan {
             ledger_path: Some(path.to_path_buf()),
             ..Default::default()
         };
-        plan.erase_ledger(Ledger::load(path, &key.id())?);
+        plan.erase_ledger(Ledger::load(path, &key.id())?)?;
         Ok(plan)
     }
 
     /// Everyone in the ledger is erased; delete is stronger than anonymize.
-    fn erase_ledger(&mut self, ledger: Ledger) {
-        for e in &ledger.entries {
+    fn erase_ledger(&mut self, ledger: Ledger) -> Result<(), Error> {
+        for (i, e) in ledger.entries.iter().enumerate() {
             let s = if e.kind == "delete" {
                 State::Delete
             } else {
                 State::Anonymize
             };
-            let slot = self.emails.entry(e.email.clone()).or_insert(s);
+            // Ledger::load checked every entry; this run's entries are tokens it made.
+            let digest = |t: &str, what: &str| {
+                digest_of_token(t).ok_or_else(|| {
+                    err(format!(
+                        "ledger entry {}: the {what} hash is not a token",
+                        i + 1
+                    ))
+                })
+            };
+            let slot = self.emails.entry(digest(&e.email, "email")?).or_insert(s);
             *slot = (*slot).max(s);
             if let Some(c) = &e.customer {
-                let slot = self.customers.entry(c.clone()).or_insert(s);
+                let slot = self.customers.entry(digest(c, "customer")?).or_insert(s);
                 *slot = (*slot).max(s);
             }
         }
         self.ledger = Some(ledger);
+        Ok(())
     }
 }
 
@@ -537,7 +572,7 @@ async fn match_emails(
     ctx: &SessionContext,
     policy: &Policy,
     key: &Key,
-    wanted: &BTreeSet<String>,
+    wanted: &HashSet<u128, ahash::RandomState>,
 ) -> Result<BTreeMap<String, BTreeSet<Matched>>, Error> {
     let mut out: BTreeMap<String, BTreeSet<Matched>> = BTreeMap::new();
     if wanted.is_empty() {
@@ -550,28 +585,23 @@ async fn match_emails(
             continue;
         };
         for_each_batch(ctx, table, &[kc, ec], |b| {
-            let emails = token_strings(&erasure_p, b.column(1), Normalize::Email)
-                .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
-            let hits: Vec<usize> = emails
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.as_ref().is_some_and(|t| wanted.contains(t)))
-                .map(|(i, _)| i)
-                .collect();
-            if hits.is_empty() {
-                return Ok(());
-            }
-            let keys = b.column(0);
-            let tok = token_strings(&erasure_p, keys, Normalize::Trim)
-                .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
-            let ana = token_strings(&analytics_p, keys, Normalize::Trim)
-                .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
-            for i in hits {
-                if let (Some(e), Some(t), Some(a)) = (&emails[i], &tok[i], &ana[i]) {
-                    out.entry(e.clone()).or_default().insert(Matched {
-                        token: t.clone(),
-                        analytics: a.clone(),
-                    });
+            let hits = digest_hits(&erasure_p, b.column(1), Normalize::Email, |d| {
+                wanted.contains(&d)
+            })
+            .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
+            // Only the rows whose email a request names have their customer id hashed.
+            for (start, n, email) in hits {
+                let keys = b.column(0).slice(start, n);
+                let tok = token_strings(&erasure_p, &keys, Normalize::Trim)
+                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
+                let ana = token_strings(&analytics_p, &keys, Normalize::Trim)
+                    .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
+                for (t, a) in tok.into_iter().zip(ana) {
+                    if let (Some(token), Some(analytics)) = (t, a) {
+                        out.entry(token_text(email))
+                            .or_default()
+                            .insert(Matched { token, analytics });
+                    }
                 }
             }
             Ok(())
@@ -620,14 +650,14 @@ async fn event_counts(
     key: &Key,
     matches: &BTreeMap<String, BTreeSet<Matched>>,
 ) -> Result<HashMap<String, i64>, Error> {
-    let wanted: HashSet<&str> = matches
+    let wanted: HashSet<u128, ahash::RandomState> = matches
         .values()
         .flatten()
-        .map(|m| m.token.as_str())
+        .filter_map(|m| digest_of_token(&m.token))
         .collect();
-    let mut out = HashMap::new();
+    let mut out: HashMap<u128, i64> = HashMap::new();
     if wanted.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
     let p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
     for table in &policy.tables {
@@ -636,20 +666,16 @@ async fn event_counts(
             continue;
         };
         for_each_batch(ctx, table, &[kc], |b| {
-            for t in token_strings(&p, b.column(0), Normalize::Trim)
+            for (_, n, d) in digest_hits(&p, b.column(0), Normalize::Trim, |d| wanted.contains(&d))
                 .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?
-                .into_iter()
-                .flatten()
             {
-                if wanted.contains(t.as_str()) {
-                    *out.entry(t).or_insert(0) += 1;
-                }
+                *out.entry(d).or_insert(0) += n as i64;
             }
             Ok(())
         })
         .await?;
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(d, n)| (token_text(d), n)).collect())
 }
 
 impl Plan {
@@ -661,8 +687,8 @@ impl Plan {
         ctx: &SessionContext,
         policy: &Policy,
         key: &Key,
-    ) -> Result<HashSet<String>, Error> {
-        let mut out = HashSet::new();
+    ) -> Result<TokenSet, Error> {
+        let mut out = TokenSet::default();
         if self.is_empty() {
             return Ok(out);
         }
@@ -684,20 +710,18 @@ impl Plan {
                 };
                 let published_p = Pseudonymizer::new(key, domain.as_deref());
                 let rule_norm = *rule_norm;
+                let context = |e| err(format!("table {}, column {col}: {e}", table.name));
                 for_each_batch(ctx, table, &[col], |b| {
-                    let mine = token_strings(&erasure_p, b.column(0), normalize)
-                        .map_err(|e| err(format!("table {}, column {col}: {e}", table.name)))?;
-                    if !mine.iter().flatten().any(|t| erased.contains_key(t)) {
-                        return Ok(());
-                    }
-                    let published = token_strings(&published_p, b.column(0), rule_norm)
-                        .map_err(|e| err(format!("table {}, column {col}: {e}", table.name)))?;
-                    for (m, p) in mine.iter().zip(published) {
-                        if let (Some(m), Some(p)) = (m, p)
-                            && erased.contains_key(m)
-                        {
-                            out.insert(p);
-                        }
+                    let hits = digest_hits(&erasure_p, b.column(0), normalize, |d| {
+                        erased.contains_key(&d)
+                    })
+                    .map_err(context)?;
+                    // A run is of equal values: its first row's token is every row's.
+                    for (start, _, _) in hits {
+                        let first = b.column(0).slice(start, 1);
+                        let published =
+                            token_strings(&published_p, &first, rule_norm).map_err(context)?;
+                        out.extend(published.into_iter().flatten());
                     }
                     Ok(())
                 })

@@ -77,14 +77,18 @@ impl Pseudonymizer {
     /// The token of already-normalized bytes, written as hex into `out`.
     #[inline]
     pub fn token_into(&self, value: &[u8], out: &mut [u8; TOKEN_LEN]) {
+        hex_into(self.digest(value), out);
+    }
+
+    /// The token of already-normalized bytes before hex encoding: the first 16 bytes of
+    /// the keyed hash, big-endian (so [`digest_of_token`] of the token gives it back).
+    /// For in-memory lookups, where the token's text would only cost an allocation.
+    #[inline]
+    pub fn digest(&self, value: &[u8]) -> u128 {
         let h = blake3::keyed_hash(&self.key, value);
-        let b = h.as_bytes();
-        // A byte -> two hex digits table: no per-nibble branches or bounds checks.
-        for i in 0..TOKEN_LEN / 2 {
-            let [hi, lo] = HEX_PAIRS[b[i] as usize];
-            out[2 * i] = hi;
-            out[2 * i + 1] = lo;
-        }
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&h.as_bytes()[..16]);
+        u128::from_be_bytes(first)
     }
 
     /// The token of a string after normalization.
@@ -130,34 +134,70 @@ pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut Str
     }
 }
 
-/// Tokenizes a whole array (strings of any Arrow string type, or integers). Runs of equal
-/// values (common in exports sorted by customer) are hashed once.
+/// A digest as its token: 32 lower-case hex characters.
+#[inline]
+fn hex_into(digest: u128, out: &mut [u8; TOKEN_LEN]) {
+    // A byte -> two hex digits table: no per-nibble branches or bounds checks.
+    for (i, b) in digest.to_be_bytes().iter().enumerate() {
+        let [hi, lo] = HEX_PAIRS[*b as usize];
+        out[2 * i] = hi;
+        out[2 * i + 1] = lo;
+    }
+}
+
+/// The digest a token is the text of; `None` for anything that is not 32 lower-case hex
+/// characters (no token is).
+pub fn digest_of_token(token: &str) -> Option<u128> {
+    let b = token.as_bytes();
+    (b.len() == TOKEN_LEN && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| u128::from_str_radix(token, 16).expect("32 hex digits"))
+}
+
+/// Calls `f` with the digest of each run of equal values of `array` (strings of any Arrow
+/// string type, normalized; or integers, through their decimal text), and the run's
+/// length, in row order; `None` for a run of nulls. Runs of equal values (common in
+/// exports sorted by customer) are hashed once, and nothing is allocated per value.
+pub fn for_each_digest_run(
+    p: &Pseudonymizer,
+    array: &ArrayRef,
+    normalize: Normalize,
+    mut f: impl FnMut(Option<u128>, usize),
+) -> DfResult<()> {
+    let integer = array.data_type().is_integer();
+    if !(integer || is_string(array.data_type())) {
+        return exec_err!(
+            "needs a string or integer column, got {}",
+            array.data_type()
+        );
+    }
+    // Integers are tokenized as printed, without normalization.
+    let normalize = if integer { Normalize::None } else { normalize };
+    let mut scratch = String::new();
+    crate::rules::for_each_text_run(array, |v, n| {
+        f(
+            v.map(|s| p.digest(normalized(s, normalize, &mut scratch).as_bytes())),
+            n,
+        )
+    })
+}
+
+/// Tokenizes a whole array (strings of any Arrow string type, or integers), through
+/// [`for_each_digest_run`].
 pub fn tokenize_array(
     p: &Pseudonymizer,
     array: &ArrayRef,
     normalize: Normalize,
 ) -> DfResult<ArrayRef> {
-    let n = array.len();
+    let (t, n) = (array.data_type(), array.len());
+    if !(t.is_integer() || is_string(t)) {
+        return exec_err!("anon_pseudonymize needs a string or integer column, got {t}");
+    }
     let mut out = StringBuilder::with_capacity(n, n * TOKEN_LEN);
     let mut tok = [0u8; TOKEN_LEN];
-    let integer = array.data_type().is_integer();
-    if !(integer || is_string(array.data_type())) {
-        return exec_err!(
-            "anon_pseudonymize needs a string or integer column, got {}",
-            array.data_type()
-        );
-    }
-    let mut scratch = String::new();
-    crate::rules::for_each_text_run(array, |v, n| match v {
+    for_each_digest_run(p, array, normalize, |d, n| match d {
         None => (0..n).for_each(|_| out.append_null()),
-        Some(s) => {
-            // Integers are tokenized as printed, without normalization.
-            let s = if integer {
-                s
-            } else {
-                normalized(s, normalize, &mut scratch)
-            };
-            p.token_into(s.as_bytes(), &mut tok);
+        Some(d) => {
+            hex_into(d, &mut tok);
             let t = std::str::from_utf8(&tok).expect("hex");
             (0..n).for_each(|_| out.append_value(t));
         }
@@ -242,6 +282,23 @@ mod tests {
             p.token_into(v.as_bytes(), &mut out);
             let want = hex::encode(&blake3::keyed_hash(&p.key, v.as_bytes()).as_bytes()[..16]);
             assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{v}");
+            // The digest is what the token spells, and the token gives it back.
+            let d = p.digest(v.as_bytes());
+            assert_eq!(format!("{d:032x}"), want, "{v}");
+            assert_eq!(digest_of_token(&want), Some(d), "{v}");
+        }
+        // Only a token's own spelling is read back: 32 lower-case hex digits.
+        let t = "0123456789abcdef0123456789abcdef";
+        assert_eq!(digest_of_token(t), Some(0x0123456789abcdef0123456789abcdef));
+        for not in [
+            "0123456789ABCDEF0123456789abcdef",
+            "+123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789abcdef 123456789abcdef",
+            "",
+        ] {
+            assert_eq!(digest_of_token(not), None, "{not}");
         }
         assert_eq!(
             HEX_PAIRS.iter().flatten().copied().collect::<Vec<u8>>(),

@@ -490,15 +490,41 @@ fn an_unreadable_ledger_refuses_the_run() {
     std::fs::create_dir_all(ledger.parent().unwrap()).unwrap();
     let (cfg, out_s) = (policy.to_str().unwrap(), out.to_str().unwrap());
     let rerun = || cli(&["run", "--config", cfg, "--out", out_s], Some(KEY_HEX));
-    for bad in ["{\"version\": 1, \"key_id\":", "not json at all"] {
+    // Entries whose hashes are not tokens, or whose kind is misspelt, would match nobody
+    // (or only anonymize): the erased would reappear, so they are damage too.
+    let key_id = anonymizer::key::Key::from_hex(KEY_HEX, anonymizer::key::KeySource::Provided)
+        .unwrap()
+        .id();
+    let token = "0123456789abcdef0123456789abcdef";
+    let entry = |email: &str, customer: &str, kind: &str| {
+        format!(
+            r#"{{"version": 1, "key_id": "{key_id}", "entries": [{{"email": "{email}", "customer": {customer}, "request_id": "r7", "kind": "{kind}", "erased_as_of": "2025-12-31"}}]}}"#
+        )
+    };
+    let bad_entries = [
+        (
+            entry("0123456789ABCDEF0123456789ABCDEF", "null", "delete"),
+            "email hash",
+        ),
+        (entry(token, "\"c42\"", "anonymize"), "customer hash"),
+        (entry(token, &format!("\"{token}\""), "Delete"), "kind"),
+    ];
+    let bad = ["{\"version\": 1, \"key_id\":", "not json at all"]
+        .map(|b| (b.to_string(), ""))
+        .into_iter()
+        .chain(bad_entries);
+    for (bad, what) in bad {
         std::fs::write(&ledger, bad).unwrap();
         let o = rerun();
         assert_eq!(o.status.code(), Some(2));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.contains("erasure ledger") && err.contains("damaged"),
+            err.contains("erasure ledger") && err.contains("damaged") && err.contains(what),
             "{err}"
         );
+        if !what.is_empty() {
+            assert!(err.contains("entry 1 (request r7)"), "{err}");
+        }
         assert_eq!(
             anonymizer::publish::current_run(&out).unwrap().file_name(),
             first.run_dir.file_name()
@@ -509,6 +535,11 @@ fn an_unreadable_ledger_refuses_the_run() {
     let o = rerun();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the erasure ledger"));
+    // The same shapes, well formed, are accepted (what a run writes).
+    std::fs::remove_dir(&ledger).unwrap();
+    std::fs::write(&ledger, entry(token, &format!("\"{token}\""), "delete")).unwrap();
+    let o = rerun();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

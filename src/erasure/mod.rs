@@ -974,3 +974,86 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
     f.sync_all().map_err(io)?;
     Ok((id, file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int8Array, StringViewArray};
+    use datafusion::prelude::col;
+
+    /// The erasure state of each row, by customer id (integers through their decimal
+    /// text, text trimmed) and by email (trimmed, lower-cased), from digests of ledger
+    /// tokens: delete beats anonymize, nulls and everyone else are kept.
+    #[tokio::test]
+    async fn rows_are_erased_by_customer_id_or_email_digest() {
+        let key = Key::from_hex(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0",
+            crate::key::KeySource::Provided,
+        )
+        .unwrap();
+        let p = Pseudonymizer::new(&key, Some(ledger::DOMAIN));
+        let digest = |t: String| digest_of_token(&t).unwrap();
+        let customers: Erased = [
+            (digest(p.token_i64(42)), State::Anonymize),
+            (digest(p.token_str("c-7", Normalize::Trim)), State::Delete),
+        ]
+        .into_iter()
+        .collect();
+        let emails: Erased = [(
+            digest(p.token_str("ana@example.com", Normalize::Email)),
+            State::Anonymize,
+        )]
+        .into_iter()
+        .collect();
+        let udf = ScalarUDF::from(StateUdf::new(&key, Arc::new(customers), Arc::new(emails)));
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(41),
+            Some(42),
+            Some(42),
+            None,
+            Some(7),
+            Some(43),
+        ]));
+        let texts: ArrayRef = Arc::new(StringViewArray::from(vec![
+            Some("c-1"),
+            Some(" c-7 "),
+            Some("c-7"),
+            None,
+            Some("c-42"),
+            Some("c-8"),
+        ]));
+        let mails: ArrayRef = Arc::new(StringViewArray::from(vec![
+            Some("bo@example.com"),
+            Some("x@example.com"),
+            None,
+            Some(" Ana@Example.COM "),
+            Some("ana@example.co"),
+            Some("ANA@EXAMPLE.COM"),
+        ]));
+        let ctx = SessionContext::new();
+        let states = |keys: ArrayRef| {
+            let b = RecordBatch::try_from_iter([("k", keys), ("e", mails.clone())]).unwrap();
+            let df = ctx.read_batch(b).unwrap();
+            let udf = udf.clone();
+            async move {
+                let out = df
+                    .select(vec![udf.call(vec![col("k"), col("e")]).alias("s")])
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                out[0]
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int8Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            }
+        };
+        // Integer ids: 42 anonymized (twice, a run); the email erases rows 4 and 6.
+        assert_eq!(states(ids).await, vec![0, 1, 1, 1, 0, 1]);
+        // Text ids: " c-7 " and "c-7" deleted (trimmed); "c-42" is not 42.
+        assert_eq!(states(texts).await, vec![0, 2, 2, 1, 0, 1]);
+    }
+}

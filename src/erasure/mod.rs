@@ -311,7 +311,8 @@ fn token_strings(
     Ok(out)
 }
 
-/// The runs of equal values of `array` whose digest `hit` picks, as (first row, rows).
+/// The runs of equal values of `array` whose digest `hit` picks, as (first row, rows,
+/// digest).
 fn digest_hits(
     p: &Pseudonymizer,
     array: &ArrayRef,

@@ -5,18 +5,19 @@ timing the nightly run as it runs once customers have asked to be forgotten.
     python3 benches/e2e/erasure_policy.py WORK/policies/same-job.toml 200
 
 writes, beside POLICY:
-  - erasure-N.toml: POLICY with its own `output` folder (`...-erasure-N`) and an
-    [erasure] section whose requests and ledger files sit beside it;
-  - erasure-N-requests.jsonl: N requests for the emails of N customers of the policy's
+  - NAME-erasure-N.toml (NAME: POLICY's file name without .toml): POLICY with its own
+    `output` folder (`...-erasure-N`) and an [erasure] section whose requests and ledger
+    files sit beside it;
+  - NAME-erasure-N-requests.jsonl: N requests for the emails of N customers of the policy's
     customers table (a fixed sample, seed 7), written with varied case and spaces as
     operators type them; every fourth request is a `delete`, the rest `anonymize`;
-  - the ledger (erasure-N-ledger.json) is deleted, so the first run completes the
+  - the ledger (NAME-erasure-N-ledger.json) is deleted, so the first run completes the
     requests and writes it, and every later run re-erases everyone in it (the steady
     state of a nightly job).
 
 Then time it beside the policy without erasure (the ledger persists across runs):
 
-    benches/e2e/ab.sh WORK/policies/erasure-200.toml 3 /tmp/anonymizer-before target/release/anonymizer
+    benches/e2e/ab.sh WORK/policies/same-job-erasure-200.toml 3 /tmp/anonymizer-before target/release/anonymizer
 
 Needs the duckdb module (bench.py's WORK/venv has it):
 WORK/venv/bin/python benches/e2e/erasure_policy.py ...
@@ -52,7 +53,7 @@ def main():
     if len(rows) < n:
         sys.exit(f"{customers}: only {len(rows)} customers with an email")
 
-    stem = policy.parent / f"erasure-{n}"
+    stem = policy.parent / f"{policy.stem}-erasure-{n}"
     requests = Path(f"{stem}-requests.jsonl")
     ledger = Path(f"{stem}-ledger.json")
     with requests.open("w") as f:

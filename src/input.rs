@@ -153,20 +153,42 @@ fn path_str(path: &Path) -> String {
         .into_owned()
 }
 
-/// The rows of each row group of a Parquet file, from its footer; the error says why the
-/// footer cannot be read (callers that only plan with it take `.ok()`: the error comes
-/// again, located, when the rows are read).
-pub fn parquet_row_groups(path: &Path) -> Result<Vec<u64>, String> {
+/// What a Parquet file's footer says about reading it in pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetLayout {
+    /// The rows of each row group.
+    pub row_groups: Vec<u64>,
+    /// Every column chunk has an offset index (the page locations parquet-rs writes by
+    /// default): a row range of a row group is then read from its own pages. A writer
+    /// that records none (DuckDB's, pyarrow's by default) may also write pages too large
+    /// for a range to skip, and then every range decompresses the pages before it.
+    pub pages_indexed: bool,
+}
+
+/// The layout of a Parquet file, from its footer; the error says why the footer cannot
+/// be read (callers that only plan with it take `.ok()`: the error comes again, located,
+/// when the rows are read).
+pub fn parquet_layout(path: &Path) -> Result<ParquetLayout, String> {
     use parquet::file::reader::FileReader;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
         .map_err(|e| e.to_string())?;
-    Ok(reader
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
-        .collect())
+    let groups = reader.metadata().row_groups();
+    Ok(ParquetLayout {
+        row_groups: groups
+            .iter()
+            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+            .collect(),
+        pages_indexed: groups
+            .iter()
+            .flat_map(|g| g.columns())
+            .all(|c| c.offset_index_offset().is_some()),
+    })
+}
+
+/// The rows of each row group of a Parquet file ([`parquet_layout`]).
+pub fn parquet_row_groups(path: &Path) -> Result<Vec<u64>, String> {
+    parquet_layout(path).map(|l| l.row_groups)
 }
 
 /// About how many rows the files hold, to size buffers: the Parquet footers' counts, or

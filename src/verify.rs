@@ -184,25 +184,6 @@ fn row_group_rows(p: &Path) -> Result<Vec<usize>, Error> {
     Ok(rows.into_iter().map(|n| n as usize).collect())
 }
 
-/// Whether every column chunk of the Parquet file has an offset index (the page
-/// locations parquet-rs writes by default). Only then is a row group cut into row ranges
-/// for the input lookup: a writer that records no page locations (DuckDB's, for one) may
-/// also write pages too large for a range to skip, and then every range of a row group
-/// decompresses the pages before it (measured on DuckDB's copy of the 20M-transaction
-/// export: the lookup took 3x as long).
-fn pages_are_indexed(p: &Path) -> Result<bool, Error> {
-    use parquet::file::reader::FileReader;
-    let file = std::fs::File::open(p).map_err(|e| read_error(p, &e))?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
-        .map_err(|e| read_error(p, &e))?;
-    Ok(reader
-        .metadata()
-        .row_groups()
-        .iter()
-        .flat_map(|g| g.columns())
-        .all(|c| c.offset_index_offset().is_some()))
-}
-
 /// A CIDR network with its host bits generalized away (IPv4 /24 or shorter, IPv6 /64 or
 /// shorter): what the `network` rule publishes, not an address.
 fn is_network(s: &str) -> bool {
@@ -214,14 +195,6 @@ fn is_network(s: &str) -> bool {
     };
     let v4 = crate::rules::generalize::dotted_quad(addr.as_bytes()).is_some();
     (v4 && prefix <= 24) || (prefix <= 64 && crate::rules::generalize::ipv6(addr).is_some())
-}
-
-fn is_token(s: &str) -> bool {
-    // Without early exit, so that the 32 bytes are checked with vector instructions
-    // (every value of a token column comes here).
-    s.len() == 32
-        && s.bytes()
-            .fold(true, |ok, b| ok & matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Whether the by-value checks read a column of this type: text, integers, and
@@ -566,9 +539,10 @@ const PROBE_ROWS: usize = 1 << 18;
 /// output's fingerprints. Memory is the output's distinct (non-token) values, not the
 /// input's: the input streams by. Parquet inputs are read with parquet-rs, in pieces of
 /// row groups on every core (dictionary-encoded columns as dictionaries); CSV inputs
-/// through DataFusion (row groups are cut into ranges only in files that record their
-/// page locations: [`pages_are_indexed`]). Returns how many input values were hashed and, per output column,
-/// the distinct output values that equal a personal input value.
+/// through DataFusion. Row groups are cut into ranges only in files that record their
+/// page locations ([`crate::input::ParquetLayout::pages_indexed`]). Returns how many input
+/// values were hashed and, per output column, the distinct output values that equal a
+/// personal input value.
 async fn probe_input(
     policy: &Policy,
     probe: &Probe<'_>,
@@ -593,9 +567,11 @@ async fn probe_input(
         }
         for file in &table.files {
             if table.format == crate::policy::Format::Parquet {
-                let split = pages_are_indexed(file)?;
-                for (g, n) in row_group_rows(file)?.into_iter().enumerate() {
-                    let cut = if split {
+                let layout =
+                    crate::input::parquet_layout(file).map_err(|e| read_error(file, &e))?;
+                for (g, n) in layout.row_groups.into_iter().enumerate() {
+                    let n = n as usize;
+                    let cut = if layout.pages_indexed {
                         n.div_ceil(PROBE_ROWS).max(1)
                     } else {
                         1
@@ -896,7 +872,7 @@ fn scan_file(
                 {
                     d.set = None;
                 }
-                if token_col && is_token(v) {
+                if token_col && crate::rules::pseudonymize::is_token(v) {
                     if cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += times;
                     }
@@ -923,7 +899,7 @@ fn scan_file(
                     tally(x, &mut out.found, &mut out.erased_hits);
                     return;
                 }
-                let token = is_token(v);
+                let token = crate::rules::pseudonymize::is_token(v);
                 let x = Verdict {
                     kinds: if string && !token {
                         crate::rules::scrub::detect(v)
@@ -1779,7 +1755,7 @@ mod tests {
         assert_eq!(row_group_rows(&p).unwrap(), [1000]);
         // parquet-rs records page locations, so the input lookup cuts row groups into
         // ranges; a file without them (as DuckDB writes) is read a row group at a time.
-        assert!(pages_are_indexed(&p).unwrap());
+        assert!(crate::input::parquet_layout(&p).unwrap().pages_indexed);
         let unindexed = dir.path().join("u.parquet");
         let props = parquet::file::properties::WriterProperties::builder()
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
@@ -1789,7 +1765,9 @@ mod tests {
         let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), Some(props)).unwrap();
         w.write(&b).unwrap();
         w.close().unwrap();
-        assert!(!pages_are_indexed(&unindexed).unwrap());
+        let layout = crate::input::parquet_layout(&unindexed).unwrap();
+        assert_eq!(layout.row_groups, [1000]);
+        assert!(!layout.pages_indexed);
         let mut ids = Vec::new();
         let mut names: BTreeMap<String, u64> = BTreeMap::new();
         for rows in [0..1, 1..333, 333..999, 999..1000, 1000..1000] {

@@ -399,7 +399,7 @@ pub async fn prepare(
     let wanted: HashSet<u128, ahash::RandomState> = parsed
         .valid
         .iter()
-        .map(|r| digest_of_token(&email_token(&r.email)).expect("a token"))
+        .map(|r| email_p.digest_str(&r.email, Normalize::Email))
         .collect();
     let matches = match_emails(ctx, policy, key, &wanted).await?;
     let counts = event_counts(ctx, policy, key, &matches).await?;
@@ -656,10 +656,10 @@ async fn event_counts(
         .flatten()
         .filter_map(|m| digest_of_token(&m.token))
         .collect();
-    let mut out: HashMap<u128, i64> = HashMap::new();
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
+    let mut out: HashMap<u128, i64> = HashMap::new();
     let p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
     for table in &policy.tables {
         let (Some(kc), Some(_)) = (table.role(Role::CustomerKey), table.role(Role::EventTime))

@@ -91,12 +91,16 @@ impl Pseudonymizer {
         u128::from_be_bytes(first)
     }
 
+    /// The digest of a string after normalization.
+    pub fn digest_str(&self, value: &str, normalize: Normalize) -> u128 {
+        let mut scratch = String::new();
+        self.digest(normalized(value, normalize, &mut scratch).as_bytes())
+    }
+
     /// The token of a string after normalization.
     pub fn token_str(&self, value: &str, normalize: Normalize) -> String {
-        let mut scratch = String::new();
-        let v = normalized(value, normalize, &mut scratch);
         let mut out = [0u8; TOKEN_LEN];
-        self.token_into(v.as_bytes(), &mut out);
+        hex_into(self.digest_str(value, normalize), &mut out);
         String::from_utf8(out.to_vec()).expect("hex is ascii")
     }
 
@@ -145,12 +149,19 @@ fn hex_into(digest: u128, out: &mut [u8; TOKEN_LEN]) {
     }
 }
 
-/// The digest a token is the text of; `None` for anything that is not 32 lower-case hex
-/// characters (no token is).
+/// Whether `s` has a token's shape: 32 lower-case hex characters.
+#[inline]
+pub fn is_token(s: &str) -> bool {
+    // Without early exit, so that the 32 bytes are checked with vector instructions
+    // (the gate checks every value of a token column).
+    s.len() == TOKEN_LEN
+        && s.bytes()
+            .fold(true, |ok, b| ok & matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The digest a token is the text of; `None` for anything without a token's shape.
 pub fn digest_of_token(token: &str) -> Option<u128> {
-    let b = token.as_bytes();
-    (b.len() == TOKEN_LEN && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
-        .then(|| u128::from_str_radix(token, 16).expect("32 hex digits"))
+    is_token(token).then(|| u128::from_str_radix(token, 16).expect("32 hex digits"))
 }
 
 /// Calls `f` with the digest of each run of equal values of `array` (strings of any Arrow

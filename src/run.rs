@@ -221,23 +221,45 @@ fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
 /// Rows per piece when a Parquet file is one large row group.
 const SPLIT_ROWS: usize = 1 << 17;
 
-/// A Parquet file of one row group of more than [`SPLIT_ROWS`] rows would be one chunk,
-/// transformed by one core. Its plan's scan is cut into row ranges of that row group
-/// instead (DataFusion's Parquet access plans with a row selection per piece), one
-/// partition each, in order: like row-group chunks, a function of the file alone.
+/// How a Parquet file of one large row group is cut into row ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowGroupSplit {
+    pub rows: usize,
+    pub pieces: usize,
+}
+
+/// The cut of a Parquet file of one row group ([`crate::input::ParquetLayout::pieces`]:
+/// about [`SPLIT_ROWS`] rows a piece, at most [`MAX_CHUNKS`], fewer when the file's
+/// dictionaries or pages make ranges dear); `None` for a file of several row groups
+/// (they are its chunks) or one read in a single piece.
+pub(crate) fn lone_row_group_split(layout: &crate::input::ParquetLayout) -> Option<RowGroupSplit> {
+    let [rows] = layout.row_groups[..] else {
+        return None;
+    };
+    let pieces = layout.pieces(0, SPLIT_ROWS, MAX_CHUNKS);
+    tracing::debug!(rows, pieces, cost = ?layout.costs.first(), "a lone row group cut");
+    (pieces > 1).then_some(RowGroupSplit {
+        rows: rows as usize,
+        pieces,
+    })
+}
+
+/// A Parquet file of one large row group would be one chunk, transformed by one core.
+/// Its plan's scan is cut into row ranges of that row group instead (DataFusion's
+/// Parquet access plans with a row selection per piece), one partition each, in order:
+/// like row-group chunks, a function of the file alone.
 pub(crate) fn split_row_group(
     plan: Arc<dyn ExecutionPlan>,
-    rows: usize,
+    split: Option<RowGroupSplit>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
     use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
     use datafusion::datasource::source::DataSourceExec;
     use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-    if rows <= SPLIT_ROWS {
+    let Some(RowGroupSplit { rows, pieces }) = split else {
         return Ok(plan);
-    }
-    let pieces = rows.div_ceil(SPLIT_ROWS).min(MAX_CHUNKS);
+    };
     let per = rows.div_ceil(pieces);
     plan.transform_up(|node| {
         let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
@@ -812,11 +834,15 @@ async fn table_jobs(
         // One plan per file (one footer read); each chunk job executes one partition.
         // One footer read: the row groups decide the chunks (and a lone large one is
         // cut into row ranges).
-        let row_groups = match table.format {
-            Format::Parquet => crate::input::parquet_row_groups(file).ok(),
+        let layout = match table.format {
+            Format::Parquet => crate::input::parquet_layout(file).ok(),
             Format::Csv => None,
         };
-        let chunks = chunks_of(file, table.format, row_groups.as_deref());
+        let chunks = chunks_of(
+            file,
+            table.format,
+            layout.as_ref().map(|l| l.row_groups.as_slice()),
+        );
         let ctx = if chunks > 1 {
             chunked_session(chunks)
         } else {
@@ -824,17 +850,15 @@ async fn table_jobs(
         };
         let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
         let plan = match (chunks, table.format) {
-            (1, Format::Parquet) => split_row_group(
-                plan,
-                row_groups
-                    .as_deref()
-                    .map_or(0, |g| g.iter().sum::<u64>() as usize),
-            )
-            .map_err(|e| Error::Transform {
-                table: table.name.clone(),
-                file: file.clone(),
-                message: format!("cannot split the row group: {}", df_message(&e)),
-            })?,
+            (1, Format::Parquet) => {
+                split_row_group(plan, layout.as_ref().and_then(lone_row_group_split)).map_err(
+                    |e| Error::Transform {
+                        table: table.name.clone(),
+                        file: file.clone(),
+                        message: format!("cannot split the row group: {}", df_message(&e)),
+                    },
+                )?
+            }
             _ => plan,
         };
         let partitions = plan.output_partitioning().partition_count();

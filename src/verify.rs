@@ -228,14 +228,18 @@ fn each_text_counted(a: &ArrayRef, mut f: impl FnMut(&str, u64)) -> Result<(), S
     if let Some(d) = a.as_dictionary_opt::<Int32Type>()
         && let Some(values) = d.values().as_string_opt::<i32>()
     {
-        let mut counts = vec![0u64; values.len()];
-        for k in d.keys().iter().flatten() {
-            let slot = usize::try_from(k).ok().and_then(|k| counts.get_mut(k));
-            *slot.ok_or("a dictionary key outside the dictionary")? += 1;
-        }
-        for (i, n) in counts.into_iter().enumerate() {
-            if n > 0 && values.is_valid(i) {
-                f(values.value(i), n);
+        // The keys used, counted: sorted, not tallied over the whole dictionary, which
+        // may be far larger than the batch (a writer's one dictionary for millions of
+        // rows; every batch of the row group shares it).
+        let mut keys: Vec<i32> = d.keys().iter().flatten().collect();
+        keys.sort_unstable();
+        for same in keys.chunk_by(|a, b| a == b) {
+            let i = usize::try_from(same[0])
+                .ok()
+                .filter(|i| *i < values.len())
+                .ok_or("a dictionary key outside the dictionary")?;
+            if values.is_valid(i) {
+                f(values.value(i), same.len() as u64);
             }
         }
         return Ok(());
@@ -539,8 +543,8 @@ const PROBE_ROWS: usize = 1 << 18;
 /// output's fingerprints. Memory is the output's distinct (non-token) values, not the
 /// input's: the input streams by. Parquet inputs are read with parquet-rs, in pieces of
 /// row groups on every core (dictionary-encoded columns as dictionaries); CSV inputs
-/// through DataFusion. Row groups are cut into ranges only in files that record their
-/// page locations ([`crate::input::ParquetLayout::pages_indexed`]). Returns how many input
+/// through DataFusion. A row group is cut into as many ranges as
+/// [`crate::input::ParquetLayout::pieces`] finds worth it. Returns how many input
 /// values were hashed and, per output column, the distinct output values that equal a
 /// personal input value.
 async fn probe_input(
@@ -569,13 +573,9 @@ async fn probe_input(
             if table.format == crate::policy::Format::Parquet {
                 let layout =
                     crate::input::parquet_layout(file).map_err(|e| read_error(file, &e))?;
-                for (g, n) in layout.row_groups.into_iter().enumerate() {
+                for (g, &n) in layout.row_groups.iter().enumerate() {
                     let n = n as usize;
-                    let cut = if layout.pages_indexed {
-                        n.div_ceil(PROBE_ROWS).max(1)
-                    } else {
-                        1
-                    };
+                    let cut = layout.pieces(g, PROBE_ROWS, usize::MAX);
                     let per = n.div_ceil(cut).max(1);
                     pieces.extend(
                         (0..n)

@@ -75,10 +75,9 @@ pub struct Job<'a> {
     pub amount_type: DataType,
     /// The estimated number of transactions (sizes the parts).
     pub rows_estimate: u64,
-    /// The rows of the transactions when they are one Parquet file of one row group
-    /// (0 otherwise): its scan is then cut into row ranges, so that it is read on every
-    /// core.
-    pub single_row_group: usize,
+    /// The cut into row ranges of the transactions when they are one Parquet file of one
+    /// large row group, so that it is read on every core.
+    pub single_row_group: Option<crate::run::RowGroupSplit>,
     /// Memory the records may take, in bytes.
     pub memory_bytes: u64,
     pub threads: usize,

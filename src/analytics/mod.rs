@@ -350,14 +350,13 @@ pub async fn compute(
     })
 }
 
-/// The rows of a table that is one Parquet file of one row group, else 0.
-fn single_row_group(table: &TablePolicy) -> usize {
+/// The cut into row ranges of a table that is one Parquet file of one large row group.
+fn single_row_group(table: &TablePolicy) -> Option<crate::run::RowGroupSplit> {
     match (table.format, table.files.as_slice()) {
-        (crate::policy::Format::Parquet, [file]) => crate::input::parquet_row_groups(file)
+        (crate::policy::Format::Parquet, [file]) => crate::input::parquet_layout(file)
             .ok()
-            .filter(|g| g.len() == 1)
-            .map_or(0, |g| g[0] as usize),
-        _ => 0,
+            .and_then(|l| crate::run::lone_row_group_split(&l)),
+        _ => None,
     }
 }
 

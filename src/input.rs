@@ -158,10 +158,6 @@ fn path_str(path: &Path) -> String {
 pub struct ParquetLayout {
     /// The rows of each row group.
     pub row_groups: Vec<u64>,
-    /// Every column chunk has an offset index (the page locations parquet-rs writes by
-    /// default; DuckDB and pyarrow record none by default). Without one a row range is
-    /// still found by reading page headers, not pages.
-    pub pages_indexed: bool,
     /// What cutting each row group into row ranges costs ([`ParquetLayout::pieces`]).
     pub costs: Vec<GroupCost>,
 }
@@ -186,6 +182,18 @@ pub struct GroupCost {
 /// Row groups of at most this many rows are never cut, so their pages are not looked at.
 const UNCUT_ROWS: u64 = 1 << 17;
 
+/// Which row groups a reader may cut into ranges, so whose pages [`parquet_layout`]
+/// looks at (page headers cost a read per column; a reader that cuts none only needs the
+/// footer: [`parquet_row_groups`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Every row group (the gate's input lookup).
+    EveryRowGroup,
+    /// Only a file's lone row group (the transform and the aggregates, whose chunks are
+    /// otherwise the row groups).
+    LoneRowGroup,
+}
+
 impl ParquetLayout {
     /// How many row ranges to read row group `g` in, so that a large row group is read on
     /// every core: about `rows_per_piece` rows each, at most `most`, and fewer when the
@@ -209,11 +217,15 @@ impl ParquetLayout {
     }
 }
 
-/// The layout of a Parquet file, from its footer (and, for row groups large enough to
-/// cut, the header of each column's first data page); the error says why the footer
-/// cannot be read (callers that only plan with it take `.ok()`: the error comes again,
-/// located, when the rows are read).
-pub fn parquet_layout(path: &Path) -> Result<ParquetLayout, String> {
+/// The layout of a Parquet file, from its footer (and, for the row groups `cut` may cut
+/// that are large enough, the header of each column's first data page); the error says
+/// why the footer cannot be read (callers that only plan with it take `.ok()`: the error
+/// comes again, located, when the rows are read).
+pub fn parquet_layout(path: &Path, cut: Cut) -> Result<ParquetLayout, String> {
+    read_layout(path, Some(cut))
+}
+
+fn read_layout(path: &Path, cut: Option<Cut>) -> Result<ParquetLayout, String> {
     use parquet::file::reader::FileReader;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
@@ -224,7 +236,12 @@ pub fn parquet_layout(path: &Path) -> Result<ParquetLayout, String> {
     let mut costs = Vec::with_capacity(groups.len());
     for (i, g) in groups.iter().enumerate() {
         let mut cost = GroupCost::default();
-        let group = (rows(g) > UNCUT_ROWS).then(|| reader.get_row_group(i));
+        let cuttable = match cut {
+            None => false,
+            Some(Cut::EveryRowGroup) => true,
+            Some(Cut::LoneRowGroup) => groups.len() == 1,
+        };
+        let group = (cuttable && rows(g) > UNCUT_ROWS).then(|| reader.get_row_group(i));
         for (j, c) in g.columns().iter().enumerate() {
             let size = u64::try_from(c.compressed_size()).unwrap_or(0);
             cost.bytes += size;
@@ -251,10 +268,6 @@ pub fn parquet_layout(path: &Path) -> Result<ParquetLayout, String> {
     }
     Ok(ParquetLayout {
         row_groups: groups.iter().map(rows).collect(),
-        pages_indexed: groups
-            .iter()
-            .flat_map(|g| g.columns())
-            .all(|c| c.offset_index_offset().is_some()),
         costs,
     })
 }
@@ -273,9 +286,9 @@ fn first_data_page_values(
     Ok(0)
 }
 
-/// The rows of each row group of a Parquet file ([`parquet_layout`]).
+/// The rows of each row group of a Parquet file, from its footer alone.
 pub fn parquet_row_groups(path: &Path) -> Result<Vec<u64>, String> {
-    parquet_layout(path).map(|l| l.row_groups)
+    read_layout(path, None).map(|l| l.row_groups)
 }
 
 /// About how many rows the files hold, to size buffers: the Parquet footers' counts, or
@@ -423,7 +436,6 @@ mod tests {
     fn one_group(rows: u64, bytes: u64, dictionary_bytes: u64, page_bytes: u64) -> ParquetLayout {
         ParquetLayout {
             row_groups: vec![rows],
-            pages_indexed: false,
             costs: vec![GroupCost {
                 bytes,
                 dictionary_bytes,

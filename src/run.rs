@@ -835,7 +835,9 @@ async fn table_jobs(
         // One footer read: the row groups decide the chunks (and a lone large one is
         // cut into row ranges).
         let layout = match table.format {
-            Format::Parquet => crate::input::parquet_layout(file).ok(),
+            Format::Parquet => {
+                crate::input::parquet_layout(file, crate::input::Cut::LoneRowGroup).ok()
+            }
             Format::Csv => None,
         };
         let chunks = chunks_of(

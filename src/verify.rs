@@ -571,8 +571,8 @@ async fn probe_input(
         }
         for file in &table.files {
             if table.format == crate::policy::Format::Parquet {
-                let layout =
-                    crate::input::parquet_layout(file).map_err(|e| read_error(file, &e))?;
+                let layout = crate::input::parquet_layout(file, crate::input::Cut::EveryRowGroup)
+                    .map_err(|e| read_error(file, &e))?;
                 for (g, &n) in layout.row_groups.iter().enumerate() {
                     let n = n as usize;
                     let cut = layout.pieces(g, PROBE_ROWS, usize::MAX);
@@ -1753,9 +1753,7 @@ mod tests {
         w.write(&b).unwrap();
         w.close().unwrap();
         assert_eq!(row_group_rows(&p).unwrap(), [1000]);
-        // parquet-rs records page locations, so the input lookup cuts row groups into
-        // ranges; a file without them (as DuckDB writes) is read a row group at a time.
-        assert!(crate::input::parquet_layout(&p).unwrap().pages_indexed);
+        // A file without page locations (as DuckDB writes) has the same layout.
         let unindexed = dir.path().join("u.parquet");
         let props = parquet::file::properties::WriterProperties::builder()
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
@@ -1765,9 +1763,9 @@ mod tests {
         let mut w = parquet::arrow::ArrowWriter::try_new(f, b.schema(), Some(props)).unwrap();
         w.write(&b).unwrap();
         w.close().unwrap();
-        let layout = crate::input::parquet_layout(&unindexed).unwrap();
+        let layout =
+            crate::input::parquet_layout(&unindexed, crate::input::Cut::EveryRowGroup).unwrap();
         assert_eq!(layout.row_groups, [1000]);
-        assert!(!layout.pages_indexed);
         let mut ids = Vec::new();
         let mut names: BTreeMap<String, u64> = BTreeMap::new();
         for rows in [0..1, 1..333, 333..999, 999..1000, 1000..1000] {

@@ -353,9 +353,11 @@ pub async fn compute(
 /// The cut into row ranges of a table that is one Parquet file of one large row group.
 fn single_row_group(table: &TablePolicy) -> Option<crate::run::RowGroupSplit> {
     match (table.format, table.files.as_slice()) {
-        (crate::policy::Format::Parquet, [file]) => crate::input::parquet_layout(file)
-            .ok()
-            .and_then(|l| crate::run::lone_row_group_split(&l)),
+        (crate::policy::Format::Parquet, [file]) => {
+            crate::input::parquet_layout(file, crate::input::Cut::LoneRowGroup)
+                .ok()
+                .and_then(|l| crate::run::lone_row_group_split(&l))
+        }
         _ => None,
     }
 }

@@ -831,38 +831,7 @@ async fn table_jobs(
     })?;
     let mut jobs = Vec::new();
     for (idx, file) in table.files.iter().enumerate() {
-        // One plan per file (one footer read); each chunk job executes one partition.
-        // One footer read: the row groups decide the chunks (and a lone large one is
-        // cut into row ranges).
-        let layout = match table.format {
-            Format::Parquet => {
-                crate::input::parquet_layout(file, crate::input::Cut::LoneRowGroup).ok()
-            }
-            Format::Csv => None,
-        };
-        let chunks = chunks_of(
-            file,
-            table.format,
-            layout.as_ref().map(|l| l.row_groups.as_slice()),
-        );
-        let ctx = if chunks > 1 {
-            chunked_session(chunks)
-        } else {
-            ctx.clone()
-        };
-        let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
-        let plan = match (chunks, table.format) {
-            (1, Format::Parquet) => {
-                split_row_group(plan, layout.as_ref().and_then(lone_row_group_split)).map_err(
-                    |e| Error::Transform {
-                        table: table.name.clone(),
-                        file: file.clone(),
-                        message: format!("cannot split the row group: {}", df_message(&e)),
-                    },
-                )?
-            }
-            _ => plan,
-        };
+        let (plan, task_ctx, schema) = chunked_plan(ctx, table, file, exprs, effect).await?;
         let partitions = plan.output_partitioning().partition_count();
         for chunk in 0..partitions {
             let name = if partitions == 1 {
@@ -885,6 +854,97 @@ async fn table_jobs(
         }
     }
     Ok(jobs)
+}
+
+/// One input file's plan of the rules, one output partition per chunk: its row groups
+/// (a lone large one cut into row ranges), or 64 MiB pieces of a CSV file. One footer
+/// read decides the chunks, from the file alone.
+async fn chunked_plan(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    file: &Path,
+    exprs: &[Expr],
+    effect: Option<&crate::erasure::TableEffect>,
+) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>, SchemaRef), Error> {
+    let layout = match table.format {
+        Format::Parquet => crate::input::parquet_layout(file, crate::input::Cut::LoneRowGroup).ok(),
+        Format::Csv => None,
+    };
+    let chunks = chunks_of(
+        file,
+        table.format,
+        layout.as_ref().map(|l| l.row_groups.as_slice()),
+    );
+    let ctx = if chunks > 1 {
+        chunked_session(chunks)
+    } else {
+        ctx.clone()
+    };
+    let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
+    let plan = match (chunks, table.format) {
+        (1, Format::Parquet) => {
+            split_row_group(plan, layout.as_ref().and_then(lone_row_group_split)).map_err(|e| {
+                Error::Transform {
+                    table: table.name.clone(),
+                    file: file.to_path_buf(),
+                    message: format!("cannot split the row group: {}", df_message(&e)),
+                }
+            })?
+        }
+        _ => plan,
+    };
+    Ok((plan, task_ctx, schema))
+}
+
+/// Reads `columns` of every file of `table` on every core, each file cut into the
+/// transform's chunks: `f` sees every batch of a chunk, in order, with that chunk's own
+/// state (from `init`), and the states come back in file and chunk order. For scans
+/// whose result does not depend on how the rows are cut (sets, counts): the erasure's
+/// lookups of the export's ids and emails. A read error names the file; `fail` words it.
+pub(crate) async fn scan_chunks<S: Send>(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    columns: &[&str],
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, datafusion::arrow::array::RecordBatch) -> Result<(), Error> + Sync,
+    fail: impl Fn(&Path, String) -> Error + Sync,
+) -> Result<Vec<S>, Error> {
+    let exprs: Vec<Expr> = columns
+        .iter()
+        .map(|c| datafusion::prelude::ident(*c))
+        .collect();
+    let mut streams = Vec::new();
+    for file in &table.files {
+        let (plan, task_ctx, _) = chunked_plan(ctx, table, file, &exprs, None).await?;
+        for chunk in 0..plan.output_partitioning().partition_count() {
+            let stream = plan
+                .execute(chunk, task_ctx.clone())
+                .map_err(|e| fail(file, df_message(&e)))?;
+            streams.push((file.as_path(), stream));
+        }
+    }
+    // The chunks are read on rayon's threads, each driving its stream to the end; the
+    // runtime stays entered there for DataFusion's file reads (on its blocking pool).
+    let handle = tokio::runtime::Handle::current();
+    let read = || {
+        streams
+            .into_par_iter()
+            .map(|(file, mut stream)| {
+                let _runtime = handle.enter();
+                let mut state = init();
+                futures::executor::block_on(async {
+                    while let Some(b) = stream.next().await {
+                        f(&mut state, b.map_err(|e| fail(file, df_message(&e)))?)?;
+                    }
+                    Ok(state)
+                })
+            })
+            .collect()
+    };
+    match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(read),
+        _ => read(),
+    }
 }
 
 /// Runs `jobs`, `threads` at a time; the first error stops the others.

@@ -36,9 +36,8 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::{SessionContext, ident, lit};
-use futures::StreamExt;
 
-use crate::error::{Error, df_message};
+use crate::error::Error;
 use crate::key::Key;
 use crate::policy::{Policy, Role, TablePolicy};
 use crate::rules::generalize::date_to_days;
@@ -411,6 +410,15 @@ pub async fn prepare(
         let slot = ledger_emails.entry(e.email.clone()).or_insert(d);
         *slot = (*slot).min(d);
     }
+    // (email hash, customer token) pairs the ledger already erases by deletion: a delete
+    // request for them records nothing new (else every run that still reads the request
+    // would append it to the ledger again).
+    let mut deleted: HashSet<(String, String)> = ledger
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::Delete.as_str())
+        .filter_map(|e| Some((e.email.clone(), e.customer.clone()?)))
+        .collect();
     let mut done_in_batch: HashMap<String, String> = HashMap::new();
     let mut receipts: Vec<Receipt> = Vec::new();
     for r in &parsed.valid {
@@ -451,6 +459,9 @@ pub async fn prepare(
         }
         if record {
             for m in &matched {
+                if r.kind == Kind::Delete && !deleted.insert((et.clone(), m.token.clone())) {
+                    continue;
+                }
                 ledger.entries.push(Entry {
                     email: et.clone(),
                     customer: Some(m.token.clone()),
@@ -585,7 +596,7 @@ async fn match_emails(
         let (Some(kc), Some(ec)) = (table.role(Role::CustomerKey), table.role(Role::Email)) else {
             continue;
         };
-        for_each_batch(ctx, table, &[kc, ec], |b| {
+        let found = scan(ctx, table, &[kc, ec], BTreeMap::new, |found, b| {
             let hits = digest_hits(&erasure_p, b.column(1), Normalize::Email, |d| {
                 wanted.contains(&d)
             })
@@ -599,8 +610,9 @@ async fn match_emails(
                     .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
                 for (t, a) in tok.into_iter().zip(ana) {
                     if let (Some(token), Some(analytics)) = (t, a) {
-                        out.entry(token_text(email))
-                            .or_default()
+                        found
+                            .entry(token_text(email))
+                            .or_insert_with(BTreeSet::new)
                             .insert(Matched { token, analytics });
                     }
                 }
@@ -608,39 +620,31 @@ async fn match_emails(
             Ok(())
         })
         .await?;
+        for (email, matched) in found.into_iter().flatten() {
+            out.entry(email).or_default().extend(matched);
+        }
     }
     Ok(out)
 }
 
-/// Calls `f` with every batch of `columns` of every file of `table`, streaming.
-async fn for_each_batch(
+/// [`crate::run::scan_chunks`] of `columns` of `table`, on every core, with read errors
+/// worded for the erasure.
+async fn scan<S: Send>(
     ctx: &SessionContext,
     table: &TablePolicy,
     columns: &[&str],
-    mut f: impl FnMut(RecordBatch) -> Result<(), Error>,
-) -> Result<(), Error> {
-    for file in &table.files {
-        let mut stream = table
-            .open(ctx, file)
-            .await?
-            .select(columns.iter().map(|c| ident(*c)).collect::<Vec<Expr>>())
-            .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?
-            .execute_stream()
-            .await
-            .map_err(|e| err(format!("table {}: {}", table.name, df_message(&e))))?;
-        while let Some(b) = stream.next().await {
-            f(b.map_err(|e| {
-                err(format!(
-                    "table {}, file {}: cannot read {}: {}",
-                    table.name,
-                    file.display(),
-                    columns.join(", "),
-                    df_message(&e)
-                ))
-            })?)?;
-        }
-    }
-    Ok(())
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, RecordBatch) -> Result<(), Error> + Sync,
+) -> Result<Vec<S>, Error> {
+    crate::run::scan_chunks(ctx, table, columns, init, f, |file, e| {
+        err(format!(
+            "table {}, file {}: cannot read {}: {e}",
+            table.name,
+            file.display(),
+            columns.join(", "),
+        ))
+    })
+    .await
 }
 
 /// Customer token -> rows of event tables (tables with event_time) for the matched
@@ -666,15 +670,18 @@ async fn event_counts(
         else {
             continue;
         };
-        for_each_batch(ctx, table, &[kc], |b| {
+        let counts = scan(ctx, table, &[kc], HashMap::new, |counts, b| {
             for (_, n, d) in digest_hits(&p, b.column(0), Normalize::Trim, |d| wanted.contains(&d))
                 .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?
             {
-                *out.entry(d).or_insert(0) += n as i64;
+                *counts.entry(d).or_insert(0) += n as i64;
             }
             Ok(())
         })
         .await?;
+        for (d, n) in counts.into_iter().flatten() {
+            *out.entry(d).or_insert(0) += n;
+        }
     }
     Ok(out.into_iter().map(|(d, n)| (token_text(d), n)).collect())
 }
@@ -712,7 +719,7 @@ impl Plan {
                 let published_p = Pseudonymizer::new(key, domain.as_deref());
                 let rule_norm = *rule_norm;
                 let context = |e| err(format!("table {}, column {col}: {e}", table.name));
-                for_each_batch(ctx, table, &[col], |b| {
+                let found = scan(ctx, table, &[col], TokenSet::default, |found, b| {
                     let hits = digest_hits(&erasure_p, b.column(0), normalize, |d| {
                         erased.contains_key(&d)
                     })
@@ -722,11 +729,12 @@ impl Plan {
                         let first = b.column(0).slice(start, 1);
                         let published =
                             token_strings(&published_p, &first, rule_norm).map_err(context)?;
-                        out.extend(published.into_iter().flatten());
+                        found.extend(published.into_iter().flatten());
                     }
                     Ok(())
                 })
                 .await?;
+                out.extend(found.into_iter().flatten());
             }
         }
         Ok(out)

@@ -471,6 +471,14 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
     let st3 = receipt_col(&receipts(&s3.run_dir), "status");
     assert_eq!(st3["r00"].as_deref(), Some("already_erased"));
     assert_eq!(st3["u0"].as_deref(), Some("not_found"));
+    // Nothing new for the ledger: the delete requests' customers are deleted already
+    // (each run that still reads a request must not append it again).
+    let e3 = s3.manifest.erasure.as_ref().unwrap();
+    assert_eq!(e3.new_entries, 0);
+    assert_eq!(
+        e3.ledger_entries,
+        s.manifest.erasure.as_ref().unwrap().ledger_entries
+    );
     // The ledger holds keyed hashes only.
     let ledger = std::fs::read_to_string(dir.path().join("state/erasure-ledger.json")).unwrap();
     for (i, _) in &erased {
@@ -720,4 +728,100 @@ fn no_byte_written_holds_the_key_or_an_email() {
             "a published cell holds an input email"
         );
     }
+}
+
+/// The erasure's scans of the export (requests' emails matched to customers, the matched
+/// customers' transactions counted, the tokens the gate must not find) read every file
+/// in chunks on every core: the same export rewritten as one file per table of many
+/// small row groups (one chunk each) erases the same customers with the same receipts.
+#[test]
+fn erasure_does_not_depend_on_how_the_export_is_cut() {
+    let people = people();
+    let (csv, _, erased) = batch(&people);
+    let erase = |dir: &Path| {
+        std::fs::write(dir.join("requests.csv"), &csv).unwrap();
+        let policy = policy_with_erasure(dir, Some("requests.csv"));
+        let s = run_with(&policy, &dir.join("out"), None).unwrap();
+        let rows = |t: &str| s.manifest.tables[t].rows_written;
+        (
+            receipts(&s.run_dir),
+            rows("customers"),
+            rows("transactions"),
+            gate_check(&s.run_dir, "erased_customers_absent")["figures"].clone(),
+        )
+    };
+    let whole = fixture_copy();
+    let cut = fixture_copy();
+    for table in ["customers", "transactions"] {
+        let dir = cut.path().join("export").join(table);
+        let batches = read_table(&dir);
+        let all =
+            datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some((all.num_rows() / 40).max(1)))
+            .build();
+        let f = std::fs::File::create(dir.join("all.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, all.schema(), Some(props)).unwrap();
+        w.write(&all).unwrap();
+        let meta = w.close().unwrap();
+        assert!(meta.num_row_groups() >= 40, "{table}");
+    }
+    let (a, b) = (erase(whole.path()), erase(cut.path()));
+    assert_eq!(a.0, b.0, "receipts");
+    assert_eq!((a.1, a.2), (b.1, b.2), "rows written");
+    assert_eq!(a.3, b.3, "the gate's figures");
+    assert!(a.3["erased_tokens"].as_u64().unwrap() >= erased.len() as u64 * 2);
+}
+
+/// A delete request for a customer an earlier run anonymized upgrades the ledger entry
+/// once: that run deletes the customer's transactions, and later runs that still read
+/// the request add nothing to the ledger.
+#[test]
+fn a_delete_request_upgrades_an_anonymized_customer_once() {
+    let dir = fixture_copy();
+    let people = people();
+    let p = &people[5];
+    let tx_ids = column_strings(
+        &read_table(&fixture().join("export/transactions")),
+        "customer_id",
+    );
+    let theirs = tx_ids
+        .iter()
+        .filter(|c| c.as_deref() == Some(p.id.as_str()))
+        .count() as u64;
+    assert!(theirs > 0);
+    let requests = dir.path().join("requests.csv");
+    let header = "request_id,email,received_at,jurisdiction,kind,explained,note\n";
+    let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
+    let out = dir.path().join("out");
+    let mut runs = Vec::new();
+    for csv in [
+        format!("{header}a1,{},2025-12-01,GDPR,anonymize,true,\n", p.email),
+        format!(
+            "{header}a1,{},2025-12-01,GDPR,anonymize,true,\nd1,{},2025-12-02,GDPR,delete,true,\n",
+            p.email, p.email
+        ),
+        format!(
+            "{header}a1,{},2025-12-01,GDPR,anonymize,true,\nd1,{},2025-12-02,GDPR,delete,true,\n",
+            p.email, p.email
+        ),
+    ] {
+        std::fs::write(&requests, csv).unwrap();
+        let s = run_with(&policy, &out, None).unwrap();
+        let e = s.manifest.erasure.clone().unwrap();
+        let rows = s.manifest.tables["transactions"].rows_written;
+        let status = receipt_col(&receipts(&s.run_dir), "status");
+        runs.push((e.new_entries, e.ledger_entries, rows, status));
+    }
+    let total = tx_ids.len() as u64;
+    // Run 1: anonymized (rows kept, tokens nulled), one ledger entry.
+    assert_eq!((runs[0].0, runs[0].1, runs[0].2), (1, 1, total));
+    assert_eq!(runs[0].3["a1"].as_deref(), Some("completed"));
+    // Run 2: the delete upgrades it: one more entry, their transactions gone.
+    assert_eq!((runs[1].0, runs[1].1, runs[1].2), (1, 2, total - theirs));
+    assert_eq!(runs[1].3["d1"].as_deref(), Some("already_erased"));
+    // Run 3: the same requests add nothing and delete the same rows.
+    assert_eq!((runs[2].0, runs[2].1, runs[2].2), (0, 2, total - theirs));
 }

@@ -186,10 +186,26 @@ fn row_group_rows(p: &Path) -> Result<Vec<usize>, Error> {
 
 /// A CIDR network with its host bits generalized away (IPv4 /24 or shorter, IPv6 /64 or
 /// shorter): what the `network` rule publishes, not an address.
+///
+/// Called on nearly every output value, so the prefix is found from the end without a
+/// string search: the digits (and at most one `+`, which `u8`'s parser accepts) after a
+/// `/`. The same answer as splitting at the first `/` (tested): a prefix holds no `/`.
 fn is_network(s: &str) -> bool {
-    let Some((addr, prefix)) = s.split_once('/') else {
+    let b = s.as_bytes();
+    let mut i = b.len();
+    while i > 0 && b[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    if i == b.len() {
         return false;
-    };
+    }
+    if i > 0 && b[i - 1] == b'+' {
+        i -= 1;
+    }
+    if i == 0 || b[i - 1] != b'/' {
+        return false;
+    }
+    let (addr, prefix) = (&s[..i - 1], &s[i..]);
     let Ok(prefix) = prefix.parse::<u8>() else {
         return false;
     };
@@ -1675,7 +1691,53 @@ mod tests {
         out
     }
 
+    #[test]
+    fn networks_are_told_from_addresses() {
+        for yes in [
+            "203.0.113.0/24",
+            "10.0.0.0/8",
+            "2001:db8:1:2::/64",
+            "10.0.0.0/+024",
+        ] {
+            assert!(is_network(yes), "{yes}");
+        }
+        for no in [
+            "203.0.113.7",
+            "203.0.113.0/25",
+            "2001:db8::/65",
+            "10.0.0.0/",
+            "10.0.0.0/+",
+            "/24",
+            "a/24",
+            "10.0.0.0//24",
+            "10.0.0.0/2/4",
+            "",
+        ] {
+            assert!(!is_network(no), "{no}");
+        }
+    }
+
     proptest::proptest! {
+        /// `is_network` finds the prefix from the end; splitting at the first `/` (its
+        /// definition before) gives the same answer on any text of address characters.
+        #[test]
+        fn a_network_is_found_from_the_end_as_from_the_start(
+            s in "[0-9a-f:.+/]{0,24}|(([0-9]{1,3}\\.){3}[0-9]{1,3}|[0-9a-f:]{2,20})/\\+?0{0,3}[0-9]{1,3}",
+        ) {
+            let by_first_slash = |s: &str| {
+                let Some((addr, prefix)) = s.split_once('/') else {
+                    return false;
+                };
+                let Ok(prefix) = prefix.parse::<u8>() else {
+                    return false;
+                };
+                let v4 = crate::rules::generalize::dotted_quad(addr.as_bytes()).is_some();
+                (v4 && prefix <= 24)
+                    || (prefix <= 64 && crate::rules::generalize::ipv6(addr).is_some())
+            };
+            proptest::prop_assert_eq!(is_network(&s), by_first_slash(&s), "{}", s);
+        }
+
         /// Whatever the type and encoding, every non-null row is counted once under its
         /// text as Arrow's cast prints it: runs, dictionaries and integers without a cast.
         #[test]

@@ -915,7 +915,14 @@ pub(crate) async fn scan_chunks<S: Send>(
         .collect();
     let mut streams = Vec::new();
     for file in &table.files {
-        let (plan, task_ctx, _) = chunked_plan(ctx, table, file, &exprs, None).await?;
+        // Planning errors are worded by `fail`, not as the transform's.
+        let (plan, task_ctx, _) =
+            chunked_plan(ctx, table, file, &exprs, None)
+                .await
+                .map_err(|e| match e {
+                    Error::Transform { file, message, .. } => fail(&file, message),
+                    e => e,
+                })?;
         for chunk in 0..plan.output_partitioning().partition_count() {
             let stream = plan
                 .execute(chunk, task_ctx.clone())

@@ -65,7 +65,8 @@ pub enum Command {
         /// Output folder (default: the policy's `output`).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Files processed at once (default: the policy's `threads`, else all cores).
+        /// Worker threads: files transformed at once, and the threads of every other
+        /// stage (default: the policy's `threads`, else all cores; 0 = all cores).
         #[arg(long)]
         threads: Option<usize>,
         /// Erasure requests to honour (CSV or JSON Lines; default: the policy's

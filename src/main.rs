@@ -73,6 +73,8 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             threads,
             requests,
         } => {
+            // Every stage's parallel work on `threads` threads, not only the transform's.
+            run::size_worker_pool(run::threads_for(&config, threads))?;
             let s = run::run(&run::RunOptions {
                 config,
                 as_of,
@@ -125,6 +127,7 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 row_group_rows: row_group_rows.unwrap_or(d.row_group_rows),
                 dictionary: !no_dictionary,
             };
+            run::size_worker_pool(run::threads_for(&config, threads))?;
             let rows = run::bench_copy(&config, &out, threads, custom)?;
             println!("copied {rows} rows to {}", out.display());
         }

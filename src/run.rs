@@ -55,7 +55,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// Use this key instead of loading one (tests, demo).
     pub key: Option<Key>,
-    /// Files processed at once (default: the policy's `threads`, else the core count).
+    /// Files processed at once, and the worker threads of every stage (default: the
+    /// policy's `threads`, else the core count; 0 is the core count). See [`threads_for`].
     pub threads: Option<usize>,
     /// An erasure requests file (overrides the policy's `[erasure] requests`).
     pub requests: Option<PathBuf>,
@@ -142,15 +143,51 @@ impl RunSummary {
     }
 }
 
-/// Runs the policy end to end on a fresh tokio runtime.
+/// Runs the policy end to end on a fresh tokio runtime of [`threads_for`] workers.
 pub fn run(opts: &RunOptions) -> Result<RunSummary, Error> {
-    let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+    let threads = threads_for(&opts.config, opts.threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
     rt.block_on(run_async(opts))
+}
+
+/// The threads of a run of `config`: `threads` (the command line's), else the policy's
+/// `threads`, else every core (0 in either place is every core). The policy is only
+/// peeked at here; a broken one is reported by the run itself.
+pub fn threads_for(config: &Path, threads: Option<usize>) -> usize {
+    pick_threads(
+        threads,
+        crate::policy::raw::RawPolicy::from_file(config)
+            .ok()
+            .and_then(|r| r.threads),
+    )
+}
+
+/// The command line's `threads` over the policy's; 0 in either is every core.
+fn pick_threads(cli: Option<usize>, policy: Option<usize>) -> usize {
+    match cli.or(policy) {
+        None | Some(0) => default_threads(),
+        Some(n) => n,
+    }
+}
+
+/// Sizes the process's shared pool of worker threads (rayon's global pool) to `threads`.
+/// The transform's files run on the tokio runtime's `threads` workers and the kernel's
+/// pass 2 on its own pool of `threads`; everything else that runs in parallel (the
+/// erasure's scans of the export, the gate's output scan and input lookup, the input
+/// digests) uses the shared pool, so sizing it is what makes `--threads` cap a whole run,
+/// not only its transform. Once per process, before any parallel work: the binary calls
+/// it for `run`; a library caller running several runs in one process sizes it itself
+/// (or leaves it at every core).
+pub fn size_worker_pool(threads: usize) -> Result<(), Error> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("anonymizer-worker-{i}"))
+        .build_global()
+        .map_err(|e| Error::Failed(format!("cannot start {threads} worker threads: {e}")))
 }
 
 pub fn default_threads() -> usize {
@@ -373,11 +410,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         None => Key::load(policy.key_file.as_deref())?,
     };
     stages.insert("validate".to_string(), ms(t));
-    let threads = opts
-        .threads
-        .or(policy.threads)
-        .unwrap_or_else(default_threads)
-        .max(1);
+    let threads = pick_threads(opts.threads, policy.threads);
 
     let out_root = opts.out.clone().unwrap_or_else(|| policy.output.clone());
     let out = OutputDir::lock(&out_root)?;
@@ -416,7 +449,13 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
 
     let run_id = out.new_run_id();
     let staging = out.create_staging(&run_id)?;
-    tracing::info!(run_id = %run_id, out = %out_root.display(), threads, "run started");
+    tracing::info!(
+        run_id = %run_id,
+        out = %out_root.display(),
+        threads,
+        shared_pool = rayon::current_num_threads(),
+        "run started"
+    );
     let result = stage_run(
         &ctx,
         &policy,
@@ -1004,7 +1043,7 @@ pub fn bench_copy(
     threads: Option<usize>,
     parquet: ParquetSettings,
 ) -> Result<u64, Error> {
-    let threads = threads.unwrap_or_else(default_threads).max(1);
+    let threads = threads_for(config, threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

@@ -339,6 +339,51 @@ fn old_runs_are_pruned_but_current_kept() {
     assert_eq!(current_of(&out), last.unwrap().run_dir);
 }
 
+/// `--threads` (else the policy's `threads`, 0 = every core) sizes every stage's
+/// threads, the shared pool of the gate's and the erasure's scans included, not only the
+/// transform's files.
+#[test]
+fn threads_cap_every_stage() {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let cfg = policy.to_str().unwrap();
+    let started = |flags: &[&str]| -> String {
+        let mut args = vec!["run", "--config", cfg];
+        args.extend_from_slice(flags);
+        let o = cli(&args, Some(KEY_HEX));
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.contains("run started"))
+            .unwrap_or_else(|| panic!("no `run started` line in {stderr}"))
+            .to_string()
+    };
+    let fields = |line: &str| {
+        let field = |name: &str| -> usize {
+            let at = line
+                .find(&format!(" {name}="))
+                .unwrap_or_else(|| panic!("{line}"));
+            line[at + name.len() + 2..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (field("threads"), field("shared_pool"))
+    };
+    // 3: neither this machine's nor CI's core count.
+    assert_eq!(fields(&started(&["--threads", "1"])), (1, 1));
+    assert_eq!(fields(&started(&["--threads", "3"])), (3, 3));
+    // The policy's `threads` when the command line gives none; the flag's 0 is every core.
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("threads = 1\n{text}")).unwrap();
+    assert_eq!(fields(&started(&[])), (1, 1));
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(fields(&started(&["--threads", "0"])), (cores, cores));
+}
+
 #[test]
 fn cli_fails_closed_on_an_unclassified_column() {
     use datafusion::arrow::array::{Int64Array, RecordBatch};

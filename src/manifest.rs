@@ -102,6 +102,19 @@ pub struct ErasureReport {
     pub requests: BTreeMap<String, usize>,
     /// Customers erased in this run's output (everyone in the ledger).
     pub customers_erased: usize,
+    /// Per record-level table mapping customer_key or email: what erasure did to its rows.
+    pub tables: BTreeMap<String, ErasureRows>,
+}
+
+/// What erasure did to one record-level table's rows in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ErasureRows {
+    /// Rows whose customer id and email were looked up among the erased: every row read.
+    pub rows_checked: u64,
+    /// Rows kept with every token nulled (event tables; anonymized customers).
+    pub rows_anonymized: u64,
+    /// Rows left out (deleted customers; in profile tables, anonymized ones too).
+    pub rows_removed: u64,
 }
 
 /// What small-cell protection withheld in one aggregate table.

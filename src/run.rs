@@ -138,6 +138,14 @@ impl RunSummary {
                 }
             )
             .expect("writing to a String");
+            for (table, r) in &e.tables {
+                writeln!(
+                    s,
+                    "    {table}: {} rows checked, {} anonymized, {} removed",
+                    r.rows_checked, r.rows_anonymized, r.rows_removed
+                )
+                .expect("writing to a String");
+            }
         }
         s
     }
@@ -549,6 +557,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             customers_erased: erasure.customers_erased(),
+            tables: erasure.rows.clone(),
         }),
         stages_ms: stages,
     };
@@ -645,6 +654,7 @@ async fn stage_run(
     let udfs = Udfs::new(key);
     udfs.register(ctx);
     let mut jobs = Vec::new();
+    let mut effects = Vec::new();
     for table in &policy.tables {
         let exprs: Vec<Expr> = table
             .columns
@@ -652,6 +662,9 @@ async fn stage_run(
             .filter_map(|c| c.rule.expr(&c.name, &udfs, as_of))
             .collect();
         let effect = erasure.table_effect(table, key);
+        if let Some(e) = &effect {
+            effects.push((table.name.clone(), e.clone()));
+        }
         let fail = matches!(fail, Some(FailPoint::WhileWriting(t)) if *t == table.name);
         let props = table_writer_properties(table);
         jobs.extend(table_jobs(ctx, table, staging, &exprs, effect.as_ref(), fail, &props).await?);
@@ -668,6 +681,7 @@ async fn stage_run(
         .await
         .map_err(|e| Error::Failed(format!("the input digest task failed: {e}")))?;
     let mut results = results?;
+    erasure.rows = effects.into_iter().map(|(t, e)| (t, e.rows())).collect();
     stages.insert("transform".into(), ms(t));
     stages.insert("hash_inputs".into(), hash_ms);
     let inputs = hashes.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -680,7 +694,12 @@ async fn stage_run(
             table.name.clone(),
             TableReport {
                 kind: "record".into(),
-                rows_read: Some(mine.iter().map(|r| r.2).sum()),
+                // The plan's rows come out after erasure's filter; the rows it removed
+                // were read too.
+                rows_read: Some(
+                    mine.iter().map(|r| r.2).sum::<u64>()
+                        + erasure.rows.get(&table.name).map_or(0, |r| r.rows_removed),
+                ),
                 rows_written: mine
                     .iter()
                     .filter_map(|r| r.3.as_ref())

@@ -25,6 +25,7 @@ pub mod requests;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{
@@ -115,6 +116,8 @@ pub struct Plan {
     emails: Erased,
     pub receipts: Vec<Receipt>,
     pub requests_file: Option<PathBuf>,
+    /// What erasure did to each record-level table's rows (filled in by the transform).
+    pub rows: BTreeMap<String, crate::manifest::ErasureRows>,
     /// The policy's `[erasure] requests` when no such file exists: no request was read.
     /// Not an error (`anonymizer erase` creates the file with the first request), but said
     /// on every run, since a mistyped path would otherwise skip requests that have
@@ -129,6 +132,40 @@ pub struct TableEffect {
     pub state: Expr,
     /// A profile table (no event time): anonymized customers' rows are removed too.
     pub profile: bool,
+    /// Rows the state was computed for, by state (the UDF counts as it goes).
+    counts: Arc<StateCounts>,
+}
+
+/// Rows of one table whose erasure state was computed, and how many of them were of each
+/// erasing state.
+#[derive(Debug, Default)]
+struct StateCounts {
+    checked: AtomicU64,
+    anonymize: AtomicU64,
+    delete: AtomicU64,
+}
+
+impl TableEffect {
+    /// What the state did to the rows read so far: the manifest's evidence that every row
+    /// read was checked. The state is computed once per row read (pinned by a test that
+    /// compares `rows_checked` with the rows read), so these are exact.
+    pub fn rows(&self) -> crate::manifest::ErasureRows {
+        let c = &self.counts;
+        let (anonymize, delete) = (
+            c.anonymize.load(Ordering::Relaxed),
+            c.delete.load(Ordering::Relaxed),
+        );
+        crate::manifest::ErasureRows {
+            rows_checked: c.checked.load(Ordering::Relaxed),
+            // A profile table keeps only customers erased by nobody.
+            rows_anonymized: if self.profile { 0 } else { anonymize },
+            rows_removed: if self.profile {
+                anonymize + delete
+            } else {
+                delete
+            },
+        }
+    }
 }
 
 impl Plan {
@@ -152,15 +189,19 @@ impl Plan {
         if kc.is_none() && ec.is_none() {
             return None;
         }
-        let udf = ScalarUDF::from(StateUdf::new(
+        let mut state = StateUdf::new(
             key,
             Arc::new(self.customers.clone()),
             Arc::new(self.emails.clone()),
-        ));
+        );
+        let counts = Arc::new(StateCounts::default());
+        state.counts = counts.clone();
+        let udf = ScalarUDF::from(state);
         let arg = |c: Option<&str>| c.map(ident).unwrap_or(lit(ScalarValue::Utf8(None)));
         Some(TableEffect {
             state: udf.call(vec![arg(kc), arg(ec)]),
             profile: table.role(Role::EventTime).is_none(),
+            counts,
         })
     }
 }
@@ -221,6 +262,7 @@ struct StateUdf {
     customers: Arc<Erased>,
     emails: Arc<Erased>,
     signature: Signature,
+    counts: Arc<StateCounts>,
 }
 
 impl PartialEq for StateUdf {
@@ -242,7 +284,12 @@ impl StateUdf {
             p: Pseudonymizer::new(key, Some(ledger::DOMAIN)),
             customers,
             emails,
-            signature: Signature::any(2, Volatility::Immutable),
+            counts: Arc::default(),
+            // Deterministic, but declared volatile so that the optimizer computes it
+            // once per row: an immutable expression is copied into the filter that
+            // pushes below the `__erasure` projection, and the state was then computed
+            // twice per row (once to drop deleted customers, once to null the tokens).
+            signature: Signature::any(2, Volatility::Volatile),
         }
     }
 }
@@ -288,9 +335,16 @@ impl ScalarUDFImpl for StateUdf {
             })?;
         }
         let mut b = Int8Builder::with_capacity(n);
+        let (mut anonymize, mut delete) = (0, 0);
         for s in state {
+            anonymize += u64::from(s == State::Anonymize);
+            delete += u64::from(s == State::Delete);
             b.append_value(s as i8);
         }
+        let c = &self.counts;
+        c.checked.fetch_add(n as u64, Ordering::Relaxed);
+        c.anonymize.fetch_add(anonymize, Ordering::Relaxed);
+        c.delete.fetch_add(delete, Ordering::Relaxed);
         Ok(ColumnarValue::Array(Arc::new(b.finish())))
     }
 }

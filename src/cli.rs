@@ -86,6 +86,10 @@ pub enum Command {
         /// The smallest count of people allowed in aggregates (default: the policy's k, else 10).
         #[arg(long)]
         k: Option<u64>,
+        /// Worker threads of the checks (default: the policy's `threads`, else all cores;
+        /// 0 = all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
     Query(QueryArgs),

@@ -88,8 +88,19 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 eprintln!("attention: {line}");
             }
         }
-        Command::Verify { dir, config, k } => {
-            let report = anonymizer::verify::run_verify(dir.as_deref(), config.as_deref(), k)?;
+        Command::Verify {
+            dir,
+            config,
+            k,
+            threads,
+        } => {
+            let threads = match &config {
+                Some(c) => run::threads_for(c, threads),
+                None => run::pick_threads(threads, None),
+            };
+            run::size_worker_pool(threads)?;
+            let report =
+                anonymizer::verify::run_verify(dir.as_deref(), config.as_deref(), k, threads)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("the report serializes")

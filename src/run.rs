@@ -175,7 +175,7 @@ pub fn threads_for(config: &Path, threads: Option<usize>) -> usize {
 }
 
 /// The command line's `threads` over the policy's; 0 in either is every core.
-fn pick_threads(cli: Option<usize>, policy: Option<usize>) -> usize {
+pub fn pick_threads(cli: Option<usize>, policy: Option<usize>) -> usize {
     match cli.or(policy) {
         None | Some(0) => default_threads(),
         Some(n) => n,

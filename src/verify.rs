@@ -1555,17 +1555,26 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
     crate::analytics::protect::determined(suppressed.len(), &cons, &suppressed).len()
 }
 
-/// `anonymizer verify [DIR] [--config FILE] [--k K]`: loads the policy (if any), finds the
-/// folder (default: the policy's OUT/current) and runs [`verify`].
+/// `anonymizer verify [DIR] [--config FILE] [--k K] [--threads N]`: loads the policy (if
+/// any), finds the folder (default: the policy's OUT/current) and runs [`verify`] on a
+/// runtime of `threads` workers (the binary sizes the shared pool, which the scans use,
+/// to the same).
 pub fn run_verify(
     dir: Option<&Path>,
     config: Option<&Path>,
     k: Option<u64>,
+    threads: usize,
 ) -> Result<Report, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
+    tracing::debug!(
+        threads,
+        shared_pool = rayon::current_num_threads(),
+        "verify started"
+    );
     rt.block_on(async {
         let policy = match config {
             Some(c) => Some(Policy::load(c, &crate::run::session()).await?),

@@ -382,6 +382,21 @@ fn threads_cap_every_stage() {
     assert_eq!(fields(&started(&[])), (1, 1));
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(fields(&started(&["--threads", "0"])), (cores, cores));
+
+    // `verify --threads` too (its line is at debug level).
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_anonymizer"))
+        .args(["verify", "--config", cfg, "--threads", "3"])
+        .env("ANONYMIZER_KEY", KEY_HEX)
+        .env("ANONYMIZER_LOG", "anonymizer=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("verify started"))
+        .unwrap_or_else(|| panic!("no `verify started` line in {stderr}"));
+    assert_eq!(fields(line), (3, 3));
 }
 
 #[test]

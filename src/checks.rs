@@ -87,10 +87,15 @@ const FILES_AT_ONCE: usize = 4;
 
 async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts, Error> {
     let shared = std::sync::Arc::new(table.clone());
-    let tasks = table.files.iter().map(|file| {
-        let (ctx, table, file) = (ctx.clone(), shared.clone(), file.clone());
+    // The transform's units: a group of small files is checked by one query.
+    let units: Vec<Vec<PathBuf>> = crate::run::units(table)
+        .into_iter()
+        .map(|u| u.files.into_iter().map(|f| f.0).collect())
+        .collect();
+    let tasks = units.into_iter().map(|files| {
+        let (ctx, table) = (ctx.clone(), shared.clone());
         async move {
-            tokio::spawn(async move { check_file(&ctx, &table, &file).await })
+            tokio::spawn(async move { check_unit(&ctx, &table, &files).await })
                 .await
                 .unwrap_or_else(|e| Err(Error::Failed(format!("an input check failed: {e}"))))
         }
@@ -123,19 +128,52 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
     Ok(facts)
 }
 
-/// The checks of one file: one aggregate query, then a second read to locate the first
-/// offending row when one is out of range.
+/// The checks of a group of files: one query over them all, whose facts are the sums,
+/// least and greatest of the files'; when it fails, the files one by one, in order, so
+/// that the error names the first failing file and row, as if each had been checked alone.
+async fn check_unit(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    files: &[PathBuf],
+) -> Result<Facts, Error> {
+    match check_file(ctx, table, files).await {
+        Err(e) if files.len() > 1 => {
+            for f in files {
+                check_file(ctx, table, std::slice::from_ref(f)).await?;
+            }
+            Err(e)
+        }
+        r => r,
+    }
+}
+
+/// The checks of one file (or of a group of files, read as one table): one aggregate
+/// query, then a second read to locate the first offending row when one is out of range.
 async fn check_file(
     ctx: &SessionContext,
     table: &TablePolicy,
-    file: &Path,
+    files: &[PathBuf],
 ) -> Result<Facts, Error> {
+    let file = files[0].as_path();
     let event = table.role(Role::EventTime).map(str::to_string);
     let amount = table.role(Role::Amount).map(str::to_string);
     let amount_type = crate::analytics::amount_type(table);
     let (lo, hi) = (days(date(EARLIEST_EVENT)), days(date(LATEST_EVENT)));
     let mut facts = Facts::default();
-    let df = table.open(ctx, file).await?;
+    let df = if files.len() == 1 {
+        table.open(ctx, file).await?
+    } else {
+        crate::input::open_all(
+            ctx,
+            &table.name,
+            files,
+            table.format,
+            table.delimiter,
+            (table.format == crate::policy::Format::Csv).then_some(&table.schema),
+        )
+        .await
+        .map_err(crate::policy::PolicyError::from)?
+    };
 
     let mut aggs = vec![count(lit(1)).alias("rows")];
     let counted: Vec<String> = [Role::CustomerKey, Role::EventTime]

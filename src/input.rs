@@ -2,6 +2,7 @@
 //! as a DataFrame. Only footers (Parquet) or a sample (CSV schema inference) are read
 //! here: the policy is validated against these schemas before any row is processed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -352,6 +353,72 @@ pub async fn open(
         format,
         message: crate::error::df_message(&e),
     })
+}
+
+/// Every file of a table as one DataFrame: one scan listing all the files (DataFusion reads
+/// them as one table), not a union of one scan per file, whose planning grows with the
+/// number of files (an export of a thousand files took seconds to plan). The schema is the
+/// first file's as [`open`] reads it; files of different extensions are read per
+/// extension and unioned. Row order is not kept: for readers that aggregate.
+pub async fn open_all(
+    ctx: &SessionContext,
+    table: &str,
+    files: &[PathBuf],
+    format: Format,
+    delimiter: u8,
+    schema: Option<&SchemaRef>,
+) -> Result<DataFrame, InputError> {
+    let Some(first) = files.first() else {
+        return Err(InputError::Unreadable {
+            table: table.into(),
+            path: PathBuf::new(),
+            format,
+            message: "the table has no files".into(),
+        });
+    };
+    let df = open(ctx, table, first, format, delimiter, schema).await?;
+    if files.len() == 1 {
+        return Ok(df);
+    }
+    let schema = df.schema().as_arrow().clone();
+    let mut by_ext: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
+    for f in files {
+        by_ext.entry(ext_of(f)).or_default().push(f);
+    }
+    let mut all: Option<DataFrame> = None;
+    for (ext, group) in by_ext {
+        let paths: Vec<String> = group.iter().map(|f| path_str(f)).collect();
+        let read = match format {
+            Format::Parquet => {
+                let o = ParquetReadOptions {
+                    file_extension: &ext,
+                    schema: Some(&schema),
+                    ..Default::default()
+                };
+                ctx.read_parquet(paths, o).await
+            }
+            Format::Csv => {
+                let o = CsvReadOptions::new()
+                    .has_header(true)
+                    .delimiter(delimiter)
+                    .file_extension(&ext)
+                    .schema(&schema);
+                ctx.read_csv(paths, o).await
+            }
+        };
+        let unreadable = |e: datafusion::error::DataFusionError| InputError::Unreadable {
+            table: table.into(),
+            path: group[0].clone(),
+            format,
+            message: crate::error::df_message(&e),
+        };
+        let df = read.map_err(unreadable)?;
+        all = Some(match all {
+            None => df,
+            Some(prev) => prev.union(df).map_err(unreadable)?,
+        });
+    }
+    Ok(all.expect("at least one file"))
 }
 
 /// Reads the schema of a table: every file's footer (Parquet), checked to agree, or one

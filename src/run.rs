@@ -96,10 +96,11 @@ impl RunSummary {
                 ),
                 (read, None) => writeln!(
                     s,
-                    "  {name}: {} rows read, {} rows written, {} files",
+                    "  {name}: {} rows read, {} rows written, {} file{}",
                     read.unwrap_or(0),
                     t.rows_written,
-                    t.files.len()
+                    t.files.len(),
+                    if t.files.len() == 1 { "" } else { "s" }
                 ),
             }
             .expect("writing to a String");
@@ -265,6 +266,178 @@ fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
 
 /// Rows per piece when a Parquet file is one large row group.
 const SPLIT_ROWS: usize = 1 << 17;
+
+/// At most this many rows of consecutive small Parquet files are read as one chunk.
+const GROUP_ROWS: u64 = SPLIT_ROWS as u64;
+
+/// What one plan of the transform reads: one input file (cut into its chunks), or
+/// consecutive small Parquet files read one after another as a single chunk, so that an
+/// export of thousands of small files is not planned, opened and written thousands of
+/// times (one output file per group). A function of the files alone (their order and
+/// footers), never of the core count, so outputs stay byte-identical everywhere.
+pub(crate) struct Unit {
+    /// The position of the first file in the table's sorted list.
+    pub first: usize,
+    /// The files with their rows (a group's: from their footers; a single file's: 0,
+    /// unused).
+    pub files: Vec<(PathBuf, u64)>,
+    /// A single Parquet file's layout.
+    layout: Option<crate::input::ParquetLayout>,
+}
+
+impl Unit {
+    fn path(&self) -> &Path {
+        &self.files[0].0
+    }
+
+    /// The file holding the unit's row `row` (0-based), and that row's index in it.
+    pub fn locate(&self, row: u64) -> (&Path, u64) {
+        let mut before = 0;
+        for (i, (f, n)) in self.files.iter().enumerate() {
+            if row < before + n || i + 1 == self.files.len() {
+                return (f, row - before);
+            }
+            before += n;
+        }
+        (self.path(), row)
+    }
+}
+
+/// The units of a table, in file order: every Parquet file read whole in one chunk (one
+/// row group, or a lone one too small to cut) of at most [`GROUP_ROWS`] rows joins the
+/// units of consecutive such files while they total at most [`GROUP_ROWS`] rows; every
+/// other file is a unit of its own. CSV files are never grouped.
+pub(crate) fn units(table: &TablePolicy) -> Vec<Unit> {
+    // Footers on every core (an export of thousands of files has thousands to read).
+    let mut layouts: Vec<Option<crate::input::ParquetLayout>> = table
+        .files
+        .par_iter()
+        .map(|file| match table.format {
+            Format::Parquet => {
+                crate::input::parquet_layout(file, crate::input::Cut::LoneRowGroup).ok()
+            }
+            Format::Csv => None,
+        })
+        .collect();
+    let small: Vec<Option<u64>> = layouts
+        .iter()
+        .map(|l| {
+            let l = l.as_ref()?;
+            let rows: u64 = l.row_groups.iter().sum();
+            (l.row_groups.len() <= 1 && rows <= GROUP_ROWS && lone_row_group_split(l).is_none())
+                .then_some(rows)
+        })
+        .collect();
+    groups(&small, GROUP_ROWS)
+        .into_iter()
+        .map(|r| Unit {
+            first: r.start,
+            files: r
+                .clone()
+                .map(|i| (table.files[i].clone(), small[i].unwrap_or(0)))
+                .collect(),
+            layout: if r.len() == 1 {
+                layouts[r.start].take()
+            } else {
+                None
+            },
+        })
+        .collect()
+}
+
+/// Cuts files into runs: a file of `Some(rows)` joins the run before it when that run is
+/// of such files and stays within `limit` rows; a `None` file is a run of its own.
+fn groups(small: &[Option<u64>], limit: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    // Rows of the run being filled (`None`: the last run cannot grow).
+    let mut open: Option<u64> = None;
+    for (i, rows) in small.iter().enumerate() {
+        match (rows, open) {
+            (Some(rows), Some(total)) if total + rows <= limit => {
+                out.last_mut().expect("an open run is the last").end = i + 1;
+                open = Some(total + rows);
+            }
+            _ => {
+                out.push(i..i + 1);
+                open = *rows;
+            }
+        }
+    }
+    out
+}
+
+/// Reads a plan's one file, and then the rest of `files` after it, in order, as one
+/// partition: the plan of a group of small files is the plan of its first file.
+fn group_files(
+    plan: Arc<dyn ExecutionPlan>,
+    files: &[(PathBuf, u64)],
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+    use datafusion::datasource::source::DataSourceExec;
+    if files.len() < 2 {
+        return Ok(plan);
+    }
+    let mut metas = Vec::with_capacity(files.len());
+    for (f, _) in files {
+        let len = std::fs::metadata(f)
+            .map_err(|e| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "cannot read {}: {e}",
+                    f.display()
+                ))
+            })?
+            .len();
+        let location =
+            datafusion::object_store::path::Path::from_absolute_path(std::path::absolute(f)?)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        metas.push((location, len));
+    }
+    let mut replaced = false;
+    let plan = plan
+        .transform_up(|node| {
+            let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(template) = config.file_groups.iter().flat_map(|g| g.files()).next() else {
+                return Ok(Transformed::no(node));
+            };
+            // Each file as the plan read its first one (the same schema and options),
+            // whole.
+            let group: Vec<_> = metas
+                .iter()
+                .map(|(location, len)| {
+                    let mut f = template.clone();
+                    f.object_meta = datafusion::object_store::ObjectMeta {
+                        location: location.clone(),
+                        last_modified: template.object_meta.last_modified,
+                        size: *len,
+                        e_tag: None,
+                        version: None,
+                    };
+                    f.range = None;
+                    f.statistics = None;
+                    f.metadata_size_hint = None;
+                    f
+                })
+                .collect();
+            replaced = true;
+            let grouped = FileScanConfigBuilder::from(config.clone())
+                .with_file_groups(vec![FileGroup::new(group)])
+                .build();
+            Ok(Transformed::yes(DataSourceExec::from_data_source(grouped)))
+        })?
+        .data;
+    if !replaced {
+        return Err(datafusion::error::DataFusionError::Internal(
+            "the plan of a group of files reads no file".into(),
+        ));
+    }
+    Ok(plan)
+}
 
 /// How a Parquet file of one large row group is cut into row ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -888,8 +1061,10 @@ async fn table_jobs(
         message: format!("cannot create the output folder: {e}"),
     })?;
     let mut jobs = Vec::new();
-    for (idx, file) in table.files.iter().enumerate() {
-        let (plan, task_ctx, schema) = chunked_plan(ctx, table, file, exprs, effect).await?;
+    for unit in units(table) {
+        let unit = Arc::new(unit);
+        let idx = unit.first;
+        let (plan, task_ctx, schema) = chunked_plan(ctx, table, &unit, exprs, effect).await?;
         let partitions = plan.output_partitioning().partition_count();
         for chunk in 0..partitions {
             let name = if partitions == 1 {
@@ -901,7 +1076,7 @@ async fn table_jobs(
                 table: table.name.clone(),
                 idx: idx * MAX_CHUNKS + chunk,
                 chunk,
-                input: file.clone(),
+                input: unit.clone(),
                 output: dir.join(name),
                 plan: plan.clone(),
                 task_ctx: task_ctx.clone(),
@@ -914,25 +1089,33 @@ async fn table_jobs(
     Ok(jobs)
 }
 
-/// One input file's plan of the rules, one output partition per chunk: its row groups
-/// (a lone large one cut into row ranges), or 64 MiB pieces of a CSV file. One footer
-/// read decides the chunks, from the file alone.
+/// One unit's plan of the rules, one output partition per chunk: a file's row groups (a
+/// lone large one cut into row ranges), 64 MiB pieces of a CSV file, or a group of small
+/// files read one after another. The file's footer (read once, by [`units`]) decides the
+/// chunks, from the file alone.
 async fn chunked_plan(
     ctx: &SessionContext,
     table: &TablePolicy,
-    file: &Path,
+    unit: &Unit,
     exprs: &[Expr],
     effect: Option<&crate::erasure::TableEffect>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>, SchemaRef), Error> {
-    let layout = match table.format {
-        Format::Parquet => crate::input::parquet_layout(file, crate::input::Cut::LoneRowGroup).ok(),
-        Format::Csv => None,
-    };
-    let chunks = chunks_of(
-        file,
-        table.format,
-        layout.as_ref().map(|l| l.row_groups.as_slice()),
-    );
+    let file = unit.path();
+    if unit.files.len() > 1 {
+        let (plan, task_ctx, schema) = plan_file(ctx, table, file, exprs, effect).await?;
+        let plan = group_files(plan, &unit.files).map_err(|e| Error::Transform {
+            table: table.name.clone(),
+            file: file.to_path_buf(),
+            message: format!(
+                "cannot plan the {} files from this one on: {}",
+                unit.files.len(),
+                df_message(&e)
+            ),
+        })?;
+        return Ok((plan, task_ctx, schema));
+    }
+    let layout = unit.layout.as_ref();
+    let chunks = chunks_of(file, table.format, layout.map(|l| l.row_groups.as_slice()));
     let ctx = if chunks > 1 {
         chunked_session(chunks)
     } else {
@@ -940,15 +1123,12 @@ async fn chunked_plan(
     };
     let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
     let plan = match (chunks, table.format) {
-        (1, Format::Parquet) => {
-            split_row_group(plan, layout.as_ref().and_then(lone_row_group_split)).map_err(|e| {
-                Error::Transform {
-                    table: table.name.clone(),
-                    file: file.to_path_buf(),
-                    message: format!("cannot split the row group: {}", df_message(&e)),
-                }
-            })?
-        }
+        (1, Format::Parquet) => split_row_group(plan, layout.and_then(lone_row_group_split))
+            .map_err(|e| Error::Transform {
+                table: table.name.clone(),
+                file: file.to_path_buf(),
+                message: format!("cannot split the row group: {}", df_message(&e)),
+            })?,
         _ => plan,
     };
     Ok((plan, task_ctx, schema))
@@ -972,10 +1152,11 @@ pub(crate) async fn scan_chunks<S: Send>(
         .map(|c| datafusion::prelude::ident(*c))
         .collect();
     let mut streams = Vec::new();
-    for file in &table.files {
+    let units: Vec<Unit> = units(table);
+    for unit in &units {
         // Planning errors are worded by `fail`, not as the transform's.
         let (plan, task_ctx, _) =
-            chunked_plan(ctx, table, file, &exprs, None)
+            chunked_plan(ctx, table, unit, &exprs, None)
                 .await
                 .map_err(|e| match e {
                     Error::Transform { file, message, .. } => fail(&file, message),
@@ -984,8 +1165,8 @@ pub(crate) async fn scan_chunks<S: Send>(
         for chunk in 0..plan.output_partitioning().partition_count() {
             let stream = plan
                 .execute(chunk, task_ctx.clone())
-                .map_err(|e| fail(file, df_message(&e)))?;
-            streams.push((file.as_path(), stream));
+                .map_err(|e| fail(unit.path(), df_message(&e)))?;
+            streams.push((unit, stream));
         }
     }
     // The chunks are read on rayon's threads, each driving its stream to the end; the
@@ -994,12 +1175,16 @@ pub(crate) async fn scan_chunks<S: Send>(
     let read = || {
         streams
             .into_par_iter()
-            .map(|(file, mut stream)| {
+            .map(|(unit, mut stream)| {
                 let _runtime = handle.enter();
                 let mut state = init();
+                let mut rows = 0u64;
                 futures::executor::block_on(async {
                     while let Some(b) = stream.next().await {
-                        f(&mut state, b.map_err(|e| fail(file, df_message(&e)))?)?;
+                        // A group's error names the file of the row it failed at.
+                        let b = b.map_err(|e| fail(unit.locate(rows).0, df_message(&e)))?;
+                        rows += b.num_rows() as u64;
+                        f(&mut state, b)?;
                     }
                     Ok(state)
                 })
@@ -1131,7 +1316,8 @@ struct FileJob {
     idx: usize,
     /// Which output partition of the file's plan this job writes.
     chunk: usize,
-    input: PathBuf,
+    /// The file or group of files read.
+    input: Arc<Unit>,
     output: PathBuf,
     plan: Arc<dyn ExecutionPlan>,
     task_ctx: Arc<TaskContext>,
@@ -1149,7 +1335,7 @@ impl FileJob {
     ) -> Result<(String, usize, u64, Option<OutputFile>), Error> {
         let err = |message: String| Error::Transform {
             table: self.table.clone(),
-            file: self.input.clone(),
+            file: self.input.path().to_path_buf(),
             message,
         };
         const WRITE_HINT: &str = "\n  check the free space and permissions of the output folder; \
@@ -1172,12 +1358,18 @@ impl FileJob {
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| {
-                err(format!(
-                    "failed after {rows} rows (row {} or later): {}\n  \
-                     is the input file complete? Re-export it, or remove it from the input folder",
-                    rows + 1,
-                    df_message(&e)
-                ))
+                // In a group of files, the file and row the failure came at.
+                let (file, row) = self.input.locate(rows);
+                Error::Transform {
+                    table: self.table.clone(),
+                    file: file.to_path_buf(),
+                    message: format!(
+                        "failed after {row} rows (row {} or later): {}\n  \
+                         is the input file complete? Re-export it, or remove it from the input folder",
+                        row + 1,
+                        df_message(&e)
+                    ),
+                }
             })?;
             rows += batch.num_rows() as u64;
             progress.inc(batch.num_rows() as u64);
@@ -1330,4 +1522,44 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small files join the run before them up to the limit; a file too large to group
+    /// stands alone and starts the next run afresh; order is kept, nothing is lost.
+    #[test]
+    fn small_files_are_grouped_in_order_up_to_the_limit() {
+        let s = |v: &[Option<u64>]| groups(v, 10);
+        assert!(s(&[]).is_empty());
+        assert_eq!(s(&[Some(3)]), vec![0..1]);
+        assert_eq!(s(&[Some(3), Some(3), Some(4), Some(1)]), vec![0..3, 3..4]);
+        assert_eq!(
+            s(&[Some(3), None, Some(3), Some(0), Some(7), Some(10)]),
+            vec![0..1, 1..2, 2..5, 5..6]
+        );
+        assert_eq!(s(&[None, None]), vec![0..1, 1..2]);
+        assert_eq!(s(&[Some(0); 3]), vec![0..3]);
+    }
+
+    #[test]
+    fn a_row_of_a_group_is_located_in_its_file() {
+        let unit = Unit {
+            first: 4,
+            files: vec![("a".into(), 3), ("b".into(), 0), ("c".into(), 2)],
+            layout: None,
+        };
+        let at = |r| {
+            let (f, i) = unit.locate(r);
+            (f.to_string_lossy().into_owned(), i)
+        };
+        assert_eq!(at(0), ("a".into(), 0));
+        assert_eq!(at(2), ("a".into(), 2));
+        assert_eq!(at(3), ("c".into(), 0));
+        assert_eq!(at(4), ("c".into(), 1));
+        // Past the end: the last file.
+        assert_eq!(at(9), ("c".into(), 6));
+    }
 }

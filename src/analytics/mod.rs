@@ -461,19 +461,19 @@ fn session(threads: usize) -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// All files of a table as one DataFrame.
+/// All files of a table as one DataFrame (one scan of every file: see
+/// [`crate::input::open_all`]).
 async fn read_table(ctx: &SessionContext, table: &TablePolicy) -> Result<DataFrame, Error> {
-    let mut all: Option<DataFrame> = None;
-    for file in &table.files {
-        let df = table.open(ctx, file).await?;
-        all = Some(match all {
-            None => df,
-            Some(prev) => prev
-                .union(df)
-                .map_err(|e| err(&table.name, df_message(&e)))?,
-        });
-    }
-    all.ok_or_else(|| err(&table.name, "the table has no files".into()))
+    Ok(crate::input::open_all(
+        ctx,
+        &table.name,
+        &table.files,
+        table.format,
+        table.delimiter,
+        (table.format == crate::policy::Format::Csv).then_some(&table.schema),
+    )
+    .await
+    .map_err(crate::policy::PolicyError::from)?)
 }
 
 /// ASCII white space: what [`text`] trims from both ends.

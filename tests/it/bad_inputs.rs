@@ -331,6 +331,34 @@ fn truncated_parquet_footer_intact() {
 }
 
 #[test]
+fn corrupt_column_in_the_second_file_of_a_group() {
+    // Small files are read in groups, one plan for consecutive files; the fixture's two
+    // transactions files are one group. A column the input checks do not read (so only
+    // the transform finds it) is damaged in the second file: the error names that file
+    // and the row in it, not the group's first file.
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let c = Case::new("corrupt_column_second_file");
+    let f = c.files("transactions").remove(1);
+    let (start, len) = {
+        let r = SerializedFileReader::new(std::fs::File::open(&f).unwrap()).unwrap();
+        let g = r.metadata().row_group(0);
+        let col = g
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "ip_address")
+            .unwrap();
+        (
+            col.data_page_offset() as usize,
+            col.compressed_size() as usize,
+        )
+    };
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[start + len / 2..start + len * 3 / 4].fill(0xAB);
+    std::fs::write(&f, &bytes).unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
 fn not_parquet() {
     let c = Case::new("not_parquet");
     std::fs::write(c.first("customers"), "customer_id,email\n1,a@example.com\n").unwrap();

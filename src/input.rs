@@ -432,10 +432,34 @@ pub async fn read_schema(
 ) -> Result<SchemaRef, InputError> {
     match format {
         Format::Parquet => {
+            use futures::StreamExt;
+            // Footers read a few at a time, each in its own task (an export of thousands
+            // of files has thousands), compared in file order: the first file that does
+            // not match is the one reported.
+            let mut schemas = futures::stream::iter(files.iter().cloned())
+                .map(|f| {
+                    let (ctx, table) = (ctx.clone(), table.to_string());
+                    async move {
+                        tokio::spawn(async move {
+                            open(&ctx, &table, &f, format, delimiter, None)
+                                .await
+                                .map(|df| df.schema().inner().clone())
+                        })
+                        .await
+                    }
+                })
+                .buffered(16);
             let mut first: Option<SchemaRef> = None;
-            for f in files {
-                let df = open(ctx, table, f, format, delimiter, None).await?;
-                let s: SchemaRef = df.schema().inner().clone();
+            let mut i = 0;
+            while let Some(s) = schemas.next().await {
+                let f = &files[i];
+                i += 1;
+                let s: SchemaRef = s.map_err(|e| InputError::Unreadable {
+                    table: table.into(),
+                    path: f.clone(),
+                    format,
+                    message: format!("reading the footer failed: {e}"),
+                })??;
                 match &first {
                     None => first = Some(s),
                     Some(f0) => {

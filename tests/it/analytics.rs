@@ -22,13 +22,6 @@ use crate::oracle::tests::{
 };
 use crate::oracle::{CohortRow, Customer, MrrRow, Oracle, RevenueRow, SubRow, Tx};
 
-const AGGREGATES: [&str; 4] = [
-    "subscriptions_monthly",
-    "cohort_retention",
-    "revenue_monthly",
-    "mrr_monthly",
-];
-
 // ---------------------------------------------------------------------------------------
 // Writing hand-made exports
 

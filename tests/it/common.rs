@@ -73,6 +73,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The four aggregate tables.
+pub const AGGREGATES: [&str; 4] = [
+    "subscriptions_monthly",
+    "cohort_retention",
+    "revenue_monthly",
+    "mrr_monthly",
+];
+
+/// Two runs published byte-identical aggregate tables.
+pub fn assert_same_aggregates(a: &RunSummary, b: &RunSummary) {
+    for t in AGGREGATES {
+        assert_eq!(
+            a.manifest.tables[t].files[0].sha256, b.manifest.tables[t].files[0].sha256,
+            "{t}"
+        );
+    }
+}
+
 pub fn run_to(config: &Path, out: &Path, key: Key) -> Result<RunSummary, anonymizer::Error> {
     run(&RunOptions {
         config: config.to_path_buf(),

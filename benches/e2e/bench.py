@@ -5,7 +5,8 @@ See README.md next to this file. In short:
 
     python3 benches/e2e/bench.py --customers 20000 --reps 3
 
-1. generates an export (`anonymizer generate`), cached in WORK/data-N;
+1. generates an export (`anonymizer generate`), cached in WORK/data-N (`--files F`: F files
+   per table, cached in WORK/data-N-fF);
 2. correctness: runs anonymizer and DuckDB with small-cell suppression off (k = 1) and
    checks that the four aggregate tables agree row for row, exactly; then (after the
    timed runs) compares the k-suppressed outputs cell by cell;
@@ -121,15 +122,18 @@ def machine():
 # Inputs and policies
 
 
-def generate(binary, data, customers, seed):
+def generate(binary, data, customers, seed, files=None):
     if (data / ".complete").exists():
         log(f"export {data} exists (delete it to regenerate)")
         return
     shutil.rmtree(data, ignore_errors=True)
     log(f"generating {customers} customers into {data}")
     t = time.perf_counter()
-    subprocess.run([str(binary), "-q", "generate", "--out", str(data), "--customers",
-                    str(customers), "--seed", str(seed)], check=True)
+    cmd = [str(binary), "-q", "generate", "--out", str(data), "--customers", str(customers),
+           "--seed", str(seed)]
+    if files:
+        cmd += ["--files", str(files)]
+    subprocess.run(cmd, check=True)
     log(f"  generated in {time.perf_counter() - t:.1f} s")
     (data / ".complete").write_text("ok\n")
 
@@ -503,6 +507,9 @@ def main():
     ap.add_argument("--customers", type=int, default=1_000_000,
                     help="export size (about 20 transactions each); default 1000000")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--files", type=int, default=None,
+                    help="files per table of the generated export (default: the "
+                         "generator's); many small files, as a warehouse unloads them")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per engine")
     ap.add_argument("--bin", default="target/release/anonymizer",
                     help="anonymizer binary (relative to the repo); built if missing")
@@ -542,8 +549,9 @@ def main():
         log(f"{binary} has no bench-copy subcommand yet: df-copy is skipped")
         engines.remove("df-copy")
 
-    data = work / f"data-{args.customers}"
-    generate(binary, data, args.customers, args.seed)
+    suffix = f"{args.customers}" + (f"-f{args.files}" if args.files else "")
+    data = work / f"data-{suffix}"
+    generate(binary, data, args.customers, args.seed, args.files)
     args.as_of = args.as_of or as_of_of(data)
     ntx = duckdb.connect().execute(
         f"SELECT COUNT(*) FROM read_parquet('{data}/transactions/*.parquet')").fetchall()[0][0]
@@ -631,7 +639,7 @@ def main():
 
     text = report(results, stages, duck_stmts, meta)
     print("\n" + text)
-    res = work / f"results-{args.customers}.json"
+    res = work / f"results-{suffix}.json"
     res.write_text(json.dumps({"meta": meta, "check": check, "suppression_check": supp,
                                "results": results, "stages_ms": stages,
                                "duckdb_statements_ms": duck_stmts, "table": text}, indent=1,

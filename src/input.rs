@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
@@ -432,49 +432,44 @@ pub async fn read_schema(
 ) -> Result<SchemaRef, InputError> {
     match format {
         Format::Parquet => {
-            use futures::StreamExt;
-            // Footers read a few at a time, each in its own task (an export of thousands
-            // of files has thousands), compared in file order: the first file that does
-            // not match is the one reported.
-            let mut schemas = futures::stream::iter(files.iter().cloned())
-                .map(|f| {
-                    let (ctx, table) = (ctx.clone(), table.to_string());
-                    async move {
-                        tokio::spawn(async move {
-                            open(&ctx, &table, &f, format, delimiter, None)
-                                .await
-                                .map(|df| df.schema().inner().clone())
-                        })
-                        .await
-                    }
+            // The first file as DataFusion reads it: the table's schema.
+            let first = open(ctx, table, &files[0], format, delimiter, None)
+                .await?
+                .schema()
+                .inner()
+                .clone();
+            // The others' footers by parquet-rs on every core (an export of thousands of
+            // files has thousands), compared with the first file's footer; a file whose
+            // footer cannot be read or differs is read as DataFusion reads it, in file
+            // order, for the exact error (or no difference that matters).
+            let all = files.to_vec();
+            let footers: Vec<Option<Vec<(String, DataType)>>> =
+                tokio::task::spawn_blocking(move || {
+                    use rayon::prelude::*;
+                    all.par_iter().map(|f| footer_fields(f)).collect()
                 })
-                .buffered(16);
-            let mut first: Option<SchemaRef> = None;
-            let mut i = 0;
-            while let Some(s) = schemas.next().await {
-                let f = &files[i];
-                i += 1;
-                let s: SchemaRef = s.map_err(|e| InputError::Unreadable {
-                    table: table.into(),
-                    path: f.clone(),
-                    format,
-                    message: format!("reading the footer failed: {e}"),
-                })??;
-                match &first {
-                    None => first = Some(s),
-                    Some(f0) => {
-                        if let Some(difference) = schema_difference(f0, &s) {
-                            return Err(InputError::SchemaMismatch {
-                                table: table.into(),
-                                path: f.clone(),
-                                first: files[0].clone(),
-                                difference,
-                            });
-                        }
-                    }
+                .await
+                .unwrap_or_default();
+            for (i, f) in files.iter().enumerate().skip(1) {
+                if footers.len() == files.len() && footers[0].is_some() && footers[i] == footers[0]
+                {
+                    continue;
+                }
+                let s: SchemaRef = open(ctx, table, f, format, delimiter, None)
+                    .await?
+                    .schema()
+                    .inner()
+                    .clone();
+                if let Some(difference) = schema_difference(&first, &s) {
+                    return Err(InputError::SchemaMismatch {
+                        table: table.into(),
+                        path: f.clone(),
+                        first: files[0].clone(),
+                        difference,
+                    });
                 }
             }
-            Ok(first.expect("discover returns at least one file"))
+            Ok(first)
         }
         Format::Csv => {
             let paths: Vec<String> = files.iter().map(|p| path_str(p)).collect();
@@ -495,6 +490,21 @@ pub async fn read_schema(
             Ok(df.schema().inner().clone())
         }
     }
+}
+
+/// The columns (name, type) of a Parquet file's footer as Arrow reads them; `None` when
+/// the footer cannot be read.
+fn footer_fields(path: &Path) -> Option<Vec<(String, DataType)>> {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let file = std::fs::File::open(path).ok()?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).ok()?;
+    Some(
+        meta.schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect(),
+    )
 }
 
 fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {

@@ -267,7 +267,8 @@ fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
 /// Rows per piece when a Parquet file is one large row group.
 const SPLIT_ROWS: usize = 1 << 17;
 
-/// At most this many rows of consecutive small Parquet files are read as one chunk.
+/// At most this many rows of consecutive small Parquet files are read as one chunk (and
+/// at most [`CSV_CHUNK_BYTES`] of consecutive small CSV files).
 const GROUP_ROWS: u64 = SPLIT_ROWS as u64;
 
 /// What one plan of the transform reads: one input file (cut into its chunks), or
@@ -278,16 +279,47 @@ const GROUP_ROWS: u64 = SPLIT_ROWS as u64;
 pub(crate) struct Unit {
     /// The position of the first file in the table's sorted list.
     pub first: usize,
-    /// The files with their rows (a group's: from their footers; a single file's: 0,
-    /// unused).
+    /// The files with their rows (a group of Parquet files: from their footers; a single
+    /// file or a group of CSV files: 0, unknown).
     pub files: Vec<(PathBuf, u64)>,
     /// A single Parquet file's layout.
     layout: Option<crate::input::ParquetLayout>,
+    /// A group of CSV files: the table, to find the failing file by reading the files one
+    /// by one (their rows are not known ahead).
+    csv: Option<Arc<TablePolicy>>,
 }
 
 impl Unit {
     fn path(&self) -> &Path {
         &self.files[0].0
+    }
+
+    /// Where a read that failed after `row` rows of the unit failed: the file and the rows
+    /// of it read before. A group of CSV files is read again file by file, each alone,
+    /// and the first that fails is the one (if none does alone, the first file).
+    pub async fn locate_failure(&self, row: u64) -> (PathBuf, u64) {
+        let Some(table) = self.csv.as_ref().filter(|_| self.files.len() > 1) else {
+            let (f, r) = self.locate(row);
+            return (f.to_path_buf(), r);
+        };
+        let ctx = session();
+        for (f, _) in &self.files {
+            let mut read = 0u64;
+            let stream = match table.open(&ctx, f).await {
+                Ok(df) => df.execute_stream().await,
+                Err(_) => return (f.clone(), 0),
+            };
+            let Ok(mut stream) = stream else {
+                return (f.clone(), 0);
+            };
+            while let Some(b) = stream.next().await {
+                match b {
+                    Ok(b) => read += b.num_rows() as u64,
+                    Err(_) => return (f.clone(), read),
+                }
+            }
+        }
+        (self.path().to_path_buf(), row)
     }
 
     /// The file holding the unit's row `row` (0-based), and that row's index in it.
@@ -306,7 +338,8 @@ impl Unit {
 /// The units of a table, in file order: every Parquet file read whole in one chunk (one
 /// row group, or a lone one too small to cut) of at most [`GROUP_ROWS`] rows joins the
 /// units of consecutive such files while they total at most [`GROUP_ROWS`] rows; every
-/// other file is a unit of its own. CSV files are never grouped.
+/// CSV file of at most [`CSV_CHUNK_BYTES`] (one chunk) joins consecutive such files while
+/// they total at most that; every other file is a unit of its own.
 pub(crate) fn units(table: &TablePolicy) -> Vec<Unit> {
     // Footers on every core (an export of thousands of files has thousands to read).
     let mut layouts: Vec<Option<crate::input::ParquetLayout>> = table
@@ -319,28 +352,48 @@ pub(crate) fn units(table: &TablePolicy) -> Vec<Unit> {
             Format::Csv => None,
         })
         .collect();
-    let small: Vec<Option<u64>> = layouts
-        .iter()
-        .map(|l| {
-            let l = l.as_ref()?;
-            let rows: u64 = l.row_groups.iter().sum();
-            (l.row_groups.len() <= 1 && rows <= GROUP_ROWS && lone_row_group_split(l).is_none())
-                .then_some(rows)
-        })
-        .collect();
-    groups(&small, GROUP_ROWS)
+    let csv = table.format == Format::Csv;
+    // Parquet: rows; CSV: bytes.
+    let small: Vec<Option<u64>> = if csv {
+        table
+            .files
+            .iter()
+            .map(|f| {
+                std::fs::metadata(f)
+                    .ok()
+                    .map(|m| m.len())
+                    .filter(|b| *b <= CSV_CHUNK_BYTES)
+            })
+            .collect()
+    } else {
+        layouts
+            .iter()
+            .map(|l| {
+                let l = l.as_ref()?;
+                let rows: u64 = l.row_groups.iter().sum();
+                (l.row_groups.len() <= 1 && rows <= GROUP_ROWS && lone_row_group_split(l).is_none())
+                    .then_some(rows)
+            })
+            .collect()
+    };
+    let shared = csv.then(|| Arc::new(table.clone()));
+    groups(&small, if csv { CSV_CHUNK_BYTES } else { GROUP_ROWS })
         .into_iter()
         .map(|r| Unit {
             first: r.start,
             files: r
                 .clone()
-                .map(|i| (table.files[i].clone(), small[i].unwrap_or(0)))
+                .map(|i| {
+                    let rows = if csv { 0 } else { small[i].unwrap_or(0) };
+                    (table.files[i].clone(), rows)
+                })
                 .collect(),
             layout: if r.len() == 1 {
                 layouts[r.start].take()
             } else {
                 None
             },
+            csv: shared.clone(),
         })
         .collect()
 }
@@ -1181,8 +1234,14 @@ pub(crate) async fn scan_chunks<S: Send>(
                 let mut rows = 0u64;
                 futures::executor::block_on(async {
                     while let Some(b) = stream.next().await {
-                        // A group's error names the file of the row it failed at.
-                        let b = b.map_err(|e| fail(unit.locate(rows).0, df_message(&e)))?;
+                        let b = match b {
+                            Ok(b) => b,
+                            Err(e) => {
+                                // A group's error names the file it failed in.
+                                let (file, _) = unit.locate_failure(rows).await;
+                                return Err(fail(&file, df_message(&e)));
+                            }
+                        };
                         rows += b.num_rows() as u64;
                         f(&mut state, b)?;
                     }
@@ -1357,20 +1416,23 @@ impl FileJob {
         .map_err(|e| err(format!("cannot start the Parquet writer: {e}")))?;
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| {
-                // In a group of files, the file and row the failure came at.
-                let (file, row) = self.input.locate(rows);
-                Error::Transform {
-                    table: self.table.clone(),
-                    file: file.to_path_buf(),
-                    message: format!(
-                        "failed after {row} rows (row {} or later): {}\n  \
-                         is the input file complete? Re-export it, or remove it from the input folder",
-                        row + 1,
-                        df_message(&e)
-                    ),
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    // In a group of files, the file and row the failure came at.
+                    let (file, row) = self.input.locate_failure(rows).await;
+                    return Err(Error::Transform {
+                        table: self.table.clone(),
+                        file,
+                        message: format!(
+                            "failed after {row} rows (row {} or later): {}\n  \
+                             is the input file complete? Re-export it, or remove it from the input folder",
+                            row + 1,
+                            df_message(&e)
+                        ),
+                    });
                 }
-            })?;
+            };
             rows += batch.num_rows() as u64;
             progress.inc(batch.num_rows() as u64);
             writer
@@ -1550,6 +1612,7 @@ mod tests {
             first: 4,
             files: vec![("a".into(), 3), ("b".into(), 0), ("c".into(), 2)],
             layout: None,
+            csv: None,
         };
         let at = |r| {
             let (f, i) = unit.locate(r);

@@ -568,17 +568,9 @@ async fn probe_input(
     policy: &Policy,
     probe: &Probe<'_>,
 ) -> Result<(u64, BTreeMap<u32, HashedSet>), Error> {
-    use futures::StreamExt;
     use rayon::prelude::*;
     let ctx = crate::run::session();
     let mut total = ProbeHits::default();
-    let fail = |file: &Path, e: &datafusion::error::DataFusionError| {
-        Error::Failed(format!(
-            "verify: cannot read {}: {}",
-            file.display(),
-            crate::error::df_message(e)
-        ))
-    };
     // (file, row group, rows, columns): the Parquet pieces.
     let mut pieces: Vec<(&Path, usize, std::ops::Range<usize>, &[&str])> = Vec::new();
     let personal: Vec<Vec<&str>> = policy.tables.iter().map(personal_columns).collect();
@@ -600,31 +592,22 @@ async fn probe_input(
                             .map(|s| (file.as_path(), g, s..(s + per).min(n), cols.as_slice())),
                     );
                 }
-                continue;
             }
-            let df = table.open(&ctx, file).await?;
-            let mut stream = df
-                .select_columns(cols)
-                .map_err(|e| fail(file, &e))?
-                .execute_stream()
-                .await
-                .map_err(|e| fail(file, &e))?;
-            while let Some(b) = stream.next().await {
-                let b = b.map_err(|e| fail(file, &e))?;
-                let found: Vec<Result<ProbeHits, Error>> = b
-                    .columns()
-                    .par_iter()
-                    .zip(b.schema().fields().par_iter())
-                    .map(|(a, f)| {
-                        let mut out = ProbeHits::default();
-                        probe
-                            .column(a, &mut out)
-                            .map(|()| out)
-                            .map_err(|e| read_error(file, &format!("column {}: {e}", f.name())))
-                    })
-                    .collect();
-                for r in found {
-                    total.merge(r?);
+        }
+        // CSV: each of the transform's units (a group of small files) as one scan; when
+        // a group fails, its files one by one, so that the error names the file.
+        if table.format == crate::policy::Format::Csv {
+            for unit in crate::run::units(table) {
+                let files: Vec<PathBuf> = unit.files.into_iter().map(|f| f.0).collect();
+                match probe_csv(&ctx, table, &files, cols, probe).await {
+                    Ok(hits) => total.merge(hits),
+                    Err(e) if files.len() > 1 => {
+                        for f in &files {
+                            probe_csv(&ctx, table, std::slice::from_ref(f), cols, probe).await?;
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -641,6 +624,67 @@ async fn probe_input(
         hits.entry(c).or_default().insert(h);
     }
     Ok((total.hashed, hits))
+}
+
+/// The personal columns `cols` of CSV `files` of `table` (one file, or a group read as
+/// one scan), looked up on every core batch by batch.
+async fn probe_csv(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &crate::policy::TablePolicy,
+    files: &[PathBuf],
+    cols: &[&str],
+    probe: &Probe<'_>,
+) -> Result<ProbeHits, Error> {
+    use futures::StreamExt;
+    use rayon::prelude::*;
+    let file = files[0].as_path();
+    let fail = |e: &datafusion::error::DataFusionError| {
+        Error::Failed(format!(
+            "verify: cannot read {}: {}",
+            file.display(),
+            crate::error::df_message(e)
+        ))
+    };
+    let df = if files.len() == 1 {
+        table.open(ctx, file).await?
+    } else {
+        crate::input::open_all(
+            ctx,
+            &table.name,
+            files,
+            table.format,
+            table.delimiter,
+            Some(&table.schema),
+        )
+        .await
+        .map_err(crate::policy::PolicyError::from)?
+    };
+    let mut stream = df
+        .select_columns(cols)
+        .map_err(|e| fail(&e))?
+        .execute_stream()
+        .await
+        .map_err(|e| fail(&e))?;
+    let mut total = ProbeHits::default();
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(|e| fail(&e))?;
+        let found: Vec<Result<ProbeHits, Error>> = b
+            .columns()
+            .par_iter()
+            .zip(b.schema().fields().par_iter())
+            .map(|(a, f)| {
+                let mut out = ProbeHits::default();
+                probe
+                    .column(a, &mut out)
+                    .map(|()| out)
+                    .map_err(|e| read_error(file, &format!("column {}: {e}", f.name())))
+            })
+            .collect();
+        for r in found {
+            total.merge(r?);
+        }
+    }
+    Ok(total)
 }
 
 /// (table, column) of the policy's columns whose rule satisfies `f`.

@@ -66,3 +66,52 @@ fn csv_with_mapped_roles() {
         ["customer_key", "email", "event_time", "amount", "country"]
     );
 }
+
+/// The same export as three small CSV files in a folder is read as one group (one plan,
+/// one output file) with the same rows; a ragged row in the group's second file is
+/// reported in that file.
+#[test]
+fn small_csv_files_are_read_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("sales");
+    std::fs::create_dir(&folder).unwrap();
+    let mut lines = CSV.lines();
+    let header = lines.next().unwrap();
+    for (i, row) in lines.enumerate() {
+        std::fs::write(folder.join(format!("part-{i}.csv")), format!("{header}\n{row}\n"))
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("sales.csv"), CSV).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let one = run_to(&policy, &dir.path().join("one"), key()).unwrap();
+    let split = dir.path().join("split.toml");
+    std::fs::write(&split, POLICY.replace("\"sales.csv\"", "\"sales\"")).unwrap();
+    let s = run_to(&split, &dir.path().join("out"), key()).unwrap();
+    assert_eq!(s.manifest.inputs.len(), 3);
+    assert_eq!(s.manifest.tables["sales"].files.len(), 1);
+    let rows = |d: &std::path::Path| {
+        let t = read_table(d);
+        let mut r: Vec<_> = ["InvoiceNo", "InvoiceDate", "CustomerID", "Email", "Notes"]
+            .iter()
+            .map(|c| column_strings(&t, c))
+            .collect::<Vec<_>>();
+        let mut out: Vec<Vec<Option<String>>> = (0..r[0].len())
+            .map(|i| r.iter_mut().map(|c| c[i].take()).collect())
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(rows(&s.run_dir.join("sales")), rows(&one.run_dir.join("sales")));
+    // A ragged row in the second file.
+    std::fs::write(
+        folder.join("part-1.csv"),
+        format!("{header}\n536366,2011-12-09 12:50:00\n"),
+    )
+    .unwrap();
+    let e = run_to(&split, &dir.path().join("out"), key())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("part-1.csv"), "{e}");
+}
+

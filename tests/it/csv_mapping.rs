@@ -78,8 +78,11 @@ fn small_csv_files_are_read_in_groups() {
     let mut lines = CSV.lines();
     let header = lines.next().unwrap();
     for (i, row) in lines.enumerate() {
-        std::fs::write(folder.join(format!("part-{i}.csv")), format!("{header}\n{row}\n"))
-            .unwrap();
+        std::fs::write(
+            folder.join(format!("part-{i}.csv")),
+            format!("{header}\n{row}\n"),
+        )
+        .unwrap();
     }
     std::fs::write(dir.path().join("sales.csv"), CSV).unwrap();
     let policy = dir.path().join("policy.toml");
@@ -102,7 +105,10 @@ fn small_csv_files_are_read_in_groups() {
         out.sort();
         out
     };
-    assert_eq!(rows(&s.run_dir.join("sales")), rows(&one.run_dir.join("sales")));
+    assert_eq!(
+        rows(&s.run_dir.join("sales")),
+        rows(&one.run_dir.join("sales"))
+    );
     // A ragged row in the second file.
     std::fs::write(
         folder.join("part-1.csv"),
@@ -114,4 +120,3 @@ fn small_csv_files_are_read_in_groups() {
         .to_string();
     assert!(e.contains("part-1.csv"), "{e}");
 }
-

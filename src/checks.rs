@@ -160,20 +160,7 @@ async fn check_file(
     let amount_type = crate::analytics::amount_type(table);
     let (lo, hi) = (days(date(EARLIEST_EVENT)), days(date(LATEST_EVENT)));
     let mut facts = Facts::default();
-    let df = if files.len() == 1 {
-        table.open(ctx, file).await?
-    } else {
-        crate::input::open_all(
-            ctx,
-            &table.name,
-            files,
-            table.format,
-            table.delimiter,
-            (table.format == crate::policy::Format::Csv).then_some(&table.schema),
-        )
-        .await
-        .map_err(crate::policy::PolicyError::from)?
-    };
+    let df = table.open_files(ctx, files).await?;
 
     let mut aggs = vec![count(lit(1)).alias("rows")];
     let counted: Vec<String> = [Role::CustomerKey, Role::EventTime]

@@ -645,20 +645,7 @@ async fn probe_csv(
             crate::error::df_message(e)
         ))
     };
-    let df = if files.len() == 1 {
-        table.open(ctx, file).await?
-    } else {
-        crate::input::open_all(
-            ctx,
-            &table.name,
-            files,
-            table.format,
-            table.delimiter,
-            Some(&table.schema),
-        )
-        .await
-        .map_err(crate::policy::PolicyError::from)?
-    };
+    let df = table.open_files(ctx, files).await?;
     let mut stream = df
         .select_columns(cols)
         .map_err(|e| fail(&e))?

@@ -464,16 +464,7 @@ fn session(threads: usize) -> SessionContext {
 /// All files of a table as one DataFrame (one scan of every file: see
 /// [`crate::input::open_all`]).
 async fn read_table(ctx: &SessionContext, table: &TablePolicy) -> Result<DataFrame, Error> {
-    Ok(crate::input::open_all(
-        ctx,
-        &table.name,
-        &table.files,
-        table.format,
-        table.delimiter,
-        (table.format == crate::policy::Format::Csv).then_some(&table.schema),
-    )
-    .await
-    .map_err(crate::policy::PolicyError::from)?)
+    Ok(table.open_files(ctx, &table.files).await?)
 }
 
 /// ASCII white space: what [`text`] trims from both ends.

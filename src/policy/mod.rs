@@ -190,6 +190,27 @@ impl TablePolicy {
         .await?)
     }
 
+    /// Some of the table's files as one DataFrame: one file as [`TablePolicy::open`]
+    /// reads it, several as one scan ([`input::open_all`]; row order not kept).
+    pub async fn open_files(
+        &self,
+        ctx: &SessionContext,
+        files: &[PathBuf],
+    ) -> Result<datafusion::dataframe::DataFrame, PolicyError> {
+        if let [file] = files {
+            return self.open(ctx, file).await;
+        }
+        Ok(input::open_all(
+            ctx,
+            &self.name,
+            files,
+            self.format,
+            self.delimiter,
+            (self.format == Format::Csv).then_some(&self.schema),
+        )
+        .await?)
+    }
+
     pub fn rule_of(&self, column: &str) -> Option<&Rule> {
         self.columns
             .iter()

@@ -5,6 +5,8 @@
 //! one output file (`<table>/part-NNNNN.parquet`, or `part-NNNNN-CCC.parquet` for a file of
 //! several chunks; N is the file's position in the sorted input list) through one output
 //! partition of a DataFusion plan: scan -> projection of rule UDFs -> Parquet writer.
+//! Consecutive small files are one chunk together ([`units`]): thousands of small files
+//! are not planned, opened and written thousands of times.
 //! Chunks run concurrently, one tokio task each, up to `threads` at a time. Memory is
 //! bounded by `threads` x (one record batch + one row group being encoded), whatever the
 //! number of rows, and because no output depends on scheduling or core count, outputs are

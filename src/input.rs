@@ -355,10 +355,11 @@ pub async fn open(
     })
 }
 
-/// Every file of a table as one DataFrame: one scan listing all the files (DataFusion reads
-/// them as one table), not a union of one scan per file, whose planning grows with the
-/// number of files (an export of a thousand files took seconds to plan). The schema is the
-/// first file's as [`open`] reads it; files of different extensions are read per
+/// Several files of a table as one DataFrame: one scan listing all the files (DataFusion
+/// reads them as one table), not a union of one scan per file, whose planning grows with
+/// the number of files (an export of a thousand files took seconds to plan). `schema` is
+/// the table's, as [`read_schema`] validated it (the first file's as [`open`] reads it),
+/// so no footer is read again to find it; files of different extensions are read per
 /// extension and unioned. Row order is not kept: for readers that aggregate.
 pub async fn open_all(
     ctx: &SessionContext,
@@ -366,21 +367,9 @@ pub async fn open_all(
     files: &[PathBuf],
     format: Format,
     delimiter: u8,
-    schema: Option<&SchemaRef>,
+    schema: &SchemaRef,
 ) -> Result<DataFrame, InputError> {
-    let Some(first) = files.first() else {
-        return Err(InputError::Unreadable {
-            table: table.into(),
-            path: PathBuf::new(),
-            format,
-            message: "the table has no files".into(),
-        });
-    };
-    let df = open(ctx, table, first, format, delimiter, schema).await?;
-    if files.len() == 1 {
-        return Ok(df);
-    }
-    let schema = df.schema().as_arrow().clone();
+    let schema = schema.as_ref().clone();
     let mut by_ext: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
     for f in files {
         by_ext.entry(ext_of(f)).or_default().push(f);
@@ -418,7 +407,12 @@ pub async fn open_all(
             Some(prev) => prev.union(df).map_err(unreadable)?,
         });
     }
-    Ok(all.expect("at least one file"))
+    all.ok_or_else(|| InputError::Unreadable {
+        table: table.into(),
+        path: PathBuf::new(),
+        format,
+        message: "the table has no files".into(),
+    })
 }
 
 /// Reads the schema of a table: every file's footer (Parquet), checked to agree, or one

@@ -191,7 +191,8 @@ impl TablePolicy {
     }
 
     /// Some of the table's files as one DataFrame: one file as [`TablePolicy::open`]
-    /// reads it, several as one scan ([`input::open_all`]; row order not kept).
+    /// reads it, several as one scan with the table's validated schema
+    /// ([`input::open_all`]; row order not kept).
     pub async fn open_files(
         &self,
         ctx: &SessionContext,
@@ -206,7 +207,7 @@ impl TablePolicy {
             files,
             self.format,
             self.delimiter,
-            (self.format == Format::Csv).then_some(&self.schema),
+            &self.schema,
         )
         .await?)
     }

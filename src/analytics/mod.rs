@@ -138,6 +138,9 @@ pub struct Computed {
     /// How many parts the kernel spilled to disk (0: it held them in memory, or the SQL
     /// engine ran).
     pub spilled_parts: usize,
+    /// Of those, how many held more records than their share of `memory_mb` (one
+    /// customer with a large share of the transactions) and were sorted on disk.
+    pub sorted_parts: usize,
 }
 
 /// Of `customers` (tokens as in the events view), those whose paid coverage continues past
@@ -279,7 +282,7 @@ pub async fn compute(
             );
         }
     }
-    let mut spilled_parts = 0;
+    let (mut spilled_parts, mut sorted_parts) = (0, 0);
     let (raws, active) = match a.engine {
         Engine::Kernel => {
             let spill = spill_dir
@@ -312,9 +315,10 @@ pub async fn compute(
             tracing::debug!(
                 ms = t.elapsed().as_millis() as u64,
                 spilled_parts = out.spilled_parts,
+                sorted_parts = out.sorted_parts,
                 "aggregates computed by the kernel"
             );
-            spilled_parts = out.spilled_parts;
+            (spilled_parts, sorted_parts) = (out.spilled_parts, out.sorted_parts);
             (out.tables, out.active)
         }
         Engine::Sql => {
@@ -347,6 +351,7 @@ pub async fn compute(
         skipped,
         active,
         spilled_parts,
+        sorted_parts,
     })
 }
 
@@ -722,10 +727,12 @@ pub async fn build(
         skipped,
         active,
         spilled_parts,
+        sorted_parts,
     } = compute(policy, key, as_of, threads, active_check, Some(staging)).await?;
     if spilled_parts > 0 {
         tracing::info!(
             parts = spilled_parts,
+            sorted_on_disk = sorted_parts,
             "aggregates: the transactions did not fit in [analytics] memory_mb and were spilled to disk by customer"
         );
     }

@@ -1058,6 +1058,55 @@ fn pretty(batches: &[(String, RecordBatch)]) -> String {
         .collect()
 }
 
+/// One customer with most of the transactions (a guest or reseller id): their part holds
+/// more than its share of `memory_mb`, is sorted on disk in runs and merged, and the
+/// tables are the SQL engine's, on one thread and on two.
+#[test]
+fn a_customer_with_most_of_the_transactions_is_sorted_on_disk() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut txs, customers) = awkward_export(11, 12_000);
+    for (i, t) in txs.iter_mut().enumerate() {
+        if i % 10 < 7 {
+            t.customer = Some("c7".into());
+        }
+    }
+    let config = write_export(dir.path(), &txs, Some(&customers), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut policy = rt
+        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
+        .unwrap();
+    policy.analytics.k = 1;
+    policy.analytics.engine = Engine::Sql;
+    let want = pretty(&published_tables(&compute_awkward(
+        &rt,
+        &policy,
+        2,
+        &[],
+        None,
+    )));
+    policy.analytics.engine = Engine::Kernel;
+    for (memory, threads, sorted) in [(512 << 20, 2, false), (1, 1, true), (1, 2, true)] {
+        policy.analytics.memory_bytes = memory;
+        let spill = tempfile::tempdir().unwrap();
+        let c = compute_awkward(&rt, &policy, threads, &[], Some(spill.path()));
+        assert_eq!(
+            c.sorted_parts > 0,
+            sorted,
+            "memory {memory}, {threads} threads"
+        );
+        assert_eq!(c.sorted_parts, usize::from(sorted), "one customer's part");
+        // The sorted runs are gone with the parts.
+        assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+        assert_eq!(
+            pretty(&published_tables(&c)),
+            want,
+            "memory {memory}, {threads} threads"
+        );
+    }
+}
+
 #[test]
 fn kernel_and_sql_engines_give_the_same_tables() {
     use anonymizer::policy::Engine;

@@ -250,15 +250,31 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(have)
 }
 
-/// Reads every block of `r` (the spill file `name`) onto `recs`.
-pub(super) fn read_blocks(mut r: impl Read, name: &str, recs: &mut Vec<Rec>) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("cannot read back {name}: {e}");
-    let damaged = |what: &str| format!("{name} is damaged ({what}); run again");
-    let mut payload = Vec::new();
-    loop {
+/// A spill file's blocks, read one at a time.
+pub(super) struct Blocks<R> {
+    r: R,
+    name: String,
+    payload: Vec<u8>,
+}
+
+impl<R: Read> Blocks<R> {
+    /// The blocks of `r`, the spill file `name` (for errors).
+    pub(super) fn new(r: R, name: String) -> Self {
+        Blocks {
+            r,
+            name,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Appends the next block's records to `recs`; `false` at the end of the file.
+    pub(super) fn next_into(&mut self, recs: &mut Vec<Rec>) -> Result<bool, String> {
+        let name = &self.name;
+        let io = |e: std::io::Error| format!("cannot read back {name}: {e}");
+        let damaged = |what: &str| format!("{name} is damaged ({what}); run again");
         let mut header = [0u8; HEADER];
-        match read_up_to(&mut r, &mut header).map_err(io)? {
-            0 => return Ok(()),
+        match read_up_to(&mut self.r, &mut header).map_err(io)? {
+            0 => return Ok(false),
             HEADER => {}
             _ => return Err(damaged("it ends inside a block header")),
         }
@@ -270,18 +286,27 @@ pub(super) fn read_blocks(mut r: impl Read, name: &str, recs: &mut Vec<Rec>) -> 
             return Err(damaged("a block's length does not fit its records"));
         }
         // Read before reserving: a damaged length allocates no more than the file holds.
-        payload.clear();
-        (&mut r)
+        self.payload.clear();
+        (&mut self.r)
             .take(bytes as u64)
-            .read_to_end(&mut payload)
+            .read_to_end(&mut self.payload)
             .map_err(io)?;
-        if payload.len() != bytes {
+        if self.payload.len() != bytes {
             return Err(damaged("it ends inside a block"));
         }
         recs.reserve(count);
-        decode_block(&payload, count, recs)
+        decode_block(&self.payload, count, recs)
             .ok_or_else(|| damaged("a block's records do not decode"))?;
+        Ok(true)
     }
+}
+
+/// Reads every block of `r` (the spill file `name`) onto `recs`.
+#[cfg(test)]
+fn read_blocks(r: impl Read, name: &str, recs: &mut Vec<Rec>) -> Result<(), String> {
+    let mut blocks = Blocks::new(r, name.to_string());
+    while blocks.next_into(recs)? {}
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@
 //!    the coverage intervals) are also kept apart, as a sorted list of (subscription,
 //!    time) indexed by subscription, because a cut need not name the same customer;
 //! 2. takes the parts in parallel, one at a time per thread: groups each part's records by
-//!    customer and adds what each customer contributes to every table's cells;
+//!    customer and adds what each customer contributes to every table's cells, folding
+//!    the customer's records one by one in bounded memory ([`Fold`]); a spilled part
+//!    too large for its share of memory (one customer with a large share of the
+//!    transactions) is sorted on disk in runs and merged instead of read whole;
 //! 3. merges the cells (exact integer and decimal sums, so neither the parts nor the
 //!    threads change a result) and builds the same tables, same columns, types and row
 //!    order, the SQL gives. A test compares the two engines on generated exports.

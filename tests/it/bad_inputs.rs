@@ -469,6 +469,25 @@ fn duplicate_customer_ids() {
 }
 
 #[test]
+fn a_customer_repeated_in_another_file() {
+    // The repeat check reads every customers file in one scan first; the error still
+    // names the file and row where the customer comes again: the second file's row 4.
+    let c = Case::new("customer_repeated_in_another_file");
+    let [first, second] = &c.files("customers")[..] else {
+        panic!("the fixture has two customers files")
+    };
+    let again = read_parquet(first)[0].slice(0, 1);
+    c.rewrite(second, |b| {
+        datafusion::arrow::compute::concat_batches(
+            &b.schema(),
+            &[b.slice(0, 3), again.clone(), b.slice(3, b.num_rows() - 3)],
+        )
+        .unwrap()
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
 fn null_event_times() {
     let c = Case::new("null_event_times");
     c.rewrite(&c.first("transactions"), |b| {

@@ -921,7 +921,8 @@ impl Acc {
 /// keys (the tables are sorted when built, so the iteration order never shows).
 type Cells<K, V> = HashMap<K, V, ahash::RandomState>;
 
-/// A paid coverage interval `[s, e)` and the month boundaries it crosses.
+/// What the tables use of a paid coverage interval `[s, e)`: the month boundaries it
+/// crosses, its currency and its monthly units.
 struct Interval {
     b: Option<(i64, i64)>,
     currency: u32,
@@ -1141,8 +1142,8 @@ struct Fold {
     country: Option<u32>,
     /// Months with a transaction (cohort_retention), with repeats until compacted.
     months: Vec<i32>,
-    /// revenue_monthly: the cells the customer has a transaction in.
-    /// The cells' keys, apart from their sums so that a search strides 16 bytes, and a
+    /// revenue_monthly: the cells the customer has a transaction in. Their keys are kept
+    /// apart from their sums so that a search strides 16 bytes, with a
     /// 256-bit filter of them (one bit per key, by a cheap mix of its fields): a
     /// customer's records mostly open a new cell (the next month), and the filter says
     /// so without searching.

@@ -89,8 +89,8 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
     let shared = std::sync::Arc::new(table.clone());
     // The transform's units: a group of small files is checked by one query.
     let units: Vec<Vec<PathBuf>> = crate::run::units(table)
-        .into_iter()
-        .map(|u| u.files.into_iter().map(|f| f.0).collect())
+        .iter()
+        .map(|u| u.files.iter().map(|f| f.0.clone()).collect())
         .collect();
     let tasks = units.into_iter().map(|files| {
         let (ctx, table) = (ctx.clone(), shared.clone());

@@ -278,6 +278,7 @@ const GROUP_ROWS: u64 = SPLIT_ROWS as u64;
 /// export of thousands of small files is not planned, opened and written thousands of
 /// times (one output file per group). A function of the files alone (their order and
 /// footers), never of the core count, so outputs stay byte-identical everywhere.
+#[derive(Clone)]
 pub(crate) struct Unit {
     /// The position of the first file in the table's sorted list.
     pub first: usize,
@@ -341,8 +342,17 @@ impl Unit {
 /// row group, or a lone one too small to cut) of at most [`GROUP_ROWS`] rows joins the
 /// units of consecutive such files while they total at most [`GROUP_ROWS`] rows; every
 /// CSV file of at most [`CSV_CHUNK_BYTES`] (one chunk) joins consecutive such files while
-/// they total at most that; every other file is a unit of its own.
-pub(crate) fn units(table: &TablePolicy) -> Vec<Unit> {
+/// they total at most that; every other file is a unit of its own. Worked out on the
+/// first call and kept with the table (every stage reads by the same units).
+pub(crate) fn units(table: &TablePolicy) -> Arc<[Unit]> {
+    table
+        .units
+        .0
+        .get_or_init(|| compute_units(table).into())
+        .clone()
+}
+
+fn compute_units(table: &TablePolicy) -> Vec<Unit> {
     // Footers on every core (an export of thousands of files has thousands to read).
     let mut layouts: Vec<Option<crate::input::ParquetLayout>> = table
         .files
@@ -1116,8 +1126,8 @@ async fn table_jobs(
         message: format!("cannot create the output folder: {e}"),
     })?;
     let mut jobs = Vec::new();
-    for unit in units(table) {
-        let unit = Arc::new(unit);
+    for unit in units(table).iter() {
+        let unit = Arc::new(unit.clone());
         let idx = unit.first;
         let (plan, task_ctx, schema) = chunked_plan(ctx, table, &unit, exprs, effect).await?;
         let partitions = plan.output_partitioning().partition_count();
@@ -1207,8 +1217,8 @@ pub(crate) async fn scan_chunks<S: Send>(
         .map(|c| datafusion::prelude::ident(*c))
         .collect();
     let mut streams = Vec::new();
-    let units: Vec<Unit> = units(table);
-    for unit in &units {
+    let units = units(table);
+    for unit in units.iter() {
         // Planning errors are worded by `fail`, not as the transform's.
         let (plan, task_ctx, _) =
             chunked_plan(ctx, table, unit, &exprs, None)

@@ -597,8 +597,8 @@ async fn probe_input(
         // CSV: each of the transform's units (a group of small files) as one scan; when
         // a group fails, its files one by one, so that the error names the file.
         if table.format == crate::policy::Format::Csv {
-            for unit in crate::run::units(table) {
-                let files: Vec<PathBuf> = unit.files.into_iter().map(|f| f.0).collect();
+            for unit in crate::run::units(table).iter() {
+                let files: Vec<PathBuf> = unit.files.iter().map(|f| f.0.clone()).collect();
                 match probe_csv(&ctx, table, &files, cols, probe).await {
                     Ok(hits) => total.merge(hits),
                     Err(e) if files.len() > 1 => {

@@ -474,7 +474,6 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                             }
                             tracing::trace!(
                                 part = %p.display(),
-                                records = recs.len(),
                                 ms = t.elapsed().as_millis() as u64,
                                 at_ms = t0.elapsed().as_millis() as u64,
                                 "aggregates: part folded"

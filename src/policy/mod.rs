@@ -167,6 +167,20 @@ pub struct TablePolicy {
     pub quasi_identifiers: Vec<String>,
     /// Quasi-identifier -> generalization hierarchy file (ARX's format).
     pub hierarchies: BTreeMap<String, PathBuf>,
+    /// How the transform reads the files ([`crate::run::units`]), worked out once: the
+    /// input checks, the transform, the erasure's scans and the gate all read by it.
+    pub(crate) units: UnitsOnce,
+}
+
+/// A table's [`crate::run::Unit`]s, computed on first use (they read every footer).
+#[derive(Clone, Default)]
+pub(crate) struct UnitsOnce(pub(crate) std::sync::OnceLock<std::sync::Arc<[crate::run::Unit]>>);
+
+impl std::fmt::Debug for UnitsOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.get().map(|u| u.len());
+        f.debug_tuple("UnitsOnce").field(&n).finish()
+    }
 }
 
 impl TablePolicy {
@@ -455,6 +469,7 @@ impl Policy {
                 roles,
                 quasi_identifiers: rt.quasi_identifiers.clone(),
                 hierarchies: rt.hierarchies.clone(),
+                units: UnitsOnce::default(),
             });
         }
         let analytics = resolve_analytics(&raw.analytics, &tables, &mut problems);

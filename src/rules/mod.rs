@@ -10,6 +10,7 @@
 //! and `redact` need no kernel (a column reference, no expression, a literal).
 
 pub mod generalize;
+pub mod lanes;
 pub mod mask;
 pub mod pseudonymize;
 pub mod scrub;

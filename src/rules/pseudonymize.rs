@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
 };
 use std::sync::Arc;
 
+use super::lanes::{self, LANES, Lanes, MAX_LEN};
 use super::{Normalize, check_args, first_array, is_string, str_arg};
 use crate::key::Key;
 
@@ -44,6 +45,8 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 #[derive(Clone)]
 pub struct Pseudonymizer {
     key: [u8; 32],
+    /// The key as BLAKE3's words, for [`super::lanes`].
+    words: [u32; 8],
 }
 
 impl std::fmt::Debug for Pseudonymizer {
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Pseudonymizer {
 impl Drop for Pseudonymizer {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.key);
+        zeroize::Zeroize::zeroize(&mut self.words);
     }
 }
 
@@ -71,7 +75,10 @@ impl Pseudonymizer {
                 k
             }
         };
-        Pseudonymizer { key }
+        Pseudonymizer {
+            words: lanes::key_words(&key),
+            key,
+        }
     }
 
     /// The token of already-normalized bytes, written as hex into `out`.
@@ -167,7 +174,9 @@ pub fn digest_of_token(token: &str) -> Option<u128> {
 /// Calls `f` with the digest of each run of equal values of `array` (strings of any Arrow
 /// string type, normalized; or integers, through their decimal text), and the run's
 /// length, in row order; `None` for a run of nulls. Runs of equal values (common in
-/// exports sorted by customer) are hashed once, and nothing is allocated per value.
+/// exports sorted by customer) are hashed once, values of up to 64 bytes
+/// [`LANES`] at a time ([`super::lanes`]), and nothing is allocated per value. `f` sees
+/// the runs in order, a few runs after they were read.
 pub fn for_each_digest_run(
     p: &Pseudonymizer,
     array: &ArrayRef,
@@ -184,12 +193,69 @@ pub fn for_each_digest_run(
     // Integers are tokenized as printed, without normalization.
     let normalize = if integer { Normalize::None } else { normalize };
     let mut scratch = String::new();
+    let mut runs = DigestRuns::new(p);
     crate::rules::for_each_text_run(array, |v, n| {
-        f(
-            v.map(|s| p.digest(normalized(s, normalize, &mut scratch).as_bytes())),
-            n,
-        )
-    })
+        let v = v.map(|s| normalized(s, normalize, &mut scratch).as_bytes());
+        runs.push(v, n, &mut f)
+    })?;
+    runs.flush(&mut f);
+    Ok(())
+}
+
+/// Runs waiting for their digests, in order: values of at most a block go to the lanes,
+/// longer ones are hashed by the `blake3` crate at once.
+struct DigestRuns<'p> {
+    p: &'p Pseudonymizer,
+    lanes: Lanes,
+    queue: Vec<(Slot, usize)>,
+    digests: [u128; LANES],
+}
+
+enum Slot {
+    Null,
+    Lane(usize),
+    Done(u128),
+}
+
+impl<'p> DigestRuns<'p> {
+    /// Runs queued at most (nulls and long values take no lane).
+    const QUEUE: usize = 4 * LANES;
+
+    fn new(p: &'p Pseudonymizer) -> Self {
+        DigestRuns {
+            p,
+            lanes: Lanes::default(),
+            queue: Vec::with_capacity(Self::QUEUE),
+            digests: [0; LANES],
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<&[u8]>, n: usize, f: &mut impl FnMut(Option<u128>, usize)) {
+        let slot = match v {
+            None => Slot::Null,
+            Some(v) if v.len() <= MAX_LEN => Slot::Lane(self.lanes.push(v)),
+            Some(v) => Slot::Done(self.p.digest(v)),
+        };
+        self.queue.push((slot, n));
+        if self.lanes.is_full() || self.queue.len() == Self::QUEUE {
+            self.flush(f);
+        }
+    }
+
+    fn flush(&mut self, f: &mut impl FnMut(Option<u128>, usize)) {
+        if !self.lanes.is_empty() {
+            self.lanes.finish(&self.p.words, &mut self.digests);
+        }
+        for (slot, n) in self.queue.drain(..) {
+            let d = match slot {
+                Slot::Null => None,
+                Slot::Lane(l) => Some(self.digests[l]),
+                Slot::Done(d) => Some(d),
+            };
+            f(d, n);
+        }
+    }
 }
 
 /// Tokenizes a whole array (strings of any Arrow string type, or integers), through

@@ -488,12 +488,6 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
             r.map_err(|m| err(job.table, m))?
         }
     };
-    if sorted_parts > 0 {
-        tracing::debug!(
-            parts = sorted_parts,
-            "aggregates: parts larger than their share of memory_mb were sorted on disk"
-        );
-    }
 
     if acc.overflow {
         return Err(err(
@@ -1831,7 +1825,7 @@ mod tests {
                         country,
                         kind,
                         flags: F_AMOUNT | F_E0 | F_UNITS | F_SUBSCRIPTION | F_SUB,
-                    offer: 0,
+                        offer: 0,
                     }
                 })
                 .collect();
@@ -1857,7 +1851,8 @@ mod tests {
                 asked: &asked,
             };
             // Grouped by customer (one run each: the runs are sorted); the same cut in two
-            // and swapped (a customer straddling the cut has two runs, copied together);
+            // and swapped (a customer straddling the cut has two runs, folded one after the
+            // other);
             // shuffled (short runs: the records are sorted).
             let mut grouped = recs.clone();
             grouped.sort_by_key(|r| r.cust);

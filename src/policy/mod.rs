@@ -172,7 +172,9 @@ pub struct TablePolicy {
     pub(crate) units: UnitsOnce,
 }
 
-/// A table's [`crate::run::Unit`]s, computed on first use (they read every footer).
+/// A table's [`crate::run::Unit`]s, computed on first use (they read every footer). They
+/// are a function of `files`, which nothing changes after the policy is loaded; a clone
+/// keeps them, so a table must never be cloned with other files.
 #[derive(Clone, Default)]
 pub(crate) struct UnitsOnce(pub(crate) std::sync::OnceLock<std::sync::Arc<[crate::run::Unit]>>);
 

@@ -470,9 +470,16 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                 paths
                     .par_iter()
                     .map(|p| {
+                        // The thread's own buffer; a fresh one should it be taken (were
+                        // rayon ever to run another part on this thread inside
+                        // `part_file`), never a wait.
                         let slot = rayon::current_thread_index().unwrap_or(0) % buffers.len();
-                        let mut guard = buffers[slot].lock().expect("pass 2 buffer");
-                        let (recs, fold) = &mut *guard;
+                        let mut guard = buffers[slot].try_lock().ok();
+                        let mut spare = None;
+                        let (recs, fold) = match guard.as_deref_mut() {
+                            Some(own) => own,
+                            None => spare.insert((Vec::new(), Fold::default())),
+                        };
                         let mut acc = Acc::default();
                         let t = std::time::Instant::now();
                         if cx.part_file(p, limit, recs, fold, &mut acc)? {

@@ -249,6 +249,36 @@ fn hash128(key: &[u64; 2], s: &str) -> u128 {
     h.finish128().as_u128()
 }
 
+/// Pass 2's working memory, one records buffer and one fold per thread of its pool, so
+/// that a buffer's memory is touched once, not mapped and zeroed again for every part.
+/// (Not rayon's `map_init`, which makes a new one for every piece of work it splits off:
+/// the page faults of those fresh buffers were 3 % of the run's CPU at 20M.)
+struct Scratch(Vec<Mutex<(Vec<Rec>, Fold)>>);
+
+impl Scratch {
+    fn new(threads: usize) -> Scratch {
+        Scratch(
+            (0..threads.max(1))
+                .map(|_| Mutex::new((Vec::new(), Fold::default())))
+                .collect(),
+        )
+    }
+
+    /// `f` with the calling thread's buffer and fold; with fresh ones should they be
+    /// taken (were rayon ever to run another part on this thread inside `f`), never a
+    /// wait.
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<Rec>, &mut Fold) -> T) -> T {
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.0.len();
+        let mut own = self.0[slot].try_lock().ok();
+        let mut spare = None;
+        let (recs, fold) = match own.as_deref_mut() {
+            Some(own) => own,
+            None => spare.insert((Vec::new(), Fold::default())),
+        };
+        f(recs, fold)
+    }
+}
+
 /// Where the records of the parts go while the transactions are read.
 enum Parts {
     Memory(Vec<Mutex<Vec<Rec>>>),
@@ -424,12 +454,15 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     };
     // Each part alone, grouped by customer; the parts' cells are merged.
     let mut sorted_parts = 0;
+    let scratch = Scratch::new(threads);
     let acc = match parts {
         Parts::Memory(v) => pool.install(|| {
             v.into_par_iter()
-                .map_init(Fold::default, |fold, m| {
+                .map(|m| {
                     let mut acc = Acc::default();
-                    cx.part(&mut m.into_inner().expect("part"), fold, &mut acc);
+                    scratch.with(|_, fold| {
+                        cx.part(&mut m.into_inner().expect("part"), fold, &mut acc)
+                    });
                     acc
                 })
                 .reduce(Acc::default, Acc::merge)
@@ -454,35 +487,21 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                     "aggregates: records spilled"
                 );
             }
-            // One buffer per thread of the pool for the parts it reads: the memory is
-            // touched once, not mapped and zeroed again for every part. (Not rayon's
-            // `map_init`, which makes a new one for every piece of work it splits off:
-            // the page faults of those fresh buffers were 3 % of the run's CPU at 20M.)
-            // A part may hold half as many records again as planned (the customer hash
-            // spreads them unevenly) before it is sorted on disk instead: with one part
-            // per thread in memory, that keeps pass 2 within `memory_mb`.
+            // Each thread reads the parts into its own buffer (`scratch`). A part may
+            // hold half as many records again as planned (the customer hash spreads
+            // them unevenly) before it is sorted on disk instead: with one part per
+            // thread in memory, that keeps pass 2 within `memory_mb`.
             let limit = (per_part * 3 / 2 / REC_BYTES as u64).max(RUN_BLOCK as u64) as usize;
             let sorted = std::sync::atomic::AtomicUsize::new(0);
-            let buffers: Vec<Mutex<(Vec<Rec>, Fold)>> = (0..threads)
-                .map(|_| Mutex::new((Vec::new(), Fold::default())))
-                .collect();
             let r = pool.install(|| {
                 paths
                     .par_iter()
                     .map(|p| {
-                        // The thread's own buffer; a fresh one should it be taken (were
-                        // rayon ever to run another part on this thread inside
-                        // `part_file`), never a wait.
-                        let slot = rayon::current_thread_index().unwrap_or(0) % buffers.len();
-                        let mut guard = buffers[slot].try_lock().ok();
-                        let mut spare = None;
-                        let (recs, fold) = match guard.as_deref_mut() {
-                            Some(own) => own,
-                            None => spare.insert((Vec::new(), Fold::default())),
-                        };
                         let mut acc = Acc::default();
                         let t = std::time::Instant::now();
-                        if cx.part_file(p, limit, recs, fold, &mut acc)? {
+                        if scratch
+                            .with(|recs, fold| cx.part_file(p, limit, recs, fold, &mut acc))?
+                        {
                             sorted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         tracing::trace!(
@@ -1687,6 +1706,39 @@ impl Acc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pass 2's per-thread buffer is kept between calls, and a nested call on the same
+    /// thread gets a fresh one instead of waiting on its own (a deadlock).
+    #[test]
+    fn a_taken_scratch_buffer_gives_a_fresh_one_not_a_wait() {
+        let scratch = Scratch::new(2);
+        let rec = Rec {
+            cust: 7,
+            ..Rec::default()
+        };
+        scratch.with(|recs, _| {
+            recs.push(rec);
+            scratch.with(|inner, _| {
+                assert!(inner.is_empty(), "the nested call got the taken buffer");
+                inner.push(rec);
+                inner.push(rec);
+            });
+            assert_eq!(recs.len(), 1);
+        });
+        scratch.with(|recs, _| assert_eq!(recs, &vec![rec]));
+        // Every thread of a pool has a buffer of its own.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.broadcast(|_| scratch.with(|recs, _| recs.push(rec)));
+        let lens: Vec<usize> = scratch
+            .0
+            .iter()
+            .map(|m| m.lock().unwrap().0.len())
+            .collect();
+        assert_eq!(lens, vec![2, 1]);
+    }
 
     proptest::proptest! {
         /// Whatever the column type, each value gets the id of its normalized text (as

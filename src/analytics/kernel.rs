@@ -50,7 +50,7 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use super::period::{Period, month_date, month_index};
+use super::period::{Period, month_date, month_index, month_start_micros};
 use super::{Case, normalized_text};
 use crate::error::{Error, df_message};
 use crate::rules::generalize::date_to_days;
@@ -953,12 +953,6 @@ struct Interval {
     units: Option<i64>,
 }
 
-fn month_start(m: i64) -> Option<i64> {
-    month_date(m)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_micros())
-}
-
 impl Context<'_> {
     /// One part's records, customer by customer. When they arrived in runs of one
     /// customer's records (an export sorted by customer gives one run per customer and
@@ -1327,7 +1321,7 @@ impl Fold {
             self.active = true;
         }
         let b_from = month_index(s).and_then(|m| {
-            let start = month_start(m)?;
+            let start = month_start_micros(m)?;
             Some(m + i64::from(s != start))
         });
         let b_to = month_index(e - 1).map(|m| m.min(cx.last_month + 1));

@@ -77,11 +77,11 @@ impl Period {
     pub fn add_to(self, micros: i64) -> Option<i64> {
         match self {
             Period::Days(d) => micros.checked_add(i64::from(d) * 86_400_000_000),
-            Period::Months(m) => {
+            Period::Months(m) => add_months_by_table(micros, m).or_else(|| {
                 let t = DateTime::from_timestamp_micros(micros)?.naive_utc();
                 let end = t.checked_add_months(Months::new(m))?;
                 Some(end.and_utc().timestamp_micros())
-            }
+            }),
         }
     }
 
@@ -149,6 +149,58 @@ fn month_index_by_arithmetic(micros: i64) -> Option<i64> {
 fn month_index_chrono(micros: i64) -> Option<i64> {
     let t = DateTime::from_timestamp_micros(micros)?;
     Some(i64::from(t.year()) * 12 + i64::from(t.month0()))
+}
+
+/// The first microsecond (midnight UTC on the 1st) of month index `m`: months of 1900 to
+/// 2099 from a table (the aggregates kernel asks once per payment), others through
+/// chrono; a test holds the two equal.
+pub fn month_start_micros(m: i64) -> Option<i64> {
+    if let Some(&t) = m
+        .checked_sub(TABLE_FIRST_MONTH)
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| MONTH_START.get(i))
+    {
+        return Some(t);
+    }
+    month_start_chrono(m)
+}
+
+/// [`Period::add_to`] for months when both the start and the end fall in 1900 to 2099,
+/// from the day and month tables (the aggregates kernel adds a period to every payment);
+/// `None` otherwise, for chrono to do it. A test holds the two equal.
+fn add_months_by_table(micros: i64, months: u32) -> Option<i64> {
+    let day = micros.div_euclid(MICROS_PER_DAY);
+    let m = i64::from(*MONTH_OF_DAY.get(usize::try_from(day - TABLE_FIRST_DAY).ok()?)?);
+    let start = |m: i64| {
+        usize::try_from(m - TABLE_FIRST_MONTH)
+            .ok()
+            .and_then(|i| MONTH_START.get(i))
+            .copied()
+    };
+    let to = m + i64::from(months);
+    let (first, target, after) = (start(m)?, start(to)?, start(to + 1)?);
+    // The day of the month (0-based) and the time of day carry over; the day is clamped
+    // to the target month's last.
+    let into = micros - first;
+    let day_of_month = into.div_euclid(MICROS_PER_DAY);
+    let last_day = (after - target) / MICROS_PER_DAY - 1;
+    Some(target + day_of_month.min(last_day) * MICROS_PER_DAY + into.rem_euclid(MICROS_PER_DAY))
+}
+
+/// 1900-01, as a month index.
+const TABLE_FIRST_MONTH: i64 = 1900 * 12;
+
+/// The first microsecond of each month of 1900 to 2099 (19 KB).
+static MONTH_START: std::sync::LazyLock<Box<[i64]>> = std::sync::LazyLock::new(|| {
+    (TABLE_FIRST_MONTH..2100 * 12)
+        .map(|m| month_start_chrono(m).expect("a month of 1900 to 2099"))
+        .collect()
+});
+
+fn month_start_chrono(m: i64) -> Option<i64> {
+    month_date(m)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// The first day of month index `m`.
@@ -402,6 +454,59 @@ mod tests {
         let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
         assert_eq!((first - epoch).num_days(), TABLE_FIRST_DAY);
         assert_eq!((last - first).num_days() + 1, TABLE_DAYS);
+    }
+
+    proptest::proptest! {
+        /// Adding months from the tables equals chrono's, wherever the tables answer:
+        /// every day of a month's end (clamping), every time of day, across the tables'
+        /// ends (where chrono takes over).
+        #[test]
+        fn adding_months_by_table_equals_chrono(
+            micros in proptest::prop_oneof![
+                // 1899 to 2101: in and around the tables.
+                -2_240_000_000_000_000i64..4_150_000_000_000_000,
+                proptest::num::i64::ANY,
+                // The last days of months, at either end of the day.
+                (1899i32..2101, 1u32..13, 25u32..32, proptest::bool::ANY).prop_filter_map(
+                    "a real date",
+                    |(y, m, d, late)| {
+                        let t = chrono::NaiveDate::from_ymd_opt(y, m, d)?;
+                        let t = if late { t.and_hms_micro_opt(23, 59, 59, 999_999)? } else { t.and_hms_opt(0, 0, 0)? };
+                        Some(t.and_utc().timestamp_micros())
+                    },
+                ),
+            ],
+            months in proptest::prop_oneof![1u32..=24, 0u32..=3000, proptest::num::u32::ANY],
+        ) {
+            let chrono = chrono::DateTime::from_timestamp_micros(micros).and_then(|t| {
+                t.naive_utc()
+                    .checked_add_months(chrono::Months::new(months))
+                    .map(|e| e.and_utc().timestamp_micros())
+            });
+            if let Some(t) = add_months_by_table(micros, months) {
+                proptest::prop_assert_eq!(Some(t), chrono);
+            }
+            proptest::prop_assert_eq!(Period::Months(months).add_to(micros), chrono);
+        }
+    }
+
+    /// Every month of the table and a few beyond each end, and months far out (chrono's
+    /// range ends at year 262,143), against chrono.
+    #[test]
+    fn the_month_start_table_equals_chrono() {
+        for m in TABLE_FIRST_MONTH - 13..2100 * 12 + 13 {
+            assert_eq!(month_start_micros(m), month_start_chrono(m), "month {m}");
+            assert_eq!(month_index(month_start_micros(m).unwrap()), Some(m));
+            assert_eq!(month_index(month_start_micros(m).unwrap() - 1), Some(m - 1));
+        }
+        for m in [i64::MIN, -3_200_000, 0, 1, 119_999, 3_200_000, i64::MAX] {
+            assert_eq!(month_start_micros(m), month_start_chrono(m), "month {m}");
+        }
+        assert_eq!(
+            month_start_micros(2000 * 12 + 1),
+            Some(micros("2000-02-01 00:00:00"))
+        );
+        assert_eq!(MONTH_START.len(), 2400);
     }
 
     use super::*;

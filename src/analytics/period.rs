@@ -155,14 +155,12 @@ fn month_index_chrono(micros: i64) -> Option<i64> {
 /// 2099 from a table (the aggregates kernel asks once per payment), others through
 /// chrono; a test holds the two equal.
 pub fn month_start_micros(m: i64) -> Option<i64> {
-    if let Some(&t) = m
-        .checked_sub(TABLE_FIRST_MONTH)
-        .and_then(|i| usize::try_from(i).ok())
-        .and_then(|i| MONTH_START.get(i))
-    {
-        return Some(t);
-    }
-    month_start_chrono(m)
+    month_start_by_table(m).or_else(|| month_start_chrono(m))
+}
+
+fn month_start_by_table(m: i64) -> Option<i64> {
+    let i = usize::try_from(m.checked_sub(TABLE_FIRST_MONTH)?).ok()?;
+    MONTH_START.get(i).copied()
 }
 
 /// [`Period::add_to`] for months when both the start and the end fall in 1900 to 2099,
@@ -171,12 +169,7 @@ pub fn month_start_micros(m: i64) -> Option<i64> {
 fn add_months_by_table(micros: i64, months: u32) -> Option<i64> {
     let day = micros.div_euclid(MICROS_PER_DAY);
     let m = i64::from(*MONTH_OF_DAY.get(usize::try_from(day - TABLE_FIRST_DAY).ok()?)?);
-    let start = |m: i64| {
-        usize::try_from(m - TABLE_FIRST_MONTH)
-            .ok()
-            .and_then(|i| MONTH_START.get(i))
-            .copied()
-    };
+    let start = month_start_by_table;
     let to = m + i64::from(months);
     let (first, target, after) = (start(m)?, start(to)?, start(to + 1)?);
     // The day of the month (0-based) and the time of day carry over; the day is clamped
@@ -187,12 +180,13 @@ fn add_months_by_table(micros: i64, months: u32) -> Option<i64> {
     Some(target + day_of_month.min(last_day) * MICROS_PER_DAY + into.rem_euclid(MICROS_PER_DAY))
 }
 
-/// 1900-01, as a month index.
+/// 1900-01 and 2100-01 (the first month past the table), as month indexes.
 const TABLE_FIRST_MONTH: i64 = 1900 * 12;
+const TABLE_END_MONTH: i64 = 2100 * 12;
 
 /// The first microsecond of each month of 1900 to 2099 (19 KB).
 static MONTH_START: std::sync::LazyLock<Box<[i64]>> = std::sync::LazyLock::new(|| {
-    (TABLE_FIRST_MONTH..2100 * 12)
+    (TABLE_FIRST_MONTH..TABLE_END_MONTH)
         .map(|m| month_start_chrono(m).expect("a month of 1900 to 2099"))
         .collect()
 });
@@ -494,7 +488,7 @@ mod tests {
     /// range ends at year 262,143), against chrono.
     #[test]
     fn the_month_start_table_equals_chrono() {
-        for m in TABLE_FIRST_MONTH - 13..2100 * 12 + 13 {
+        for m in TABLE_FIRST_MONTH - 13..TABLE_END_MONTH + 13 {
             assert_eq!(month_start_micros(m), month_start_chrono(m), "month {m}");
             assert_eq!(month_index(month_start_micros(m).unwrap()), Some(m));
             assert_eq!(month_index(month_start_micros(m).unwrap() - 1), Some(m - 1));

@@ -102,14 +102,14 @@ impl Period {
 /// on the day number (H. Hinnant's `civil_from_days`), other instants through chrono;
 /// tests hold the three equal.
 pub fn month_index(micros: i64) -> Option<i64> {
-    let day = micros.div_euclid(MICROS_PER_DAY);
-    if let Some(&m) = usize::try_from(day - TABLE_FIRST_DAY)
-        .ok()
-        .and_then(|i| MONTH_OF_DAY.get(i))
-    {
-        return Some(i64::from(m));
-    }
-    month_index_by_arithmetic(micros)
+    month_of_day_by_table(micros.div_euclid(MICROS_PER_DAY))
+        .or_else(|| month_index_by_arithmetic(micros))
+}
+
+/// The month index of a day (days since 1970-01-01) of 1900 to 2099; `None` outside.
+fn month_of_day_by_table(day: i64) -> Option<i64> {
+    let i = usize::try_from(day - TABLE_FIRST_DAY).ok()?;
+    MONTH_OF_DAY.get(i).map(|&m| i64::from(m))
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -167,8 +167,7 @@ fn month_start_by_table(m: i64) -> Option<i64> {
 /// from the day and month tables (the aggregates kernel adds a period to every payment);
 /// `None` otherwise, for chrono to do it. A test holds the two equal.
 fn add_months_by_table(micros: i64, months: u32) -> Option<i64> {
-    let day = micros.div_euclid(MICROS_PER_DAY);
-    let m = i64::from(*MONTH_OF_DAY.get(usize::try_from(day - TABLE_FIRST_DAY).ok()?)?);
+    let m = month_of_day_by_table(micros.div_euclid(MICROS_PER_DAY))?;
     let start = month_start_by_table;
     let to = m + i64::from(months);
     let (first, target, after) = (start(m)?, start(to)?, start(to + 1)?);

@@ -48,7 +48,6 @@ type V = [u32; LANES];
 
 /// Up to [`LANES`] values waiting to be hashed under one key: their blocks as message
 /// words, lane by lane.
-#[derive(Clone)]
 pub struct Lanes {
     /// `words[w][lane]`: word `w` (little-endian) of the lane's zero-padded block.
     words: [V; 16],

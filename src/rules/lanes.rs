@@ -47,7 +47,8 @@ const SCHEDULE: [[usize; 16]; 7] = [
 type V = [u32; LANES];
 
 /// Up to [`LANES`] values waiting to be hashed under one key: their blocks as message
-/// words, lane by lane.
+/// words, lane by lane. The words are the values themselves (personal data), so they
+/// are zeroized on drop, as the key is.
 pub struct Lanes {
     /// `words[w][lane]`: word `w` (little-endian) of the lane's zero-padded block.
     words: [V; 16],
@@ -62,6 +63,13 @@ impl Default for Lanes {
             lens: [0; LANES],
             used: 0,
         }
+    }
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.words);
+        zeroize::Zeroize::zeroize(&mut self.lens);
     }
 }
 
@@ -195,6 +203,18 @@ mod tests {
     fn crate_digest(key: &[u8; 32], v: &[u8]) -> u128 {
         let h = blake3::keyed_hash(key, v);
         u128::from_be_bytes(h.as_bytes()[..16].try_into().unwrap())
+    }
+
+    #[test]
+    fn dropping_lanes_zeroizes_the_queued_values() {
+        let mut lanes = std::mem::ManuallyDrop::new(Lanes::default());
+        lanes.push(b"someone@example.com");
+        assert_ne!(lanes.words, [[0u32; LANES]; 16]);
+        // SAFETY: the lanes are dropped once and their (inline, plain) words only read
+        // back afterwards.
+        unsafe { std::mem::ManuallyDrop::drop(&mut lanes) };
+        assert_eq!(lanes.words, [[0u32; LANES]; 16]);
+        assert_eq!(lanes.lens, [0u32; LANES]);
     }
 
     fn lanes_digests(key: &[u8; 32], values: &[Vec<u8>]) -> Vec<u128> {

@@ -136,15 +136,7 @@ async fn check_unit(
     table: &TablePolicy,
     files: &[PathBuf],
 ) -> Result<Facts, Error> {
-    match check_file(ctx, table, files).await {
-        Err(e) if files.len() > 1 => {
-            for f in files {
-                check_file(ctx, table, std::slice::from_ref(f)).await?;
-            }
-            Err(e)
-        }
-        r => r,
-    }
+    crate::input::first_failing_file(files, |f| check_file(ctx, table, f)).await
 }
 
 /// The checks of one file (or of a group of files, read as one table): one aggregate

@@ -309,6 +309,27 @@ pub fn estimate_rows(format: Format, files: &[PathBuf]) -> u64 {
         .sum()
 }
 
+/// `read` of a group of files read as one scan; when that fails, `read` of each file
+/// alone, in order, so that the error names the first file that fails by itself (as if
+/// the files had been read one by one). If none fails alone, the group's error.
+pub async fn first_failing_file<'a, T, Fut>(
+    files: &'a [PathBuf],
+    read: impl Fn(&'a [PathBuf]) -> Fut,
+) -> Result<T, crate::error::Error>
+where
+    Fut: std::future::Future<Output = Result<T, crate::error::Error>>,
+{
+    match read(files).await {
+        Err(e) if files.len() > 1 => {
+            for f in files {
+                read(std::slice::from_ref(f)).await?;
+            }
+            Err(e)
+        }
+        r => r,
+    }
+}
+
 /// Opens one file as a DataFrame (no rows are read until it is executed).
 pub async fn open(
     ctx: &SessionContext,
@@ -527,6 +548,52 @@ fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::{GroupCost, ParquetLayout};
+    use crate::error::Error;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_failed_group_is_read_again_file_by_file_to_name_the_first_failing_one() {
+        let files: Vec<PathBuf> = ["a", "b", "c", "d"].iter().map(PathBuf::from).collect();
+        // Reading fails for any read that includes one of `bad`.
+        let read = |bad: &'static [&'static str]| {
+            move |fs: &[PathBuf]| {
+                let failing = fs.iter().find(|f| bad.iter().any(|b| f.as_os_str() == *b));
+                let r = match failing {
+                    Some(f) => Err(Error::Failed(format!("cannot read {}", f.display()))),
+                    None => Ok(fs.len()),
+                };
+                async move { r }
+            }
+        };
+        let run = |bad| {
+            futures::executor::block_on(super::first_failing_file(&files, read(bad)))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(run(&[]), Ok(4));
+        assert_eq!(run(&["c", "b"]), Err("cannot read b".to_string()));
+        assert_eq!(run(&["d"]), Err("cannot read d".to_string()));
+        // The group fails, no file alone does: the group's error.
+        let together = |fs: &[PathBuf]| {
+            let r = if fs.len() > 1 {
+                Err(Error::Failed("the group failed".into()))
+            } else {
+                Ok(1)
+            };
+            async move { r }
+        };
+        let e = futures::executor::block_on(super::first_failing_file(&files, together));
+        assert_eq!(
+            e.map_err(|e| e.to_string()),
+            Err("the group failed".to_string())
+        );
+        // One file: its own error, read once.
+        let one = &files[2..3];
+        let e = futures::executor::block_on(super::first_failing_file(one, read(&["c"])));
+        assert_eq!(
+            e.map_err(|e| e.to_string()),
+            Err("cannot read c".to_string())
+        );
+    }
 
     fn one_group(rows: u64, bytes: u64, dictionary_bytes: u64, page_bytes: u64) -> ParquetLayout {
         ParquetLayout {

@@ -599,16 +599,11 @@ async fn probe_input(
         if table.format == crate::policy::Format::Csv {
             for unit in crate::run::units(table).iter() {
                 let files: Vec<PathBuf> = unit.files.iter().map(|f| f.0.clone()).collect();
-                match probe_csv(&ctx, table, &files, cols, probe).await {
-                    Ok(hits) => total.merge(hits),
-                    Err(e) if files.len() > 1 => {
-                        for f in &files {
-                            probe_csv(&ctx, table, std::slice::from_ref(f), cols, probe).await?;
-                        }
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                }
+                let hits = crate::input::first_failing_file(&files, |f| {
+                    probe_csv(&ctx, table, f, cols, probe)
+                })
+                .await?;
+                total.merge(hits);
             }
         }
     }

@@ -1126,10 +1126,10 @@ async fn table_jobs(
         message: format!("cannot create the output folder: {e}"),
     })?;
     let mut jobs = Vec::new();
-    for unit in units(table).iter() {
-        let unit = Arc::new(unit.clone());
+    let units = units(table);
+    for (u, unit) in units.iter().enumerate() {
         let idx = unit.first;
-        let (plan, task_ctx, schema) = chunked_plan(ctx, table, &unit, exprs, effect).await?;
+        let (plan, task_ctx, schema) = chunked_plan(ctx, table, unit, exprs, effect).await?;
         let partitions = plan.output_partitioning().partition_count();
         for chunk in 0..partitions {
             let name = if partitions == 1 {
@@ -1141,7 +1141,8 @@ async fn table_jobs(
                 table: table.name.clone(),
                 idx: idx * MAX_CHUNKS + chunk,
                 chunk,
-                input: unit.clone(),
+                units: units.clone(),
+                unit: u,
                 output: dir.join(name),
                 plan: plan.clone(),
                 task_ctx: task_ctx.clone(),
@@ -1387,8 +1388,9 @@ struct FileJob {
     idx: usize,
     /// Which output partition of the file's plan this job writes.
     chunk: usize,
-    /// The file or group of files read.
-    input: Arc<Unit>,
+    /// The table's units, and which of them (a file or group of files) is read.
+    units: Arc<[Unit]>,
+    unit: usize,
     output: PathBuf,
     plan: Arc<dyn ExecutionPlan>,
     task_ctx: Arc<TaskContext>,
@@ -1404,9 +1406,10 @@ impl FileJob {
         self,
         progress: crate::progress::Stage,
     ) -> Result<(String, usize, u64, Option<OutputFile>), Error> {
+        let input = &self.units[self.unit];
         let err = |message: String| Error::Transform {
             table: self.table.clone(),
-            file: self.input.path().to_path_buf(),
+            file: input.path().to_path_buf(),
             message,
         };
         const WRITE_HINT: &str = "\n  check the free space and permissions of the output folder; \
@@ -1432,7 +1435,7 @@ impl FileJob {
                 Ok(b) => b,
                 Err(e) => {
                     // In a group of files, the file and row the failure came at.
-                    let (file, row) = self.input.locate_failure(rows).await;
+                    let (file, row) = input.locate_failure(rows).await;
                     return Err(Error::Transform {
                         table: self.table.clone(),
                         file,

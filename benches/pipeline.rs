@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the run's stages on a generated export: each saved aggregate
 //! query (with its small-cell suppression) and the privacy gate's scan, with throughput
-//! in transaction rows.
+//! in transaction rows; and each of the analysts' saved queries (`queries/*.sql`) over
+//! the published run, with throughput in published aggregate rows.
 //!
 //! `cargo bench --bench pipeline` (`PIPELINE_CUSTOMERS` changes the size; default 20,000
 //! customers, about 400,000 transactions). The end-to-end comparison with DuckDB is
@@ -90,6 +91,35 @@ fn bench(c: &mut Criterion) {
             assert!(r.passed);
         })
     });
+    group.finish();
+
+    // The analysts' saved queries (`anonymizer query NAME`, `queries/*.sql`) over the
+    // published run, registration of its tables included as `anonymizer query` does it;
+    // throughput in rows of the published aggregate tables they read.
+    let aggregate_rows: u64 = summary
+        .manifest
+        .tables
+        .values()
+        .filter(|t| t.kind == "aggregate")
+        .map(|t| t.rows_written)
+        .sum();
+    let mut group = c.benchmark_group("saved_query");
+    group.throughput(Throughput::Elements(aggregate_rows));
+    for (name, sql) in anonymizer::query::BUILTIN {
+        let rows = rt
+            .block_on(anonymizer::query::run_sql(&summary.out, sql))
+            .unwrap();
+        assert!(
+            rows.iter().map(|b| b.num_rows()).sum::<usize>() > 0,
+            "{name}"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(anonymizer::query::run_sql(&summary.out, sql))
+                    .unwrap()
+            })
+        });
+    }
     group.finish();
 }
 

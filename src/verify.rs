@@ -16,13 +16,16 @@
 //!    the input's personal columns (every column the policy does not `keep`, and the
 //!    customer_key and email roles; free text that the policy scrubs is left to the
 //!    detectors) stream by and every value is looked up. Memory follows the output's
-//!    distinct values, not the size of the input;
+//!    distinct values (16 bytes each), not the size of the input, and is bounded: past
+//!    [`BY_VALUE_HELD`] of them the check fails without comparing (fail closed);
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly);
 //! 4. record-level tables: no column the policy keeps unchanged whose values are all
 //!    distinct over 50 rows or more (a direct identifier that slipped through; tokens,
-//!    scrubbed text and generalized values are the policy's declared treatment);
+//!    scrubbed text and generalized values are the policy's declared treatment); held as
+//!    fingerprints, and in a table of more than [`UNIQUE_HELD`] rows for a hash sample of
+//!    the values (the same in every run): a column with no repeat among them is reported;
 //! 5. declared quasi-identifiers (`quasi_identifiers` in the policy): none published with a
 //!    time of day (a timestamp left whole, or generalized only to the hour);
 //! 6. k-anonymity of those tables (with `[k_anonymity]`): every combination of
@@ -443,8 +446,88 @@ impl std::hash::Hasher for Prehashed {
 }
 
 type HashedSet = HashSet<u128, std::hash::BuildHasherDefault<Prehashed>>;
-/// Fingerprint of an output value -> the output columns (indexes) that hold it.
-type OutputValues = HashMap<u128, Vec<u32>, std::hash::BuildHasherDefault<Prehashed>>;
+
+/// The by-value check holds at most this many fingerprints of output values (summed over
+/// row groups, each counted once per row group). Past it, the check fails instead of
+/// comparing (fail closed), and stops holding them: a column of unique values published
+/// unchanged (an id kept by mistake) took 3.8 GiB at 20M rows before this bound.
+/// Published columns of the policy's rules hold far fewer (449 distinct values at 20M
+/// transactions in the benchmark; free text that stays distinct per customer, one per
+/// customer).
+const BY_VALUE_HELD: u64 = 1 << 24;
+
+/// The gate's memory bounds: [`UNIQUE_HELD`] and [`BY_VALUE_HELD`] unless a test sets
+/// smaller ones ([`verify_with_limits`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Values of a kept column the uniqueness check holds (past it, a hash sample).
+    pub unique_held: u64,
+    /// Output values the by-value check holds (past it, the check fails).
+    pub by_value_held: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            unique_held: UNIQUE_HELD,
+            by_value_held: BY_VALUE_HELD,
+        }
+    }
+}
+
+/// The fingerprints of each output column's values (the column's index in the list),
+/// sorted and without repeats: 16 bytes a value, where a hash map of column lists took
+/// about 100. Looked up only for input values that pass the prefilters, column by column.
+#[derive(Default)]
+struct OutputValues {
+    columns: Vec<Vec<u128>>,
+    distinct: usize,
+}
+
+impl OutputValues {
+    /// From each column's fingerprints, in any order and with repeats.
+    fn new(mut columns: Vec<Vec<u128>>) -> OutputValues {
+        for c in &mut columns {
+            c.sort_unstable();
+            c.dedup();
+            c.shrink_to_fit();
+        }
+        // Distinct over all columns (a value in two columns counts once): a merge of the
+        // sorted columns, without a copy of them.
+        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<(u128, usize, usize)>> =
+            columns
+                .iter()
+                .enumerate()
+                .filter_map(|(c, v)| v.first().map(|h| std::cmp::Reverse((*h, c, 0))))
+                .collect();
+        let (mut distinct, mut last) = (0, None);
+        while let Some(std::cmp::Reverse((h, c, i))) = heads.pop() {
+            if last != Some(h) {
+                distinct += 1;
+                last = Some(h);
+            }
+            if let Some(next) = columns[c].get(i + 1) {
+                heads.push(std::cmp::Reverse((*next, c, i + 1)));
+            }
+        }
+        OutputValues { columns, distinct }
+    }
+
+    /// The output columns holding the value of fingerprint `h`.
+    fn columns(&self, h: u128) -> impl Iterator<Item = u32> + '_ {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(move |(_, v)| v.binary_search(&h).is_ok())
+            .map(|(c, _)| c as u32)
+    }
+
+    /// Distinct fingerprints held.
+    fn len(&self) -> usize {
+        self.distinct
+    }
+}
 
 /// The input's personal columns of one table: every column the policy does not keep
 /// (free text it scrubs is left to the detectors), and the customer_key and email roles.
@@ -520,9 +603,7 @@ impl Probe<'_> {
                 return;
             }
             let h = self.fp.hash_normalized(v.as_bytes());
-            if let Some(cols) = self.outputs.get(&h) {
-                out.found.extend(cols.iter().map(|c| (*c, h)));
-            }
+            out.found.extend(self.outputs.columns(h).map(|c| (c, h)));
         })
     }
 
@@ -697,13 +778,66 @@ struct ScanContext<'a> {
     /// among erased customers' tokens (a keyed token is not an input value).
     tokens: &'a HashSet<(String, String)>,
     footers: &'a Footers,
+    /// Per table (by name): which values of its kept columns the uniqueness check holds.
+    unique_sample: &'a HashMap<String, UniqueSample>,
+    /// Fingerprints held for the by-value check so far, over every row group; past
+    /// `by_value_held` ([`BY_VALUE_HELD`]) no more are.
+    held: &'a std::sync::atomic::AtomicU64,
+    by_value_held: u64,
 }
 
-/// Distinct values of a kept column; `set` becomes `None` at the first repeat.
+/// Distinct values of a kept column, as fingerprints; `set` becomes `None` at the first
+/// repeat. Past [`UNIQUE_HELD`] rows in the table only a sample of the values is held
+/// ([`UniqueSample`]).
 #[derive(Default)]
 struct Distinct {
-    set: Option<HashSet<String>>,
+    set: Option<HashedSet>,
     rows: u64,
+}
+
+/// The uniqueness check holds the fingerprints of at most about this many values of a
+/// column (16 bytes each): in a larger table, the values of a hash sample of this
+/// expected size. Without the bound, a kept column of unique values (an id kept by
+/// mistake) held every value, as text: 5 GiB at 20M transactions.
+const UNIQUE_HELD: u64 = 1 << 22;
+
+/// Which values the uniqueness check holds: those whose hash under a fixed key (the same
+/// in every run, so that the verdict is too) falls under `below`. A value is in the sample
+/// or not wherever it occurs, so a repeat of a sampled value is always seen.
+#[derive(Clone, Copy)]
+struct UniqueSample {
+    below: u64,
+}
+
+impl UniqueSample {
+    /// A sample of expected size `held` of `rows` values (all of them when there are
+    /// no more).
+    fn of(rows: u64, held: u64) -> UniqueSample {
+        let below = if rows <= held {
+            u64::MAX
+        } else {
+            ((u128::from(held) << 64) / u128::from(rows)) as u64
+        };
+        UniqueSample { below }
+    }
+
+    fn everything(self) -> bool {
+        self.below == u64::MAX
+    }
+
+    fn holds(self, v: &str) -> bool {
+        use std::hash::Hasher;
+        if self.everything() {
+            return true;
+        }
+        // A fixed, public key: the hash only decides what is sampled, it is not kept.
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(
+            0x616e_6f6e_796d_697a,
+            0x6572_2d75_6e69_7175,
+        );
+        h.write(v.as_bytes());
+        h.finish() <= self.below
+    }
 }
 
 /// What one file's scan found.
@@ -714,7 +848,7 @@ struct FileScan {
     erased_hits: BTreeMap<String, u64>,
     distinct: BTreeMap<String, Distinct>,
     /// Fingerprints of each column's distinct values (tokens in token columns excepted).
-    values: BTreeMap<String, HashedSet>,
+    values: BTreeMap<String, Vec<u128>>,
     /// Their fast hashes, for the input probe's prefilter.
     quick: Vec<u64>,
     /// Their shapes, for the input probe's first filter.
@@ -916,8 +1050,11 @@ fn scan_file(
     row_group: usize,
     cx: &ScanContext<'_>,
 ) -> Result<FileScan, Error> {
+    use std::sync::atomic::Ordering::Relaxed;
     let aggregate = is_aggregate(&t.name);
     let mut out = FileScan::default();
+    // Each column's distinct fingerprints for the by-value check, in this piece.
+    let mut sets: BTreeMap<String, HashedSet> = BTreeMap::new();
     let mut memo: HashMap<String, HashMap<String, Verdict, ahash::RandomState>> = HashMap::new();
     let mut scratch = String::new();
     let piece = Piece {
@@ -936,19 +1073,25 @@ fn scan_file(
                 .distinct
                 .entry(f.name().clone())
                 .or_insert_with(|| Distinct {
-                    set: check.then(HashSet::new),
+                    set: (check && cx.fp.is_some()).then(HashedSet::default),
                     rows: 0,
                 });
+            let sample = cx
+                .unique_sample
+                .get(&t.name)
+                .copied()
+                .unwrap_or(UniqueSample::of(0, 0));
             let memo = memo.entry(f.name().clone()).or_default();
             // Integers only in record-level tables: aggregates hold counts.
             let mut values = (cx.fp.is_some() && (string || !aggregate))
-                .then(|| out.values.entry(f.name().clone()).or_default());
+                .then(|| sets.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
             each_text_counted(b.column(i), |v, times| {
                 out.scanned += times;
                 d.rows += times;
-                if let Some(set) = &mut d.set
-                    && (times > 1 || !set.insert(v.to_string()))
+                if let (Some(set), Some(fp)) = (&mut d.set, cx.fp)
+                    && (times > 1
+                        || (sample.holds(v) && !set.insert(fp.hash_normalized(v.as_bytes()))))
                 {
                     d.set = None;
                 }
@@ -989,9 +1132,11 @@ fn scan_file(
                     erased: token && cx.erased.is_some_and(|e| e.contains(v)),
                 };
                 if let (Some(values), Some(fp)) = (&mut values, cx.fp)
+                    && cx.held.load(Relaxed) <= cx.by_value_held
                     && let Some(n) = normalized(v, &mut scratch)
+                    && values.insert(fp.hash_normalized(n.as_bytes()))
                 {
-                    values.insert(fp.hash_normalized(n.as_bytes()));
+                    cx.held.fetch_add(1, Relaxed);
                     out.quick.push(cx.quick.hash_one(n.as_bytes()));
                     out.shapes.insert(n);
                 }
@@ -1004,8 +1149,19 @@ fn scan_file(
             .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
         }
         Ok(())
-    })
-    .map(|()| out)
+    })?;
+    if cx.held.load(Relaxed) > cx.by_value_held {
+        // The by-value check fails without comparing: what this piece holds for it is
+        // not needed.
+        out.quick = Vec::new();
+    } else {
+        // Kept until the input is looked up, as a list: a third of the set's memory.
+        out.values = sets
+            .into_iter()
+            .map(|(c, set)| (c, set.into_iter().collect()))
+            .collect();
+    }
+    Ok(out)
 }
 
 /// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are
@@ -1018,6 +1174,18 @@ pub async fn verify(
     policy: Option<&Policy>,
     k: u64,
     erased: Option<&crate::erasure::TokenSet>,
+) -> Result<Report, Error> {
+    verify_with_limits(dir, policy, k, erased, Limits::default()).await
+}
+
+/// [`verify`] with other memory bounds (tests: the bounds' behaviour on small data).
+#[doc(hidden)]
+pub async fn verify_with_limits(
+    dir: &Path,
+    policy: Option<&Policy>,
+    k: u64,
+    erased: Option<&crate::erasure::TokenSet>,
+    limits: Limits,
 ) -> Result<Report, Error> {
     let tables = tables_of(dir)?;
     let t0 = std::time::Instant::now();
@@ -1035,10 +1203,16 @@ pub async fn verify(
     // Every row group of every file, scanned in parallel (rayon), then merged per table.
     // (table, file, row group): the unit of parallelism, so one big file is not one job.
     let mut jobs: Vec<(usize, &PathBuf, usize)> = Vec::new();
+    let mut unique_sample = HashMap::new();
+    let held = std::sync::atomic::AtomicU64::new(0);
     for (i, t) in tables.iter().enumerate() {
+        let mut rows = 0u64;
         for f in &t.files {
-            jobs.extend((0..row_group_rows(f)?.len()).map(|g| (i, f, g)));
+            let groups = row_group_rows(f)?;
+            rows += groups.iter().map(|n| *n as u64).sum::<u64>();
+            jobs.extend((0..groups.len()).map(|g| (i, f, g)));
         }
+        unique_sample.insert(t.name.clone(), UniqueSample::of(rows, limits.unique_held));
     }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
     let quick = ahash::RandomState::with_seeds(
@@ -1054,6 +1228,9 @@ pub async fn verify(
         kept: &kept,
         tokens: &tokens,
         footers: &Footers::default(),
+        unique_sample: &unique_sample,
+        held: &held,
+        by_value_held: limits.by_value_held,
     };
     let results: Vec<Result<(usize, FileScan), Error>> = {
         use rayon::prelude::*;
@@ -1071,8 +1248,9 @@ pub async fn verify(
         per_table.entry(i).or_default().merge(scan);
     }
     // The output's distinct values, fingerprinted, for the by-value check.
+    let too_many = held.load(std::sync::atomic::Ordering::Relaxed) > limits.by_value_held;
     let mut columns: Vec<(String, String)> = Vec::new();
-    let mut outputs = OutputValues::default();
+    let mut fingerprints: Vec<Vec<u128>> = Vec::new();
     let mut scanned = 0u64;
     let mut quick_keys = Vec::new();
     let mut shapes = Shapes::default();
@@ -1080,16 +1258,21 @@ pub async fn verify(
         quick_keys.append(&mut scan.quick);
         shapes.merge(&scan.shapes);
         let t = &tables[*i];
-        for (col, set) in std::mem::take(&mut scan.values) {
-            let id = columns.len() as u32;
+        for (col, list) in std::mem::take(&mut scan.values) {
             columns.push((t.name.clone(), col));
-            for h in set {
-                outputs.entry(h).or_default().push(id);
-            }
+            fingerprints.push(list);
         }
     }
+    let outputs = OutputValues::new(fingerprints);
     let t0 = std::time::Instant::now();
     let (input_hashed, value_hits) = match (policy, &fp) {
+        (Some(_), Some(_)) if too_many => {
+            by_value.findings.push(format!(
+                "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) to compare with the input, more than the check holds in memory: not compared. A column of unique values published unchanged is the usual cause (see record_level_unique_columns)",
+                limits.by_value_held
+            ));
+            (0, BTreeMap::new())
+        }
         (Some(p), Some(fp)) => {
             quick_keys.sort_unstable();
             quick_keys.dedup();
@@ -1137,16 +1320,35 @@ pub async fn verify(
             erased_hits.insert((t.name.clone(), col), n);
         }
         if !aggregate {
+            let sample = unique_sample
+                .get(&t.name)
+                .copied()
+                .unwrap_or(UniqueSample::of(0, 0));
             for (col, d) in scan.distinct {
-                if let Some(set) = d.set
-                    && d.rows >= 50
-                    && set.len() as u64 == d.rows
-                {
-                    unique.findings.push(format!(
+                // No repeat seen: every value distinct, or, past `unique_held` rows,
+                // every value of the sample (a repeated run anywhere counts as a repeat),
+                // when the sample holds 50 values or more: a few values each seen once
+                // are no evidence (a column of a few values may have none sampled).
+                let Some(set) = d
+                    .set
+                    .filter(|set| d.rows >= 50 && (sample.everything() || set.len() >= 50))
+                else {
+                    continue;
+                };
+                unique.findings.push(if sample.everything() {
+                    format!(
                         "table {}, column {col}: all {} values distinct and not a declared token: a direct identifier?",
                         t.name, d.rows
-                    ));
-                }
+                    )
+                } else {
+                    format!(
+                        "table {}, column {col}: no value repeats among {} of its {} values (a hash sample; the check holds at most about {}) and not a declared token: a direct identifier?",
+                        t.name,
+                        set.len(),
+                        d.rows,
+                        limits.unique_held
+                    )
+                });
             }
         }
     }
@@ -1711,6 +1913,39 @@ fn has_tables(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unique_sample_is_everything_up_to_the_bound_then_a_fixed_share() {
+        assert!(UniqueSample::of(0, 0).everything());
+        assert!(UniqueSample::of(1000, 1000).everything());
+        let quarter = UniqueSample::of(4000, 1000);
+        assert!(!quarter.everything());
+        let values: Vec<String> = (0..100_000).map(|i| format!("T{i:012}")).collect();
+        let held = values.iter().filter(|v| quarter.holds(v)).count();
+        assert!((23_000..27_000).contains(&held), "{held}");
+        // The same values in every run (a fixed key), and a value is held wherever it
+        // occurs.
+        let again = values
+            .iter()
+            .filter(|v| UniqueSample::of(4000, 1000).holds(v))
+            .count();
+        assert_eq!(held, again);
+        assert!(
+            values
+                .iter()
+                .all(|v| quarter.holds(v) == quarter.holds(&v.clone()))
+        );
+    }
+
+    #[test]
+    fn output_values_find_every_column_of_a_value_and_count_it_once() {
+        let o = OutputValues::new(vec![vec![5, 1, 5, 9], vec![], vec![9, 2], vec![7]]);
+        assert_eq!(o.len(), 5);
+        assert_eq!(o.columns(9).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(o.columns(5).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(o.columns(3).count(), 0);
+        assert_eq!(OutputValues::new(vec![]).len(), 0);
+    }
 
     #[test]
     fn the_prefilter_never_misses_an_output_value() {

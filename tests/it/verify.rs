@@ -571,3 +571,110 @@ fn the_input_lookup_reports_the_same_for_any_encoding_and_row_order_of_the_input
         assert_eq!(gate_report(&copy, &cfg, 1), as_generated, "{name}");
     }
 }
+
+/// A kept column of unique values (an id kept by mistake) is reported by the uniqueness
+/// check, exactly under the memory bound and from a hash sample past it (the same sample
+/// in every run; a kept column that repeats is not reported either way); past its own
+/// bound, the by-value check fails without comparing instead of holding every value.
+#[test]
+fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
+    use anonymizer::verify::{Limits, verify_with_limits};
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    // Every transactions row gets its own offer id (a kept column), in one file.
+    let tx_dir = copy.join("transactions");
+    let b = read_table(&tx_dir);
+    let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+    let n = b.num_rows();
+    assert!(n > 400, "{n}");
+    for f in std::fs::read_dir(&tx_dir).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let ids: StringArray = (0..n).map(|i| Some(format!("OFFER-{i:07}"))).collect();
+    let b = with_column(&b, "offer_id", Arc::new(ids));
+    write_parquet(&tx_dir.join("part-00000.parquet"), &b);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policy = rt
+        .block_on(anonymizer::policy::Policy::load(
+            Path::new(&cfg),
+            &datafusion::prelude::SessionContext::new(),
+        ))
+        .unwrap();
+    let check = |limits: Limits| {
+        let r = rt
+            .block_on(verify_with_limits(&copy, Some(&policy), 10, None, limits))
+            .unwrap();
+        let find = |name: &str| {
+            let c = r.checks.iter().find(|c| c.name == name).unwrap();
+            (c.passed, c.findings.clone())
+        };
+        (
+            find("record_level_unique_columns"),
+            find("residual_pii_input_values"),
+        )
+    };
+    let (unique, by_value) = check(Limits::default());
+    assert_eq!(
+        unique,
+        (
+            false,
+            vec![format!(
+                "table transactions, column offer_id: all {n} values distinct and not a declared token: a direct identifier?"
+            )]
+        )
+    );
+    assert!(by_value.0, "{by_value:?}");
+
+    // A bound of a quarter of the rows: a sample of about that many, and the same twice.
+    let small = Limits {
+        unique_held: (n / 4) as u64,
+        ..Limits::default()
+    };
+    let (unique, _) = check(small);
+    assert!(!unique.0);
+    assert_eq!(unique.1.len(), 1, "{:?}", unique.1);
+    let f = &unique.1[0];
+    assert!(
+        f.starts_with("table transactions, column offer_id: no value repeats among ")
+            && f.contains(&format!(
+                " of its {n} values (a hash sample; the check holds at most about {})",
+                n / 4
+            )),
+        "{f}"
+    );
+    let held: usize = f["table transactions, column offer_id: no value repeats among ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(held > n / 8 && held < n / 2, "{held} of {n}");
+    assert_eq!(check(small).0, unique);
+    // A bound of 100 values: the other kept columns (few values, repeated) are still
+    // found to repeat; a bound of 2: a sample of about 2 values is no evidence.
+    let (unique, _) = check(Limits {
+        unique_held: 100,
+        ..Limits::default()
+    });
+    assert_eq!(unique.1.len(), 1, "{:?}", unique.1);
+    assert!(unique.1[0].contains("column offer_id:"), "{:?}", unique.1);
+    let (unique, _) = check(Limits {
+        unique_held: 2,
+        ..Limits::default()
+    });
+    assert_eq!(unique, (true, vec![]));
+
+    // The by-value check past its bound: fails, says why, compares nothing.
+    let (_, by_value) = check(Limits {
+        by_value_held: 100,
+        ..Limits::default()
+    });
+    assert!(!by_value.0);
+    assert_eq!(by_value.1.len(), 1);
+    assert!(
+        by_value.1[0].starts_with("more than 100 distinct output values"),
+        "{:?}",
+        by_value.1
+    );
+}

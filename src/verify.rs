@@ -457,8 +457,8 @@ type HashedSet = HashSet<u128, std::hash::BuildHasherDefault<Prehashed>>;
 /// customer).
 const BY_VALUE_HELD: u64 = 1 << 24;
 
-/// The gate's memory bounds: [`UNIQUE_HELD`] and [`BY_VALUE_HELD`] unless a test sets
-/// smaller ones ([`verify_with_limits`]).
+/// The gate's memory bounds: [`UNIQUE_HELD`], and [`BY_VALUE_HELD`] or the policy's
+/// `[verify] max_values`, unless a test sets others ([`verify_with_limits`]).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -1176,7 +1176,13 @@ pub async fn verify(
     k: u64,
     erased: Option<&crate::erasure::TokenSet>,
 ) -> Result<Report, Error> {
-    verify_with_limits(dir, policy, k, erased, Limits::default()).await
+    let limits = Limits {
+        by_value_held: policy
+            .and_then(|p| p.verify.max_values)
+            .unwrap_or(BY_VALUE_HELD),
+        ..Limits::default()
+    };
+    verify_with_limits(dir, policy, k, erased, limits).await
 }
 
 /// [`verify`] with other memory bounds (tests: the bounds' behaviour on small data).
@@ -1269,7 +1275,7 @@ pub async fn verify_with_limits(
     let (input_hashed, value_hits) = match (policy, &fp) {
         (Some(_), Some(_)) if too_many => {
             by_value.findings.push(format!(
-                "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) to compare with the input, more than the check holds in memory: not compared. A column of unique values published unchanged is the usual cause (see record_level_unique_columns)",
+                "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) to compare with the input, more than the check holds in memory: not compared. A column of unique values published unchanged is the usual cause (see record_level_unique_columns); else raise `[verify] max_values` (16 bytes each)",
                 limits.by_value_held
             ));
             (0, BTreeMap::new())

@@ -251,6 +251,8 @@ pub struct Policy {
     pub erasure: raw::RawErasure,
     /// `[k_anonymity]`; present whenever a table declares quasi-identifiers.
     pub k_anonymity: Option<raw::KAnonymity>,
+    /// `[verify]`: the privacy gate's memory bound.
+    pub verify: raw::RawVerify,
 }
 
 /// The `[analytics]` section, resolved against the tables.
@@ -500,6 +502,7 @@ impl Policy {
             analytics,
             erasure: raw.erasure.clone(),
             k_anonymity: raw.k_anonymity,
+            verify: raw.verify,
         })
     }
 

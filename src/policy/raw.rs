@@ -57,6 +57,16 @@ pub struct RawPolicy {
     pub erasure: RawErasure,
     /// `[k_anonymity]`: how record-level tables with quasi-identifiers are generalized.
     pub k_anonymity: Option<KAnonymity>,
+    /// `[verify]`: the privacy gate's settings.
+    pub verify: RawVerify,
+}
+
+/// The `[verify]` section: the privacy gate's memory bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RawVerify {
+    /// `max_values`: fingerprints of output values the by-value check may hold (16 bytes
+    /// each); past them it fails without comparing. `None`: the built-in bound.
+    pub max_values: Option<u64>,
 }
 
 /// The `[k_anonymity]` section: every record-level table that declares
@@ -110,7 +120,8 @@ impl Default for RawAnalytics {
 /// The small-cell threshold when the policy does not set one.
 pub const DEFAULT_K: u64 = 10;
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
+    "verify",
     "erasure",
     "k_anonymity",
     "output",
@@ -123,6 +134,7 @@ const TOP_KEYS: [&str; 9] = [
 ];
 const K_ANONYMITY_KEYS: [&str; 2] = ["k", "max_suppression"];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
+const VERIFY_KEYS: [&str; 1] = ["max_values"];
 const ANALYTICS_KEYS: [&str; 6] = [
     "k",
     "transactions",
@@ -286,6 +298,25 @@ impl RawPolicy {
                 RawAnalytics::default()
             }
         };
+        let verify = match top.get("verify") {
+            None => RawVerify::default(),
+            Some(Value::Table(v)) => {
+                cx.unknown_keys(v, &VERIFY_KEYS, "[verify]");
+                RawVerify {
+                    // At least a thousand; at most 2^32 (64 GiB of fingerprints).
+                    max_values: cx
+                        .int(v, "max_values", "[verify]", 1_000..=4_294_967_296)
+                        .map(|n| n as u64),
+                }
+            }
+            Some(other) => {
+                cx.problems.push(format!(
+                    "[verify] must be a table, got {}",
+                    other.type_str()
+                ));
+                RawVerify::default()
+            }
+        };
         let erasure = match top.get("erasure") {
             None => RawErasure::default(),
             Some(Value::Table(e)) => {
@@ -391,6 +422,7 @@ impl RawPolicy {
             analytics,
             erasure,
             k_anonymity,
+            verify,
         })
     }
 }

@@ -176,3 +176,22 @@ fn keys_are_required_checked_and_never_echoed() {
     let help = cli(&["run", "--help"], Some(KEY_HEX));
     assert!(!String::from_utf8_lossy(&help.stdout).contains(KEY_HEX));
 }
+
+/// `[verify] max_values`: taken from the policy, in range, and no other key.
+#[test]
+fn the_verify_section_is_checked() {
+    let with = |section: &'static str| move |t: String| format!("{t}\n{section}\n");
+    let p = validate(with("[verify]\nmax_values = 5000")).unwrap();
+    assert_eq!(p.verify.max_values, Some(5000));
+    assert_eq!(validate(|t| t).unwrap().verify.max_values, None);
+    let e = validate(with("[verify]\nmax_values = 10")).unwrap_err();
+    assert!(
+        e.contains("[verify]: 'max_values' is 10, must be between 1000 and"),
+        "{e}"
+    );
+    let e = validate(with("[verify]\nmax_value = 5000")).unwrap_err();
+    assert!(e.contains("[verify]: unknown key 'max_value'"), "{e}");
+    // A top-level key goes before the first table.
+    let e = validate(|t| format!("verify = 3\n{t}")).unwrap_err();
+    assert!(e.contains("[verify] must be a table"), "{e}");
+}

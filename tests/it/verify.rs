@@ -677,4 +677,19 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
         "{:?}",
         by_value.1
     );
+    // The bound from the policy's `[verify] max_values` (`anonymizer verify --config`).
+    assert!(n > 1000, "{n}");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[verify]\nmax_values = 1000\n",
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
+    )
+    .unwrap();
+    let report = gate_report(&copy, &cfg, 1).to_string();
+    assert!(
+        report.contains("more than 1000 distinct output values"),
+        "{report}"
+    );
 }

@@ -1930,18 +1930,12 @@ mod tests {
         let values: Vec<String> = (0..100_000).map(|i| format!("T{i:012}")).collect();
         let held = values.iter().filter(|v| quarter.holds(v)).count();
         assert!((23_000..27_000).contains(&held), "{held}");
-        // The same values in every run (a fixed key), and a value is held wherever it
-        // occurs.
+        // The same values in every run: a fixed key (a random one fails this).
         let again = values
             .iter()
             .filter(|v| UniqueSample::of(4000, 1000).holds(v))
             .count();
         assert_eq!(held, again);
-        assert!(
-            values
-                .iter()
-                .all(|v| quarter.holds(v) == quarter.holds(&v.clone()))
-        );
     }
 
     #[test]

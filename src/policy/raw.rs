@@ -121,7 +121,6 @@ impl Default for RawAnalytics {
 pub const DEFAULT_K: u64 = 10;
 
 const TOP_KEYS: [&str; 10] = [
-    "verify",
     "erasure",
     "k_anonymity",
     "output",
@@ -131,6 +130,7 @@ const TOP_KEYS: [&str; 10] = [
     "queries",
     "tables",
     "analytics",
+    "verify",
 ];
 const K_ANONYMITY_KEYS: [&str; 2] = ["k", "max_suppression"];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];

@@ -822,6 +822,15 @@ impl UniqueSample {
         UniqueSample { below }
     }
 
+    /// The sample of `table` in `samples` (every table checked has one; any other
+    /// holds everything).
+    fn of_table(samples: &HashMap<String, UniqueSample>, table: &str) -> UniqueSample {
+        samples
+            .get(table)
+            .copied()
+            .unwrap_or(UniqueSample::of(0, 0))
+    }
+
     fn everything(self) -> bool {
         self.below == u64::MAX
     }
@@ -1077,11 +1086,7 @@ fn scan_file(
                     set: (check && cx.fp.is_some()).then(HashedSet::default),
                     rows: 0,
                 });
-            let sample = cx
-                .unique_sample
-                .get(&t.name)
-                .copied()
-                .unwrap_or(UniqueSample::of(0, 0));
+            let sample = UniqueSample::of_table(cx.unique_sample, &t.name);
             let memo = memo.entry(f.name().clone()).or_default();
             // Integers only in record-level tables: aggregates hold counts.
             let mut values = (cx.fp.is_some() && (string || !aggregate))
@@ -1270,7 +1275,13 @@ pub async fn verify_with_limits(
             fingerprints.push(list);
         }
     }
-    let outputs = OutputValues::new(fingerprints);
+    // Past the bound the check fails without comparing: the lists of the row groups
+    // scanned before it are not sorted for nothing.
+    let outputs = if too_many {
+        OutputValues::default()
+    } else {
+        OutputValues::new(fingerprints)
+    };
     let t0 = std::time::Instant::now();
     let (input_hashed, value_hits) = match (policy, &fp) {
         (Some(_), Some(_)) if too_many => {
@@ -1327,10 +1338,7 @@ pub async fn verify_with_limits(
             erased_hits.insert((t.name.clone(), col), n);
         }
         if !aggregate {
-            let sample = unique_sample
-                .get(&t.name)
-                .copied()
-                .unwrap_or(UniqueSample::of(0, 0));
+            let sample = UniqueSample::of_table(&unique_sample, &t.name);
             for (col, d) in scan.distinct {
                 // No repeat seen: every value distinct, or, past `unique_held` rows,
                 // every value of the sample (a repeated run anywhere counts as a repeat),
@@ -1364,9 +1372,14 @@ pub async fn verify_with_limits(
     by_value
         .figures
         .insert("input_values_hashed".into(), input_hashed);
-    by_value
-        .figures
-        .insert("output_values_fingerprinted".into(), outputs.len() as u64);
+    by_value.figures.insert(
+        "output_values_fingerprinted".into(),
+        if too_many {
+            held.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            outputs.len() as u64
+        },
+    );
     by_value.figures.insert("matches".into(), hashed_hits);
     by_value.passed = by_value.findings.is_empty();
     drop(outputs);

@@ -677,6 +677,27 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
         "{:?}",
         by_value.1
     );
+    // Its figure: the values it had fingerprinted when it stopped (past the bound).
+    let r = rt
+        .block_on(verify_with_limits(
+            &copy,
+            Some(&policy),
+            10,
+            None,
+            Limits {
+                by_value_held: 100,
+                ..Limits::default()
+            },
+        ))
+        .unwrap();
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.name == "residual_pii_input_values")
+        .unwrap();
+    let held = c.figures["output_values_fingerprinted"];
+    assert!(held > 100 && held < 200, "{held}");
+    assert_eq!(c.figures["input_values_hashed"], 0);
     // The bound from the policy's `[verify] max_values` (`anonymizer verify --config`).
     assert!(n > 1000, "{n}");
     std::fs::write(

@@ -17,7 +17,8 @@
 //!    customer_key and email roles; free text that the policy scrubs is left to the
 //!    detectors) stream by and every value is looked up. Memory follows the output's
 //!    distinct values (16 bytes each), not the size of the input, and is bounded: past
-//!    [`BY_VALUE_HELD`] of them the check fails without comparing (fail closed);
+//!    [`BY_VALUE_HELD`] of them at once the check compares in passes, each holding one
+//!    share of them ([`Part`]), and fails closed past `2^MAX_PASS_BITS` passes;
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly);
@@ -447,9 +448,9 @@ impl std::hash::Hasher for Prehashed {
 
 type HashedSet = HashSet<u128, std::hash::BuildHasherDefault<Prehashed>>;
 
-/// The by-value check holds at most this many fingerprints of output values (summed over
-/// row groups, each counted once per row group). Past it, the check fails instead of
-/// comparing (fail closed), and stops holding them: with a column of unique values
+/// The by-value check holds at most this many fingerprints of output values at once
+/// (summed over row groups, each counted once per row group). Past it, the check stops
+/// holding them and compares in passes ([`Part`]); with a column of unique values
 /// published unchanged (an id kept by mistake) the run peaked at 3.8 GiB at 20M rows
 /// before this bound (1.1 GiB with it).
 /// Published columns of the policy's rules hold far fewer (449 distinct values at 20M
@@ -464,7 +465,7 @@ const BY_VALUE_HELD: u64 = 1 << 24;
 pub struct Limits {
     /// Values of a kept column the uniqueness check holds (past it, a hash sample).
     pub unique_held: u64,
-    /// Output values the by-value check holds (past it, the check fails).
+    /// Output values the by-value check holds at once (past it, it compares in passes).
     pub by_value_held: u64,
 }
 
@@ -476,6 +477,26 @@ impl Default for Limits {
         }
     }
 }
+
+/// Which output values one pass of the by-value check holds: those whose fingerprint's
+/// top `bits` bits are `index`. A check with more distinct output values than it may hold
+/// compares them with the input in `2^bits` passes, each holding one share (about `1 /
+/// 2^bits` of them) and reading the output and the input again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Part {
+    bits: u32,
+    index: u128,
+}
+
+impl Part {
+    fn holds(self, h: u128) -> bool {
+        self.bits == 0 || h >> (128 - self.bits) == self.index
+    }
+}
+
+/// At most this many passes (past them the check fails closed): with the default bound,
+/// about a billion distinct output values.
+const MAX_PASS_BITS: u32 = 6;
 
 /// The fingerprints of each output column's values (the column's index in the list),
 /// sorted and without repeats: 16 bytes a value, where a hash map of column lists took
@@ -767,6 +788,7 @@ fn is_aggregate(table: &str) -> bool {
 }
 
 /// What every file scan needs.
+#[derive(Clone, Copy)]
 struct ScanContext<'a> {
     /// Set when the by-value check runs (a policy is at hand): output values are
     /// fingerprinted for it.
@@ -785,6 +807,11 @@ struct ScanContext<'a> {
     /// `by_value_held` ([`BY_VALUE_HELD`]) no more are.
     held: &'a std::sync::atomic::AtomicU64,
     by_value_held: u64,
+    /// The share of output values held ([`Part`]; all of them in the first scan).
+    part: Part,
+    /// A later pass of the by-value check: only the share's values are collected (the
+    /// detectors, the uniqueness check and the erased tokens ran in the first scan).
+    values_only: bool,
 }
 
 /// Distinct values of a kept column, as fingerprints; `set` becomes `None` at the first
@@ -1078,7 +1105,7 @@ fn scan_file(
             if !is_text_like(f.data_type()) {
                 continue;
             }
-            let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
+            let check = !cx.values_only && cx.kept.contains(&(t.name.clone(), f.name().clone()));
             let d = out
                 .distinct
                 .entry(f.name().clone())
@@ -1102,7 +1129,7 @@ fn scan_file(
                     d.set = None;
                 }
                 if token_col && crate::rules::pseudonymize::is_token(v) {
-                    if cx.erased.is_some_and(|e| e.contains(v)) {
+                    if !cx.values_only && cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += times;
                     }
                     return;
@@ -1130,17 +1157,19 @@ fn scan_file(
                 }
                 let token = crate::rules::pseudonymize::is_token(v);
                 let x = Verdict {
-                    kinds: if string && !token {
+                    kinds: if string && !token && !cx.values_only {
                         crate::rules::scrub::detect(v)
                     } else {
                         vec![]
                     },
-                    erased: token && cx.erased.is_some_and(|e| e.contains(v)),
+                    erased: token && !cx.values_only && cx.erased.is_some_and(|e| e.contains(v)),
                 };
                 if let (Some(values), Some(fp)) = (&mut values, cx.fp)
                     && cx.held.load(Relaxed) <= cx.by_value_held
                     && let Some(n) = normalized(v, &mut scratch)
-                    && values.insert(fp.hash_normalized(n.as_bytes()))
+                    && let Some(h) =
+                        Some(fp.hash_normalized(n.as_bytes())).filter(|h| cx.part.holds(*h))
+                    && values.insert(h)
                 {
                     cx.held.fetch_add(1, Relaxed);
                     out.quick.push(cx.quick.hash_one(n.as_bytes()));
@@ -1168,6 +1197,140 @@ fn scan_file(
             .collect();
     }
     Ok(out)
+}
+
+/// Scans every (table, file, row group) of `jobs` in parallel (rayon), merged per table.
+fn scan_all(
+    tables: &[Table],
+    jobs: &[(usize, &PathBuf, usize)],
+    cx: &ScanContext<'_>,
+) -> Result<BTreeMap<usize, FileScan>, Error> {
+    use rayon::prelude::*;
+    let results: Vec<Result<(usize, FileScan), Error>> = jobs
+        .par_iter()
+        .map(|(i, f, g)| scan_file(&tables[*i], f, *g, cx).map(|r| (*i, r)))
+        .collect();
+    let mut per_table: BTreeMap<usize, FileScan> = BTreeMap::new();
+    for r in results {
+        let (i, scan) = r?;
+        per_table.entry(i).or_default().merge(scan);
+    }
+    Ok(per_table)
+}
+
+/// The output values one pass of the by-value check holds, out of its scans.
+struct HeldValues {
+    /// (table, column) of each list of `outputs`.
+    columns: Vec<(String, String)>,
+    outputs: OutputValues,
+    quick_keys: Vec<u64>,
+    shapes: Shapes,
+}
+
+/// What the by-value check found, over its passes.
+#[derive(Default)]
+struct Comparison {
+    input_hashed: u64,
+    /// Distinct output values fingerprinted (the passes' shares are disjoint).
+    fingerprinted: u64,
+    passes: u64,
+    /// Per (table, column): how many of its distinct values equal a personal input value.
+    hits: BTreeMap<(String, String), u64>,
+}
+
+impl HeldValues {
+    fn take(tables: &[Table], per_table: &mut BTreeMap<usize, FileScan>) -> HeldValues {
+        let mut columns = Vec::new();
+        let mut fingerprints = Vec::new();
+        let mut quick_keys = Vec::new();
+        let mut shapes = Shapes::default();
+        for (i, scan) in per_table.iter_mut() {
+            quick_keys.append(&mut scan.quick);
+            shapes.merge(&scan.shapes);
+            for (col, list) in std::mem::take(&mut scan.values) {
+                columns.push((tables[*i].name.clone(), col));
+                fingerprints.push(list);
+            }
+        }
+        HeldValues {
+            columns,
+            outputs: OutputValues::new(fingerprints),
+            quick_keys,
+            shapes,
+        }
+    }
+
+    /// Looks every personal input value up among these output values.
+    async fn compare(
+        mut self,
+        policy: &Policy,
+        fp: &Fingerprinter,
+        quick: &ahash::RandomState,
+        into: &mut Comparison,
+    ) -> Result<(), Error> {
+        self.quick_keys.sort_unstable();
+        self.quick_keys.dedup();
+        let filter = Prefilter::new(quick.clone(), &self.quick_keys);
+        drop(self.quick_keys);
+        let probe = Probe {
+            fp,
+            outputs: &self.outputs,
+            shapes: &self.shapes,
+            filter: &filter,
+            footers: &Footers::default(),
+        };
+        let (hashed, hits) = probe_input(policy, &probe).await?;
+        into.input_hashed += hashed;
+        into.fingerprinted += self.outputs.len() as u64;
+        into.passes += 1;
+        for (id, set) in hits {
+            *into
+                .hits
+                .entry(self.columns[id as usize].clone())
+                .or_default() += set.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// The by-value check when the output has more distinct values than it may hold: in 2,
+/// 4, ... passes, each holding the values of one share of the fingerprint space
+/// ([`Part`]) and reading the output and the input again, until every share fits.
+/// `None` when one still does not at `2^MAX_PASS_BITS` shares.
+async fn compare_in_passes(
+    tables: &[Table],
+    jobs: &[(usize, &PathBuf, usize)],
+    base: &ScanContext<'_>,
+    policy: &Policy,
+    fp: &Fingerprinter,
+    quick: &ahash::RandomState,
+) -> Result<Option<Comparison>, Error> {
+    'bits: for bits in 1..=MAX_PASS_BITS {
+        tracing::info!(
+            passes = 1u64 << bits,
+            max_values = base.by_value_held,
+            "verify: more distinct output values than the by-value check holds at once: compared with the input in passes"
+        );
+        let mut c = Comparison::default();
+        for index in 0..(1u128 << bits) {
+            let held = std::sync::atomic::AtomicU64::new(0);
+            let cx = ScanContext {
+                held: &held,
+                part: Part { bits, index },
+                values_only: true,
+                ..*base
+            };
+            let mut scans = scan_all(tables, jobs, &cx)?;
+            if held.load(std::sync::atomic::Ordering::Relaxed) > base.by_value_held {
+                continue 'bits;
+            }
+            HeldValues::take(tables, &mut scans)
+                .compare(policy, fp, quick, &mut c)
+                .await?;
+        }
+        return Ok(Some(c));
+    }
+    Ok(None)
 }
 
 /// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are
@@ -1243,83 +1406,19 @@ pub async fn verify_with_limits(
         unique_sample: &unique_sample,
         held: &held,
         by_value_held: limits.by_value_held,
+        part: Part::default(),
+        values_only: false,
     };
-    let results: Vec<Result<(usize, FileScan), Error>> = {
-        use rayon::prelude::*;
-        jobs.par_iter()
-            .map(|(i, f, g)| scan_file(&tables[*i], f, *g, &ctx).map(|r| (*i, r)))
-            .collect()
-    };
+    let mut per_table = scan_all(&tables, &jobs, &ctx)?;
     tracing::debug!(
         ms = t0.elapsed().as_millis() as u64,
         "verify: output scanned"
     );
-    let mut per_table: BTreeMap<usize, FileScan> = BTreeMap::new();
-    for r in results {
-        let (i, scan) = r?;
-        per_table.entry(i).or_default().merge(scan);
-    }
-    // The output's distinct values, fingerprinted, for the by-value check.
+    // The output's distinct values, fingerprinted, for the by-value check: taken out of
+    // the scans now, compared with the input once the uniqueness check is known.
     let too_many = held.load(std::sync::atomic::Ordering::Relaxed) > limits.by_value_held;
-    let mut columns: Vec<(String, String)> = Vec::new();
-    let mut fingerprints: Vec<Vec<u128>> = Vec::new();
+    let first = (!too_many).then(|| HeldValues::take(&tables, &mut per_table));
     let mut scanned = 0u64;
-    let mut quick_keys = Vec::new();
-    let mut shapes = Shapes::default();
-    for (i, scan) in &mut per_table {
-        quick_keys.append(&mut scan.quick);
-        shapes.merge(&scan.shapes);
-        let t = &tables[*i];
-        for (col, list) in std::mem::take(&mut scan.values) {
-            columns.push((t.name.clone(), col));
-            fingerprints.push(list);
-        }
-    }
-    // Past the bound the check fails without comparing: the lists of the row groups
-    // scanned before it are not sorted for nothing.
-    let outputs = if too_many {
-        OutputValues::default()
-    } else {
-        OutputValues::new(fingerprints)
-    };
-    let t0 = std::time::Instant::now();
-    let (input_hashed, value_hits) = match (policy, &fp) {
-        (Some(_), Some(_)) if too_many => {
-            by_value.findings.push(format!(
-                "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) to compare with the input, more than the check holds in memory: not compared. A column of unique values published unchanged is the usual cause (see record_level_unique_columns); else raise `[verify] max_values` (16 bytes each)",
-                limits.by_value_held
-            ));
-            (0, BTreeMap::new())
-        }
-        (Some(p), Some(fp)) => {
-            quick_keys.sort_unstable();
-            quick_keys.dedup();
-            let filter = Prefilter::new(quick.clone(), &quick_keys);
-            drop(quick_keys);
-            let probe = Probe {
-                fp,
-                outputs: &outputs,
-                shapes: &shapes,
-                filter: &filter,
-                footers: &Footers::default(),
-            };
-            probe_input(p, &probe).await?
-        }
-        _ => (0, BTreeMap::new()),
-    };
-    tracing::debug!(
-        ms = t0.elapsed().as_millis() as u64,
-        "verify: input values looked up"
-    );
-    let mut hashed_hits = 0u64;
-    for (id, set) in &value_hits {
-        let (t, col) = &columns[*id as usize];
-        hashed_hits += set.len() as u64;
-        by_value.findings.push(format!(
-            "table {t}, column {col}: {} distinct value(s) equal to a personal value of the input",
-            set.len()
-        ));
-    }
     for (i, scan) in per_table {
         let t = &tables[i];
         let aggregate = is_aggregate(&t.name);
@@ -1367,22 +1466,65 @@ pub async fn verify_with_limits(
             }
         }
     }
+    let t0 = std::time::Instant::now();
+    let compared = match (policy, &fp) {
+        (Some(p), Some(fp)) => match first {
+            Some(values) => {
+                let mut c = Comparison::default();
+                values.compare(p, fp, &quick, &mut c).await?;
+                Some(c)
+            }
+            // A column of unique values published unchanged fails the run anyway:
+            // comparing all of its values in passes would only make it fail later.
+            None if !unique.findings.is_empty() => {
+                by_value.findings.push(format!(
+                    "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) to compare with the input, and a column of unique values published unchanged (record_level_unique_columns): not compared. Drop or pseudonymize that column",
+                    limits.by_value_held
+                ));
+                None
+            }
+            None => {
+                let passes = compare_in_passes(&tables, &jobs, &ctx, p, fp, &quick).await?;
+                if passes.is_none() {
+                    by_value.findings.push(format!(
+                        "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) in one of {} shares of them: not compared. Raise `[verify] max_values` (16 bytes each) or drop the column that holds most of them",
+                        limits.by_value_held,
+                        1u64 << MAX_PASS_BITS
+                    ));
+                }
+                passes
+            }
+        },
+        _ => None,
+    };
+    tracing::debug!(
+        ms = t0.elapsed().as_millis() as u64,
+        "verify: input values looked up"
+    );
+    let mut hashed_hits = 0u64;
+    for ((t, col), n) in compared.iter().flat_map(|c| &c.hits) {
+        hashed_hits += n;
+        by_value.findings.push(format!(
+            "table {t}, column {col}: {n} distinct value(s) equal to a personal value of the input"
+        ));
+    }
     detectors.figures.insert("values_scanned".into(), scanned);
     detectors.passed = detectors.findings.is_empty();
+    let c = compared.unwrap_or_default();
     by_value
         .figures
-        .insert("input_values_hashed".into(), input_hashed);
+        .insert("input_values_hashed".into(), c.input_hashed);
     by_value.figures.insert(
         "output_values_fingerprinted".into(),
-        if too_many {
+        if c.passes == 0 {
             held.load(std::sync::atomic::Ordering::Relaxed)
         } else {
-            outputs.len() as u64
+            c.fingerprinted
         },
     );
+    by_value.figures.insert("passes".into(), c.passes);
     by_value.figures.insert("matches".into(), hashed_hits);
     by_value.passed = by_value.findings.is_empty();
-    drop(outputs);
     if fp.is_none() {
         by_value
             .findings
@@ -1949,6 +2091,29 @@ mod tests {
             .filter(|v| UniqueSample::of(4000, 1000).holds(v))
             .count();
         assert_eq!(held, again);
+    }
+
+    #[test]
+    fn each_fingerprint_falls_in_one_share_of_each_split() {
+        let hs: Vec<u128> = (0..1000u128)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+            .chain([0, u128::MAX])
+            .collect();
+        for h in &hs {
+            assert!(Part::default().holds(*h));
+        }
+        for bits in 1..=MAX_PASS_BITS {
+            let mut per_share = vec![0usize; 1 << bits];
+            for h in &hs {
+                let shares: Vec<u128> = (0..1u128 << bits)
+                    .filter(|&index| Part { bits, index }.holds(*h))
+                    .collect();
+                assert_eq!(shares.len(), 1, "{h:x}, {bits} bits");
+                per_share[shares[0] as usize] += 1;
+            }
+            // Spread over every share (not all in one).
+            assert!(per_share.iter().all(|&n| n > 0), "{bits}: {per_share:?}");
+        }
     }
 
     #[test]

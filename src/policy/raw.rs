@@ -64,8 +64,8 @@ pub struct RawPolicy {
 /// The `[verify]` section: the privacy gate's memory bound.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RawVerify {
-    /// `max_values`: fingerprints of output values the by-value check may hold (16 bytes
-    /// each); past them it fails without comparing. `None`: the built-in bound.
+    /// `max_values`: fingerprints of output values the by-value check holds at once (16
+    /// bytes each); past them it compares in passes. `None`: the built-in bound.
     pub max_values: Option<u64>,
 }
 

@@ -575,7 +575,8 @@ fn the_input_lookup_reports_the_same_for_any_encoding_and_row_order_of_the_input
 /// A kept column of unique values (an id kept by mistake) is reported by the uniqueness
 /// check, exactly under the memory bound and from a hash sample past it (the same sample
 /// in every run; a kept column that repeats is not reported either way); past its own
-/// bound, the by-value check fails without comparing instead of holding every value.
+/// bound, the by-value check fails without comparing (the run fails anyway) instead of
+/// holding every value or comparing them in passes.
 #[test]
 fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
     use anonymizer::verify::{Limits, verify_with_limits};
@@ -675,7 +676,8 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
     assert!(!by_value.0);
     assert_eq!(by_value.1.len(), 1);
     assert!(
-        by_value.1[0].starts_with("more than 100 distinct output values"),
+        by_value.1[0].starts_with("more than 100 distinct output values")
+            && by_value.1[0].contains("a column of unique values published unchanged"),
         "{:?}",
         by_value.1
     );
@@ -698,4 +700,102 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
         report.contains("more than 1000 distinct output values"),
         "{report}"
     );
+}
+
+/// Past its memory bound the by-value check compares the output with the input in passes
+/// (each holding one share of the fingerprints, reading both again) and finds exactly
+/// what one pass finds; only when a share still does not fit in the most passes does it
+/// fail closed, and says so.
+#[test]
+fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
+    use anonymizer::verify::{Limits, verify_with_limits};
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    let export = dir.path().join("export");
+    // An extra output table (not in the policy, so no column of it is `keep`: the
+    // uniqueness check leaves it alone): 600 distinct notes, 8 input emails, 12 input
+    // transaction ids.
+    let emails = column_strings(&read_table(&export.join("customers")), "email");
+    let tx = column_strings(&read_table(&export.join("transactions")), "transaction_id");
+    let n = 600;
+    let note: StringArray = (0..n)
+        .map(|i| Some(format!("note {i:05} of 600")))
+        .collect();
+    let contact: StringArray = (0..n)
+        .map(|i| (i < 8).then(|| emails[i * 3].clone().unwrap()))
+        .collect();
+    let tx: StringArray = (0..n)
+        .map(|i| (i < 12).then(|| tx[i * 5].clone().unwrap()))
+        .collect();
+    let b = RecordBatch::try_from_iter([
+        ("note", Arc::new(note) as ArrayRef),
+        ("contact", Arc::new(contact)),
+        ("tx", Arc::new(tx)),
+    ])
+    .unwrap();
+    write_parquet(&copy.join("extra/part-00000.parquet"), &b);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policy = rt
+        .block_on(anonymizer::policy::Policy::load(
+            Path::new(&cfg),
+            &datafusion::prelude::SessionContext::new(),
+        ))
+        .unwrap();
+    let check = |by_value_held: u64| {
+        let r = rt
+            .block_on(verify_with_limits(
+                &copy,
+                Some(&policy),
+                10,
+                None,
+                Limits {
+                    by_value_held,
+                    ..Limits::default()
+                },
+            ))
+            .unwrap();
+        r.checks
+            .iter()
+            .find(|c| c.name == "residual_pii_input_values")
+            .unwrap()
+            .clone()
+    };
+    let one = check(Limits::default().by_value_held);
+    assert_eq!(
+        one.findings,
+        vec![
+            "table extra, column contact: 8 distinct value(s) equal to a personal value of the input",
+            "table extra, column tx: 12 distinct value(s) equal to a personal value of the input",
+        ]
+    );
+    assert_eq!(one.figures["passes"], 1);
+    let distinct = one.figures["output_values_fingerprinted"];
+    assert!(distinct > 620, "{distinct}");
+
+    // A bound of 100: at least distinct / 100 passes (a power of two), the same findings
+    // and figures; every pass reads the whole input again.
+    let passes = check(100);
+    let p = passes.figures["passes"];
+    assert!(p.is_power_of_two() && p * 100 >= distinct && p <= 64, "{p}");
+    assert_eq!(passes.findings, one.findings);
+    assert!(!passes.passed);
+    for f in ["output_values_fingerprinted", "matches"] {
+        assert_eq!(passes.figures[f], one.figures[f], "{f}");
+    }
+    assert_eq!(
+        passes.figures["input_values_hashed"],
+        p * one.figures["input_values_hashed"]
+    );
+    // A bound no share fits in at 64 passes: fails closed, compares nothing.
+    let none = check(1);
+    assert!(!none.passed);
+    assert_eq!(
+        none.findings,
+        vec![
+            "more than 1 distinct output values (text and integers of the record-level tables, tokens and networks excepted) in one of 64 shares of them: not compared. Raise `[verify] max_values` (16 bytes each) or drop the column that holds most of them"
+        ]
+    );
+    assert_eq!(none.figures["passes"], 0);
+    assert_eq!(none.figures["input_values_hashed"], 0);
 }

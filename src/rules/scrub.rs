@@ -27,21 +27,29 @@ use regex::{Captures, Regex};
 use super::generalize::udf_struct;
 use super::{check_args, first_array, is_string, map_strings};
 
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)[a-z0-9._%+'\-]+\s?@\s?[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}").unwrap()
+const EMAIL_RE: &str = r"(?i)[a-z0-9._%+'\-]+\s?@\s?[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}";
+const IBAN_RE: &str = r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b";
+const IPV6_RE: &str =
+    r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?";
+const IPV4_RE: &str = r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b";
+const CARD_RE: &str = r"\b(?:[0-9][ \-]?){12,18}[0-9]\b";
+const DIGITS_RE: &str = r"\+?\(?[0-9](?:[ .\-()/]{0,3}[0-9]){6,}\)?";
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(EMAIL_RE).unwrap());
+static IBAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(IBAN_RE).unwrap());
+static IPV6: LazyLock<Regex> = LazyLock::new(|| Regex::new(IPV6_RE).unwrap());
+static IPV4: LazyLock<Regex> = LazyLock::new(|| Regex::new(IPV4_RE).unwrap());
+static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(CARD_RE).unwrap());
+static DIGITS: LazyLock<Regex> = LazyLock::new(|| Regex::new(DIGITS_RE).unwrap());
+/// All six patterns in one automaton: a text none of them matches anywhere is left as it
+/// is by [`scrub`] and has nothing for [`detect`] (every pass of both only acts on a
+/// match of one of them, so a text without any stays unchanged through all the passes),
+/// and it is told in one scan instead of a dozen (and as many copies of the text).
+/// Codes such as payment references (`PAYID-G1ESQAF4ETQI3FNSV82QTG8X`) hold digits but
+/// none of these.
+static ANY: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+    regex::RegexSet::new([EMAIL_RE, IBAN_RE, IPV6_RE, IPV4_RE, CARD_RE, DIGITS_RE]).unwrap()
 });
-static IBAN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b").unwrap());
-static IPV6: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?")
-        .unwrap()
-});
-static IPV4: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b").unwrap());
-static CARD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(?:[0-9][ \-]?){12,18}[0-9]\b").unwrap());
-static DIGITS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\+?\(?[0-9](?:[ .\-()/]{0,3}[0-9]){6,}\)?").unwrap());
 static ISO_DATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$").unwrap());
 
@@ -116,6 +124,27 @@ fn iban_prefix(m: &str) -> Option<usize> {
 /// boundary), so the passes repeat until nothing more is replaced: what comes out holds
 /// nothing a pass (or the privacy gate's [`detect`]) would find.
 pub fn scrub(text: &str, out: &mut String) -> usize {
+    if !may_hold_identifier(text) {
+        out.push_str(text);
+        return 0;
+    }
+    scrub_passes(text, out)
+}
+
+/// Whether any pattern may match: text without '@', ':' or digits holds nothing we look
+/// for (told without a scan of the patterns), nor does text none of them matches.
+fn may_hold_identifier(text: &str) -> bool {
+    has_trigger_byte(text) && ANY.is_match(text)
+}
+
+/// Whether `text` holds an '@', a ':' or a digit: every pattern needs one.
+fn has_trigger_byte(text: &str) -> bool {
+    text.bytes()
+        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
+}
+
+/// [`scrub`] without its first filter ([`may_hold_identifier`]).
+fn scrub_passes(text: &str, out: &mut String) -> usize {
     let mut s = std::borrow::Cow::Borrowed(text);
     let mut count = 0;
     // Every replacement removes an '@', ':' or digit, so this ends; it ends when a round
@@ -165,10 +194,7 @@ fn replace_detected(s: std::borrow::Cow<'_, str>) -> (std::borrow::Cow<'_, str>,
 fn scrub_once(text: &str) -> (std::borrow::Cow<'_, str>, usize) {
     let mut count = 0usize;
     // Fast path: text without '@', ':' or digits holds nothing we look for.
-    if !text
-        .bytes()
-        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
-    {
+    if !has_trigger_byte(text) {
         return (std::borrow::Cow::Borrowed(text), 0);
     }
     let mut s = std::borrow::Cow::Borrowed(text);
@@ -251,13 +277,15 @@ pub fn detect(text: &str) -> Vec<&'static str> {
 
 /// What [`detect`] finds, as (start, end, kind) byte ranges of `text`, pass by pass.
 fn detect_ranges(text: &str) -> Vec<(usize, usize, &'static str)> {
-    let mut found = Vec::new();
-    if !text
-        .bytes()
-        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
-    {
-        return found;
+    if !may_hold_identifier(text) {
+        return Vec::new();
     }
+    detect_passes(text)
+}
+
+/// [`detect_ranges`] without its first filter ([`may_hold_identifier`]).
+fn detect_passes(text: &str) -> Vec<(usize, usize, &'static str)> {
+    let mut found = Vec::new();
     let mut rest = text.to_string();
     // Each pass blanks what it found so that later passes do not count it again. `judge`
     // sees the text and the match's range: `Some(true)` counts and blanks it,
@@ -452,6 +480,36 @@ mod tests {
                 detect(&once)
             );
             assert_eq!(sc(&once), once, "{t:?}");
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The first filter changes nothing: texts of identifiers and of the characters
+        /// the patterns look for (digits, capitals, separators, '@', ':', '.'), glued
+        /// together, scrub and detect the same with it and without it.
+        #[test]
+        fn the_first_filter_changes_nothing(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[0-9A-Fa-z .:@+()/_-]{0,12}",
+                    proptest::sample::select(vec![
+                        "user@example.com", "+44 20 7946 0958", "4111 1111 1111 1111",
+                        "192.168.1.1", "203.0.113.0/24", "2001:db8::1", "fe80::1/64",
+                        "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000",
+                        "PAYID-G1ESQAF4ETQI3FNSV82QTG8X", "2024-01-31", "S123456789_DE",
+                    ]).prop_map(String::from),
+                ],
+                0..5,
+            )
+        ) {
+            let text = parts.concat();
+            let (mut a, mut b) = (String::new(), String::new());
+            let n = scrub(&text, &mut a);
+            proptest::prop_assert_eq!((n, &a), (scrub_passes(&text, &mut b), &b));
+            proptest::prop_assert_eq!(detect_ranges(&text), detect_passes(&text));
         }
     }
 

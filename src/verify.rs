@@ -927,6 +927,49 @@ impl FileScan {
     }
 }
 
+/// The verdicts of one column's values in one row group, most of which repeat a few
+/// values (countries, offers, days). A column whose values rarely repeat (free text
+/// distinct per row) gains nothing from it and pays a copy and an insert per value, so
+/// past [`Memo::TRIAL`] lookups with fewer than one in ten found it stops memoizing.
+#[derive(Default)]
+struct Memo {
+    map: HashMap<String, Verdict, ahash::RandomState>,
+    lookups: u64,
+    hits: u64,
+    off: bool,
+}
+
+impl Memo {
+    const TRIAL: u64 = 50_000;
+    /// At most this many verdicts held (then they start again).
+    const HELD: usize = 100_000;
+
+    fn get(&mut self, v: &str) -> Option<&Verdict> {
+        if self.off {
+            return None;
+        }
+        self.lookups += 1;
+        let x = self.map.get(v);
+        self.hits += u64::from(x.is_some());
+        x
+    }
+
+    fn insert(&mut self, v: &str, x: Verdict) {
+        if self.off {
+            return;
+        }
+        if self.lookups >= Self::TRIAL && self.hits * 10 < self.lookups {
+            self.off = true;
+            self.map = HashMap::default();
+            return;
+        }
+        if self.map.len() > Self::HELD {
+            self.map.clear();
+        }
+        self.map.insert(v.to_string(), x);
+    }
+}
+
 /// What one distinct value of a column gives (memoized: most columns repeat values).
 #[derive(Clone, Default)]
 struct Verdict {
@@ -1092,7 +1135,7 @@ fn scan_file(
     let mut out = FileScan::default();
     // Each column's distinct fingerprints for the by-value check, in this piece.
     let mut sets: BTreeMap<String, HashedSet> = BTreeMap::new();
-    let mut memo: HashMap<String, HashMap<String, Verdict, ahash::RandomState>> = HashMap::new();
+    let mut memo: HashMap<String, Memo> = HashMap::new();
     let mut scratch = String::new();
     let piece = Piece {
         row_group,
@@ -1176,10 +1219,7 @@ fn scan_file(
                     out.shapes.insert(n);
                 }
                 tally(&x, &mut out.found, &mut out.erased_hits);
-                if memo.len() > 100_000 {
-                    memo.clear();
-                }
-                memo.insert(v.to_string(), x);
+                memo.insert(v, x);
             })
             .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
         }
@@ -2091,6 +2131,35 @@ mod tests {
             .filter(|v| UniqueSample::of(4000, 1000).holds(v))
             .count();
         assert_eq!(held, again);
+    }
+
+    #[test]
+    fn the_memo_stops_where_values_do_not_repeat() {
+        let verdict = || Verdict {
+            kinds: vec!["phone"],
+            erased: false,
+        };
+        // Distinct values: off after its trial, holding nothing.
+        let mut m = Memo::default();
+        for i in 0..Memo::TRIAL + 10 {
+            let v = format!("note {i}");
+            assert!(m.get(&v).is_none());
+            m.insert(&v, verdict());
+        }
+        assert!(m.off && m.map.is_empty());
+        assert!(m.get("note 1").is_none());
+        // A few values repeated: on, and each found with its verdict.
+        let mut m = Memo::default();
+        for i in 0..Memo::TRIAL * 2 {
+            let v = format!("country {}", i % 50);
+            match m.get(&v) {
+                Some(x) => assert_eq!(x.kinds, ["phone"]),
+                None => m.insert(&v, verdict()),
+            }
+        }
+        assert!(!m.off);
+        assert_eq!(m.map.len(), 50);
+        assert_eq!(m.hits, Memo::TRIAL * 2 - 50);
     }
 
     #[test]

@@ -572,6 +572,32 @@ fn the_input_lookup_reports_the_same_for_any_encoding_and_row_order_of_the_input
     }
 }
 
+/// The gate on `dir` under the policy `cfg` (k = 10, no erasure), with the memory bounds
+/// a test sets.
+fn gate_with_limits(
+    dir: &Path,
+    cfg: &str,
+) -> impl Fn(anonymizer::verify::Limits) -> anonymizer::verify::Report {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policy = rt
+        .block_on(anonymizer::policy::Policy::load(
+            Path::new(cfg),
+            &datafusion::prelude::SessionContext::new(),
+        ))
+        .unwrap();
+    let dir = dir.to_path_buf();
+    move |limits| {
+        rt.block_on(anonymizer::verify::verify_with_limits(
+            &dir,
+            Some(&policy),
+            10,
+            None,
+            limits,
+        ))
+        .unwrap()
+    }
+}
+
 /// A kept column of unique values (an id kept by mistake) is reported by the uniqueness
 /// check, exactly under the memory bound and from a hash sample past it (the same sample
 /// in every run; a kept column that repeats is not reported either way); past its own
@@ -579,7 +605,7 @@ fn the_input_lookup_reports_the_same_for_any_encoding_and_row_order_of_the_input
 /// holding every value or comparing them in passes.
 #[test]
 fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
-    use anonymizer::verify::{Limits, verify_with_limits};
+    use anonymizer::verify::Limits;
     let (dir, cfg) = published_fixture();
     let copy = copy_of_current(dir.path());
     // Every transactions row gets its own offer id (a kept column), in one file.
@@ -595,17 +621,9 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
     let b = with_column(&b, "offer_id", Arc::new(ids));
     write_parquet(&tx_dir.join("part-00000.parquet"), &b);
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let policy = rt
-        .block_on(anonymizer::policy::Policy::load(
-            Path::new(&cfg),
-            &datafusion::prelude::SessionContext::new(),
-        ))
-        .unwrap();
+    let gate = gate_with_limits(&copy, &cfg);
     let check = |limits: Limits| {
-        let r = rt
-            .block_on(verify_with_limits(&copy, Some(&policy), 10, None, limits))
-            .unwrap();
+        let r = gate(limits);
         let find = |name: &str| r.checks.iter().find(|c| c.name == name).unwrap().clone();
         let (unique, by_value) = (
             find("record_level_unique_columns"),
@@ -708,7 +726,7 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
 /// fail closed, and says so.
 #[test]
 fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
-    use anonymizer::verify::{Limits, verify_with_limits};
+    use anonymizer::verify::Limits;
     let (dir, cfg) = published_fixture();
     let copy = copy_of_current(dir.path());
     let export = dir.path().join("export");
@@ -735,31 +753,17 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
     .unwrap();
     write_parquet(&copy.join("extra/part-00000.parquet"), &b);
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let policy = rt
-        .block_on(anonymizer::policy::Policy::load(
-            Path::new(&cfg),
-            &datafusion::prelude::SessionContext::new(),
-        ))
-        .unwrap();
+    let gate = gate_with_limits(&copy, &cfg);
     let check = |by_value_held: u64| {
-        let r = rt
-            .block_on(verify_with_limits(
-                &copy,
-                Some(&policy),
-                10,
-                None,
-                Limits {
-                    by_value_held,
-                    ..Limits::default()
-                },
-            ))
-            .unwrap();
-        r.checks
-            .iter()
-            .find(|c| c.name == "residual_pii_input_values")
-            .unwrap()
-            .clone()
+        gate(Limits {
+            by_value_held,
+            ..Limits::default()
+        })
+        .checks
+        .iter()
+        .find(|c| c.name == "residual_pii_input_values")
+        .unwrap()
+        .clone()
     };
     let one = check(Limits::default().by_value_held);
     assert_eq!(

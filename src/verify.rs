@@ -1303,23 +1303,21 @@ impl HeldValues {
     /// Looks every personal input value up among these output values.
     async fn compare(
         mut self,
-        policy: &Policy,
-        fp: &Fingerprinter,
-        quick: &ahash::RandomState,
+        input: &InputLookup<'_>,
         into: &mut Comparison,
     ) -> Result<(), Error> {
         self.quick_keys.sort_unstable();
         self.quick_keys.dedup();
-        let filter = Prefilter::new(quick.clone(), &self.quick_keys);
+        let filter = Prefilter::new(input.quick.clone(), &self.quick_keys);
         drop(self.quick_keys);
         let probe = Probe {
-            fp,
+            fp: input.fp,
             outputs: &self.outputs,
             shapes: &self.shapes,
             filter: &filter,
-            footers: &Footers::default(),
+            footers: input.footers,
         };
-        let (hashed, hits) = probe_input(policy, &probe).await?;
+        let (hashed, hits) = probe_input(input.policy, &probe).await?;
         into.input_hashed += hashed;
         into.fingerprinted += self.outputs.len() as u64;
         into.passes += 1;
@@ -1333,6 +1331,16 @@ impl HeldValues {
     }
 }
 
+/// What every pass of the by-value check reads the input with: the same fingerprints
+/// and fast hash as the output scans, and the input files' footers, read once for all
+/// passes.
+struct InputLookup<'a> {
+    policy: &'a Policy,
+    fp: &'a Fingerprinter,
+    quick: &'a ahash::RandomState,
+    footers: &'a Footers,
+}
+
 /// The by-value check when the output has more distinct values than it may hold: in 2,
 /// 4, ... passes, each holding the values of one share of the fingerprint space
 /// ([`Part`]) and reading the output and the input again, until every share fits.
@@ -1341,9 +1349,7 @@ async fn compare_in_passes(
     tables: &[Table],
     jobs: &[(usize, &PathBuf, usize)],
     base: &ScanContext<'_>,
-    policy: &Policy,
-    fp: &Fingerprinter,
-    quick: &ahash::RandomState,
+    input: &InputLookup<'_>,
 ) -> Result<Option<Comparison>, Error> {
     'bits: for bits in 1..=MAX_PASS_BITS {
         tracing::info!(
@@ -1365,12 +1371,19 @@ async fn compare_in_passes(
                 continue 'bits;
             }
             HeldValues::take(tables, &mut scans)
-                .compare(policy, fp, quick, &mut c)
+                .compare(input, &mut c)
                 .await?;
         }
         return Ok(Some(c));
     }
     Ok(None)
+}
+
+/// The start of the by-value check's findings when it cannot compare.
+fn too_many_values(bound: u64) -> String {
+    format!(
+        "more than {bound} distinct output values (text and integers of the record-level tables, tokens and networks excepted)"
+    )
 }
 
 /// Checks the tables in `dir`; `policy` adds the by-value scan and says which columns are
@@ -1507,34 +1520,43 @@ pub async fn verify_with_limits(
         }
     }
     let t0 = std::time::Instant::now();
+    let input_footers = Footers::default();
     let compared = match (policy, &fp) {
-        (Some(p), Some(fp)) => match first {
-            Some(values) => {
-                let mut c = Comparison::default();
-                values.compare(p, fp, &quick, &mut c).await?;
-                Some(c)
-            }
-            // A column of unique values published unchanged fails the run anyway:
-            // comparing all of its values in passes would only make it fail later.
-            None if !unique.findings.is_empty() => {
-                by_value.findings.push(format!(
-                    "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) to compare with the input, and a column of unique values published unchanged (record_level_unique_columns): not compared. Drop or pseudonymize that column",
-                    limits.by_value_held
-                ));
-                None
-            }
-            None => {
-                let passes = compare_in_passes(&tables, &jobs, &ctx, p, fp, &quick).await?;
-                if passes.is_none() {
+        (Some(p), Some(fp)) => {
+            let input = InputLookup {
+                policy: p,
+                fp,
+                quick: &quick,
+                footers: &input_footers,
+            };
+            match first {
+                Some(values) => {
+                    let mut c = Comparison::default();
+                    values.compare(&input, &mut c).await?;
+                    Some(c)
+                }
+                // A column of unique values published unchanged fails the run anyway:
+                // comparing all of its values in passes would only make it fail later.
+                None if !unique.findings.is_empty() => {
                     by_value.findings.push(format!(
-                        "more than {} distinct output values (text and integers of the record-level tables, tokens and networks excepted) in one of {} shares of them: not compared. Raise `[verify] max_values` (16 bytes each) or drop the column that holds most of them",
-                        limits.by_value_held,
+                    "{} to compare with the input, and a column of unique values published unchanged (record_level_unique_columns): not compared. Drop or pseudonymize that column",
+                    too_many_values(limits.by_value_held)
+                ));
+                    None
+                }
+                None => {
+                    let passes = compare_in_passes(&tables, &jobs, &ctx, &input).await?;
+                    if passes.is_none() {
+                        by_value.findings.push(format!(
+                        "{} in one of {} shares of them: not compared. Raise `[verify] max_values` (16 bytes each) or drop the column that holds most of them",
+                        too_many_values(limits.by_value_held),
                         1u64 << MAX_PASS_BITS
                     ));
+                    }
+                    passes
                 }
-                passes
             }
-        },
+        }
         _ => None,
     };
     tracing::debug!(

@@ -803,8 +803,9 @@ struct ScanContext<'a> {
     footers: &'a Footers,
     /// Per table (by name): which values of its kept columns the uniqueness check holds.
     unique_sample: &'a HashMap<String, UniqueSample>,
-    /// Fingerprints held for the by-value check so far, over every row group; past
-    /// `by_value_held` ([`BY_VALUE_HELD`]) no more are.
+    /// Fingerprints counted for the by-value check so far, over every row group (a value
+    /// counts once per column and row group); past `by_value_held` ([`BY_VALUE_HELD`])
+    /// they are only counted, not kept.
     held: &'a std::sync::atomic::AtomicU64,
     by_value_held: u64,
     /// The share of output values held ([`Part`]; all of them in the first scan).
@@ -1207,14 +1208,15 @@ fn scan_file(
                     },
                     erased: token && !cx.values_only && cx.erased.is_some_and(|e| e.contains(v)),
                 };
+                // Past the bound values are still counted (in this piece's sets, dropped
+                // at its end), so that the passes can be chosen from the count.
                 if let (Some(values), Some(fp)) = (&mut values, cx.fp)
-                    && cx.held.load(Relaxed) <= cx.by_value_held
                     && let Some(n) = normalized(v, &mut scratch)
                     && let Some(h) =
                         Some(fp.hash_normalized(n.as_bytes())).filter(|h| cx.part.holds(*h))
                     && values.insert(h)
+                    && cx.held.fetch_add(1, Relaxed) < cx.by_value_held
                 {
-                    cx.held.fetch_add(1, Relaxed);
                     out.quick.push(cx.quick.hash_one(n.as_bytes()));
                     out.shapes.insert(n);
                 }
@@ -1274,6 +1276,8 @@ struct Comparison {
     /// Distinct output values fingerprinted (the passes' shares are disjoint).
     fingerprinted: u64,
     passes: u64,
+    /// Scans of the output for the passes, a share's that did not fit included.
+    rescans: u64,
     /// Per (table, column): how many of its distinct values equal a personal input value.
     hits: BTreeMap<(String, String), u64>,
 }
@@ -1341,24 +1345,46 @@ struct InputLookup<'a> {
     footers: &'a Footers,
 }
 
-/// The by-value check when the output has more distinct values than it may hold: in 2,
-/// 4, ... passes, each holding the values of one share of the fingerprint space
-/// ([`Part`]) and reading the output and the input again, until every share fits.
-/// `None` when one still does not at `2^MAX_PASS_BITS` shares.
+/// How many bits of the fingerprint space to split it by first, for `counted` values
+/// (as the first scan counted them: [`ScanContext::held`]) of which `bound` may be held at
+/// once: the fewest shares whose expected count stays five standard deviations under the
+/// bound (fingerprints are uniform, so a share's count is binomial); the most shares
+/// when only their expected count fits. `None` when not even that does.
+fn first_split(counted: u64, bound: u64) -> Option<u32> {
+    (1..=MAX_PASS_BITS)
+        .find(|bits| {
+            let share = counted as f64 / (1u64 << bits) as f64;
+            share + 5.0 * share.sqrt() <= bound as f64
+        })
+        .or((u128::from(counted) <= u128::from(bound) << MAX_PASS_BITS).then_some(MAX_PASS_BITS))
+}
+
+/// The by-value check when the output has more distinct values than it may hold (the
+/// first scan counted `counted`): in as many passes as [`first_split`] says, each
+/// holding the values of one share of the fingerprint space ([`Part`]) and reading the
+/// output and the input again; should a share still not fit, in twice as many. `None`
+/// when one does not at `2^MAX_PASS_BITS` shares.
 async fn compare_in_passes(
     tables: &[Table],
     jobs: &[(usize, &PathBuf, usize)],
     base: &ScanContext<'_>,
     input: &InputLookup<'_>,
+    counted: u64,
 ) -> Result<Option<Comparison>, Error> {
-    'bits: for bits in 1..=MAX_PASS_BITS {
+    let Some(first) = first_split(counted, base.by_value_held) else {
+        return Ok(None);
+    };
+    let mut rescans = 0;
+    'bits: for bits in first..=MAX_PASS_BITS {
         tracing::info!(
             passes = 1u64 << bits,
             max_values = base.by_value_held,
+            counted,
             "verify: more distinct output values than the by-value check holds at once: compared with the input in passes"
         );
         let mut c = Comparison::default();
         for index in 0..(1u128 << bits) {
+            rescans += 1;
             let held = std::sync::atomic::AtomicU64::new(0);
             let cx = ScanContext {
                 held: &held,
@@ -1374,6 +1400,7 @@ async fn compare_in_passes(
                 .compare(input, &mut c)
                 .await?;
         }
+        c.rescans = rescans;
         return Ok(Some(c));
     }
     Ok(None)
@@ -1545,7 +1572,8 @@ pub async fn verify_with_limits(
                     None
                 }
                 None => {
-                    let passes = compare_in_passes(&tables, &jobs, &ctx, &input).await?;
+                    let counted = held.load(std::sync::atomic::Ordering::Relaxed);
+                    let passes = compare_in_passes(&tables, &jobs, &ctx, &input, counted).await?;
                     if passes.is_none() {
                         by_value.findings.push(format!(
                         "{} in one of {} shares of them: not compared. Raise `[verify] max_values` (16 bytes each) or drop the column that holds most of them",
@@ -1585,6 +1613,7 @@ pub async fn verify_with_limits(
         },
     );
     by_value.figures.insert("passes".into(), c.passes);
+    by_value.figures.insert("output_rescans".into(), c.rescans);
     by_value.figures.insert("matches".into(), hashed_hits);
     by_value.passed = by_value.findings.is_empty();
     if fp.is_none() {
@@ -2204,6 +2233,30 @@ mod tests {
             }
             // Spread over every share (not all in one).
             assert!(per_share.iter().all(|&n| n > 0), "{bits}: {per_share:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_split_is_the_fewest_shares_that_fit_with_room() {
+        let m = 1_000_000;
+        // Build W's run: 16M values past a bound of 8M tried 2 shares, then 4.
+        assert_eq!(first_split(16 * m, 8 * m), Some(2));
+        assert_eq!(first_split(15 * m, 8 * m), Some(1));
+        assert_eq!(first_split(8 * m + 1, 8 * m), Some(1));
+        // Small counts leave more room for chance: 620 values, 100 at once.
+        assert_eq!(first_split(620, 100), Some(4));
+        // Only the expected count fits at 64 shares: 64 shares; not even that: none.
+        assert_eq!(first_split(64 * 100, 100), Some(MAX_PASS_BITS));
+        assert_eq!(first_split(64 * 100 + 1, 100), None);
+        assert_eq!(first_split(5_000, 1), None);
+        // Every split it picks has each share's expected count under the bound.
+        for counted in [101, 1_000, 12_345, 1 << 20, 1 << 30] {
+            for bound in [100, 1_000, 1 << 24] {
+                if let Some(bits) = first_split(counted, bound) {
+                    assert!(counted <= bound << bits, "{counted} {bound} {bits}");
+                    assert!((1..=MAX_PASS_BITS).contains(&bits));
+                }
+            }
         }
     }
 

@@ -699,9 +699,11 @@ fn a_kept_column_of_unique_values_is_found_within_the_gates_memory_bounds() {
         "{:?}",
         by_value.1
     );
-    // Its figure: the values it had fingerprinted when it stopped (past the bound).
+    // Its figure: the values it fingerprinted, every one (past the bound only counted,
+    // not kept; a value counts once per column and row group).
     let held = figures["output_values_fingerprinted"];
-    assert!(held > 100 && held < 200, "{held}");
+    assert!(held >= n as u64, "{held} of {n}");
+    assert_eq!(figures["output_rescans"], 0);
     assert_eq!(figures["input_values_hashed"], 0);
     // The bound from the policy's `[verify] max_values` (`anonymizer verify --config`).
     assert!(n > 1000, "{n}");
@@ -774,14 +776,18 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
         ]
     );
     assert_eq!(one.figures["passes"], 1);
+    assert_eq!(one.figures["output_rescans"], 0);
     let distinct = one.figures["output_values_fingerprinted"];
     assert!(distinct > 620, "{distinct}");
 
     // A bound of 100: at least distinct / 100 passes (a power of two), the same findings
-    // and figures; every pass reads the whole input again.
+    // and figures; every pass reads the whole input again. The first scan counted the
+    // values past the bound, so the passes are chosen at once: one output scan each,
+    // no share tried that did not fit.
     let passes = check(100);
     let p = passes.figures["passes"];
     assert!(p.is_power_of_two() && p * 100 >= distinct && p <= 64, "{p}");
+    assert_eq!(passes.figures["output_rescans"], p);
     assert_eq!(passes.findings, one.findings);
     assert!(!passes.passed);
     for f in ["output_values_fingerprinted", "matches"] {
@@ -802,4 +808,9 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
     );
     assert_eq!(none.figures["passes"], 0);
     assert_eq!(none.figures["input_values_hashed"], 0);
+    // Known from the first scan's count: no output scan tried in vain, and the figure
+    // says how many values there were (counted once per column and row group, so at
+    // least as many as the distinct values one pass compared).
+    assert_eq!(none.figures["output_rescans"], 0);
+    assert!(none.figures["output_values_fingerprinted"] >= distinct);
 }

@@ -467,6 +467,9 @@ pub struct Limits {
     pub unique_held: u64,
     /// Output values the by-value check holds at once (past it, it compares in passes).
     pub by_value_held: u64,
+    /// Past `by_value_held`, values counted per column and row group
+    /// ([`COUNTED_PAST_BOUND`]).
+    pub counted_past_bound: usize,
 }
 
 impl Default for Limits {
@@ -474,6 +477,7 @@ impl Default for Limits {
         Limits {
             unique_held: UNIQUE_HELD,
             by_value_held: BY_VALUE_HELD,
+            counted_past_bound: COUNTED_PAST_BOUND,
         }
     }
 }
@@ -497,6 +501,12 @@ impl Part {
 /// At most this many passes (past them the check fails closed): with the default bound,
 /// about a billion distinct output values.
 const MAX_PASS_BITS: u32 = 6;
+
+/// Past the by-value bound a column's values are counted in each row group's set up to
+/// this many (a row group the run writes holds at most as many rows); a row group of
+/// more distinct values in a file written elsewhere (`anonymizer verify` of any folder)
+/// leaves the count short, and the passes start too few and double.
+const COUNTED_PAST_BOUND: usize = 1 << 20;
 
 /// The fingerprints of each output column's values (the column's index in the list),
 /// sorted and without repeats: 16 bytes a value, where a hash map of column lists took
@@ -808,6 +818,7 @@ struct ScanContext<'a> {
     /// they are only counted, not kept.
     held: &'a std::sync::atomic::AtomicU64,
     by_value_held: u64,
+    counted_past_bound: usize,
     /// The share of output values held ([`Part`]; all of them in the first scan).
     part: Part,
     /// A later pass of the by-value check: only the share's values are collected (the
@@ -1209,8 +1220,11 @@ fn scan_file(
                     erased: token && !cx.values_only && cx.erased.is_some_and(|e| e.contains(v)),
                 };
                 // Past the bound values are still counted (in this piece's sets, dropped
-                // at its end), so that the passes can be chosen from the count.
+                // at its end, each of at most `COUNTED_PAST_BOUND`), so that the passes
+                // can be chosen from the count.
                 if let (Some(values), Some(fp)) = (&mut values, cx.fp)
+                    && (values.len() < cx.counted_past_bound
+                        || cx.held.load(Relaxed) < cx.by_value_held)
                     && let Some(n) = normalized(v, &mut scratch)
                     && let Some(h) =
                         Some(fp.hash_normalized(n.as_bytes())).filter(|h| cx.part.holds(*h))
@@ -1486,6 +1500,7 @@ pub async fn verify_with_limits(
         unique_sample: &unique_sample,
         held: &held,
         by_value_held: limits.by_value_held,
+        counted_past_bound: limits.counted_past_bound,
         part: Part::default(),
         values_only: false,
     };

@@ -797,6 +797,27 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
         passes.figures["input_values_hashed"],
         p * one.figures["input_values_hashed"]
     );
+    // Values left uncounted past the bound (a row group of more distinct values than
+    // the count holds, in a file written elsewhere): the passes start too few, a share
+    // does not fit, and twice as many are tried, until one number fits: the same findings
+    // and figures, with output scans in vain.
+    let short = gate(Limits {
+        by_value_held: 100,
+        counted_past_bound: 1,
+        ..Limits::default()
+    })
+    .checks
+    .into_iter()
+    .find(|c| c.name == "residual_pii_input_values")
+    .unwrap();
+    let q = short.figures["passes"];
+    assert!(q.is_power_of_two() && q * 100 >= distinct && q <= 64, "{q}");
+    assert!(short.figures["output_rescans"] > q, "{:?}", short.figures);
+    assert_eq!(short.findings, one.findings);
+    for f in ["output_values_fingerprinted", "matches"] {
+        assert_eq!(short.figures[f], one.figures[f], "{f}");
+    }
+
     // A bound no share fits in at 64 passes: fails closed, compares nothing.
     let none = check(1);
     assert!(!none.passed);

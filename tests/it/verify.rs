@@ -756,16 +756,18 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
     write_parquet(&copy.join("extra/part-00000.parquet"), &b);
 
     let gate = gate_with_limits(&copy, &cfg);
+    let by_value = |limits: Limits| {
+        gate(limits)
+            .checks
+            .into_iter()
+            .find(|c| c.name == "residual_pii_input_values")
+            .unwrap()
+    };
     let check = |by_value_held: u64| {
-        gate(Limits {
+        by_value(Limits {
             by_value_held,
             ..Limits::default()
         })
-        .checks
-        .iter()
-        .find(|c| c.name == "residual_pii_input_values")
-        .unwrap()
-        .clone()
     };
     let one = check(Limits::default().by_value_held);
     assert_eq!(
@@ -801,15 +803,11 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
     // the count holds, in a file written elsewhere): the passes start too few, a share
     // does not fit, and twice as many are tried, until one number fits: the same findings
     // and figures, with output scans in vain.
-    let short = gate(Limits {
+    let short = by_value(Limits {
         by_value_held: 100,
         counted_past_bound: 1,
         ..Limits::default()
-    })
-    .checks
-    .into_iter()
-    .find(|c| c.name == "residual_pii_input_values")
-    .unwrap();
+    });
     let q = short.figures["passes"];
     assert!(q.is_power_of_two() && q * 100 >= distinct && q <= 64, "{q}");
     assert!(short.figures["output_rescans"] > q, "{:?}", short.figures);

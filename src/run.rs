@@ -628,16 +628,23 @@ fn settings_builder(p: &ParquetSettings) -> parquet::file::properties::WriterPro
 }
 
 /// The published settings of one record-level table: [`writer_properties`], except that
-/// its token columns (`pseudonymize`) have no min/max statistics. A token is a keyed
-/// hash, so every page's min/max spans almost the whole token space and prunes nothing,
-/// while computing them costs a byte comparison per value (BENCHMARKS.md, "Output
-/// Parquet settings"). Their dictionary stays: an export sorted by customer repeats a
+/// its token columns (`pseudonymize`), generalized networks and scrubbed free text have
+/// no min/max statistics. A token is a keyed hash, so every page's min/max spans almost
+/// the whole token space and prunes nothing; a network or a text in an export's order
+/// is no better, and nobody filters on ranges of them; computing them costs two byte
+/// comparisons per value (BENCHMARKS.md, "Output Parquet settings"). Their dictionary
+/// stays: an export sorted by customer repeats a
 /// customer's token on each transaction, and the writer falls back to plain by itself
 /// when the dictionary outgrows its page.
 pub fn table_writer_properties(table: &TablePolicy) -> WriterProperties {
     let mut b = settings_builder(&ParquetSettings::default());
     for c in &table.columns {
-        if matches!(c.rule, crate::rules::Rule::Pseudonymize { .. }) {
+        if matches!(
+            c.rule,
+            crate::rules::Rule::Pseudonymize { .. }
+                | crate::rules::Rule::Scrub
+                | crate::rules::Rule::Generalize(crate::rules::Generalization::Network { .. })
+        ) {
             let path = parquet::schema::types::ColumnPath::from(c.name.as_str());
             b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
         }

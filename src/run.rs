@@ -633,9 +633,8 @@ fn settings_builder(p: &ParquetSettings) -> parquet::file::properties::WriterPro
 /// the whole token space and prunes nothing; a network or a text in an export's order
 /// is no better, and nobody filters on ranges of them; computing them costs two byte
 /// comparisons per value (BENCHMARKS.md, "Output Parquet settings"). Their dictionary
-/// stays: an export sorted by customer repeats a
-/// customer's token on each transaction, and the writer falls back to plain by itself
-/// when the dictionary outgrows its page.
+/// stays: an export sorted by customer repeats a customer's token on each transaction,
+/// and the writer falls back to plain by itself when the dictionary outgrows its page.
 pub fn table_writer_properties(table: &TablePolicy) -> WriterProperties {
     let mut b = settings_builder(&ParquetSettings::default());
     for c in &table.columns {

@@ -86,6 +86,7 @@ fn bench(c: &mut Criterion) {
                     Some(&policy),
                     policy.analytics.k,
                     None,
+                    None,
                 ))
                 .unwrap();
             assert!(r.passed);

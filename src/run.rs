@@ -743,9 +743,16 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         } else {
             None
         };
-        let report =
-            crate::verify::verify(&staging, Some(&policy), policy.analytics.k, erased.as_ref())
-                .await?;
+        // Values past the by-value check's bound spill next to the tables (in a folder
+        // removed before anything is published), on the output's disk.
+        let report = crate::verify::verify(
+            &staging,
+            Some(&policy),
+            policy.analytics.k,
+            erased.as_ref(),
+            Some(&staging),
+        )
+        .await?;
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
         let path = staging.join("risk_report.json");
         write_synced(&path, &json)

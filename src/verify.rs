@@ -17,8 +17,9 @@
 //!    customer_key and email roles; free text that the policy scrubs is left to the
 //!    detectors) stream by and every value is looked up. Memory follows the output's
 //!    distinct values (16 bytes each), not the size of the input, and is bounded: past
-//!    [`BY_VALUE_HELD`] of them at once the check compares in passes, each holding one
-//!    share of them ([`Part`]), and fails closed past `2^MAX_PASS_BITS` passes;
+//!    [`BY_VALUE_HELD`] of them the scan spills them to disk ([`Spill`]) and the check
+//!    compares in passes, each loading one share of them, and fails closed past
+//!    `2^MAX_PASS_BITS` passes;
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly);
@@ -450,7 +451,7 @@ type HashedSet = HashSet<u128, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// The by-value check holds at most this many fingerprints of output values at once
 /// (summed over row groups, each counted once per row group). Past it, the check stops
-/// holding them and compares in passes ([`Part`]); with a column of unique values
+/// holding them and compares in passes ([`Spill`]); with a column of unique values
 /// published unchanged (an id kept by mistake) the run peaked at 3.8 GiB at 20M rows
 /// before this bound (1.1 GiB with it).
 /// Published columns of the policy's rules hold far fewer (449 distinct values at 20M
@@ -467,9 +468,9 @@ pub struct Limits {
     pub unique_held: u64,
     /// Output values the by-value check holds at once (past it, it compares in passes).
     pub by_value_held: u64,
-    /// Past `by_value_held`, values counted per column and row group
-    /// ([`COUNTED_PAST_BOUND`]).
-    pub counted_past_bound: usize,
+    /// Past `by_value_held`, a column's distinct values in one row group are written to
+    /// the spill every this many ([`SPILL_EVERY`]).
+    pub spill_every: usize,
 }
 
 impl Default for Limits {
@@ -477,24 +478,8 @@ impl Default for Limits {
         Limits {
             unique_held: UNIQUE_HELD,
             by_value_held: BY_VALUE_HELD,
-            counted_past_bound: COUNTED_PAST_BOUND,
+            spill_every: SPILL_EVERY,
         }
-    }
-}
-
-/// Which output values one pass of the by-value check holds: those whose fingerprint's
-/// top `bits` bits are `index`. A check with more distinct output values than it may hold
-/// compares them with the input in `2^bits` passes, each holding one share (about `1 /
-/// 2^bits` of them) and reading the output and the input again.
-#[derive(Debug, Clone, Copy, Default)]
-struct Part {
-    bits: u32,
-    index: u128,
-}
-
-impl Part {
-    fn holds(self, h: u128) -> bool {
-        self.bits == 0 || h >> (128 - self.bits) == self.index
     }
 }
 
@@ -502,11 +487,239 @@ impl Part {
 /// about a billion distinct output values.
 const MAX_PASS_BITS: u32 = 6;
 
-/// Past the by-value bound a column's values are counted in each row group's set up to
-/// this many (a row group the run writes holds at most as many rows); a row group of
-/// more distinct values in a file written elsewhere (`anonymizer verify` of any folder)
-/// leaves the count short, and the passes start too few and double.
-const COUNTED_PAST_BOUND: usize = 1 << 20;
+/// Past the by-value bound a column's distinct values in one row group are held in a set
+/// of at most this many, then written to the spill and the set starts again (a row
+/// group the run writes holds at most as many rows; one of more distinct values, in a
+/// file written elsewhere, may then spill a value twice, which only costs room).
+const SPILL_EVERY: usize = 1 << 20;
+
+/// The spill's buckets: output values are spilled by the top `MAX_PASS_BITS` bits of
+/// their fingerprint, so that any split into `2^bits` shares (`bits <= MAX_PASS_BITS`)
+/// is a run of whole buckets.
+const BUCKETS: usize = 1 << MAX_PASS_BITS;
+
+/// The bucket of fingerprint `h`.
+fn bucket(h: u128) -> usize {
+    (h >> (128 - MAX_PASS_BITS)) as usize
+}
+
+/// The buckets of share `index` of `2^bits`: those whose fingerprints' top `bits` bits
+/// are `index`.
+fn share_buckets(bits: u32, index: usize) -> std::ops::Range<usize> {
+    let per = BUCKETS >> bits;
+    index * per..(index + 1) * per
+}
+
+/// One record of the spill: fingerprint, fast hash, column (little-endian).
+const SPILL_RECORD: usize = 16 + 8 + 4;
+
+/// Records gathered per bucket before they are appended to its file.
+const SPILL_BUFFER: usize = SPILL_RECORD << 11;
+
+/// Output values past the by-value check's bound, on disk. Once the first scan has
+/// fingerprinted more values than the check may hold, each row group's values (with
+/// their fast hashes and their column) go to one file per bucket ([`bucket`]) instead
+/// of being dropped, and at its end the values it held go too; then every pass of the
+/// comparison loads one share of the buckets instead of reading the whole output again.
+/// 28 bytes a value (counted once per column and row group), in a temporary folder
+/// removed at the end of the check.
+struct Spill<'a> {
+    /// Where the folder is made (the run's staging folder, or the system's temporary
+    /// folder for `anonymizer verify`).
+    under: &'a Path,
+    files: std::sync::OnceLock<Result<SpillFiles, String>>,
+    /// (table, column) of each column id, and its records written per bucket.
+    columns: std::sync::Mutex<Vec<SpilledColumn>>,
+}
+
+type SpilledColumn = ((String, String), [u64; BUCKETS]);
+
+struct SpillFiles {
+    dir: tempfile::TempDir,
+    writers: Vec<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl<'a> Spill<'a> {
+    fn new(under: &'a Path) -> Spill<'a> {
+        Spill {
+            under,
+            files: std::sync::OnceLock::new(),
+            columns: std::sync::Mutex::default(),
+        }
+    }
+
+    fn error(&self, what: &str, e: &dyn std::fmt::Display) -> Error {
+        Error::Failed(format!(
+            "verify: cannot {what} the by-value check's spill in {}: {e}\n  \
+             it takes 28 bytes per distinct output value past `[verify] max_values`: \
+             free space there or raise max_values",
+            self.under.display()
+        ))
+    }
+
+    fn files(&self) -> Result<&SpillFiles, Error> {
+        self.files
+            .get_or_init(|| {
+                let dir = tempfile::Builder::new()
+                    .prefix(".verify-spill-")
+                    .tempdir_in(self.under)
+                    .map_err(|e| e.to_string())?;
+                let writers = (0..BUCKETS)
+                    .map(|b| {
+                        let f = std::fs::File::create(dir.path().join(format!("bucket-{b:02}")))?;
+                        Ok(std::sync::Mutex::new(std::io::BufWriter::with_capacity(
+                            1 << 17,
+                            f,
+                        )))
+                    })
+                    .collect::<std::io::Result<_>>()
+                    .map_err(|e| e.to_string())?;
+                Ok(SpillFiles { dir, writers })
+            })
+            .as_ref()
+            .map_err(|e| self.error("make", e))
+    }
+
+    /// The id of column `column` of table `table`.
+    fn column(&self, table: &str, column: &str) -> u32 {
+        let mut cols = self.columns.lock().unwrap_or_else(|e| e.into_inner());
+        match cols
+            .iter()
+            .position(|((t, c), _)| t == table && c == column)
+        {
+            Some(i) => i as u32,
+            None => {
+                cols.push(((table.to_string(), column.to_string()), [0; BUCKETS]));
+                (cols.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Writes the values `held` of one column (through a buffer of at most
+    /// [`SPILL_BUFFER`] bytes per bucket).
+    fn write(&self, table: &str, column: &str, held: &Held) -> Result<(), Error> {
+        if held.fps.is_empty() {
+            return Ok(());
+        }
+        let id = self.column(table, column);
+        let files = self.files()?;
+        let mut by_bucket: Vec<Vec<u8>> = vec![Vec::new(); BUCKETS];
+        for (h, q) in held.fps.iter().zip(&held.quick) {
+            let i = bucket(*h);
+            let b = &mut by_bucket[i];
+            b.extend_from_slice(&h.to_le_bytes());
+            b.extend_from_slice(&q.to_le_bytes());
+            b.extend_from_slice(&id.to_le_bytes());
+            if b.len() >= SPILL_BUFFER {
+                self.append(files, id, i, b)?;
+            }
+        }
+        for (i, b) in by_bucket.iter_mut().enumerate() {
+            self.append(files, id, i, b)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `records` of column `id` to bucket `i`'s file and empties them.
+    fn append(
+        &self,
+        files: &SpillFiles,
+        id: u32,
+        i: usize,
+        records: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        use std::io::Write;
+        if records.is_empty() {
+            return Ok(());
+        }
+        files.writers[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(records)
+            .map_err(|e| self.error("write", &e))?;
+        self.columns.lock().unwrap_or_else(|e| e.into_inner())[id as usize].1[i] +=
+            (records.len() / SPILL_RECORD) as u64;
+        records.clear();
+        Ok(())
+    }
+
+    /// Records written per bucket, once every writer is flushed.
+    fn finish(&self) -> Result<[u64; BUCKETS], Error> {
+        use std::io::Write;
+        if let Some(Ok(files)) = self.files.get() {
+            for w in &files.writers {
+                w.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .flush()
+                    .map_err(|e| self.error("write", &e))?;
+            }
+        }
+        let cols = self.columns.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(std::array::from_fn(|i| {
+            cols.iter().map(|(_, n)| n[i]).sum()
+        }))
+    }
+
+    /// The values of share `index` of `2^bits`, read back (`shapes`: every output
+    /// value's, from the first scan).
+    fn share(&self, bits: u32, index: usize, shapes: &Shapes) -> Result<HeldValues, Error> {
+        use std::io::Read;
+        let buckets = share_buckets(bits, index);
+        let (columns, sizes): (Vec<(String, String)>, Vec<usize>) = self
+            .columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(c, n)| (c.clone(), n[buckets.clone()].iter().sum::<u64>() as usize))
+            .unzip();
+        // Each list at its final size at once (no regrowing: a share is up to the bound).
+        let mut fingerprints: Vec<Vec<u128>> =
+            sizes.iter().map(|n| Vec::with_capacity(*n)).collect();
+        let mut quick_keys = Vec::with_capacity(sizes.iter().sum());
+        let files = self.files()?;
+        let mut rec = [0u8; SPILL_RECORD];
+        for b in buckets {
+            let path = files.dir.path().join(format!("bucket-{b:02}"));
+            let mut r = std::io::BufReader::with_capacity(
+                1 << 17,
+                std::fs::File::open(&path).map_err(|e| self.error("read", &e))?,
+            );
+            loop {
+                match r.read_exact(&mut rec) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(self.error("read", &e)),
+                }
+                let h = u128::from_le_bytes(rec[..16].try_into().expect("16 bytes"));
+                let q = u64::from_le_bytes(rec[16..24].try_into().expect("8 bytes"));
+                let c = u32::from_le_bytes(rec[24..].try_into().expect("4 bytes"));
+                fingerprints
+                    .get_mut(c as usize)
+                    .ok_or_else(|| self.error("read", &"a record of an unknown column"))?
+                    .push(h);
+                quick_keys.push(q);
+            }
+        }
+        if quick_keys.len() != sizes.iter().sum::<usize>() {
+            return Err(self.error("read", &"a file shorter or longer than written"));
+        }
+        Ok(HeldValues {
+            columns,
+            outputs: OutputValues::new(fingerprints),
+            quick_keys,
+            shapes: shapes.clone(),
+        })
+    }
+}
+
+/// How many bits of the fingerprint space to split the spilled values by: the fewest
+/// whose every share holds at most `bound` records. `None` when not even
+/// `2^MAX_PASS_BITS` shares do.
+fn split(counts: &[u64; BUCKETS], bound: u64) -> Option<u32> {
+    (1..=MAX_PASS_BITS).find(|&bits| {
+        (0..1usize << bits).all(|i| counts[share_buckets(bits, i)].iter().sum::<u64>() <= bound)
+    })
+}
 
 /// The fingerprints of each output column's values (the column's index in the list),
 /// sorted and without repeats: 16 bytes a value, where a hash map of column lists took
@@ -523,7 +736,10 @@ impl OutputValues {
         for c in &mut columns {
             c.sort_unstable();
             c.dedup();
-            c.shrink_to_fit();
+            // Not for a few repeats: a copy of the list for a few bytes.
+            if c.capacity() - c.len() > c.len() / 8 {
+                c.shrink_to_fit();
+            }
         }
         // Distinct over all columns (a value in two columns counts once): a merge of the
         // sorted columns, without a copy of them.
@@ -813,17 +1029,13 @@ struct ScanContext<'a> {
     footers: &'a Footers,
     /// Per table (by name): which values of its kept columns the uniqueness check holds.
     unique_sample: &'a HashMap<String, UniqueSample>,
-    /// Fingerprints counted for the by-value check so far, over every row group (a value
-    /// counts once per column and row group); past `by_value_held` ([`BY_VALUE_HELD`])
-    /// they are only counted, not kept.
-    held: &'a std::sync::atomic::AtomicU64,
+    /// Output values fingerprinted for the by-value check so far, over every row group (a
+    /// value counts once per column and row group); past `by_value_held`
+    /// ([`BY_VALUE_HELD`]) they go to the spill instead of staying in memory.
+    fingerprinted: &'a std::sync::atomic::AtomicU64,
     by_value_held: u64,
-    counted_past_bound: usize,
-    /// The share of output values held ([`Part`]; all of them in the first scan).
-    part: Part,
-    /// A later pass of the by-value check: only the share's values are collected (the
-    /// detectors, the uniqueness check and the erased tokens ran in the first scan).
-    values_only: bool,
+    spill_every: usize,
+    spill: &'a Spill<'a>,
 }
 
 /// Distinct values of a kept column, as fingerprints; `set` becomes `None` at the first
@@ -896,12 +1108,36 @@ struct FileScan {
     found: BTreeMap<(String, &'static str), u64>,
     erased_hits: BTreeMap<String, u64>,
     distinct: BTreeMap<String, Distinct>,
-    /// Fingerprints of each column's distinct values (tokens in token columns excepted).
-    values: BTreeMap<String, Vec<u128>>,
-    /// Their fast hashes, for the input probe's prefilter.
-    quick: Vec<u64>,
-    /// Their shapes, for the input probe's first filter.
+    /// Each column's distinct values held for the by-value check (tokens in token
+    /// columns excepted; none once they go to the spill).
+    values: BTreeMap<String, Held>,
+    /// The shapes of every value fingerprinted, for the input probe's first filter.
     shapes: Shapes,
+}
+
+/// Output values held for the by-value check: fingerprints, and beside each its fast
+/// hash for the input probe's prefilter.
+#[derive(Default)]
+struct Held {
+    fps: Vec<u128>,
+    quick: Vec<u64>,
+}
+
+impl Held {
+    fn extend(&mut self, o: Held) {
+        self.fps.extend(o.fps);
+        self.quick.extend(o.quick);
+    }
+}
+
+/// One column's distinct values in one row group: fingerprint -> fast hash.
+type HeldMap = HashMap<u128, u64, std::hash::BuildHasherDefault<Prehashed>>;
+
+impl From<HeldMap> for Held {
+    fn from(m: HeldMap) -> Held {
+        let (fps, quick) = m.into_iter().unzip();
+        Held { fps, quick }
+    }
 }
 
 impl FileScan {
@@ -916,7 +1152,6 @@ impl FileScan {
         for (k, v) in o.values {
             self.values.entry(k).or_default().extend(v);
         }
-        self.quick.extend(o.quick);
         self.shapes.merge(&o.shapes);
         for (k, d) in o.distinct {
             match self.distinct.get_mut(&k) {
@@ -1146,9 +1381,13 @@ fn scan_file(
     let aggregate = is_aggregate(&t.name);
     let mut out = FileScan::default();
     // Each column's distinct fingerprints for the by-value check, in this piece.
-    let mut sets: BTreeMap<String, HashedSet> = BTreeMap::new();
+    let mut sets: BTreeMap<String, HeldMap> = BTreeMap::new();
     let mut memo: HashMap<String, Memo> = HashMap::new();
     let mut scratch = String::new();
+    // Past the bound at most about this many values are spilled (no split fits more):
+    // beyond, they are only counted.
+    let spill_at_most = u128::from(cx.by_value_held) << MAX_PASS_BITS;
+    let spilling = |n: u64| n > cx.by_value_held && u128::from(n) <= spill_at_most;
     let piece = Piece {
         row_group,
         rows: None,
@@ -1160,7 +1399,7 @@ fn scan_file(
             if !is_text_like(f.data_type()) {
                 continue;
             }
-            let check = !cx.values_only && cx.kept.contains(&(t.name.clone(), f.name().clone()));
+            let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
             let d = out
                 .distinct
                 .entry(f.name().clone())
@@ -1174,6 +1413,7 @@ fn scan_file(
             let mut values = (cx.fp.is_some() && (string || !aggregate))
                 .then(|| sets.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
+            let mut spill_error = None;
             each_text_counted(b.column(i), |v, times| {
                 out.scanned += times;
                 d.rows += times;
@@ -1184,7 +1424,7 @@ fn scan_file(
                     d.set = None;
                 }
                 if token_col && crate::rules::pseudonymize::is_token(v) {
-                    if !cx.values_only && cx.erased.is_some_and(|e| e.contains(v)) {
+                    if cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += times;
                     }
                     return;
@@ -1212,45 +1452,51 @@ fn scan_file(
                 }
                 let token = crate::rules::pseudonymize::is_token(v);
                 let x = Verdict {
-                    kinds: if string && !token && !cx.values_only {
+                    kinds: if string && !token {
                         crate::rules::scrub::detect(v)
                     } else {
                         vec![]
                     },
-                    erased: token && !cx.values_only && cx.erased.is_some_and(|e| e.contains(v)),
+                    erased: token && cx.erased.is_some_and(|e| e.contains(v)),
                 };
-                // Past the bound values are still counted (in this piece's sets, dropped
-                // at its end, each of at most `COUNTED_PAST_BOUND`), so that the passes
-                // can be chosen from the count.
                 if let (Some(values), Some(fp)) = (&mut values, cx.fp)
-                    && (values.len() < cx.counted_past_bound
-                        || cx.held.load(Relaxed) < cx.by_value_held)
                     && let Some(n) = normalized(v, &mut scratch)
-                    && let Some(h) =
-                        Some(fp.hash_normalized(n.as_bytes())).filter(|h| cx.part.holds(*h))
-                    && values.insert(h)
-                    && cx.held.fetch_add(1, Relaxed) < cx.by_value_held
+                    && let std::collections::hash_map::Entry::Vacant(e) =
+                        values.entry(fp.hash_normalized(n.as_bytes()))
                 {
-                    out.quick.push(cx.quick.hash_one(n.as_bytes()));
+                    e.insert(cx.quick.hash_one(n.as_bytes()));
                     out.shapes.insert(n);
+                    let counted = cx.fingerprinted.fetch_add(1, Relaxed) + 1;
+                    // Past the bound a full set goes to the spill (or, past what any
+                    // split could hold, is only counted) and starts again.
+                    if values.len() >= cx.spill_every && counted > cx.by_value_held {
+                        let full = Held::from(std::mem::take(*values));
+                        if spilling(counted)
+                            && let Err(e) = cx.spill.write(&t.name, f.name(), &full)
+                        {
+                            spill_error.get_or_insert(e);
+                        }
+                    }
                 }
                 tally(&x, &mut out.found, &mut out.erased_hits);
                 memo.insert(v, x);
             })
             .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
+            if let Some(e) = spill_error {
+                return Err(e);
+            }
         }
         Ok(())
     })?;
-    if cx.held.load(Relaxed) > cx.by_value_held {
-        // The by-value check fails without comparing: what this piece holds for it is
-        // not needed.
-        out.quick = Vec::new();
-    } else {
-        // Kept until the input is looked up, as a list: a third of the set's memory.
-        out.values = sets
-            .into_iter()
-            .map(|(c, set)| (c, set.into_iter().collect()))
-            .collect();
+    let counted = cx.fingerprinted.load(Relaxed);
+    for (c, set) in sets {
+        let held = Held::from(set);
+        if counted <= cx.by_value_held {
+            // Kept until the input is looked up, as lists: a third of the sets' memory.
+            out.values.insert(c, held);
+        } else if spilling(counted) {
+            cx.spill.write(&t.name, &c, &held)?;
+        }
     }
     Ok(out)
 }
@@ -1290,24 +1536,25 @@ struct Comparison {
     /// Distinct output values fingerprinted (the passes' shares are disjoint).
     fingerprinted: u64,
     passes: u64,
-    /// Scans of the output for the passes, a share's that did not fit included.
-    rescans: u64,
     /// Per (table, column): how many of its distinct values equal a personal input value.
     hits: BTreeMap<(String, String), u64>,
 }
 
 impl HeldValues {
-    fn take(tables: &[Table], per_table: &mut BTreeMap<usize, FileScan>) -> HeldValues {
+    /// The values the scans held (`shapes`: every output value's).
+    fn take(
+        tables: &[Table],
+        per_table: &mut BTreeMap<usize, FileScan>,
+        shapes: Shapes,
+    ) -> HeldValues {
         let mut columns = Vec::new();
         let mut fingerprints = Vec::new();
         let mut quick_keys = Vec::new();
-        let mut shapes = Shapes::default();
         for (i, scan) in per_table.iter_mut() {
-            quick_keys.append(&mut scan.quick);
-            shapes.merge(&scan.shapes);
-            for (col, list) in std::mem::take(&mut scan.values) {
+            for (col, held) in std::mem::take(&mut scan.values) {
                 columns.push((tables[*i].name.clone(), col));
-                fingerprints.push(list);
+                fingerprints.push(held.fps);
+                quick_keys.extend(held.quick);
             }
         }
         HeldValues {
@@ -1359,65 +1606,33 @@ struct InputLookup<'a> {
     footers: &'a Footers,
 }
 
-/// How many bits of the fingerprint space to split it by first, for `counted` values
-/// (as the first scan counted them: [`ScanContext::held`]) of which `bound` may be held at
-/// once: the fewest shares whose expected count stays five standard deviations under the
-/// bound (fingerprints are uniform, so a share's count is binomial); the most shares
-/// when only their expected count fits. `None` when not even that does.
-fn first_split(counted: u64, bound: u64) -> Option<u32> {
-    (1..=MAX_PASS_BITS)
-        .find(|bits| {
-            let share = counted as f64 / (1u64 << bits) as f64;
-            share + 5.0 * share.sqrt() <= bound as f64
-        })
-        .or((u128::from(counted) <= u128::from(bound) << MAX_PASS_BITS).then_some(MAX_PASS_BITS))
-}
-
-/// The by-value check when the output has more distinct values than it may hold (the
-/// first scan counted `counted`): in as many passes as [`first_split`] says, each
-/// holding the values of one share of the fingerprint space ([`Part`]) and reading the
-/// output and the input again; should a share still not fit, in twice as many. `None`
-/// when one does not at `2^MAX_PASS_BITS` shares.
+/// The by-value check when the output has more distinct values than it may hold at
+/// once: in as many passes as [`split`] says, each loading one share of the spill.
+/// `None` when one share does not fit even at `2^MAX_PASS_BITS` shares.
 async fn compare_in_passes(
-    tables: &[Table],
-    jobs: &[(usize, &PathBuf, usize)],
-    base: &ScanContext<'_>,
+    spill: &Spill<'_>,
+    shapes: &Shapes,
     input: &InputLookup<'_>,
-    counted: u64,
+    bound: u64,
 ) -> Result<Option<Comparison>, Error> {
-    let Some(first) = first_split(counted, base.by_value_held) else {
+    let counts = spill.finish()?;
+    let Some(bits) = split(&counts, bound) else {
         return Ok(None);
     };
-    let mut rescans = 0;
-    'bits: for bits in first..=MAX_PASS_BITS {
-        tracing::info!(
-            passes = 1u64 << bits,
-            max_values = base.by_value_held,
-            counted,
-            "verify: more distinct output values than the by-value check holds at once: compared with the input in passes"
-        );
-        let mut c = Comparison::default();
-        for index in 0..(1u128 << bits) {
-            rescans += 1;
-            let held = std::sync::atomic::AtomicU64::new(0);
-            let cx = ScanContext {
-                held: &held,
-                part: Part { bits, index },
-                values_only: true,
-                ..*base
-            };
-            let mut scans = scan_all(tables, jobs, &cx)?;
-            if held.load(std::sync::atomic::Ordering::Relaxed) > base.by_value_held {
-                continue 'bits;
-            }
-            HeldValues::take(tables, &mut scans)
-                .compare(input, &mut c)
-                .await?;
-        }
-        c.rescans = rescans;
-        return Ok(Some(c));
+    tracing::info!(
+        passes = 1u64 << bits,
+        max_values = bound,
+        spilled = counts.iter().sum::<u64>(),
+        "verify: more distinct output values than the by-value check holds at once: compared with the input in passes"
+    );
+    let mut c = Comparison::default();
+    for index in 0..1usize << bits {
+        spill
+            .share(bits, index, shapes)?
+            .compare(input, &mut c)
+            .await?;
     }
-    Ok(None)
+    Ok(Some(c))
 }
 
 /// The start of the by-value check's findings when it cannot compare.
@@ -1432,11 +1647,15 @@ fn too_many_values(bound: u64) -> String {
 ///
 /// `erased`: the tokens erased customers would have (from the erasure plan); none may be
 /// published. `None` skips that check (no key or no ledger at hand).
+///
+/// `spill_dir`: where the by-value check spills output values past its bound (`None`:
+/// the system's temporary folder, `TMPDIR`).
 pub async fn verify(
     dir: &Path,
     policy: Option<&Policy>,
     k: u64,
     erased: Option<&crate::erasure::TokenSet>,
+    spill_dir: Option<&Path>,
 ) -> Result<Report, Error> {
     let limits = Limits {
         by_value_held: policy
@@ -1444,7 +1663,7 @@ pub async fn verify(
             .unwrap_or(BY_VALUE_HELD),
         ..Limits::default()
     };
-    verify_with_limits(dir, policy, k, erased, limits).await
+    verify_with_limits(dir, policy, k, erased, spill_dir, limits).await
 }
 
 /// [`verify`] with other memory bounds (tests: the bounds' behaviour on small data).
@@ -1454,9 +1673,12 @@ pub async fn verify_with_limits(
     policy: Option<&Policy>,
     k: u64,
     erased: Option<&crate::erasure::TokenSet>,
+    spill_dir: Option<&Path>,
     limits: Limits,
 ) -> Result<Report, Error> {
     let tables = tables_of(dir)?;
+    let temp = std::env::temp_dir();
+    let spill = Spill::new(spill_dir.unwrap_or(&temp));
     let t0 = std::time::Instant::now();
     let fp = policy.map(|_| Fingerprinter::new());
     // Columns the policy passes through unchanged: where a direct identifier slips through
@@ -1473,7 +1695,7 @@ pub async fn verify_with_limits(
     // (table, file, row group): the unit of parallelism, so one big file is not one job.
     let mut jobs: Vec<(usize, &PathBuf, usize)> = Vec::new();
     let mut unique_sample = HashMap::new();
-    let held = std::sync::atomic::AtomicU64::new(0);
+    let fingerprinted = std::sync::atomic::AtomicU64::new(0);
     for (i, t) in tables.iter().enumerate() {
         let mut rows = 0u64;
         for f in &t.files {
@@ -1498,11 +1720,10 @@ pub async fn verify_with_limits(
         tokens: &tokens,
         footers: &Footers::default(),
         unique_sample: &unique_sample,
-        held: &held,
+        fingerprinted: &fingerprinted,
         by_value_held: limits.by_value_held,
-        counted_past_bound: limits.counted_past_bound,
-        part: Part::default(),
-        values_only: false,
+        spill_every: limits.spill_every,
+        spill: &spill,
     };
     let mut per_table = scan_all(&tables, &jobs, &ctx)?;
     tracing::debug!(
@@ -1510,9 +1731,27 @@ pub async fn verify_with_limits(
         "verify: output scanned"
     );
     // The output's distinct values, fingerprinted, for the by-value check: taken out of
-    // the scans now, compared with the input once the uniqueness check is known.
-    let too_many = held.load(std::sync::atomic::Ordering::Relaxed) > limits.by_value_held;
-    let first = (!too_many).then(|| HeldValues::take(&tables, &mut per_table));
+    // the scans now (or, past the bound, the rest of them spilled), compared with the
+    // input once the uniqueness check is known.
+    let counted = fingerprinted.load(std::sync::atomic::Ordering::Relaxed);
+    let too_many = counted > limits.by_value_held;
+    let hopeless = u128::from(counted) > u128::from(limits.by_value_held) << MAX_PASS_BITS;
+    let mut shapes = Shapes::default();
+    for scan in per_table.values() {
+        shapes.merge(&scan.shapes);
+    }
+    let first = if !too_many {
+        Some(HeldValues::take(&tables, &mut per_table, shapes.clone()))
+    } else {
+        for (i, scan) in &mut per_table {
+            for (col, held) in std::mem::take(&mut scan.values) {
+                if !hopeless {
+                    spill.write(&tables[*i].name, &col, &held)?;
+                }
+            }
+        }
+        None
+    };
     let mut scanned = 0u64;
     for (i, scan) in per_table {
         let t = &tables[i];
@@ -1587,8 +1826,11 @@ pub async fn verify_with_limits(
                     None
                 }
                 None => {
-                    let counted = held.load(std::sync::atomic::Ordering::Relaxed);
-                    let passes = compare_in_passes(&tables, &jobs, &ctx, &input, counted).await?;
+                    let passes = if hopeless {
+                        None
+                    } else {
+                        compare_in_passes(&spill, &shapes, &input, limits.by_value_held).await?
+                    };
                     if passes.is_none() {
                         by_value.findings.push(format!(
                         "{} in one of {} shares of them: not compared. Raise `[verify] max_values` (16 bytes each) or drop the column that holds most of them",
@@ -1622,13 +1864,18 @@ pub async fn verify_with_limits(
     by_value.figures.insert(
         "output_values_fingerprinted".into(),
         if c.passes == 0 {
-            held.load(std::sync::atomic::Ordering::Relaxed)
+            counted
         } else {
             c.fingerprinted
         },
     );
     by_value.figures.insert("passes".into(), c.passes);
-    by_value.figures.insert("output_rescans".into(), c.rescans);
+    // Output scans after the first: none since the passes load the spill (kept for
+    // scripts that read the figure).
+    by_value.figures.insert("output_rescans".into(), 0);
+    by_value
+        .figures
+        .insert("values_spilled".into(), spill.finish()?.iter().sum::<u64>());
     by_value.figures.insert("matches".into(), hashed_hits);
     by_value.passed = by_value.findings.is_empty();
     if fp.is_none() {
@@ -2160,7 +2407,7 @@ pub fn run_verify(
             },
             None => None,
         };
-        verify(&dir, policy.as_ref(), k, erased.as_ref()).await
+        verify(&dir, policy.as_ref(), k, erased.as_ref(), None).await
     })
 }
 
@@ -2234,17 +2481,21 @@ mod tests {
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
             .chain([0, u128::MAX])
             .collect();
-        for h in &hs {
-            assert!(Part::default().holds(*h));
-        }
         for bits in 1..=MAX_PASS_BITS {
+            // The shares of a split cover the buckets, in order, without overlap.
+            let covered: Vec<usize> = (0..1usize << bits)
+                .flat_map(|i| share_buckets(bits, i))
+                .collect();
+            assert_eq!(covered, (0..BUCKETS).collect::<Vec<_>>(), "{bits}");
             let mut per_share = vec![0usize; 1 << bits];
             for h in &hs {
-                let shares: Vec<u128> = (0..1u128 << bits)
-                    .filter(|&index| Part { bits, index }.holds(*h))
+                let shares: Vec<usize> = (0..1usize << bits)
+                    .filter(|&i| share_buckets(bits, i).contains(&bucket(*h)))
                     .collect();
                 assert_eq!(shares.len(), 1, "{h:x}, {bits} bits");
-                per_share[shares[0] as usize] += 1;
+                // The share is the fingerprint's top bits.
+                assert_eq!(shares[0] as u128, h >> (128 - bits), "{h:x}, {bits} bits");
+                per_share[shares[0]] += 1;
             }
             // Spread over every share (not all in one).
             assert!(per_share.iter().all(|&n| n > 0), "{bits}: {per_share:?}");
@@ -2252,27 +2503,101 @@ mod tests {
     }
 
     #[test]
-    fn the_first_split_is_the_fewest_shares_that_fit_with_room() {
-        let m = 1_000_000;
-        // Build W's run: 16M values past a bound of 8M tried 2 shares, then 4.
-        assert_eq!(first_split(16 * m, 8 * m), Some(2));
-        assert_eq!(first_split(15 * m, 8 * m), Some(1));
-        assert_eq!(first_split(8 * m + 1, 8 * m), Some(1));
-        // Small counts leave more room for chance: 620 values, 100 at once.
-        assert_eq!(first_split(620, 100), Some(4));
-        // Only the expected count fits at 64 shares: 64 shares; not even that: none.
-        assert_eq!(first_split(64 * 100, 100), Some(MAX_PASS_BITS));
-        assert_eq!(first_split(64 * 100 + 1, 100), None);
-        assert_eq!(first_split(5_000, 1), None);
-        // Every split it picks has each share's expected count under the bound.
-        for counted in [101, 1_000, 12_345, 1 << 20, 1 << 30] {
-            for bound in [100, 1_000, 1 << 24] {
-                if let Some(bits) = first_split(counted, bound) {
-                    assert!(counted <= bound << bits, "{counted} {bound} {bits}");
-                    assert!((1..=MAX_PASS_BITS).contains(&bits));
-                }
+    fn the_split_is_the_fewest_shares_that_each_fit() {
+        let even = [10u64; BUCKETS];
+        // 640 records: 320 a share in 2, 10 a share in 64.
+        assert_eq!(split(&even, 320), Some(1));
+        assert_eq!(split(&even, 319), Some(2));
+        assert_eq!(split(&even, 10), Some(MAX_PASS_BITS));
+        assert_eq!(split(&even, 9), None);
+        // One heavy bucket decides: it must fit alone.
+        let mut heavy = even;
+        heavy[40] = 100;
+        assert_eq!(split(&heavy, 110), Some(MAX_PASS_BITS - 1));
+        assert_eq!(split(&heavy, 100), Some(MAX_PASS_BITS));
+        assert_eq!(split(&heavy, 99), None);
+        // Every split it picks has every share within the bound.
+        for bound in [100, 170, 400, 1_000] {
+            let bits = split(&heavy, bound).unwrap();
+            for i in 0..1usize << bits {
+                assert!(heavy[share_buckets(bits, i)].iter().sum::<u64>() <= bound);
             }
         }
+    }
+
+    #[test]
+    fn spilled_values_come_back_in_their_share_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::new(dir.path());
+        let fps: Vec<u128> = (0..500u128)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+            .collect();
+        let quick = |h: u128| (h as u64) ^ 0x5555;
+        let held = |fps: &[u128]| Held {
+            fps: fps.to_vec(),
+            quick: fps.iter().map(|h| quick(*h)).collect(),
+        };
+        spill.write("a", "x", &held(&fps[..300])).unwrap();
+        spill.write("b", "x", &held(&fps[200..])).unwrap();
+        // A value spilled twice (two row groups) comes back once per column.
+        spill.write("a", "x", &held(&fps[..10])).unwrap();
+        spill.write("a", "y", &held(&[])).unwrap();
+        let counts = spill.finish().unwrap();
+        assert_eq!(counts.iter().sum::<u64>(), 610);
+        let bits = 2;
+        let mut seen = 0;
+        for index in 0..1usize << bits {
+            let share = spill.share(bits, index, &Shapes::default()).unwrap();
+            assert_eq!(
+                share.columns,
+                [("a".to_string(), "x".to_string()), ("b".into(), "x".into())]
+            );
+            let mut keys = share.quick_keys.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut expected: Vec<u64> = fps
+                .iter()
+                .filter(|h| (*h >> (128 - bits)) as usize == index)
+                .map(|h| quick(*h))
+                .collect();
+            expected.sort_unstable();
+            assert_eq!(keys, expected, "share {index}");
+            for (i, h) in fps.iter().enumerate() {
+                let cols: Vec<u32> = share.outputs.columns(*h).collect();
+                let want: Vec<u32> = if (*h >> (128 - bits)) as usize != index {
+                    vec![]
+                } else {
+                    [(i < 300).then_some(0), (i >= 200).then_some(1)]
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                };
+                assert_eq!(cols, want, "value {i}, share {index}");
+            }
+            seen += share.outputs.len();
+        }
+        assert_eq!(seen, 500);
+        // A file cut short (a disk full, a folder cleaned under the run) is an error.
+        let files = spill.files().unwrap();
+        let f = files.dir.path().join("bucket-00");
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let e = spill.share(bits, 0, &Shapes::default()).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("a file shorter or longer than written"),
+            "{e}"
+        );
+        // The folder goes with the spill.
+        let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(made.len(), 1);
+        drop(spill);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

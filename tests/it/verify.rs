@@ -586,15 +586,21 @@ fn gate_with_limits(
         ))
         .unwrap();
     let dir = dir.to_path_buf();
+    let spill = tempfile::tempdir().unwrap();
     move |limits| {
-        rt.block_on(anonymizer::verify::verify_with_limits(
-            &dir,
-            Some(&policy),
-            10,
-            None,
-            limits,
-        ))
-        .unwrap()
+        let r = rt
+            .block_on(anonymizer::verify::verify_with_limits(
+                &dir,
+                Some(&policy),
+                10,
+                None,
+                Some(spill.path()),
+                limits,
+            ))
+            .unwrap();
+        // The by-value check's spill is gone with the check.
+        assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+        r
     }
 }
 
@@ -783,13 +789,15 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
     assert!(distinct > 620, "{distinct}");
 
     // A bound of 100: at least distinct / 100 passes (a power of two), the same findings
-    // and figures; every pass reads the whole input again. The first scan counted the
-    // values past the bound, so the passes are chosen at once: one output scan each,
-    // no share tried that did not fit.
+    // and figures; every pass reads the whole input again, and its share of the output
+    // values from the spill, not the output.
     let passes = check(100);
     let p = passes.figures["passes"];
     assert!(p.is_power_of_two() && p * 100 >= distinct && p <= 64, "{p}");
-    assert_eq!(passes.figures["output_rescans"], p);
+    assert_eq!(passes.figures["output_rescans"], 0);
+    let spilled = passes.figures["values_spilled"];
+    assert!(spilled >= distinct, "{spilled} of {distinct}");
+    assert_eq!(one.figures["values_spilled"], 0);
     assert_eq!(passes.findings, one.findings);
     assert!(!passes.passed);
     for f in ["output_values_fingerprinted", "matches"] {
@@ -799,21 +807,23 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
         passes.figures["input_values_hashed"],
         p * one.figures["input_values_hashed"]
     );
-    // Values left uncounted past the bound (a row group of more distinct values than
-    // the count holds, in a file written elsewhere): the passes start too few, a share
-    // does not fit, and twice as many are tried, until one number fits: the same findings
-    // and figures, with output scans in vain.
-    let short = by_value(Limits {
+    // Sets spilled at every new value (as in a row group of more distinct values than a
+    // set holds): the same findings and figures.
+    let small_sets = by_value(Limits {
         by_value_held: 100,
-        counted_past_bound: 1,
+        spill_every: 1,
         ..Limits::default()
     });
-    let q = short.figures["passes"];
+    let q = small_sets.figures["passes"];
     assert!(q.is_power_of_two() && q * 100 >= distinct && q <= 64, "{q}");
-    assert!(short.figures["output_rescans"] > q, "{:?}", short.figures);
-    assert_eq!(short.findings, one.findings);
+    assert!(
+        small_sets.figures["values_spilled"] >= distinct,
+        "{:?}",
+        small_sets.figures
+    );
+    assert_eq!(small_sets.findings, one.findings);
     for f in ["output_values_fingerprinted", "matches"] {
-        assert_eq!(short.figures[f], one.figures[f], "{f}");
+        assert_eq!(small_sets.figures[f], one.figures[f], "{f}");
     }
 
     // A bound no share fits in at 64 passes: fails closed, compares nothing.
@@ -827,9 +837,10 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
     );
     assert_eq!(none.figures["passes"], 0);
     assert_eq!(none.figures["input_values_hashed"], 0);
-    // Known from the first scan's count: no output scan tried in vain, and the figure
-    // says how many values there were (counted once per column and row group, so at
-    // least as many as the distinct values one pass compared).
+    // Known from the first scan's count: nothing spilled past what 64 shares could hold,
+    // and the figure says how many values there were (counted once per column and row
+    // group, so at least as many as the distinct values one pass compared).
     assert_eq!(none.figures["output_rescans"], 0);
+    assert!(none.figures["values_spilled"] <= 64, "{:?}", none.figures);
     assert!(none.figures["output_values_fingerprinted"] >= distinct);
 }

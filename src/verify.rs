@@ -1740,18 +1740,12 @@ pub async fn verify_with_limits(
     for scan in per_table.values() {
         shapes.merge(&scan.shapes);
     }
-    let first = if !too_many {
-        Some(HeldValues::take(&tables, &mut per_table, shapes.clone()))
-    } else {
-        for (i, scan) in &mut per_table {
-            for (col, held) in std::mem::take(&mut scan.values) {
-                if !hopeless {
-                    spill.write(&tables[*i].name, &col, &held)?;
-                }
-            }
-        }
-        None
-    };
+    let first = (!too_many).then(|| HeldValues::take(&tables, &mut per_table, shapes.clone()));
+    // Past the bound, what the scans held is spilled only if the passes are to run.
+    let unspilled: Vec<(usize, BTreeMap<String, Held>)> = per_table
+        .iter_mut()
+        .map(|(i, scan)| (*i, std::mem::take(&mut scan.values)))
+        .collect();
     let mut scanned = 0u64;
     for (i, scan) in per_table {
         let t = &tables[i];
@@ -1819,6 +1813,7 @@ pub async fn verify_with_limits(
                 // A column of unique values published unchanged fails the run anyway:
                 // comparing all of its values in passes would only make it fail later.
                 None if !unique.findings.is_empty() => {
+                    drop(unspilled);
                     by_value.findings.push(format!(
                     "{} to compare with the input, and a column of unique values published unchanged (record_level_unique_columns): not compared. Drop or pseudonymize that column",
                     too_many_values(limits.by_value_held)
@@ -1829,6 +1824,11 @@ pub async fn verify_with_limits(
                     let passes = if hopeless {
                         None
                     } else {
+                        for (i, values) in unspilled {
+                            for (col, held) in values {
+                                spill.write(&tables[i].name, &col, &held)?;
+                            }
+                        }
                         compare_in_passes(&spill, &shapes, &input, limits.by_value_held).await?
                     };
                     if passes.is_none() {

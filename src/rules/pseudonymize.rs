@@ -17,7 +17,9 @@
 //! at a time in vector lanes ([`super::lanes`]): the same tokens, about 3x the crate's
 //! one-at-a-time rate.
 
-use datafusion::arrow::array::{Array, ArrayRef, StringBuilder};
+use datafusion::arrow::array::builder::NullBufferBuilder;
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{
@@ -272,17 +274,52 @@ pub fn tokenize_array(
     if !(t.is_integer() || is_string(t)) {
         return exec_err!("anon_pseudonymize needs a string or integer column, got {t}");
     }
-    let mut out = StringBuilder::with_capacity(n, n * TOKEN_LEN);
-    let mut tok = [0u8; TOKEN_LEN];
-    for_each_digest_run(p, array, normalize, |d, n| match d {
-        None => (0..n).for_each(|_| out.append_null()),
-        Some(d) => {
-            hex_into(d, &mut tok);
-            let t = std::str::from_utf8(&tok).expect("hex");
-            (0..n).for_each(|_| out.append_value(t));
+    // The tokens are written straight into the array's value buffer (no builder: a
+    // token is copied once, not hexed into a scratch and appended), with offsets of one
+    // token each.
+    if n.checked_mul(TOKEN_LEN)
+        .is_none_or(|b| b > i32::MAX as usize)
+    {
+        return exec_err!("anon_pseudonymize: {n} rows in one batch is too many tokens");
+    }
+    let mut values: Vec<u8> = Vec::with_capacity(n * TOKEN_LEN);
+    let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
+    offsets.push(0);
+    let mut nulls = NullBufferBuilder::new(n);
+    for_each_digest_run(p, array, normalize, |d, k| {
+        let end = values.len();
+        match d {
+            None => {
+                offsets.extend(std::iter::repeat_n(end as i32, k));
+                nulls.append_n_nulls(k);
+            }
+            Some(d) => {
+                values.resize(end + TOKEN_LEN, 0);
+                hex_into(d, (&mut values[end..]).try_into().expect("a token's room"));
+                for _ in 1..k {
+                    values.extend_from_within(end..end + TOKEN_LEN);
+                }
+                offsets.extend((1..=k).map(|j| (end + j * TOKEN_LEN) as i32));
+                nulls.append_n_non_nulls(k);
+            }
         }
     })?;
-    Ok(Arc::new(out.finish()))
+    if offsets.len() != n + 1 {
+        return exec_err!(
+            "anon_pseudonymize: {} tokens for {n} rows",
+            offsets.len() - 1
+        );
+    }
+    // SAFETY: the offsets start at 0 and grow by 0 or TOKEN_LEN up to `values.len()`
+    // (which fits in i32, checked above), and every value is hex digits (ASCII).
+    let out = unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)),
+            Buffer::from_vec(values),
+            nulls.finish(),
+        )
+    };
+    Ok(Arc::new(out))
 }
 
 /// `anon_pseudonymize(value [, normalize ['none'|'trim'|'email'] [, domain]])` -> Utf8.

@@ -2599,6 +2599,19 @@ mod tests {
                 .contains("a file shorter or longer than written"),
             "{e}"
         );
+        // A folder that cannot be made: an error that says where and what to do.
+        let nowhere = dir.path().join("missing/deeper");
+        let e = Spill::new(&nowhere)
+            .write("a", "x", &held(&fps[..1]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("cannot make the by-value check's spill in")
+                && e.contains("missing/deeper")
+                && e.contains("free space there or raise max_values"),
+            "{e}"
+        );
         // The folder goes with the spill.
         let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(made.len(), 1);

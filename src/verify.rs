@@ -549,10 +549,14 @@ impl<'a> Spill<'a> {
     }
 
     fn error(&self, what: &str, e: &dyn std::fmt::Display) -> Error {
+        let hint = if what == "read" {
+            "its files changed while the check ran (a folder cleaned under it?): run it again"
+        } else {
+            "it takes 28 bytes per distinct output value past `[verify] max_values`: free \
+             space there or raise max_values"
+        };
         Error::Failed(format!(
-            "verify: cannot {what} the by-value check's spill in {}: {e}\n  \
-             it takes 28 bytes per distinct output value past `[verify] max_values`: \
-             free space there or raise max_values",
+            "verify: cannot {what} the by-value check's spill in {}: {e}\n  {hint}",
             self.under.display()
         ))
     }
@@ -2596,7 +2600,8 @@ mod tests {
         let e = spill.share(bits, 0, &Shapes::default()).err().unwrap();
         assert!(
             e.to_string()
-                .contains("a file shorter or longer than written"),
+                .contains("a file shorter or longer than written")
+                && e.to_string().contains("run it again"),
             "{e}"
         );
         // A folder that cannot be made: an error that says where and what to do.

@@ -18,7 +18,8 @@
 //!    detectors) stream by and every value is looked up. Memory follows the output's
 //!    distinct values (16 bytes each), not the size of the input, and is bounded: past
 //!    [`BY_VALUE_HELD`] of them the scan spills them to disk ([`Spill`]) and the check
-//!    compares in passes, each loading one share of them, and fails closed past
+//!    compares in passes, each loading one share of them (the input read once for all
+//!    of them where it can: [`compare_input_once`]), and fails closed past
 //!    `2^MAX_PASS_BITS` passes;
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
@@ -349,17 +350,25 @@ struct Prefilter {
 
 impl Prefilter {
     fn new(state: ahash::RandomState, keys: &[u64]) -> Prefilter {
-        let words = (keys.len().max(1) / 2).next_power_of_two();
-        let mut f = Prefilter {
+        let mut f = Prefilter::with_words(state, (keys.len().max(1) / 2).next_power_of_two());
+        for k in keys {
+            f.insert(*k);
+        }
+        f
+    }
+
+    /// An empty filter of `words` 64-bit words (a power of two).
+    fn with_words(state: ahash::RandomState, words: usize) -> Prefilter {
+        Prefilter {
             state,
             bits: vec![0; words],
             mask: words as u64 - 1,
-        };
-        for k in keys {
-            let (w, b) = f.slot(*k);
-            f.bits[w] |= b;
         }
-        f
+    }
+
+    fn insert(&mut self, k: u64) {
+        let (w, b) = self.slot(k);
+        self.bits[w] |= b;
     }
 
     fn slot(&self, k: u64) -> (usize, u64) {
@@ -471,6 +480,9 @@ pub struct Limits {
     /// Past `by_value_held`, a column's distinct values in one row group are written to
     /// the spill every this many ([`SPILL_EVERY`]).
     pub spill_every: usize,
+    /// Input values a pass holds when the passes read the input once
+    /// ([`compare_input_once`]; `None`: `by_value_held`).
+    pub input_held: Option<u64>,
 }
 
 impl Default for Limits {
@@ -479,6 +491,7 @@ impl Default for Limits {
             unique_held: UNIQUE_HELD,
             by_value_held: BY_VALUE_HELD,
             spill_every: SPILL_EVERY,
+            input_held: None,
         }
     }
 }
@@ -664,24 +677,17 @@ impl<'a> Spill<'a> {
         }))
     }
 
-    /// The values of share `index` of `2^bits`, read back (`shapes`: every output
-    /// value's, from the first scan).
-    fn share(&self, bits: u32, index: usize, shapes: &Shapes) -> Result<HeldValues, Error> {
+    /// Every record of `buckets`, read back in order: `f(fingerprint, fast hash,
+    /// column)`. Returns how many.
+    fn each_record(
+        &self,
+        buckets: std::ops::Range<usize>,
+        mut f: impl FnMut(u128, u64, u32) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
         use std::io::Read;
-        let buckets = share_buckets(bits, index);
-        let (columns, sizes): (Vec<(String, String)>, Vec<usize>) = self
-            .columns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(c, n)| (c.clone(), n[buckets.clone()].iter().sum::<u64>() as usize))
-            .unzip();
-        // Each list at its final size at once (no regrowing: a share is up to the bound).
-        let mut fingerprints: Vec<Vec<u128>> =
-            sizes.iter().map(|n| Vec::with_capacity(*n)).collect();
-        let mut quick_keys = Vec::with_capacity(sizes.iter().sum());
         let files = self.files()?;
         let mut rec = [0u8; SPILL_RECORD];
+        let mut n = 0;
         for b in buckets {
             let path = files.dir.path().join(format!("bucket-{b:02}"));
             let mut r = std::io::BufReader::with_capacity(
@@ -694,17 +700,41 @@ impl<'a> Spill<'a> {
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                     Err(e) => return Err(self.error("read", &e)),
                 }
-                let h = u128::from_le_bytes(rec[..16].try_into().expect("16 bytes"));
-                let q = u64::from_le_bytes(rec[16..24].try_into().expect("8 bytes"));
-                let c = u32::from_le_bytes(rec[24..].try_into().expect("4 bytes"));
-                fingerprints
-                    .get_mut(c as usize)
-                    .ok_or_else(|| self.error("read", &"a record of an unknown column"))?
-                    .push(h);
-                quick_keys.push(q);
+                f(
+                    u128::from_le_bytes(rec[..16].try_into().expect("16 bytes")),
+                    u64::from_le_bytes(rec[16..24].try_into().expect("8 bytes")),
+                    u32::from_le_bytes(rec[24..].try_into().expect("4 bytes")),
+                )?;
+                n += 1;
             }
         }
-        if quick_keys.len() != sizes.iter().sum::<usize>() {
+        Ok(n)
+    }
+
+    /// The values of share `index` of `2^bits`, read back (`shapes`: every output
+    /// value's, from the first scan).
+    fn share(&self, bits: u32, index: usize, shapes: &Shapes) -> Result<HeldValues, Error> {
+        let buckets = share_buckets(bits, index);
+        let (columns, sizes): (Vec<(String, String)>, Vec<usize>) = self
+            .columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(c, n)| (c.clone(), n[buckets.clone()].iter().sum::<u64>() as usize))
+            .unzip();
+        // Each list at its final size at once (no regrowing: a share is up to the bound).
+        let mut fingerprints: Vec<Vec<u128>> =
+            sizes.iter().map(|n| Vec::with_capacity(*n)).collect();
+        let mut quick_keys = Vec::with_capacity(sizes.iter().sum());
+        let read = self.each_record(buckets, |h, q, c| {
+            fingerprints
+                .get_mut(c as usize)
+                .ok_or_else(|| self.error("read", &"a record of an unknown column"))?
+                .push(h);
+            quick_keys.push(q);
+            Ok(())
+        })?;
+        if read != sizes.iter().sum::<usize>() {
             return Err(self.error("read", &"a file shorter or longer than written"));
         }
         Ok(HeldValues {
@@ -804,6 +834,9 @@ fn personal_columns(table: &crate::policy::TablePolicy) -> Vec<&str> {
 struct Probe<'a> {
     fp: &'a Fingerprinter,
     outputs: &'a OutputValues,
+    /// Instead of looking values up in `outputs`: the fingerprints of the input values
+    /// that pass the filters go here, for every pass to look up ([`compare_input_once`]).
+    collect: Option<&'a Spill<'a>>,
     shapes: &'a Shapes,
     filter: &'a Prefilter,
     footers: &'a Footers,
@@ -825,6 +858,19 @@ impl ProbeHits {
 }
 
 impl Probe<'_> {
+    /// In collect mode, writes what `hits` collected to the spill (each fingerprint
+    /// once) and empties it.
+    fn settle(&self, hits: &mut ProbeHits) -> Result<(), Error> {
+        let Some(spill) = self.collect else {
+            return Ok(());
+        };
+        let mut fps: Vec<u128> = hits.found.drain(..).map(|(_, h)| h).collect();
+        fps.sort_unstable();
+        fps.dedup();
+        let quick = vec![0; fps.len()];
+        spill.write("", "", &Held { fps, quick })
+    }
+
     /// Every value of one column; each distinct dictionary value and each run of equal
     /// values is normalized and looked up once, and counted for every row that holds it.
     fn column(&self, a: &ArrayRef, out: &mut ProbeHits) -> Result<(), String> {
@@ -855,7 +901,11 @@ impl Probe<'_> {
                 return;
             }
             let h = self.fp.hash_normalized(v.as_bytes());
-            out.found.extend(self.outputs.columns(h).map(|c| (c, h)));
+            if self.collect.is_some() {
+                out.found.push((0, h));
+            } else {
+                out.found.extend(self.outputs.columns(h).map(|c| (c, h)));
+            }
         })
     }
 
@@ -942,7 +992,11 @@ async fn probe_input(
     }
     let found: Vec<Result<ProbeHits, Error>> = pieces
         .into_par_iter()
-        .map(|(file, g, rows, cols)| probe.parquet_piece(file, g, rows, cols))
+        .map(|(file, g, rows, cols)| {
+            let mut hits = probe.parquet_piece(file, g, rows, cols)?;
+            probe.settle(&mut hits)?;
+            Ok(hits)
+        })
         .collect();
     for r in found {
         total.merge(r?);
@@ -998,6 +1052,7 @@ async fn probe_csv(
         for r in found {
             total.merge(r?);
         }
+        probe.settle(&mut total)?;
     }
     Ok(total)
 }
@@ -1588,6 +1643,7 @@ impl HeldValues {
             shapes: &self.shapes,
             filter: &filter,
             footers: input.footers,
+            collect: None,
         };
         let (hashed, hits) = probe_input(input.policy, &probe).await?;
         into.input_hashed += hashed;
@@ -1621,6 +1677,7 @@ async fn compare_in_passes(
     shapes: &Shapes,
     input: &InputLookup<'_>,
     bound: u64,
+    input_held: u64,
 ) -> Result<Option<Comparison>, Error> {
     let counts = spill.finish()?;
     let Some(bits) = split(&counts, bound) else {
@@ -1632,8 +1689,14 @@ async fn compare_in_passes(
         spilled = counts.iter().sum::<u64>(),
         "verify: more distinct output values than the by-value check holds at once: compared with the input in passes"
     );
+    let spilled = counts.iter().sum::<u64>();
+    if spilled <= INPUT_ONCE_UP_TO * bound
+        && let Some(c) = compare_input_once(spill, shapes, input, bound, input_held, bits).await?
+    {
+        return Ok(Some(c));
+    }
     let mut c = Comparison {
-        spilled: counts.iter().sum(),
+        spilled,
         ..Comparison::default()
     };
     for index in 0..1usize << bits {
@@ -1641,6 +1704,83 @@ async fn compare_in_passes(
             .share(bits, index, shapes)?
             .compare(input, &mut c)
             .await?;
+    }
+    Ok(Some(c))
+}
+
+/// Up to this many spilled values per value of the bound, the passes read the input
+/// once in all ([`compare_input_once`]); past it, once each. The single read filters the
+/// input through every spilled value's fast hash at once, in a filter of at most 8
+/// bytes per value of the bound: past 8 times the bound, fewer than 8 bits per value
+/// (over 5 % false positives, each fingerprinted and spilled).
+const INPUT_ONCE_UP_TO: u64 = 8;
+
+/// The passes of [`compare_in_passes`] with one read of the input: the input values
+/// that pass a filter over every spilled output value's fast hash are fingerprinted and
+/// spilled by the same buckets, then each pass loads its share of both and looks the
+/// input's up among the output's. `None` (nothing compared) when a share of those input
+/// values would hold more than `input_held`: then the input is read once per pass.
+async fn compare_input_once(
+    spill: &Spill<'_>,
+    shapes: &Shapes,
+    input: &InputLookup<'_>,
+    bound: u64,
+    input_held: u64,
+    bits: u32,
+) -> Result<Option<Comparison>, Error> {
+    let counts = spill.finish()?;
+    let spilled = counts.iter().sum::<u64>();
+    // 32 bits per value as one pass's filter has, at most 8 bytes per value of the bound.
+    let words = (spilled / 2)
+        .max(1)
+        .next_power_of_two()
+        .min(1 << (63 - bound.max(1).leading_zeros()));
+    let mut filter = Prefilter::with_words(input.quick.clone(), words as usize);
+    spill.each_record(0..BUCKETS, |_, q, _| {
+        filter.insert(q);
+        Ok(())
+    })?;
+    let candidates = Spill::new(spill.under);
+    let none = OutputValues::default();
+    let probe = Probe {
+        fp: input.fp,
+        outputs: &none,
+        shapes,
+        filter: &filter,
+        footers: input.footers,
+        collect: Some(&candidates),
+    };
+    let (hashed, _) = probe_input(input.policy, &probe).await?;
+    drop(filter);
+    let found = candidates.finish()?;
+    let fits = (0..1usize << bits)
+        .all(|i| found[share_buckets(bits, i)].iter().sum::<u64>() <= input_held);
+    tracing::info!(
+        passes = 1u64 << bits,
+        input_candidates = found.iter().sum::<u64>(),
+        fits,
+        "verify: the input read once for every pass"
+    );
+    if !fits {
+        return Ok(None);
+    }
+    let mut c = Comparison {
+        input_hashed: hashed,
+        spilled,
+        ..Comparison::default()
+    };
+    for index in 0..1usize << bits {
+        let outputs = spill.share(bits, index, shapes)?;
+        let inputs = candidates.share(bits, index, shapes)?;
+        for h in inputs.outputs.columns.iter().flatten() {
+            for col in outputs.outputs.columns(*h) {
+                *c.hits
+                    .entry(outputs.columns[col as usize].clone())
+                    .or_default() += 1;
+            }
+        }
+        c.fingerprinted += outputs.outputs.len() as u64;
+        c.passes += 1;
     }
     Ok(Some(c))
 }
@@ -1839,7 +1979,14 @@ pub async fn verify_with_limits(
                                 spill.write(&tables[i].name, &col, &held)?;
                             }
                         }
-                        compare_in_passes(&spill, &shapes, &input, limits.by_value_held).await?
+                        compare_in_passes(
+                            &spill,
+                            &shapes,
+                            &input,
+                            limits.by_value_held,
+                            limits.input_held.unwrap_or(limits.by_value_held),
+                        )
+                        .await?
                     };
                     if passes.is_none() {
                         by_value.findings.push(format!(

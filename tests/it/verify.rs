@@ -807,6 +807,42 @@ fn past_its_bound_the_by_value_check_compares_in_passes_and_finds_the_same() {
         passes.figures["input_values_hashed"],
         p * one.figures["input_values_hashed"]
     );
+    // Up to 8 times as many values as the bound, the passes read the input once in all
+    // (the input values that pass a filter over every output value are spilled too): the
+    // same findings and figures, the input hashed once.
+    let once = check(200);
+    let o = once.figures["passes"];
+    assert!(
+        o.is_power_of_two() && o * 200 >= distinct && o < p,
+        "{o} {p}"
+    );
+    assert!(spilled <= 8 * 200, "{spilled}");
+    assert_eq!(once.findings, one.findings);
+    for f in [
+        "output_values_fingerprinted",
+        "matches",
+        "input_values_hashed",
+    ] {
+        assert_eq!(once.figures[f], one.figures[f], "{f}");
+    }
+    // Should a share of those input values not fit, the passes read the input once each
+    // after all: the same findings and figures.
+    let refit = by_value(Limits {
+        by_value_held: 200,
+        input_held: Some(0),
+        ..Limits::default()
+    });
+    assert_eq!(refit.findings, one.findings);
+    assert_eq!(refit.figures["passes"], o);
+    for f in ["output_values_fingerprinted", "matches"] {
+        assert_eq!(refit.figures[f], one.figures[f], "{f}");
+    }
+    assert_eq!(
+        refit.figures["input_values_hashed"],
+        o * one.figures["input_values_hashed"]
+    );
+    // Past 8 times (the bound of 100), once per pass, as asserted above.
+    assert!(spilled > 8 * 100, "{spilled}");
     // Sets spilled at every new value (as in a row group of more distinct values than a
     // set holds): the same findings and figures.
     let small_sets = by_value(Limits {

@@ -750,9 +750,12 @@ impl<'a> Spill<'a> {
 /// whose every share holds at most `bound` records. `None` when not even
 /// `2^MAX_PASS_BITS` shares do.
 fn split(counts: &[u64; BUCKETS], bound: u64) -> Option<u32> {
-    (1..=MAX_PASS_BITS).find(|&bits| {
-        (0..1usize << bits).all(|i| counts[share_buckets(bits, i)].iter().sum::<u64>() <= bound)
-    })
+    (1..=MAX_PASS_BITS).find(|&bits| fits(counts, bits, bound))
+}
+
+/// Whether every share of `2^bits` holds at most `bound` of the records `counts`.
+fn fits(counts: &[u64; BUCKETS], bits: u32, bound: u64) -> bool {
+    (0..1usize << bits).all(|i| counts[share_buckets(bits, i)].iter().sum::<u64>() <= bound)
 }
 
 /// The fingerprints of each output column's values (the column's index in the list),
@@ -1691,7 +1694,8 @@ async fn compare_in_passes(
     );
     let spilled = counts.iter().sum::<u64>();
     if spilled <= INPUT_ONCE_UP_TO * bound
-        && let Some(c) = compare_input_once(spill, shapes, input, bound, input_held, bits).await?
+        && let Some(c) =
+            compare_input_once(spill, &counts, shapes, input, bound, input_held, bits).await?
     {
         return Ok(Some(c));
     }
@@ -1722,13 +1726,13 @@ const INPUT_ONCE_UP_TO: u64 = 8;
 /// values would hold more than `input_held`: then the input is read once per pass.
 async fn compare_input_once(
     spill: &Spill<'_>,
+    counts: &[u64; BUCKETS],
     shapes: &Shapes,
     input: &InputLookup<'_>,
     bound: u64,
     input_held: u64,
     bits: u32,
 ) -> Result<Option<Comparison>, Error> {
-    let counts = spill.finish()?;
     let spilled = counts.iter().sum::<u64>();
     // 32 bits per value as one pass's filter has, at most 8 bytes per value of the bound.
     let words = (spilled / 2)
@@ -1753,8 +1757,7 @@ async fn compare_input_once(
     let (hashed, _) = probe_input(input.policy, &probe).await?;
     drop(filter);
     let found = candidates.finish()?;
-    let fits = (0..1usize << bits)
-        .all(|i| found[share_buckets(bits, i)].iter().sum::<u64>() <= input_held);
+    let fits = fits(&found, bits, input_held);
     tracing::info!(
         passes = 1u64 << bits,
         input_candidates = found.iter().sum::<u64>(),

@@ -753,6 +753,12 @@ fn split(counts: &[u64; BUCKETS], bound: u64) -> Option<u32> {
     (1..=MAX_PASS_BITS).find(|&bits| fits(counts, bits, bound))
 }
 
+/// Whether `counted` values are more than every split of the fingerprint space could
+/// hold under `bound` a share: the check then fails without comparing (nor spilling).
+fn past_every_split(counted: u64, bound: u64) -> bool {
+    u128::from(counted) > u128::from(bound) << MAX_PASS_BITS
+}
+
 /// Whether every share of `2^bits` holds at most `bound` of the records `counts`.
 fn fits(counts: &[u64; BUCKETS], bits: u32, bound: u64) -> bool {
     (0..1usize << bits).all(|i| counts[share_buckets(bits, i)].iter().sum::<u64>() <= bound)
@@ -1446,10 +1452,9 @@ fn scan_file(
     let mut sets: BTreeMap<String, HeldMap> = BTreeMap::new();
     let mut memo: HashMap<String, Memo> = HashMap::new();
     let mut scratch = String::new();
-    // Past the bound at most about this many values are spilled (no split fits more):
-    // beyond, they are only counted.
-    let spill_at_most = u128::from(cx.by_value_held) << MAX_PASS_BITS;
-    let spilling = |n: u64| n > cx.by_value_held && u128::from(n) <= spill_at_most;
+    // Past the bound values are spilled, until no split could hold them all: beyond,
+    // they are only counted.
+    let spilling = |n: u64| n > cx.by_value_held && !past_every_split(n, cx.by_value_held);
     let piece = Piece {
         row_group,
         rows: None,
@@ -1686,16 +1691,16 @@ async fn compare_in_passes(
     let Some(bits) = split(&counts, bound) else {
         return Ok(None);
     };
+    let spilled = counts.iter().sum::<u64>();
     tracing::info!(
         passes = 1u64 << bits,
         max_values = bound,
-        spilled = counts.iter().sum::<u64>(),
+        spilled,
         "verify: more distinct output values than the by-value check holds at once: compared with the input in passes"
     );
-    let spilled = counts.iter().sum::<u64>();
     if spilled <= INPUT_ONCE_UP_TO * bound
         && let Some(c) =
-            compare_input_once(spill, &counts, shapes, input, bound, input_held, bits).await?
+            compare_input_once(spill, spilled, shapes, input, bound, input_held, bits).await?
     {
         return Ok(Some(c));
     }
@@ -1726,14 +1731,13 @@ const INPUT_ONCE_UP_TO: u64 = 8;
 /// values would hold more than `input_held`: then the input is read once per pass.
 async fn compare_input_once(
     spill: &Spill<'_>,
-    counts: &[u64; BUCKETS],
+    spilled: u64,
     shapes: &Shapes,
     input: &InputLookup<'_>,
     bound: u64,
     input_held: u64,
     bits: u32,
 ) -> Result<Option<Comparison>, Error> {
-    let spilled = counts.iter().sum::<u64>();
     // 32 bits per value as one pass's filter has, at most 8 bytes per value of the bound.
     let words = (spilled / 2)
         .max(1)
@@ -1888,7 +1892,7 @@ pub async fn verify_with_limits(
     // input once the uniqueness check is known.
     let counted = fingerprinted.load(std::sync::atomic::Ordering::Relaxed);
     let too_many = counted > limits.by_value_held;
-    let hopeless = u128::from(counted) > u128::from(limits.by_value_held) << MAX_PASS_BITS;
+    let hopeless = past_every_split(counted, limits.by_value_held);
     let mut shapes = Shapes::default();
     for scan in per_table.values() {
         shapes.merge(&scan.shapes);

@@ -240,7 +240,7 @@ fn scrub_text(c: &mut Criterion) {
         })
     });
     // The generated export's external payment ids, the five methods' formats in about
-    // its proportions (20M transactions: 56 % card, 21 % PayPal, 12 % Apple, 8 % Google,
+    // its proportions (20M transactions: 54 % card, 21 % PayPal, 12 % Apple, 8 % Google,
     // 5 % Roku): `pi_` and letters and digits, `PAYID-` and capitals and digits, `APL`
     // and 20 digits (scrubbed to `APL[NUMBER]`), `GPA.` and five groups of four digits
     // (`GPA.[NUMBER]`), `roku_` and hex.

@@ -198,9 +198,9 @@ impl Patterns {
         // round changes nothing (or nothing matches), so scrubbing scrubbed text changes
         // nothing.
         while let Some(m) = live {
-            let (next, n, m) = self.scrub_once(s, m);
-            let (next, k) = match m {
-                Some(m) => self.replace_detected(next, &m),
+            let (next, n, after) = self.scrub_once(s, m);
+            let (next, k) = match &after {
+                Some(m) => self.replace_detected(next, m),
                 None => (next, 0),
             };
             s = next;
@@ -208,7 +208,9 @@ impl Patterns {
             if n + k == 0 {
                 break;
             }
-            live = self.live(&s);
+            // What matches the text is known from the passes unless the detector's
+            // replacements changed it since.
+            live = if k == 0 { after } else { self.live(&s) };
         }
         out.push_str(&s);
         count

@@ -46,6 +46,9 @@ AGG_KEYS = {
 # requires.
 DEFAULT_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
 ENGINES = ["anonymizer", "duckdb", "df-copy", "duckdb-copy", "anonymizer-full"]
+# The versions the results in RESULTS.md were measured with, pinned so that a new DuckDB
+# release changes neither the timings nor the agreement check behind one's back.
+VENV_PACKAGES = ["duckdb==2.0.1", "psutil==7.2.2"]
 
 
 def log(*a):
@@ -57,20 +60,23 @@ def log(*a):
 
 
 def ensure_venv(args):
-    """Re-executes this script in WORK/venv with duckdb installed (creating it once)."""
+    """Re-executes this script in WORK/venv (or --venv) with the pinned packages, creating
+    the virtualenv once; pip then installs only what is missing or of another version
+    (a venv cut short, or one made for an earlier pin)."""
     try:
         import duckdb  # noqa: F401
         return
     except ImportError:
         pass
+    if os.environ.get("E2E_IN_VENV"):
+        sys.exit(f"duckdb is not importable from {sys.executable}")
     venv = Path(args.venv) if args.venv else Path(args.work) / "venv"
     py = venv / "bin" / "python"
     if not py.exists():
-        log(f"creating {venv} (python3 -m venv; pip install duckdb psutil)")
+        log(f"creating {venv} (python3 -m venv; pip install {' '.join(VENV_PACKAGES)})")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "duckdb", "psutil"], check=True)
-    if os.environ.get("E2E_IN_VENV"):
-        sys.exit(f"duckdb is not importable from {py}")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *VENV_PACKAGES], check=True)
     env = dict(os.environ, E2E_IN_VENV="1")
     os.execve(str(py), [str(py), str(Path(__file__).resolve())] + sys.argv[1:], env)
 
@@ -624,7 +630,7 @@ def main():
             log(f"rep {rep + 1}/{args.reps} {e:16s} {w:8.2f} s  {r:8.0f} MiB  cpu {c:7.1f} s  "
                 f"load before {load}")
 
-    supp = None
+    supp, sok = None, True
     if "anonymizer" in engines and "duckdb" in engines:
         sok, supp = compare_suppressed(outs / "anonymizer" / "current", outs / "duckdb")
         print(f"\nk = {k} outputs, cell by cell (anonymizer: primary + secondary suppression; "
@@ -646,6 +652,9 @@ def main():
                               default=str))
     log(f"\nwrote {res}")
     if check is not None and not check["ok"]:
+        sys.exit(1)
+    if not sok:
+        print("SUPPRESSED OUTPUTS DISAGREE")
         sys.exit(1)
 
 

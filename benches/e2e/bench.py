@@ -540,6 +540,14 @@ def main():
                     help="DuckDB aggregates group by raw ids instead of keyed tokens "
                          "(record-level tables are still tokenized)")
     args = ap.parse_args()
+    # Checked before anything is generated or installed.
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        ap.error(f"--engines: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
+                 f"choose from {','.join(ENGINES)}")
+    if args.reps < 1 or args.customers < 1:
+        ap.error("--reps and --customers must be at least 1")
 
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -550,7 +558,6 @@ def main():
     binary = find_binary(args.bin)
     template = Path(args.policy).resolve()
     k = args.k if args.k is not None else policy_k(template)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if "df-copy" in engines and not has_bench_copy(binary):
         log(f"{binary} has no bench-copy subcommand yet: df-copy is skipped")
         engines.remove("df-copy")

@@ -460,6 +460,9 @@ def report(results, stages, duck_stmts, meta):
                  f"{meta['machine']['cpu']}; duckdb {meta['duckdb_version']} (python + duckdb "
                  f"idle: {meta['python_duckdb_baseline_rss_mib']} MiB RSS); anonymizer binary "
                  f"built {meta['binary_mtime']}")
+    if meta["debug_build"]:
+        lines.append("NOTE: the anonymizer binary is a debug build (its path has a `debug` "
+                     "folder): its times and ratios say nothing about speed")
     lines.append("")
     lines.append("| engine | wall s (median) | wall s (all reps) | peak RSS MiB (median) "
                  "| CPU s user+sys (median) | load avg before (median) |")
@@ -584,6 +587,7 @@ def main():
             "machine": machine(), "binary": str(binary),
             "binary_mtime": dt.datetime.fromtimestamp(binary.stat().st_mtime, dt.timezone.utc)
             .isoformat(timespec="seconds"),
+            "debug_build": "debug" in binary.parts,
             "duckdb_version": duckdb.__version__,
             "python_duckdb_baseline_rss_mib": round(measured(
                 [sys.executable, "-c", "import duckdb; duckdb.connect().execute('SELECT 1')"],

@@ -73,6 +73,10 @@ pub enum Command {
         /// `[erasure] requests`).
         #[arg(long)]
         requests: Option<PathBuf>,
+        /// An existing folder where the aggregates and the privacy gate spill what does
+        /// not fit in memory (default: OUT's staging area, on the output's disk).
+        #[arg(long)]
+        spill_dir: Option<PathBuf>,
     },
     /// Add one erasure request to the policy's pending requests file (`[erasure] requests`).
     Erase(EraseArgs),
@@ -90,6 +94,10 @@ pub enum Command {
         /// 0 = all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// An existing folder where the by-value check spills output values past
+        /// `[verify] max_values` (default: the system's temporary folder, `TMPDIR`).
+        #[arg(long)]
+        spill_dir: Option<PathBuf>,
     },
     /// Run a saved query (queries/NAME.sql) or ad-hoc SQL over the published output.
     Query(QueryArgs),

@@ -72,6 +72,7 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             out,
             threads,
             requests,
+            spill_dir,
         } => {
             // Every stage's parallel work on `threads` threads, not only the transform's.
             run::size_worker_pool(run::threads_for(&config, threads))?;
@@ -81,6 +82,7 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
                 out,
                 threads,
                 requests,
+                spill_dir,
                 ..Default::default()
             })?;
             print!("{}", s.report());
@@ -93,14 +95,20 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             config,
             k,
             threads,
+            spill_dir,
         } => {
             let threads = match &config {
                 Some(c) => run::threads_for(c, threads),
                 None => run::pick_threads(threads, None),
             };
             run::size_worker_pool(threads)?;
-            let report =
-                anonymizer::verify::run_verify(dir.as_deref(), config.as_deref(), k, threads)?;
+            let report = anonymizer::verify::run_verify(
+                dir.as_deref(),
+                config.as_deref(),
+                k,
+                threads,
+                spill_dir.as_deref(),
+            )?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("the report serializes")

@@ -62,6 +62,9 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// An erasure requests file (overrides the policy's `[erasure] requests`).
     pub requests: Option<PathBuf>,
+    /// Where the aggregates and the gate spill (default: the run's staging folder); an
+    /// existing folder, checked before any work ([`check_spill_dir`]).
+    pub spill_dir: Option<PathBuf>,
     pub fail_point: Option<FailPoint>,
 }
 
@@ -651,8 +654,25 @@ pub fn table_writer_properties(table: &TablePolicy) -> WriterProperties {
     b.build()
 }
 
+/// Checks a `--spill-dir` before any work starts: it must be an existing folder (each
+/// spill makes its own temporary subfolder in it and removes it when done).
+pub fn check_spill_dir(dir: &Path) -> Result<(), Error> {
+    let problem = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => "not a folder".to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(Error::Usage(format!(
+        "--spill-dir {}: {problem}\n  give an existing folder on a disk with room for the spill",
+        dir.display()
+    )))
+}
+
 pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     let started = chrono::Utc::now();
+    if let Some(d) = &opts.spill_dir {
+        check_spill_dir(d)?;
+    }
     let mut stages = BTreeMap::new();
     let t = Instant::now();
     let ctx = session();
@@ -708,6 +728,9 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         shared_pool = rayon::current_num_threads(),
         "run started"
     );
+    // Spills go to --spill-dir, else into the staging folder (on the output's disk, and
+    // removed with it should the run stop).
+    let spill_dir = opts.spill_dir.clone().unwrap_or_else(|| staging.clone());
     let result = stage_run(
         &ctx,
         &policy,
@@ -715,6 +738,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         as_of,
         threads,
         &staging,
+        &spill_dir,
         &mut erasure,
         opts.fail_point.as_ref(),
         &mut stages,
@@ -743,14 +767,14 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         } else {
             None
         };
-        // Values past the by-value check's bound spill next to the tables (in a folder
-        // removed before anything is published), on the output's disk.
+        // Values past the by-value check's bound spill into a folder of their own
+        // (removed before anything is published), by default next to the tables.
         let report = crate::verify::verify(
             &staging,
             Some(&policy),
             policy.analytics.k,
             erased.as_ref(),
-            Some(&staging),
+            Some(&spill_dir),
         )
         .await?;
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
@@ -882,6 +906,7 @@ async fn stage_run(
     as_of: Option<NaiveDate>,
     threads: usize,
     staging: &Path,
+    spill_dir: &Path,
     erasure: &mut crate::erasure::Plan,
     fail: Option<&FailPoint>,
     stages: &mut BTreeMap<String, u64>,
@@ -998,6 +1023,7 @@ async fn stage_run(
         as_of,
         threads,
         staging,
+        spill_dir,
         &erasure.matched_analytics_tokens(),
     )
     .await;

@@ -581,6 +581,10 @@ impl<'a> Spill<'a> {
                     .prefix(".verify-spill-")
                     .tempdir_in(self.under)
                     .map_err(|e| e.to_string())?;
+                tracing::debug!(
+                    dir = %dir.path().display(),
+                    "verify: output values past the by-value bound spill to disk"
+                );
                 let writers = (0..BUCKETS)
                     .map(|b| {
                         let f = std::fs::File::create(dir.path().join(format!("bucket-{b:02}")))?;
@@ -2511,7 +2515,11 @@ pub fn run_verify(
     config: Option<&Path>,
     k: Option<u64>,
     threads: usize,
+    spill_dir: Option<&Path>,
 ) -> Result<Report, Error> {
+    if let Some(d) = spill_dir {
+        crate::run::check_spill_dir(d)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
@@ -2571,7 +2579,7 @@ pub fn run_verify(
             },
             None => None,
         };
-        verify(&dir, policy.as_ref(), k, erased.as_ref(), None).await
+        verify(&dir, policy.as_ref(), k, erased.as_ref(), spill_dir).await
     })
 }
 

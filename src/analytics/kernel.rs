@@ -353,6 +353,10 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                     ),
                 )
             })?;
+        tracing::debug!(
+            dir = %dir.path().display(),
+            "aggregates: the records spill to disk"
+        );
         let mut files = Vec::new();
         for i in 0..needed.max(threads) {
             let f = File::create(dir.path().join(format!("part-{i:05}"))).map_err(|e| {

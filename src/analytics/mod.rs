@@ -713,13 +713,15 @@ async fn customers_frame(
     }
 }
 
-/// Computes the aggregates and writes them into the staging folder.
+/// Computes the aggregates (the records that do not fit in `[analytics] memory_mb` spill
+/// into a temporary folder in `spill_dir`) and writes them into the staging folder.
 pub async fn build(
     policy: &Policy,
     key: &Key,
     as_of: Option<NaiveDate>,
     threads: usize,
     staging: &Path,
+    spill_dir: &Path,
     active_check: &[String],
 ) -> Result<Built, Error> {
     let Computed {
@@ -728,7 +730,7 @@ pub async fn build(
         active,
         spilled_parts,
         sorted_parts,
-    } = compute(policy, key, as_of, threads, active_check, Some(staging)).await?;
+    } = compute(policy, key, as_of, threads, active_check, Some(spill_dir)).await?;
     if spilled_parts > 0 {
         tracing::info!(
             parts = spilled_parts,

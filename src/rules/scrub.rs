@@ -169,6 +169,66 @@ fn detect_ranges(text: &str) -> Vec<(usize, usize, &'static str)> {
     })
 }
 
+/// `s` with the detector's ranges `found` (byte offsets, any order; a range overlapping
+/// an earlier one is skipped) replaced by their kinds' placeholders, and how many were.
+fn splice_detected<'a>(
+    s: Cow<'a, str>,
+    mut found: Vec<(usize, usize, &'static str)>,
+) -> (Cow<'a, str>, usize) {
+    if found.is_empty() {
+        return (s, 0);
+    }
+    found.sort_by_key(|r| r.0);
+    let mut next = String::with_capacity(s.len());
+    let (mut last, mut count) = (0, 0);
+    for (a, b, kind) in found {
+        if a < last {
+            continue;
+        }
+        next.push_str(&s[last..a]);
+        next.push_str(match kind {
+            "email" => "[EMAIL]",
+            "iban" => "[IBAN]",
+            "ip" => "[IP]",
+            "card" => "[CARD]",
+            _ => "[PHONE]",
+        });
+        last = b;
+        count += 1;
+    }
+    next.push_str(&s[last..]);
+    (Cow::Owned(next), count)
+}
+
+/// One detector pass over `rest`: each match of `re` that `judge` counts (`Some(true)`)
+/// goes to `found` as `kind`; every match it does not reject (`None`) is blanked with `x`
+/// (ASCII matches, so offsets stay), so that later passes do not see it again.
+fn detect_pass(
+    re: &Regex,
+    kind: &'static str,
+    judge: &dyn Fn(&str, usize, usize) -> Option<bool>,
+    rest: &mut String,
+    found: &mut Vec<(usize, usize, &'static str)>,
+) {
+    let mut blank = Vec::new();
+    for m in re.find_iter(rest) {
+        let Some(count) = judge(rest, m.start(), m.end()) else {
+            continue;
+        };
+        if count {
+            found.push((m.start(), m.end(), kind));
+        }
+        blank.push(m.range());
+    }
+    if !blank.is_empty() {
+        let mut bytes = std::mem::take(rest).into_bytes();
+        for r in blank {
+            bytes[r].fill(b'x');
+        }
+        *rest = String::from_utf8(bytes).expect("ASCII over whole characters");
+    }
+}
+
 /// Whether `text` holds an '@', a ':' or a digit: every pattern needs one.
 fn has_trigger_byte(text: &str) -> bool {
     text.bytes()
@@ -301,30 +361,8 @@ impl Patterns {
         s: Cow<'a, str>,
         live: &regex::SetMatches,
     ) -> (Cow<'a, str>, usize) {
-        let mut found = self.detect_passes(&s, live);
-        if found.is_empty() {
-            return (s, 0);
-        }
-        found.sort_by_key(|r| r.0);
-        let mut next = String::with_capacity(s.len());
-        let (mut last, mut count) = (0, 0);
-        for (a, b, kind) in found {
-            if a < last {
-                continue;
-            }
-            next.push_str(&s[last..a]);
-            next.push_str(match kind {
-                "email" => "[EMAIL]",
-                "iban" => "[IBAN]",
-                "ip" => "[IP]",
-                "card" => "[CARD]",
-                _ => "[PHONE]",
-            });
-            last = b;
-            count += 1;
-        }
-        next.push_str(&s[last..]);
-        (Cow::Owned(next), count)
+        let found = self.detect_passes(&s, live);
+        splice_detected(s, found)
     }
 
     /// [`detect_ranges`] after its first filter. `live`: the patterns that match `text`.
@@ -346,25 +384,8 @@ impl Patterns {
         // either side into a phone number.
         let mut pass =
             |i: usize, kind: &'static str, judge: &dyn Fn(&str, usize, usize) -> Option<bool>| {
-                if !live.matched(i) {
-                    return;
-                }
-                let mut blank = Vec::new();
-                for m in self.each[i].find_iter(&rest) {
-                    let Some(count) = judge(&rest, m.start(), m.end()) else {
-                        continue;
-                    };
-                    if count {
-                        found.push((m.start(), m.end(), kind));
-                    }
-                    blank.push(m.range());
-                }
-                if !blank.is_empty() {
-                    let mut bytes = std::mem::take(&mut rest).into_bytes();
-                    for r in blank {
-                        bytes[r].fill(b'x');
-                    }
-                    rest = String::from_utf8(bytes).expect("ASCII over whole characters");
+                if live.matched(i) {
+                    detect_pass(&self.each[i], kind, judge, &mut rest, &mut found);
                 }
             };
         pass(EMAIL, "email", &|_, _, _| Some(true));
@@ -609,30 +630,9 @@ mod tests {
         pub(super) fn replace_detected(
             s: std::borrow::Cow<'_, str>,
         ) -> (std::borrow::Cow<'_, str>, usize) {
-            let mut found = detect_ranges(&s);
-            if found.is_empty() {
-                return (s, 0);
-            }
-            found.sort_by_key(|r| r.0);
-            let mut next = String::with_capacity(s.len());
-            let (mut last, mut count) = (0, 0);
-            for (a, b, kind) in found {
-                if a < last {
-                    continue;
-                }
-                next.push_str(&s[last..a]);
-                next.push_str(match kind {
-                    "email" => "[EMAIL]",
-                    "iban" => "[IBAN]",
-                    "ip" => "[IP]",
-                    "card" => "[CARD]",
-                    _ => "[PHONE]",
-                });
-                last = b;
-                count += 1;
-            }
-            next.push_str(&s[last..]);
-            (std::borrow::Cow::Owned(next), count)
+            // Which ranges are found is what the fast paths changed; the splice is shared.
+            let found = detect_ranges(&s);
+            super::super::splice_detected(s, found)
         }
 
         pub(super) fn scrub_once(text: &str) -> (std::borrow::Cow<'_, str>, usize) {
@@ -721,27 +721,12 @@ mod tests {
             // else), `None` leaves it. Blanking writes one `x` per byte: positions stay those of
             // `text`, and a letter (not a space) never joins the digits on either side into a
             // phone number.
+            // Which passes run is what the fast path changed; one pass is shared.
             let mut pass =
                 |re: &Regex,
                  kind: &'static str,
                  judge: &dyn Fn(&str, usize, usize) -> Option<bool>| {
-                    let mut blank = Vec::new();
-                    for m in re.find_iter(&rest) {
-                        let Some(count) = judge(&rest, m.start(), m.end()) else {
-                            continue;
-                        };
-                        if count {
-                            found.push((m.start(), m.end(), kind));
-                        }
-                        blank.push(m.range());
-                    }
-                    if !blank.is_empty() {
-                        let mut bytes = std::mem::take(&mut rest).into_bytes();
-                        for r in blank {
-                            bytes[r].fill(b'x');
-                        }
-                        rest = String::from_utf8(bytes).expect("ASCII over whole characters");
-                    }
+                    super::super::detect_pass(re, kind, judge, &mut rest, &mut found);
                 };
             pass(&EMAIL, "email", &|_, _, _| Some(true));
             // An IBAN-shaped code with a wrong checksum is no IBAN, and its digits are no phone.

@@ -190,8 +190,14 @@ impl Case {
         self.cli_with(args, key, |_| {})
     }
 
-    /// `anonymizer --quiet run --config anonymizer.toml ARGS` with the test key.
+    /// `anonymizer --quiet run --config anonymizer.toml --threads 2 ARGS` with the test
+    /// key.
     fn run(&self, args: &[&str]) -> Outcome {
+        self.run_with(args, |_| {})
+    }
+
+    /// [`Case::run`], with `setup` applied to the command (environment, limits).
+    fn run_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Outcome {
         let mut all = vec![
             "--quiet",
             "run",
@@ -201,7 +207,7 @@ impl Case {
             "2",
         ];
         all.extend_from_slice(args);
-        self.cli(&all, Some(KEY_HEX))
+        self.cli_with(&all, Some(KEY_HEX), setup)
     }
 
     /// The checks every case makes; then the message is pinned.
@@ -987,22 +993,9 @@ fn spill_dir_holds_the_spill_and_changes_no_output() {
     c.edit_policy(|t| format!("{t}\n[verify]\nmax_values = 1000\n"));
     let spill = tempfile::tempdir().unwrap();
     let at = spill.path().to_str().unwrap();
-    let o = c.cli_with(
-        &[
-            "--quiet",
-            "run",
-            "--config",
-            "anonymizer.toml",
-            "--threads",
-            "2",
-            "--spill-dir",
-            at,
-        ],
-        Some(KEY_HEX),
-        |cmd| {
-            cmd.env("ANONYMIZER_LOG", "anonymizer=debug");
-        },
-    );
+    let o = c.run_with(&["--spill-dir", at], |cmd| {
+        cmd.env("ANONYMIZER_LOG", "anonymizer=debug");
+    });
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let line = o
         .stderr
@@ -1025,34 +1018,23 @@ fn disk_fills_up_mid_write() {
     // RLIMIT_FSIZE makes every write past 64 KiB fail (EFBIG) the way a full disk fails
     // it (ENOSPC): the first Parquet file of the run outgrows it halfway.
     let c = Case::new("disk_full");
-    let o = c.cli_with(
-        &[
-            "--quiet",
-            "run",
-            "--config",
-            "anonymizer.toml",
-            "--threads",
-            "2",
-        ],
-        Some(KEY_HEX),
-        |cmd| {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let lim = libc::rlimit {
-                        rlim_cur: 64 * 1024,
-                        rlim_max: 64 * 1024,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        },
-    );
+    let o = c.run_with(&[], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: 64 * 1024,
+                    rlim_max: 64 * 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
     // Which of the two files outgrows the limit first depends on the threads.
     let o = Outcome {
         stderr: regex::Regex::new(r"part-0000\d")

@@ -721,6 +721,11 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
 
     let run_id = out.new_run_id();
     let staging = out.create_staging(&run_id)?;
+    // Spill folders of killed runs in --spill-dir (the staging area's go with it above):
+    // only those whose lock no live process holds.
+    if let Some(d) = &opts.spill_dir {
+        crate::fsutil::remove_abandoned_spills(d);
+    }
     tracing::info!(
         run_id = %run_id,
         out = %out_root.display(),

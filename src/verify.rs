@@ -548,7 +548,7 @@ struct Spill<'a> {
 type SpilledColumn = ((String, String), [u64; BUCKETS]);
 
 struct SpillFiles {
-    dir: tempfile::TempDir,
+    dir: crate::fsutil::SpillFolder,
     writers: Vec<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
@@ -577,9 +577,7 @@ impl<'a> Spill<'a> {
     fn files(&self) -> Result<&SpillFiles, Error> {
         self.files
             .get_or_init(|| {
-                let dir = tempfile::Builder::new()
-                    .prefix(".verify-spill-")
-                    .tempdir_in(self.under)
+                let dir = crate::fsutil::SpillFolder::new(self.under, ".verify-spill-")
                     .map_err(|e| e.to_string())?;
                 tracing::debug!(
                     dir = %dir.path().display(),
@@ -2520,6 +2518,9 @@ pub fn run_verify(
     if let Some(d) = spill_dir {
         crate::run::check_spill_dir(d)?;
     }
+    // Spill folders of killed runs there, or in the system's temporary folder: only those
+    // whose lock no live process holds.
+    crate::fsutil::remove_abandoned_spills(spill_dir.unwrap_or(&std::env::temp_dir()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()

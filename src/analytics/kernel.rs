@@ -282,7 +282,7 @@ impl Scratch {
 /// Where the records of the parts go while the transactions are read.
 enum Parts {
     Memory(Vec<Mutex<Vec<Rec>>>),
-    Files(Vec<Mutex<BufWriter<File>>>, tempfile::TempDir),
+    Files(Vec<Mutex<BufWriter<File>>>, crate::fsutil::SpillFolder),
 }
 
 impl Parts {
@@ -341,10 +341,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     let parts = if total <= job.memory_bytes {
         Parts::Memory((0..threads * 4).map(|_| Mutex::new(Vec::new())).collect())
     } else {
-        let dir = tempfile::Builder::new()
-            .prefix(".aggregate-spill-")
-            .tempdir_in(job.spill_dir)
-            .map_err(|e| {
+        let dir =
+            crate::fsutil::SpillFolder::new(job.spill_dir, ".aggregate-spill-").map_err(|e| {
                 err(
                     job.table,
                     format!(

@@ -993,10 +993,26 @@ fn spill_dir_holds_the_spill_and_changes_no_output() {
     c.edit_policy(|t| format!("{t}\n[verify]\nmax_values = 1000\n"));
     let spill = tempfile::tempdir().unwrap();
     let at = spill.path().to_str().unwrap();
+    // Already there: a killed run's aggregate spill (its lock file free), which the run
+    // removes, and a live run's (this process holds its lock), which it leaves.
+    let killed = spill.path().join(".aggregate-spill-killed");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::write(killed.join(".lock"), b"").unwrap();
+    std::fs::write(killed.join("part-00000"), vec![7u8; 4096]).unwrap();
+    let live = anonymizer::fsutil::SpillFolder::new(spill.path(), ".verify-spill-").unwrap();
     let o = c.run_with(&["--spill-dir", at], |cmd| {
         cmd.env("ANONYMIZER_LOG", "anonymizer=debug");
     });
     assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(!killed.exists(), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("removed the spill folder of an interrupted run"),
+        "{}",
+        o.stderr
+    );
+    assert!(live.path().is_dir());
+    drop(live);
     let line = o
         .stderr
         .lines()

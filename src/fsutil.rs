@@ -52,8 +52,13 @@ impl SpillFolder {
     /// Makes a spill folder in `under` and takes its lock.
     pub fn new(under: &Path, prefix: &str) -> io::Result<SpillFolder> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(under)?;
-        let lock = std::fs::File::create(dir.path().join(SPILL_LOCK))?;
+        // Locked under another name, then renamed: another run never finds the lock file
+        // free between its creation and its lock (it would take this folder for a killed
+        // run's).
+        let locking = dir.path().join(".locking");
+        let lock = std::fs::File::create(&locking)?;
         lock.try_lock().map_err(io::Error::from)?;
+        std::fs::rename(&locking, dir.path().join(SPILL_LOCK))?;
         Ok(SpillFolder { dir, _lock: lock })
     }
 
@@ -70,7 +75,9 @@ impl SpillFolder {
 pub fn remove_abandoned_spills(under: &Path) -> Vec<PathBuf> {
     let Ok(found) = sorted_children(under, |p| {
         let n = name_of(p);
-        SPILL_PREFIXES.iter().any(|x| n.starts_with(x)) && p.is_dir()
+        // A real folder, not a link to one (whose target is not ours to empty).
+        SPILL_PREFIXES.iter().any(|x| n.starts_with(x))
+            && std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
     }) else {
         return vec![];
     };
@@ -108,11 +115,17 @@ mod tests {
         let other = under.path().join("mine");
         std::fs::create_dir(&other).unwrap();
         std::fs::write(other.join(SPILL_LOCK), b"").unwrap();
+        // A link named like a spill folder, to a folder with a free lock file.
+        let link = under.path().join(".aggregate-spill-link");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
 
         assert_eq!(remove_abandoned_spills(under.path()), vec![dead.clone()]);
         assert!(!dead.exists());
         assert!(live.path().join("bucket-00").exists());
-        assert!(unlocked.exists() && other.exists());
+        assert!(unlocked.exists() && other.join(SPILL_LOCK).exists() && link.exists());
+        // The live folder's lock file is in place under its final name.
+        assert!(live.path().join(SPILL_LOCK).exists());
+        assert!(!live.path().join(".locking").exists());
 
         // Dropped, the live folder goes; nothing is left for the next run to remove.
         let live_path = live.path().to_path_buf();

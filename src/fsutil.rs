@@ -57,7 +57,12 @@ impl SpillFolder {
         // run's).
         let locking = dir.path().join(".locking");
         let lock = std::fs::File::create(&locking)?;
-        lock.try_lock().map_err(io::Error::from)?;
+        // On a file system without locks the spill still works; its folder then never
+        // looks free to another run either (taking the lock fails there too), so a
+        // killed run's stays for the user to delete.
+        if let Err(e) = lock.try_lock() {
+            tracing::debug!(path = %locking.display(), error = %e, "spill folder: cannot lock");
+        }
         std::fs::rename(&locking, dir.path().join(SPILL_LOCK))?;
         Ok(SpillFolder { dir, _lock: lock })
     }

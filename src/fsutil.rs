@@ -31,8 +31,12 @@ pub fn is_hidden(p: &Path) -> bool {
     n.starts_with('.') || n.starts_with('_')
 }
 
-/// The name prefixes of the spill folders the aggregates and the gate make.
-pub const SPILL_PREFIXES: [&str; 2] = [".aggregate-spill-", ".verify-spill-"];
+/// The name prefix of the aggregates' spill folders.
+pub const AGGREGATE_SPILL: &str = ".aggregate-spill-";
+/// The name prefix of the gate's spill folders.
+pub const VERIFY_SPILL: &str = ".verify-spill-";
+/// The name prefixes of every spill folder, which the cleanup looks for.
+pub const SPILL_PREFIXES: [&str; 2] = [AGGREGATE_SPILL, VERIFY_SPILL];
 
 /// The lock file inside a spill folder.
 const SPILL_LOCK: &str = ".lock";

@@ -577,7 +577,7 @@ impl<'a> Spill<'a> {
     fn files(&self) -> Result<&SpillFiles, Error> {
         self.files
             .get_or_init(|| {
-                let dir = crate::fsutil::SpillFolder::new(self.under, ".verify-spill-")
+                let dir = crate::fsutil::SpillFolder::new(self.under, crate::fsutil::VERIFY_SPILL)
                     .map_err(|e| e.to_string())?;
                 tracing::debug!(
                     dir = %dir.path().display(),

@@ -341,8 +341,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     let parts = if total <= job.memory_bytes {
         Parts::Memory((0..threads * 4).map(|_| Mutex::new(Vec::new())).collect())
     } else {
-        let dir =
-            crate::fsutil::SpillFolder::new(job.spill_dir, ".aggregate-spill-").map_err(|e| {
+        let dir = crate::fsutil::SpillFolder::new(job.spill_dir, crate::fsutil::AGGREGATE_SPILL)
+            .map_err(|e| {
                 err(
                     job.table,
                     format!(

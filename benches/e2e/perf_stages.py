@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""perf_stages.py: a `perf record --call-graph` profile of `anonymizer run`, by stage.
+
+    perf record -F 99 --call-graph dwarf,32768 -o perf.data \
+        target/release/anonymizer -q run --config POLICY --as-of 2025-12-31
+    perf script -i perf.data -F comm,tid,ip,sym > perf.txt
+    python3 benches/e2e/perf_stages.py perf.txt
+
+Each sample goes to the first stage whose function is on its call stack (so a stage
+counts everything it called: reading, writing, zstd), and within the stage to the
+first "part" found the same way. Samples without a usable stack (no frame of ours) are
+"unattributed". Shares are of all samples, i.e. of the run's CPU time. BENCHMARKS.md,
+"What limits speed now", is this script's output, rounded.
+"""
+import collections
+import sys
+
+# (name, a substring of a function on the stack); the first match wins, so the more
+# specific come first.
+STAGES = [
+    ("gate: output scan", "verify::scan_file"),
+    ("gate: input lookup", "verify::Probe::"),
+    ("gate: other", "anonymizer::verify::"),
+    ("aggregates, pass 1", "kernel::read_stream"),
+    ("aggregates, pass 2", "kernel::Context::part_file"),
+    ("aggregates: other", "anonymizer::analytics::"),
+    ("k-anonymity", "anonymizer::kanon::"),
+    ("transform", "run::FileJob::run"),
+    ("input digests", "run::hash_input"),
+    ("input checks", "anonymizer::checks::"),
+    ("publish", "anonymizer::publish::"),
+]
+PARTS = [
+    ("zstd compression", "ZSTD_compress"),
+    ("zstd decompression", "ZSTD_decompress"),
+    ("writing Parquet (without zstd)", "arrow_writer"),
+    # The rules run inside DataFusion's read (a projection in the Parquet decoder), so
+    # they come before reading; the gate and the aggregates call helpers of
+    # `anonymizer::rules` too, which are their own work (TRANSFORM_ONLY).
+    ("tokens", "pseudonymize"),
+    ("rules", "anonymizer::rules::"),
+    ("reading Parquet (without zstd)", "parquet::"),
+    ("reading Parquet (without zstd)", "datafusion_datasource"),
+    ("SHA-256", "sha2::"),
+    ("page-cache copies", "_copy_to_iter"),
+    ("page faults", "page_fault"),
+]
+TRANSFORM_ONLY = {"tokens", "rules"}
+
+
+def samples(path):
+    """Yields each sample's stack (innermost first) from `perf script` output."""
+    stack, header = [], None
+    with open(path, errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                if header is not None:
+                    yield stack
+                stack, header = [], None
+            elif header is None:
+                header = line
+            else:
+                stack.append(line.strip().split(" ", 1)[-1])
+    if header is not None:
+        yield stack
+
+
+def first(table, stack, default, skip=()):
+    for name, pattern in table:
+        if name not in skip and any(pattern in frame for frame in stack):
+            return name
+    return default
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    stages = collections.Counter()
+    parts = collections.defaultdict(collections.Counter)
+    n = 0
+    for stack in samples(sys.argv[1]):
+        n += 1
+        stage = first(STAGES, stack, "unattributed")
+        stages[stage] += 1
+        skip = () if stage == "transform" else TRANSFORM_ONLY
+        parts[stage][first(PARTS, stack, "the stage's own work", skip)] += 1
+    if n == 0:
+        sys.exit(f"{sys.argv[1]}: no samples (was it written by `perf script`?)")
+    print(f"{n} samples")
+    print("| stage | share of the CPU | of which |")
+    print("| --- | ---: | --- |")
+    for stage, count in stages.most_common():
+        detail = "; ".join(f"{p} {100 * c / n:.1f} %" for p, c in parts[stage].most_common())
+        print(f"| {stage} | {100 * count / n:.1f} % | {detail} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,8 +14,8 @@ use crate::policy::Format;
 /// Rows per record batch in a run: DataFusion's sessions (its default is 8,192) and
 /// the reads the project makes with parquet-rs itself (the gate, k-anonymity, rewrites;
 /// parquet-rs's default is 1,024). Per-batch work is a few percent of a run at smaller
-/// sizes (BENCHMARKS.md, run I). DataFusion keeps a file of no more rows than this in
-/// one piece.
+/// sizes (benches/e2e/HISTORY.md, run I). DataFusion keeps a file of no more rows than
+/// this in one piece.
 pub const BATCH_ROWS: usize = 16384;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,9 @@
 Each sample goes to the first stage whose function is on its call stack (so a stage
 counts everything it called: reading, writing, zstd), and within the stage to the
 first "part" found the same way. Samples without a usable stack (no frame of ours) are
-"unattributed". Shares are of all samples, i.e. of the run's CPU time. BENCHMARKS.md,
-"What limits speed now", is this script's output, rounded.
+"unattributed". Shares are of all samples, i.e. of the run's CPU time. The table in
+BENCHMARKS.md, "What limits speed now", is this script's output with some parts added
+up (zstd with the reading or writing it belongs to).
 """
 import collections
 import sys

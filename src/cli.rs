@@ -74,7 +74,8 @@ pub enum Command {
         #[arg(long)]
         requests: Option<PathBuf>,
         /// An existing folder where the aggregates and the privacy gate spill what does
-        /// not fit in memory (default: OUT's staging area, on the output's disk).
+        /// not fit in memory (default: the policy's `spill_dir`, else OUT's staging area,
+        /// on the output's disk).
         #[arg(long)]
         spill_dir: Option<PathBuf>,
     },
@@ -95,7 +96,8 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// An existing folder where the by-value check spills output values past
-        /// `[verify] max_values` (default: the system's temporary folder, `TMPDIR`).
+        /// `[verify] max_values` (default: the policy's `spill_dir`, else the system's
+        /// temporary folder, `TMPDIR`).
         #[arg(long)]
         spill_dir: Option<PathBuf>,
     },

@@ -657,15 +657,39 @@ pub fn table_writer_properties(table: &TablePolicy) -> WriterProperties {
 /// Checks a `--spill-dir` before any work starts: it must be an existing folder (each
 /// spill makes its own temporary subfolder in it and removes it when done).
 pub fn check_spill_dir(dir: &Path) -> Result<(), Error> {
+    check_spill_folder("--spill-dir", dir)
+}
+
+/// [`check_spill_dir`] for a folder named by `what` (the flag, or a policy's `spill_dir`).
+fn check_spill_folder(what: &str, dir: &Path) -> Result<(), Error> {
     let problem = match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) => "not a folder".to_string(),
         Err(e) => e.to_string(),
     };
     Err(Error::Usage(format!(
-        "--spill-dir {}: {problem}\n  give an existing folder on a disk with room for the spill",
+        "{what} {}: {problem}\n  give an existing folder on a disk with room for the spill",
         dir.display()
     )))
+}
+
+/// The folder a command spills into: `--spill-dir` (checked by the caller before it
+/// loaded the policy), else the policy's `spill_dir`, checked here; `None`: neither, the
+/// command's own default.
+pub fn chosen_spill_dir(
+    flag: Option<&Path>,
+    policy: Option<&Policy>,
+) -> Result<Option<PathBuf>, Error> {
+    if let Some(d) = flag {
+        return Ok(Some(d.to_path_buf()));
+    }
+    match policy.and_then(|p| p.spill_dir.as_ref().map(|d| (p, d))) {
+        Some((p, d)) => {
+            check_spill_folder(&format!("{}: spill_dir", p.path.display()), d)?;
+            Ok(Some(d.clone()))
+        }
+        None => Ok(None),
+    }
 }
 
 pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
@@ -677,6 +701,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     let t = Instant::now();
     let ctx = session();
     let policy = Policy::load(&opts.config, &ctx).await?;
+    let chosen_spill = chosen_spill_dir(opts.spill_dir.as_deref(), Some(&policy))?;
     let (key, key_source) = match &opts.key {
         Some(k) => (k.clone(), KeySource::Provided),
         None => Key::load(policy.key_file.as_deref())?,
@@ -721,9 +746,9 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
 
     let run_id = out.new_run_id();
     let staging = out.create_staging(&run_id)?;
-    // Spill folders of killed runs in --spill-dir (the staging area's go with it above):
-    // only those whose lock no live process holds.
-    if let Some(d) = &opts.spill_dir {
+    // Spill folders of killed runs in --spill-dir or the policy's spill_dir (the staging
+    // area's go with it above): only those whose lock no live process holds.
+    if let Some(d) = &chosen_spill {
         crate::fsutil::remove_abandoned_spills(d);
     }
     tracing::info!(
@@ -733,9 +758,9 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         shared_pool = rayon::current_num_threads(),
         "run started"
     );
-    // Spills go to --spill-dir, else into the staging folder (on the output's disk, and
-    // removed with it should the run stop).
-    let spill_dir = opts.spill_dir.clone().unwrap_or_else(|| staging.clone());
+    // Spills go to --spill-dir, else to the policy's spill_dir, else into the staging
+    // folder (on the output's disk, and removed with it should the run stop).
+    let spill_dir = chosen_spill.unwrap_or_else(|| staging.clone());
     let result = stage_run(
         &ctx,
         &policy,

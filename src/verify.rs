@@ -2518,9 +2518,6 @@ pub fn run_verify(
     if let Some(d) = spill_dir {
         crate::run::check_spill_dir(d)?;
     }
-    // Spill folders of killed runs there, or in the system's temporary folder: only those
-    // whose lock no live process holds.
-    crate::fsutil::remove_abandoned_spills(spill_dir.unwrap_or(&std::env::temp_dir()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
@@ -2536,6 +2533,12 @@ pub fn run_verify(
             Some(c) => Some(Policy::load(c, &crate::run::session()).await?),
             None => None,
         };
+        let spill_dir = crate::run::chosen_spill_dir(spill_dir, policy.as_ref())?;
+        // Spill folders of killed runs there, or in the system's temporary folder: only
+        // those whose lock no live process holds.
+        crate::fsutil::remove_abandoned_spills(
+            spill_dir.as_deref().unwrap_or(&std::env::temp_dir()),
+        );
         let dir = match (dir, &policy) {
             (Some(d), _) => d.to_path_buf(),
             (None, Some(p)) => crate::publish::current_run(&p.output).ok_or_else(|| {
@@ -2580,7 +2583,7 @@ pub fn run_verify(
             },
             None => None,
         };
-        verify(&dir, policy.as_ref(), k, erased.as_ref(), spill_dir).await
+        verify(&dir, policy.as_ref(), k, erased.as_ref(), spill_dir.as_deref()).await
     })
 }
 

@@ -245,6 +245,9 @@ pub struct Policy {
     pub key_file: Option<PathBuf>,
     pub keep_runs: usize,
     pub threads: Option<usize>,
+    /// `spill_dir`: where spills go unless `--spill-dir` says otherwise (`None`: the
+    /// staging area for a run, the system's temporary folder for `verify`).
+    pub spill_dir: Option<PathBuf>,
     /// Sorted by name.
     pub tables: Vec<TablePolicy>,
     pub analytics: AnalyticsPolicy,
@@ -498,6 +501,7 @@ impl Policy {
             key_file: raw.key_file,
             keep_runs: raw.keep_runs,
             threads: raw.threads,
+            spill_dir: raw.spill_dir.clone(),
             tables,
             analytics,
             erasure: raw.erasure.clone(),

@@ -49,6 +49,9 @@ pub struct RawPolicy {
     pub key_file: Option<PathBuf>,
     pub keep_runs: usize,
     pub threads: Option<usize>,
+    /// Where the aggregates and the privacy gate spill what does not fit in memory
+    /// (`run --spill-dir` and `verify --spill-dir` take precedence).
+    pub spill_dir: Option<PathBuf>,
     /// Folder of saved queries for `anonymizer query` (besides `./queries`).
     pub queries: Option<PathBuf>,
     pub tables: BTreeMap<String, RawTable>,
@@ -120,13 +123,14 @@ impl Default for RawAnalytics {
 /// The small-cell threshold when the policy does not set one.
 pub const DEFAULT_K: u64 = 10;
 
-const TOP_KEYS: [&str; 10] = [
+const TOP_KEYS: [&str; 11] = [
     "erasure",
     "k_anonymity",
     "output",
     "key_file",
     "keep_runs",
     "threads",
+    "spill_dir",
     "queries",
     "tables",
     "analytics",
@@ -281,6 +285,9 @@ impl RawPolicy {
             .string(&top, "key_file", "top level")
             .map(|k| dir.join(k));
         let queries = cx.string(&top, "queries", "top level").map(|q| dir.join(q));
+        let spill_dir = cx
+            .string(&top, "spill_dir", "top level")
+            .map(|d| dir.join(d));
         let keep_runs = cx
             .int(&top, "keep_runs", "top level", 1..=1000)
             .unwrap_or(5) as usize;
@@ -417,6 +424,7 @@ impl RawPolicy {
             key_file,
             keep_runs,
             threads,
+            spill_dir,
             queries,
             tables,
             analytics,

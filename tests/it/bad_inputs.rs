@@ -924,6 +924,34 @@ fn spill_dir_that_does_not_exist() {
 }
 
 #[test]
+fn spill_dir_of_the_policy_that_does_not_exist() {
+    // The policy's spill_dir is checked as the flag is, before any work, for `run` and
+    // for `verify`; the error names the policy and the key.
+    let c = Case::new("spill_dir_policy_missing");
+    c.edit_policy(|t| {
+        t.replace(
+            "keep_runs = 5",
+            "keep_runs = 5\nspill_dir = \"no-such-folder\"",
+        )
+    });
+    c.expect(&c.run(&[]), 2);
+    let o = c.cli(
+        &["--quiet", "verify", "--config", "anonymizer.toml", "out"],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("anonymizer.toml: spill_dir ")
+            && o.stderr.contains("no-such-folder: No such file"),
+        "{}",
+        o.stderr
+    );
+    // The flag wins over the policy's folder: with an existing one the run goes through.
+    let o = c.run(&["--spill-dir", "."]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
+#[test]
 fn spill_dir_that_is_a_file() {
     let c = Case::new("spill_dir_file");
     c.expect(&c.run(&["--spill-dir", "anonymizer.toml"]), 2);
@@ -1026,6 +1054,29 @@ fn spill_dir_holds_the_spill_and_changes_no_output() {
         "{figures}"
     );
     assert!(figures["passes"].as_u64().unwrap() > 1, "{figures}");
+    assert_eq!(digests(&current), first);
+
+    // The same folder named by the policy's spill_dir (relative to the policy file)
+    // instead of the flag: the gate spills there too, and the files are the same.
+    let rel = "policy-spill";
+    std::fs::create_dir(c.path(rel)).unwrap();
+    c.edit_policy(|t| {
+        t.replace(
+            "keep_runs = 5",
+            &format!("keep_runs = 5\nspill_dir = \"{rel}\""),
+        )
+    });
+    let o = c.run_with(&[], |cmd| {
+        cmd.env("ANONYMIZER_LOG", "anonymizer=debug");
+    });
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("past the by-value bound spill to disk"))
+        .unwrap_or_else(|| panic!("the gate did not spill:\n{}", o.stderr));
+    assert!(line.contains(rel), "spilled elsewhere: {line}");
+    assert_eq!(std::fs::read_dir(c.path(rel)).unwrap().count(), 0);
     assert_eq!(digests(&current), first);
 }
 

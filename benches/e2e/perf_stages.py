@@ -5,6 +5,7 @@
         target/release/anonymizer -q run --config POLICY --as-of 2025-12-31
     perf script -i perf.data -F comm,tid,ip,sym > perf.txt
     python3 benches/e2e/perf_stages.py perf.txt
+    python3 benches/e2e/perf_stages.py --self-test   # what .ci/run checks
 
 Each sample goes to the first stage whose function is on its call stack (so a stage
 counts everything it called: reading, writing, zstd), and within the stage to the
@@ -73,18 +74,73 @@ def first(table, stack, default, skip=()):
     return default
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
+def split(path):
+    """(samples, stage -> count, stage -> part -> count) of a `perf script` file."""
     stages = collections.Counter()
     parts = collections.defaultdict(collections.Counter)
     n = 0
-    for stack in samples(sys.argv[1]):
+    for stack in samples(path):
         n += 1
         stage = first(STAGES, stack, "unattributed")
         stages[stage] += 1
         skip = () if stage == "transform" else TRANSFORM_ONLY
         parts[stage][first(PARTS, stack, "the stage's own work", skip)] += 1
+    return n, stages, parts
+
+
+# Five samples as `perf script -F comm,tid,ip,sym` prints them (innermost frame first).
+SELF_TEST = """anonymizer 101
+\t    7f01 ZSTD_decompressSequences_bmi2
+\t    7f02 parquet::file::serialized_reader::decode_page
+\t    7f03 anonymizer::verify::Probe::parquet_piece
+\t    7f04 rayon_core::registry::WorkerThread::wait_until_cold
+
+anonymizer 102
+\t    7f05 anonymizer::rules::lanes::compress_avx512
+\t    7f06 anonymizer::rules::pseudonymize::DigestRuns::flush
+\t    7f07 anonymizer::run::FileJob::run::{{closure}}
+
+anonymizer 103
+\t    7f08 anonymizer::rules::for_each_text_run
+\t    7f09 anonymizer::analytics::kernel::read_batch
+\t    7f0a anonymizer::analytics::kernel::read_stream::{{closure}}
+
+anonymizer 104
+\t    7f0b anonymizer::analytics::kernel::Fold::add_all
+\t    7f0c anonymizer::analytics::kernel::Context::part_file
+
+anonymizer 105
+\t    7f0d [unknown]
+"""
+
+
+def self_test():
+    """Splits SELF_TEST and checks every sample's stage and part (run by .ci/run)."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write(SELF_TEST)
+        f.flush()
+        n, stages, parts = split(f.name)
+    want = {
+        ("gate: input lookup", "zstd decompression"),
+        ("transform", "tokens"),
+        # The aggregates' calls into rules helpers are their own work, not "rules".
+        ("aggregates, pass 1", "the stage's own work"),
+        ("aggregates, pass 2", "the stage's own work"),
+        ("unattributed", "the stage's own work"),
+    }
+    got = {(s, p) for s in parts for p in parts[s]}
+    assert n == 5 and sum(stages.values()) == 5, (n, stages)
+    assert got == want, got
+    print("perf_stages.py self-test: ok")
+
+
+def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    n, stages, parts = split(sys.argv[1])
     if n == 0:
         sys.exit(f"{sys.argv[1]}: no samples (was it written by `perf script`?)")
     print(f"{n} samples")

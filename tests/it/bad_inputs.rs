@@ -1041,11 +1041,15 @@ fn spill_dir_holds_the_spill_and_changes_no_output() {
     );
     assert!(live.path().is_dir());
     drop(live);
-    let line = o
-        .stderr
-        .lines()
-        .find(|l| l.contains("past the by-value bound spill to disk"))
-        .unwrap_or_else(|| panic!("the gate did not spill:\n{}", o.stderr));
+    // The gate's debug line saying where the values past the bound spill.
+    let spill_line = |o: &Outcome| {
+        o.stderr
+            .lines()
+            .find(|l| l.contains("past the by-value bound spill to disk"))
+            .unwrap_or_else(|| panic!("the gate did not spill:\n{}", o.stderr))
+            .to_string()
+    };
+    let line = spill_line(&o);
     assert!(line.contains(at), "spilled elsewhere: {line}");
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
     let figures = gate_check(&current, "residual_pii_input_values")["figures"].clone();
@@ -1070,11 +1074,7 @@ fn spill_dir_holds_the_spill_and_changes_no_output() {
         cmd.env("ANONYMIZER_LOG", "anonymizer=debug");
     });
     assert_eq!(o.code, Some(0), "{}", o.stderr);
-    let line = o
-        .stderr
-        .lines()
-        .find(|l| l.contains("past the by-value bound spill to disk"))
-        .unwrap_or_else(|| panic!("the gate did not spill:\n{}", o.stderr));
+    let line = spill_line(&o);
     assert!(line.contains(rel), "spilled elsewhere: {line}");
     assert_eq!(std::fs::read_dir(c.path(rel)).unwrap().count(), 0);
     assert_eq!(digests(&current), first);

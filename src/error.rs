@@ -86,7 +86,49 @@ pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
     }
     let root = e.find_root().to_string();
     // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
-    redact_quoted(&root.replace("Parquet error: Parquet error: ", "Parquet error: "))
+    redact_unquoted_values(&redact_quoted(
+        &root.replace("Parquet error: Parquet error: ", "Parquet error: "),
+    ))
+}
+
+/// Blanks the values Arrow's cast and arithmetic errors quote without quotes
+/// (`Can't cast value 7.7e36 to type Int64`, `Overflowing on NaN`, `Overflow happened
+/// on: 9 * 8`, `12345 is too large to store in a Decimal128`): an amount or an id
+/// can be personal data.
+pub fn redact_unquoted_values(s: &str) -> String {
+    // (marker, whether the value runs to the end of the message)
+    const AFTER: [(&str, bool); 5] = [
+        ("Can't cast value ", false),
+        ("Cannot cast value ", false),
+        ("Overflowing on ", false),
+        ("Overflow happened on: ", true),
+        ("Cannot cast string ", false),
+    ];
+    let mut out = s.to_string();
+    for (marker, to_end) in AFTER {
+        let mut from = 0;
+        while let Some(at) = out[from..].find(marker) {
+            let start = from + at + marker.len();
+            let end = if to_end {
+                out.len()
+            } else {
+                out[start..]
+                    .find(char::is_whitespace)
+                    .map_or(out.len(), |n| start + n)
+            };
+            out.replace_range(start..end, "…");
+            from = start + '…'.len_utf8();
+        }
+    }
+    const BEFORE: &str = " is too large to store in a ";
+    let mut from = 0;
+    while let Some(at) = out[from..].find(BEFORE) {
+        let end = from + at;
+        let start = out[..end].rfind(char::is_whitespace).map_or(0, |n| n + 1);
+        out.replace_range(start..end, "…");
+        from = start + '…'.len_utf8() + BEFORE.len();
+    }
+    out
 }
 
 /// Replaces everything between matching single or double quotes by `…`.
@@ -120,6 +162,31 @@ mod tests {
             "Error parsing '…' as Int64 at line 3"
         );
         assert_eq!(super::redact_quoted("it's fine"), "it's fine");
+    }
+
+    #[test]
+    fn unquoted_values_of_cast_and_overflow_errors_are_blanked() {
+        let r = super::redact_unquoted_values;
+        assert_eq!(
+            r("Cast error: Can't cast value 7.731773177317731e36 to type Int64"),
+            "Cast error: Can't cast value … to type Int64"
+        );
+        assert_eq!(
+            r("Cannot cast to Decimal128(38, 4). Overflowing on 7.7317731e300"),
+            "Cannot cast to Decimal128(38, 4). Overflowing on …"
+        );
+        assert_eq!(r("Overflowing on NaN"), "Overflowing on …");
+        assert_eq!(
+            r("Arithmetic overflow: Overflow happened on: 9223372036854775807 + 1"),
+            "Arithmetic overflow: Overflow happened on: …"
+        );
+        assert_eq!(
+            r(
+                "Invalid argument error: 773177317731773177317731 is too large to store in a Decimal128 of precision 20"
+            ),
+            "Invalid argument error: … is too large to store in a Decimal128 of precision 20"
+        );
+        assert_eq!(r("at line 12, column 3"), "at line 12, column 3");
     }
 
     #[test]

@@ -60,6 +60,27 @@ pub enum InputError {
         message: String,
     },
     #[error(
+        "table {table}: {path} has two columns named '{name}' (columns {first} and {second})\n  \
+         column names must be unique: one of them would be neither classified nor read; re-export with distinct names"
+    )]
+    RepeatedColumn {
+        table: String,
+        path: PathBuf,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "table {table}: the header row of {path} {problem}\n  \
+         {advice}"
+    )]
+    Header {
+        table: String,
+        path: PathBuf,
+        problem: String,
+        advice: &'static str,
+    },
+    #[error(
         "table {table}: {path} does not match the table's first file {first}: {difference}\n  \
          every file of a table must have the same columns and types"
     )]
@@ -349,6 +370,9 @@ pub async fn open(
             message: "the file is empty (0 bytes)".into(),
         });
     }
+    if format == Format::Csv && schema.is_none() {
+        check_csv_header(table, path, delimiter)?;
+    }
     let res = match format {
         Format::Parquet => {
             let o = ParquetReadOptions {
@@ -453,6 +477,22 @@ pub async fn read_schema(
                 .schema()
                 .inner()
                 .clone();
+            // DataFusion keeps one column of a name written twice; the other would go
+            // unclassified and unread, so a repeated name stops the run.
+            for f in files {
+                if let Some(names) = footer_fields(f) {
+                    let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                    if let Some((i, j)) = repeated(&names) {
+                        return Err(InputError::RepeatedColumn {
+                            table: table.into(),
+                            path: f.clone(),
+                            name: names[i].to_string(),
+                            first: i + 1,
+                            second: j + 1,
+                        });
+                    }
+                }
+            }
             // The others' footers by parquet-rs on every core (an export of thousands of
             // files has thousands), compared with the first file's footer; a file whose
             // footer cannot be read or differs is read as DataFusion reads it, in file
@@ -487,6 +527,9 @@ pub async fn read_schema(
             Ok(first)
         }
         Format::Csv => {
+            for f in files {
+                check_csv_header(table, f, delimiter)?;
+            }
             let paths: Vec<String> = files.iter().map(|p| path_str(p)).collect();
             let ext = ext_of(&files[0]);
             let o = CsvReadOptions::new()
@@ -505,6 +548,106 @@ pub async fn read_schema(
             Ok(df.schema().inner().clone())
         }
     }
+}
+
+/// The first two positions holding the same name, if any.
+fn repeated(names: &[&str]) -> Option<(usize, usize)> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (j, n) in names.iter().enumerate() {
+        if let Some(&i) = seen.get(n) {
+            return Some((i, j));
+        }
+        seen.insert(n, j);
+    }
+    None
+}
+
+/// What a header field that is really a value looks like (`None`: a plausible column
+/// name). A CSV file without its header row would otherwise have its first record's
+/// values taken as column names, and those names appear in errors and logs.
+pub fn looks_like_a_value(name: &str) -> Option<&'static str> {
+    let t = name.trim();
+    if t.is_empty() {
+        return Some("is empty");
+    }
+    if t.contains('@') {
+        return Some("looks like an email address");
+    }
+    if t.parse::<f64>().is_ok() {
+        return Some("is a number");
+    }
+    let b = t.as_bytes();
+    if b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+    {
+        return Some("is a date");
+    }
+    if crate::rules::generalize::dotted_quad(b).is_some()
+        || (t.contains(':') && crate::rules::generalize::ipv6(t).is_some())
+    {
+        return Some("is an IP address");
+    }
+    if let Some(kind) = crate::rules::scrub::detect(t).first() {
+        return Some(match *kind {
+            "phone" => "looks like a phone number",
+            "iban" => "looks like an IBAN",
+            "card" => "looks like a card number",
+            _ => "looks like personal data",
+        });
+    }
+    None
+}
+
+/// The header row of one CSV file: present (no field that is a value), and with every
+/// name once. Names are not echoed when they look like values.
+fn check_csv_header(table: &str, path: &Path, delimiter: u8) -> Result<(), InputError> {
+    let header = |problem: String, advice: &'static str| InputError::Header {
+        table: table.into(),
+        path: path.to_path_buf(),
+        problem,
+        advice,
+    };
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(()); // DataFusion's read says why, with the path
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file));
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => {}
+        // Empty, or not UTF-8 / not CSV: DataFusion's read reports it.
+        Ok(false) | Err(_) => return Ok(()),
+    }
+    let names: Vec<&str> = record.iter().collect();
+    for (i, n) in names.iter().enumerate() {
+        if let Some(what) = looks_like_a_value(n) {
+            return Err(header(
+                format!(
+                    "is missing or not a header: its field {} {what} (not shown: it may be a value)",
+                    i + 1
+                ),
+                "a CSV export needs a first line naming its columns; add it (and check the table's `delimiter`)",
+            ));
+        }
+    }
+    if let Some((i, j)) = repeated(&names) {
+        return Err(header(
+            format!(
+                "names column '{}' twice (fields {} and {})",
+                names[i],
+                i + 1,
+                j + 1
+            ),
+            "column names must be unique; rename one in the export",
+        ));
+    }
+    Ok(())
 }
 
 /// The columns (name, type) of a Parquet file's footer as Arrow reads them; `None` when

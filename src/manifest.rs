@@ -34,6 +34,10 @@ pub struct Manifest {
     /// aggregates leave those rows out (the record-level tables keep them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rows_missing: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Input table -> rows whose transaction_type is none of purchase, renewal, refund
+    /// and chargeback (or null): no aggregate counts them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rows_other_type: BTreeMap<String, u64>,
     /// Erasure in this run (when the policy has an `[erasure]` ledger).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureReport>,

@@ -725,6 +725,21 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             None => (None, "none: no table maps the event_time role".to_string()),
         },
     };
+    // An as-of date before every event leaves every aggregate table empty (a typo such
+    // as 1925 for 2025): refused rather than published over the last good run.
+    if let Some(d) = opts.as_of
+        && let Some((table, first)) = facts
+            .iter()
+            .filter_map(|(t, f)| f.first_event.map(|d| (t, d)))
+            .min_by_key(|(_, d)| *d)
+        && d < first
+    {
+        return Err(Error::Usage(format!(
+            "--as-of {d} is before the first event of the export (table {table}): every aggregate table \
+             would be empty; pass a date on or after the export's first event (or leave --as-of out: the \
+             latest event's date is the default)"
+        )));
+    }
     let needs_as_of = policy
         .tables
         .iter()
@@ -849,6 +864,14 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             .filter(|(_, f)| !f.missing.is_empty())
             .map(|(t, f)| (t.clone(), f.missing.clone()))
             .collect(),
+        rows_other_type: facts
+            .iter()
+            .filter_map(|(t, f)| {
+                f.types
+                    .filter(|x| x.other > 0)
+                    .map(|x| (t.clone(), x.other))
+            })
+            .collect(),
         risk_report: "risk_report.json".into(),
         erasure: erasure.enabled.then(|| crate::manifest::ErasureReport {
             ledger: erasure.ledger_path.clone().unwrap_or_default(),
@@ -906,6 +929,17 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     }
     tracing::info!(run_id = %run_id, "published");
     let mut attention = erasure.attention();
+    for (table, other) in &manifest.rows_other_type {
+        let rows = facts.get(table).map_or(0, |f| f.rows);
+        attention.push(format!(
+            "table {table}: {other} of its {rows} row(s) have a transaction_type other than {}, {}, {} or {} \
+             (or none); no aggregate counts them",
+            crate::checks::PAYMENT_TYPES[0],
+            crate::checks::PAYMENT_TYPES[1],
+            crate::checks::REVERSAL_TYPES[0],
+            crate::checks::REVERSAL_TYPES[1],
+        ));
+    }
     for (table, missing) in &manifest.rows_missing {
         for (column, rows) in missing {
             attention.push(format!(

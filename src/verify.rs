@@ -119,6 +119,21 @@ fn tables_of(dir: &Path) -> Result<Vec<Table>, Error> {
         .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?;
     let mut out = Vec::new();
     for d in dirs {
+        // Tables are folders of Parquet files one level down; a folder inside one (or a
+        // table one level deeper) would not be read, so it stops the check (fail closed).
+        // Hidden folders (spills, staging) are the tools' own.
+        if !crate::fsutil::is_hidden(&d) {
+            let inner = sorted_children(&d, |p| p.is_dir())
+                .map_err(|e| Error::Failed(format!("cannot list {}: {e}", d.display())))?;
+            if let Some(inner) = inner.first() {
+                return Err(Error::Failed(format!(
+                    "{} is a folder inside a table folder: the privacy checks read each table's Parquet files \
+                     one level down and nothing deeper, so the folder is refused rather than left unread. \
+                     Move its files up into a table folder of their own, or remove it",
+                    inner.display()
+                )));
+            }
+        }
         let files = sorted_children(&d, |p| p.extension().is_some_and(|x| x == "parquet"))
             .map_err(|e| Error::Failed(format!("cannot list {}: {e}", d.display())))?;
         if !files.is_empty() {
@@ -219,13 +234,23 @@ fn is_network(s: &str) -> bool {
     (v4 && prefix <= 24) || (prefix <= 64 && crate::rules::generalize::ipv6(addr).is_some())
 }
 
-/// Whether the by-value checks read a column of this type: text, integers, and
+/// Whether the by-value checks read a column of this type: text, integers (decimals
+/// without a fraction among them: an id exported as NUMBER(18,0) prints as one), and
 /// dictionaries of either.
 fn is_text_like(t: &DataType) -> bool {
     match t {
-        DataType::Dictionary(_, v) => is_string(v) || v.is_integer(),
+        DataType::Dictionary(_, v) => is_text_like(v),
+        DataType::Decimal128(_, 0) | DataType::Decimal256(_, 0) => true,
         t => is_string(t) || t.is_integer(),
     }
+}
+
+/// Whether the output scan reads a column of this type: those of [`is_text_like`], and
+/// any other number (floats and decimals with a fraction), for the uniqueness check only.
+/// They are not compared by value: an amount equal to a customer id by chance would fail
+/// every run.
+fn is_scanned(t: &DataType) -> bool {
+    is_text_like(t) || t.is_numeric()
 }
 
 /// Text of the values of a string or integer column, as one Utf8 array (None for other
@@ -1187,6 +1212,9 @@ struct FileScan {
     values: BTreeMap<String, Held>,
     /// The shapes of every value fingerprinted, for the input probe's first filter.
     shapes: Shapes,
+    /// Columns of a type the checks cannot look into (lists, structs, maps, bytes), with
+    /// their type.
+    unreadable: BTreeMap<String, String>,
 }
 
 /// Output values held for the by-value check: fingerprints, and beside each its fast
@@ -1217,6 +1245,7 @@ impl From<HeldMap> for Held {
 impl FileScan {
     fn merge(&mut self, o: FileScan) {
         self.scanned += o.scanned;
+        self.unreadable.extend(o.unreadable);
         for (k, v) in o.found {
             *self.found.entry(k).or_default() += v;
         }
@@ -1406,14 +1435,17 @@ fn read_row_group_dictionaries(
     } else {
         meta
     };
-    // Only the columns the by-value checks compare (text and integers): a timestamp, date,
-    // decimal or float column is never compared, so it is not decompressed either.
+    // Only the columns the checks read: text and integers; other numbers too for the
+    // output scan's uniqueness check (`columns` is None), never in the input lookup. A
+    // timestamp or date column is not read, so it is not decompressed either.
     let roots: Vec<usize> = meta
         .schema()
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| is_text_like(f.data_type()))
+        .filter(|(_, f)| {
+            is_text_like(f.data_type()) || (piece.columns.is_none() && is_scanned(f.data_type()))
+        })
         .filter(|(_, f)| piece.columns.is_none_or(|c| c.contains(&f.name().as_str())))
         .map(|(i, _)| i)
         .collect();
@@ -1466,10 +1498,18 @@ fn scan_file(
         rows: None,
         columns: None,
     };
+    if row_group == 0 {
+        for f in cx.footers.get(path)?.schema().fields() {
+            if !crate::rules::is_flat(f.data_type()) {
+                out.unreadable
+                    .insert(f.name().clone(), f.data_type().to_string());
+            }
+        }
+    }
     read_row_group_dictionaries(path, cx.footers, &piece, &mut |b| {
         for (i, f) in b.schema().fields().iter().enumerate() {
             let string = is_string(f.data_type());
-            if !is_text_like(f.data_type()) {
+            if !is_scanned(f.data_type()) {
                 continue;
             }
             let check = cx.kept.contains(&(t.name.clone(), f.name().clone()));
@@ -1481,6 +1521,24 @@ fn scan_file(
                     rows: 0,
                 });
             let sample = UniqueSample::of_table(cx.unique_sample, &t.name);
+            if !is_text_like(f.data_type()) {
+                // A float or a decimal with a fraction: counted, and held for the
+                // uniqueness check of a kept column; no detector or comparison applies.
+                crate::rules::for_each_text_run(b.column(i), |v, times| {
+                    let Some(v) = v else { return };
+                    let times = times as u64;
+                    out.scanned += times;
+                    d.rows += times;
+                    if let (Some(set), Some(fp)) = (&mut d.set, cx.fp)
+                        && (times > 1
+                            || (sample.holds(v) && !set.insert(fp.hash_normalized(v.as_bytes()))))
+                    {
+                        d.set = None;
+                    }
+                })
+                .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
+                continue;
+            }
             let memo = memo.entry(f.name().clone()).or_default();
             // Integers only in record-level tables: aggregates hold counts.
             let mut values = (cx.fp.is_some() && (string || !aggregate))
@@ -1926,6 +1984,17 @@ pub async fn verify_with_limits(
         }
         for (col, n) in scan.erased_hits {
             erased_hits.insert((t.name.clone(), col), n);
+        }
+        for (col, ty) in scan.unreadable {
+            *detectors
+                .figures
+                .entry("unreadable_columns".into())
+                .or_default() += 1;
+            detectors.findings.push(format!(
+                "table {}, column {col}: a column of type {ty}, which the checks cannot look into; \
+                 publish only flat columns (text, numbers, booleans, dates, times): drop it, or flatten it in the export",
+                t.name
+            ));
         }
         if !aggregate {
             let sample = UniqueSample::of_table(&unique_sample, &t.name);

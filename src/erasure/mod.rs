@@ -991,23 +991,66 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
             )
         }
     };
-    let is_csv = file
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let line = if is_csv {
+    let io = |e: std::io::Error| Error::Failed(format!("cannot append to {}: {e}", file.display()));
+    // The file as it is, so that the new request is checked exactly as the run will
+    // check it (duplicate ids included) before anything is written.
+    let existing = match std::fs::read(&file) {
+        Ok(b) => String::from_utf8(b).map_err(|_| {
+            Error::Usage(format!(
+                "the erasure requests file {} is not valid UTF-8; save it as UTF-8 and retry",
+                file.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let format = requests::detect_format(&file, &existing);
+    let whole_file = |message: String| {
+        Error::Usage(format!(
+            "erasure requests file {}: {message}; correct the file, then add the request again",
+            file.display()
+        ))
+    };
+    let mut added = String::new();
+    if format == requests::Format::Csv {
+        // In the header's order (any order is allowed), or the default header first.
+        let columns = match requests::csv_columns(&existing).map_err(whole_file)? {
+            Some(c) => c,
+            None => {
+                added.push_str("request_id,email,received_at,jurisdiction,kind,explained,note\n");
+                vec![
+                    "request_id",
+                    "email",
+                    "received_at",
+                    "jurisdiction",
+                    "kind",
+                    "explained",
+                    "note",
+                ]
+            }
+        };
+        if o.note.is_some() && !columns.contains(&"note") {
+            return Err(Error::Usage(format!(
+                "the erasure requests file {} has no note column: add `note` to its header row, or leave --note out",
+                file.display()
+            )));
+        }
         let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-        format!(
-            "{},{},{},{},{},{},{}\n",
-            q(&id),
-            q(&email),
-            o.received,
-            j.as_str(),
-            k.as_str(),
-            o.explained,
-            q(o.note.as_deref().unwrap_or(""))
-        )
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|c| match *c {
+                "request_id" => q(&id),
+                "email" => q(&email),
+                "received_at" => o.received.to_string(),
+                "jurisdiction" => j.as_str().to_string(),
+                "kind" => k.as_str().to_string(),
+                "explained" => o.explained.to_string(),
+                _ => q(o.note.as_deref().unwrap_or("")),
+            })
+            .collect();
+        added.push_str(&fields.join(","));
     } else {
-        let mut l = requests::jsonl_line(
+        added.push_str(&requests::jsonl_line(
             &id,
             &email,
             o.received,
@@ -1015,25 +1058,36 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
             k,
             o.explained,
             o.note.as_deref(),
-        );
-        if !l.ends_with('\n') {
-            l.push('\n');
-        }
-        l
-    };
-    let io = |e: std::io::Error| Error::Failed(format!("cannot append to {}: {e}", file.display()));
+        ));
+    }
+    added.push('\n');
+    // A last line without its newline would otherwise be glued to the new one.
+    if !existing.is_empty() && !existing.ends_with('\n') {
+        added.insert(0, '\n');
+    }
+    let today = chrono::Utc::now().date_naive();
+    let after =
+        requests::parse_str(&format!("{existing}{added}"), format, today).map_err(whole_file)?;
+    let last = after
+        .valid
+        .iter()
+        .map(|r| r.row)
+        .chain(after.invalid.iter().map(|r| r.row))
+        .max();
+    if let Some(bad) = after.invalid.iter().find(|r| Some(r.row) == last) {
+        return Err(Error::Usage(format!(
+            "the request was not added to {}: {} (the run would not honour it; nothing was written)",
+            file.display(),
+            bad.reason
+        )));
+    }
     use std::io::Write;
-    let existing = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&file)
         .map_err(io)?;
-    if is_csv && existing == 0 {
-        f.write_all(b"request_id,email,received_at,jurisdiction,kind,explained,note\n")
-            .map_err(io)?;
-    }
-    f.write_all(line.as_bytes()).map_err(io)?;
+    f.write_all(added.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok((id, file))
 }

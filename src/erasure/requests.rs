@@ -599,7 +599,7 @@ fn push(out: &mut Parsed, result: Result<Request, Invalid>) {
     }
 }
 
-fn detect_format(path: &Path, text: &str) -> Format {
+pub(crate) fn detect_format(path: &Path, text: &str) -> Format {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -738,6 +738,18 @@ fn read_csv(text: &str) -> Result<Vec<CsvRecord>, String> {
         );
     }
     Ok(records)
+}
+
+/// The column names of a CSV requests file's header row, in its order (`None` for a file
+/// without one yet), as the run reads them: for `anonymizer erase` to append in that order.
+pub(crate) fn csv_columns(text: &str) -> Result<Option<Vec<&'static str>>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Some(header) = read_csv(text)?.into_iter().find(|r| !r.blank) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        map_header(&header)?.into_iter().map(Field::name).collect(),
+    ))
 }
 
 fn map_header(header: &CsvRecord) -> Result<Vec<Field>, String> {

@@ -386,6 +386,14 @@ impl RawPolicy {
             Some(Value::Table(t)) => {
                 for (name, v) in t {
                     let place = format!("[tables.{name}]");
+                    if !is_table_name(name) {
+                        cx.problems.push(format!(
+                            "{place}: a table's name becomes a folder of the published run and a table name in SQL, \
+                             so it must be 1 to 63 lower-case letters, digits or underscores, starting with a letter \
+                             (e.g. [tables.crm_customers]); rename the section"
+                        ));
+                        continue;
+                    }
                     match v {
                         Value::Table(tt) => {
                             if let Some(rt) = parse_table(&mut cx, tt, &place, dir) {
@@ -452,6 +460,16 @@ fn parse_analytics(cx: &mut Ctx, a: &Table) -> RawAnalytics {
             .int(a, "memory_mb", place, 64..=1_048_576)
             .map(|m| m as u64),
     }
+}
+
+/// A table name that is safe as a folder name (no `/`, `..`, leading dot or underscore)
+/// and as an unquoted SQL identifier: `[a-z][a-z0-9_]{0,62}`.
+pub fn is_table_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 fn parse_table(cx: &mut Ctx, t: &Table, place: &str, dir: &Path) -> Option<RawTable> {

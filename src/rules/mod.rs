@@ -163,7 +163,8 @@ impl Rule {
     /// sentence naming the types it needs.
     pub fn check_type(&self, dt: &DataType) -> Result<(), &'static str> {
         let ok = match self {
-            Rule::Keep | Rule::Drop | Rule::Redact { .. } => true,
+            Rule::Drop | Rule::Redact { .. } => true,
+            Rule::Keep => is_flat(dt),
             Rule::Mask { .. } | Rule::Scrub => is_string(dt),
             Rule::Pseudonymize { .. } => is_string(dt) || dt.is_integer(),
             Rule::Generalize(Generalization::Trunc {
@@ -178,6 +179,10 @@ impl Rule {
             return Ok(());
         }
         Err(match self {
+            Rule::Keep => {
+                "a flat column the privacy gate reads (text, a number, a boolean, a date or a time); \
+                 a list, struct, map or binary column can only be dropped or redacted"
+            }
             Rule::Pseudonymize { .. } => "a string or integer column",
             Rule::Generalize(Generalization::Trunc {
                 unit: TruncUnit::Hour,
@@ -292,6 +297,22 @@ impl Udfs {
     pub fn register(&self, ctx: &SessionContext) {
         for u in self.all() {
             ctx.register_udf(u.clone());
+        }
+    }
+}
+
+/// Whether values of this type are flat: text, numbers, booleans, dates and times (or a
+/// dictionary of them). Only such columns may be published unchanged: the privacy gate
+/// looks into every one of them, not into lists, structs, maps or bytes, which could hold
+/// anything.
+pub fn is_flat(dt: &DataType) -> bool {
+    match dt {
+        DataType::Dictionary(_, v) => is_flat(v),
+        t => {
+            is_string(t)
+                || t.is_numeric()
+                || t.is_temporal()
+                || matches!(t, DataType::Boolean | DataType::Null)
         }
     }
 }

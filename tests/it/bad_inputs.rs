@@ -1248,3 +1248,352 @@ fn requests_file_named_by_the_policy_missing() {
         .unwrap();
     assert!(missing.ends_with("erasure-requets.jsonl"), "{missing}");
 }
+
+// ---------------------------------------------------------------------------------
+// Found by a black-box audit (2026-12-03): each was published, printed a value, or
+// failed unclearly before
+// ---------------------------------------------------------------------------------
+
+/// Column `name` of `batch` as Decimal128(p, s) built from `f(row)`.
+fn decimal_column(n: usize, p: u8, s: i8, f: impl Fn(usize) -> Option<i128>) -> ArrayRef {
+    Arc::new(
+        Decimal128Array::from((0..n).map(f).collect::<Vec<_>>())
+            .with_precision_and_scale(p, s)
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_list_column_kept() {
+    // A list of emails kept unchanged: the gate cannot look into lists, so `keep` on one
+    // is refused before anything is read.
+    let c = Case::new("list_column_kept");
+    c.rewrite_all("customers", |b| {
+        use datafusion::arrow::array::ListBuilder;
+        use datafusion::arrow::array::StringBuilder;
+        let emails = b
+            .column_by_name("email")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let mut l = ListBuilder::new(StringBuilder::new());
+        for e in emails.iter() {
+            l.values().append_option(e);
+            l.append(true);
+        }
+        with_column(&b, "contacts", Arc::new(l.finish()))
+    });
+    c.edit_policy(|t| {
+        t.replace(
+            "[tables.customers.columns]\n",
+            "[tables.customers.columns]\ncontacts = \"keep\"\n",
+        )
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn a_table_name_with_a_slash() {
+    // It would have been written one folder down, where the gate did not look.
+    let c = Case::new("table_name_with_a_slash");
+    c.edit_policy(|t| {
+        t.replace("[tables.customers]", "[tables.\"crm/customers\"]")
+            .replace("[tables.customers.", "[tables.\"crm/customers\".")
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn an_id_kept_as_a_decimal() {
+    // customer_id copied into a DECIMAL(18, 0) column and kept: the by-value check
+    // compares it as the integer it prints as.
+    let c = Case::new("id_kept_as_a_decimal");
+    c.rewrite_all("transactions", |b| {
+        let ids = b
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .clone();
+        let dec = decimal_column(ids.len(), 18, 0, |i| {
+            ids.is_valid(i).then(|| i128::from(ids.value(i)))
+        });
+        with_column(&b, "customer_ref", dec)
+    });
+    c.edit_policy(|t| {
+        t.replace(
+            "[tables.transactions.columns]\n",
+            "[tables.transactions.columns]\ncustomer_ref = \"keep\"\n",
+        )
+    });
+    c.expect(&c.run(&[]), 1);
+}
+
+#[test]
+fn amounts_that_are_nan_or_too_large() {
+    let c = Case::new("amount_nan");
+    c.rewrite(&c.first("transactions"), |b| {
+        let a = datafusion::arrow::compute::cast(
+            b.column_by_name("amount").unwrap(),
+            &DataType::Float64,
+        )
+        .unwrap();
+        let a = a.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let new: datafusion::arrow::array::Float64Array = (0..a.len())
+            .map(|i| Some(if i == 11 { f64::NAN } else { a.value(i) }))
+            .collect();
+        with_column(&b, "amount", Arc::new(new))
+    });
+    for f in c.files("transactions").into_iter().skip(1) {
+        c.rewrite(&f, |b| {
+            let a = datafusion::arrow::compute::cast(
+                b.column_by_name("amount").unwrap(),
+                &DataType::Float64,
+            )
+            .unwrap();
+            with_column(&b, "amount", a)
+        });
+    }
+    c.expect(&c.run(&[]), 2);
+
+    let c = Case::new("amount_too_large");
+    let first = c.first("transactions");
+    for f in c.files("transactions") {
+        c.rewrite(&f, |b| {
+            let a = b
+                .column_by_name("amount")
+                .unwrap()
+                .as_primitive::<Decimal128Type>()
+                .clone();
+            let new = decimal_column(a.len(), 38, a.scale(), |i| {
+                Some(if i == 5 && f == first {
+                    7_731_773_177_317_731_773_177_317_731_773
+                } else {
+                    a.value(i)
+                })
+            });
+            with_column(&b, "amount", new)
+        });
+    }
+    let o = c.run(&[]);
+    assert!(
+        !o.stderr.contains("7731773"),
+        "the amount was printed: {}",
+        o.stderr
+    );
+    c.expect(&o, 2);
+}
+
+#[test]
+fn no_transaction_is_a_payment() {
+    // Types the aggregates do not know ("sale"): every subscription and revenue table
+    // would have been empty, published with exit 0.
+    let c = Case::new("no_payment_types");
+    c.rewrite_all("transactions", |b| {
+        map_strings(&b, "transaction_type", |_, v| {
+            v.map(|s| {
+                if s == "refund" {
+                    s.to_string()
+                } else {
+                    "sale".into()
+                }
+            })
+        })
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn some_transactions_of_another_type_are_reported() {
+    let c = Case::new("other_transaction_types");
+    c.rewrite_all("transactions", |b| {
+        map_strings(&b, "transaction_type", |i, v| {
+            if i % 10 == 3 {
+                Some("trial".into())
+            } else {
+                v.map(str::to_string)
+            }
+        })
+    });
+    let o = c.cli(
+        &[
+            "run",
+            "--config",
+            "anonymizer.toml",
+            "--threads",
+            "2",
+            "--out",
+            "out2",
+        ],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("row(s) have a transaction_type other than purchase, renewal, refund or chargeback (or none); no aggregate counts them"),
+        "{}",
+        o.stderr
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.path("out2/current/_manifest.json")).unwrap())
+            .unwrap();
+    assert!(
+        manifest["rows_other_type"]["transactions"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn as_of_before_every_event() {
+    let c = Case::new("as_of_before_every_event");
+    c.expect(&c.run(&["--as-of", "1969-01-01"]), 2);
+}
+
+#[test]
+fn csv_without_its_header_row() {
+    // The first record's values would have been column names, printed in the error.
+    let csv = b"1,2011-12-01 08:26:00,17850,ana@example.com\n2,2011-12-02 08:26:00,17851,x\n";
+    let c = csv_case("csv_without_header", csv);
+    let o = c.run(&[]);
+    assert!(
+        !o.stderr.contains("ana@example.com") && !o.stderr.contains("17850"),
+        "{}",
+        o.stderr
+    );
+    c.expect(&o, 2);
+}
+
+#[test]
+fn csv_with_a_repeated_column() {
+    let csv = b"InvoiceNo,InvoiceDate,CustomerID,Notes,Notes\n1,2011-12-01 08:26:00,17850,fine,x\n";
+    let c = csv_case("csv_repeated_column", csv);
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn parquet_with_a_repeated_column() {
+    // DataFusion kept one of the two, so the other went neither classified nor read.
+    let c = Case::new("parquet_repeated_column");
+    c.rewrite(&c.first("customers"), |b| {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = b.schema();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut cols = b.columns().to_vec();
+        let i = schema.index_of("email").unwrap();
+        fields.push(fields[i].clone());
+        cols.push(cols[i].clone());
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    });
+    c.expect(&c.run(&[]), 2);
+}
+
+#[test]
+fn verify_refuses_columns_and_folders_it_cannot_read() {
+    let c = Case::new("verify_unreadable_column");
+    // A published table with a struct column holding emails: a finding, exit 1.
+    let dir = c.path("published");
+    std::fs::create_dir_all(dir.join("people")).unwrap();
+    let customers = read_parquet(&c.first("customers"));
+    let emails = customers[0].column_by_name("email").unwrap().clone();
+    let s = datafusion::arrow::array::StructArray::from(vec![(
+        Arc::new(datafusion::arrow::datatypes::Field::new(
+            "e",
+            DataType::Utf8,
+            true,
+        )),
+        emails,
+    )]);
+    let b = RecordBatch::try_from_iter(vec![("contact", Arc::new(s) as ArrayRef)]).unwrap();
+    write_parquet(&dir.join("people/part-00000.parquet"), &b);
+    c.expect(&c.cli(&["verify", "published"], None), 1);
+
+    // A folder inside a table folder: not left unread, exit 2.
+    let c = Case::new("verify_nested_folder");
+    let dir = c.path("published");
+    std::fs::create_dir_all(dir.join("crm/customers")).unwrap();
+    std::fs::create_dir_all(dir.join("countries")).unwrap();
+    let b = RecordBatch::try_from_iter(vec![(
+        "country",
+        Arc::new(StringArray::from(vec!["NL"])) as ArrayRef,
+    )])
+    .unwrap();
+    write_parquet(&dir.join("crm/customers/part-00000.parquet"), &b);
+    write_parquet(&dir.join("countries/part-00000.parquet"), &b);
+    c.expect(&c.cli(&["verify", "published"], None), 2);
+}
+
+#[test]
+fn erase_appends_safely_or_not_at_all() {
+    let c = Case::new("erase_requests_file");
+    // A JSON Lines file whose last line has no newline: the new request goes on its own.
+    with_erasure(
+        &c,
+        "requests.jsonl",
+        br#"{"request_id":"j1","email":"a@example.com","received_at":"2025-01-02","jurisdiction":"GDPR","kind":"anonymize","explained":true}"#,
+    );
+    let erase = |args: &[&str]| {
+        let mut all = vec![
+            "erase",
+            "--config",
+            "anonymizer.toml",
+            "--received",
+            "2025-01-03",
+        ];
+        all.extend_from_slice(args);
+        c.cli(&all, None)
+    };
+    let o = erase(&["--email", "b@example.com", "--request-id", "j2"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let text = std::fs::read_to_string(c.path("requests.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.ends_with('\n'));
+    // What the run would reject is not written: a repeated id, an empty one, a quote.
+    for (id, why) in [
+        ("j2", "duplicate request_id"),
+        ("", "missing request_id"),
+        ("a\"b", "request_id may only contain"),
+    ] {
+        let o = erase(&["--email", "c@example.com", "--request-id", id]);
+        assert_eq!(o.code, Some(2), "{id}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(why) && o.stderr.contains("nothing was written"),
+            "{id}: {}",
+            o.stderr
+        );
+        assert!(!o.stderr.contains("c@example.com"), "{}", o.stderr);
+    }
+    assert_eq!(
+        std::fs::read_to_string(c.path("requests.jsonl")).unwrap(),
+        text
+    );
+
+    // A CSV file with its columns in another order (and no note): appended in that order.
+    let csv = "email,request_id,received_at,jurisdiction,kind,explained\nx@example.com,c1,2025-01-01,GDPR,anonymize,true";
+    std::fs::write(c.path("requests.csv"), csv).unwrap();
+    c.edit_policy(|t| {
+        t.replace(
+            "requests = \"requests.jsonl\"",
+            "requests = \"requests.csv\"",
+        )
+    });
+    let o = erase(&["--email", "y@example.com", "--request-id", "c2"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(
+        std::fs::read_to_string(c.path("requests.csv")).unwrap(),
+        format!("{csv}\n\"y@example.com\",\"c2\",2025-01-03,GDPR,anonymize,false\n")
+    );
+    let o = erase(&[
+        "--email",
+        "z@example.com",
+        "--request-id",
+        "c3",
+        "--note",
+        "called",
+    ]);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("has no note column"), "{}", o.stderr);
+    // The run reads both requests as valid.
+    let o = c.run(&[]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(!o.stderr.contains("invalid"), "{}", o.stderr);
+}

@@ -107,6 +107,29 @@ fn a_rule_that_does_not_fit_the_column_type_is_refused() {
     assert!(e.contains("needs a timestamp or date column"), "{e}");
 }
 
+/// A table's name becomes a folder of the run and an SQL table: one that could leave the
+/// run's folder, hide in a sub-folder the gate does not read, or need quoting is refused.
+#[test]
+fn table_names_that_are_not_plain_identifiers_are_refused() {
+    for bad in [
+        "\"crm/customers\"",
+        "\"../leak\"",
+        "\".hidden\"",
+        "Customers",
+        "\"9lives\"",
+    ] {
+        let e =
+            validate(|t| t.replace("[tables.customers]", &format!("[tables.{bad}]"))).unwrap_err();
+        assert!(
+            e.contains("must be 1 to 63 lower-case letters, digits or underscores"),
+            "{bad}: {e}"
+        );
+    }
+    assert!(anonymizer::policy::raw::is_table_name("crm_customers_2"));
+    assert!(!anonymizer::policy::raw::is_table_name(""));
+    assert!(!anonymizer::policy::raw::is_table_name(&"a".repeat(64)));
+}
+
 #[test]
 fn bad_toml_and_missing_inputs_are_clear() {
     let e = validate(|t| t.replace("output = \"out\"", "output = out")).unwrap_err();

@@ -460,18 +460,23 @@ async fn type_tally(
     };
     let batches = df
         .clone()
-        .aggregate(
-            vec![cast(ident(c), DataType::Utf8).alias("t")],
-            vec![count(lit(1)).alias("n")],
-        )
+        .aggregate(vec![ident(c).alias("t")], vec![count(lit(1)).alias("n")])
         .map_err(fail)?
         .collect()
         .await
         .map_err(fail)?;
     let mut tally = TypeTally::default();
     for b in &batches {
+        // One row per distinct exported value: cast here, not every row in the query.
+        let t = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| {
+            input_error(
+                table,
+                file,
+                format!("column '{c}' (transaction_type) cannot be read as text: {e}"),
+            )
+        })?;
         let (Some(t), Some(n)) = (
-            b.column(0).as_string_opt::<i32>(),
+            t.as_string_opt::<i32>(),
             b.column(1)
                 .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>(),
         ) else {

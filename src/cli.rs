@@ -67,7 +67,7 @@ pub enum Command {
         out: Option<PathBuf>,
         /// Worker threads: files transformed at once, and the threads of every other
         /// stage (default: the policy's `threads`, else all cores; 0 = all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
         /// Erasure requests to honour (CSV or JSON Lines; default: the policy's
         /// `[erasure] requests`).
@@ -89,11 +89,11 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// The smallest count of people allowed in aggregates (default: the policy's k, else 10).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         k: Option<u64>,
         /// Worker threads of the checks (default: the policy's `threads`, else all cores;
         /// 0 = all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
         /// An existing folder where the by-value check spills output values past
         /// `[verify] max_values` (default: the policy's `spill_dir`, else the system's
@@ -111,7 +111,7 @@ pub enum Command {
         config: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
         /// zstd level of the copy (default: the run's, 1)
         #[arg(long)]
@@ -305,6 +305,16 @@ pub enum OutputFormat {
     Csv,
     Json,
     Parquet,
+}
+
+/// 0 (all cores) to 1024, as the policy's `threads`.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= 1024 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a thread count; use 0 (all cores) to 1024"
+        )),
+    }
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {

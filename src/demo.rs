@@ -1,5 +1,5 @@
 //! `anonymizer demo`: the README's first command. Generates a small export, writes the
-//! sample policy beside it with a fresh random key in a key file, runs it, and says what
+//! sample policy beside it with a fresh random key in a key file (an existing one kept), runs it, and says what
 //! was produced and how to run it again.
 
 use std::path::{Path, PathBuf};
@@ -74,10 +74,22 @@ pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
     g.files = g.files.max(2).min(opts.customers.max(1) as usize);
     let generated = generate(&g)?;
 
+    // A demo folder made before keeps its key: a new one would make the earlier runs'
+    // tokens unlinkable to the next ones (and a key is never replaced silently).
     let key_file = dir.join("demo.key");
-    Key::random()
-        .write_file(&key_file)
-        .map_err(|e| io("write the key file", &key_file, e))?;
+    if key_file.exists() {
+        Key::from_file(&key_file).map_err(|e| {
+            Error::Failed(format!(
+                "demo: {} exists but is not a usable key ({e}); remove it to start afresh, or use another --dir",
+                key_file.display()
+            ))
+        })?;
+        tracing::info!(key_file = %key_file.display(), "demo: the folder's existing key is kept");
+    } else {
+        Key::random()
+            .write_file(&key_file)
+            .map_err(|e| io("write the key file", &key_file, e))?;
+    }
     let policy = dir.join("anonymizer.toml");
     std::fs::write(&policy, policy_with_key_file("demo.key"))
         .map_err(|e| io("write", &policy, e))?;

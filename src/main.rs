@@ -182,8 +182,14 @@ fn init_logging(format: LogFormat, quiet: bool) {
     } else {
         "warn,anonymizer=info"
     };
-    let filter =
-        EnvFilter::try_from_env("ANONYMIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // A bare level (`ANONYMIZER_LOG=debug`) applies to anonymizer's own logs only: other
+    // crates' debug logs print query plans and SQL, literals included, which may be
+    // values. Directives naming targets (`datafusion=debug`) are used as given.
+    let filter = match std::env::var("ANONYMIZER_LOG") {
+        Ok(v) if is_bare_level(&v) => EnvFilter::new(format!("warn,anonymizer={}", v.trim())),
+        Ok(v) => EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new(default)),
+        Err(_) => EnvFilter::new(default),
+    };
     use std::io::IsTerminal;
     let human = matches!(format, LogFormat::Human);
     if anonymizer::progress::wanted(
@@ -203,4 +209,11 @@ fn init_logging(format: LogFormat, quiet: bool) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.without_time().init(),
     }
+}
+
+/// Whether a log filter is only a level (`debug`), with no target named.
+fn is_bare_level(v: &str) -> bool {
+    ["trace", "debug", "info", "warn", "error"]
+        .iter()
+        .any(|l| v.trim().eq_ignore_ascii_case(l))
 }

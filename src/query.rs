@@ -192,7 +192,11 @@ pub fn render(batches: &[RecordBatch], format: QueryFormat) -> Result<Vec<u8>, E
             }
         }
         QueryFormat::Json => {
-            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            // Nulls written out (`"churn_pct":null`): a withheld cell is a key with null,
+            // not a missing key.
+            let mut w = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
             for b in batches {
                 w.write(b).map_err(|e| fail(&e))?;
             }

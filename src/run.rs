@@ -795,8 +795,8 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             out.discard_staging(&run_id);
             return Err(match e {
                 Error::PrivacyCheckFailed(m) => Error::PrivacyCheckFailed(format!(
-                    "{m}\nnothing was published; {} still points at the last good run",
-                    out_root.join("current").display()
+                    "{m}\nnothing was published; {}",
+                    current_unchanged(&out_root)
                 )),
                 e => e,
             });
@@ -814,7 +814,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         };
         // Values past the by-value check's bound spill into a folder of their own
         // (removed before anything is published), by default next to the tables.
-        let report = crate::verify::verify(
+        let mut report = crate::verify::verify(
             &staging,
             Some(&policy),
             policy.analytics.k,
@@ -822,15 +822,18 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             Some(&spill_dir),
         )
         .await?;
+        // The report names the folder it stays in once published, not the staging one.
+        let checked = std::mem::replace(&mut report.dir, out_root.join("runs").join(&run_id));
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
+        report.dir = checked;
         let path = staging.join("risk_report.json");
         write_synced(&path, &json)
             .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
         if !report.passed {
             return Err(Error::PrivacyCheckFailed(format!(
-                "{}nothing was published; {} still points at the last good run",
+                "{}nothing was published; {}",
                 report.summary(),
-                out_root.join("current").display()
+                current_unchanged(&out_root)
             )));
         }
         Ok(())
@@ -1673,6 +1676,16 @@ async fn bad_offer_period(policy: &Policy, e: Error) -> Error {
         }
     }
     e
+}
+
+/// What a failed run left of the published output, for its error message.
+fn current_unchanged(out_root: &Path) -> String {
+    let current = out_root.join("current");
+    if current.exists() {
+        format!("{} still points at the last good run", current.display())
+    } else {
+        format!("no run has been published to {} yet", out_root.display())
+    }
 }
 
 /// The latest event date over the tables that map the event_time role (from the

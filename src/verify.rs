@@ -165,8 +165,14 @@ fn for_each_batch_of(
     Ok(())
 }
 
+/// A file the checks could not read (an output file, or an input file of the by-value
+/// check, which may read columns no earlier stage read): what to do, without a value.
 fn read_error(p: &Path, e: &dyn std::fmt::Display) -> Error {
-    Error::Failed(format!("verify: cannot read {}: {e}", p.display()))
+    Error::Failed(format!(
+        "privacy checks: cannot read {}: {}\n  is it a complete Parquet file? Re-export it (an input file) or rerun (an output file)",
+        p.display(),
+        crate::error::redact_unquoted_values(&crate::error::redact_quoted(&e.to_string()))
+    ))
 }
 
 /// The batches of one Parquet file: only the named columns when given.
@@ -958,6 +964,7 @@ impl Probe<'_> {
             row_group,
             rows: Some(rows),
             columns: Some(columns),
+            numbers: &[],
         };
         read_row_group_dictionaries(path, self.footers, &piece, &mut |b| {
             for (f, a) in b.schema().fields().iter().zip(b.columns()) {
@@ -1333,6 +1340,9 @@ struct Piece<'a> {
     row_group: usize,
     rows: Option<std::ops::Range<usize>>,
     columns: Option<&'a [&'a str]>,
+    /// Columns of other numbers (floats, decimals with a fraction) read too: the output
+    /// scan's kept ones, for the uniqueness check.
+    numbers: &'a [&'a str],
 }
 
 /// One file's footer, read by the first piece that needs it.
@@ -1435,16 +1445,17 @@ fn read_row_group_dictionaries(
     } else {
         meta
     };
-    // Only the columns the checks read: text and integers; other numbers too for the
-    // output scan's uniqueness check (`columns` is None), never in the input lookup. A
-    // timestamp or date column is not read, so it is not decompressed either.
+    // Only the columns the checks read: text and integers, and the other numbers the
+    // piece names (the output scan's kept ones, for the uniqueness check). A timestamp
+    // or date column is not read, so it is not decompressed either.
     let roots: Vec<usize> = meta
         .schema()
         .fields()
         .iter()
         .enumerate()
         .filter(|(_, f)| {
-            is_text_like(f.data_type()) || (piece.columns.is_none() && is_scanned(f.data_type()))
+            is_text_like(f.data_type())
+                || (is_scanned(f.data_type()) && piece.numbers.contains(&f.name().as_str()))
         })
         .filter(|(_, f)| piece.columns.is_none_or(|c| c.contains(&f.name().as_str())))
         .map(|(i, _)| i)
@@ -1493,10 +1504,17 @@ fn scan_file(
     // Past the bound values are spilled, until no split could hold them all: beyond,
     // they are only counted.
     let spilling = |n: u64| n > cx.by_value_held && !past_every_split(n, cx.by_value_held);
+    let kept_numbers: Vec<&str> = cx
+        .kept
+        .iter()
+        .filter(|(table, _)| *table == t.name)
+        .map(|(_, c)| c.as_str())
+        .collect();
     let piece = Piece {
         row_group,
         rows: None,
         columns: None,
+        numbers: if cx.fp.is_some() { &kept_numbers } else { &[] },
     };
     if row_group == 0 {
         for f in cx.footers.get(path)?.schema().fields() {
@@ -1522,8 +1540,15 @@ fn scan_file(
                 });
             let sample = UniqueSample::of_table(cx.unique_sample, &t.name);
             if !is_text_like(f.data_type()) {
-                // A float or a decimal with a fraction: counted, and held for the
-                // uniqueness check of a kept column; no detector or comparison applies.
+                // A float or a decimal with a fraction, kept: counted, and held for the
+                // uniqueness check; no detector or comparison applies. Once a value
+                // repeats (amounts, at once) the values are only counted.
+                if d.set.is_none() {
+                    let n = (b.column(i).len() - b.column(i).null_count()) as u64;
+                    out.scanned += n;
+                    d.rows += n;
+                    continue;
+                }
                 crate::rules::for_each_text_run(b.column(i), |v, times| {
                     let Some(v) = v else { return };
                     let times = times as u64;
@@ -3054,6 +3079,7 @@ mod tests {
                 row_group: g,
                 rows: None,
                 columns: None,
+                numbers: &[],
             };
             read_row_group_dictionaries(&p, &footers, &piece, &mut |b| {
                 rows += b.num_rows();
@@ -3070,6 +3096,7 @@ mod tests {
             row_group: 0,
             rows: None,
             columns: None,
+            numbers: &[],
         };
         for _ in 0..2 {
             let e = read_row_group_dictionaries(&bad, &footers, &piece, &mut |_| Ok(()))
@@ -3129,6 +3156,7 @@ mod tests {
                 row_group: 0,
                 rows: Some(rows),
                 columns: Some(&["name", "id"]),
+                numbers: &[],
             };
             read_row_group_dictionaries(&p, &Footers::default(), &piece, &mut |b| {
                 // Only the named columns, in the file's order; names as a dictionary.

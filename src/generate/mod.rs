@@ -266,6 +266,24 @@ fn validate(opts: &GenerateOptions) -> Result<(i64, i64), GenerateError> {
     if opts.out.as_os_str().is_empty() {
         return invalid("the output directory path is empty; pass a directory".into());
     }
+    // The run refuses event times outside the input checks' range; an export it would
+    // refuse is not written.
+    let (y, m, d) = crate::checks::EARLIEST_EVENT;
+    let earliest = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date");
+    let (y, m, d) = crate::checks::LATEST_EVENT;
+    let latest = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date");
+    let end = opts
+        .start
+        .checked_add_months(chrono::Months::new(opts.months));
+    if opts.start < earliest || end.is_none_or(|e| e > latest) {
+        return invalid(format!(
+            "the period starting {} and lasting {} months leaves the dates `anonymizer run` accepts \
+             ({earliest} to {}); pick a start date and months inside them",
+            opts.start,
+            opts.months,
+            latest.pred_opt().expect("a date")
+        ));
+    }
     match period_micros(opts.start, opts.months) {
         Some(p) => Ok(p),
         None => invalid(format!(

@@ -357,6 +357,11 @@ impl Policy {
                     Role::Amount if !(t.is_numeric() || text) => {
                         Some("a number (or text holding one)")
                     }
+                    Role::Currency | Role::Country | Role::TransactionType | Role::OfferType
+                        if !text =>
+                    {
+                        Some("text")
+                    }
                     Role::EventTime
                         if !(text
                             || matches!(

@@ -1597,3 +1597,46 @@ fn erase_appends_safely_or_not_at_all() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(!o.stderr.contains("invalid"), "{}", o.stderr);
 }
+
+#[test]
+fn out_of_range_thread_counts_and_k_are_usage_errors() {
+    let c = Case::new("threads_out_of_range");
+    let o = c.cli(
+        &["run", "--config", "anonymizer.toml", "--threads", "5000"],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("use 0 (all cores) to 1024"),
+        "{}",
+        o.stderr
+    );
+    let o = c.cli(&["verify", "out/current", "--k", "0"], None);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+}
+
+#[test]
+fn a_failed_first_run_says_nothing_was_ever_published() {
+    let c = Case::new("failed_first_run");
+    c.edit_policy(|t| {
+        t.replace(
+            "email            = { rule = \"pseudonymize\", normalize = \"email\" }",
+            "email            = \"keep\"",
+        )
+    });
+    let o = c.cli(
+        &["run", "--config", "anonymizer.toml", "--out", "fresh"],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("no run has been published to fresh yet"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("still points at the last good run"),
+        "{}",
+        o.stderr
+    );
+}

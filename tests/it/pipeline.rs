@@ -587,6 +587,21 @@ fn demo_runs_end_to_end_and_explains_how_to_rerun() {
             "rerun changed {rel}"
         );
     }
+    // The demo again in the same folder keeps its key: the same tokens as before.
+    let o = cli(
+        &["demo", "--dir", d.to_str().unwrap(), "--customers", "200"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(d.join("demo.key")).unwrap(), key);
+    let third = parquet_files(&current_of(&d.join("out")));
+    for (rel, p) in &a {
+        assert_eq!(
+            std::fs::read(p).unwrap(),
+            std::fs::read(&third[rel]).unwrap(),
+            "the demo again changed {rel}"
+        );
+    }
 }
 
 /// Replaces the export's transactions by one file of `batches` in row groups of

@@ -32,6 +32,23 @@ fn ad_hoc_sql_in_every_format() {
         String::from_utf8_lossy(&o.stdout).trim(),
         format!("[{{\"n\":{rows}}}]")
     );
+    // A null (a withheld cell) is written as a key with null, not left out.
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT 1 AS a, CAST(NULL AS BIGINT) AS withheld",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "[{\"a\":1,\"withheld\":null}]"
+    );
     let o = cli(&["query", "--config", &cfg, "--sql", sql], None);
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("| {rows} |")));
     let file = dir.path().join("n.parquet");

@@ -162,16 +162,17 @@ pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let df = ctx.sql_with_options(sql, options).await.map_err(|e| {
+    let failed = |e: datafusion::error::DataFusionError| {
         Error::Usage(format!(
             "query failed: {}\n  published tables: {}",
             df_message(&e),
             tables.join(", ")
         ))
-    })?;
-    df.collect()
-        .await
-        .map_err(|e| Error::Usage(format!("query failed: {}", df_message(&e))))
+    };
+    // Planning and execution errors alike (a cast that fails on a row is found only
+    // while executing).
+    let df = ctx.sql_with_options(sql, options).await.map_err(failed)?;
+    df.collect().await.map_err(failed)
 }
 
 /// Renders batches in `format` (Parquet is binary).
@@ -296,6 +297,25 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
     let bytes = render(&batches, opts.format)?;
     match &opts.output {
         Some(path) => {
+            // A file written among the published tables would be read as part of them,
+            // never checked by the privacy gate.
+            let absolute = |p: &Path| {
+                std::fs::canonicalize(p)
+                    .or_else(|_| std::path::absolute(p))
+                    .unwrap_or_else(|_| p.to_path_buf())
+            };
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if absolute(parent).starts_with(absolute(&out)) {
+                return Err(Error::Usage(format!(
+                    "--output {} is inside the output folder {}: a file there would be read as published data \
+                     that no privacy check has seen; write it elsewhere",
+                    path.display(),
+                    out.display()
+                )));
+            }
             std::fs::write(path, &bytes)
                 .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
             Ok(Vec::new())

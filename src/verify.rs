@@ -2651,6 +2651,12 @@ pub fn run_verify(
                 ));
             }
         };
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} is not a folder (it does not exist, or is a file); give a run folder such as OUT/current",
+                dir.display()
+            )));
+        }
         if !has_tables(&dir) {
             return Err(Error::Usage(format!(
                 "{} holds no tables (no subfolder with Parquet files), so there is nothing to verify\n  \

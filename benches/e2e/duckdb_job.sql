@@ -142,10 +142,8 @@ COPY (
            mask_last(phone, 2)                              AS phone,
            upper(left(trim(postal_code), 2))                AS postal_code,
            country,
-           locale,
            age_band(birth_date, DATE '{{AS_OF}}', 10)       AS birth_date,
            date_trunc('month', registered_at)               AS registered_at,
-           ip_network(last_login_ip)                        AS last_login_ip,
            scrub(custom_answers)                            AS custom_answers,
            marketing_opt_in
     FROM src_customers

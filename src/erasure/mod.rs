@@ -219,12 +219,25 @@ pub fn apply_effect(
     } else {
         state.clone().not_eq(lit(State::Delete as i8))
     };
-    // Every token, and whatever column holds the customer, email or subscription even if
-    // the policy keeps it as is.
+    // Every token, every value derived from the person that could tie their rows
+    // together or to what was published of them before (a /48 network, a masked phone,
+    // scrubbed text, a postal prefix), and whatever column holds the customer, email or
+    // subscription even if the policy keeps it as is.
     let mut linking: HashSet<&str> = table
         .columns
         .iter()
-        .filter(|c| matches!(c.rule, Rule::Pseudonymize { .. }))
+        .filter(|c| {
+            matches!(
+                c.rule,
+                Rule::Pseudonymize { .. }
+                    | Rule::Mask { .. }
+                    | Rule::Scrub
+                    | Rule::Generalize(
+                        crate::rules::Generalization::Network { .. }
+                            | crate::rules::Generalization::Prefix { .. }
+                    )
+            )
+        })
         .map(|c| c.name.as_str())
         .collect();
     for r in [Role::CustomerKey, Role::Email, Role::SubscriptionId] {

@@ -317,6 +317,23 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
             .count();
         assert!(nulls >= kept, "{col}");
     }
+    // Nor do their networks tie their rows together (a /48 is often one person's), or
+    // their scrubbed payment details; kept columns stay (amounts for audit).
+    let anonymized: Vec<bool> = column_strings(&tx_out, "customer_id")
+        .iter()
+        .map(Option::is_none)
+        .collect();
+    for col in ["ip_address", "amount", "currency"] {
+        let values = column_strings(&tx_out, col);
+        let nulls = (0..values.len())
+            .filter(|&i| anonymized[i] && values[i].is_none())
+            .count();
+        if col == "ip_address" {
+            assert_eq!(nulls, kept, "{col} of anonymized rows");
+        } else {
+            assert_eq!(nulls, 0, "{col} of anonymized rows");
+        }
+    }
     // Over the completed requests (r24 reports people[0]'s transactions again).
     let statuses = strings_of(r.column_by_name("status").unwrap());
     let sum = |c: &str| -> i64 {

@@ -99,8 +99,8 @@ fn a_rule_that_does_not_fit_the_column_type_is_refused() {
     );
     let e = validate(|t| {
         t.replace(
-            "country          = \"keep\"\nlocale",
-            "country          = { rule = \"generalize\", to = \"year\" }\nlocale",
+            "country          = \"keep\"\n# A locale",
+            "country          = { rule = \"generalize\", to = \"year\" }\n# A locale",
         )
     })
     .unwrap_err();

@@ -71,6 +71,46 @@ fn ad_hoc_sql_in_every_format() {
         column_strings(&read_parquet(&file), "n"),
         vec![Some(rows.to_string())]
     );
+    // Never into the published output, where it would be read as an unchecked table.
+    let inside = dir.path().join("out/current/customers/zz.parquet");
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT * FROM customers LIMIT 5",
+            "--format",
+            "parquet",
+            "--output",
+            inside.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is inside the output folder"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!inside.exists());
+    // Execution errors list the published tables too.
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT CAST('x' AS INT)",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("published tables: "),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]

@@ -85,6 +85,12 @@ pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
         return format!("SQL error: {}", redact_quoted(m));
     }
     let root = e.find_root().to_string();
+    // A function name (and the suggestion of a built-in one) is an identifier of the SQL,
+    // not a value: shown, or the message says nothing.
+    if root.contains("Invalid function '") {
+        let one_line: Vec<&str> = root.lines().map(str::trim).collect();
+        return redact_unquoted_values(&one_line.join(" "));
+    }
     // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
     redact_unquoted_values(&redact_quoted(
         &root.replace("Parquet error: Parquet error: ", "Parquet error: "),

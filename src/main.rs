@@ -29,7 +29,8 @@ fn main() {
     }));
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.quiet);
-    let code = match execute(cli.command) {
+    let json_logs = matches!(cli.log_format, LogFormat::Json);
+    let code = match execute(cli.command, json_logs) {
         Ok(()) => ExitCode::Ok,
         Err(e) => {
             eprintln!("error: {e}");
@@ -39,7 +40,7 @@ fn main() {
     std::process::exit(code as i32);
 }
 
-fn execute(command: Command) -> Result<(), anonymizer::Error> {
+fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
     match command {
         Command::Generate {
             out,
@@ -87,7 +88,20 @@ fn execute(command: Command) -> Result<(), anonymizer::Error> {
             })?;
             print!("{}", s.report());
             for line in &s.attention {
-                eprintln!("attention: {line}");
+                if json_logs {
+                    // One JSON object per line, like the log lines on stderr (and shown
+                    // with --quiet too, as the plain line is).
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({
+                            "level": "WARN",
+                            "fields": { "message": "attention", "attention": line },
+                            "target": "anonymizer",
+                        })
+                    );
+                } else {
+                    eprintln!("attention: {line}");
+                }
             }
         }
         Command::Verify {

@@ -172,7 +172,14 @@ pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
     // Planning and execution errors alike (a cast that fails on a row is found only
     // while executing).
     let df = ctx.sql_with_options(sql, options).await.map_err(failed)?;
-    df.collect().await.map_err(failed)
+    let schema = df.schema().inner().clone();
+    let batches = df.collect().await.map_err(failed)?;
+    // No rows: still the columns (a CSV header, a table's head, a Parquet schema).
+    Ok(if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    })
 }
 
 /// Renders batches in `format` (Parquet is binary).

@@ -197,6 +197,13 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
     if o.qi.is_empty() {
         return Err(Error::Usage("--qi needs at least one column".into()));
     }
+    for (i, c) in o.qi.iter().enumerate() {
+        if o.qi[..i].contains(c) {
+            return Err(Error::Usage(format!(
+                "--qi names {c} twice; name each quasi-identifier once"
+            )));
+        }
+    }
     for c in o.hierarchies.keys() {
         if !o.qi.contains(c) {
             return Err(Error::Usage(format!(

@@ -2166,7 +2166,7 @@ pub async fn verify_with_limits(
         }
         None => erased_check
             .findings
-            .push("skipped: no erasure ledger and key at hand".into()),
+            .push("skipped: no erasure ledger to check against (the policy's [erasure] ledger, and its key)".into()),
     }
     let aggregates = check_aggregates(&tables, k)?;
     let declared = read_quasi_identifiers(&tables, policy)?;

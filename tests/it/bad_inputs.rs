@@ -1441,6 +1441,38 @@ fn some_transactions_of_another_type_are_reported() {
             .unwrap()
             > 0
     );
+    // With JSON logs every stderr line is a JSON object, attention lines included.
+    let o = c.cli(
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            "anonymizer.toml",
+            "--threads",
+            "2",
+            "--out",
+            "out2",
+        ],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let attention: Vec<serde_json::Value> = o
+        .stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .filter(|v| v["fields"]["message"] == "attention")
+        .collect();
+    assert!(
+        attention.iter().any(|v| v["fields"]["attention"]
+            .as_str()
+            .unwrap()
+            .contains("transaction_type other than")),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -1596,6 +1628,34 @@ fn erase_appends_safely_or_not_at_all() {
     let o = c.run(&[]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(!o.stderr.contains("invalid"), "{}", o.stderr);
+}
+
+#[test]
+fn risk_refuses_a_repeated_quasi_identifier_and_suppression_without_optimize() {
+    let c = Case::new("risk_arguments");
+    let input = c.path("export/customers");
+    let input = input.to_str().unwrap();
+    let o = c.cli(&["risk", "--input", input, "--qi", "country,country"], None);
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("--qi names country twice"),
+        "{}",
+        o.stderr
+    );
+    let o = c.cli(
+        &[
+            "risk",
+            "--input",
+            input,
+            "--qi",
+            "country",
+            "--max-suppression",
+            "0.1",
+        ],
+        None,
+    );
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("--optimize"), "{}", o.stderr);
 }
 
 #[test]

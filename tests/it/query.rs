@@ -94,6 +94,37 @@ fn ad_hoc_sql_in_every_format() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!inside.exists());
+    // No rows: still the header.
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT country, count(*) AS n FROM customers WHERE 1 = 0 GROUP BY country",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "country,n\n");
+    // A misspelt function is named, with the suggestion (identifiers, not values).
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT lowr(country) FROM customers",
+        ],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Invalid function 'lowr'. Did you mean 'lower'?"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Execution errors list the published tables too.
     let o = cli(
         &[

@@ -539,13 +539,6 @@ pub async fn prepare(
                 plan.new_entries += 1;
             }
         }
-        let (kept, removed) = matched.iter().fold((0, 0), |(k, d), m| {
-            let n = counts.get(&m.token).copied().unwrap_or(0);
-            match r.kind {
-                Kind::Anonymize => (k + n, d),
-                Kind::Delete => (k, d + n),
-            }
-        });
         let due = requests::due_date(r.jurisdiction, r.received_at);
         let completed = match status {
             "completed" => Some(as_of_date),
@@ -559,8 +552,9 @@ pub async fn prepare(
             jurisdiction: Some(r.jurisdiction.as_str()),
             kind: Some(r.kind.as_str()),
             customers_matched: matched.len() as i64,
-            transactions_kept_anonymized: kept,
-            transactions_removed: removed,
+            // Set below, once every request's kind is known.
+            transactions_kept_anonymized: 0,
+            transactions_removed: 0,
             received_at: Some(r.received_at),
             due_at: Some(due),
             days_elapsed: Some((as_of_date - r.received_at).num_days()),
@@ -571,6 +565,27 @@ pub async fn prepare(
             row: r.row,
             matched,
         });
+    }
+    // What the run does to each matched customer's transactions: removed when any
+    // request (of this batch or an earlier run) deletes them, else kept anonymized. An
+    // anonymize receipt for someone a later delete upgraded says they were removed.
+    let deleting: HashSet<&str> = ledger
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::Delete.as_str())
+        .filter_map(|e| e.customer.as_deref())
+        .collect();
+    for receipt in &mut receipts {
+        let (kept, removed) = receipt.matched.iter().fold((0, 0), |(k, d), m| {
+            let n = counts.get(&m.token).copied().unwrap_or(0);
+            if deleting.contains(m.token.as_str()) {
+                (k, d + n)
+            } else {
+                (k + n, d)
+            }
+        });
+        receipt.transactions_kept_anonymized = kept;
+        receipt.transactions_removed = removed;
     }
     for i in &parsed.invalid {
         // The jurisdiction of an invalid row is not trusted: the shorter GDPR deadline.

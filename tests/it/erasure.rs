@@ -831,6 +831,7 @@ fn a_delete_request_upgrades_an_anonymized_customer_once() {
     let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
     let out = dir.path().join("out");
     let mut runs = Vec::new();
+    let mut receipt_figures = Vec::new();
     for csv in [
         format!("{header}a1,{},2025-12-01,GDPR,anonymize,true,\n", p.email),
         format!(
@@ -846,8 +847,29 @@ fn a_delete_request_upgrades_an_anonymized_customer_once() {
         let s = run_with(&policy, &out, None).unwrap();
         let e = s.manifest.erasure.clone().unwrap();
         let rows = s.manifest.tables["transactions"].rows_written;
-        let status = receipt_col(&receipts(&s.run_dir), "status");
+        let r = receipts(&s.run_dir);
+        let status = receipt_col(&r, "status");
+        let kept = receipt_col(&r, "transactions_kept_anonymized");
+        let removed = receipt_col(&r, "transactions_removed");
+        receipt_figures.push((kept, removed));
         runs.push((e.new_entries, e.ledger_entries, rows, status));
+    }
+    // The receipts say what happened to the transactions: kept anonymized until the
+    // delete, removed from then on, on the anonymize request's receipt too.
+    let n = |m: &BTreeMap<String, Option<String>>, id: &str| -> u64 {
+        m[id].as_deref().unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        (
+            n(&receipt_figures[0].0, "a1"),
+            n(&receipt_figures[0].1, "a1")
+        ),
+        (theirs, 0)
+    );
+    for (kept, removed) in &receipt_figures[1..] {
+        for id in ["a1", "d1"] {
+            assert_eq!((n(kept, id), n(removed, id)), (0, theirs), "{id}");
+        }
     }
     let total = tx_ids.len() as u64;
     // Run 1: anonymized (rows kept, tokens nulled), one ledger entry.

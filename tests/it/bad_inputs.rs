@@ -1700,3 +1700,17 @@ fn a_failed_first_run_says_nothing_was_ever_published() {
         o.stderr
     );
 }
+
+#[test]
+fn a_network_that_is_one_per_customer() {
+    // Each customer's login network is their own: generalized or not, it singles every
+    // row of the customers table out, and the gate says so.
+    let c = Case::new("network_one_per_customer");
+    c.edit_policy(|t| {
+        t.replace(
+            "last_login_ip    = \"drop\"",
+            "last_login_ip    = { rule = \"generalize\", to = \"network\" }",
+        )
+    });
+    c.expect(&c.run(&[]), 1);
+}

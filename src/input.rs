@@ -477,22 +477,6 @@ pub async fn read_schema(
                 .schema()
                 .inner()
                 .clone();
-            // DataFusion keeps one column of a name written twice; the other would go
-            // unclassified and unread, so a repeated name stops the run.
-            for f in files {
-                if let Some(names) = footer_fields(f) {
-                    let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-                    if let Some((i, j)) = repeated(&names) {
-                        return Err(InputError::RepeatedColumn {
-                            table: table.into(),
-                            path: f.clone(),
-                            name: names[i].to_string(),
-                            first: i + 1,
-                            second: j + 1,
-                        });
-                    }
-                }
-            }
             // The others' footers by parquet-rs on every core (an export of thousands of
             // files has thousands), compared with the first file's footer; a file whose
             // footer cannot be read or differs is read as DataFusion reads it, in file
@@ -505,6 +489,21 @@ pub async fn read_schema(
                 })
                 .await
                 .unwrap_or_default();
+            // DataFusion keeps one column of a name written twice; the other would go
+            // unclassified and unread, so a repeated name stops the run.
+            for (f, fields) in files.iter().zip(&footers) {
+                let Some(fields) = fields else { continue };
+                let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+                if let Some((i, j)) = repeated(&names) {
+                    return Err(InputError::RepeatedColumn {
+                        table: table.into(),
+                        path: f.clone(),
+                        name: names[i].to_string(),
+                        first: i + 1,
+                        second: j + 1,
+                    });
+                }
+            }
             for (i, f) in files.iter().enumerate().skip(1) {
                 if footers.len() == files.len() && footers[0].is_some() && footers[i] == footers[0]
                 {

@@ -1154,6 +1154,19 @@ struct Distinct {
     rows: u64,
 }
 
+impl Distinct {
+    /// Counts `times` rows of `v`; a repeat (a run, or a sampled value seen before) ends
+    /// the column's uniqueness.
+    fn see(&mut self, v: &str, times: u64, sample: UniqueSample, fp: Option<&Fingerprinter>) {
+        self.rows += times;
+        if let (Some(set), Some(fp)) = (&mut self.set, fp)
+            && (times > 1 || (sample.holds(v) && !set.insert(fp.hash_normalized(v.as_bytes()))))
+        {
+            self.set = None;
+        }
+    }
+}
+
 /// The uniqueness check holds the fingerprints of at most about this many values of a
 /// column (16 bytes each): in a larger table, the values of a hash sample of this
 /// expected size. Without the bound, a kept column of unique values (an id kept by
@@ -1552,15 +1565,8 @@ fn scan_file(
                 }
                 crate::rules::for_each_text_run(b.column(i), |v, times| {
                     let Some(v) = v else { return };
-                    let times = times as u64;
-                    out.scanned += times;
-                    d.rows += times;
-                    if let (Some(set), Some(fp)) = (&mut d.set, cx.fp)
-                        && (times > 1
-                            || (sample.holds(v) && !set.insert(fp.hash_normalized(v.as_bytes()))))
-                    {
-                        d.set = None;
-                    }
+                    out.scanned += times as u64;
+                    d.see(v, times as u64, sample, cx.fp);
                 })
                 .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
                 continue;
@@ -1573,13 +1579,7 @@ fn scan_file(
             let mut spill_error = None;
             each_text_counted(b.column(i), |v, times| {
                 out.scanned += times;
-                d.rows += times;
-                if let (Some(set), Some(fp)) = (&mut d.set, cx.fp)
-                    && (times > 1
-                        || (sample.holds(v) && !set.insert(fp.hash_normalized(v.as_bytes()))))
-                {
-                    d.set = None;
-                }
+                d.see(v, times, sample, cx.fp);
                 if token_col && crate::rules::pseudonymize::is_token(v) {
                     if cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += times;

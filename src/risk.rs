@@ -259,6 +259,12 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
         o.delimiter,
         &o.qi,
     ))?;
+    if cols.rows() == 0 {
+        return Err(Error::Usage(format!(
+            "--input {}: no rows (the files hold a header or a schema only); there is nothing to measure",
+            o.input.display()
+        )));
+    }
     let mut hs = Vec::new();
     for (c, name) in o.qi.iter().enumerate() {
         let given = match o.hierarchies.get(name) {

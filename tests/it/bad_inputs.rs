@@ -1656,6 +1656,11 @@ fn risk_refuses_a_repeated_quasi_identifier_and_suppression_without_optimize() {
     );
     assert_eq!(o.code, Some(2));
     assert!(o.stderr.contains("--optimize"), "{}", o.stderr);
+    // A CSV file with its header only: said so, not "the hierarchy is empty".
+    std::fs::write(c.path("empty.csv"), "country,city\n").unwrap();
+    let o = c.cli(&["risk", "--input", "empty.csv", "--qi", "country"], None);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("no rows"), "{}", o.stderr);
 }
 
 #[test]

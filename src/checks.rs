@@ -28,6 +28,7 @@ use datafusion::logical_expr::{Expr, TryCast, cast, ident, lit};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use crate::analytics::{PAYMENT_TYPES, REVERSAL_TYPES};
 use crate::error::{Error, df_message};
 use crate::policy::{Policy, Role, TablePolicy};
 
@@ -42,6 +43,12 @@ pub const LARGEST_AMOUNT: f64 = 1e12;
 /// Finite and below [`LARGEST_AMOUNT`] (NaN is not).
 fn plausible_amount(v: f64) -> bool {
     v.is_finite() && v < LARGEST_AMOUNT
+}
+
+/// The event dates the input checks accept: from [`EARLIEST_EVENT`] up to, not
+/// including, [`LATEST_EVENT`].
+pub fn event_range() -> (NaiveDate, NaiveDate) {
+    (date(EARLIEST_EVENT), date(LATEST_EVENT))
 }
 
 fn date((y, m, d): (i32, u32, u32)) -> NaiveDate {
@@ -85,10 +92,6 @@ impl TypeTally {
         self.other += o.other;
     }
 }
-
-/// The types the aggregates count, as they normalize them.
-pub const PAYMENT_TYPES: [&str; 2] = ["purchase", "renewal"];
-pub const REVERSAL_TYPES: [&str; 2] = ["refund", "chargeback"];
 
 /// Runs every check on every table of the policy. Returns the facts per table.
 pub async fn check_export(
@@ -211,7 +214,8 @@ async fn check_file(
     let event = table.role(Role::EventTime).map(str::to_string);
     let amount = table.role(Role::Amount).map(str::to_string);
     let amount_type = crate::analytics::amount_type(table);
-    let (lo, hi) = (days(date(EARLIEST_EVENT)), days(date(LATEST_EVENT)));
+    let (lo, hi) = event_range();
+    let (lo, hi) = (days(lo), days(hi));
     let mut facts = Facts::default();
     let df = table.open_files(ctx, files).await?;
 

@@ -937,10 +937,10 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         attention.push(format!(
             "table {table}: {other} of its {rows} row(s) have a transaction_type other than {}, {}, {} or {} \
              (or none); no aggregate counts them",
-            crate::checks::PAYMENT_TYPES[0],
-            crate::checks::PAYMENT_TYPES[1],
-            crate::checks::REVERSAL_TYPES[0],
-            crate::checks::REVERSAL_TYPES[1],
+            crate::analytics::PAYMENT_TYPES[0],
+            crate::analytics::PAYMENT_TYPES[1],
+            crate::analytics::REVERSAL_TYPES[0],
+            crate::analytics::REVERSAL_TYPES[1],
         ));
     }
     for (table, missing) in &manifest.rows_missing {

@@ -787,10 +787,11 @@ fn kinds(a: &ArrayRef) -> Result<Vec<u8>, String> {
         let kind = match seen.get(v) {
             Some(k) => *k,
             None => {
+                let [refund, chargeback] = super::REVERSAL_TYPES;
                 let k = match normalized_text(v, Case::Lower).as_deref() {
-                    Some("purchase") | Some("renewal") => K_PAY,
-                    Some("refund") => K_REFUND,
-                    Some("chargeback") => K_CHARGEBACK,
+                    Some(t) if super::PAYMENT_TYPES.contains(&t) => K_PAY,
+                    Some(t) if t == refund => K_REFUND,
+                    Some(t) if t == chargeback => K_CHARGEBACK,
                     _ => K_OTHER,
                 };
                 seen.insert(v.to_string(), k);

@@ -497,6 +497,13 @@ pub(crate) enum Case {
 /// distinct value instead of the view per row; `None` where the view gives null. The
 /// kernel and SQL engines are held to the same tables by a test on exports with stray
 /// white space and mixed case.
+/// The transaction types the aggregates count, as they normalize them (trimmed,
+/// lower-cased): payments, and reversals (a refund, a chargeback). Any other type is in
+/// no aggregate (the input checks count such rows). The SQL engine's views
+/// (`queries/analytics/`) spell the same four.
+pub const PAYMENT_TYPES: [&str; 2] = ["purchase", "renewal"];
+pub const REVERSAL_TYPES: [&str; 2] = ["refund", "chargeback"];
+
 pub(crate) fn normalized_text(s: &str, case: Case) -> Option<String> {
     let t = s.trim_matches(|c: char| WHITE_SPACE.contains(c));
     if t.is_empty() {

@@ -268,10 +268,7 @@ fn validate(opts: &GenerateOptions) -> Result<(i64, i64), GenerateError> {
     }
     // The run refuses event times outside the input checks' range; an export it would
     // refuse is not written.
-    let (y, m, d) = crate::checks::EARLIEST_EVENT;
-    let earliest = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date");
-    let (y, m, d) = crate::checks::LATEST_EVENT;
-    let latest = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date");
+    let (earliest, latest) = crate::checks::event_range();
     let end = opts
         .start
         .checked_add_months(chrono::Months::new(opts.months));

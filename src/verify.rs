@@ -247,8 +247,7 @@ fn is_network(s: &str) -> bool {
 fn is_text_like(t: &DataType) -> bool {
     match t {
         DataType::Dictionary(_, v) => is_text_like(v),
-        DataType::Decimal128(_, 0) | DataType::Decimal256(_, 0) => true,
-        t => is_string(t) || t.is_integer(),
+        t => is_string(t) || crate::rules::is_integer_like(t),
     }
 }
 

@@ -538,7 +538,7 @@ fn id_expr(table: &TablePolicy, column: &str, udfs: &Udfs, ids: Ids) -> Result<E
         .unwrap_or(DataType::Utf8);
     let string = is_string(&t);
     if ids == Ids::Raw {
-        if !string && !t.is_integer() {
+        if !string && !crate::rules::is_integer_like(&t) {
             return Err(err(
                 &table.name,
                 format!("column {column} has type {t}; an id column must hold strings or integers"),

@@ -166,7 +166,7 @@ impl Rule {
             Rule::Drop | Rule::Redact { .. } => true,
             Rule::Keep => is_flat(dt),
             Rule::Mask { .. } | Rule::Scrub => is_string(dt),
-            Rule::Pseudonymize { .. } => is_string(dt) || dt.is_integer(),
+            Rule::Pseudonymize { .. } => is_string(dt) || is_integer_like(dt),
             Rule::Generalize(Generalization::Trunc {
                 unit: TruncUnit::Hour,
             }) => matches!(dt, DataType::Timestamp(..)),
@@ -183,7 +183,9 @@ impl Rule {
                 "a flat column the privacy gate reads (text, a number, a boolean, a date or a time); \
                  a list, struct, map or binary column can only be dropped or redacted"
             }
-            Rule::Pseudonymize { .. } => "a string or integer column",
+            Rule::Pseudonymize { .. } => {
+                "a string or integer column (or a decimal without a fraction)"
+            }
             Rule::Generalize(Generalization::Trunc {
                 unit: TruncUnit::Hour,
             }) => "a timestamp column (dates have no hours)",
@@ -325,6 +327,15 @@ pub(crate) fn is_string(dt: &DataType) -> bool {
     }
 }
 
+/// Whether values of this type are whole numbers: the integer types, and decimals
+/// without a fraction (`DECIMAL(p,0)`, what warehouses such as Snowflake export a
+/// `NUMBER(38,0)` id as). Ids of these types are tokenized, matched and looked up
+/// through their decimal text, so customer 42 exported as int64, as DECIMAL(38,0) or as
+/// "42" is one customer with one token.
+pub fn is_integer_like(dt: &DataType) -> bool {
+    dt.is_integer() || matches!(dt, DataType::Decimal128(_, 0) | DataType::Decimal256(_, 0))
+}
+
 pub(crate) fn is_temporal(dt: &DataType) -> bool {
     matches!(
         dt,
@@ -364,7 +375,7 @@ pub(crate) fn for_each_text_run(
     array: &ArrayRef,
     mut f: impl FnMut(Option<&str>, usize),
 ) -> DfResult<()> {
-    use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+    use datafusion::arrow::datatypes::{Decimal128Type, Int64Type, UInt64Type};
     let mut digits = itoa::Buffer::new();
     match array.data_type() {
         DataType::Utf8 => runs(array.as_string::<i32>().iter(), f),
@@ -373,6 +384,11 @@ pub(crate) fn for_each_text_run(
         DataType::UInt64 => runs(array.as_primitive::<UInt64Type>().iter(), |v, n| {
             f(v.map(|v| digits.format(v)), n)
         }),
+        DataType::Decimal128(_, 0) => {
+            runs(array.as_primitive::<Decimal128Type>().iter(), |v, n| {
+                f(v.map(|v| digits.format(v)), n)
+            })
+        }
         t if t.is_integer() => {
             // Every other integer type fits in an i64.
             let ints = cast(array, &DataType::Int64)?;

@@ -188,7 +188,7 @@ pub fn for_each_digest_run(
     normalize: Normalize,
     mut f: impl FnMut(Option<u128>, usize),
 ) -> DfResult<()> {
-    let integer = array.data_type().is_integer();
+    let integer = super::is_integer_like(array.data_type());
     if !(integer || is_string(array.data_type())) {
         return exec_err!(
             "needs a string or integer column, got {}",
@@ -271,7 +271,7 @@ pub fn tokenize_array(
     normalize: Normalize,
 ) -> DfResult<ArrayRef> {
     let (t, n) = (array.data_type(), array.len());
-    if !(t.is_integer() || is_string(t)) {
+    if !(super::is_integer_like(t) || is_string(t)) {
         return exec_err!("anon_pseudonymize needs a string or integer column, got {t}");
     }
     // The tokens are written straight into the array's value buffer (no builder: a
@@ -356,7 +356,7 @@ impl ScalarUDFImpl for PseudonymizeUdf {
             self.name(),
             arg_types,
             1..=3,
-            |t| is_string(t) || t.is_integer(),
+            |t| is_string(t) || super::is_integer_like(t),
             "a string or integer column",
         )?;
         Ok(DataType::Utf8)
@@ -423,6 +423,62 @@ mod tests {
                 .flat_map(|b| hex::encode([b]).into_bytes())
                 .collect::<Vec<u8>>()
         );
+    }
+
+    /// Whole numbers are tokenized through their decimal text whatever their type:
+    /// int64, DECIMAL(38,0) (past i64's range too) and DECIMAL(76,0) give the tokens of
+    /// the same digits as text; a decimal with a fraction is refused.
+    #[test]
+    fn decimals_without_a_fraction_are_tokenized_as_their_digits() {
+        use datafusion::arrow::array::{Decimal128Array, Decimal256Array, Int64Array};
+        use datafusion::arrow::datatypes::i256;
+        let key = Key::from_hex(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0",
+            crate::key::KeySource::Provided,
+        )
+        .unwrap();
+        let p = Pseudonymizer::new(&key, None);
+        let big = 10i128.pow(30) + 7;
+        let values = [Some(42i128), None, Some(-9), Some(big), Some(big), Some(0)];
+        let text: Vec<Option<String>> = values
+            .iter()
+            .map(|v| v.map(|v| p.token_str(&v.to_string(), Normalize::None)))
+            .collect();
+        let tokens = |a: ArrayRef| -> Vec<Option<String>> {
+            let t = tokenize_array(&p, &a, Normalize::Email).unwrap();
+            let t = t.as_any().downcast_ref::<StringArray>().unwrap();
+            t.iter().map(|v| v.map(str::to_owned)).collect()
+        };
+        let d128: ArrayRef = Arc::new(
+            values
+                .iter()
+                .copied()
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(38, 0)
+                .unwrap(),
+        );
+        assert_eq!(tokens(d128), text);
+        let d256: ArrayRef = Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(i256::from_i128))
+                .collect::<Decimal256Array>()
+                .with_precision_and_scale(76, 0)
+                .unwrap(),
+        );
+        assert_eq!(tokens(d256), text);
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![42, -9, 0]));
+        assert_eq!(
+            tokens(ints),
+            vec![text[0].clone(), text[2].clone(), text[5].clone()]
+        );
+        assert_eq!(text[0], Some(p.token_i64(42)));
+        let cents: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(4200i128)])
+                .with_precision_and_scale(12, 2)
+                .unwrap(),
+        );
+        assert!(tokenize_array(&p, &cents, Normalize::None).is_err());
     }
 
     proptest::proptest! {

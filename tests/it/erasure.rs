@@ -809,6 +809,58 @@ fn erasure_does_not_depend_on_how_the_export_is_cut() {
     assert!(a.3["erased_tokens"].as_u64().unwrap() >= erased.len() as u64 * 2);
 }
 
+/// Ids exported as DECIMAL(38,0) (a warehouse's NUMBER(38,0)) are the same customers as
+/// the same ids exported as int64: the same tokens, the same erasure matches, the same
+/// aggregates, byte for byte.
+#[test]
+fn ids_exported_as_decimals_publish_what_integers_do() {
+    use datafusion::arrow::array::{Decimal128Array, Int64Array};
+    let people = people();
+    let (csv, _, erased) = batch(&people);
+    let erase = |dir: &Path| {
+        std::fs::write(dir.join("requests.csv"), &csv).unwrap();
+        let policy = policy_with_erasure(dir, Some("requests.csv"));
+        run_with(&policy, &dir.join("out"), None).unwrap()
+    };
+    let ints = fixture_copy();
+    let decimals = fixture_copy();
+    // Both exports rewritten the same way, one with the ids as decimals.
+    for (dir, decimal) in [(ints.path(), false), (decimals.path(), true)] {
+        for table in ["customers", "transactions"] {
+            for (_, f) in parquet_files(&dir.join("export").join(table)) {
+                let batches = read_parquet(&f);
+                let mut all =
+                    datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                        .unwrap();
+                if decimal {
+                    let ids = all.column_by_name("customer_id").unwrap();
+                    let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+                    let d: Decimal128Array = ids.iter().map(|v| v.map(i128::from)).collect();
+                    let d = d.with_precision_and_scale(38, 0).unwrap();
+                    all = with_column(&all, "customer_id", std::sync::Arc::new(d));
+                }
+                write_parquet(&f, &all);
+            }
+        }
+    }
+    let (a, b) = (erase(ints.path()), erase(decimals.path()));
+    let (fa, fb) = (parquet_files(&a.run_dir), parquet_files(&b.run_dir));
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    for (rel, p) in &fa {
+        assert_eq!(
+            std::fs::read(p).unwrap(),
+            std::fs::read(&fb[rel]).unwrap(),
+            "{rel} differs between int64 and DECIMAL(38,0) ids"
+        );
+    }
+    assert!(erased.iter().any(|e| e.1), "some requests delete");
+    let t = &b.manifest.tables["transactions"];
+    assert!(
+        t.rows_written < t.rows_read.unwrap(),
+        "some transactions deleted"
+    );
+}
+
 /// A delete request for a customer an earlier run anonymized upgrades the ledger entry
 /// once: that run deletes the customer's transactions, and later runs that still read
 /// the request add nothing to the ledger.

@@ -2480,6 +2480,18 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
                 recomputable += n as u64;
             }
         }
+        if name == "cohort_retention"
+            && let Some(revenue) = tables.iter().find(|t| t.name == "revenue_monthly")
+            && let Some(revenue) = concat(revenue)?
+        {
+            let n = recomputable_cohorts(&b, &revenue);
+            if n > 0 {
+                c.findings.push(format!(
+                    "table {name}: {n} withheld count(s) can be recomputed from revenue_monthly's customers"
+                ));
+            }
+            recomputable += n as u64;
+        }
         if name == "subscriptions_monthly" {
             let mrr = match tables.iter().find(|t| t.name == "mrr_monthly") {
                 Some(t) => concat(t)?,
@@ -2600,6 +2612,12 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
                 .or_default()
                 .push(r);
         }
+        // A country without a row in a month has no subscribers at its end.
+        for (r, ctry) in c.iter().enumerate() {
+            if ctry != "ALL" && !groups.contains_key(&key(r)) {
+                cons.push(vec![(cell(r, 4), 1)]);
+            }
+        }
         for (key, rows) in groups {
             let mut k: Vec<(usize, i64)> =
                 at.get(&key).map(|e| (cell(*e, 4), 1)).into_iter().collect();
@@ -2610,6 +2628,51 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
             cons.push(k);
         }
     }
+    crate::analytics::protect::determined(suppressed.len(), &cons, &suppressed).len()
+}
+
+/// Withheld customers counts of cohort_retention and revenue_monthly that follow from the
+/// published ones: a month's customers over every cohort (cohort_month + months_since)
+/// are taken to equal its customers over revenue_monthly's cells (exact when each
+/// customer falls in one cell a month).
+fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
+    let month_index = |d: i32| {
+        crate::rules::generalize::days_to_date(i64::from(d))
+            .map_or(0, crate::analytics::period::month_of)
+    };
+    let (Some(cm), Some(since), Some(cc)) = (
+        cohorts
+            .column_by_name("cohort_month")
+            .and_then(|a| a.as_primitive_opt::<Date32Type>().cloned()),
+        ints(cohorts, "months_since"),
+        ints(cohorts, "customers"),
+    ) else {
+        return 0;
+    };
+    let (Some(rm), Some(rc)) = (
+        revenue
+            .column_by_name("month")
+            .and_then(|a| a.as_primitive_opt::<Date32Type>().cloned()),
+        ints(revenue, "customers"),
+    ) else {
+        return 0;
+    };
+    let mut suppressed = Vec::new();
+    let mut by_month: BTreeMap<i64, Vec<(usize, i64)>> = BTreeMap::new();
+    for r in 0..cohorts.num_rows() {
+        let m = month_index(cm.value(r)) + since[r].unwrap_or(0);
+        by_month.entry(m).or_default().push((suppressed.len(), 1));
+        suppressed.push(cc[r].is_none());
+    }
+    for r in 0..revenue.num_rows() {
+        by_month
+            .entry(month_index(rm.value(r)))
+            .or_default()
+            .push((suppressed.len(), -1));
+        suppressed.push(rc[r].is_none());
+    }
+    // A month on one side only: the other side's rows that do not exist are zeros.
+    let cons: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();
     crate::analytics::protect::determined(suppressed.len(), &cons, &suppressed).len()
 }
 

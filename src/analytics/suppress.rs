@@ -14,7 +14,12 @@
 //! - mrr_monthly: a country's subscribers over its currencies add up to its
 //!   subscriptions_monthly active_end (exactly when each customer pays in one currency;
 //!   taken as exact, which only makes the protection stricter), so the two tables are
-//!   protected together, as one problem;
+//!   protected together, as one problem; a country without an mrr_monthly row in a month
+//!   has no subscribers at its end, so its active_end is a public 0;
+//! - cohort_retention and revenue_monthly: a month's cohort members with a transaction,
+//!   over every cohort, are the month's customers over revenue_monthly's cells (exactly
+//!   when each customer falls in one cell a month; taken as exact), so their customers
+//!   counts are protected together too;
 //! - rates and averages (churn_rate, retention, arpu) are withheld whenever a count they
 //!   are computed from is withheld.
 //!
@@ -26,7 +31,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::nullif;
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int32Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 
 use super::SUBSCRIPTION_TERMS;
 use super::period::month_of;
@@ -49,11 +54,15 @@ pub fn apply_all(
         Some(i) => Some(subscriptions(&cells[i], i, last_month, &mut p)?),
         None => None,
     };
-    if let Some(i) = find("revenue_monthly") {
-        revenue(&cells[i], i, &mut p)?;
-    }
+    let revenue_customers = match find("revenue_monthly") {
+        Some(i) => Some(revenue(&cells[i], i, &mut p)?),
+        None => None,
+    };
     if let Some(i) = find("mrr_monthly") {
         mrr(&cells[i], i, subs.as_ref(), &mut p)?;
+    }
+    if let Some(i) = find("cohort_retention") {
+        cohorts(&cells[i], i, revenue_customers.as_ref(), &mut p)?;
     }
     let outcome = protect(&Problem {
         cells: p.owners.len(),
@@ -86,14 +95,10 @@ pub fn apply_all(
             }
             "revenue_monthly" => {
                 let payers = t.ints("_payers")?;
-                let customers = t.ints("customers")?;
-                for r in 0..t.rows() {
+                for (r, n) in payers.iter().enumerate() {
                     // payments counts the same paying customers as gross.
-                    if t.is_small(payers[r]) {
+                    if t.is_small(*n) {
                         t.withhold("payments", r, true)?;
-                    }
-                    if t.is_small(customers[r]) {
-                        t.withhold("customers", r, true)?;
                     }
                 }
             }
@@ -109,7 +114,7 @@ pub fn apply_all(
                     }
                 }
             }
-            "cohort_retention" => cohorts(t)?,
+            "cohort_retention" => retention(t)?,
             other => return Err(format!("no suppression rules for table {other}")),
         }
     }
@@ -140,8 +145,11 @@ impl Builder {
         self.owners.push((table, row, col));
         self.owners.len() - 1
     }
+    /// Adds an identity. One of a single cell says that cell is 0, public knowledge (its
+    /// partners are rows that do not exist): such a cell is never withheld to protect
+    /// another, since withholding it would hide nothing.
     fn constrain(&mut self, c: Constraint) {
-        if c.len() > 1 {
+        if !c.is_empty() {
             self.constraints.push(c);
         }
     }
@@ -333,28 +341,62 @@ fn subscriptions(
     })
 }
 
-fn cohorts(t: &mut Cells) -> Result<(), String> {
+/// cohort_retention's counts, as cells. A month's cohort members with a transaction,
+/// over every cohort, are the customers with a transaction that month, which is also
+/// revenue_monthly's customers over the month's cells (exactly when each customer falls
+/// in one cell a month; taken as exact, which only makes the protection stricter). So
+/// the two tables are protected together: a withheld cohort count is not the month's
+/// revenue customers minus the other cohorts.
+fn cohorts(
+    t: &Cells,
+    table: usize,
+    revenue_customers: Option<&BTreeMap<i64, Vec<usize>>>,
+    p: &mut Builder,
+) -> Result<(), String> {
     let months = t.months("cohort_month")?;
-    let since = {
-        let a = t.raw.column(t.idx("months_since")?);
-        let a = datafusion::arrow::compute::cast(a, &DataType::Int32).map_err(|e| e.to_string())?;
-        let a = a.as_primitive::<Int32Type>().clone();
-        (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
-    };
+    let since = t.ints("months_since")?;
     let customers = t.ints("customers")?;
-    let mut size_small: HashMap<i64, bool> = HashMap::new();
+    let mut by_month: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for r in 0..t.rows() {
+        let c = p.cell(t, table, r, "customers", customers[r]);
+        by_month.entry(months[r] + since[r]).or_default().push(c);
+    }
+    if let Some(revenue) = revenue_customers {
+        // A month on one side only: the other side's rows that do not exist are zeros.
+        let mut links: BTreeMap<i64, Constraint> = BTreeMap::new();
+        for (m, cells) in &by_month {
+            links
+                .entry(*m)
+                .or_default()
+                .extend(cells.iter().map(|x| (*x, 1)));
+        }
+        for (m, cells) in revenue {
+            links
+                .entry(*m)
+                .or_default()
+                .extend(cells.iter().map(|x| (*x, -1)));
+        }
+        for c in links.into_values() {
+            p.constrain(c);
+        }
+    }
+    Ok(())
+}
+
+/// retention = customers / cohort size: withheld with either.
+fn retention(t: &mut Cells) -> Result<(), String> {
+    let months = t.months("cohort_month")?;
+    let since = t.ints("months_since")?;
+    let customers = t.ints("customers")?;
+    let mut size_withheld: HashMap<i64, bool> = HashMap::new();
     for r in 0..t.rows() {
         if since[r] == 0 {
-            size_small.insert(months[r], t.is_small(customers[r]));
+            size_withheld.insert(months[r], t.withheld("customers", r)?);
         }
     }
     for r in 0..t.rows() {
-        let small = t.is_small(customers[r]);
-        if small {
-            t.withhold("customers", r, true)?;
-        }
-        if small || size_small.get(&months[r]).copied().unwrap_or(false) {
-            t.withhold("retention", r, true)?;
+        if t.withheld("customers", r)? || size_withheld.get(&months[r]).copied().unwrap_or(false) {
+            t.withhold("retention", r, t.is_small(customers[r]))?;
         }
     }
     Ok(())
@@ -368,12 +410,19 @@ const REVENUE_TERMS: [(&str, &str, i64); 4] = [
     ("net", "_net_contributors", -1),
 ];
 
-fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<(), String> {
+/// revenue_monthly's cells; returns its customers cells by month, for cohort_retention
+/// to link to.
+fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<BTreeMap<i64, Vec<usize>>, String> {
     let people: Vec<Vec<i64>> = REVENUE_TERMS
         .iter()
         .map(|(_, c, _)| t.ints(c))
         .collect::<Result<_, _>>()?;
+    let months = t.months("month")?;
+    let customers = t.ints("customers")?;
+    let mut by_month: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for r in 0..t.rows() {
+        let c = p.cell(t, table, r, "customers", customers[r]);
+        by_month.entry(months[r]).or_default().push(c);
         let c = REVENUE_TERMS
             .iter()
             .zip(&people)
@@ -381,7 +430,7 @@ fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<(), String> {
             .collect();
         p.constrain(c);
     }
-    Ok(())
+    Ok(by_month)
 }
 
 fn mrr(
@@ -401,8 +450,14 @@ fn mrr(
             .or_default()
             .push(c);
     }
-    // A country's subscribers over its currencies = its active_end.
+    // A country's subscribers over its currencies = its active_end. A country without
+    // a row in a month has no subscribers at its end: its active_end is 0, public.
     if let Some(subs) = subs {
+        for (key, e) in &subs.active_end {
+            if !by_end.contains_key(key) {
+                p.constrain(vec![(*e, 1)]);
+            }
+        }
         for (key, cells) in by_end {
             let mut c: Constraint = subs
                 .active_end

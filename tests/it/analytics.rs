@@ -497,6 +497,13 @@ fn check_subscriptions_protected(run_dir: &Path, last_month: NaiveDate) {
                 assert!(arpu[r].is_none(), "mrr row {r}: arpu reveals subscribers");
             }
         }
+        // A country without an mrr row in a month has no subscribers at its end: its
+        // active_end is a public 0.
+        for r in 0..b.num_rows() {
+            if c[r] != "ALL" && !groups.contains_key(&(m[r], c[r].clone())) {
+                assert_eq!(v[4][r], Some(0), "row {r}: active_end without mrr rows");
+            }
+        }
         for ((month, country), rows) in groups {
             let end = at[&(month, country.as_str())];
             let nulls = rows.iter().filter(|r| subs[**r].is_none()).count()
@@ -504,11 +511,48 @@ fn check_subscriptions_protected(run_dir: &Path, last_month: NaiveDate) {
             assert_ne!(nulls, 1, "{month} {country}: one withheld subscriber count");
         }
     }
+    check_cohorts_protected(run_dir);
     // Exact, over all identities at once: the privacy gate's own re-check of the files
     // (src/verify.rs rebuilds the identities from the published columns).
     let check = gate_check(run_dir, "aggregates_small_cells");
     assert_eq!(check["passed"], true, "{check}");
     assert_eq!(check["figures"]["recomputable"], 0);
+}
+
+/// Independent check that no withheld customers count of cohort_retention or
+/// revenue_monthly follows from the other table: a month's cohort members with a
+/// transaction (over every cohort) are its customers over revenue_monthly's cells. Each
+/// count is in one such month identity only, so a withheld count is recomputable exactly
+/// when it is the only withheld count of its month.
+fn check_cohorts_protected(run_dir: &Path) {
+    let (Some(co), Some(re)) = (
+        aggregate(run_dir, "cohort_retention"),
+        aggregate(run_dir, "revenue_monthly"),
+    ) else {
+        return;
+    };
+    let mut withheld: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    let (cm, since, cc) = (
+        months(&co, "cohort_month"),
+        ints(&co, "months_since"),
+        ints(&co, "customers"),
+    );
+    for r in 0..co.num_rows() {
+        let m = cm[r]
+            .checked_add_months(chrono::Months::new(since[r].unwrap() as u32))
+            .unwrap();
+        *withheld.entry(m).or_default() += usize::from(cc[r].is_none());
+    }
+    let (rm, rc) = (months(&re, "month"), ints(&re, "customers"));
+    for r in 0..re.num_rows() {
+        *withheld.entry(rm[r]).or_default() += usize::from(rc[r].is_none());
+    }
+    for (month, n) in withheld {
+        assert_ne!(
+            n, 1,
+            "{month}: one withheld customers count over both tables"
+        );
+    }
 }
 
 fn last_complete_month(as_of: NaiveDate) -> NaiveDate {
@@ -668,6 +712,105 @@ fn secondary_suppression_protects_constructed_small_cells() {
         .clone()
         .unwrap();
     assert!(rep.cells_suppressed_threshold > 0 && rep.cells_suppressed_protection > 0);
+}
+
+/// Found by an audit (2026-12-03): GB's customer churned in March, so GB had a March
+/// subscriptions_monthly row but no mrr_monthly row, which says its active_end is 0;
+/// withholding that 0 to protect FR's active_end of 1 protected nothing (ALL - US - 0).
+#[test]
+fn a_country_without_mrr_rows_is_no_protection() {
+    let mut txs = Vec::new();
+    let mut custs = Vec::new();
+    yearly(&mut txs, &mut custs, "us", 3, "US", at(2025, 1, 10, 9, 0));
+    txs.push(subs(
+        "fr",
+        "purchase",
+        "fr-s",
+        Some("P1Y"),
+        at(2025, 3, 3, 0, 0),
+        900,
+        Some("FR"),
+    ));
+    custs.push(cust("fr", Some("FR")));
+    txs.push(subs(
+        "gb",
+        "purchase",
+        "gb-s",
+        Some("P1M"),
+        at(2025, 2, 15, 0, 0),
+        700,
+        Some("GB"),
+    ));
+    custs.push(cust("gb", Some("GB")));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_export(dir.path(), &txs, Some(&custs), 3);
+    let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2025, 3, 31)), 2);
+    let b = aggregate(&s.run_dir, "subscriptions_monthly").unwrap();
+    let (m, c, end) = (
+        months(&b, "month"),
+        texts(&b, "country"),
+        ints(&b, "active_end"),
+    );
+    let row = |country: &str| {
+        (0..b.num_rows())
+            .find(|r| m[*r] == day(2025, 3, 1) && c[*r] == country)
+            .unwrap()
+    };
+    assert_eq!(end[row("FR")], None, "FR's 1 is withheld");
+    assert_eq!(end[row("GB")], Some(0), "GB's 0 is public: no mrr row");
+    assert!(end[row("US")].is_none() || end[row("ALL")].is_none());
+    check_subscriptions_protected(&s.run_dir, day(2025, 3, 1));
+}
+
+/// Found by an audit (2026-12-03): one country, currency and offer, so revenue_monthly's
+/// customers in a month were the month's cohort members with a transaction; February's
+/// cohort of 2 was withheld but was February's 5 revenue customers minus January's 3.
+#[test]
+fn cohort_counts_are_protected_against_revenue_customers() {
+    let mut txs = Vec::new();
+    let mut custs = Vec::new();
+    let t = |c: &str, kind: &str, when: i64| {
+        subs(
+            c,
+            kind,
+            &format!("{c}-s"),
+            Some("P1M"),
+            when,
+            1000,
+            Some("US"),
+        )
+    };
+    for i in 1..=5 {
+        txs.push(t(&format!("c{i}"), "purchase", at(2025, 1, 10, 10, 0)));
+    }
+    for i in 1..=3 {
+        txs.push(t(&format!("c{i}"), "renewal", at(2025, 2, 10, 10, 0)));
+    }
+    for i in [6, 7] {
+        txs.push(t(&format!("c{i}"), "purchase", at(2025, 2, 12, 10, 0)));
+    }
+    for i in [1, 2, 3, 6, 7] {
+        txs.push(t(&format!("c{i}"), "renewal", at(2025, 3, 10, 10, 0)));
+    }
+    for i in 1..=7 {
+        custs.push(cust(&format!("c{i}"), Some("US")));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_export(dir.path(), &txs, Some(&custs), 3);
+    let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2025, 3, 31)), 2);
+    let co = aggregate(&s.run_dir, "cohort_retention").unwrap();
+    let (cm, since, cc) = (
+        months(&co, "cohort_month"),
+        ints(&co, "months_since"),
+        ints(&co, "customers"),
+    );
+    let feb = (0..co.num_rows())
+        .find(|r| cm[*r] == day(2025, 2, 1) && since[*r] == Some(0))
+        .unwrap();
+    assert_eq!(cc[feb], None, "February's cohort of 2 is withheld");
+    check_cohorts_protected(&s.run_dir);
+    let check = gate_check(&s.run_dir, "aggregates_small_cells");
+    assert_eq!(check["figures"]["recomputable"], 0, "{check}");
 }
 
 // ---------------------------------------------------------------------------------------

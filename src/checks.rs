@@ -77,7 +77,7 @@ pub struct Facts {
 
 /// Rows of a transactions table by type, as the aggregates read it (trimmed,
 /// lower-cased): payments (purchase, renewal), reversals (refund, chargeback), and the
-/// rest (another type, or none), which no aggregate counts.
+/// rest (another type, or none), which only the cohorts and revenue customers count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TypeTally {
     pub payments: u64,

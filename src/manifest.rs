@@ -35,7 +35,8 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rows_missing: BTreeMap<String, BTreeMap<String, u64>>,
     /// Input table -> rows whose transaction_type is none of purchase, renewal, refund
-    /// and chargeback (or null): no aggregate counts them.
+    /// and chargeback (or null): the subscription, revenue and mrr figures leave them
+    /// out; cohort_retention and revenue_monthly's customers count them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rows_other_type: BTreeMap<String, u64>,
     /// Erasure in this run (when the policy has an `[erasure]` ledger).

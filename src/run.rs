@@ -936,7 +936,8 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         let rows = facts.get(table).map_or(0, |f| f.rows);
         attention.push(format!(
             "table {table}: {other} of its {rows} row(s) have a transaction_type other than {}, {}, {} or {} \
-             (or none); no aggregate counts them",
+             (or none); the subscription, revenue and mrr figures leave them out \
+             (cohort_retention and revenue_monthly's customers count a transaction of any type)",
             crate::analytics::PAYMENT_TYPES[0],
             crate::analytics::PAYMENT_TYPES[1],
             crate::analytics::REVERSAL_TYPES[0],

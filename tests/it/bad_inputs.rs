@@ -1428,7 +1428,7 @@ fn some_transactions_of_another_type_are_reported() {
     );
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(
-        o.stderr.contains("row(s) have a transaction_type other than purchase, renewal, refund or chargeback (or none); no aggregate counts them"),
+        o.stderr.contains("row(s) have a transaction_type other than purchase, renewal, refund or chargeback (or none); the subscription, revenue and mrr figures leave them out"),
         "{}",
         o.stderr
     );

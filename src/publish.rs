@@ -198,10 +198,13 @@ impl OutputDir {
     /// Returns the ids removed.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>, PublishError> {
         let runs = self.runs_dir();
+        // Only folders named as runs are: anything else a person put there (a backup,
+        // notes) is neither counted nor removed.
         let ids: Vec<String> = sorted_children(&runs, |p| p.is_dir() && !is_hidden(p))
             .map_err(io(&runs, "cannot list"))?
             .iter()
             .map(|p| name_of(p))
+            .filter(|n| is_run_id(n))
             .collect();
         let current = self
             .current()
@@ -217,6 +220,20 @@ impl OutputDir {
         }
         Ok(removed)
     }
+}
+
+/// Whether `name` is shaped like a run id of [`Output::new_run_id`]:
+/// `YYYYMMDDTHHMMSSmmmZ`, maybe with `-N` after it.
+pub fn is_run_id(name: &str) -> bool {
+    let b = name.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    b.len() >= 19
+        && digits(0..8)
+        && b[8] == b'T'
+        && digits(9..18)
+        && b[18] == b'Z'
+        && (b.len() == 19
+            || (b[19] == b'-' && b.len() > 20 && b[20..].iter().all(u8::is_ascii_digit)))
 }
 
 /// The run folder `OUT/current` points at (resolved), if it exists.
@@ -240,5 +257,32 @@ fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
 fn sync_dir(p: &Path) {
     if let Ok(f) = File::open(p) {
         let _ = f.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_told_from_other_folders() {
+        for id in [
+            "20261203T091632579Z",
+            "20261203T091632579Z-2",
+            "20261203T091632579Z-17",
+        ] {
+            assert!(is_run_id(id), "{id}");
+        }
+        for not in [
+            "my-backup",
+            "20261203T091632579",
+            "20261203T091632579Z-",
+            "20261203T091632579Z-x",
+            "2026120xT091632579Z",
+            ".staging-20261203T091632579Z",
+            "",
+        ] {
+            assert!(!is_run_id(not), "{not}");
+        }
     }
 }

@@ -923,15 +923,28 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         }
     };
     // The run is published: failing to remove old runs must not turn it into a failure.
-    match out.prune(policy.keep_runs) {
+    // A run that honoured new erasure requests removes every older run: they still hold
+    // the erased customers' rows (pseudonymized, so personal data), which must not stay
+    // on disk for `keep_runs` more nights.
+    let erased = erasure.new_entries > 0;
+    let mut attention = erasure.attention();
+    match out.prune(if erased { 1 } else { policy.keep_runs }) {
         Ok(removed) if !removed.is_empty() => {
-            tracing::info!(removed = removed.len(), "old runs removed")
+            tracing::info!(
+                removed = removed.len(),
+                erasure = erased,
+                "old runs removed"
+            )
         }
         Ok(_) => {}
+        Err(e) if erased => attention.push(format!(
+            "published, but older runs holding erased customers' rows could not be removed \
+             ({e}); remove every folder of {} but the current run",
+            out.runs_dir().display()
+        )),
         Err(e) => tracing::warn!(error = %e, "published, but old runs could not be removed"),
     }
     tracing::info!(run_id = %run_id, "published");
-    let mut attention = erasure.attention();
     for (table, other) in &manifest.rows_other_type {
         let rows = facts.get(table).map_or(0, |f| f.rows);
         attention.push(format!(

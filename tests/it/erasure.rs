@@ -621,9 +621,36 @@ fn erase_command_appends_a_request_the_next_run_honours() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("not an email"));
+    // Two runs before the request's (and a folder of the user's own) in OUT/runs: the
+    // run honouring it removes the older runs, which hold the customer's rows.
+    let mut before = std::fs::read_to_string(&policy).unwrap();
+    before = before.replacen(
+        "requests = \"pending.jsonl\"",
+        "requests = \"none.jsonl\"",
+        1,
+    );
+    let early = dir.path().join("early.toml");
+    std::fs::write(&early, before).unwrap();
+    for _ in 0..2 {
+        let o = cli(&["run", "--config", early.to_str().unwrap()], Some(KEY_HEX));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::create_dir_all(dir.path().join("out/runs/my-backup")).unwrap();
+    let runs = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join("out/runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(runs().len(), 3, "{:?}", runs());
     let o = cli(&["run", "--config", cfg], Some(KEY_HEX));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = dir.path().join("out/current");
+    let current = std::fs::read_link(&out).unwrap();
+    let current = current.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(runs(), vec![current, "my-backup".to_string()]);
     let r = receipts(&out);
     assert_eq!(r.num_rows(), 1);
     assert_eq!(

@@ -100,7 +100,15 @@ pub fn discover(table: &str, spec: &str, base: &Path) -> Result<Vec<PathBuf>, In
     let mut files = Vec::new();
     let looked;
     if spec.contains(['*', '?', '[']) {
-        let pattern = full.to_string_lossy().into_owned();
+        // Only `spec` is a pattern: the policy's folder is taken literally.
+        let mut pattern = glob::Pattern::escape(&base.to_string_lossy());
+        if !pattern.is_empty() && !pattern.ends_with(std::path::MAIN_SEPARATOR) {
+            pattern.push(std::path::MAIN_SEPARATOR);
+        }
+        pattern.push_str(spec);
+        if Path::new(spec).is_absolute() {
+            pattern = spec.to_string();
+        }
         looked = format!("files matching {pattern}");
         let paths = glob::glob(&pattern).map_err(|e| InputError::Glob {
             table: table.into(),
@@ -168,11 +176,28 @@ fn ext_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn path_str(path: &Path) -> String {
-    std::path::absolute(path)
+/// The path as DataFusion must be given it: a `file://` URL of the resolved path. A plain
+/// path string is parsed as a glob (a folder named `brack[1]` or `q?x` above the export
+/// matched nothing) and its `..` segments are refused by the object store.
+pub(crate) fn path_str(path: &Path) -> String {
+    let abs = resolved(path);
+    let url = if abs.is_dir() {
+        url::Url::from_directory_path(&abs)
+    } else {
+        url::Url::from_file_path(&abs)
+    };
+    match url {
+        Ok(u) => u.to_string(),
+        Err(()) => abs.to_string_lossy().into_owned(),
+    }
+}
+
+/// The absolute path without `.` or `..` segments (symbolic links resolved when the file
+/// exists): what the object store accepts, whatever folder the run was started from.
+pub(crate) fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf())
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// What a Parquet file's footer says about reading it in pieces.

@@ -138,7 +138,7 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
         let name = name_of(&d);
         ctx.register_parquet(
             &name,
-            d.to_string_lossy().as_ref(),
+            &crate::input::path_str(&d),
             ParquetReadOptions::default(),
         )
         .await

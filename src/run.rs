@@ -457,7 +457,7 @@ fn group_files(
             })?
             .len();
         let location =
-            datafusion::object_store::path::Path::from_absolute_path(std::path::absolute(f)?)
+            datafusion::object_store::path::Path::from_absolute_path(crate::input::resolved(f))
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         metas.push((location, len));
     }

@@ -388,15 +388,18 @@ fn retention(t: &mut Cells) -> Result<(), String> {
     let months = t.months("cohort_month")?;
     let since = t.ints("months_since")?;
     let customers = t.ints("customers")?;
-    let mut size_withheld: HashMap<i64, bool> = HashMap::new();
+    // Per cohort: whether its size is withheld, and whether for being small.
+    let mut size: HashMap<i64, (bool, bool)> = HashMap::new();
     for r in 0..t.rows() {
         if since[r] == 0 {
-            size_withheld.insert(months[r], t.withheld("customers", r)?);
+            let withheld = t.withheld("customers", r)?;
+            size.insert(months[r], (withheld, t.is_small(customers[r])));
         }
     }
     for r in 0..t.rows() {
-        if t.withheld("customers", r)? || size_withheld.get(&months[r]).copied().unwrap_or(false) {
-            t.withhold("retention", r, t.is_small(customers[r]))?;
+        let (size_withheld, size_small) = size.get(&months[r]).copied().unwrap_or_default();
+        if t.withheld("customers", r)? || size_withheld {
+            t.withhold("retention", r, t.is_small(customers[r]) || size_small)?;
         }
     }
     Ok(())

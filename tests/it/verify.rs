@@ -171,6 +171,65 @@ fn verify_finds_a_column_of_emails_added_by_hand() {
     assert!(!err.contains("someone"), "{err}");
 }
 
+/// Found by an audit (2026-12-03): `verify --config` on a copy edited by hand passed a
+/// column the policy does not know (distinct on every row) and a table it does not know:
+/// the uniqueness check only looks at the columns the policy keeps.
+#[test]
+fn verify_refuses_tables_and_columns_the_policy_does_not_declare() {
+    use datafusion::arrow::array::Int64Array;
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    for f in parquet_files(&copy.join("customers")).into_values() {
+        let b = read_parquet(&f);
+        let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+        let n = b.num_rows() as i64;
+        let b = with_column(
+            &b,
+            "loyalty_no",
+            Arc::new(Int64Array::from_iter_values(1000..1000 + n)),
+        );
+        write_parquet(&f, &b);
+    }
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..80));
+    let b = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new(
+            "rowid",
+            DataType::Int64,
+            false,
+        )])),
+        vec![ids],
+    )
+    .unwrap();
+    write_parquet(&copy.join("rowids/part-00000.parquet"), &b);
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "published_as_declared")
+        .unwrap();
+    assert_eq!(check["passed"], false);
+    let findings = check["findings"].to_string();
+    assert!(
+        findings.contains("table customers, column loyalty_no: not a column of the policy"),
+        "{findings}"
+    );
+    assert!(
+        findings.contains("table rowids: not a table of the policy"),
+        "{findings}"
+    );
+    // The published run itself is as declared.
+    let o = cli(&["verify", "--config", &cfg], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 #[test]
 fn verify_names_each_detector_kind_by_column() {
     let (dir, cfg) = published_fixture();

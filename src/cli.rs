@@ -321,3 +321,47 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| format!("'{s}' is not a date; use YYYY-MM-DD, e.g. 2026-01-31"))
 }
+
+/// The log filter for `ANONYMIZER_LOG`'s value: other crates stay at `warn`, and a bare
+/// level (`debug`, also in a list: `debug,anonymizer::run=trace`) applies to
+/// anonymizer's own logs only, since other crates' debug logs print query plans and SQL,
+/// literals included, which may be values. Directives naming a target
+/// (`datafusion=debug`) are kept as given.
+pub fn log_filter(v: &str) -> String {
+    let mut out = vec!["warn".to_string()];
+    for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = ["trace", "debug", "info", "warn", "error"]
+            .iter()
+            .any(|l| d.eq_ignore_ascii_case(l));
+        out.push(if bare {
+            format!("anonymizer={}", d.to_ascii_lowercase())
+        } else {
+            d.to_string()
+        });
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_anonymizers_own_even_in_a_list() {
+        assert_eq!(log_filter("debug"), "warn,anonymizer=debug");
+        assert_eq!(log_filter(" TRACE "), "warn,anonymizer=trace");
+        assert_eq!(
+            log_filter("debug,anonymizer=debug"),
+            "warn,anonymizer=debug,anonymizer=debug"
+        );
+        assert_eq!(
+            log_filter("trace,hyper=warn"),
+            "warn,anonymizer=trace,hyper=warn"
+        );
+        assert_eq!(
+            log_filter("debug,datafusion=debug"),
+            "warn,anonymizer=debug,datafusion=debug"
+        );
+        assert_eq!(log_filter(""), "warn");
+    }
+}

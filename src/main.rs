@@ -196,12 +196,11 @@ fn init_logging(format: LogFormat, quiet: bool) {
     } else {
         "warn,anonymizer=info"
     };
-    // A bare level (`ANONYMIZER_LOG=debug`) applies to anonymizer's own logs only: other
-    // crates' debug logs print query plans and SQL, literals included, which may be
-    // values. Directives naming targets (`datafusion=debug`) are used as given.
+    // A bare level applies to anonymizer's own logs only (`cli::log_filter`).
     let filter = match std::env::var("ANONYMIZER_LOG") {
-        Ok(v) if is_bare_level(&v) => EnvFilter::new(format!("warn,anonymizer={}", v.trim())),
-        Ok(v) => EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new(default)),
+        Ok(v) => {
+            EnvFilter::try_new(cli::log_filter(&v)).unwrap_or_else(|_| EnvFilter::new(default))
+        }
         Err(_) => EnvFilter::new(default),
     };
     use std::io::IsTerminal;
@@ -223,11 +222,4 @@ fn init_logging(format: LogFormat, quiet: bool) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.without_time().init(),
     }
-}
-
-/// Whether a log filter is only a level (`debug`), with no target named.
-fn is_bare_level(v: &str) -> bool {
-    ["trace", "debug", "info", "warn", "error"]
-        .iter()
-        .any(|l| v.trim().eq_ignore_ascii_case(l))
 }

@@ -103,6 +103,22 @@ pub fn remove_abandoned_spills(under: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Opens `path` for writing (appending, or truncating), creating it readable and
+/// writable by its owner only (mode 0600 on Unix): for files that hold personal data,
+/// such as the erasure requests and the ledger. An existing file keeps its mode.
+pub fn open_private(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

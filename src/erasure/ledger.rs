@@ -142,7 +142,7 @@ impl Ledger {
         let tmp = path.with_extension("json.tmp");
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            let mut f = crate::fsutil::open_private(&tmp, false).map_err(err)?;
             f.write_all(&json).map_err(err)?;
             f.sync_all().map_err(err)?;
         }

@@ -1110,11 +1110,7 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
         )));
     }
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&file)
-        .map_err(io)?;
+    let mut f = crate::fsutil::open_private(&file, true).map_err(io)?;
     f.write_all(added.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok((id, file))

@@ -674,6 +674,16 @@ fn erase_command_appends_a_request_the_next_run_honours() {
     );
     let cells: HashSet<String> = all_string_cells(&out).into_iter().map(|c| c.1).collect();
     assert!(!cells.contains(&published_token(&people[42])));
+    // The requests (plaintext emails) and the ledger are the owner's alone.
+    #[cfg(unix)]
+    for f in ["pending.jsonl", "state/erasure-ledger.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
 }
 
 #[test]

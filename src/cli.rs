@@ -18,7 +18,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
-    /// Only errors on stderr.
+    /// Only errors and `attention:` lines (what an operator must act on) on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
     #[command(subcommand)]

@@ -33,8 +33,13 @@ fn main() {
     let code = match execute(cli.command, json_logs) {
         Ok(()) => ExitCode::Ok,
         Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
+            let code = e.exit_code();
+            if json_logs {
+                json_line("ERROR", "error", "error", &e.to_string(), Some(code as i32));
+            } else {
+                eprintln!("error: {e}");
+            }
+            code
         }
     };
     std::process::exit(code as i32);
@@ -91,14 +96,7 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
                 if json_logs {
                     // One JSON object per line, like the log lines on stderr (and shown
                     // with --quiet too, as the plain line is).
-                    eprintln!(
-                        "{}",
-                        serde_json::json!({
-                            "level": "WARN",
-                            "fields": { "message": "attention", "attention": line },
-                            "target": "anonymizer",
-                        })
-                    );
+                    json_line("WARN", "attention", "attention", line, None);
                 } else {
                     eprintln!("attention: {line}");
                 }
@@ -127,7 +125,12 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
                 "{}",
                 serde_json::to_string_pretty(&report).expect("the report serializes")
             );
-            eprint!("{}", report.summary());
+            if json_logs {
+                let level = if report.passed { "INFO" } else { "ERROR" };
+                json_line(level, "privacy checks", "summary", &report.summary(), None);
+            } else {
+                eprint!("{}", report.summary());
+            }
             if !report.passed {
                 return Err(anonymizer::Error::PrivacyCheckFailed(
                     "privacy checks failed (see the report above)".into(),
@@ -187,6 +190,26 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
         }
     }
     Ok(())
+}
+
+/// One line on stderr shaped like the JSON log lines (`--log-format json`): `fields`
+/// holds `message` and `key: value` (and `exit_code` when given).
+fn json_line(level: &str, message: &str, key: &str, value: &str, exit_code: Option<i32>) {
+    let mut fields = serde_json::Map::new();
+    fields.insert("message".into(), message.into());
+    fields.insert(key.into(), value.into());
+    if let Some(c) = exit_code {
+        fields.insert("exit_code".into(), c.into());
+    }
+    eprintln!(
+        "{}",
+        serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": level,
+            "fields": fields,
+            "target": "anonymizer",
+        })
+    );
 }
 
 fn init_logging(format: LogFormat, quiet: bool) {

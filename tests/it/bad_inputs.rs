@@ -1473,6 +1473,44 @@ fn some_transactions_of_another_type_are_reported() {
         "{}",
         o.stderr
     );
+    assert!(attention.iter().all(|v| v["timestamp"].is_string()));
+    // Errors and the gate's summary too: a run without its key (exit 2), and `verify`
+    // failing on a table of emails (exit 1).
+    let json_lines = |stderr: &str| -> Vec<serde_json::Value> {
+        stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let o = c.cli(
+        &["--log-format", "json", "run", "--config", "anonymizer.toml"],
+        None,
+    );
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    let lines = json_lines(&o.stderr);
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert_eq!(last["fields"]["exit_code"], 2);
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ANONYMIZER_KEY")
+    );
+    let emails = c.first("customers");
+    std::fs::create_dir_all(c.path("published/people")).unwrap();
+    std::fs::copy(&emails, c.path("published/people/part-00000.parquet")).unwrap();
+    let o = c.cli(&["--log-format", "json", "verify", "published"], None);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    let lines = json_lines(&o.stderr);
+    assert!(lines.iter().any(|v| {
+        v["fields"]["message"] == "privacy checks"
+            && v["fields"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("FAIL residual_pii_detectors")
+    }));
+    assert_eq!(lines.last().unwrap()["fields"]["exit_code"], 1);
 }
 
 #[test]

@@ -51,10 +51,20 @@ pub enum KeyError {
     )]
     Unreadable { path: PathBuf, err: std::io::Error },
     #[error(
-        "key file {path} can be read by users other than its owner (mode {mode:o})\n  \
+        "key file {path} can be {what} by users other than its owner (mode {mode:o})\n  \
          restrict it with: chmod 600 {path}"
     )]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        path: PathBuf,
+        mode: u32,
+        /// "read", "written" or "read and written".
+        what: &'static str,
+    },
+    #[error(
+        "key file {path} is not a file (a folder?)\n  \
+         name the file holding the key's 64 hex characters in `key_file`"
+    )]
+    NotAFile { path: PathBuf },
 }
 
 /// A 32-byte secret key. Zeroized on drop; `Debug` prints only the key id.
@@ -136,7 +146,20 @@ impl Key {
     /// Loads the key: a `key_file` named in the policy wins; otherwise `ANONYMIZER_KEY`.
     pub fn load(key_file: Option<&Path>) -> Result<(Key, KeySource), KeyError> {
         if let Some(path) = key_file {
-            return Ok((Key::from_file(path)?, KeySource::File(path.to_path_buf())));
+            let key = Key::from_file(path)?;
+            if let Some(env) = std::env::var_os(KEY_ENV) {
+                // Said without the variable's value; whether it holds the same key is
+                // said by key ids, never by the key.
+                let env = Zeroizing::new(env.to_string_lossy().into_owned());
+                let same = Key::from_hex(&env, KeySource::Env).is_ok_and(|k| k == key);
+                if !same {
+                    tracing::warn!(
+                        key_file = %path.display(),
+                        "{KEY_ENV} is set too, to another key or none: the policy's key_file wins"
+                    );
+                }
+            }
+            return Ok((key, KeySource::File(path.to_path_buf())));
         }
         match std::env::var(KEY_ENV) {
             Ok(v) => {
@@ -159,21 +182,40 @@ impl Key {
             err,
         };
         let meta = std::fs::metadata(path).map_err(unreadable)?;
+        if !meta.is_file() {
+            return Err(KeyError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
+                let (read, write) = (mode & 0o044 != 0, mode & 0o022 != 0);
                 return Err(KeyError::Permissions {
                     path: path.to_path_buf(),
                     mode,
+                    what: match (read, write) {
+                        (true, true) => "read and written",
+                        (false, true) => "written",
+                        _ => "read",
+                    },
                 });
             }
         }
-        #[cfg(not(unix))]
-        let _ = meta;
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(unreadable)?);
-        Key::from_hex(&text, KeySource::File(path.to_path_buf()))
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(unreadable)?);
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return Err(KeyError::Malformed {
+                from: KeySource::File(path.to_path_buf()),
+                problem: format!(
+                    "the file holds {} bytes that are not text; write the key as 64 hex characters (e.g. openssl rand -hex 32 > {})",
+                    bytes.len(),
+                    path.display()
+                ),
+            });
+        };
+        Key::from_hex(text, KeySource::File(path.to_path_buf()))
     }
 
     /// Writes the key as hex to `path` with mode 0600 (creating or truncating it).
@@ -219,6 +261,34 @@ mod tests {
         let err = Key::from_hex(&bad, KeySource::Env).unwrap_err().to_string();
         assert!(!err.contains(&bad));
         assert!(Key::from_hex(&"ab".repeat(32), KeySource::Env).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_that_is_not_a_private_text_file_is_refused_clearly() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let hex = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+        std::fs::write(&p, format!("{hex}\r\n")).unwrap();
+        let set = |mode| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
+        set(0o600).unwrap();
+        assert!(Key::from_file(&p).is_ok());
+        for (mode, what) in [
+            (0o620, "can be written by"),
+            (0o640, "can be read by"),
+            (0o666, "can be read and written by"),
+        ] {
+            set(mode).unwrap();
+            let e = Key::from_file(&p).unwrap_err().to_string();
+            assert!(e.contains(what), "{mode:o}: {e}");
+        }
+        set(0o600).unwrap();
+        std::fs::write(&p, [0x9fu8; 32]).unwrap();
+        let e = Key::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("32 bytes that are not text"), "{e}");
+        let e = Key::from_file(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a file"), "{e}");
     }
 
     #[test]

@@ -162,6 +162,16 @@ impl OutputDir {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
+        // The new `current` link of a run killed between making it and renaming it over
+        // `current` (runs hold the lock, so none is in use).
+        for e in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(".current-")
+                && e.file_type().is_ok_and(|t| t.is_symlink())
+            {
+                tracing::info!(path = %e.path().display(), "removing the link of an interrupted run");
+                let _ = fs::remove_file(e.path());
+            }
+        }
         Ok(())
     }
 

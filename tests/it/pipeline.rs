@@ -308,9 +308,13 @@ fn injected_failures_leave_the_previous_run_published() {
             "{fp:?} left files behind"
         );
     }
-    // And the next run succeeds and moves current.
+    // A run killed between making its new link and renaming it over `current` leaves
+    // `.current-<pid>`: the next run removes it, succeeds and moves current.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("runs/gone", out.path().join(".current-4242")).unwrap();
     let next = run_to(&sample_policy(), out.path(), key()).unwrap();
     assert_eq!(current_of(out.path()), next.run_dir);
+    assert!(std::fs::symlink_metadata(out.path().join(".current-4242")).is_err());
 }
 
 #[test]

@@ -205,7 +205,12 @@ pub struct RiskArgs {
     #[arg(long, default_value_t = 2)]
     k: u64,
     /// With --optimize: the largest fraction of records that may be suppressed (0.04 = 4 %).
-    #[arg(long, default_value_t = 0.0, requires = "optimize")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        requires = "optimize",
+        allow_negative_numbers = true
+    )]
     max_suppression: f64,
     /// Search the lattice of levels for the k-anonymous generalization with the least
     /// information loss (ARX's precomputed non-uniform entropy) and report it.

@@ -197,6 +197,12 @@ pub fn risk(o: &RiskOptions) -> Result<RiskReport, Error> {
     if o.qi.is_empty() {
         return Err(Error::Usage("--qi needs at least one column".into()));
     }
+    if o.qi.iter().any(|c| c.trim().is_empty()) {
+        return Err(Error::Usage(format!(
+            "--qi {:?} holds an empty column name; list the columns separated by commas, e.g. --qi age,sex,zip",
+            o.qi.join(",")
+        )));
+    }
     for (i, c) in o.qi.iter().enumerate() {
         if o.qi[..i].contains(c) {
             return Err(Error::Usage(format!(

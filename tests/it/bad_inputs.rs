@@ -1694,6 +1694,31 @@ fn risk_refuses_a_repeated_quasi_identifier_and_suppression_without_optimize() {
     );
     assert_eq!(o.code, Some(2));
     assert!(o.stderr.contains("--optimize"), "{}", o.stderr);
+    // An empty column name, and a negative fraction: said as such.
+    for qi in ["", ",", "country,"] {
+        let o = c.cli(&["risk", "--input", input, "--qi", qi], None);
+        assert_eq!(o.code, Some(2));
+        assert!(
+            o.stderr.contains("empty column name"),
+            "{qi:?}: {}",
+            o.stderr
+        );
+    }
+    let o = c.cli(
+        &[
+            "risk",
+            "--input",
+            input,
+            "--qi",
+            "country",
+            "--optimize",
+            "--max-suppression",
+            "-0.1",
+        ],
+        None,
+    );
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("between 0 and 1"), "{}", o.stderr);
     // A CSV file with its header only: said so, not "the hierarchy is empty".
     std::fs::write(c.path("empty.csv"), "country,city\n").unwrap();
     let o = c.cli(&["risk", "--input", "empty.csv", "--qi", "country"], None);

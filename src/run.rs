@@ -823,7 +823,9 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         )
         .await?;
         // The report names the folder it stays in once published, not the staging one.
-        let checked = std::mem::replace(&mut report.dir, out_root.join("runs").join(&run_id));
+        let published = out_root.join("runs").join(&run_id);
+        let published = std::path::absolute(&published).unwrap_or(published);
+        let checked = std::mem::replace(&mut report.dir, published);
         let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
         report.dir = checked;
         let path = staging.join("risk_report.json");

@@ -119,6 +119,11 @@ fn a_clean_run_passes_and_records_its_report() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(current.join("risk_report.json")).unwrap()).unwrap();
     assert_eq!(report["passed"], true);
+    // It names the published run's folder, as an absolute path.
+    let run = anonymizer::publish::current_run(&dir.path().join("out")).unwrap();
+    let named = std::path::PathBuf::from(report["dir"].as_str().unwrap());
+    assert!(named.is_absolute(), "{named:?}");
+    assert_eq!(named.canonicalize().unwrap(), run.canonicalize().unwrap());
     for risk in ["singling_out", "linkability", "inference"] {
         assert!(report["risks"][risk].is_string(), "{risk}");
     }

@@ -63,7 +63,8 @@ impl OutputDir {
     /// Creates `root` (and `root/runs`) if needed and takes the run lock, or fails with
     /// [`PublishError::Locked`] if another process holds it.
     pub fn lock(root: &Path) -> Result<OutputDir, PublishError> {
-        fs::create_dir_all(root.join("runs")).map_err(io(root, "cannot create"))?;
+        let runs = root.join("runs");
+        fs::create_dir_all(&runs).map_err(io(&runs, "cannot create"))?;
         let lock_path = root.join(".lock");
         let mut f = OpenOptions::new()
             .read(true)
@@ -106,6 +107,13 @@ impl OutputDir {
             && !meta.file_type().is_symlink()
         {
             return Err(PublishError::CurrentNotSymlink { path: current });
+        }
+        // Publishing makes a link in OUT and moves a folder in OUT/runs: both must be
+        // writable, checked now rather than after the whole run.
+        for dir in [root.to_path_buf(), root.join("runs")] {
+            let probe = dir.join(format!(".write-check-{}", std::process::id()));
+            fs::File::create(&probe).map_err(io(&dir, "cannot write in (publishing needs to)"))?;
+            let _ = fs::remove_file(&probe);
         }
         let out = OutputDir {
             root: root.to_path_buf(),

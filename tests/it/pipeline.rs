@@ -812,3 +812,17 @@ fn odd_folder_names_and_dot_dot_paths_are_read_as_they_are() {
     let o = cli_in(&["run", "--config", "../globbed.toml"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// OUT/runs that is not a folder is named in the error (not OUT), before any work.
+#[test]
+fn a_runs_entry_that_is_a_file_is_named() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("runs"), b"").unwrap();
+    let err = run_to(&sample_policy(), out.path(), key()).unwrap_err();
+    assert_eq!(err.exit_code(), anonymizer::ExitCode::Error);
+    let runs = out.path().join("runs");
+    assert!(
+        err.to_string().contains(&format!("{}: cannot create", runs.display())),
+        "{err}"
+    );
+}

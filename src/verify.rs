@@ -2714,12 +2714,12 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
         by_month.entry(m).or_default().push((suppressed.len(), 1));
         suppressed.push(cc[r].is_none());
     }
-    for r in 0..revenue.num_rows() {
+    for (r, customers) in rc.iter().enumerate() {
         by_month
             .entry(month_index(rm.value(r)))
             .or_default()
             .push((suppressed.len(), -1));
-        suppressed.push(rc[r].is_none());
+        suppressed.push(customers.is_none());
     }
     // A month on one side only: the other side's rows that do not exist are zeros.
     let cons: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();

@@ -822,7 +822,8 @@ fn a_runs_entry_that_is_a_file_is_named() {
     assert_eq!(err.exit_code(), anonymizer::ExitCode::Error);
     let runs = out.path().join("runs");
     assert!(
-        err.to_string().contains(&format!("{}: cannot create", runs.display())),
+        err.to_string()
+            .contains(&format!("{}: cannot create", runs.display())),
         "{err}"
     );
 }

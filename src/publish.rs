@@ -63,6 +63,7 @@ impl OutputDir {
     /// Creates `root` (and `root/runs`) if needed and takes the run lock, or fails with
     /// [`PublishError::Locked`] if another process holds it.
     pub fn lock(root: &Path) -> Result<OutputDir, PublishError> {
+        fs::create_dir_all(root).map_err(io(root, "cannot create"))?;
         let runs = root.join("runs");
         fs::create_dir_all(&runs).map_err(io(&runs, "cannot create"))?;
         let lock_path = root.join(".lock");

@@ -2,13 +2,23 @@
 //! the rest of the text readable.
 //!
 //! Replaced, in this order, each by a placeholder:
-//! - email addresses -> `[EMAIL]`
-//! - IBANs whose ISO 13616 mod-97 checksum holds -> `[IBAN]`
+//! - email addresses -> `[EMAIL]`: local parts and domains in any script (`josé@example.com`,
+//!   `frank@例え.jp`, a homoglyph domain such as `exаmple.com` with a Cyrillic `а`), quoted
+//!   local parts (`"john doe"@example.com`), the full-width and small at signs (`＠`, `﹫`) and
+//!   full stop (`．`), and format characters (zero-width space, word joiner, soft hyphen,
+//!   BOM: `\p{Cf}`) anywhere inside
+//! - IBANs whose ISO 13616 mod-97 checksum holds -> `[IBAN]`; one written in lower case
+//!   (or in full-width forms) must also have a known country code and that country's length
 //! - IPv6 and IPv4 addresses (that parse as such) -> `[IP]`
 //! - card numbers, 13-19 digits with optional spaces or dashes, passing Luhn -> `[CARD]`
 //! - any other run of 7 or more digits (spaces, dots, dashes, parentheses and a leading
 //!   `+` allowed between them): phone numbers -> `[PHONE]`, and longer digit runs (account
 //!   numbers, cards that fail Luhn) -> `[NUMBER]`. ISO dates (`2024-05-01`) are left alone.
+//!
+//! Digits are those of any script (`\p{Nd}`: full-width `０６１２３４５６７８`, Arabic-Indic
+//! `٠٦١٢٣٤٥٦٧٨`, ...), valued by [`digit_value`] for the Luhn and mod-97 checks; spaces
+//! are any of `\p{Zs}` (no-break and ideographic spaces too), dashes any of `\p{Pd}`, and
+//! format characters may sit between digits.
 //!
 //! Scrubbing errs on the side of removing too much: a number that merely looks like a
 //! phone goes too. It cannot know every way a person can be described in prose (a name in
@@ -28,31 +38,63 @@ use regex::Regex;
 use super::generalize::udf_struct;
 use super::{check_args, first_array, is_string, map_strings};
 
-const EMAIL_RE: &str = r"(?i)[a-z0-9._%+'\-]+\s?@\s?[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}";
+/// Local part (a quoted one, or letters, digits and marks of any script, format characters
+/// and `_.%+'-`), an at sign (ASCII, full-width, small), and a domain: labels of letters,
+/// digits, marks and format characters of any script, joined by `.` or a full-width `．`,
+/// ending in a top-level label of 2 or more letters (marks and format characters inside).
+/// Needs an at sign: text without one is never an email (Japanese prose, `café`).
+const EMAIL_RE: &str = concat!(
+    r#"(?:"[^"\r\n]{1,64}"|[\p{L}\p{N}\p{M}\p{Cf}_.%+'\-]+)\s?[@＠﹫]\s?"#,
+    r"[\p{L}\p{N}\p{M}\p{Cf}\-]+(?:[.．][\p{L}\p{N}\p{M}\p{Cf}\-]+)*",
+    r"[.．]\p{Cf}*\p{L}[\p{L}\p{M}\p{Cf}]*[\p{L}\p{M}]"
+);
+/// An IBAN in capitals and ASCII digits (spaces between): checked by mod-97 alone.
 const IBAN_RE: &str = r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b";
+/// An IBAN in any case, full-width letters, digits of any script: what [`IBAN_RE`] does not
+/// take is checked by mod-97 and the country's length (see [`iban_ok`]). A pass of its own,
+/// after [`IBAN_RE`]'s, so that what that one finds and leaves is as it was.
+const IBAN_ANY_RE: &str = r"\b[A-Za-zＡ-Ｚａ-ｚ]{2}\d{2}(?:[ ]?[A-Za-zＡ-Ｚａ-ｚ\d]){11,30}\b";
 const IPV6_RE: &str =
     r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?";
 const IPV4_RE: &str = r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b";
-const CARD_RE: &str = r"\b(?:[0-9][ \-]?){12,18}[0-9]\b";
-const DIGITS_RE: &str = r"\+?\(?[0-9](?:[ .\-()/]{0,3}[0-9]){6,}\)?";
+/// `\d` is any script's decimal digit; between digits a space (`\p{Zs}`: ' ', no-break,
+/// ideographic), a dash (`\p{Pd}`: '-', en dash, full-width hyphen) or a format character.
+const CARD_RE: &str = r"\b(?:\d[\p{Zs}\p{Pd}\p{Cf}]?){12,18}\d\b";
+const DIGITS_RE: &str = r"[+＋]?[(（]?\d(?:[\p{Zs}\p{Pd}\p{Cf}.()/．（）／]{0,3}\d){6,}[)）]?";
 
-/// The six patterns, in the order the passes of [`scrub`] and [`detect`] run them; their
+/// The seven patterns, in the order the passes of [`scrub`] and [`detect`] run them; their
 /// positions here are their positions in [`ANY`].
-const PATTERNS: [&str; 6] = [EMAIL_RE, IBAN_RE, IPV6_RE, IPV4_RE, CARD_RE, DIGITS_RE];
+const PATTERNS: [&str; 7] = [
+    EMAIL_RE,
+    IBAN_RE,
+    IBAN_ANY_RE,
+    IPV6_RE,
+    IPV4_RE,
+    CARD_RE,
+    DIGITS_RE,
+];
 const EMAIL: usize = 0;
 const IBAN: usize = 1;
-const IPV6: usize = 2;
-const IPV4: usize = 3;
-const CARD: usize = 4;
-const DIGITS: usize = 5;
+const IBAN_ANY: usize = 2;
+const IPV6: usize = 3;
+const IPV4: usize = 4;
+const CARD: usize = 5;
+const DIGITS: usize = 6;
 
-static COMPILED: LazyLock<[Regex; 6]> = LazyLock::new(|| PATTERNS.map(|p| Regex::new(p).unwrap()));
-/// All six patterns in one automaton: which of them match a text anywhere, in one scan.
+static COMPILED: LazyLock<[Regex; 7]> = LazyLock::new(|| PATTERNS.map(|p| Regex::new(p).unwrap()));
+/// All seven patterns in one automaton: which of them match a text anywhere, in one scan.
 /// A text none of them matches is left as it is by [`scrub`] and has nothing for
 /// [`detect`] (every pass of both only acts on a match of one of them), and a pass whose
 /// pattern does not match is skipped (see [`Patterns::live`]). Codes such as payment
 /// references (`PAYID-G1ESQAF4ETQI3FNSV82QTG8X`) hold digits but none of these.
 static ANY: LazyLock<regex::RegexSet> = LazyLock::new(|| regex::RegexSet::new(PATTERNS).unwrap());
+
+/// Whether `s` is ASCII without lower-case letters: where [`IBAN_ANY_RE`] matches just
+/// what [`IBAN_RE`] does (payment references and other codes in capitals).
+fn capitals_only(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii() && !b.is_ascii_lowercase())
+}
+
 static ISO_DATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$").unwrap());
 
@@ -63,7 +105,7 @@ static ISO_DATE: LazyLock<Regex> =
 /// automata and has a pool of its own.
 struct Patterns {
     any: regex::RegexSet,
-    each: [Regex; 6],
+    each: [Regex; 7],
     iso_date: Regex,
 }
 
@@ -75,15 +117,40 @@ thread_local! {
     };
 }
 
+/// The first code point (the zero) of every run of ten decimal digits (`\p{Nd}`, what `\d`
+/// matches in these patterns) in Unicode 16, as the `regex` crate knows it: Unicode assigns
+/// decimal digits only in runs of ten, 0 to 9 in order, so a digit's value is how far it is
+/// from the zero before it. (A test checks this table against `\d` over every character.)
+const DIGIT_ZEROS: [u32; 76] = [
+    0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66,
+    0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x10D40, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0,
+    0x11650, 0x116C0, 0x116D0, 0x116DA, 0x11730, 0x118E0, 0x11950, 0x11BF0, 0x11C50, 0x11D50,
+    0x11DA0, 0x11F50, 0x16130, 0x16A60, 0x16AC0, 0x16B50, 0x16D70, 0x1CCF0, 0x1D7CE, 0x1D7D8,
+    0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E5F1, 0x1E950, 0x1FBF0,
+];
+
+/// The value of a decimal digit of any script (`'7'`, full-width `'７'`, Arabic-Indic
+/// `'٧'`), `None` for anything else. (`char::to_digit` knows ASCII only.)
+pub fn digit_value(c: char) -> Option<u32> {
+    let c = c as u32;
+    if c < 0x80 {
+        return (c as u8).is_ascii_digit().then(|| c - 0x30);
+    }
+    let i = DIGIT_ZEROS.partition_point(|&z| z <= c);
+    let v = c - DIGIT_ZEROS[i.checked_sub(1)?];
+    (v < 10).then_some(v)
+}
+
 /// Whether a digit string passes the Luhn check.
 pub fn luhn_ok(digits: &str) -> bool {
     let mut sum = 0u32;
     let mut double = false;
-    for c in digits.bytes().rev() {
-        if !c.is_ascii_digit() {
+    for c in digits.chars().rev() {
+        let Some(mut d) = digit_value(c) else {
             return false;
-        }
-        let mut d = (c - b'0') as u32;
+        };
         if double {
             d *= 2;
             if d > 9 {
@@ -96,20 +163,70 @@ pub fn luhn_ok(digits: &str) -> bool {
     !digits.is_empty() && sum.is_multiple_of(10)
 }
 
-/// Whether `s` (spaces allowed) is an IBAN with a valid mod-97 checksum.
+/// Each country's IBAN length (SWIFT's IBAN registry): what an IBAN written in lower case
+/// or full-width forms must have, so that a lower-case code or hex id (a 32-hex token starts
+/// with two letters and two digits one time in 18 and passes mod-97 one time in 97) is not
+/// taken for one.
+#[rustfmt::skip]
+const IBAN_LENGTHS: [(&[u8; 2], usize); 89] = [
+    (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
+    (b"BG", 22), (b"BH", 22), (b"BI", 27), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22),
+    (b"CY", 28), (b"CZ", 24), (b"DE", 22), (b"DJ", 27), (b"DK", 18), (b"DO", 28), (b"EE", 20),
+    (b"EG", 29), (b"ES", 24), (b"FI", 18), (b"FK", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22),
+    (b"GE", 22), (b"GI", 23), (b"GL", 18), (b"GR", 27), (b"GT", 28), (b"HN", 28), (b"HR", 21),
+    (b"HU", 28), (b"IE", 22), (b"IL", 23), (b"IQ", 23), (b"IS", 26), (b"IT", 27), (b"JO", 30),
+    (b"KW", 30), (b"KZ", 20), (b"LB", 28), (b"LC", 32), (b"LI", 21), (b"LT", 20), (b"LU", 20),
+    (b"LV", 21), (b"LY", 25), (b"MC", 27), (b"MD", 24), (b"ME", 22), (b"MK", 19), (b"MN", 20),
+    (b"MR", 27), (b"MT", 31), (b"MU", 30), (b"NI", 28), (b"NL", 18), (b"NO", 15), (b"OM", 23),
+    (b"PK", 24), (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22),
+    (b"RU", 33), (b"SA", 24), (b"SC", 31), (b"SD", 18), (b"SE", 24), (b"SI", 19), (b"SK", 24),
+    (b"SM", 27), (b"SO", 23), (b"ST", 25), (b"SV", 28), (b"TL", 23), (b"TN", 24), (b"TR", 26),
+    (b"UA", 29), (b"VA", 22), (b"VG", 24), (b"XK", 20), (b"YE", 30),
+];
+
+/// The value of an IBAN character (0-9, A-Z = 10-35) written in any case, full-width, or
+/// as a digit of any script.
+fn iban_value(c: char) -> Option<u32> {
+    match c {
+        'A'..='Z' => Some(c as u32 - 'A' as u32 + 10),
+        'a'..='z' => Some(c as u32 - 'a' as u32 + 10),
+        'Ａ'..='Ｚ' => Some(c as u32 - 'Ａ' as u32 + 10),
+        'ａ'..='ｚ' => Some(c as u32 - 'ａ' as u32 + 10),
+        _ => digit_value(c),
+    }
+}
+
+/// Whether `s` (spaces allowed) is an IBAN with a valid mod-97 checksum. Written in
+/// capitals and ASCII digits, the checksum is the test (as printed IBANs are); written any
+/// other way (lower case, full-width forms, other scripts' digits), the country code must
+/// be one with IBANs and the length that country's too.
 pub fn iban_ok(s: &str) -> bool {
-    let compact: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
-    if compact.len() < 15 || compact.len() > 34 {
+    let mut compact = [0u8; 34];
+    let (mut n, mut plain) = (0, true);
+    for c in s.chars().filter(|&c| c != ' ') {
+        let Some(v) = iban_value(c) else {
+            return false;
+        };
+        if n == compact.len() {
+            return false;
+        }
+        plain &= c.is_ascii_uppercase() || c.is_ascii_digit();
+        compact[n] = v as u8;
+        n += 1;
+    }
+    if n < 15 || compact[..2].iter().any(|&v| v < 10) || compact[2..4].iter().any(|&v| v >= 10) {
         return false;
     }
-    let (head, tail) = compact.split_at(4);
+    if !plain {
+        let country = [compact[0] - 10 + b'A', compact[1] - 10 + b'A'];
+        if !IBAN_LENGTHS.contains(&(&country, n)) {
+            return false;
+        }
+    }
+    let (head, tail) = compact[..n].split_at(4);
     let mut rem: u32 = 0;
-    for &b in tail.iter().chain(head) {
-        let v = match b {
-            b'0'..=b'9' => (b - b'0') as u32,
-            b'A'..=b'Z' => (b - b'A') as u32 + 10,
-            _ => return false,
-        };
+    for &v in tail.iter().chain(head) {
+        let v = v as u32;
         rem = if v >= 10 {
             (rem * 100 + v) % 97
         } else {
@@ -119,8 +236,12 @@ pub fn iban_ok(s: &str) -> bool {
     rem == 1
 }
 
+/// The decimal digits of `s` (of any script), as ASCII digits.
 fn digits_of(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).collect()
+    s.chars()
+        .filter_map(digit_value)
+        .map(|d| char::from(b'0' + d as u8))
+        .collect()
 }
 
 /// The length of the longest prefix of an IBAN-shaped match that is a valid IBAN: the
@@ -201,8 +322,9 @@ fn splice_detected<'a>(
 }
 
 /// One detector pass over `rest`: each match of `re` that `judge` counts (`Some(true)`)
-/// goes to `found` as `kind`; every match it does not reject (`None`) is blanked with `x`
-/// (ASCII matches, so offsets stay), so that later passes do not see it again.
+/// goes to `found` as `kind`; every match it does not reject (`None`) is blanked (with `_`,
+/// one per byte, over whole characters: offsets stay, and no later pattern takes it in), so
+/// that later passes do not see it again.
 fn detect_pass(
     re: &Regex,
     kind: &'static str,
@@ -223,23 +345,25 @@ fn detect_pass(
     if !blank.is_empty() {
         let mut bytes = std::mem::take(rest).into_bytes();
         for r in blank {
-            bytes[r].fill(b'x');
+            bytes[r].fill(b'_');
         }
         *rest = String::from_utf8(bytes).expect("ASCII over whole characters");
     }
 }
 
-/// Whether `text` holds an '@', a ':' or a digit: every pattern needs one.
+/// Whether `text` holds an '@', a ':', an ASCII digit or any non-ASCII character: every
+/// pattern needs an at sign, a ':' or a digit, and the full-width and small at signs and
+/// the digits of other scripts are past ASCII.
 fn has_trigger_byte(text: &str) -> bool {
     text.bytes()
-        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
+        .any(|b| b == b'@' || b == b':' || b.is_ascii_digit() || !b.is_ascii())
 }
 
 impl Patterns {
     /// Which patterns match `text`; `None` when none does (told by its bytes: no '@',
-    /// ':' or digit; else by the set's `is_match`, which stops at the first match and is
-    /// cheaper than asking which ones: most texts without a match are codes that hold
-    /// digits).
+    /// ':', ASCII digit or non-ASCII character; else by the set's `is_match`, which stops
+    /// at the first match and is cheaper than asking which ones: most texts without a
+    /// match are codes that hold digits).
     fn live(&self, text: &str) -> Option<regex::SetMatches> {
         if !has_trigger_byte(text) || !self.any.is_match(text) {
             return None;
@@ -254,7 +378,7 @@ impl Patterns {
         let mut s = Cow::Borrowed(text);
         let mut live = Some(live);
         let mut count = 0;
-        // Every replacement removes an '@', ':' or digit, so this ends; it ends when a
+        // Every replacement removes an at sign, ':' or digit, so this ends; it ends when a
         // round changes nothing (or nothing matches), so scrubbing scrubbed text changes
         // nothing.
         while let Some(m) = live {
@@ -276,10 +400,11 @@ impl Patterns {
         count
     }
 
-    /// One round of the passes, in order (emails, IBANs, IPv6, IPv4, cards, other
-    /// digits), each replacing what its pattern matches and its check accepts. A pass
-    /// whose pattern does not match the text as it stands is skipped (it would change
-    /// nothing); which patterns match is asked again after a pass that changed the text.
+    /// One round of the passes, in order (emails, IBANs in capitals, other IBANs, IPv6,
+    /// IPv4, cards, other digits), each replacing what its pattern matches and its check
+    /// accepts. A pass whose pattern does not match the text as it stands is skipped (it
+    /// would change nothing); which patterns match is asked again after a pass that
+    /// changed the text.
     /// Returns the text, how many were replaced, and which patterns match the result.
     fn scrub_once<'a>(
         &self,
@@ -288,12 +413,20 @@ impl Patterns {
     ) -> (Cow<'a, str>, usize, Option<regex::SetMatches>) {
         let mut live = Some(live);
         let mut count = 0;
-        for pass in [EMAIL, IBAN, IPV6, IPV4, CARD, DIGITS] {
+        let mut ibans_replaced = false;
+        for pass in [EMAIL, IBAN, IBAN_ANY, IPV6, IPV4, CARD, DIGITS] {
             let Some(m) = &live else { break };
             if !m.matched(pass) {
                 continue;
             }
+            // In text that holds no lower case nor anything past ASCII, the pattern of
+            // any IBAN finds what the capitals' found, and its check takes no more: when
+            // that pass left the text as it was, this one would too.
+            if pass == IBAN_ANY && !ibans_replaced && capitals_only(&s) {
+                continue;
+            }
             if let Some((next, n)) = self.replace(pass, &s) {
+                ibans_replaced |= pass == IBAN;
                 s = Cow::Owned(next);
                 count += n;
                 live = self.live(&s);
@@ -330,7 +463,7 @@ impl Patterns {
         let fixed = |p: &'static str| Some(Cow::Borrowed(p));
         match pass {
             EMAIL => fixed("[EMAIL]"),
-            IBAN => iban_prefix(m).map(|end| Cow::Owned(format!("[IBAN]{}", &m[end..]))),
+            IBAN | IBAN_ANY => iban_prefix(m).map(|end| Cow::Owned(format!("[IBAN]{}", &m[end..]))),
             IPV6 => {
                 let t = m.trim_end_matches(':');
                 if t.parse::<Ipv6Addr>().is_ok() || m.parse::<Ipv6Addr>().is_ok() {
@@ -367,7 +500,7 @@ impl Patterns {
 
     /// [`detect_ranges`] after its first filter. `live`: the patterns that match `text`.
     /// A pass whose pattern does not match `text` is skipped: blanking (below) writes
-    /// `x`, which no pattern after the emails' takes in, and which only takes word
+    /// `_`, which no pattern takes in but the emails' (the first pass), and which only takes word
     /// boundaries away, so a pattern that matches nowhere in `text` matches nowhere after.
     fn detect_passes(
         &self,
@@ -376,12 +509,13 @@ impl Patterns {
     ) -> Vec<(usize, usize, &'static str)> {
         let mut found = Vec::new();
         let mut rest = text.to_string();
+        let capitals = capitals_only(text);
         // Each pass blanks what it found so that later passes do not count it again.
         // `judge` sees the text and the match's range: `Some(true)` counts and blanks it,
         // `Some(false)` only blanks it (a lookalike no later pass should read as
-        // something else), `None` leaves it. Blanking writes one `x` per byte: positions
-        // stay those of `text`, and a letter (not a space) never joins the digits on
-        // either side into a phone number.
+        // something else), `None` leaves it. Blanking writes one `_` per byte: positions
+        // stay those of `text`, and a word character (not a space) never joins the digits
+        // on either side into a phone number.
         let mut pass =
             |i: usize, kind: &'static str, judge: &dyn Fn(&str, usize, usize) -> Option<bool>| {
                 if live.matched(i) {
@@ -394,6 +528,14 @@ impl Patterns {
         pass(IBAN, "iban", &|t, a, b| {
             Some(iban_prefix(&t[a..b]).is_some())
         });
+        // Lower case or full-width: a valid one counts; a lookalike is left as it is, for
+        // the later passes to see what they saw before this pass was there. (In text of
+        // capitals only, the capitals' pass has blanked all this pattern matches.)
+        if !capitals {
+            pass(IBAN_ANY, "iban", &|t, a, b| {
+                iban_prefix(&t[a..b]).is_some().then_some(true)
+            });
+        }
         pass(IPV6, "ip", &|t, a, b| {
             let m = &t[a..b];
             (m.contains(':')
@@ -431,7 +573,7 @@ impl Patterns {
             if !self.iso_date.is_match(m.as_str())
                 && !glued(before)
                 && !glued(after)
-                && m.as_str().bytes().filter(u8::is_ascii_digit).count() <= 15
+                && m.as_str().chars().filter_map(digit_value).count() <= 15
             {
                 found.push((m.start(), m.end(), "phone"));
             }
@@ -564,6 +706,11 @@ mod tests {
             "5551234567GB82WEST12345698765432",
             // Blanking the IBAN lookalike ended an IPv6 candidate at "::8::".
             "::8::CB82WETBB82WB8W",
+            "josé@example.com frank@例え.jp eve@exаmple.com \"john doe\"@example.com",
+            "li\u{200b}@example.com dave＠example.com ０６１２３４５６７８ ٠٦١٢٣٤٥٦٧٨",
+            "de89370400440532013000 and DE89370400440532013000 and de89 3704 0044 0532 0130 00x",
+            "４１１１ １１１１ １１１１ １１１１ ＤＥ８９３７０４００４４０５３２０１３０００",
+            "ab12 0612345678901 gb82 west 1234 5698 7654 32 ASAP",
         ] {
             let once = sc(t);
             assert!(
@@ -579,14 +726,16 @@ mod tests {
     /// through `Regex::replace_all`, with the shared patterns): what the fast paths must
     /// agree with.
     mod reference {
-        use super::super::{ANY, ISO_DATE, digits_of, iban_prefix, luhn_ok, network_follows};
-        use super::super::{CARD_RE, DIGITS_RE, EMAIL_RE, IBAN_RE, IPV4_RE, IPV6_RE};
+        use super::super::network_follows;
+        use super::super::{ANY, ISO_DATE, digit_value, digits_of, iban_prefix, luhn_ok};
+        use super::super::{CARD_RE, DIGITS_RE, EMAIL_RE, IBAN_ANY_RE, IBAN_RE, IPV4_RE, IPV6_RE};
         use regex::{Captures, Regex};
         use std::net::{Ipv4Addr, Ipv6Addr};
         use std::sync::LazyLock;
 
         static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(EMAIL_RE).unwrap());
         static IBAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(IBAN_RE).unwrap());
+        static IBAN_ANY: LazyLock<Regex> = LazyLock::new(|| Regex::new(IBAN_ANY_RE).unwrap());
         static IPV6: LazyLock<Regex> = LazyLock::new(|| Regex::new(IPV6_RE).unwrap());
         static IPV4: LazyLock<Regex> = LazyLock::new(|| Regex::new(IPV4_RE).unwrap());
         static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(CARD_RE).unwrap());
@@ -604,16 +753,17 @@ mod tests {
             has_trigger_byte(text) && ANY.is_match(text)
         }
 
+        /// An at sign, a ':' or a digit, of any script.
         pub(super) fn has_trigger_byte(text: &str) -> bool {
-            text.bytes()
-                .any(|b| b == b'@' || b == b':' || b.is_ascii_digit())
+            text.chars()
+                .any(|c| matches!(c, '@' | '＠' | '﹫' | ':') || digit_value(c).is_some())
         }
 
         pub(super) fn scrub_passes(text: &str, out: &mut String) -> usize {
             let mut s = std::borrow::Cow::Borrowed(text);
             let mut count = 0;
-            // Every replacement removes an '@', ':' or digit, so this ends; it ends when a round
-            // changes nothing, so scrubbing scrubbed text changes nothing.
+            // Every replacement removes an at sign, ':' or digit, so this ends; it ends when a
+            // round changes nothing, so scrubbing scrubbed text changes nothing.
             loop {
                 let (next, n) = scrub_once(&s);
                 let (next, m) = replace_detected(next);
@@ -637,7 +787,7 @@ mod tests {
 
         pub(super) fn scrub_once(text: &str) -> (std::borrow::Cow<'_, str>, usize) {
             let mut count = 0usize;
-            // Fast path: text without '@', ':' or digits holds nothing we look for.
+            // Fast path: text without an at sign, ':' or digits holds nothing we look for.
             if !has_trigger_byte(text) {
                 return (std::borrow::Cow::Borrowed(text), 0);
             }
@@ -662,12 +812,15 @@ mod tests {
                     std::borrow::Cow::<str>::Owned(r)
                 };
             let fixed = |p: &'static str| Some(std::borrow::Cow::Borrowed(p));
-            if s.contains('@') {
+            if s.contains(['@', '＠', '﹫']) {
                 s = pass(s, &EMAIL, &|_| fixed("[EMAIL]"));
             }
-            s = pass(s, &IBAN, &|m| {
-                iban_prefix(m).map(|end| std::borrow::Cow::Owned(format!("[IBAN]{}", &m[end..])))
-            });
+            for re in [&IBAN, &IBAN_ANY] {
+                s = pass(s, re, &|m| {
+                    iban_prefix(m)
+                        .map(|end| std::borrow::Cow::Owned(format!("[IBAN]{}", &m[end..])))
+                });
+            }
             if s.contains(':') {
                 s = pass(s, &IPV6, &|m| {
                     let t = m.trim_end_matches(':');
@@ -718,7 +871,7 @@ mod tests {
             // Each pass blanks what it found so that later passes do not count it again. `judge`
             // sees the text and the match's range: `Some(true)` counts and blanks it,
             // `Some(false)` only blanks it (a lookalike no later pass should read as something
-            // else), `None` leaves it. Blanking writes one `x` per byte: positions stay those of
+            // else), `None` leaves it. Blanking writes one `_` per byte: positions stay those of
             // `text`, and a letter (not a space) never joins the digits on either side into a
             // phone number.
             // Which passes run is what the fast path changed; one pass is shared.
@@ -732,6 +885,10 @@ mod tests {
             // An IBAN-shaped code with a wrong checksum is no IBAN, and its digits are no phone.
             pass(&IBAN, "iban", &|t, a, b| {
                 Some(iban_prefix(&t[a..b]).is_some())
+            });
+            // Lower case or full-width: only a valid one counts (and is blanked).
+            pass(&IBAN_ANY, "iban", &|t, a, b| {
+                iban_prefix(&t[a..b]).is_some().then_some(true)
             });
             pass(&IPV6, "ip", &|t, a, b| {
                 let m = &t[a..b];
@@ -764,7 +921,11 @@ mod tests {
                 if !ISO_DATE.is_match(m.as_str())
                     && !glued(before)
                     && !glued(after)
-                    && m.as_str().bytes().filter(u8::is_ascii_digit).count() <= 15
+                    && m.as_str()
+                        .chars()
+                        .filter(|&c| digit_value(c).is_some())
+                        .count()
+                        <= 15
                 {
                     found.push((m.start(), m.end(), "phone"));
                 }
@@ -784,6 +945,7 @@ mod tests {
                 "[0-9A-Fa-z .:@+()/_-]{0,12}",
                 "[0-9A-Z .()/-]{0,16}",
                 "[0-9a-zA-Z_éß٣\u{a0}\u{3000}.-]{0,8}",
+                "[0-9a-f０-９٠-٩ａ-ｚＡ-Ｚ@＠﹫．.\u{200b}\u{ad} 例え\"-]{0,10}",
                 proptest::sample::select(vec![
                     "user@example.com",
                     "+44 20 7946 0958",
@@ -801,6 +963,18 @@ mod tests {
                     "GPA.0915-6043-9698-9088-4760",
                     "pi_3CNGNC9R90FW013574LFO",
                     "roku_00ff3a9e71c2b4d5",
+                    "josé@example.com",
+                    "frank@例え.jp",
+                    "eve@exаmple.com",
+                    "\"john doe\"@example.com",
+                    "li\u{200b}@example.com",
+                    "dave＠example.com",
+                    "０６１２３４５６７８",
+                    "٠٦١٢٣٤٥٦٧٨",
+                    "４１１１ １１１１ １１１１ １１１１",
+                    "de89370400440532013000",
+                    "de89 3704 0044 0532 0130 00",
+                    "9f86d081884c7d659a2feaa0c55ad015",
                 ])
                 .prop_map(String::from),
             ],
@@ -824,6 +998,167 @@ mod tests {
             let found = detect_ranges(&text);
             proptest::prop_assert_eq!(&found, &reference::detect_ranges(&text));
             proptest::prop_assert_eq!(&found, &reference::detect_passes(&text));
+        }
+    }
+
+    /// Addresses past ASCII: local parts and domains in any script, a homoglyph domain
+    /// (Cyrillic `а`), a quoted local part, format characters inside, full-width forms.
+    #[test]
+    fn unicode_emails_are_scrubbed_and_detected() {
+        for addr in [
+            "josé@example.com",
+            "jose\u{301}@example.com",
+            "frank@例え.jp",
+            "frank@例え.日本",
+            "eve@exаmple.com",
+            "\"john doe\"@example.com",
+            "li\u{200b}@example.com",
+            "li\u{ad}sa@exam\u{ad}ple.com",
+            "li\u{2060}sa@example.c\u{2060}om",
+            "\u{feff}lisa@example.com",
+            "lisa@\u{200b}example.\u{200b}com",
+            "dave＠example.com",
+            "dave﹫example.com",
+            "ｄａｖｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+            "john_doe@example.com",
+            "अनु@उदाहरण.भारत",
+        ] {
+            let t = format!("write to {addr} please");
+            assert_eq!(sc(&t), "write to [EMAIL] please", "{addr:?}");
+            assert_eq!(detect(&t), vec!["email"], "{addr:?}");
+            let r = detect_ranges(&t);
+            assert_eq!(&t[r[0].0..r[0].1], addr);
+        }
+    }
+
+    /// Digits of any script: full-width and Arabic-Indic phone numbers, a full-width
+    /// card, separators past ASCII (no-break space, full-width hyphen).
+    #[test]
+    fn digits_of_any_script_are_scrubbed_and_detected() {
+        for (t, want, kind) in [
+            ("tel ０６１２３４５６７８ ok", "tel [PHONE] ok", "phone"),
+            ("tel ٠٦١٢٣٤٥٦٧٨ ok", "tel [PHONE] ok", "phone"),
+            ("tel ०६१२३४५६७८ ok", "tel [PHONE] ok", "phone"),
+            (
+                "電話０３－１２３４－５６７８まで",
+                "電話[PHONE]まで",
+                "phone",
+            ),
+            (
+                "call +44\u{a0}20\u{a0}7946\u{a0}0958 ok",
+                "call [PHONE] ok",
+                "phone",
+            ),
+            (
+                "call 06\u{200b}12\u{200b}34\u{200b}56\u{200b}78",
+                "call [PHONE]",
+                "phone",
+            ),
+            (
+                "card ４１１１ １１１１ １１１１ １１１１ ok",
+                "card [CARD] ok",
+                "card",
+            ),
+            (
+                "card 4111\u{a0}1111\u{a0}1111\u{a0}1111 ok",
+                "card [CARD] ok",
+                "card",
+            ),
+        ] {
+            assert_eq!(sc(t), want, "{t:?}");
+            assert_eq!(detect(t), vec![kind], "{t:?}");
+        }
+        assert_eq!(digits_of("４１１１-٠٦"), "411106");
+        assert!(luhn_ok("４１１１１１１１１１１１１１１１"));
+        assert!(!luhn_ok("４１１１１１１１１１１１１１１２"));
+    }
+
+    /// The table of zeros gives every character `\d` matches its value, and nothing else
+    /// one.
+    #[test]
+    fn digit_values_follow_the_patterns_digits() {
+        let all: String = (0..=0x10FFFFu32).filter_map(char::from_u32).collect();
+        let by_pattern: Vec<char> = Regex::new(r"\d")
+            .unwrap()
+            .find_iter(&all)
+            .flat_map(|m| m.as_str().chars())
+            .collect();
+        let by_table: Vec<char> = all.chars().filter(|&c| digit_value(c).is_some()).collect();
+        assert_eq!(by_pattern, by_table);
+        // Runs of ten, 0 to 9 in order.
+        for (i, &c) in by_table.iter().enumerate() {
+            assert_eq!(digit_value(c), Some(i as u32 % 10), "{c:?}");
+        }
+        assert_eq!(digit_value('７'), Some(7));
+        assert_eq!(digit_value('٣'), Some(3));
+        assert_eq!(digit_value('a'), None);
+        assert_eq!(digit_value('²'), None);
+    }
+
+    /// An IBAN in lower case (or full-width) is found and replaced when its checksum holds
+    /// and its country has IBANs of its length; a lower-case code or hex id is not.
+    #[test]
+    fn lower_case_ibans_are_found() {
+        for iban in [
+            "de89370400440532013000",
+            "de89 3704 0044 0532 0130 00",
+            "De89 3704 0044 0532 0130 00",
+            "gb82 west 1234 5698 7654 32",
+            "ＤＥ８９３７０４００４４０５３２０１３０００",
+        ] {
+            let t = format!("pay to {iban}, thanks");
+            assert_eq!(detect(&t), vec!["iban"], "{iban:?}");
+            assert_eq!(sc(&t), "pay to [IBAN], thanks", "{iban:?}");
+        }
+        // Lower case: a wrong checksum, a wrong length, no such country.
+        assert!(detect("ref de88370400440532013000").is_empty());
+        assert!(detect("ref de8937040044053201300").is_empty());
+        assert!(!iban_ok("zz89370400440532013000"));
+        // In capitals the checksum alone decides, as before.
+        assert!(iban_ok("DE89370400440532013000"));
+    }
+
+    /// Text with nothing to find stays as it is and clean: accents, Japanese prose and
+    /// full-width figures without an at sign, and 32-hex tokens, alone or in text
+    /// (including ones that start like a lower-case IBAN).
+    #[test]
+    fn unicode_prose_and_tokens_stay_clean() {
+        for t in [
+            "café crème, naïve façade",
+            "今日は良い天気ですね。明日も晴れるでしょう。",
+            "２０２４年５月１日に届きました",
+            "Ünïcödé ünd ßtraße №５",
+            "mail at example.com",
+            "@例え 会議",
+        ] {
+            assert_eq!(sc(t), t, "{t:?}");
+            assert!(detect(t).is_empty(), "{t:?}: {:?}", detect(t));
+        }
+        // (Scrubbing takes their runs of digits: `de[NUMBER]deadbeef0a`.)
+        for t in [
+            "de89370400440532013000deadbeef0a",
+            "token de12345678901234567890abcdef01 done",
+        ] {
+            assert!(detect(t).is_empty(), "{t:?}: {:?}", detect(t));
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..200_000 {
+            let mut token: String = (0..32)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from_digit((x % 16) as u32, 16).unwrap()
+                })
+                .collect();
+            if i % 2 == 0 {
+                // Start like a lower-case IBAN of a country whose letters are hex digits.
+                let cc = ["ad", "ae", "ba", "be", "de", "ee"][i % 6];
+                token.replace_range(..4, &format!("{cc}{:02}", (x >> 8) % 100));
+            }
+            assert!(detect(&token).is_empty(), "{token}");
+            let t = format!("ref {token} ok");
+            assert!(detect(&t).is_empty(), "{t}");
         }
     }
 

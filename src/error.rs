@@ -138,25 +138,55 @@ pub fn redact_unquoted_values(s: &str) -> String {
 }
 
 /// Replaces everything between matching single or double quotes by `…`.
+///
+/// A quoted value may hold the quote character itself (`'o'brien@example.com'`, `'I don't
+/// live at ...'`), so a quote only closes a value when what follows it ends a word (the
+/// end, white space, or `,.;:)]}`), and a value printed as `Row data: '...'` (Arrow's CSV
+/// errors: a whole row of the export) is blanked to the end of its line.
 pub fn redact_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
+    for (n, line) in s.lines().map(str::trim).enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        let (line, row_data) = match line.find("Row data:") {
+            Some(at) => (&line[..at], true),
+            None => (line, false),
+        };
+        redact_quoted_line(line, &mut out);
+        if row_data {
+            out.push_str("Row data: '…'");
+        }
+    }
+    out.trim().to_string()
+}
+
+fn redact_quoted_line(line: &str, out: &mut String) {
+    let closes = |rest: &str| {
+        rest.chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || ",.;:)]}".contains(c))
+    };
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i..].chars().next().expect("in bounds");
         if c == '\'' || c == '"' {
-            let rest: String = chars.clone().collect();
-            if let Some(end) = rest.find(c) {
+            let body = i + 1;
+            let end = line[body..]
+                .match_indices(c)
+                .map(|(k, _)| body + k)
+                .find(|&k| closes(&line[k + 1..]));
+            if let Some(end) = end {
                 out.push(c);
                 out.push('…');
                 out.push(c);
-                for _ in 0..rest[..end].chars().count() + 1 {
-                    chars.next();
-                }
+                i = end + 1;
                 continue;
             }
         }
         out.push(c);
+        i += c.len_utf8();
     }
-    out.lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -168,6 +198,21 @@ mod tests {
             "Error parsing '…' as Int64 at line 3"
         );
         assert_eq!(super::redact_quoted("it's fine"), "it's fine");
+        // Quotes inside the value (an apostrophe in a name or an email) do not end it.
+        assert_eq!(
+            super::redact_quoted(
+                "Cannot cast string 'I don't live at 13 Lake Shore Drive, ask O'Brien' to value of Int32 type"
+            ),
+            "Cannot cast string '…' to value of Int32 type"
+        );
+        // Arrow's CSV errors print the whole row: blanked to the end of the line.
+        assert_eq!(
+            super::redact_quoted(
+                "Error while parsing value 'n/a' as type 'Float64' for column 7 at line 5001. Row data: '[o'brien.john@example.com,S2,renewal,n/a,203.0.113.77,VISA **** 4955 JOHN O'BRIEN]'\nnext line 'x'"
+            ),
+            "Error while parsing value '…' as type '…' for column 7 at line 5001. Row data: '…' next line '…'"
+        );
+        assert_eq!(super::redact_quoted("a 'b'c' d \"e\" f"), "a '…' d \"…\" f");
     }
 
     #[test]

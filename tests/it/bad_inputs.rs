@@ -645,6 +645,25 @@ fn csv_with_an_unparsable_timestamp() {
     c.expect(&c.run(&[]), 2);
 }
 
+#[test]
+fn csv_row_with_an_apostrophe_is_not_printed() {
+    // Found by an audit (2026-12-03): a value past the rows the reader infers types from
+    // fails to parse, and Arrow's error prints the whole row in quotes; an apostrophe in
+    // it (O'Brien) ended the blanked part early and printed the rest of the row.
+    let mut csv = String::from("InvoiceNo,InvoiceDate,CustomerID,Notes,Quantity\n");
+    for i in 0..1500 {
+        csv.push_str(&format!("{i},2011-12-01 08:26:00,{},fine,3\n", 17000 + i));
+    }
+    csv.push_str("1500,2011-12-02 08:26:00,18500,o'brien.john@example.com called from 203.0.113.77 about JOHN O'BRIEN,n/a\n");
+    let c = csv_case("csv_row_with_apostrophe", csv.as_bytes());
+    std::fs::write(c.policy(), format!("{CSV_POLICY}Quantity = \"keep\"\n")).unwrap();
+    let o = c.run(&[]);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    for leaked in ["brien", "example.com", "203.0.113", "called"] {
+        assert!(!o.stderr.contains(leaked), "{leaked}: {}", o.stderr);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Policies
 // ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ pub mod suggest;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::SessionContext;
@@ -185,6 +186,49 @@ impl std::fmt::Debug for UnitsOnce {
     }
 }
 
+/// A CSV table's schema as it is read: inferred from a sample of rows, except that the
+/// columns a text rule reads (pseudonymize, mask, scrub, a prefix or network) and the
+/// columns with no value in the sample are read as text. Inference would read ids
+/// `042` and `42` as the same integer (one token for two customers), postal codes
+/// `02112` as 2112, and an empty column as a type no rule takes; and it could differ
+/// from one export to the next.
+fn csv_text_columns(schema: &SchemaRef, t: &raw::RawTable) -> SchemaRef {
+    use crate::rules::Generalization;
+    let text_rule = |col: &str| {
+        t.columns.iter().any(|(c, r)| {
+            c == col
+                && match r {
+                    RawRule::Pseudonymize { .. } => true,
+                    RawRule::Rule(r) => matches!(
+                        r,
+                        Rule::Mask { .. }
+                            | Rule::Scrub
+                            | Rule::Generalize(
+                                Generalization::Prefix { .. } | Generalization::Network { .. }
+                            )
+                    ),
+                }
+        })
+    };
+    let fields: Vec<datafusion::arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if (f.data_type() == &DataType::Null || text_rule(f.name()))
+                && !is_string(f.data_type())
+            {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 impl TablePolicy {
     pub fn role(&self, r: Role) -> Option<&str> {
         self.roles.get(&r).map(String::as_str)
@@ -300,7 +344,10 @@ impl Policy {
         for (name, t) in &raw.tables {
             let files = input::discover(name, &t.input, &raw.dir)?;
             let format = input::format_of(name, &files, t.format)?;
-            let schema = input::read_schema(ctx, name, &files, format, t.delimiter).await?;
+            let mut schema = input::read_schema(ctx, name, &files, format, t.delimiter).await?;
+            if format == Format::Csv {
+                schema = csv_text_columns(&schema, t);
+            }
             schemas.insert(name.clone(), (files, format, schema));
         }
         Policy::validate(raw, schemas)

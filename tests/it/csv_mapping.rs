@@ -120,3 +120,51 @@ fn small_csv_files_are_read_in_groups() {
         .to_string();
     assert!(e.contains("part-1.csv"), "{e}");
 }
+
+/// Found by an audit (2026-12-03): CSV columns read as text where a text rule reads
+/// them, or where the sample holds no value. Inference had merged ids `042` and `42`
+/// into one token, read postal code `02112` as 2112 (which `prefix` then refused), and
+/// typed an empty phone column as Null (which `mask` refused).
+#[test]
+fn csv_columns_a_text_rule_reads_are_read_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "\
+InvoiceNo,InvoiceDate,CustomerID,PostalCode,Phone
+1,2011-12-01 08:26:00,042,02112,
+2,2011-12-02 08:26:00,42,10001,
+3,2011-12-03 08:26:00,42,94105,
+";
+    std::fs::write(dir.path().join("sales.csv"), csv).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+output = "out"
+
+[tables.sales]
+input = "sales.csv"
+
+[tables.sales.roles]
+customer_key = "CustomerID"
+event_time = "InvoiceDate"
+
+[tables.sales.columns]
+InvoiceNo = "pseudonymize"
+InvoiceDate = { rule = "generalize", to = "week" }
+CustomerID = "pseudonymize"
+PostalCode = { rule = "generalize", to = "prefix", length = 2 }
+Phone = { rule = "mask", keep_last = 2 }
+"#,
+    )
+    .unwrap();
+    let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
+    let t = read_table(&s.run_dir.join("sales"));
+    let ids = column_strings(&t, "CustomerID");
+    assert_ne!(ids[0], ids[1], "042 and 42 are two customers");
+    assert_eq!(ids[1], ids[2]);
+    // Text "42" gets the token the integer 42 gets (a Parquet export's id).
+    let p = anonymizer::rules::pseudonymize::Pseudonymizer::new(&key(), None);
+    assert_eq!(ids[1].as_deref(), Some(p.token_i64(42).as_str()));
+    let postal = column_strings(&t, "PostalCode");
+    assert_eq!(postal[0].as_deref(), Some("02"));
+}

@@ -18,7 +18,7 @@ pub enum KanonError {
         found: usize,
     },
     /// The same level-0 value appears on two rows.
-    #[error("hierarchy line {line}: level-0 value {value:?} already defined on line {first_line}")]
+    #[error("hierarchy line {line}: its level-0 value is already defined on line {first_line}")]
     DuplicateValue {
         /// 1-based line number of the duplicate.
         line: usize,
@@ -29,7 +29,7 @@ pub enum KanonError {
     },
     /// A value at some level maps to two different parents at the next level.
     #[error(
-        "hierarchy line {line}: value {value:?} at level {level} maps to {parent:?}, but line {first_line} maps it to {other_parent:?}"
+        "hierarchy line {line}: its value at level {level} maps to another parent than on line {first_line}"
     )]
     InconsistentParent {
         /// 1-based line number of the conflicting row.

@@ -27,6 +27,8 @@ impl Hierarchy {
     /// end optional. No quoting is supported (ARX's files use none). Errors
     /// name the 1-based line number.
     pub fn parse(text: &str, delimiter: char) -> Result<Hierarchy, KanonError> {
+        // A byte-order mark (spreadsheets save one) is not part of the first value.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines: Vec<&str> = text
             .split('\n')
             .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -276,5 +278,18 @@ mod tests {
         );
         let e = Hierarchy::parse("a;x;*\nb;y;*\nc;x;*\nd;x;q\n", ';').unwrap_err();
         assert!(e.to_string().contains("line 4"), "{e}");
+    }
+
+    /// Hierarchy values can be data (postal codes, dates): errors name lines, not values.
+    /// A byte-order mark is not part of the first value.
+    #[test]
+    fn errors_name_lines_not_values_and_a_bom_is_skipped() {
+        let e = Hierarchy::parse("jane@example.com;x;*\njane@example.com;y;*", ';').unwrap_err();
+        assert!(!e.to_string().contains("jane"), "{e}");
+        let e = Hierarchy::parse("1011;10;*\n1012;11;*\n2011;10;+", ';').unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("line 3") && !text.contains("10"), "{text}");
+        let h = Hierarchy::parse("\u{feff}US;America;*\nFR;Europe;*\n", ';').unwrap();
+        assert!(h.code0("US").is_some());
     }
 }

@@ -482,6 +482,18 @@ impl Policy {
                     rule,
                 });
             }
+            // k-anonymity counts records: in a table of events one customer has many, so
+            // k records can be one person. Only a table with one row per person qualifies.
+            if !rt.quasi_identifiers.is_empty()
+                && let Some(time) = roles.get(&Role::EventTime)
+            {
+                problems.push(format!(
+                    "table {name}: quasi_identifiers on a table of events (it maps event_time to '{time}'): \
+                     k-anonymity counts records, and one customer has many here, so a group of k records \
+                     can be one person.\n    declare them on the table with one row per customer (customers), \
+                     and generalize or drop these columns in this table"
+                ));
+            }
             let mut seen = Vec::new();
             for q in &rt.quasi_identifiers {
                 if seen.contains(&q) {

@@ -420,3 +420,19 @@ fn risk_cli_measures_a_folder_or_glob_of_files_as_one_table() {
     let e = err(parts.path());
     assert!(e.contains("mixes Parquet and CSV files"), "{e}");
 }
+
+/// Found by an audit (2026-12-03): quasi-identifiers on the transactions table passed
+/// with groups of 10 rows of one customer; a table of events may not declare them.
+#[test]
+fn quasi_identifiers_on_a_table_of_events_are_refused() {
+    let (_dir, o) = run_with_policy_change(
+        "input = \"export/transactions\"",
+        "input = \"export/transactions\"\nquasi_identifiers = [\"country\"]",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("table transactions: quasi_identifiers on a table of events"),
+        "{err}"
+    );
+}

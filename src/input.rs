@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
@@ -408,6 +409,7 @@ pub async fn open(
         }
         Format::Csv => {
             let mut o = CsvReadOptions::new()
+                .newlines_in_values(true)
                 .has_header(true)
                 .delimiter(delimiter)
                 .file_extension(&ext);
@@ -458,6 +460,7 @@ pub async fn open_all(
             }
             Format::Csv => {
                 let o = CsvReadOptions::new()
+                    .newlines_in_values(true)
                     .has_header(true)
                     .delimiter(delimiter)
                     .file_extension(&ext)
@@ -554,24 +557,90 @@ pub async fn read_schema(
             for f in files {
                 check_csv_header(table, f, delimiter)?;
             }
-            let paths: Vec<String> = files.iter().map(|p| path_str(p)).collect();
-            let ext = ext_of(&files[0]);
-            let o = CsvReadOptions::new()
-                .has_header(true)
-                .delimiter(delimiter)
-                .file_extension(&ext);
-            let df = ctx
-                .read_csv(paths, o)
-                .await
-                .map_err(|e| InputError::Unreadable {
-                    table: table.into(),
-                    path: files[0].clone(),
-                    format,
-                    message: crate::error::df_message(&e),
-                })?;
-            Ok(df.schema().inner().clone())
+            // Inferred here, file by file, by arrow's CSV reader (which reads a quoted
+            // value with a line break in it as one value: DataFusion's inference cuts
+            // the file at every line break), from each file's first rows.
+            let _ = ctx;
+            let mut merged: Option<(PathBuf, Schema)> = None;
+            for f in files {
+                let s =
+                    infer_csv_schema(f, delimiter).map_err(|message| InputError::Unreadable {
+                        table: table.into(),
+                        path: f.clone(),
+                        format,
+                        message,
+                    })?;
+                merged = Some(match merged {
+                    None => (f.clone(), s),
+                    Some((first, m)) => {
+                        let joined = merge_csv_schemas(&m, &s).map_err(|difference| {
+                            InputError::SchemaMismatch {
+                                table: table.into(),
+                                path: f.clone(),
+                                first: first.clone(),
+                                difference,
+                            }
+                        })?;
+                        (first, joined)
+                    }
+                });
+            }
+            let (_, schema) = merged.expect("a table has at least one file");
+            Ok(Arc::new(schema))
         }
     }
+}
+
+/// Rows of each CSV file its column types are inferred from.
+const CSV_INFER_ROWS: usize = 1000;
+
+/// A CSV file's schema, inferred from its first [`CSV_INFER_ROWS`] rows as DataFusion
+/// infers it (arrow's rules), reading quoted values whole.
+fn infer_csv_schema(path: &Path, delimiter: u8) -> Result<Schema, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let (schema, _) = datafusion::arrow::csv::reader::Format::default()
+        .with_header(true)
+        .with_delimiter(delimiter)
+        .infer_schema(std::io::BufReader::new(file), Some(CSV_INFER_ROWS))
+        .map_err(|e| crate::error::redact_quoted(&e.to_string()))?;
+    Ok(schema)
+}
+
+/// The schema of two CSV files read as one table: the same columns in the same order;
+/// a column typed differently is read as the wider number (Int64 and Float64), as the
+/// other type where one file has no value in it (Null), or else as text.
+fn merge_csv_schemas(a: &Schema, b: &Schema) -> Result<Schema, String> {
+    let names = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
+    if names(a) != names(b) {
+        return Err(format!(
+            "its columns are {:?}, the first file's {:?}",
+            names(b),
+            names(a)
+        ));
+    }
+    let fields: Vec<Field> = a
+        .fields()
+        .iter()
+        .zip(b.fields())
+        .map(|(x, y)| {
+            let t = match (x.data_type(), y.data_type()) {
+                (p, q) if p == q => p.clone(),
+                (DataType::Null, q) => q.clone(),
+                (p, DataType::Null) => p.clone(),
+                (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+                    DataType::Float64
+                }
+                _ => DataType::Utf8,
+            };
+            Field::new(x.name(), t, true)
+        })
+        .collect();
+    Ok(Schema::new(fields))
 }
 
 /// The first two positions holding the same name, if any.

@@ -1,7 +1,7 @@
 //! One nightly run: validate, plan, transform every input file, record, publish.
 //!
 //! Each input file is cut into chunks that depend only on the file itself (its Parquet row
-//! groups, or 64 MiB byte ranges of a CSV file, at most 64 chunks), and each chunk becomes
+//! groups, at most 64 chunks; a CSV file whole), and each chunk becomes
 //! one output file (`<table>/part-NNNNN.parquet`, or `part-NNNNN-CCC.parquet` for a file of
 //! several chunks; N is the file's position in the sorted input list) through one output
 //! partition of a DataFusion plan: scan -> projection of rule UDFs -> Parquet writer.
@@ -254,17 +254,19 @@ fn chunked_session(chunks: usize) -> SessionContext {
 pub const MAX_CHUNKS: usize = 64;
 const CSV_CHUNK_BYTES: u64 = 64 << 20;
 
-/// How many chunks a file is cut into: its Parquet row groups, or 64 MiB pieces of a CSV
-/// file, at most [`MAX_CHUNKS`]. A function of the file alone (never of the core count),
+/// How many chunks a file is cut into: its Parquet row groups, at most [`MAX_CHUNKS`]; a
+/// CSV file is one chunk (a quoted value may hold a line break, so no byte offset is
+/// known to start a record without reading the file up to it). A function of the file alone (never of the core count),
 /// so outputs stay byte-identical everywhere. (DataFusion keeps a file of no more rows
 /// than one batch, [`crate::input::BATCH_ROWS`], in one piece; that too depends on the
 /// file alone.)
 fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
     let n = match format {
         Format::Parquet => row_groups.map_or(1, <[u64]>::len),
-        Format::Csv => std::fs::metadata(path)
-            .map(|m| m.len().div_ceil(CSV_CHUNK_BYTES) as usize)
-            .unwrap_or(1),
+        Format::Csv => {
+            let _ = path;
+            1
+        }
     };
     n.clamp(1, MAX_CHUNKS)
 }
@@ -1280,7 +1282,7 @@ async fn table_jobs(
 }
 
 /// One unit's plan of the rules, one output partition per chunk: a file's row groups (a
-/// lone large one cut into row ranges), 64 MiB pieces of a CSV file, or a group of small
+/// lone large one cut into row ranges), a CSV file, or a group of small
 /// files read one after another. The file's footer (read once, by [`units`]) decides the
 /// chunks, from the file alone.
 async fn chunked_plan(

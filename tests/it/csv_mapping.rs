@@ -168,3 +168,60 @@ Phone = { rule = "mask", keep_last = 2 }
     let postal = column_strings(&t, "PostalCode");
     assert_eq!(postal[0].as_deref(), Some("02"));
 }
+
+/// Found by an audit (2026-12-03): a quoted value holding a line break (valid CSV) was
+/// refused as "unequal lengths"; and a column of numbers in one file and text in another
+/// was typed by the first file alone.
+#[test]
+fn csv_quoted_line_breaks_and_types_that_differ_between_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sales")).unwrap();
+    std::fs::write(
+        dir.path().join("sales/a.csv"),
+        "InvoiceNo,InvoiceDate,CustomerID,Notes,Quantity\n\
+         1,2011-12-01 08:26:00,17850,\"call me\non +44 20 7946 0958\",3\n\
+         2,2011-12-02 08:26:00,17851,fine,4\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sales/b.csv"),
+        "InvoiceNo,InvoiceDate,CustomerID,Notes,Quantity\n\
+         3,2011-12-03 08:26:00,17852,fine,three\n",
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+output = "out"
+
+[tables.sales]
+input = "sales"
+
+[tables.sales.roles]
+customer_key = "CustomerID"
+event_time = "InvoiceDate"
+
+[tables.sales.columns]
+InvoiceNo = "pseudonymize"
+InvoiceDate = { rule = "generalize", to = "week" }
+CustomerID = "pseudonymize"
+Notes = "scrub"
+Quantity = "keep"
+"#,
+    )
+    .unwrap();
+    let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
+    assert_eq!(s.manifest.tables["sales"].rows_read, Some(3));
+    let t = read_table(&s.run_dir.join("sales"));
+    let notes = column_strings(&t, "Notes");
+    assert!(
+        notes.contains(&Some("call me\non [PHONE]".to_string())),
+        "{notes:?}"
+    );
+    let quantity = column_strings(&t, "Quantity");
+    assert!(
+        quantity.contains(&Some("three".to_string())),
+        "{quantity:?}"
+    );
+}

@@ -93,6 +93,36 @@ pub enum InputError {
     },
 }
 
+/// The glob pattern of `spec` under `base`: the policy's folder, and every leading part
+/// of `spec` that exists as written (a folder named `e[1]`), are escaped; the rest is
+/// the pattern. So `../e[1]/export/tx-*.parquet` never reads `../e1/export`.
+fn glob_pattern(base: &Path, spec: &str) -> String {
+    let spec_path = Path::new(spec);
+    let (mut literal, mut pattern) = if spec_path.is_absolute() {
+        (PathBuf::new(), String::new())
+    } else {
+        let b = glob::Pattern::escape(&base.to_string_lossy());
+        (base.to_path_buf(), b)
+    };
+    let mut still_literal = true;
+    for part in spec_path.components() {
+        let text = part.as_os_str().to_string_lossy();
+        let next = literal.join(part.as_os_str());
+        let piece = if still_literal && (next.exists() || !text.contains(['*', '?', '['])) {
+            literal = next;
+            glob::Pattern::escape(&text)
+        } else {
+            still_literal = false;
+            text.into_owned()
+        };
+        if !pattern.is_empty() && !pattern.ends_with(std::path::MAIN_SEPARATOR) {
+            pattern.push(std::path::MAIN_SEPARATOR);
+        }
+        pattern.push_str(&piece);
+    }
+    pattern
+}
+
 /// The files named by a table's `input`: one file, every Parquet/CSV file directly in a
 /// folder (names starting with `.` or `_` skipped), or a glob. Sorted, so file order
 /// (and hence output file numbering) never depends on the file system.
@@ -100,16 +130,10 @@ pub fn discover(table: &str, spec: &str, base: &Path) -> Result<Vec<PathBuf>, In
     let full = base.join(spec);
     let mut files = Vec::new();
     let looked;
-    if spec.contains(['*', '?', '[']) {
-        // Only `spec` is a pattern: the policy's folder is taken literally.
-        let mut pattern = glob::Pattern::escape(&base.to_string_lossy());
-        if !pattern.is_empty() && !pattern.ends_with(std::path::MAIN_SEPARATOR) {
-            pattern.push(std::path::MAIN_SEPARATOR);
-        }
-        pattern.push_str(spec);
-        if Path::new(spec).is_absolute() {
-            pattern = spec.to_string();
-        }
+    // A name that exists as written is that file or folder, whatever it holds (`e[1]`);
+    // only a name that does not is a pattern.
+    if spec.contains(['*', '?', '[']) && !full.exists() {
+        let pattern = glob_pattern(base, spec);
         looked = format!("files matching {pattern}");
         let paths = glob::glob(&pattern).map_err(|e| InputError::Glob {
             table: table.into(),
@@ -783,6 +807,31 @@ fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by an audit (2026-12-03): `../e[1]/export/*.parquet` read `../e1/export`
+    /// (the folder name taken as a pattern), silently publishing another export.
+    #[test]
+    fn a_folder_that_exists_as_written_is_never_a_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["e[1]/export", "e1/export", "pol"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("e[1]/export/a.parquet"), b"x").unwrap();
+        std::fs::write(dir.path().join("e1/export/b.parquet"), b"x").unwrap();
+        let base = dir.path().join("pol");
+        let names = |spec: &str| -> Vec<String> {
+            super::discover("t", spec, &base)
+                .unwrap()
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names("../e[1]/export/*.parquet"), ["a.parquet"]);
+        assert_eq!(names("../e[1]/export"), ["a.parquet"]);
+        assert_eq!(names("../e?/export/*.parquet"), ["b.parquet"]);
+        assert_eq!(names("../e*/export/*.parquet"), ["b.parquet", "a.parquet"]);
+    }
+
     use super::{GroupCost, ParquetLayout};
     use crate::error::Error;
     use std::path::PathBuf;

@@ -2257,6 +2257,84 @@ pub async fn verify_with_limits(
     })
 }
 
+/// The columns of the aggregate tables and the erasure receipts, as `run` publishes them
+/// (a test compares them with a run's files).
+pub const PUBLISHED_COLUMNS: [(&str, &[&str]); 5] = [
+    (
+        "subscriptions_monthly",
+        &[
+            "month",
+            "country",
+            "active_start",
+            "new",
+            "reactivated",
+            "churned",
+            "active_end",
+            "churn_rate",
+            "suppressed",
+        ],
+    ),
+    (
+        "cohort_retention",
+        &[
+            "cohort_month",
+            "months_since",
+            "customers",
+            "retention",
+            "suppressed",
+        ],
+    ),
+    (
+        "revenue_monthly",
+        &[
+            "month",
+            "country",
+            "currency",
+            "offer_type",
+            "payments",
+            "gross",
+            "refunds",
+            "chargebacks",
+            "net",
+            "customers",
+            "suppressed",
+        ],
+    ),
+    (
+        "mrr_monthly",
+        &[
+            "month",
+            "country",
+            "currency",
+            "subscribers",
+            "mrr",
+            "arpu",
+            "suppressed",
+        ],
+    ),
+    (
+        "erasure_receipts",
+        &[
+            "request_id",
+            "status",
+            "reason",
+            "jurisdiction",
+            "kind",
+            "customers_matched",
+            "transactions_kept_anonymized",
+            "transactions_removed",
+            "received_at",
+            "due_at",
+            "days_elapsed",
+            "overdue",
+            "completed_at",
+            "active_entitlement",
+            "explained",
+            "row",
+        ],
+    ),
+];
+
 /// With a policy: every record-level table is one of the policy's, and every column of
 /// it one the policy publishes. A table or column the policy does not know (a copy edited
 /// by hand, a file dropped into the folder) holds what nobody declared, so the checks
@@ -2270,6 +2348,45 @@ fn check_declared(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Er
         return Ok(c);
     };
     let mut columns = 0u64;
+    let names_of = |t: &Table| -> Result<BTreeSet<String>, Error> {
+        let mut seen = BTreeSet::new();
+        for f in &t.files {
+            let file = std::fs::File::open(f).map_err(|e| read_error(f, &e))?;
+            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| read_error(f, &e))?;
+            seen.extend(b.schema().fields().iter().map(|x| x.name().clone()));
+        }
+        Ok(seen)
+    };
+    // The aggregate and receipts tables: only those this policy publishes, and only their
+    // own columns (a column of names added to one is not a statistic).
+    for t in tables.iter().filter(|t| is_aggregate(&t.name)) {
+        let published = if t.name == "erasure_receipts" {
+            policy.erasure.ledger.is_some()
+        } else {
+            policy.analytics.tables.contains(&t.name.as_str())
+        };
+        if !published {
+            c.findings.push(format!(
+                "table {}: this policy does not publish it, so nothing says what it holds; remove it",
+                t.name
+            ));
+            continue;
+        }
+        let own = PUBLISHED_COLUMNS
+            .iter()
+            .find(|(n, _)| *n == t.name)
+            .map_or(&[][..], |(_, cols)| *cols);
+        for col in names_of(t)? {
+            columns += 1;
+            if !own.contains(&col.as_str()) {
+                c.findings.push(format!(
+                    "table {}, column {col}: not a column of this table, so nothing says what it holds; remove it",
+                    t.name
+                ));
+            }
+        }
+    }
     for t in tables.iter().filter(|t| !is_aggregate(&t.name)) {
         let Some(tp) = policy.table(&t.name) else {
             c.findings.push(format!(
@@ -2278,14 +2395,7 @@ fn check_declared(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Er
             ));
             continue;
         };
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        for f in &t.files {
-            let file = std::fs::File::open(f).map_err(|e| read_error(f, &e))?;
-            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| read_error(f, &e))?;
-            seen.extend(b.schema().fields().iter().map(|x| x.name().clone()));
-        }
-        for col in seen {
+        for col in names_of(t)? {
             columns += 1;
             match tp.rule_of(&col) {
                 Some(Rule::Drop) => c.findings.push(format!(

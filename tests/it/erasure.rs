@@ -674,6 +674,17 @@ fn erase_command_appends_a_request_the_next_run_honours() {
     );
     let cells: HashSet<String> = all_string_cells(&out).into_iter().map(|c| c.1).collect();
     assert!(!cells.contains(&published_token(&people[42])));
+    // The gate's list of each aggregate's and the receipts' columns is what a run writes.
+    for (name, cols) in anonymizer::verify::PUBLISHED_COLUMNS {
+        let b = read_table(&out.join(name));
+        let names: Vec<String> = b[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, cols, "{name}");
+    }
     // The requests (plaintext emails) and the ledger are the owner's alone.
     #[cfg(unix)]
     for f in ["pending.jsonl", "state/erasure-ledger.json"] {

@@ -206,6 +206,21 @@ fn verify_refuses_tables_and_columns_the_policy_does_not_declare() {
     )
     .unwrap();
     write_parquet(&copy.join("rowids/part-00000.parquet"), &b);
+    // Names added to an aggregate, and receipts under a policy without [erasure]: the
+    // aggregate and receipts folders are checked too.
+    for f in parquet_files(&copy.join("cohort_retention")).into_values() {
+        let b = read_parquet(&f);
+        let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+        let names: ArrayRef = Arc::new(StringArray::from(vec!["Ana"; b.num_rows()]));
+        write_parquet(&f, &with_column(&b, "first_name", names));
+    }
+    let names: ArrayRef = Arc::new(StringArray::from(vec!["Ana", "Bo"]));
+    let b = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("who", DataType::Utf8, false)])),
+        vec![names],
+    )
+    .unwrap();
+    write_parquet(&copy.join("erasure_receipts/part-00000.parquet"), &b);
     let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
     assert_eq!(o.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -223,6 +238,14 @@ fn verify_refuses_tables_and_columns_the_policy_does_not_declare() {
     );
     assert!(
         findings.contains("table rowids: not a table of the policy"),
+        "{findings}"
+    );
+    assert!(
+        findings.contains("table cohort_retention, column first_name: not a column of this table"),
+        "{findings}"
+    );
+    assert!(
+        findings.contains("table erasure_receipts: this policy does not publish it"),
         "{findings}"
     );
     // The published run itself is as declared.

@@ -45,8 +45,9 @@ use super::{check_args, first_array, is_string, map_strings};
 /// Needs an at sign: text without one is never an email (Japanese prose, `café`).
 const EMAIL_RE: &str = concat!(
     r#"(?:"[^"\r\n]{1,64}"|[\p{L}\p{N}\p{M}\p{Cf}_.%+'\-]+)\s?[@＠﹫]\s?"#,
+    r"(?:\[[^\]\s]{1,64}\]|",
     r"[\p{L}\p{N}\p{M}\p{Cf}\-]+(?:[.．][\p{L}\p{N}\p{M}\p{Cf}\-]+)*",
-    r"[.．]\p{Cf}*\p{L}[\p{L}\p{M}\p{Cf}]*[\p{L}\p{M}]"
+    r"[.．]\p{Cf}*\p{L}[\p{L}\p{M}\p{Cf}]*[\p{L}\p{M}])"
 );
 /// An IBAN in capitals and ASCII digits (spaces between): checked by mod-97 alone.
 const IBAN_RE: &str = r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b";
@@ -54,12 +55,14 @@ const IBAN_RE: &str = r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b";
 /// take is checked by mod-97 and the country's length (see [`iban_ok`]). A pass of its own,
 /// after [`IBAN_RE`]'s, so that what that one finds and leaves is as it was.
 const IBAN_ANY_RE: &str = r"\b[A-Za-zＡ-Ｚａ-ｚ]{2}\d{2}(?:[ ]?[A-Za-zＡ-Ｚａ-ｚ\d]){11,30}\b";
+/// An embedded IPv4 tail (`::ffff:192.0.2.1`) is tried before a last hex group, so the
+/// whole address is one match (the other order matched `::ffff:192` and left `.0.2.1`).
 const IPV6_RE: &str =
-    r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?";
+    r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?";
 const IPV4_RE: &str = r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b";
 /// `\d` is any script's decimal digit; between digits a space (`\p{Zs}`: ' ', no-break,
 /// ideographic), a dash (`\p{Pd}`: '-', en dash, full-width hyphen) or a format character.
-const CARD_RE: &str = r"\b(?:\d[\p{Zs}\p{Pd}\p{Cf}]?){12,18}\d\b";
+const CARD_RE: &str = r"\b(?:\d[\p{Zs}\p{Pd}\p{Cf}.]?){12,18}\d\b";
 const DIGITS_RE: &str = r"[+＋]?[(（]?\d(?:[\p{Zs}\p{Pd}\p{Cf}.()/．（）／]{0,3}\d){6,}[)）]?";
 
 /// The seven patterns, in the order the passes of [`scrub`] and [`detect`] run them; their
@@ -622,6 +625,27 @@ mod tests {
         let mut o = String::new();
         scrub(s, &mut o);
         o
+    }
+
+    /// Found by an audit (2026-12-03): an IPv4 tail of an IPv6 address was left
+    /// (`[IP].168.1.10`), an email with an address literal kept its local part, and a card
+    /// written with dots was not a card to the detectors.
+    #[test]
+    fn ipv4_tails_address_literals_and_dotted_cards() {
+        for (text, want) in [
+            ("from ::ffff:192.168.1.10 today", "from [IP] today"),
+            ("64:ff9b::192.0.2.33", "[IP]"),
+            ("2001:db8:0:0:0:0:192.168.1.10", "[IP]"),
+            ("ffff::10.20.30.40", "[IP]"),
+            ("mail john.smith@[10.1.2.3] now", "mail [EMAIL] now"),
+            ("user@[IPv6:2001:db8::1]", "[EMAIL]"),
+            ("card 4111.1111.1111.1111", "card [CARD]"),
+        ] {
+            assert_eq!(sc(text), want, "{text}");
+            assert!(!detect(text).is_empty(), "{text}");
+            assert!(detect(&sc(text)).is_empty(), "{text}");
+        }
+        assert_eq!(detect("card 4111.1111.1111.1111"), vec!["card"]);
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //!   when each customer falls in one cell a month; taken as exact), so their customers
 //!   counts are protected together too;
 //! - rates and averages (churn_rate, retention, arpu) are withheld whenever a count they
-//!   are computed from is withheld.
+//!   are computed from is withheld; so are mrr beside a withheld subscribers count, and
+//!   payments beside a withheld customers count (where everyone is on one price, or pays
+//!   once, each gives the count back).
 //!
 //! Extra cells are chosen greedily by least loss (the fewest people withheld, ties broken
 //! by position), so the choice is deterministic.
@@ -99,6 +101,10 @@ pub fn apply_all(
                     // payments counts the same paying customers as gross.
                     if t.is_small(*n) {
                         t.withhold("payments", r, true)?;
+                    } else if t.withheld("customers", r)? {
+                        // Where everyone pays once, payments is the customers count
+                        // withheld to protect another cell.
+                        t.withhold("payments", r, false)?;
                     }
                 }
             }
@@ -109,7 +115,9 @@ pub fn apply_all(
                         t.withhold("mrr", r, true)?;
                         t.withhold("arpu", r, true)?;
                     } else if t.withheld("subscribers", r)? {
-                        // arpu = mrr / subscribers would give the count back.
+                        // arpu = mrr / subscribers would give the count back, and so would
+                        // mrr over a known price (everyone on one plan): both go with it.
+                        t.withhold("mrr", r, false)?;
                         t.withhold("arpu", r, false)?;
                     }
                 }

@@ -495,6 +495,11 @@ fn check_subscriptions_protected(run_dir: &Path, last_month: NaiveDate) {
             groups.entry((mm[r], mc[r].clone())).or_default().push(r);
             if subs[r].is_none() {
                 assert!(arpu[r].is_none(), "mrr row {r}: arpu reveals subscribers");
+                let mrr = floats(mb, "mrr");
+                assert!(
+                    mrr[r].is_none(),
+                    "mrr row {r}: mrr over a price reveals subscribers"
+                );
             }
         }
         // A country without an mrr row in a month has no subscribers at its end: its
@@ -544,8 +549,15 @@ fn check_cohorts_protected(run_dir: &Path) {
         *withheld.entry(m).or_default() += usize::from(cc[r].is_none());
     }
     let (rm, rc) = (months(&re, "month"), ints(&re, "customers"));
+    let payments = ints(&re, "payments");
     for r in 0..re.num_rows() {
         *withheld.entry(rm[r]).or_default() += usize::from(rc[r].is_none());
+        if rc[r].is_none() {
+            assert_eq!(
+                payments[r], None,
+                "revenue row {r}: payments reveals customers"
+            );
+        }
     }
     for (month, n) in withheld {
         assert_ne!(
@@ -811,6 +823,43 @@ fn cohort_counts_are_protected_against_revenue_customers() {
     check_cohorts_protected(&s.run_dir);
     let check = gate_check(&s.run_dir, "aggregates_small_cells");
     assert_eq!(check["figures"]["recomputable"], 0, "{check}");
+}
+
+/// Found by an audit (2026-12-03): one country, 4 subscribers in EUR and 1 in USD, all
+/// on 9.99 a month, k = 3. USD's 1 was withheld, and EUR's 4 withheld to protect it
+/// (active_end 5 is published), but EUR's mrr of 39.96 (4 x 9.99) and its 4 payments
+/// stayed: each gave the 4 back, and 5 - 4 the 1.
+#[test]
+fn money_beside_a_withheld_count_is_withheld_too() {
+    let mut txs = Vec::new();
+    let mut custs = Vec::new();
+    for i in 0..5 {
+        let c = format!("c{i}");
+        let mut t = subs(
+            &c,
+            "purchase",
+            &format!("{c}-s"),
+            Some("P1M"),
+            at(2025, 1, 10, 9, 0),
+            999,
+            Some("DE"),
+        );
+        t.currency = Some(if i == 4 { "USD" } else { "EUR" }.to_string());
+        txs.push(t);
+        custs.push(cust(&c, Some("DE")));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_export(dir.path(), &txs, Some(&custs), 3);
+    let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2025, 1, 31)), 2);
+    let mb = aggregate(&s.run_dir, "mrr_monthly").unwrap();
+    let (subs_, mrr) = (ints(&mb, "subscribers"), floats(&mb, "mrr"));
+    assert!(subs_.iter().any(Option::is_none), "a count is withheld");
+    for r in 0..mb.num_rows() {
+        if subs_[r].is_none() {
+            assert_eq!(mrr[r], None, "row {r}");
+        }
+    }
+    check_subscriptions_protected(&s.run_dir, day(2025, 1, 1));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -229,15 +229,29 @@ impl OutputDir {
             .current()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
         let mut removed = Vec::new();
+        let mut failed = None;
         let excess = ids.len().saturating_sub(keep);
+        // Every run is tried, the first failure reported after.
         for id in ids.into_iter().take(excess) {
             if Some(&id) == current.as_ref() {
                 continue;
             }
-            fs::remove_dir_all(runs.join(&id)).map_err(io(&runs, "cannot remove an old run"))?;
-            removed.push(id);
+            let dir = runs.join(&id);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => removed.push(id),
+                Err(err) => {
+                    failed.get_or_insert(PublishError::Io {
+                        path: dir,
+                        what: "cannot remove an old run",
+                        err,
+                    });
+                }
+            }
         }
-        Ok(removed)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
     }
 }
 

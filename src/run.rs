@@ -250,6 +250,10 @@ fn chunked_session(chunks: usize) -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
+/// In OUT: the removal of older runs after an erasure failed and is owed (every run
+/// retries it until it succeeds).
+pub const ERASED_RUNS_PENDING: &str = ".erased-runs-pending";
+
 /// Most chunks one input file is cut into.
 pub const MAX_CHUNKS: usize = 64;
 const CSV_CHUNK_BYTES: u64 = 64 << 20;
@@ -930,22 +934,32 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     // A run that honoured new erasure requests removes every older run: they still hold
     // the erased customers' rows (pseudonymized, so personal data), which must not stay
     // on disk for `keep_runs` more nights.
-    let erased = erasure.new_entries > 0;
+    // A removal that failed is retried by every later run until it succeeds (the marker
+    // file says one is owed).
+    let pending = out.root().join(ERASED_RUNS_PENDING);
+    let erased = erasure.new_entries > 0 || pending.exists();
     let mut attention = erasure.attention();
     match out.prune(if erased { 1 } else { policy.keep_runs }) {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::info!(
-                removed = removed.len(),
-                erasure = erased,
-                "old runs removed"
-            )
+        Ok(removed) => {
+            if erased {
+                let _ = std::fs::remove_file(&pending);
+            }
+            if !removed.is_empty() {
+                tracing::info!(
+                    removed = removed.len(),
+                    erasure = erased,
+                    "old runs removed"
+                )
+            }
         }
-        Ok(_) => {}
-        Err(e) if erased => attention.push(format!(
-            "published, but older runs holding erased customers' rows could not be removed \
-             ({e}); remove every folder of {} but the current run",
-            out.runs_dir().display()
-        )),
+        Err(e) if erased => {
+            let _ = std::fs::write(&pending, b"older runs hold erased customers' rows\n");
+            attention.push(format!(
+                "published, but older runs holding erased customers' rows could not all be removed \
+                 ({e}); every later run retries; or remove every folder of {} but the current run",
+                out.runs_dir().display()
+            ))
+        }
         Err(e) => tracing::warn!(error = %e, "published, but old runs could not be removed"),
     }
     tracing::info!(run_id = %run_id, "published");

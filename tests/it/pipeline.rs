@@ -827,3 +827,24 @@ fn a_runs_entry_that_is_a_file_is_named() {
         "{err}"
     );
 }
+
+/// A removal of older runs owed after an erasure (it failed, so the marker was left)
+/// is done by the next run, which then clears the marker.
+#[test]
+fn an_owed_removal_of_older_runs_is_retried() {
+    let out = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        run_to(&sample_policy(), out.path(), key()).unwrap();
+    }
+    let runs = || std::fs::read_dir(out.path().join("runs")).unwrap().count();
+    assert_eq!(runs(), 2);
+    let marker = out.path().join(anonymizer::run::ERASED_RUNS_PENDING);
+    std::fs::write(&marker, b"").unwrap();
+    let s = run_to(&sample_policy(), out.path(), key()).unwrap();
+    assert_eq!(runs(), 1);
+    assert_eq!(current_of(out.path()), s.run_dir);
+    assert!(!marker.exists());
+    // Without an owed removal, keep_runs applies again.
+    run_to(&sample_policy(), out.path(), key()).unwrap();
+    assert_eq!(runs(), 2);
+}

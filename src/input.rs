@@ -584,7 +584,6 @@ pub async fn read_schema(
             // Inferred here, file by file, by arrow's CSV reader (which reads a quoted
             // value with a line break in it as one value: DataFusion's inference cuts
             // the file at every line break), from each file's first rows.
-            let _ = ctx;
             let mut merged: Option<(PathBuf, Schema)> = None;
             for f in files {
                 let s =

@@ -52,6 +52,10 @@ fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
+/// In OUT: the removal of older runs after an erasure failed and is owed (every run
+/// retries it until it succeeds).
+pub const ERASED_RUNS_PENDING: &str = ".erased-runs-pending";
+
 /// An output folder locked for one run.
 #[derive(Debug)]
 pub struct OutputDir {

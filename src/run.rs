@@ -250,10 +250,6 @@ fn chunked_session(chunks: usize) -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// In OUT: the removal of older runs after an erasure failed and is owed (every run
-/// retries it until it succeeds).
-pub const ERASED_RUNS_PENDING: &str = ".erased-runs-pending";
-
 /// Most chunks one input file is cut into.
 pub const MAX_CHUNKS: usize = 64;
 const CSV_CHUNK_BYTES: u64 = 64 << 20;
@@ -264,13 +260,10 @@ const CSV_CHUNK_BYTES: u64 = 64 << 20;
 /// so outputs stay byte-identical everywhere. (DataFusion keeps a file of no more rows
 /// than one batch, [`crate::input::BATCH_ROWS`], in one piece; that too depends on the
 /// file alone.)
-fn chunks_of(path: &Path, format: Format, row_groups: Option<&[u64]>) -> usize {
+fn chunks_of(format: Format, row_groups: Option<&[u64]>) -> usize {
     let n = match format {
         Format::Parquet => row_groups.map_or(1, <[u64]>::len),
-        Format::Csv => {
-            let _ = path;
-            1
-        }
+        Format::Csv => 1,
     };
     n.clamp(1, MAX_CHUNKS)
 }
@@ -936,7 +929,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     // on disk for `keep_runs` more nights.
     // A removal that failed is retried by every later run until it succeeds (the marker
     // file says one is owed).
-    let pending = out.root().join(ERASED_RUNS_PENDING);
+    let pending = out.root().join(crate::publish::ERASED_RUNS_PENDING);
     let erased = erasure.new_entries > 0 || pending.exists();
     let mut attention = erasure.attention();
     match out.prune(if erased { 1 } else { policy.keep_runs }) {
@@ -1321,7 +1314,7 @@ async fn chunked_plan(
         return Ok((plan, task_ctx, schema));
     }
     let layout = unit.layout.as_ref();
-    let chunks = chunks_of(file, table.format, layout.map(|l| l.row_groups.as_slice()));
+    let chunks = chunks_of(table.format, layout.map(|l| l.row_groups.as_slice()));
     let ctx = if chunks > 1 {
         chunked_session(chunks)
     } else {

@@ -1963,6 +1963,9 @@ pub async fn verify_with_limits(
         unique_sample.insert(t.name.clone(), UniqueSample::of(rows, limits.unique_held));
     }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
+    // Each output file's footer, read once: by the scans, and by the declared-columns
+    // check after them.
+    let footers = Footers::default();
     let quick = ahash::RandomState::with_seeds(
         rand::random(),
         rand::random(),
@@ -1975,7 +1978,7 @@ pub async fn verify_with_limits(
         erased,
         kept: &kept,
         tokens: &tokens,
-        footers: &Footers::default(),
+        footers: &footers,
         unique_sample: &unique_sample,
         fingerprinted: &fingerprinted,
         by_value_held: limits.by_value_held,
@@ -2180,7 +2183,7 @@ pub async fn verify_with_limits(
             .push("skipped: no erasure ledger to check against (the policy's [erasure] ledger, and its key)".into()),
     }
     let aggregates = check_aggregates(&tables, k)?;
-    let as_declared = check_declared(&tables, policy)?;
+    let as_declared = check_declared(&tables, policy, &footers)?;
     let declared = read_quasi_identifiers(&tables, policy)?;
     let quasi = check_quasi_identifiers(&declared, policy);
     let kanon = check_k_anonymity(&declared, policy);
@@ -2339,7 +2342,11 @@ pub const PUBLISHED_COLUMNS: [(&str, &[&str]); 5] = [
 /// it one the policy publishes. A table or column the policy does not know (a copy edited
 /// by hand, a file dropped into the folder) holds what nobody declared, so the checks
 /// that read the policy (tokens, kept columns, the uniqueness check) cannot vouch for it.
-fn check_declared(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Error> {
+fn check_declared(
+    tables: &[Table],
+    policy: Option<&Policy>,
+    footers: &Footers,
+) -> Result<Check, Error> {
     let mut c = Check::new("published_as_declared");
     let Some(policy) = policy else {
         c.findings
@@ -2351,10 +2358,8 @@ fn check_declared(tables: &[Table], policy: Option<&Policy>) -> Result<Check, Er
     let names_of = |t: &Table| -> Result<BTreeSet<String>, Error> {
         let mut seen = BTreeSet::new();
         for f in &t.files {
-            let file = std::fs::File::open(f).map_err(|e| read_error(f, &e))?;
-            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| read_error(f, &e))?;
-            seen.extend(b.schema().fields().iter().map(|x| x.name().clone()));
+            let meta = footers.get(f)?;
+            seen.extend(meta.schema().fields().iter().map(|x| x.name().clone()));
         }
         Ok(seen)
     };

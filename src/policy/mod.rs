@@ -193,20 +193,17 @@ impl std::fmt::Debug for UnitsOnce {
 /// `02112` as 2112, and an empty column as a type no rule takes; and it could differ
 /// from one export to the next.
 fn csv_text_columns(schema: &SchemaRef, t: &raw::RawTable) -> SchemaRef {
-    use crate::rules::Generalization;
+    // A rule reads text when it takes strings and not numbers (what `check_type` says),
+    // and pseudonymize, whose tokens of text ids keep `042` apart from `42`.
     let text_rule = |col: &str| {
         t.columns.iter().any(|(c, r)| {
             c == col
                 && match r {
                     RawRule::Pseudonymize { .. } => true,
-                    RawRule::Rule(r) => matches!(
-                        r,
-                        Rule::Mask { .. }
-                            | Rule::Scrub
-                            | Rule::Generalize(
-                                Generalization::Prefix { .. } | Generalization::Network { .. }
-                            )
-                    ),
+                    RawRule::Rule(r) => {
+                        r.check_type(&DataType::Utf8).is_ok()
+                            && r.check_type(&DataType::Int64).is_err()
+                    }
                 }
         })
     };

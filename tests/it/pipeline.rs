@@ -838,7 +838,7 @@ fn an_owed_removal_of_older_runs_is_retried() {
     }
     let runs = || std::fs::read_dir(out.path().join("runs")).unwrap().count();
     assert_eq!(runs(), 2);
-    let marker = out.path().join(anonymizer::run::ERASED_RUNS_PENDING);
+    let marker = out.path().join(anonymizer::publish::ERASED_RUNS_PENDING);
     std::fs::write(&marker, b"").unwrap();
     let s = run_to(&sample_policy(), out.path(), key()).unwrap();
     assert_eq!(runs(), 1);

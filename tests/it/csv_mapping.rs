@@ -121,6 +121,35 @@ fn small_csv_files_are_read_in_groups() {
     assert!(e.contains("part-1.csv"), "{e}");
 }
 
+/// A policy for a `sales` table at `input` with the retail roles, the usual rules for
+/// InvoiceNo, InvoiceDate and CustomerID, and `columns` (TOML lines) for the rest.
+fn sales_policy(dir: &std::path::Path, input: &str, columns: &str) -> std::path::PathBuf {
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"
+output = "out"
+
+[tables.sales]
+input = "{input}"
+
+[tables.sales.roles]
+customer_key = "CustomerID"
+event_time = "InvoiceDate"
+
+[tables.sales.columns]
+InvoiceNo = "pseudonymize"
+InvoiceDate = {{ rule = "generalize", to = "week" }}
+CustomerID = "pseudonymize"
+{columns}
+"#
+        ),
+    )
+    .unwrap();
+    policy
+}
+
 /// Found by an audit (2026-12-03): CSV columns read as text where a text rule reads
 /// them, or where the sample holds no value. Inference had merged ids `042` and `42`
 /// into one token, read postal code `02112` as 2112 (which `prefix` then refused), and
@@ -135,28 +164,12 @@ InvoiceNo,InvoiceDate,CustomerID,PostalCode,Phone
 3,2011-12-03 08:26:00,42,94105,
 ";
     std::fs::write(dir.path().join("sales.csv"), csv).unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        r#"
-output = "out"
-
-[tables.sales]
-input = "sales.csv"
-
-[tables.sales.roles]
-customer_key = "CustomerID"
-event_time = "InvoiceDate"
-
-[tables.sales.columns]
-InvoiceNo = "pseudonymize"
-InvoiceDate = { rule = "generalize", to = "week" }
-CustomerID = "pseudonymize"
-PostalCode = { rule = "generalize", to = "prefix", length = 2 }
-Phone = { rule = "mask", keep_last = 2 }
-"#,
-    )
-    .unwrap();
+    let policy = sales_policy(
+        dir.path(),
+        "sales.csv",
+        "PostalCode = { rule = \"generalize\", to = \"prefix\", length = 2 }\n\
+         Phone = { rule = \"mask\", keep_last = 2 }",
+    );
     let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
     let t = read_table(&s.run_dir.join("sales"));
     let ids = column_strings(&t, "CustomerID");
@@ -189,28 +202,11 @@ fn csv_quoted_line_breaks_and_types_that_differ_between_files() {
          3,2011-12-03 08:26:00,17852,fine,three\n",
     )
     .unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        r#"
-output = "out"
-
-[tables.sales]
-input = "sales"
-
-[tables.sales.roles]
-customer_key = "CustomerID"
-event_time = "InvoiceDate"
-
-[tables.sales.columns]
-InvoiceNo = "pseudonymize"
-InvoiceDate = { rule = "generalize", to = "week" }
-CustomerID = "pseudonymize"
-Notes = "scrub"
-Quantity = "keep"
-"#,
-    )
-    .unwrap();
+    let policy = sales_policy(
+        dir.path(),
+        "sales",
+        "Notes = \"scrub\"\nQuantity = \"keep\"",
+    );
     let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
     assert_eq!(s.manifest.tables["sales"].rows_read, Some(3));
     let t = read_table(&s.run_dir.join("sales"));

@@ -184,41 +184,32 @@ fn verify_refuses_tables_and_columns_the_policy_does_not_declare() {
     use datafusion::arrow::array::Int64Array;
     let (dir, cfg) = published_fixture();
     let copy = copy_of_current(dir.path());
-    for f in parquet_files(&copy.join("customers")).into_values() {
-        let b = read_parquet(&f);
-        let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
-        let n = b.num_rows() as i64;
-        let b = with_column(
-            &b,
-            "loyalty_no",
-            Arc::new(Int64Array::from_iter_values(1000..1000 + n)),
-        );
-        write_parquet(&f, &b);
-    }
-    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..80));
-    let b = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            "rowid",
-            DataType::Int64,
-            false,
-        )])),
-        vec![ids],
-    )
+    // A column added to every file of a published table.
+    let add_column = |table: &str, name: &str, make: &dyn Fn(usize) -> ArrayRef| {
+        for f in parquet_files(&copy.join(table)).into_values() {
+            let b = read_parquet(&f);
+            let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+            write_parquet(&f, &with_column(&b, name, make(b.num_rows())));
+        }
+    };
+    add_column("customers", "loyalty_no", &|n| {
+        Arc::new(Int64Array::from_iter_values(1000..1000 + n as i64))
+    });
+    let b = RecordBatch::try_from_iter(vec![(
+        "rowid",
+        Arc::new(Int64Array::from_iter_values(0..80)) as ArrayRef,
+    )])
     .unwrap();
     write_parquet(&copy.join("rowids/part-00000.parquet"), &b);
     // Names added to an aggregate, and receipts under a policy without [erasure]: the
     // aggregate and receipts folders are checked too.
-    for f in parquet_files(&copy.join("cohort_retention")).into_values() {
-        let b = read_parquet(&f);
-        let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
-        let names: ArrayRef = Arc::new(StringArray::from(vec!["Ana"; b.num_rows()]));
-        write_parquet(&f, &with_column(&b, "first_name", names));
-    }
-    let names: ArrayRef = Arc::new(StringArray::from(vec!["Ana", "Bo"]));
-    let b = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("who", DataType::Utf8, false)])),
-        vec![names],
-    )
+    add_column("cohort_retention", "first_name", &|n| {
+        Arc::new(StringArray::from(vec!["Ana"; n]))
+    });
+    let b = RecordBatch::try_from_iter(vec![(
+        "who",
+        Arc::new(StringArray::from(vec!["Ana", "Bo"])) as ArrayRef,
+    )])
     .unwrap();
     write_parquet(&copy.join("erasure_receipts/part-00000.parquet"), &b);
     let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);

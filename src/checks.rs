@@ -255,16 +255,7 @@ async fn check_file(
             aggs.push(max(ident(c)).alias("most"));
         }
     }
-    let err = |what: &str, e: datafusion::error::DataFusionError| {
-        input_error(
-            table,
-            file,
-            format!(
-                "cannot {what}: {}\n  is it a complete file? Re-export it, or remove it from the input folder",
-                df_message(&e)
-            ),
-        )
-    };
+    let err = |what: &str, e: datafusion::error::DataFusionError| read_error(table, file, what, &e);
     let batches = match df
         .clone()
         .aggregate(vec![], aggs)
@@ -522,11 +513,30 @@ fn at_row(row: Option<u64>) -> String {
     }
 }
 
-fn read_error(table: &TablePolicy, file: &Path, e: &datafusion::error::DataFusionError) -> Error {
+/// A failure to read `file`: where a CSV value does not parse, that row and column and
+/// what to do; else what failed, and the hint for a broken file.
+fn read_error(
+    table: &TablePolicy,
+    file: &Path,
+    what: &str,
+    e: &datafusion::error::DataFusionError,
+) -> Error {
+    let message = df_message(e);
+    let position = (table.format == crate::policy::Format::Csv)
+        .then(|| crate::error::csv_parse_position(&message, &table.schema))
+        .flatten();
     input_error(
         table,
         file,
-        format!("cannot read the file: {}", df_message(e)),
+        match position {
+            Some(at) => format!(
+                "{at}: cannot {what}: {message}\n  {}",
+                crate::error::CSV_PARSE_HINT
+            ),
+            None => format!(
+                "cannot {what}: {message}\n  is it a complete file? Re-export it, or remove it from the input folder"
+            ),
+        },
     )
 }
 
@@ -555,10 +565,10 @@ async fn column_stream(
         .open(ctx, file)
         .await?
         .select(vec![expr.alias("v")])
-        .map_err(|e| read_error(table, file, &e))?
+        .map_err(|e| read_error(table, file, "read the file", &e))?
         .execute_stream()
         .await
-        .map_err(|e| read_error(table, file, &e))
+        .map_err(|e| read_error(table, file, "read the file", &e))
 }
 
 /// The 1-based row of `file` where `bad(values, i)` first holds, `values` being `expr`
@@ -573,7 +583,7 @@ async fn first_row(
     let mut stream = column_stream(ctx, table, file, expr).await?;
     let mut seen = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| read_error(table, file, &e))?;
+        let batch = batch.map_err(|e| read_error(table, file, "read the file", &e))?;
         let a = batch.column(0);
         if let Some(i) = (0..a.len()).find(|&i| a.is_valid(i) && bad(a, i)) {
             return Ok(Some(seen + i as u64 + 1));
@@ -658,7 +668,7 @@ async fn unique_customers(ctx: &SessionContext, table: &TablePolicy) -> Result<(
         let mut stream = column_stream(ctx, table, file, key()).await?;
         let mut row = 0u64;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| read_error(table, file, &e))?;
+            let batch = batch.map_err(|e| read_error(table, file, "read the file", &e))?;
             each_key(&batch, |i, k| {
                 if !seen.insert(hasher.hash_normalized(k)) {
                     repeats += 1;

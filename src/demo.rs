@@ -1,6 +1,6 @@
 //! `anonymizer demo`: the README's first command. Generates a small export, writes the
-//! sample policy beside it with a fresh random key in a key file (an existing one kept), runs it, and says what
-//! was produced and how to run it again.
+//! sample policy beside it with a fresh random key in a key file (an existing key or
+//! edited policy kept), runs it, and says what was produced and how to run it again.
 
 use std::path::{Path, PathBuf};
 
@@ -90,9 +90,23 @@ pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
             .write_file(&key_file)
             .map_err(|e| io("write the key file", &key_file, e))?;
     }
+    // Likewise a policy edited since (the demo invites trying changes): kept and run,
+    // never overwritten; removing it brings the sample back.
     let policy = dir.join("anonymizer.toml");
-    std::fs::write(&policy, policy_with_key_file("demo.key"))
-        .map_err(|e| io("write", &policy, e))?;
+    let sample = policy_with_key_file("demo.key");
+    match std::fs::read(&policy) {
+        Ok(text) if text != sample.as_bytes() => {
+            tracing::info!(
+                policy = %policy.display(),
+                "demo: the folder's existing policy differs from the sample and is kept; remove it to get the sample back"
+            );
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&policy, &sample).map_err(|e| io("write", &policy, e))?;
+        }
+        Err(e) => return Err(io("read", &policy, e)),
+    }
 
     let run = run(&RunOptions {
         config: policy.clone(),

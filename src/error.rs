@@ -97,6 +97,40 @@ pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
     ))
 }
 
+/// Where in a CSV file Arrow's reader failed to parse a value, from its message
+/// ("Error parsing column 1 at line 5", "... for column 7 at line 2501": the column's
+/// index from 0 in the file, and the row's number from 1 after the header), said the
+/// way the file is read: the row, the line counting the header, the column by name and
+/// the type it was read as. `None` for any other message.
+pub fn csv_parse_position(
+    message: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Option<String> {
+    const MARK: &str = "column ";
+    let number = |s: &str| -> Option<(u64, usize)> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        Some((s[..end].parse().ok()?, end))
+    };
+    let (column, row) = message.match_indices(MARK).find_map(|(at, _)| {
+        let rest = &message[at + MARK.len()..];
+        let (column, end) = number(rest)?;
+        let (row, _) = number(rest[end..].strip_prefix(" at line ")?)?;
+        Some((column, row))
+    })?;
+    let field = schema.fields().get(usize::try_from(column).ok()?)?;
+    Some(format!(
+        "row {row} (line {} counting the header, unless a quoted value spans lines), column '{}': \
+         a value that is not a valid {}",
+        row + 1,
+        field.name(),
+        field.data_type()
+    ))
+}
+
+/// The hint under a CSV value that does not parse.
+pub const CSV_PARSE_HINT: &str = "correct the value in the export; a column read as text by its rule \
+     (pseudonymize, mask, scrub, drop) takes any value";
+
 /// Blanks the values Arrow's cast and arithmetic errors quote without quotes
 /// (`Can't cast value 7.7e36 to type Int64`, `Overflowing on NaN`, `Overflow happened
 /// on: 9 * 8`, `12345 is too large to store in a Decimal128`): an amount or an id

@@ -1280,6 +1280,8 @@ async fn table_jobs(
                 plan: plan.clone(),
                 task_ctx: task_ctx.clone(),
                 schema: schema.clone(),
+                csv_schema: (table.format == crate::policy::Format::Csv)
+                    .then(|| table.schema.clone()),
                 props: props.clone(),
                 fail,
             });
@@ -1528,6 +1530,8 @@ struct FileJob {
     plan: Arc<dyn ExecutionPlan>,
     task_ctx: Arc<TaskContext>,
     schema: SchemaRef,
+    /// A CSV table's schema as read (Arrow's parse errors name a column by its index).
+    csv_schema: Option<SchemaRef>,
     props: WriterProperties,
     fail: bool,
 }
@@ -1569,15 +1573,24 @@ impl FileJob {
                 Err(e) => {
                     // In a group of files, the file and row the failure came at.
                     let (file, row) = input.locate_failure(rows).await;
+                    let message = df_message(&e);
+                    let position = self
+                        .csv_schema
+                        .as_ref()
+                        .and_then(|s| crate::error::csv_parse_position(&message, s));
                     return Err(Error::Transform {
                         table: self.table.clone(),
                         file,
-                        message: format!(
-                            "failed after {row} rows (row {} or later): {}\n  \
-                             is the input file complete? Re-export it, or remove it from the input folder",
-                            row + 1,
-                            df_message(&e)
-                        ),
+                        message: match position {
+                            Some(at) => {
+                                format!("{at}: {message}\n  {}", crate::error::CSV_PARSE_HINT)
+                            }
+                            None => format!(
+                                "failed after {row} rows (row {} or later): {message}\n  \
+                                 is the input file complete? Re-export it, or remove it from the input folder",
+                                row + 1,
+                            ),
+                        },
                     });
                 }
             };

@@ -227,10 +227,13 @@ pub fn parse_str(text: &str, format: Format, as_of: NaiveDate) -> Result<Parsed,
     }
 }
 
-/// The form in which emails are matched against customers: trimmed and
-/// lower-cased as a whole (local part too).
+/// The form in which emails are matched against customers: trimmed, lower-cased as
+/// a whole (local part too) and composed (Unicode NFC), the same as an email token's
+/// input ([`crate::rules::pseudonymize::normalized`]).
 pub fn normalize_email(s: &str) -> String {
-    s.trim().to_lowercase()
+    let mut scratch = String::new();
+    crate::rules::pseudonymize::normalized(s, crate::rules::Normalize::Email, &mut scratch)
+        .to_string()
 }
 
 /// Whether an already normalized email looks like an address: exactly one

@@ -221,3 +221,49 @@ fn csv_quoted_line_breaks_and_types_that_differ_between_files() {
         "{quantity:?}"
     );
 }
+
+/// Found by an audit (2026-12-03): Arrow's CSV parse errors name the column by its index
+/// from 0 and the row after the header ("Error parsing column 3 at line 2"), with "is it a
+/// complete file?" under them. The message now names the row, its line counting the
+/// header, the column and its type, and how to fix it; still without the value. Both of
+/// Arrow's forms: a timestamp (read by the input checks) and an integer that only the
+/// transform reads, far past the rows inference samples.
+#[test]
+fn a_csv_value_that_does_not_parse_is_named_by_row_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("InvoiceNo,InvoiceDate,CustomerID,Quantity\n");
+    for i in 0..3000 {
+        let q = if i == 2500 {
+            "7x9".to_string()
+        } else {
+            (i % 7).to_string()
+        };
+        csv.push_str(&format!("{i},2011-12-01 08:26:00,{},{q}\n", 17850 + i % 50));
+    }
+    std::fs::write(dir.path().join("sales.csv"), &csv).unwrap();
+    let policy = sales_policy(dir.path(), "sales.csv", "Quantity = \"keep\"");
+    let e = run_to(&policy, &dir.path().join("out"), key())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("row 2501 (line 2502 counting the header")
+            && e.contains("column 'Quantity'")
+            && e.contains("Int64")
+            && e.contains("correct the value in the export")
+            && !e.contains("7x9"),
+        "{e}"
+    );
+    let csv = csv.replacen("2011-12-01 08:26:00", "2011-13-01 08:26:00", 1);
+    std::fs::write(dir.path().join("sales.csv"), &csv).unwrap();
+    let e = run_to(&policy, &dir.path().join("out"), key())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("row 1 (line 2 counting the header")
+            && e.contains("column 'InvoiceDate'")
+            && !e.contains("2011-13-01")
+            && !e.contains("complete file"),
+        "{e}"
+    );
+    assert!(!dir.path().join("out/current").exists());
+}

@@ -591,13 +591,18 @@ fn demo_runs_end_to_end_and_explains_how_to_rerun() {
             "rerun changed {rel}"
         );
     }
-    // The demo again in the same folder keeps its key: the same tokens as before.
+    // The demo again in the same folder keeps its key (the same tokens as before) and
+    // a policy edited since (here a comment: nothing else changes).
+    let policy = d.join("anonymizer.toml");
+    let edited = std::fs::read_to_string(&policy).unwrap() + "\n# edited by the user\n";
+    std::fs::write(&policy, &edited).unwrap();
     let o = cli(
         &["demo", "--dir", d.to_str().unwrap(), "--customers", "200"],
         None,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_to_string(d.join("demo.key")).unwrap(), key);
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), edited);
     let third = parquet_files(&current_of(&d.join("out")));
     for (rel, p) in &a {
         assert_eq!(

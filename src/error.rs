@@ -76,15 +76,24 @@ impl Error {
 /// A DataFusion/Arrow error as a one-line message without the values it may quote
 /// (a CSV parse error, for example, quotes the cell that failed to parse).
 pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
+    df_message_keeping(e, &|_| false)
+}
+
+/// [`df_message`], showing the quoted text for which `keep` is true (`anonymizer query`:
+/// what the analyst typed, and the published tables' and columns' names).
+pub fn df_message_keeping(
+    e: &datafusion::error::DataFusionError,
+    keep: &dyn Fn(&str) -> bool,
+) -> String {
     use datafusion::sql::sqlparser::parser::ParserError;
     // A parser error quotes its whole message ("ParserError(\"Expected ...\")"), which
     // redaction would blank entirely: show the message itself, its literals blanked.
     if let datafusion::error::DataFusionError::SQL(p, _) = e.find_root()
         && let ParserError::ParserError(m) | ParserError::TokenizerError(m) = p.as_ref()
     {
-        return format!("SQL error: {}", redact_quoted(m));
+        return format!("SQL error: {}", redact_quoted_keeping(m, keep));
     }
-    let root = e.find_root().to_string();
+    let root = blank_regex_patterns(&e.find_root().to_string());
     // A function name (and the suggestion of a built-in one) is an identifier of the SQL,
     // not a value: shown, or the message says nothing.
     if root.contains("Invalid function '") {
@@ -92,9 +101,90 @@ pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
         return redact_unquoted_values(&one_line.join(" "));
     }
     // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
-    redact_unquoted_values(&redact_quoted(
+    redact_unquoted_values(&redact_quoted_keeping(
         &root.replace("Parquet error: Parquet error: ", "Parquet error: "),
+        keep,
     ))
+}
+
+/// Blanks the pattern the regex crate prints in its compile errors (`regex parse error:`,
+/// the pattern, a caret line, then `error: ...`): in SQL the pattern may be built from a
+/// column (`regexp_like(x, customer_id || '(')`).
+fn blank_regex_patterns(s: &str) -> String {
+    const MARK: &str = "regex parse error:";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(MARK) {
+        let body = at + MARK.len();
+        out.push_str(&rest[..body]);
+        out.push_str(" … ");
+        rest = match rest[body..].find("error:") {
+            Some(end) => &rest[body + end..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Blanks every number in `s` that `keep` does not allow (for a query's execution
+/// errors: a number the analyst did not type may come from a row, e.g. `value of 1499
+/// is out of range Int8` from `CAST(amount * 100 AS TINYINT)`). A number is a run of
+/// digits (with a sign or a decimal point) that is not part of a word (`Int8`,
+/// `Decimal128`), and the precision and scale or unit inside a type's parentheses
+/// (`Decimal128(38, 10)`, `Timestamp(Nanosecond, None)`) are kept.
+pub fn redact_numbers_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
+    const TYPES: [&str; 9] = [
+        "Decimal32(",
+        "Decimal64(",
+        "Decimal128(",
+        "Decimal256(",
+        "FixedSizeBinary(",
+        "FixedSizeList(",
+        "Timestamp(",
+        "Time32(",
+        "Time64(",
+    ];
+    let b = s.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if (i == 0 || !word(b[i - 1])) && TYPES.iter().any(|t| s[i..].starts_with(t)) {
+            let end = s[i..].find(')').map_or(s.len(), |n| i + n + 1);
+            out.push_str(&s[i..end]);
+            i = end;
+            continue;
+        }
+        let starts_number =
+            b[i].is_ascii_digit() || (b[i] == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit));
+        if starts_number && (i == 0 || !word(b[i - 1])) {
+            let mut end = i + 1;
+            while end < b.len()
+                && (b[end].is_ascii_digit()
+                    || (b[end] == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit)))
+            {
+                end += 1;
+            }
+            if end < b.len() && word(b[end]) {
+                // Part of a word (`1st`, a hex token's digits): the word is copied.
+                while end < b.len() && word(b[end]) {
+                    end += 1;
+                }
+                out.push_str(&s[i..end]);
+            } else if keep(&s[i..end]) || keep(s[i..end].trim_start_matches('-')) {
+                out.push_str(&s[i..end]);
+            } else {
+                out.push('…');
+            }
+            i = end;
+            continue;
+        }
+        let c = s[i..].chars().next().expect("in bounds");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
 }
 
 /// Where in a CSV file Arrow's reader failed to parse a value, from its message
@@ -178,6 +268,11 @@ pub fn redact_unquoted_values(s: &str) -> String {
 /// end, white space, or `,.;:)]}`), and a value printed as `Row data: '...'` (Arrow's CSV
 /// errors: a whole row of the export) is blanked to the end of its line.
 pub fn redact_quoted(s: &str) -> String {
+    redact_quoted_keeping(s, &|_| false)
+}
+
+/// [`redact_quoted`], showing the quoted text for which `keep` is true.
+pub fn redact_quoted_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(s.len());
     for (n, line) in s.lines().map(str::trim).enumerate() {
         if n > 0 {
@@ -187,7 +282,7 @@ pub fn redact_quoted(s: &str) -> String {
             Some(at) => (&line[..at], true),
             None => (line, false),
         };
-        redact_quoted_line(line, &mut out);
+        redact_quoted_line(line, keep, &mut out);
         if row_data {
             out.push_str("Row data: '…'");
         }
@@ -195,7 +290,7 @@ pub fn redact_quoted(s: &str) -> String {
     out.trim().to_string()
 }
 
-fn redact_quoted_line(line: &str, out: &mut String) {
+fn redact_quoted_line(line: &str, keep: &dyn Fn(&str) -> bool, out: &mut String) {
     let closes = |rest: &str| {
         rest.chars()
             .next()
@@ -212,7 +307,10 @@ fn redact_quoted_line(line: &str, out: &mut String) {
                 .find(|&k| closes(&line[k + 1..]));
             if let Some(end) = end {
                 out.push(c);
-                out.push('…');
+                match &line[body..end] {
+                    shown if !shown.is_empty() && keep(shown) => out.push_str(shown),
+                    _ => out.push('…'),
+                }
                 out.push(c);
                 i = end + 1;
                 continue;
@@ -225,6 +323,46 @@ fn redact_quoted_line(line: &str, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_not_typed_are_blanked_but_not_types_or_words() {
+        let typed = |n: &str| n == "100";
+        assert_eq!(
+            super::redact_numbers_keeping(
+                "value of 1499 is out of range Int8; -3.25 and 100 in Decimal128(38, 10) at Timestamp(ns) 1st",
+                &typed
+            ),
+            "value of … is out of range Int8; … and 100 in Decimal128(38, 10) at Timestamp(ns) 1st"
+        );
+        assert_eq!(
+            super::redact_numbers_keeping("negative count not allowed: -100", &typed),
+            "negative count not allowed: -100"
+        );
+    }
+
+    #[test]
+    fn regex_patterns_are_blanked() {
+        assert_eq!(
+            super::blank_regex_patterns(
+                "Syntax(\n~~~\nregex parse error:\n    667d31283d8539fad5af09168c855d4e(\n    ^\nerror: unclosed group\n~~~\n)"
+            ),
+            "Syntax(\n~~~\nregex parse error: … error: unclosed group\n~~~\n)"
+        );
+        assert_eq!(
+            super::blank_regex_patterns("regex parse error: abc"),
+            "regex parse error: … "
+        );
+    }
+
+    #[test]
+    fn quoted_text_is_shown_where_kept() {
+        assert_eq!(
+            super::redact_quoted_keeping("table 'custommers' not found near 'x@y.z'", &|q| {
+                q == "custommers"
+            }),
+            "table 'custommers' not found near '…'"
+        );
+    }
+
     #[test]
     fn quoted_values_are_blanked() {
         assert_eq!(

@@ -8,6 +8,7 @@
 //! `anonymizer query growth` works anywhere; a file of the same name in a queries folder
 //! takes precedence.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -125,10 +126,31 @@ pub fn find_saved(dirs: &[PathBuf], name: &str) -> Result<SavedQuery, Error> {
 /// A context with every table of the current published run registered.
 pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String>), Error> {
     let run = current_run(out).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} has no published run (no `current`); run `anonymizer run` first",
-            out.display()
-        ))
+        // Pointed at a run (`OUT/current`, `OUT/runs/<id>`) rather than OUT.
+        let root = match out.file_name().and_then(|n| n.to_str()) {
+            Some("current") => out.parent(),
+            _ => out
+                .parent()
+                .filter(|p| p.file_name().is_some_and(|n| n == "runs"))
+                .and_then(Path::parent),
+        };
+        match root {
+            Some(root) if out.join("_manifest.json").is_file() => Error::Usage(format!(
+                "{} is a published run, not an output folder: give OUT, the folder that holds \
+                 `current` (here --out {})",
+                out.display(),
+                if root.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    root
+                }
+                .display()
+            )),
+            _ => Error::Usage(format!(
+                "{} has no published run (no `current`); run `anonymizer run` first",
+                out.display()
+            )),
+        }
     })?;
     let ctx = SessionContext::new();
     let mut tables = Vec::new();
@@ -162,24 +184,89 @@ pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let failed = |e: datafusion::error::DataFusionError| {
+    let names = published_names(&ctx, &tables).await;
+    let failed = |e: datafusion::error::DataFusionError, executing: bool| {
         Error::Usage(format!(
             "query failed: {}\n  published tables: {}",
-            df_message(&e),
+            query_error_message(&e, sql, &tables, &names, executing),
             tables.join(", ")
         ))
     };
     // Planning and execution errors alike (a cast that fails on a row is found only
     // while executing).
-    let df = ctx.sql_with_options(sql, options).await.map_err(failed)?;
+    let df = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(|e| failed(e, false))?;
     let schema = df.schema().inner().clone();
-    let batches = df.collect().await.map_err(failed)?;
+    let batches = df.collect().await.map_err(|e| failed(e, true))?;
     // No rows: still the columns (a CSV header, a table's head, a Parquet schema).
     Ok(if batches.is_empty() {
         vec![RecordBatch::new_empty(schema)]
     } else {
         batches
     })
+}
+
+/// The published tables' names and their columns' names.
+async fn published_names(ctx: &SessionContext, tables: &[String]) -> HashSet<String> {
+    let mut names: HashSet<String> = tables.iter().cloned().collect();
+    for t in tables {
+        if let Ok(p) = ctx.table_provider(t.as_str()).await {
+            names.extend(p.schema().fields().iter().map(|f| f.name().clone()));
+        }
+    }
+    names
+}
+
+/// A query's error without the published values it may quote (pseudonyms are personal
+/// data, and errors reach logs): quoted text is shown only when the analyst typed it in
+/// the SQL or it names published tables and columns (`customers."COUNTRY"`), and numbers
+/// in an execution error only when the SQL spells them. A regex pattern in an error is
+/// always blanked (it may be built from a column). An unknown table gets "did you
+/// mean", and DataFusion's advice to change a setting `query` does not allow is left out.
+pub fn query_error_message(
+    e: &datafusion::error::DataFusionError,
+    sql: &str,
+    tables: &[String],
+    names: &HashSet<String>,
+    executing: bool,
+) -> String {
+    // A name, or a path of them (`customers."COUNTRY"`, `datafusion.public.custommers`:
+    // the catalog's and schema's names, and a table name the analyst typed).
+    let is_name_path = |q: &str| {
+        q.split('.').all(|part| {
+            let p = part.trim_matches('"');
+            !p.is_empty()
+                && (names.contains(p) || p == "datafusion" || p == "public" || sql.contains(p))
+        })
+    };
+    // Never a path, though typed: it names the machine's folders, not the output.
+    let keep = |q: &str| !q.contains(['/', '\\']) && (sql.contains(q) || is_name_path(q));
+    let mut m = crate::error::df_message_keeping(e, &keep).replace(
+        " or disable the datafusion.sql_parser.enable_ident_normalization configuration",
+        "",
+    );
+    if executing {
+        let typed: HashSet<&str> = sql
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|n| n.trim_matches('.'))
+            .filter(|n| !n.is_empty())
+            .collect();
+        m = crate::error::redact_numbers_keeping(&m, &|n| typed.contains(n));
+    }
+    if let Some(at) = m.find("table '")
+        && let Some(len) = m[at + 7..].find("' not found")
+    {
+        let path = &m[at + 7..at + 7 + len];
+        let typed = path.rsplit('.').next().unwrap_or(path).trim_matches('"');
+        let hint = crate::policy::suggest::hint(&crate::policy::suggest::did_you_mean(
+            typed,
+            tables.iter().map(String::as_str),
+        ));
+        m.insert_str(at + 7 + len + "' not found".len(), &hint);
+    }
+    m
 }
 
 /// Renders batches in `format` (Parquet is binary).
@@ -323,8 +410,17 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
                     out.display()
                 )));
             }
-            std::fs::write(path, &bytes)
-                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+            // Written beside, then renamed over the name: a symbolic or hard link there
+            // is replaced, never written through (it could point at a published file).
+            let cannot = |e: &dyn std::fmt::Display| {
+                Error::Failed(format!("cannot write {}: {e}", path.display()))
+            };
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".anonymizer-query-")
+                .tempfile_in(parent)
+                .map_err(|e| cannot(&e))?;
+            std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| cannot(&e))?;
+            tmp.persist(path).map_err(|e| cannot(&e.error))?;
             Ok(Vec::new())
         }
         None if opts.format == QueryFormat::Parquet => {

@@ -200,3 +200,107 @@ fn saved_queries_are_listed_and_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean 'countries'"));
 }
+
+/// Found by an audit (2026-12-03): query errors printed published values (a regex
+/// compiled from a column printed a customer's token; an out-of-range cast and other
+/// execution errors printed amounts), and `--output` through a symbolic link wrote over a
+/// published file. Identifiers stay visible: a misspelt table gets "did you mean".
+#[test]
+fn query_errors_print_no_published_value_and_output_never_writes_through_a_link() {
+    let (dir, cfg) = published_fixture();
+    let current = dir.path().join("out/current");
+    let mut published: Vec<String> = Vec::new();
+    for (table, column) in [("customers", "customer_id"), ("transactions", "offer_id")] {
+        let b = read_table(&current.join(table));
+        published.extend(column_strings(&b, column).into_iter().flatten());
+    }
+    let err_of = |sql: &str| {
+        let o = cli(&["query", "--config", &cfg, "--sql", sql], None);
+        assert_eq!(o.status.code(), Some(2), "{sql}");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    for (sql, says) in [
+        (
+            "SELECT regexp_like('a', customer_id || '(') FROM customers",
+            "regex parse error: … error: unclosed group",
+        ),
+        (
+            "SELECT regexp_replace('a', offer_id || '[', 'x') FROM transactions",
+            "regex parse error: … error: unclosed character class",
+        ),
+        (
+            "SELECT CAST(amount * 100 AS TINYINT) FROM transactions",
+            "value of … is out of range Int8",
+        ),
+        (
+            "SELECT substr(customer_id, 1, -CAST(amount AS INT) - 1) FROM transactions",
+            "negative count not allowed: …",
+        ),
+        (
+            "SELECT decode(offer_id, 'base64') FROM transactions",
+            "Invalid symbol …, offset …",
+        ),
+    ] {
+        let e = err_of(sql);
+        assert!(e.contains(says), "{sql}: {e}");
+        for v in &published {
+            assert!(!e.contains(v.as_str()), "{sql}: a published value in {e}");
+        }
+    }
+    // Numbers the analyst typed stay.
+    let e = err_of("SELECT substr(customer_id, 1, -5) FROM customers");
+    assert!(e.contains("negative count not allowed: -5"), "{e}");
+    let e = err_of("SELECT * FROM custommers");
+    assert!(
+        e.contains("table 'datafusion.public.custommers' not found (did you mean 'customers'?)"),
+        "{e}"
+    );
+    let e = err_of("SELECT \"Country\" FROM customers");
+    assert!(
+        e.contains("No field named \"Country\". Did you mean 'customers.country'?")
+            && !e.contains("enable_ident_normalization"),
+        "{e}"
+    );
+
+    // --out at a run rather than OUT says so.
+    let o = cli(
+        &["query", "growth", "--out", current.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is a published run, not an output folder"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A link named as --output is replaced by the result, not written through.
+    let target = parquet_files(&current.join("customers"))
+        .into_values()
+        .next()
+        .unwrap();
+    let before = std::fs::read(&target).unwrap();
+    let link = dir.path().join("result.parquet");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT 1 AS x",
+            "--format",
+            "parquet",
+            "--output",
+            link.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(
+        column_strings(&read_parquet(&link), "x"),
+        vec![Some("1".into())]
+    );
+}

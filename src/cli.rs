@@ -78,6 +78,11 @@ pub enum Command {
         /// on the output's disk).
         #[arg(long)]
         spill_dir: Option<PathBuf>,
+        /// Start a new, empty suppression ledger although the published run was made
+        /// with one (the ledger file is missing). Everyone erased before is published
+        /// again if still in the export: only for a deliberate fresh start.
+        #[arg(long)]
+        new_ledger: bool,
     },
     /// Add one erasure request to the policy's pending requests file (`[erasure] requests`).
     Erase(EraseArgs),

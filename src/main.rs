@@ -79,6 +79,7 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
             threads,
             requests,
             spill_dir,
+            new_ledger,
         } => {
             // Every stage's parallel work on `threads` threads, not only the transform's.
             run::size_worker_pool(run::threads_for(&config, threads))?;
@@ -89,6 +90,7 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
                 threads,
                 requests,
                 spill_dir,
+                new_ledger,
                 ..Default::default()
             })?;
             print!("{}", s.report());

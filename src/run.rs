@@ -65,6 +65,9 @@ pub struct RunOptions {
     /// Where the aggregates and the gate spill (default: the run's staging folder); an
     /// existing folder, checked before any work ([`check_spill_dir`]).
     pub spill_dir: Option<PathBuf>,
+    /// Start an empty ledger although the published run was made with one (`--new-ledger`;
+    /// see [`crate::erasure::check_ledger_present`]).
+    pub new_ledger: bool,
     pub fail_point: Option<FailPoint>,
 }
 
@@ -752,6 +755,13 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
     stages.insert("as_of".to_string(), ms(t));
 
     let t = Instant::now();
+    if let Some(ledger) = &policy.erasure.ledger {
+        crate::erasure::check_ledger_present(
+            ledger,
+            crate::publish::current_run(&out_root).as_deref(),
+            opts.new_ledger,
+        )?;
+    }
     let mut erasure =
         crate::erasure::prepare(&ctx, &policy, &key, as_of, opts.requests.as_deref()).await?;
     if erasure.enabled {

@@ -2913,6 +2913,7 @@ pub fn run_verify(
         {
             Some((p, ledger)) => match crate::key::Key::load(p.key_file.as_deref()) {
                 Ok((key, _)) => {
+                    crate::erasure::check_ledger_present(ledger, Some(&dir), false)?;
                     let plan = crate::erasure::Plan::from_ledger(ledger, &key)?;
                     Some(
                         plan.published_tokens(&crate::run::session(), p, &key)

@@ -401,6 +401,49 @@ fn err(message: String) -> Error {
     Error::Erasure(message)
 }
 
+/// A missing ledger is an empty one (the first run) only while nothing published says
+/// otherwise. When `published` (a run folder: `OUT/current` for `run`, the folder checked
+/// for `verify`) was made with ledger entries, the ledger was lost (a path edited, a
+/// restore or a new host without it), and going on would publish everyone erased before
+/// again (`run`) or pass them unchecked (`verify`): an error, unless `new_ledger`.
+pub fn check_ledger_present(
+    ledger: &Path,
+    published: Option<&Path>,
+    new_ledger: bool,
+) -> Result<(), Error> {
+    if new_ledger || std::fs::symlink_metadata(ledger).is_ok() {
+        return Ok(());
+    }
+    let Some(run) = published else {
+        return Ok(());
+    };
+    let manifest = run.join("_manifest.json");
+    let entries = std::fs::read(&manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|m| m["erasure"]["ledger_entries"].as_u64().unwrap_or(0));
+    let lost = |what: String| {
+        err(format!(
+            "the suppression ledger {} is missing, but {what}: without it, every customer \
+             erased before would be published again\n  restore the ledger (from a backup, or \
+             correct [erasure] ledger in the policy); to start a new, empty ledger on purpose, \
+             pass --new-ledger",
+            ledger.display()
+        ))
+    };
+    match entries {
+        Some(0) => Ok(()),
+        Some(n) => Err(lost(format!(
+            "the published run {} was made with {n} ledger entries",
+            run.display()
+        ))),
+        None => Err(lost(format!(
+            "{} cannot be read to tell whether the published run had any",
+            manifest.display()
+        ))),
+    }
+}
+
 /// Reads the ledger and the requests, matches requests to customers, and plans the
 /// erasure of this run. `requests_override` is `anonymizer run --requests FILE`.
 pub async fn prepare(

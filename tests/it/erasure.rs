@@ -650,7 +650,7 @@ fn erase_command_appends_a_request_the_next_run_honours() {
     let out = dir.path().join("out/current");
     let current = std::fs::read_link(&out).unwrap();
     let current = current.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(runs(), vec![current, "my-backup".to_string()]);
+    assert_eq!(runs(), vec![current.clone(), "my-backup".to_string()]);
     let r = receipts(&out);
     assert_eq!(r.num_rows(), 1);
     assert_eq!(
@@ -695,6 +695,42 @@ fn erase_command_appends_a_request_the_next_run_honours() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
+    // Found by an audit (2026-12-03): a lost ledger (a path edited, a restore without it)
+    // was an empty one, and the next run published everyone erased before. Now the run
+    // and verify stop, naming the published run's entries, unless --new-ledger.
+    let ledger = dir.path().join("state/erasure-ledger.json");
+    let saved = dir.path().join("ledger.bak");
+    std::fs::rename(&ledger, &saved).unwrap();
+    std::fs::write(dir.path().join("pending.jsonl"), "").unwrap();
+    let o = cli(&["run", "--config", cfg], Some(KEY_HEX));
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("is missing, but the published run")
+            && e.contains("was made with 1 ledger entries")
+            && e.contains("--new-ledger"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_link(&out)
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
+        current
+    );
+    let o = cli(&["verify", "--config", cfg], Some(KEY_HEX));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = cli(&["run", "--config", cfg, "--new-ledger"], Some(KEY_HEX));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cells: HashSet<String> = all_string_cells(&out).into_iter().map(|c| c.1).collect();
+    assert!(cells.contains(&published_token(&people[42])));
+    std::fs::rename(&saved, &ledger).unwrap();
 }
 
 #[test]

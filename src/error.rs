@@ -187,6 +187,36 @@ pub fn redact_numbers_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
     out
 }
 
+/// Blanks every run of 32 or more hex digits: the key (64 of them) where an operator put
+/// it by mistake (as `key_file`'s value, a line pasted into the policy, which TOML's
+/// errors quote), and tokens. The last filter on every error the binary prints.
+pub fn blank_hex_runs(s: &str) -> String {
+    const LONGEST_SHOWN: usize = 31;
+    let mut out = String::with_capacity(s.len());
+    let mut run_start: Option<usize> = None;
+    let flush = |out: &mut String, run: &str| {
+        if run.len() > LONGEST_SHOWN {
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+    };
+    for (i, c) in s.char_indices() {
+        if c.is_ascii_hexdigit() {
+            run_start.get_or_insert(i);
+        } else {
+            if let Some(st) = run_start.take() {
+                flush(&mut out, &s[st..i]);
+            }
+            out.push(c);
+        }
+    }
+    if let Some(st) = run_start {
+        flush(&mut out, &s[st..]);
+    }
+    out
+}
+
 /// Where in a CSV file Arrow's reader failed to parse a value, from its message
 /// ("Error parsing column 1 at line 5", "... for column 7 at line 2501": the column's
 /// index from 0 in the file, and the row's number from 1 after the header), said the
@@ -323,6 +353,21 @@ fn redact_quoted_line(line: &str, keep: &dyn Fn(&str) -> bool, out: &mut String)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_hex_runs_are_blanked() {
+        let key = "cf6c10d282ed88902d532043d8c27967959f7a6b21231d8f54fbee34df81166d";
+        assert_eq!(
+            super::blank_hex_runs(&format!("cannot read key file ./{key}: No such file")),
+            "cannot read key file ./…: No such file"
+        );
+        assert_eq!(
+            super::blank_hex_runs(
+                "line 118, column 65: deadbeef 2025-12-01 sha 0123456789abcdef0123456789abcdef"
+            ),
+            "line 118, column 65: deadbeef 2025-12-01 sha …"
+        );
+    }
+
     #[test]
     fn numbers_not_typed_are_blanked_but_not_types_or_words() {
         let typed = |n: &str| n == "100";

@@ -24,7 +24,7 @@ fn main() {
             .unwrap_or_default();
         eprintln!(
             "error: internal error{at}: {}\n  this is a bug in anonymizer; nothing was published. Please report it",
-            anonymizer::error::redact_quoted(&payload)
+            anonymizer::error::blank_hex_runs(&anonymizer::error::redact_quoted(&payload))
         );
     }));
     let cli = Cli::parse();
@@ -34,10 +34,12 @@ fn main() {
         Ok(()) => ExitCode::Ok,
         Err(e) => {
             let code = e.exit_code();
+            // Never the key, nor a token, whatever the message quotes.
+            let message = anonymizer::error::blank_hex_runs(&e.to_string());
             if json_logs {
-                json_line("ERROR", "error", "error", &e.to_string(), Some(code as i32));
+                json_line("ERROR", "error", "error", &message, Some(code as i32));
             } else {
-                eprintln!("error: {e}");
+                eprintln!("error: {message}");
             }
             code
         }

@@ -778,6 +778,26 @@ fn key_file_missing() {
     c.expect(&o, 2);
 }
 
+/// Found by an audit (2026-12-03): the key given as key_file's value was printed as the
+/// path that could not be read, and a key pasted into the policy was quoted by TOML's
+/// error. Every error the binary prints blanks runs of 32+ hex digits.
+#[test]
+fn key_pasted_into_the_policy() {
+    let c = Case::new("key_as_key_file_value");
+    c.edit_policy(|t| {
+        t.replace(
+            "# key_file = \"anonymizer.key\"",
+            &format!("key_file = \"{KEY_HEX}\""),
+        )
+    });
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], None);
+    c.expect(&o, 2);
+    let c = Case::new("key_line_in_the_policy");
+    c.edit_policy(|t| format!("{t}\n{KEY_HEX}\n"));
+    let o = c.cli(&["--quiet", "run", "--config", "anonymizer.toml"], None);
+    c.expect(&o, 2);
+}
+
 // ---------------------------------------------------------------------------------
 // Erasure requests and the ledger
 // ---------------------------------------------------------------------------------

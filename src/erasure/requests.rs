@@ -239,8 +239,9 @@ pub fn normalize_email(s: &str) -> String {
 /// Whether an already normalized email looks like an address: exactly one
 /// `@`; a local part of 1 to 64 characters without whitespace or control
 /// characters; a domain of at most 255 characters with at least one `.`,
-/// made of labels of 1 to 63 characters of `[a-z0-9-]` that neither start
-/// nor end with `-`, the last label (TLD) being at least 2 letters.
+/// made of labels of 1 to 63 lower-case letters or digits of any script or `-`
+/// (internationalized domains) that neither start nor end with `-`, the last
+/// label (TLD) being at least 2 letters or a punycode label (`xn--...`).
 pub fn valid_email(normalized: &str) -> bool {
     let Some((local, domain)) = normalized.split_once('@') else {
         return false;
@@ -254,17 +255,21 @@ pub fn valid_email(normalized: &str) -> bool {
     if !local_ok || domain.len() > 255 || !domain.contains('.') {
         return false;
     }
+    // Internationalized domains (RFC 6531: `frank@例え.jp`, `jürgen@bücher.de`) as well
+    // as their ASCII (punycode) form: letters and digits of any script, and `-`.
     let labels_ok = domain.split('.').all(|label| {
         !label.is_empty()
-            && label.len() <= 63
+            && label.chars().count() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
             && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                .chars()
+                .all(|c| (c.is_alphanumeric() && !c.is_uppercase()) || c == '-')
     });
     let tld = domain.rsplit('.').next().unwrap_or("");
-    labels_ok && tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_lowercase())
+    labels_ok
+        && ((tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic))
+            || tld.starts_with("xn--"))
 }
 
 /// The date by which a request must be answered.
@@ -1329,6 +1334,11 @@ mod tests {
             "first.last+tag@sub.example-x.org",
             "x@123.example.museum",
             "ü@example.de",
+            "frank@例え.jp",
+            "jürgen@bücher.de",
+            "frank@xn--r8jz45g.jp",
+            "a@пример.рф",
+            "a@example.xn--p1ai",
         ] {
             assert!(valid_email(ok), "{ok}");
         }

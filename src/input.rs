@@ -427,6 +427,7 @@ pub async fn open(
         Format::Parquet => {
             let o = ParquetReadOptions {
                 file_extension: &ext,
+                schema: schema.map(|s| s.as_ref()),
                 ..Default::default()
             };
             ctx.read_parquet(p, o).await
@@ -556,6 +557,9 @@ pub async fn read_schema(
                     });
                 }
             }
+            // Text columns an Arrow writer hinted as dictionaries in some files (a pandas
+            // `category`) and not in others: read as plain text from every file.
+            let mut plain_text: Vec<String> = Vec::new();
             for (i, f) in files.iter().enumerate().skip(1) {
                 if footers.len() == files.len() && footers[0].is_some() && footers[i] == footers[0]
                 {
@@ -566,6 +570,7 @@ pub async fn read_schema(
                     .schema()
                     .inner()
                     .clone();
+                plain_text.extend(dictionary_text_differences(&first, &s));
                 if let Some(difference) = schema_difference(&first, &s) {
                     return Err(InputError::SchemaMismatch {
                         table: table.into(),
@@ -575,7 +580,25 @@ pub async fn read_schema(
                     });
                 }
             }
-            Ok(first)
+            // Every column nullable: a column one file writes as required may hold nulls
+            // in another (a guest checkout's customer id), and the files of a group are
+            // read with one schema.
+            let fields: Vec<Field> = first
+                .fields()
+                .iter()
+                .map(|f| {
+                    let f = f.as_ref().clone().with_nullable(true);
+                    if plain_text.contains(f.name()) {
+                        f.with_data_type(DataType::Utf8View)
+                    } else {
+                        f
+                    }
+                })
+                .collect();
+            Ok(Arc::new(Schema::new_with_metadata(
+                fields,
+                first.metadata().clone(),
+            )))
         }
         Format::Csv => {
             for f in files {
@@ -781,11 +804,29 @@ fn footer_fields(path: &Path) -> Option<Vec<(String, DataType)>> {
     )
 }
 
+/// Text columns one schema has as a dictionary of strings and the other as strings.
+fn dictionary_text_differences(a: &SchemaRef, b: &SchemaRef) -> Vec<String> {
+    a.fields()
+        .iter()
+        .filter_map(|f| {
+            let g = b.field_with_name(f.name()).ok()?;
+            let dictionary = |t: &DataType| matches!(t, DataType::Dictionary(..));
+            (f.data_type() != g.data_type()
+                && crate::rules::is_string(f.data_type())
+                && crate::rules::is_string(g.data_type())
+                && (dictionary(f.data_type()) || dictionary(g.data_type())))
+            .then(|| f.name().clone())
+        })
+        .collect()
+}
+
 fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {
+    let text_both =
+        |x: &DataType, y: &DataType| crate::rules::is_string(x) && crate::rules::is_string(y);
     for f in a.fields() {
         match b.field_with_name(f.name()) {
             Err(_) => return Some(format!("column '{}' is missing", f.name())),
-            Ok(g) if g.data_type() != f.data_type() => {
+            Ok(g) if g.data_type() != f.data_type() && !text_both(g.data_type(), f.data_type()) => {
                 return Some(format!(
                     "column '{}' is {} here but {} in the first file",
                     f.name(),

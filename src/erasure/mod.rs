@@ -510,7 +510,10 @@ pub async fn prepare(
         .iter()
         .map(|r| email_p.digest_str(&r.email, Normalize::Email))
         .collect();
-    let matches = match_emails(ctx, policy, key, &wanted).await?;
+    let EmailMatches {
+        customers: matches,
+        rows: email_rows,
+    } = match_emails(ctx, policy, key, &wanted).await?;
     let counts = event_counts(ctx, policy, key, &matches).await?;
 
     // Email hash -> the as-of date it was first erased at.
@@ -527,7 +530,7 @@ pub async fn prepare(
         .entries
         .iter()
         .filter(|e| e.kind == Kind::Delete.as_str())
-        .filter_map(|e| Some((e.email.clone(), e.customer.clone()?)))
+        .map(|e| (e.email.clone(), e.customer.clone().unwrap_or_default()))
         .collect();
     let mut done_in_batch: HashMap<String, String> = HashMap::new();
     let mut receipts: Vec<Receipt> = Vec::new();
@@ -549,11 +552,11 @@ pub async fn prepare(
                 "already_erased",
                 Some(format!("erased by request {first} of this batch")),
             )
-        } else if matched.is_empty() {
+        } else if matched.is_empty() && !email_rows.contains(&et) {
             (
                 "not_found",
                 Some(
-                    "no customer in the export has this email; check the address with the customer"
+                    "no row of the export has this email; check the address with the customer"
                         .to_string(),
                 ),
             )
@@ -568,13 +571,21 @@ pub async fn prepare(
             done_in_batch.insert(et.clone(), r.request_id.clone());
         }
         if record {
-            for m in &matched {
-                if r.kind == Kind::Delete && !deleted.insert((et.clone(), m.token.clone())) {
+            // Rows with the email but no customer id (a guest checkout, a table without
+            // customer ids): one entry for the email alone, which erases them.
+            let customers: Vec<Option<&str>> = if matched.is_empty() {
+                vec![None]
+            } else {
+                matched.iter().map(|m| Some(m.token.as_str())).collect()
+            };
+            for customer in customers {
+                let pair = (et.clone(), customer.unwrap_or_default().to_string());
+                if r.kind == Kind::Delete && !deleted.insert(pair) {
                     continue;
                 }
                 ledger.entries.push(Entry {
                     email: et.clone(),
-                    customer: Some(m.token.clone()),
+                    customer: customer.map(str::to_string),
                     request_id: r.request_id.clone(),
                     kind: r.kind.as_str().to_string(),
                     erased_as_of: as_of_date.to_string(),
@@ -703,31 +714,49 @@ impl Plan {
     }
 }
 
-/// Email token -> the customers (tokens) whose email it is, over every table mapping both
-/// customer_key and email.
+/// What the requests' emails matched in the export.
+#[derive(Default)]
+struct EmailMatches {
+    /// Email token -> the customers (tokens) whose email it is, over every table mapping
+    /// both customer_key and email.
+    customers: BTreeMap<String, BTreeSet<Matched>>,
+    /// Email tokens found in any row of any table mapping email, with a customer id or
+    /// not (a guest checkout, a newsletter list without customer ids).
+    rows: BTreeSet<String>,
+}
+
+/// Matches the requests' emails (`wanted`) against every table mapping the email role.
 async fn match_emails(
     ctx: &SessionContext,
     policy: &Policy,
     key: &Key,
     wanted: &HashSet<u128, ahash::RandomState>,
-) -> Result<BTreeMap<String, BTreeSet<Matched>>, Error> {
-    let mut out: BTreeMap<String, BTreeSet<Matched>> = BTreeMap::new();
+) -> Result<EmailMatches, Error> {
+    let mut out = EmailMatches::default();
     if wanted.is_empty() {
         return Ok(out);
     }
     let erasure_p = Pseudonymizer::new(key, Some(ledger::DOMAIN));
     let analytics_p = Pseudonymizer::new(key, None);
+    type Found = (BTreeMap<String, BTreeSet<Matched>>, BTreeSet<String>);
     for table in &policy.tables {
-        let (Some(kc), Some(ec)) = (table.role(Role::CustomerKey), table.role(Role::Email)) else {
+        let Some(ec) = table.role(Role::Email) else {
             continue;
         };
-        let found = scan(ctx, table, &[kc, ec], BTreeMap::new, |found, b| {
-            let hits = digest_hits(&erasure_p, b.column(1), Normalize::Email, |d| {
+        let kc = table.role(Role::CustomerKey);
+        let columns: Vec<&str> = kc.into_iter().chain([ec]).collect();
+        let found = scan(ctx, table, &columns, Found::default, |(found, rows), b| {
+            let emails = b.column(columns.len() - 1);
+            let hits = digest_hits(&erasure_p, emails, Normalize::Email, |d| {
                 wanted.contains(&d)
             })
             .map_err(|e| err(format!("table {}, column {ec}: {e}", table.name)))?;
             // Only the rows whose email a request names have their customer id hashed.
             for (start, n, email) in hits {
+                rows.insert(token_text(email));
+                let Some(kc) = kc else {
+                    continue;
+                };
                 let keys = b.column(0).slice(start, n);
                 let tok = token_strings(&erasure_p, &keys, Normalize::Trim)
                     .map_err(|e| err(format!("table {}, column {kc}: {e}", table.name)))?;
@@ -745,8 +774,11 @@ async fn match_emails(
             Ok(())
         })
         .await?;
-        for (email, matched) in found.into_iter().flatten() {
-            out.entry(email).or_default().extend(matched);
+        for (customers, rows) in found {
+            for (email, matched) in customers {
+                out.customers.entry(email).or_default().extend(matched);
+            }
+            out.rows.extend(rows);
         }
     }
     Ok(out)

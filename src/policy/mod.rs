@@ -230,7 +230,9 @@ impl TablePolicy {
     pub fn role(&self, r: Role) -> Option<&str> {
         self.roles.get(&r).map(String::as_str)
     }
-    /// One of the table's files as a DataFrame (CSV files with the validated schema).
+    /// One of the table's files as a DataFrame, read with the validated schema (every
+    /// column nullable, text hinted as a dictionary in some files read as text), so
+    /// that any of the table's files, or a group of them, reads as the table.
     pub async fn open(
         &self,
         ctx: &SessionContext,
@@ -242,7 +244,7 @@ impl TablePolicy {
             file,
             self.format,
             self.delimiter,
-            (self.format == Format::Csv).then_some(&self.schema),
+            Some(&self.schema),
         )
         .await?)
     }

@@ -1017,3 +1017,77 @@ fn a_delete_request_upgrades_an_anonymized_customer_once() {
     // Run 3: the same requests add nothing and delete the same rows.
     assert_eq!((runs[2].0, runs[2].1, runs[2].2), (0, 2, total - theirs));
 }
+
+/// Found by an audit (2026-12-03): a request whose email only rows without a customer id
+/// hold (a guest checkout) was `not_found`, and those rows stayed published. Now the
+/// request completes with an entry for the email alone, which erases them, also on later
+/// runs.
+#[test]
+fn rows_with_the_email_but_no_customer_id_are_erased() {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    let dir = fixture_copy();
+    let tx = read_table(&dir.path().join("export/transactions"));
+    let first = tx[0].slice(0, 3);
+    let cid = first.column_by_name("customer_id").unwrap();
+    let guest = with_column(
+        &with_column(
+            &first,
+            "customer_email",
+            std::sync::Arc::new(StringArray::from(vec!["Guest.Buyer@example.com"; 3])) as ArrayRef,
+        ),
+        "customer_id",
+        datafusion::arrow::array::new_null_array(cid.data_type(), 3),
+    );
+    // Same column order and types as the export's files (nullable or not).
+    let guest = RecordBatch::try_new(
+        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
+            guest
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        )),
+        first
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| guest.column_by_name(f.name()).unwrap().clone())
+            .collect(),
+    )
+    .unwrap();
+    write_parquet(
+        &dir.path().join("export/transactions/zz-guest.parquet"),
+        &guest,
+    );
+    std::fs::write(
+        dir.path().join("requests.csv"),
+        "request_id,email,received_at,jurisdiction,kind,explained,note\n\
+         g1,guest.buyer@example.com,2025-12-01,GDPR,anonymize,true,\n",
+    )
+    .unwrap();
+    let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
+    let guest_token =
+        Pseudonymizer::new(&key(), None).token_str("guest.buyer@example.com", Normalize::Email);
+    let published_emails = |run_dir: &Path| {
+        column_strings(&read_table(&run_dir.join("transactions")), "customer_email")
+    };
+    let s = run_with(&policy, &dir.path().join("out"), None).unwrap();
+    let r = receipts(&s.run_dir);
+    assert_eq!(
+        receipt_col(&r, "status")["g1"].as_deref(),
+        Some("completed")
+    );
+    assert_eq!(
+        receipt_col(&r, "customers_matched")["g1"].as_deref(),
+        Some("0")
+    );
+    assert!(!published_emails(&s.run_dir).contains(&Some(guest_token.clone())));
+    assert_eq!(s.manifest.erasure.as_ref().unwrap().new_entries, 1);
+    // The next run, without the request, still erases them (the ledger's email entry).
+    std::fs::remove_file(dir.path().join("requests.csv")).unwrap();
+    let s = run_with(&policy, &dir.path().join("out"), None).unwrap();
+    assert!(!published_emails(&s.run_dir).contains(&Some(guest_token)));
+    let e = s.manifest.erasure.as_ref().unwrap();
+    assert_eq!((e.ledger_entries, e.new_entries), (1, 0));
+}

@@ -853,3 +853,73 @@ fn an_owed_removal_of_older_runs_is_retried() {
     run_to(&sample_policy(), out.path(), key()).unwrap();
     assert_eq!(runs(), 2);
 }
+
+/// Found by audits (2026-12-03): files of one table that differ only in Arrow's hints
+/// were refused or failed: a text column one writer hinted as a dictionary (a pandas
+/// `category`) and another did not ("Dictionary(Int32, Utf8) here but Utf8View in the
+/// first file"), and a column one file declares required holding nulls in another file
+/// read in the same group ("declared as non-nullable but contains null values"). Both
+/// now read as the table: text, nullable.
+#[test]
+fn files_that_differ_only_in_arrow_hints_read_as_one_table() {
+    use datafusion::arrow::datatypes::DataType;
+    let dir = fixture_copy();
+    let files = parquet_files(&dir.path().join("export/transactions"));
+    assert!(files.len() > 1);
+    let last = files.values().last().unwrap();
+    let b = datafusion::arrow::compute::concat_batches(
+        &read_parquet(last)[0].schema(),
+        &read_parquet(last),
+    )
+    .unwrap();
+    let dictionary = datafusion::arrow::compute::cast(
+        b.column_by_name("country").unwrap(),
+        &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+    )
+    .unwrap();
+    let mut b = with_column(&b, "country", dictionary);
+    // And the first row's optional-looking payment method null in a file whose
+    // schema says every column may be null, where the others say it may not.
+    let pm = b.column_by_name("payment_method").unwrap().clone();
+    let mut v: Vec<Option<String>> = strings_of(&pm);
+    v[0] = None;
+    b = with_column(
+        &b,
+        "payment_method",
+        std::sync::Arc::new(datafusion::arrow::array::StringArray::from(v)),
+    );
+    let order: Vec<_> = read_parquet(files.values().next().unwrap())[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| b.column_by_name(f.name()).unwrap().clone())
+        .collect();
+    let schema = datafusion::arrow::datatypes::Schema::new(
+        read_parquet(files.values().next().unwrap())[0]
+            .schema()
+            .fields()
+            .iter()
+            .zip(&order)
+            .map(|(f, c)| {
+                f.as_ref()
+                    .clone()
+                    .with_data_type(c.data_type().clone())
+                    .with_nullable(true)
+            })
+            .collect::<Vec<_>>(),
+    );
+    let b = RecordBatch::try_new(std::sync::Arc::new(schema), order).unwrap();
+    std::fs::remove_file(last).unwrap();
+    write_parquet(last, &b);
+    let cfg = dir.path().join("anonymizer.toml");
+    let s = run_to(&cfg, &dir.path().join("out"), key()).unwrap();
+    let mut countries: Vec<Option<String>> =
+        column_strings(&read_table(&s.run_dir.join("transactions")), "country");
+    let mut want: Vec<Option<String>> = column_strings(
+        &read_table(&fixture().join("export/transactions")),
+        "country",
+    );
+    countries.sort();
+    want.sort();
+    assert_eq!(countries, want);
+}

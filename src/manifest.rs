@@ -39,6 +39,11 @@ pub struct Manifest {
     /// out; cohort_retention and revenue_monthly's customers count them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rows_other_type: BTreeMap<String, u64>,
+    /// Per transactions table: payments of a subscription offer without an offer period
+    /// (null or blank). subscriptions_monthly and mrr_monthly leave them out (they give
+    /// no coverage); revenue_monthly and cohort_retention count them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub payments_without_period: BTreeMap<String, u64>,
     /// Erasure in this run (when the policy has an `[erasure]` ledger).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureReport>,

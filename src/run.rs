@@ -798,7 +798,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         &mut stages,
     )
     .await;
-    let (inputs, tables, aggregates_skipped) = match result {
+    let (inputs, tables, aggregates_skipped, payments_without_period) = match result {
         Ok(r) => r,
         Err(e) => {
             out.discard_staging(&run_id);
@@ -886,6 +886,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
                     .map(|x| (t.clone(), x.other))
             })
             .collect(),
+        payments_without_period,
         risk_report: "risk_report.json".into(),
         erasure: erasure.enabled.then(|| crate::manifest::ErasureReport {
             ledger: erasure.ledger_path.clone().unwrap_or_default(),
@@ -978,6 +979,13 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             crate::analytics::REVERSAL_TYPES[1],
         ));
     }
+    for (table, rows) in &manifest.payments_without_period {
+        attention.push(format!(
+            "table {table}: {rows} subscription payment(s) have no offer_period; \
+             subscriptions_monthly and mrr_monthly leave them out (no coverage to count), \
+             revenue_monthly and cohort_retention count them"
+        ));
+    }
     for (table, missing) in &manifest.rows_missing {
         for (column, rows) in missing {
             attention.push(format!(
@@ -998,6 +1006,7 @@ type Staged = (
     Vec<InputFile>,
     BTreeMap<String, TableReport>,
     BTreeMap<String, String>,
+    BTreeMap<String, u64>,
 );
 
 #[allow(clippy::too_many_arguments)]
@@ -1172,7 +1181,7 @@ async fn stage_run(
             },
         );
     }
-    Ok((inputs, tables, built.skipped))
+    Ok((inputs, tables, built.skipped, built.without_period))
 }
 
 /// Writes one batch as `dir/name` (creating `dir`) with the published Parquet settings;

@@ -36,6 +36,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
@@ -100,6 +101,8 @@ pub struct Output {
     pub spilled_parts: usize,
     /// How many spilled parts held too many records for memory and were sorted on disk.
     pub sorted_parts: usize,
+    /// (payments of a subscription offer, those of them without an offer period).
+    pub subscription_payments: (u64, u64),
 }
 
 const NO_MONTH: i32 = i32::MIN;
@@ -322,6 +325,11 @@ struct Shared {
     key: [u64; 2],
     unknown: u32,
     subscription: u32,
+    /// Payments (purchases and renewals) of a subscription offer, and those of them
+    /// without an offer period (no coverage: subscriptions_monthly and mrr_monthly
+    /// leave them out).
+    subscription_payments: AtomicU64,
+    without_period: AtomicU64,
 }
 
 fn err(table: &str, message: String) -> Error {
@@ -381,6 +389,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         key: rand::random(),
         unknown,
         subscription,
+        subscription_payments: AtomicU64::new(0),
+        without_period: AtomicU64::new(0),
     });
 
     // Pass 1: read, route to parts (one task per stream, in parallel).
@@ -425,8 +435,14 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         cuts,
         asked,
         unknown,
+        subscription_payments,
+        without_period,
         ..
     } = shared;
+    let subscription_payments = (
+        subscription_payments.into_inner(),
+        without_period.into_inner(),
+    );
     let names = names.into_inner().expect("interner");
     let mut cuts = cuts.into_inner().expect("cuts");
     cuts.sort_unstable();
@@ -551,6 +567,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         active,
         spilled_parts,
         sorted_parts,
+        subscription_payments,
     })
 }
 
@@ -665,6 +682,7 @@ fn read_batch(
     let offer = names.column(col("offer_type")?, Case::Lower, sh.unknown)?;
     let currency = names.column(col("currency")?, Case::Upper, sh.unknown)?;
     let country = names.column(col("country")?, Case::AsIs, sh.unknown)?;
+    let (mut paid, mut unperiodic) = (0u64, 0u64);
     for i in 0..n {
         let Some(c) = cust[i] else { continue };
         if time.is_null(i) {
@@ -694,6 +712,10 @@ fn read_batch(
         // A null offer type is interned as "unknown", never as "subscription".
         if offer[i] == sh.subscription {
             flags |= F_SUBSCRIPTION;
+            if kind == K_PAY {
+                paid += 1;
+                unperiodic += u64::from(e0.is_none());
+            }
         }
         let r = Rec {
             cust: c,
@@ -715,6 +737,8 @@ fn read_batch(
         };
         route(sh, local, r)?;
     }
+    sh.subscription_payments.fetch_add(paid, Ordering::Relaxed);
+    sh.without_period.fetch_add(unperiodic, Ordering::Relaxed);
     Ok(())
 }
 

@@ -124,6 +124,9 @@ pub struct Built {
     pub active: HashSet<String>,
     /// Aggregate table -> why it was not built.
     pub skipped: BTreeMap<String, String>,
+    /// Transactions table -> its subscription payments without an offer period (left
+    /// out of subscriptions_monthly and mrr_monthly); only when there are some.
+    pub without_period: BTreeMap<String, u64>,
 }
 
 /// What [`compute`] returns.
@@ -141,6 +144,11 @@ pub struct Computed {
     /// Of those, how many held more records than their share of `memory_mb` (one
     /// customer with a large share of the transactions) and were sorted on disk.
     pub sorted_parts: usize,
+    /// Payments (purchases, renewals) of a subscription offer with a customer and an
+    /// event time, and how many of them have no offer period: those give no coverage,
+    /// so subscriptions_monthly and mrr_monthly leave them out.
+    pub subscription_payments: u64,
+    pub without_period: u64,
 }
 
 /// Of `customers` (tokens as in the events view), those whose paid coverage continues past
@@ -283,6 +291,7 @@ pub async fn compute(
         }
     }
     let (mut spilled_parts, mut sorted_parts) = (0, 0);
+    let subscription_payments;
     let (raws, active) = match a.engine {
         Engine::Kernel => {
             let spill = spill_dir
@@ -319,10 +328,11 @@ pub async fn compute(
                 "aggregates computed by the kernel"
             );
             (spilled_parts, sorted_parts) = (out.spilled_parts, out.sorted_parts);
+            subscription_payments = out.subscription_payments;
             (out.tables, out.active)
         }
         Engine::Sql => {
-            sql_tables(
+            let tables = sql_tables(
                 &ctx,
                 tx,
                 customers,
@@ -332,9 +342,29 @@ pub async fn compute(
                 &build,
                 active_check,
             )
-            .await?
+            .await?;
+            subscription_payments = sql_subscription_payments(&ctx).await?;
+            tables
         }
     };
+    // Every subscription payment without a period: the subscription tables would be
+    // empty, which is never what the export means (a role mapped to the wrong column,
+    // a column the export left empty).
+    let (paid, unperiodic) = subscription_payments;
+    let coverage_tables = ["subscriptions_monthly", "mrr_monthly"];
+    if paid > 0 && unperiodic == paid && build.iter().any(|t| coverage_tables.contains(t)) {
+        let column = tx.role(Role::OfferPeriod).unwrap_or("offer_period");
+        return Err(err(
+            &tx.name,
+            format!(
+                "none of its {paid} subscription payment(s) (purchases and renewals of \
+                 offer_type 'subscription') has an offer period in column '{column}' \
+                 (offer_period), so subscriptions_monthly and mrr_monthly would be empty\n  \
+                 map the offer_period role to the column holding each payment's billing \
+                 period (ISO 8601: P1M, P1Y, P7D), or fill it in the export"
+            ),
+        ));
+    }
     let published = suppress::apply_all(&raws, a.k, last_month)
         .map_err(|m| err("(small-cell protection)", m))?;
     let out = raws
@@ -352,7 +382,37 @@ pub async fn compute(
         active,
         spilled_parts,
         sorted_parts,
+        subscription_payments: subscription_payments.0,
+        without_period: subscription_payments.1,
     })
+}
+
+/// The SQL engine's count of subscription payments, and of those without an offer
+/// period (the kernel counts them as it reads): over the `events` view coverage.sql
+/// reads.
+async fn sql_subscription_payments(ctx: &SessionContext) -> Result<(u64, u64), Error> {
+    let fail = |e: datafusion::error::DataFusionError| err("events", df_message(&e));
+    let b = ctx
+        .sql(
+            "SELECT count(*) AS paid, count(*) FILTER (WHERE period_end IS NULL) AS unperiodic \
+             FROM events WHERE offer_type = 'subscription' \
+             AND event_type IN ('purchase', 'renewal') \
+             AND customer IS NOT NULL AND event_time IS NOT NULL",
+        )
+        .await
+        .map_err(fail)?
+        .collect()
+        .await
+        .map_err(fail)?;
+    let value = |c: usize| {
+        b.first()
+            .and_then(|b| {
+                b.column(c)
+                    .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+            })
+            .map_or(0, |a| a.value(0).max(0) as u64)
+    };
+    Ok((value(0), value(1)))
 }
 
 /// The cut into row ranges of a table that is one Parquet file of one large row group.
@@ -737,6 +797,8 @@ pub async fn build(
         active,
         spilled_parts,
         sorted_parts,
+        without_period,
+        ..
     } = compute(policy, key, as_of, threads, active_check, Some(spill_dir)).await?;
     if spilled_parts > 0 {
         tracing::info!(
@@ -769,9 +831,19 @@ pub async fn build(
     for (t, why) in &skipped {
         tracing::warn!(table = %t, reason = %why, "aggregate skipped");
     }
+    let tx = policy
+        .analytics
+        .transactions
+        .as_deref()
+        .and_then(|t| policy.table(t));
+    let without_period = match tx {
+        Some(tx) if without_period > 0 => BTreeMap::from([(tx.name.clone(), without_period)]),
+        _ => BTreeMap::new(),
+    };
     Ok(Built {
         tables,
         active,
         skipped,
+        without_period,
     })
 }

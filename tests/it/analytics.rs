@@ -1444,3 +1444,77 @@ fn text_roles_are_trimmed_of_every_kind_of_white_space() {
         assert_eq!(payments, 5, "{engine}");
     }
 }
+
+/// Found by an audit (2026-12-03): subscription payments without an offer period gave no
+/// coverage and were left out of subscriptions_monthly and mrr_monthly without a word,
+/// and an export where none had one published empty subscription tables. Both engines
+/// count them alike; some are reported (manifest, attention line), all stop the run.
+#[test]
+fn subscription_payments_without_a_period_are_counted_and_all_of_them_stop_the_run() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (txs, customers) = awkward_export(5, 3_000);
+    // What the run's input checks accept: positive amounts, periods that parse.
+    let txs: Vec<Tx> = txs
+        .into_iter()
+        .map(|t| Tx {
+            amount: t.amount.abs(),
+            offer_period: t.offer_period.map(|p| p.replace("monthly", "P1M")),
+            ..t
+        })
+        .collect();
+    let config = write_export(dir.path(), &txs, Some(&customers), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut policy = rt
+        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
+        .unwrap();
+    policy.analytics.k = 1;
+    let mut counts = Vec::new();
+    for engine in [Engine::Sql, Engine::Kernel] {
+        policy.analytics.engine = engine;
+        let c = compute_awkward(&rt, &policy, 2, &[], None);
+        counts.push((c.subscription_payments, c.without_period));
+    }
+    assert_eq!(counts[0], counts[1]);
+    let (paid, unperiodic) = counts[0];
+    assert!(paid > unperiodic && unperiodic > 0, "{counts:?}");
+    let s = run_as_of(&config, &dir.path().join("out"), Some(day(2025, 6, 17)), 2);
+    assert_eq!(
+        s.manifest.payments_without_period.get("transactions"),
+        Some(&unperiodic)
+    );
+    assert!(
+        s.attention.iter().any(|a| a.contains(&format!(
+            "{unperiodic} subscription payment(s) have no offer_period"
+        ))),
+        "{:?}",
+        s.attention
+    );
+
+    // None with a period: the run stops, naming the column.
+    let none: Vec<Tx> = txs
+        .into_iter()
+        .map(|t| Tx {
+            offer_period: None,
+            ..t
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_export(dir.path(), &none, Some(&customers), 1);
+    let e = run(&RunOptions {
+        config,
+        out: Some(dir.path().join("out")),
+        key: Some(key()),
+        as_of: Some(day(2025, 6, 17)),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("subscription payment(s)")
+            && e.contains("has an offer period in column 'offer_period'"),
+        "{e}"
+    );
+    assert!(!dir.path().join("out/current").exists());
+}

@@ -7,9 +7,9 @@
 -- with an older month.
 --   month, currency  as in mrr_monthly.
 --   mrr              sum of the published mrr of the currency's countries (mrr is withheld
---                    only where a country has 1..k-1 subscribers: a lower bound then,
---                    and null when every country's is withheld); 0 in a month without
---                    a row.
+--                    where a country has 1..k-1 subscribers, or to protect another
+--                    withheld cell: a lower bound then, since mrr >= 0, and null when
+--                    every country's is withheld); 0 in a month without a row.
 --   subscribers      sum of the published subscriber counts (a lower bound when some are
 --                    withheld); 0 in a month without a row.
 --   withheld_cells   countries of this month and currency with a withheld value.

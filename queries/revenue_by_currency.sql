@@ -2,8 +2,12 @@
 --
 -- From revenue_monthly, summed over countries and offer types.
 --   month, currency   as in revenue_monthly.
---   gross, refunds, chargebacks, net   sums over the cells where the value was
---                     published: a lower bound when cells were withheld.
+--   gross, refunds, chargebacks   sums over the cells where the value was published:
+--                     a lower bound when cells were withheld (each value is >= 0).
+--   net               sum of net, only when no cell of the month and currency was
+--                     withheld, else null: a withheld cell's net can be negative (a
+--                     refund in a month and country without payments), so a sum over
+--                     the published cells would be no bound at all.
 --   withheld_cells    rows of revenue_monthly in this month and currency with a withheld
 --                     value (0 means the sums are exact).
 SELECT month,
@@ -11,7 +15,7 @@ SELECT month,
        SUM(gross) AS gross,
        SUM(refunds) AS refunds,
        SUM(chargebacks) AS chargebacks,
-       SUM(net) AS net,
+       CASE WHEN SUM(CASE WHEN suppressed THEN 1 ELSE 0 END) = 0 THEN SUM(net) END AS net,
        SUM(CASE WHEN suppressed THEN 1 ELSE 0 END) AS withheld_cells
 FROM revenue_monthly
 GROUP BY month, currency

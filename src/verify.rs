@@ -1115,6 +1115,19 @@ fn columns_where(policy: Option<&Policy>, f: impl Fn(&Rule) -> bool) -> HashSet<
         .collect()
 }
 
+/// A plain decimal number, as an amount exported as text is written: an optional minus,
+/// digits, and an optional fraction after one dot (`15000.00`, `-3`, `0.5`), trimmed.
+fn is_plain_decimal(v: &str) -> bool {
+    let v = v.trim();
+    let v = v.strip_prefix('-').unwrap_or(v);
+    let (whole, fraction) = v.split_once('.').unwrap_or((v, ""));
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && (fraction.len() <= 10)
+        && !(v.contains('.') && fraction.is_empty())
+}
+
 fn is_aggregate(table: &str) -> bool {
     TABLE_NAMES.contains(&table) || table == "erasure_receipts"
 }
@@ -1132,6 +1145,9 @@ struct ScanContext<'a> {
     /// Columns the policy pseudonymizes: their token-shaped values are only looked up
     /// among erased customers' tokens (a keyed token is not an input value).
     tokens: &'a HashSet<(String, String)>,
+    /// Columns mapped to the amount role: a text amount that is a plain decimal number
+    /// (`15000.00`) is money, not a phone number, whatever its digit count.
+    amounts: &'a HashSet<(String, String)>,
     footers: &'a Footers,
     /// Per table (by name): which values of its kept columns the uniqueness check holds.
     unique_sample: &'a HashMap<String, UniqueSample>,
@@ -1575,6 +1591,7 @@ fn scan_file(
             let mut values = (cx.fp.is_some() && (string || !aggregate))
                 .then(|| sets.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
+            let amount_col = cx.amounts.contains(&(t.name.clone(), f.name().clone()));
             let mut spill_error = None;
             each_text_counted(b.column(i), |v, times| {
                 out.scanned += times;
@@ -1608,7 +1625,7 @@ fn scan_file(
                 }
                 let token = crate::rules::pseudonymize::is_token(v);
                 let x = Verdict {
-                    kinds: if string && !token {
+                    kinds: if string && !token && !(amount_col && is_plain_decimal(v)) {
                         crate::rules::scrub::detect(v)
                     } else {
                         vec![]
@@ -1963,6 +1980,14 @@ pub async fn verify_with_limits(
         unique_sample.insert(t.name.clone(), UniqueSample::of(rows, limits.unique_held));
     }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
+    let amounts: HashSet<(String, String)> = policy
+        .into_iter()
+        .flat_map(|p| &p.tables)
+        .filter_map(|t| {
+            t.role(crate::policy::Role::Amount)
+                .map(|c| (t.name.clone(), c.to_string()))
+        })
+        .collect();
     // Each output file's footer, read once: by the scans, and by the declared-columns
     // check after them.
     let footers = Footers::default();
@@ -1978,6 +2003,7 @@ pub async fn verify_with_limits(
         erased,
         kept: &kept,
         tokens: &tokens,
+        amounts: &amounts,
         footers: &footers,
         unique_sample: &unique_sample,
         fingerprinted: &fingerprinted,
@@ -2950,6 +2976,25 @@ fn has_tables(dir: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_decimals_are_told_from_phone_numbers() {
+        for yes in ["15000.00", "-3", "0.5", " 1234567.5 ", "42"] {
+            assert!(super::is_plain_decimal(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1.2.3",
+            "06 12 34 56 78",
+            "+33612345678x",
+            "1,50",
+        ] {
+            assert!(!super::is_plain_decimal(no), "{no}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -923,3 +923,43 @@ fn files_that_differ_only_in_arrow_hints_read_as_one_table() {
     want.sort();
     assert_eq!(countries, want);
 }
+
+/// Found by an audit (2026-12-03): an amount exported as text (which the README accepts)
+/// of 15000.00 or more failed the gate as a phone number (seven digits around a dot).
+/// In the amount role's column a plain decimal number is money; elsewhere it is still
+/// looked at.
+#[test]
+fn a_text_amount_of_seven_digits_is_not_a_phone_number() {
+    use datafusion::arrow::datatypes::DataType;
+    let dir = fixture_copy();
+    for (i, file) in parquet_files(&dir.path().join("export/transactions"))
+        .values()
+        .enumerate()
+    {
+        let parts = read_parquet(file);
+        let b = datafusion::arrow::compute::concat_batches(&parts[0].schema(), &parts).unwrap();
+        let text =
+            datafusion::arrow::compute::cast(b.column_by_name("amount").unwrap(), &DataType::Utf8)
+                .unwrap();
+        let mut v = strings_of(&text);
+        if i == 0 {
+            v[0] = Some("15000.00".into());
+            v[1] = Some("1234567.5".into());
+        }
+        let b = with_column(
+            &b,
+            "amount",
+            std::sync::Arc::new(datafusion::arrow::array::StringArray::from(v)),
+        );
+        std::fs::remove_file(file).unwrap();
+        write_parquet(file, &b);
+    }
+    let cfg = dir.path().join("anonymizer.toml");
+    let s = run_to(&cfg, &dir.path().join("out"), key()).unwrap();
+    let amounts = column_strings(&read_table(&s.run_dir.join("transactions")), "amount");
+    assert!(
+        amounts.contains(&Some("15000.00".into())),
+        "{:?}",
+        &amounts[..3]
+    );
+}

@@ -630,6 +630,10 @@ fn settings_builder(p: &ParquetSettings) -> parquet::file::properties::WriterPro
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(p.row_group_rows.max(1)))
         .set_dictionary_enabled(p.dictionary)
+        // Parquet's own types where Arrow's have none: a Date64 column (a date in
+        // milliseconds) is written as a Parquet DATE, not as a bare INT64 that readers
+        // other than Arrow's see as a number.
+        .set_coerce_types(true)
 }
 
 /// The published settings of one record-level table: [`writer_properties`], except that

@@ -963,3 +963,46 @@ fn a_text_amount_of_seven_digits_is_not_a_phone_number() {
         &amounts[..3]
     );
 }
+
+/// Found by an audit (2026-12-03): a Date64 event time was published as a bare INT64
+/// Parquet column, which readers other than Arrow's (DuckDB, Spark) see as milliseconds.
+/// It is written as a Parquet DATE.
+#[test]
+fn a_date64_column_is_published_as_a_parquet_date() {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let dir = fixture_copy();
+    for file in parquet_files(&dir.path().join("export/transactions")).values() {
+        let parts = read_parquet(file);
+        let b = datafusion::arrow::compute::concat_batches(&parts[0].schema(), &parts).unwrap();
+        let t = b.column_by_name("transaction_at").unwrap();
+        let t =
+            datafusion::arrow::compute::cast(t, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .unwrap();
+        let d = datafusion::arrow::compute::cast(&t, &DataType::Date64).unwrap();
+        let b = with_column(&b, "transaction_at", d);
+        std::fs::remove_file(file).unwrap();
+        write_parquet(file, &b);
+    }
+    let cfg = dir.path().join("anonymizer.toml");
+    let s = run_to(&cfg, &dir.path().join("out"), key()).unwrap();
+    let file = parquet_files(&s.run_dir.join("transactions"))
+        .into_values()
+        .next()
+        .unwrap();
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file).unwrap())
+            .unwrap();
+    use parquet::file::reader::FileReader;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let column = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "transaction_at")
+        .unwrap()
+        .clone();
+    assert_eq!(column.physical_type(), parquet::basic::Type::INT32);
+    assert_eq!(
+        column.logical_type_ref(),
+        Some(&parquet::basic::LogicalType::Date)
+    );
+}

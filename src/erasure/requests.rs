@@ -551,7 +551,9 @@ fn validate(
         .or_else(|| received_at.as_ref().err().cloned())
         .or_else(|| match received_at {
             Ok(date) if date > as_of => Some(format!(
-                "received_at is after the as-of date {}",
+                "received_at is after the as-of date {}; if the date is right, \
+                 keep the request in the file: the first run whose as-of date reaches it \
+                 honours it",
                 as_of.format("%Y-%m-%d")
             )),
             _ => None,
@@ -1108,7 +1110,9 @@ mod tests {
                     None,
                     None,
                 ],
-                "received_at is after the as-of date 2024-06-30",
+                "received_at is after the as-of date 2024-06-30; if the date is right, \
+                 keep the request in the file: the first run whose as-of date reaches it \
+                 honours it",
             ),
             (
                 [
@@ -1527,7 +1531,9 @@ mod tests {
                 ("t-4", d(2024, 6, 30))
             ]
         );
-        let after = "received_at is after the as-of date 2024-06-30";
+        let after = "received_at is after the as-of date 2024-06-30; if the date is right, \
+                     keep the request in the file: the first run whose as-of date reaches it \
+                     honours it";
         let bad = "received_at is not a date (YYYY-MM-DD) or RFC 3339 timestamp";
         let invalid: Vec<(&str, Option<NaiveDate>, &str)> = p
             .invalid

@@ -142,9 +142,14 @@ pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut Str
                 } else {
                     // Canonically equivalent spellings (a precomposed `é` or `e` and a
                     // combining accent) are one address: lower-cased, then composed (NFC).
-                    scratch.extend(unicode_normalization::UnicodeNormalization::nfc(
-                        t.to_lowercase().as_str(),
-                    ));
+                    use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+                    let lower = t.to_lowercase();
+                    // Most text is composed already: checked without a copy.
+                    if is_nfc_quick(lower.chars()) == IsNormalized::Yes {
+                        scratch.push_str(&lower);
+                    } else {
+                        scratch.extend(lower.nfc());
+                    }
                 }
                 scratch
             } else {

@@ -35,6 +35,7 @@ pub mod input;
 pub mod kanon;
 pub mod key;
 pub mod manifest;
+pub mod personal_text;
 pub mod policy;
 pub mod progress;
 pub mod publish;

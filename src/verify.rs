@@ -1251,6 +1251,29 @@ struct FileScan {
     /// Columns of a type the checks cannot look into (lists, structs, maps, bytes), with
     /// their type.
     unreadable: BTreeMap<String, String>,
+    /// Kept text columns of a record-level table: rows, rows like a personal name, rows
+    /// like a street address ([`crate::personal_text`]).
+    personal: BTreeMap<String, PersonalRows>,
+}
+
+/// What the personal-text check counted in one kept text column.
+#[derive(Default, Clone, Copy)]
+struct PersonalRows {
+    rows: u64,
+    names: u64,
+    addresses: u64,
+}
+
+impl PersonalRows {
+    fn add(&mut self, kind: Option<crate::personal_text::Kind>, times: u64) {
+        use crate::personal_text::Kind;
+        self.rows += times;
+        match kind {
+            Some(Kind::Name) => self.names += times,
+            Some(Kind::Address) => self.addresses += times,
+            None => {}
+        }
+    }
 }
 
 /// Output values held for the by-value check: fingerprints, and beside each its fast
@@ -1282,6 +1305,12 @@ impl FileScan {
     fn merge(&mut self, o: FileScan) {
         self.scanned += o.scanned;
         self.unreadable.extend(o.unreadable);
+        for (k, v) in o.personal {
+            let mine = self.personal.entry(k).or_default();
+            mine.rows += v.rows;
+            mine.names += v.names;
+            mine.addresses += v.addresses;
+        }
         for (k, v) in o.found {
             *self.found.entry(k).or_default() += v;
         }
@@ -1361,6 +1390,8 @@ impl Memo {
 struct Verdict {
     kinds: Vec<&'static str>,
     erased: bool,
+    /// In kept text of a record-level table: a personal name or a street address.
+    personal: Option<crate::personal_text::Kind>,
 }
 
 /// What of a Parquet file to read: one row group, all its rows or a range of them, all
@@ -1592,6 +1623,9 @@ fn scan_file(
                 .then(|| sets.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
             let amount_col = cx.amounts.contains(&(t.name.clone(), f.name().clone()));
+            // Kept text of a record-level table: does it look like names or streets?
+            let mut personal = (string && check && !aggregate)
+                .then(|| out.personal.entry(f.name().clone()).or_default());
             let mut spill_error = None;
             each_text_counted(b.column(i), |v, times| {
                 out.scanned += times;
@@ -1604,12 +1638,16 @@ fn scan_file(
                 }
                 let tally = |x: &Verdict,
                              found: &mut BTreeMap<(String, &'static str), u64>,
-                             erased_hits: &mut BTreeMap<String, u64>| {
+                             erased_hits: &mut BTreeMap<String, u64>,
+                             personal: &mut Option<&mut PersonalRows>| {
                     for kind in &x.kinds {
                         *found.entry((f.name().clone(), kind)).or_default() += times;
                     }
                     if x.erased {
                         *erased_hits.entry(f.name().clone()).or_default() += times;
+                    }
+                    if let Some(p) = personal {
+                        p.add(x.personal, times);
                     }
                 };
                 // A network with its host bits gone is the `network` rule's output, not
@@ -1617,10 +1655,13 @@ fn scan_file(
                 // compared with the input. Decided before the memo, which then holds
                 // only values worth remembering (networks were most distinct values).
                 if is_network(v) {
+                    if let Some(p) = &mut personal {
+                        p.add(None, times);
+                    }
                     return;
                 }
                 if let Some(x) = memo.get(v) {
-                    tally(x, &mut out.found, &mut out.erased_hits);
+                    tally(x, &mut out.found, &mut out.erased_hits, &mut personal);
                     return;
                 }
                 let token = crate::rules::pseudonymize::is_token(v);
@@ -1631,6 +1672,9 @@ fn scan_file(
                         vec![]
                     },
                     erased: token && cx.erased.is_some_and(|e| e.contains(v)),
+                    personal: personal
+                        .as_ref()
+                        .and_then(|_| crate::personal_text::classify(v)),
                 };
                 if let (Some(values), Some(fp)) = (&mut values, cx.fp)
                     && let Some(n) = normalized(v, &mut scratch)
@@ -1651,7 +1695,7 @@ fn scan_file(
                         }
                     }
                 }
-                tally(&x, &mut out.found, &mut out.erased_hits);
+                tally(&x, &mut out.found, &mut out.erased_hits, &mut personal);
                 memo.insert(v, x);
             })
             .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
@@ -1963,6 +2007,12 @@ pub async fn verify_with_limits(
     let mut detectors = Check::new("residual_pii_detectors");
     let mut by_value = Check::new("residual_pii_input_values");
     let mut unique = Check::new("record_level_unique_columns");
+    let mut personal_text = Check::new("record_level_personal_text");
+    let vouched: HashSet<(&str, &str)> = policy
+        .iter()
+        .flat_map(|p| &p.verify.not_personal)
+        .filter_map(|e| e.split_once('.'))
+        .collect();
     let mut erased_check = Check::new("erased_customers_absent");
     let mut erased_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
     // Every row group of every file, scanned in parallel (rayon), then merged per table.
@@ -2062,6 +2112,7 @@ pub async fn verify_with_limits(
             ));
         }
         if !aggregate {
+            check_personal_text(&t.name, &scan.personal, &vouched, &mut personal_text);
             let sample = UniqueSample::of_table(&unique_sample, &t.name);
             for (col, d) in scan.distinct {
                 // No repeat seen: every value distinct, or, past `unique_held` rows,
@@ -2189,6 +2240,9 @@ pub async fn verify_with_limits(
         unique
             .findings
             .push("skipped: no policy given (--config), so tokens are unknown".into());
+        personal_text
+            .findings
+            .push("skipped: no policy given (--config), so the kept columns are unknown".into());
     }
     unique.passed = unique.findings.iter().all(|f| f.starts_with("skipped"));
 
@@ -2255,9 +2309,14 @@ pub async fn verify_with_limits(
         (
             "linkability",
             format!(
-                "{} output value(s) equal to a personal input value; {} identifier(s) found by the detectors; record-level tables stay linkable through their keyed tokens (pseudonymous, not anonymous)",
+                "{} output value(s) equal to a personal input value; {} identifier(s) found by the detectors; {} kept column(s) that look like personal names or street addresses; record-level tables stay linkable through their keyed tokens (pseudonymous, not anonymous)",
                 hashed_hits,
-                detectors.findings.len()
+                detectors.findings.len(),
+                personal_text
+                    .findings
+                    .iter()
+                    .filter(|f| !f.starts_with("skipped"))
+                    .count()
             ),
         ),
         (
@@ -2273,6 +2332,7 @@ pub async fn verify_with_limits(
         by_value,
         aggregates,
         unique,
+        personal_text,
         quasi,
         kanon,
         erased_check,
@@ -2284,6 +2344,64 @@ pub async fn verify_with_limits(
         checks,
         risks,
     })
+}
+
+/// The personal-text check of one record-level table's kept text columns: a column whose
+/// name says it holds personal names or street addresses, or enough of whose rows look
+/// like them ([`crate::personal_text`]), is a finding unless `[verify] not_personal`
+/// vouches for it.
+fn check_personal_text(
+    table: &str,
+    columns: &BTreeMap<String, PersonalRows>,
+    vouched: &HashSet<(&str, &str)>,
+    check: &mut Check,
+) {
+    use crate::personal_text::{Kind, MIN_ROWS, SHARE, name_says};
+    for (col, n) in columns {
+        if vouched.contains(&(table, col.as_str())) {
+            *check.figures.entry("columns_vouched".into()).or_default() += 1;
+            continue;
+        }
+        *check.figures.entry("columns_checked".into()).or_default() += 1;
+        *check.figures.entry("values_like_names".into()).or_default() += n.names;
+        *check
+            .figures
+            .entry("values_like_addresses".into())
+            .or_default() += n.addresses;
+        let (kind, like) = if n.addresses > n.names {
+            (Kind::Address, n.addresses)
+        } else {
+            (Kind::Name, n.names)
+        };
+        let by_values = n.rows >= MIN_ROWS && like as f64 >= SHARE * n.rows as f64;
+        let values = |what: &str| {
+            format!(
+                "{like} of its {} values look like {what} ({})",
+                n.rows,
+                kind.looks()
+            )
+        };
+        let why = match (name_says(col), by_values) {
+            (None, false) => continue,
+            (None, true) => values(kind.noun()),
+            (Some(said), false) => format!("its name says it holds {}", said.noun()),
+            (Some(said), true) if said == kind => format!(
+                "its name says it holds {}, and {}",
+                said.noun(),
+                values("them")
+            ),
+            (Some(said), true) => format!(
+                "its name says it holds {}, and {}",
+                said.noun(),
+                values(kind.noun())
+            ),
+        };
+        check.findings.push(format!(
+            "table {table}, column {col}: kept by the policy, and {why}; drop, pseudonymize or mask it \
+             (if it holds no personal data, list \"{table}.{col}\" in [verify] not_personal)"
+        ));
+    }
+    check.passed = check.findings.is_empty();
 }
 
 /// The columns of the aggregate tables and the erasure receipts, as `run` publishes them
@@ -2977,6 +3095,42 @@ fn has_tables(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn personal_text_needs_a_share_of_enough_rows_or_a_telling_name() {
+        use super::{Check, PersonalRows, check_personal_text};
+        use std::collections::{BTreeMap, HashSet};
+        let rows = |rows, names, addresses| PersonalRows {
+            rows,
+            names,
+            addresses,
+        };
+        let columns = BTreeMap::from([
+            ("nick".to_string(), rows(100, 30, 0)),    // 30 %: reported
+            ("city".to_string(), rows(100, 29, 0)),    // 29 %: not
+            ("site".to_string(), rows(49, 0, 49)),     // too few rows to tell
+            ("store".to_string(), rows(200, 0, 150)),  // reported, vouched for
+            ("surname".to_string(), rows(10, 0, 0)),   // its name says it
+            ("country".to_string(), rows(1000, 0, 0)), // nothing
+        ]);
+        let vouched = HashSet::from([("customers", "store")]);
+        let mut check = Check::new("record_level_personal_text");
+        check_personal_text("customers", &columns, &vouched, &mut check);
+        assert!(!check.passed);
+        assert_eq!(check.findings.len(), 2, "{:?}", check.findings);
+        assert!(check.findings[0].starts_with(
+            "table customers, column nick: kept by the policy, and 30 of its 100 values look like personal names (common given names or surnames)"
+        ));
+        assert!(check.findings[1].starts_with(
+            "table customers, column surname: kept by the policy, and its name says it holds personal names"
+        ));
+        assert_eq!(check.figures["columns_vouched"], 1);
+        assert_eq!(check.figures["columns_checked"], 5);
+        assert_eq!(check.figures["values_like_addresses"], 49);
+        let mut clean = Check::new("record_level_personal_text");
+        check_personal_text("customers", &BTreeMap::new(), &vouched, &mut clean);
+        assert!(clean.passed);
+    }
+
+    #[test]
     fn plain_decimals_are_told_from_phone_numbers() {
         for yes in ["15000.00", "-3", "0.5", " 1234567.5 ", "42"] {
             assert!(super::is_plain_decimal(yes), "{yes}");
@@ -3019,6 +3173,7 @@ mod tests {
         let verdict = || Verdict {
             kinds: vec!["phone"],
             erased: false,
+            personal: None,
         };
         // Distinct values: off after its trial, holding nothing.
         let mut m = Memo::default();

@@ -642,7 +642,8 @@ pub async fn prepare(
         receipt.transactions_removed = removed;
     }
     for i in &parsed.invalid {
-        // The jurisdiction of an invalid row is not trusted: the shorter GDPR deadline.
+        // The jurisdiction of an invalid row is said but not trusted for the deadline:
+        // the shorter GDPR one.
         let due = i
             .received_at
             .map(|d| requests::due_date(Jurisdiction::Gdpr, d));
@@ -650,8 +651,8 @@ pub async fn prepare(
             request_id: i.request_id.clone(),
             status: "invalid",
             reason: Some(i.reason.clone()),
-            jurisdiction: None,
-            kind: None,
+            jurisdiction: i.jurisdiction.map(Jurisdiction::as_str),
+            kind: i.kind.map(Kind::as_str),
             customers_matched: 0,
             transactions_kept_anonymized: 0,
             transactions_removed: 0,

@@ -124,6 +124,10 @@ pub struct Invalid {
     pub received_at: Option<NaiveDate>,
     /// The row's `explained` flag, when parsable (missing counts as `false`).
     pub explained: Option<bool>,
+    /// The row's jurisdiction and kind, when they parse (the receipt says them; the due
+    /// date of an invalid row is still the shorter GDPR one).
+    pub jurisdiction: Option<Jurisdiction>,
+    pub kind: Option<Kind>,
     /// Why the row was rejected: the first failing check.
     pub reason: String,
 }
@@ -592,11 +596,13 @@ fn validate(
             explained,
             note,
         }),
-        (reason, request_id, _, received_at, _, _, explained, _) => Err(Invalid {
+        (reason, request_id, _, received_at, jurisdiction, kind, explained, _) => Err(Invalid {
             row,
             request_id: request_id.ok(),
             received_at: received_at.ok(),
             explained: explained.ok(),
+            jurisdiction: jurisdiction.ok(),
+            kind: kind.ok(),
             reason: reason.unwrap_or_else(|| "invalid row".to_string()),
         }),
     }
@@ -1191,6 +1197,17 @@ mod tests {
             let p = jsonl(&[&line]);
             let inv = only_invalid(&p);
             assert_eq!(inv.reason, *reason, "JSONL {line}");
+            // What parses of the row is kept for its receipt: jurisdiction and kind.
+            assert_eq!(
+                inv.jurisdiction,
+                fields[3].and_then(Jurisdiction::parse),
+                "{line}"
+            );
+            let kind = match fields[4] {
+                None => Some(Kind::Anonymize),
+                Some(k) => Kind::parse(k),
+            };
+            assert_eq!(inv.kind, kind, "{line}");
             if let Some(email) = fields[1] {
                 assert!(!inv.reason.contains(email));
                 assert!(!inv.reason.to_lowercase().contains(&email.to_lowercase()));

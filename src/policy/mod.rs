@@ -297,7 +297,7 @@ pub struct Policy {
     pub erasure: raw::RawErasure,
     /// `[k_anonymity]`; present whenever a table declares quasi-identifiers.
     pub k_anonymity: Option<raw::KAnonymity>,
-    /// `[verify]`: the privacy gate's memory bound.
+    /// `[verify]`: the privacy gate's memory bound and the kept columns vouched for.
     pub verify: raw::RawVerify,
 }
 
@@ -543,6 +543,7 @@ impl Policy {
             });
         }
         let analytics = resolve_analytics(&raw.analytics, &tables, &mut problems);
+        check_not_personal(&raw.verify.not_personal, &tables, &mut problems);
         if raw.k_anonymity.is_none()
             && let Some(t) = tables.iter().find(|t| !t.quasi_identifiers.is_empty())
         {
@@ -569,12 +570,49 @@ impl Policy {
             analytics,
             erasure: raw.erasure.clone(),
             k_anonymity: raw.k_anonymity,
-            verify: raw.verify,
+            verify: raw.verify.clone(),
         })
     }
 
     pub fn table(&self, name: &str) -> Option<&TablePolicy> {
         self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// `[verify] not_personal`: each entry a `table.column` the policy keeps (unchanged or
+/// truncated to a prefix): the only columns the personal-text check looks at.
+fn check_not_personal(entries: &[String], tables: &[TablePolicy], problems: &mut Vec<String>) {
+    for e in entries {
+        let Some((table, column)) = e.split_once('.') else {
+            problems.push(format!(
+                "[verify] not_personal: '{e}' is not table.column, e.g. \"customers.city\""
+            ));
+            continue;
+        };
+        let Some(t) = tables.iter().find(|t| t.name == table) else {
+            let s = did_you_mean(table, tables.iter().map(|t| t.name.as_str()));
+            problems.push(format!(
+                "[verify] not_personal: '{e}': {table} is not a table of the policy{}",
+                hint(&s)
+            ));
+            continue;
+        };
+        match t.rule_of(column) {
+            Some(
+                Rule::Keep
+                | Rule::Generalize(crate::rules::Generalization::Prefix { .. }),
+            ) => {}
+            Some(_) => problems.push(format!(
+                "[verify] not_personal: '{e}': the policy does not keep {column} unchanged, so the check never looks at it; remove it from the list"
+            )),
+            None => {
+                let s = did_you_mean(column, t.columns.iter().map(|c| c.name.as_str()));
+                problems.push(format!(
+                    "[verify] not_personal: '{e}': {column} is not a column of table {table}{}",
+                    hint(&s)
+                ));
+            }
+        }
     }
 }
 

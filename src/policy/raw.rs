@@ -64,12 +64,16 @@ pub struct RawPolicy {
     pub verify: RawVerify,
 }
 
-/// The `[verify]` section: the privacy gate's memory bound.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// The `[verify]` section: the privacy gate's memory bound, and the kept columns the
+/// operator vouches hold no personal names or addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RawVerify {
     /// `max_values`: fingerprints of output values the by-value check holds at once (16
     /// bytes each); past them it compares in passes. `None`: the built-in bound.
     pub max_values: Option<u64>,
+    /// `not_personal`: `"table.column"` of kept columns the personal-text check passes
+    /// over (validated against the tables in `Policy::resolve`).
+    pub not_personal: Vec<String>,
 }
 
 /// The `[k_anonymity]` section: every record-level table that declares
@@ -138,7 +142,7 @@ const TOP_KEYS: [&str; 11] = [
 ];
 const K_ANONYMITY_KEYS: [&str; 2] = ["k", "max_suppression"];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
-const VERIFY_KEYS: [&str; 1] = ["max_values"];
+const VERIFY_KEYS: [&str; 2] = ["max_values", "not_personal"];
 const ANALYTICS_KEYS: [&str; 6] = [
     "k",
     "transactions",
@@ -314,6 +318,9 @@ impl RawPolicy {
                     max_values: cx
                         .int(v, "max_values", "[verify]", 1_000..=4_294_967_296)
                         .map(|n| n as u64),
+                    not_personal: cx
+                        .strings(v, "not_personal", "[verify]", "[\"stores.address\"]")
+                        .unwrap_or_default(),
                 }
             }
             Some(other) => {

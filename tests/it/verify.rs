@@ -49,6 +49,100 @@ fn a_policy_that_keeps_payment_details_is_refused() {
 }
 
 #[test]
+fn a_policy_that_keeps_first_names_or_street_addresses_is_refused() {
+    // Names and streets repeat, so neither the by-value check (a kept column is not
+    // compared) nor the uniqueness check sees them: the personal-text check does, by the
+    // column's name and by what its rows look like.
+    let (dir, o) =
+        run_with_policy_change("first_name       = \"drop\"", "first_name       = \"keep\"");
+    assert_refused(
+        dir.path(),
+        &o,
+        "table customers, column first_name: kept by the policy, and its name says it holds personal names",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("values look like them (common given names or surnames)"),
+        "{err}"
+    );
+    assert!(err.contains("FAIL record_level_personal_text"), "{err}");
+    let (dir, o) =
+        run_with_policy_change("address_line     = \"drop\"", "address_line     = \"keep\"");
+    assert_refused(
+        dir.path(),
+        &o,
+        "its name says it holds street addresses, and ",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("values look like them (a house number beside a street)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_kept_column_vouched_for_in_not_personal_passes_and_a_bad_entry_is_refused() {
+    let dir = fixture_copy();
+    let policy = dir.path().join("anonymizer.toml");
+    let text = std::fs::read_to_string(&policy).unwrap().replacen(
+        "first_name       = \"drop\"",
+        "first_name       = \"keep\"",
+        1,
+    );
+    for (entry, want) in [
+        (
+            "customers.frist_name",
+            "frist_name is not a column of table customers (did you mean 'first_name'?)",
+        ),
+        (
+            "customer.first_name",
+            "customer is not a table of the policy (did you mean 'customers'?)",
+        ),
+        (
+            "customers.email",
+            "the policy does not keep email unchanged",
+        ),
+        ("first_name", "'first_name' is not table.column"),
+    ] {
+        std::fs::write(
+            &policy,
+            format!("{text}\n[verify]\nnot_personal = [\"{entry}\"]\n"),
+        )
+        .unwrap();
+        let o = cli(
+            &["run", "--config", policy.to_str().unwrap()],
+            Some(KEY_HEX),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{entry}: {err}");
+        assert!(err.contains(want), "{entry}: {err}");
+    }
+    std::fs::write(
+        &policy,
+        format!("{text}\n[verify]\nnot_personal = [\"customers.first_name\"]\n"),
+    )
+    .unwrap();
+    let o = cli(
+        &["run", "--config", policy.to_str().unwrap()],
+        Some(KEY_HEX),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let run = anonymizer::publish::current_run(&dir.path().join("out")).unwrap();
+    let check = gate_check(&run, "record_level_personal_text");
+    assert_eq!(check["passed"], true, "{check}");
+    assert_eq!(check["figures"]["columns_vouched"], 1, "{check}");
+    assert!(
+        check["figures"]["columns_checked"].as_u64().unwrap() >= 2,
+        "{check}"
+    );
+}
+
+#[test]
 fn a_policy_that_keeps_the_customer_id_as_is_is_refused() {
     // Customer ids, kept as text: equal to personal values of the input.
     let (dir, o) = run_with_policy_change(
@@ -127,6 +221,13 @@ fn a_clean_run_passes_and_records_its_report() {
     for risk in ["singling_out", "linkability", "inference"] {
         assert!(report["risks"][risk].is_string(), "{risk}");
     }
+    // The kept text (countries, offers, currencies, payment methods) holds no names.
+    let personal = gate_check(&current, "record_level_personal_text");
+    assert_eq!(personal["passed"], true, "{personal}");
+    assert!(
+        personal["figures"]["columns_checked"].as_u64().unwrap() >= 5,
+        "{personal}"
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(current.join("_manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["risk_report"], "risk_report.json");

@@ -32,7 +32,8 @@
 //!   well-formed id already seen on an earlier row, valid or invalid, makes
 //!   the later row invalid; the first one keeps its own outcome.
 //! - `received_at` is a date, an RFC 3339 timestamp (its UTC date counts) or
-//!   `YYYY-MM-DD HH:MM:SS` read as UTC; it must not be after the as-of date.
+//!   `YYYY-MM-DD HH:MM:SS` read as UTC; it must not be after the as-of date, nor
+//!   before 2000-01-01 (older than any erasure law: a typo).
 //! - Deadlines ([`due_date`]): GDPR and OTHER get one calendar month
 //!   (clamped to the target month's last day), CCPA 45 days.
 
@@ -471,6 +472,12 @@ fn parse_received(s: &str) -> Option<NaiveDate> {
         .map(|dt| dt.naive_utc().date())
 }
 
+/// The earliest plausible receipt date: no erasure law is older (GDPR applies from
+/// 2018, CCPA from 2020); an earlier date is a typo, and its deadline long past.
+fn earliest_received() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date")
+}
+
 fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "" | "false" | "no" | "0" => Some(false),
@@ -554,6 +561,11 @@ fn validate(
         .or_else(|| email.as_ref().err().cloned())
         .or_else(|| received_at.as_ref().err().cloned())
         .or_else(|| match received_at {
+            Ok(date) if date < earliest_received() => Some(
+                "received_at is before 2000-01-01, older than any erasure law: correct the \
+                 date (a typo such as 0024 for 2024?)"
+                    .to_string(),
+            ),
             Ok(date) if date > as_of => Some(format!(
                 "received_at is after the as-of date {}; if the date is right, \
                  keep the request in the file: the first run whose as-of date reaches it \
@@ -1119,6 +1131,19 @@ mod tests {
                 "received_at is after the as-of date 2024-06-30; if the date is right, \
                  keep the request in the file: the first run whose as-of date reaches it \
                  honours it",
+            ),
+            (
+                [
+                    Some("id-9b"),
+                    Some("m9b@example.com"),
+                    Some("0024-03-01"),
+                    Some("GDPR"),
+                    None,
+                    None,
+                    None,
+                ],
+                "received_at is before 2000-01-01, older than any erasure law: correct the \
+                 date (a typo such as 0024 for 2024?)",
             ),
             (
                 [

@@ -1671,6 +1671,26 @@ fn erase_appends_safely_or_not_at_all() {
         );
         assert!(!o.stderr.contains("c@example.com"), "{}", o.stderr);
     }
+    // Nor a date older than any erasure law (a typo for 2024).
+    let o = c.cli(
+        &[
+            "erase",
+            "--config",
+            "anonymizer.toml",
+            "--received",
+            "0024-01-03",
+            "--email",
+            "c@example.com",
+        ],
+        None,
+    );
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("received_at is before 2000-01-01")
+            && o.stderr.contains("nothing was written"),
+        "{}",
+        o.stderr
+    );
     assert_eq!(
         std::fs::read_to_string(c.path("requests.jsonl")).unwrap(),
         text

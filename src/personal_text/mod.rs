@@ -63,6 +63,14 @@ const STOP: &[&str] = &[
     "cox", "reed", "cole", "costa", "bruno", "jesus",
 ];
 
+/// Words that make a value a place, not a person, whatever name follows (`San José`,
+/// `Santa Maria`, `St. Louis`, `Fort William`): cities a policy may well keep.
+const PLACE_WORDS: &[&str] = &[
+    "san", "santa", "santo", "são", "sao", "saint", "sainte", "st", "ste", "sankt", "fort", "port",
+    "porto", "puerto", "new", "north", "south", "east", "west", "lake", "mount", "mont", "bad",
+    "los", "las", "city", "county", "upon", "on", "sur", "am", "an", "im",
+];
+
 static NAMES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("names.txt")
         .lines()
@@ -181,7 +189,8 @@ fn words(v: &str) -> impl Iterator<Item = &str> {
 }
 
 /// One to four words of letters (and `'`, `’`, `-`, `.` inside them: O'Brien,
-/// Jean-Pierre, J.), one of them, or a part of a hyphenated one, a common name.
+/// Jean-Pierre, J.), one of them, or a part of a hyphenated one, a common name, and
+/// none a word that makes it a place ([`PLACE_WORDS`]).
 fn is_name(v: &str) -> bool {
     let mut known = false;
     for (i, w) in words(v).enumerate() {
@@ -193,11 +202,12 @@ fn is_name(v: &str) -> bool {
         {
             return false;
         }
-        if !known {
-            let lower = w.to_lowercase().replace('’', "'");
-            let lower = lower.trim_end_matches('.');
-            known = NAMES.contains(lower) || lower.split('-').any(|p| NAMES.contains(p));
+        let lower = w.to_lowercase().replace('’', "'");
+        let lower = lower.trim_end_matches('.');
+        if PLACE_WORDS.contains(&lower) || lower.split('-').any(|p| PLACE_WORDS.contains(&p)) {
+            return false;
         }
+        known = known || NAMES.contains(lower) || lower.split('-').any(|p| NAMES.contains(p));
     }
     known
 }
@@ -391,6 +401,11 @@ mod tests {
             "",
             "Damrak",
             "2026-11-29",
+            "San José",
+            "Santa Maria",
+            "St. Louis",
+            "Saint-Louis",
+            "Frankfurt am Main",
         ] {
             assert_eq!(classify(v), None, "{v}");
         }

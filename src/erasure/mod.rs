@@ -90,6 +90,9 @@ pub struct Receipt {
     pub explained: Option<bool>,
     /// The row of the requests file (for support; not personal data).
     pub row: usize,
+    /// The line of the requests file the request starts on (in `attention:` lines only).
+    #[serde(skip)]
+    pub line: usize,
     #[serde(skip)]
     matched: Vec<Matched>,
 }
@@ -617,6 +620,7 @@ pub async fn prepare(
             active_entitlement: false,
             explained: Some(r.explained),
             row: r.row,
+            line: r.line,
             matched,
         });
     }
@@ -664,6 +668,7 @@ pub async fn prepare(
             active_entitlement: false,
             explained: i.explained,
             row: i.row,
+            line: i.line,
             matched: vec![],
         });
     }
@@ -1017,9 +1022,10 @@ impl Plan {
                     (s, None) => s.to_string(),
                 };
                 format!(
-                    "erasure request {} (row {}, received {}, explained: {}): {what}",
+                    "erasure request {} (row {}, line {} of the file, received {}, explained: {}): {what}",
                     r.request_id.as_deref().unwrap_or("<no id>"),
                     r.row,
+                    r.line,
                     r.received_at
                         .map(|d| d.to_string())
                         .unwrap_or_else(|| "<unknown>".into()),

@@ -103,6 +103,9 @@ impl Kind {
 pub struct Request {
     /// 1-based data row number (see the module docs).
     pub row: usize,
+    /// 1-based line of the file on which the request starts (a CSV header is line 1;
+    /// blank lines and quoted line breaks count), for support to find it.
+    pub line: usize,
     pub request_id: String,
     /// Normalized with [`normalize_email`].
     pub email: String,
@@ -119,6 +122,8 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invalid {
     pub row: usize,
+    /// As [`Request::line`].
+    pub line: usize,
     /// The row's request id, when present and well-formed.
     pub request_id: Option<String>,
     /// The row's receipt date, when parsable (even if after the as-of date).
@@ -490,7 +495,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// first carried them.
 fn validate(
     raw: RawRow,
-    row: usize,
+    (row, line): (usize, usize),
     seen: &mut HashMap<String, usize>,
     as_of: NaiveDate,
 ) -> Result<Request, Invalid> {
@@ -600,6 +605,7 @@ fn validate(
             Ok(note),
         ) => Ok(Request {
             row,
+            line,
             request_id,
             email,
             received_at,
@@ -610,6 +616,7 @@ fn validate(
         }),
         (reason, request_id, _, received_at, jurisdiction, kind, explained, _) => Err(Invalid {
             row,
+            line,
             request_id: request_id.ok(),
             received_at: received_at.ok(),
             explained: explained.ok(),
@@ -859,7 +866,10 @@ fn parse_csv(text: &str, as_of: NaiveDate) -> Result<Parsed, String> {
                 *raw.slot(f) = Some(Raw::Text(value));
             }
         }
-        push(&mut out, validate(raw, row, &mut seen, as_of));
+        push(
+            &mut out,
+            validate(raw, (row, record.line), &mut seen, as_of),
+        );
     }
     Ok(out)
 }
@@ -931,7 +941,7 @@ fn parse_jsonl(text: &str, as_of: NaiveDate) -> Parsed {
                 }
             }
         }
-        push(&mut out, validate(raw, row, &mut seen, as_of));
+        push(&mut out, validate(raw, (row, line_no), &mut seen, as_of));
     }
     out
 }
@@ -977,6 +987,7 @@ mod tests {
             p.valid,
             vec![Request {
                 row: 1,
+                line: 2,
                 request_id: "r-1".into(),
                 email: "alice@example.com".into(),
                 received_at: d(2024, 5, 1),
@@ -986,6 +997,26 @@ mod tests {
                 note: Some("call back".into()),
             }]
         );
+    }
+
+    #[test]
+    fn each_request_knows_the_line_it_starts_on() {
+        let ok = |id: &str| {
+            format!(
+                r#"{{"request_id":"{id}","email":"a@b.co","received_at":"2024-01-01","jurisdiction":"GDPR"}}"#
+            )
+        };
+        let p = jsonl(&[&ok("j1"), "", "  ", &ok("j2"), "not json"]);
+        let rows: Vec<(usize, usize)> = p.valid.iter().map(|r| (r.row, r.line)).collect();
+        assert_eq!(rows, vec![(1, 1), (2, 4)]);
+        assert_eq!((p.invalid[0].row, p.invalid[0].line), (3, 5));
+        // CSV: the header is line 1, and a quoted note may hold line breaks.
+        let p = csv(&[
+            "c1,a@b.co,2024-01-01,GDPR,,,\"two\nlines\"",
+            "c2,a@b.co,2024-01-01,GDPR,,,",
+        ]);
+        let rows: Vec<(usize, usize)> = p.valid.iter().map(|r| (r.row, r.line)).collect();
+        assert_eq!(rows, vec![(1, 2), (2, 4)]);
     }
 
     #[test]

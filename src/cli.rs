@@ -148,11 +148,11 @@ pub struct EraseArgs {
     #[arg(long, default_value = "anonymizer.toml")]
     config: PathBuf,
     /// The email address of the account.
-    #[arg(long)]
-    email: String,
+    #[arg(long, required_unless_present = "prune")]
+    email: Option<String>,
     /// The date the request was received (YYYY-MM-DD).
-    #[arg(long, value_parser = parse_date)]
-    received: NaiveDate,
+    #[arg(long, value_parser = parse_date, required_unless_present = "prune")]
+    received: Option<NaiveDate>,
     /// GDPR (one month), CCPA (45 days) or OTHER.
     #[arg(long, default_value = "GDPR")]
     jurisdiction: String,
@@ -168,20 +168,36 @@ pub struct EraseArgs {
     /// The request id (default: erase-<UTC time>-<random>).
     #[arg(long)]
     request_id: Option<String>,
+    /// Instead of adding a request: remove from the requests file every request the
+    /// suppression ledger records as honoured (its plaintext email goes; the ledger keeps
+    /// erasing the customer). Needs the key, as `run` does.
+    #[arg(long, conflicts_with_all = ["email", "received", "explained", "note", "request_id"])]
+    prune: bool,
+}
+
+/// What `anonymizer erase` was asked to do.
+pub enum EraseAction {
+    Add(anonymizer::erasure::EraseOptions),
+    /// `--prune`, with the policy.
+    Prune(PathBuf),
 }
 
 impl EraseArgs {
-    pub fn into_options(self) -> anonymizer::erasure::EraseOptions {
-        anonymizer::erasure::EraseOptions {
+    pub fn into_action(self) -> EraseAction {
+        if self.prune {
+            return EraseAction::Prune(self.config);
+        }
+        EraseAction::Add(anonymizer::erasure::EraseOptions {
             config: self.config,
-            email: self.email,
-            received: self.received,
+            // clap requires both unless --prune.
+            email: self.email.unwrap_or_default(),
+            received: self.received.unwrap_or_default(),
             jurisdiction: self.jurisdiction,
             kind: self.kind,
             explained: self.explained,
             note: self.note,
             request_id: self.request_id,
-        }
+        })
     }
 }
 

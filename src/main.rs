@@ -141,13 +141,19 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
                 ));
             }
         }
-        Command::Erase(args) => {
-            let (id, file) = anonymizer::erasure::append_request(&args.into_options())?;
-            println!(
-                "request {id} added to {}; the next run honours it",
-                file.display()
-            );
-        }
+        Command::Erase(args) => match args.into_action() {
+            cli::EraseAction::Add(options) => {
+                let (id, file) = anonymizer::erasure::append_request(&options)?;
+                println!(
+                    "request {id} added to {}; the next run honours it",
+                    file.display()
+                );
+            }
+            cli::EraseAction::Prune(config) => {
+                let p = anonymizer::erasure::prune_requests(&config)?;
+                println!("{}", p.summary());
+            }
+        },
         Command::Query(args) => {
             use std::io::Write;
             let bytes = anonymizer::query::execute(&args.into_options())?;

@@ -1102,6 +1102,8 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
         }
     };
     let io = |e: std::io::Error| Error::Failed(format!("cannot append to {}: {e}", file.display()));
+    // Held until the request is written: `erase --prune` rewrites the file under it.
+    let _lock = lock_requests(&file)?;
     // The file as it is, so that the new request is checked exactly as the run will
     // check it (duplicate ids included) before anything is written.
     let existing = match std::fs::read(&file) {
@@ -1198,10 +1200,221 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
     Ok((id, file))
 }
 
+/// Takes the lock that `erase` (appending) and `erase --prune` (rewriting) hold on a
+/// requests file: a hidden file beside it, `.NAME.lock` (flock, released when the process
+/// ends, however it ends). Without it a request appended while a prune rewrote the file
+/// would be lost with the old file.
+fn lock_requests(file: &Path) -> Result<std::fs::File, Error> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = file.with_file_name(format!(".{name}.lock"));
+    let cannot = |e: std::io::Error| {
+        Error::Failed(format!(
+            "cannot lock the erasure requests file {} (through {}): {e}",
+            file.display(),
+            path.display()
+        ))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(cannot)?;
+    }
+    let lock = crate::fsutil::open_private(&path, true).map_err(cannot)?;
+    lock.lock().map_err(cannot)?;
+    Ok(lock)
+}
+
+/// What `anonymizer erase --prune` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub file: PathBuf,
+    /// Requests removed: the ledger erases their customer (for a delete request, by
+    /// deletion).
+    pub removed: usize,
+    /// Valid requests kept: not honoured yet, `not_found` (support still has to check
+    /// the address), or honoured for an email no customer id had.
+    pub kept: usize,
+    /// Rows kept because they are invalid (they need correcting).
+    pub invalid: usize,
+}
+
+impl Pruned {
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} honoured request(s) removed (the suppression ledger keeps erasing them); {} pending or unmatched and {} invalid kept",
+            self.file.display(),
+            self.removed,
+            self.kept,
+            self.invalid
+        )
+    }
+}
+
+/// `anonymizer erase --prune`: removes from the policy's requests file every valid
+/// request whose email the suppression ledger records with a matched customer (for a
+/// delete request, with a delete entry), so that the plaintext emails of people erased
+/// do not stay in it for ever. Everything else stays byte for byte (the CSV header,
+/// other rows, blank lines between them). Compared by the ledger's keyed hash of the
+/// email, never by request id (an id reused for another person must not be pruned
+/// unhonoured); hence the key. The file is rewritten atomically (a temporary file
+/// beside it with the same permissions, fsync, rename), under the lock `erase` takes.
+pub fn prune_requests(config: &Path) -> Result<Pruned, Error> {
+    let raw = crate::policy::raw::RawPolicy::from_file(config)?;
+    let Some(file) = raw.erasure.requests.clone() else {
+        return Err(Error::Usage(format!(
+            "{} has no [erasure] requests file: nothing to prune",
+            config.display()
+        )));
+    };
+    let Some(ledger_path) = raw.erasure.ledger.clone() else {
+        return Err(Error::Usage(format!(
+            "{} has no [erasure] ledger: without one no request is known to be honoured, so none is pruned",
+            config.display()
+        )));
+    };
+    let _lock = lock_requests(&file)?;
+    let text = match std::fs::read(&file) {
+        Ok(b) => String::from_utf8(b).map_err(|_| {
+            Error::Usage(format!(
+                "the erasure requests file {} is not valid UTF-8; save it as UTF-8 and retry",
+                file.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Pruned {
+                file,
+                removed: 0,
+                kept: 0,
+                invalid: 0,
+            });
+        }
+        Err(e) => {
+            return Err(Error::Failed(format!(
+                "cannot read {}: {e}",
+                file.display()
+            )));
+        }
+    };
+    let (key, _) = Key::load(raw.key_file.as_deref())?;
+    let ledger = Ledger::load(&ledger_path, &key.id())?;
+    let format = requests::detect_format(&file, &text);
+    // No as-of date: a request received later than today is pruned only if honoured.
+    let parsed = requests::parse_str(&text, format, NaiveDate::MAX).map_err(|m| {
+        Error::Usage(format!(
+            "erasure requests file {}: {m}; correct the file, then prune again",
+            file.display()
+        ))
+    })?;
+    // Email hash -> erased by deletion, for every ledger entry that matched a customer.
+    let mut honoured: HashMap<&str, bool> = HashMap::new();
+    for e in ledger.entries.iter().filter(|e| e.customer.is_some()) {
+        *honoured.entry(e.email.as_str()).or_default() |= e.kind == Kind::Delete.as_str();
+    }
+    let p = Pseudonymizer::new(&key, Some(ledger::DOMAIN));
+    let removed: HashSet<usize> = parsed
+        .valid
+        .iter()
+        .filter(|r| {
+            honoured
+                .get(p.token_str(&r.email, Normalize::Email).as_str())
+                .is_some_and(|deleted| *deleted || r.kind == Kind::Anonymize)
+        })
+        .map(|r| r.line)
+        .collect();
+    let out = Pruned {
+        file: file.clone(),
+        removed: removed.len(),
+        kept: parsed.valid.len() - removed.len(),
+        invalid: parsed.invalid.len(),
+    };
+    if removed.is_empty() {
+        return Ok(out);
+    }
+    let kept = without_requests(&text, &parsed, &removed);
+    let cannot =
+        |e: std::io::Error| Error::Failed(format!("cannot rewrite {}: {e}", file.display()));
+    let dir = match file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(cannot)?;
+    {
+        use std::io::Write;
+        let mode = std::fs::metadata(&file).map_err(cannot)?.permissions();
+        tmp.as_file().set_permissions(mode).map_err(cannot)?;
+        tmp.write_all(kept.as_bytes()).map_err(cannot)?;
+        tmp.as_file().sync_all().map_err(cannot)?;
+    }
+    tmp.persist(&file).map_err(|e| cannot(e.error))?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(out)
+}
+
+/// `text` without the requests starting on the lines in `removed`: each spans from its
+/// line to the line before the next request (a CSV row's quoted line breaks, and any
+/// blank lines after it, go with it).
+fn without_requests(text: &str, parsed: &requests::Parsed, removed: &HashSet<usize>) -> String {
+    let mut starts: Vec<usize> = parsed
+        .valid
+        .iter()
+        .map(|r| r.line)
+        .chain(parsed.invalid.iter().map(|r| r.line))
+        .collect();
+    starts.sort_unstable();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut dropped = vec![false; lines.len()];
+    for (i, start) in starts.iter().enumerate() {
+        if removed.contains(start) {
+            let end = starts.get(i + 1).copied().unwrap_or(lines.len() + 1);
+            for d in dropped.iter_mut().take(end - 1).skip(start - 1) {
+                *d = true;
+            }
+        }
+    }
+    lines
+        .iter()
+        .zip(dropped)
+        .filter(|(_, d)| !d)
+        .map(|(l, _)| *l)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int8Array, StringViewArray};
+
+    #[test]
+    fn pruning_takes_a_request_and_the_blank_lines_after_it() {
+        let ok = |id: &str| {
+            format!(
+                r#"{{"request_id":"{id}","email":"{id}@b.co","received_at":"2024-01-01","jurisdiction":"GDPR"}}"#
+            )
+        };
+        let text = format!("{}\n\n{}\r\nnot json\n{}", ok("j1"), ok("j2"), ok("j3"));
+        let parsed =
+            requests::parse_str(&text, requests::Format::JsonLines, NaiveDate::MAX).unwrap();
+        let lines = |ids: &[&str]| -> HashSet<usize> {
+            parsed
+                .valid
+                .iter()
+                .filter(|r| ids.contains(&r.request_id.as_str()))
+                .map(|r| r.line)
+                .collect()
+        };
+        assert_eq!(
+            without_requests(&text, &parsed, &lines(&["j1", "j3"])),
+            format!("{}\r\nnot json\n", ok("j2"))
+        );
+        assert_eq!(
+            without_requests(&text, &parsed, &lines(&["j2"])),
+            format!("{}\n\nnot json\n{}", ok("j1"), ok("j3"))
+        );
+        assert_eq!(without_requests(&text, &parsed, &HashSet::new()), text);
+    }
     use datafusion::prelude::col;
 
     /// The erasure state of each row, by customer id (integers through their decimal

@@ -1091,3 +1091,113 @@ fn rows_with_the_email_but_no_customer_id_are_erased() {
     let e = s.manifest.erasure.as_ref().unwrap();
     assert_eq!((e.ledger_entries, e.new_entries), (1, 0));
 }
+
+/// `erase --prune` removes the requests the ledger honours (by the keyed hash of their
+/// email, a delete request only by a delete entry) and keeps every other byte; a later
+/// run still erases the pruned customers (the ledger does).
+#[test]
+fn erase_prune_removes_honoured_requests_and_nothing_else() {
+    let dir = fixture_copy();
+    let people = people();
+    let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
+    let cfg = policy.to_str().unwrap();
+    let requests = dir.path().join("requests.csv");
+    let header = "request_id,email,received_at,jurisdiction,kind,explained,note\n";
+    let row = |id: &str, email: &str, kind: &str, note: &str| {
+        format!("{id},{email},2025-12-01,GDPR,{kind},true,{note}\n")
+    };
+    let (p0, p1, p2) = (&people[0], &people[1], &people[2]);
+    let a1 = row(
+        "a1",
+        &p0.email,
+        "anonymize",
+        "\"called twice,\nsee ticket\"",
+    );
+    let n1 = row("n1", "nobody-at-all@example.com", "anonymize", "");
+    let bad = row("bad", "not-an-email", "anonymize", "");
+    let a2 = row("a2", &p1.email.to_uppercase(), "anonymize", "");
+    std::fs::write(&requests, format!("{header}{a1}\n{n1}{bad}{a2}")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&requests, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = dir.path().join("out");
+    let first = run_with(&policy, &out, None).unwrap();
+    assert_eq!(first.manifest.erasure.as_ref().unwrap().ledger_entries, 2);
+    // Not honoured yet: a delete for an anonymized customer, and a new request.
+    let d1 = row("d1", &p0.email, "delete", "");
+    let a3 = row("a3", &p2.email, "anonymize", "");
+    let before = format!("{header}{a1}\n{n1}{bad}{a2}{d1}{a3}");
+    std::fs::write(&requests, &before).unwrap();
+
+    let prune = || cli(&["erase", "--config", cfg, "--prune"], Some(KEY_HEX));
+    let o = prune();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("2 honoured request(s) removed")
+            && stdout.contains("3 pending or unmatched and 1 invalid kept"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('@'), "{stdout}");
+    // a1 (with its quoted line break and the blank line after it) and a2 are gone.
+    assert_eq!(
+        std::fs::read_to_string(&requests).unwrap(),
+        format!("{header}{n1}{bad}{d1}{a3}")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&requests).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The next run still erases p0 and p1 (the ledger), and honours d1 and a3.
+    let second = run_with(&policy, &out, None).unwrap();
+    let customers = all_string_cells(&second.run_dir);
+    for p in [p0, p1, p2] {
+        let token = published_token(p);
+        assert!(!customers.iter().any(|(_, v)| *v == token), "{}", p.id);
+    }
+    let status = receipt_col(&receipts(&second.run_dir), "status");
+    assert_eq!(
+        status.keys().cloned().collect::<Vec<_>>(),
+        ["a3", "bad", "d1", "n1"]
+    );
+    // Now d1 and a3 are honoured too; n1 (no customer) and the invalid row stay.
+    let o = prune();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&requests).unwrap(),
+        format!("{header}{n1}{bad}")
+    );
+    // Nothing to prune: the file is left alone.
+    let o = prune();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 honoured request(s) removed"));
+
+    // Without the key, or with --email, nothing happens.
+    let o = cli(&["erase", "--config", cfg, "--prune"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = cli(
+        &[
+            "erase",
+            "--config",
+            cfg,
+            "--prune",
+            "--email",
+            "x@example.com",
+        ],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&requests).unwrap(),
+        format!("{header}{n1}{bad}")
+    );
+}

@@ -303,6 +303,10 @@ pub struct QueryArgs {
     /// The output folder (instead of the policy's).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Rows the table format shows at most (0: all); csv, json and parquet stream every
+    /// row.
+    #[arg(long, default_value_t = anonymizer::query::DEFAULT_MAX_ROWS)]
+    max_rows: usize,
 }
 
 impl QueryArgs {
@@ -321,6 +325,7 @@ impl QueryArgs {
             output: self.output,
             config: self.config,
             out: self.out,
+            max_rows: (self.max_rows > 0).then_some(self.max_rows),
         }
     }
 }

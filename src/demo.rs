@@ -121,6 +121,7 @@ pub fn demo(opts: &DemoOptions) -> Result<DemoSummary, Error> {
             output: None,
             config: Some(policy.clone()),
             out: None,
+            max_rows: None,
         })?;
         String::from_utf8_lossy(&bytes).into_owned()
     } else {

@@ -155,9 +155,13 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
             }
         },
         Command::Query(args) => {
-            use std::io::Write;
-            let bytes = anonymizer::query::execute(&args.into_options())?;
-            let _ = std::io::stdout().write_all(&bytes);
+            // Streamed to stdout as the query produces rows; a reader that goes away
+            // (`| head`: EPIPE, os error 32) ends it quietly.
+            let stdout = std::io::BufWriter::new(std::io::stdout());
+            match anonymizer::query::execute_to(&args.into_options(), stdout) {
+                Err(e) if e.to_string().contains("(os error 32)") => {}
+                other => other?,
+            }
         }
         Command::BenchCopy {
             config,

@@ -177,6 +177,28 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
 
 /// Runs `sql` over the current published run of `out`.
 pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
+    let mut batches = Vec::new();
+    let schema = stream_sql(out, sql, |b| {
+        batches.push(b);
+        Ok(())
+    })
+    .await?;
+    // No rows: still the columns (a CSV header, a table's head, a Parquet schema).
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+/// Runs `sql` over the published tables of `out` and hands each result batch to `each`
+/// as it comes (a result larger than memory streams through); returns the result's
+/// schema. An error of `each` stops the query.
+pub async fn stream_sql(
+    out: &Path,
+    sql: &str,
+    mut each: impl FnMut(RecordBatch) -> Result<(), Error>,
+) -> Result<datafusion::arrow::datatypes::SchemaRef, Error> {
+    use futures::StreamExt;
     let (ctx, tables) = published_context(out).await?;
     // Read-only: no DDL (CREATE EXTERNAL TABLE could reach the raw export), no DML, no
     // SET statements.
@@ -198,14 +220,12 @@ pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
         .sql_with_options(sql, options)
         .await
         .map_err(|e| failed(e, false))?;
-    let schema = df.schema().inner().clone();
-    let batches = df.collect().await.map_err(|e| failed(e, true))?;
-    // No rows: still the columns (a CSV header, a table's head, a Parquet schema).
-    Ok(if batches.is_empty() {
-        vec![RecordBatch::new_empty(schema)]
-    } else {
-        batches
-    })
+    let mut stream = df.execute_stream().await.map_err(|e| failed(e, true))?;
+    let schema = stream.schema();
+    while let Some(b) = stream.next().await {
+        each(b.map_err(|e| failed(e, true))?)?;
+    }
+    Ok(schema)
 }
 
 /// The published tables' names and their columns' names.
@@ -269,54 +289,148 @@ pub fn query_error_message(
     m
 }
 
-/// Renders batches in `format` (Parquet is binary).
-pub fn render(batches: &[RecordBatch], format: QueryFormat) -> Result<Vec<u8>, Error> {
-    let fail = |e: &dyn std::fmt::Display| Error::Usage(format!("cannot render the result: {e}"));
-    let mut buf = Vec::new();
-    match format {
-        QueryFormat::Table => {
-            let t = datafusion::arrow::util::pretty::pretty_format_batches(batches)
-                .map_err(|e| fail(&e))?;
-            buf.extend_from_slice(t.to_string().as_bytes());
-            buf.push(b'\n');
-        }
-        QueryFormat::Csv => {
-            let mut w = datafusion::arrow::csv::Writer::new(&mut buf);
-            for b in batches {
-                w.write(b).map_err(|e| fail(&e))?;
-            }
-        }
-        QueryFormat::Json => {
+/// Writes a result in `format` batch by batch, so that only one batch (and the writer's
+/// buffers) is held, whatever the result's size; `table` holds at most `max_rows` rows
+/// (it needs them all to size its columns) and counts the rest.
+pub struct Renderer<W: std::io::Write + Send> {
+    state: RenderState<W>,
+    wrote: bool,
+}
+
+enum RenderState<W: std::io::Write + Send> {
+    Table {
+        w: W,
+        held: Vec<RecordBatch>,
+        held_rows: usize,
+        rows: usize,
+        max_rows: Option<usize>,
+    },
+    Csv(datafusion::arrow::csv::Writer<W>),
+    Json(datafusion::arrow::json::Writer<W, datafusion::arrow::json::writer::JsonArray>),
+    Parquet(parquet::arrow::ArrowWriter<W>),
+}
+
+fn render_error(e: &dyn std::fmt::Display) -> Error {
+    Error::Usage(format!("cannot render the result: {e}"))
+}
+
+impl<W: std::io::Write + Send> Renderer<W> {
+    /// `max_rows`: the table format's limit (`None`: every row).
+    pub fn new(
+        w: W,
+        format: QueryFormat,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+        max_rows: Option<usize>,
+    ) -> Result<Self, Error> {
+        let state = match format {
+            QueryFormat::Table => RenderState::Table {
+                w,
+                held: vec![],
+                held_rows: 0,
+                rows: 0,
+                max_rows,
+            },
+            QueryFormat::Csv => RenderState::Csv(datafusion::arrow::csv::Writer::new(w)),
             // Nulls written out (`"churn_pct":null`): a withheld cell is a key with null,
             // not a missing key.
-            let mut w = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
-            for b in batches {
-                w.write(b).map_err(|e| fail(&e))?;
+            QueryFormat::Json => RenderState::Json(
+                datafusion::arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, datafusion::arrow::json::writer::JsonArray>(w),
+            ),
+            QueryFormat::Parquet => RenderState::Parquet(
+                parquet::arrow::ArrowWriter::try_new(
+                    w,
+                    schema.clone(),
+                    Some(crate::run::writer_properties()),
+                )
+                .map_err(|e| render_error(&e))?,
+            ),
+        };
+        Ok(Renderer {
+            state,
+            wrote: false,
+        })
+    }
+
+    pub fn write(&mut self, b: &RecordBatch) -> Result<(), Error> {
+        self.wrote = true;
+        match &mut self.state {
+            RenderState::Table {
+                held,
+                held_rows,
+                rows,
+                max_rows,
+                ..
+            } => {
+                *rows += b.num_rows();
+                let room = max_rows.map_or(b.num_rows(), |m| m.saturating_sub(*held_rows));
+                let take = room.min(b.num_rows());
+                if take > 0 || held.is_empty() {
+                    held.push(b.slice(0, take));
+                    *held_rows += take;
+                }
+                Ok(())
             }
-            w.finish().map_err(|e| fail(&e))?;
-            buf.push(b'\n');
-        }
-        QueryFormat::Parquet => {
-            let Some(first) = batches.first() else {
-                return Err(Error::Usage(
-                    "the query returned no batches to write as Parquet".into(),
-                ));
-            };
-            let mut w = parquet::arrow::ArrowWriter::try_new(
-                &mut buf,
-                first.schema(),
-                Some(crate::run::writer_properties()),
-            )
-            .map_err(|e| fail(&e))?;
-            for b in batches {
-                w.write(b).map_err(|e| fail(&e))?;
-            }
-            w.close().map_err(|e| fail(&e))?;
+            RenderState::Csv(w) => w.write(b).map_err(|e| render_error(&e)),
+            RenderState::Json(w) => w.write(b).map_err(|e| render_error(&e)),
+            RenderState::Parquet(w) => w.write(b).map_err(|e| render_error(&e)),
         }
     }
-    Ok(buf)
+
+    /// Ends the output (a result without rows still has its columns: a CSV header, a
+    /// table's head) and returns the writer.
+    pub fn finish(mut self, schema: &datafusion::arrow::datatypes::SchemaRef) -> Result<W, Error> {
+        if !self.wrote {
+            self.write(&RecordBatch::new_empty(schema.clone()))?;
+        }
+        let io = |e: std::io::Error| render_error(&e);
+        match self.state {
+            RenderState::Table {
+                mut w,
+                held,
+                held_rows,
+                rows,
+                max_rows,
+            } => {
+                let t = datafusion::arrow::util::pretty::pretty_format_batches(&held)
+                    .map_err(|e| render_error(&e))?;
+                writeln!(w, "{t}").map_err(io)?;
+                if rows > held_rows {
+                    writeln!(
+                        w,
+                        "({rows} rows, the first {} shown: --max-rows 0 shows them all; --format csv, json or parquet streams them)",
+                        max_rows.unwrap_or(rows)
+                    )
+                    .map_err(io)?;
+                }
+                Ok(w)
+            }
+            RenderState::Csv(w) => Ok(w.into_inner()),
+            RenderState::Json(mut w) => {
+                w.finish().map_err(|e| render_error(&e))?;
+                let mut w = w.into_inner();
+                w.write_all(b"\n").map_err(io)?;
+                Ok(w)
+            }
+            RenderState::Parquet(w) => w.into_inner().map_err(|e| render_error(&e)),
+        }
+    }
+}
+
+/// Renders batches in `format` (Parquet is binary), every row.
+pub fn render(batches: &[RecordBatch], format: QueryFormat) -> Result<Vec<u8>, Error> {
+    let Some(first) = batches.first() else {
+        return Err(Error::Usage(
+            "the query returned no batches to render".into(),
+        ));
+    };
+    let schema = first.schema();
+    let mut r = Renderer::new(Vec::new(), format, &schema, None)?;
+    for b in batches {
+        r.write(b)?;
+    }
+    r.finish(&schema)
 }
 
 /// What `anonymizer query` was asked to do.
@@ -330,7 +444,13 @@ pub struct QueryOptions {
     pub output: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub out: Option<PathBuf>,
+    /// The table format's row limit (`None`: every row); other formats stream every row.
+    pub max_rows: Option<usize>,
 }
+
+/// The table format's default row limit: a table is for reading, and holds what it shows
+/// in memory; csv, json and parquet stream any number of rows.
+pub const DEFAULT_MAX_ROWS: usize = 1000;
 
 /// Where saved queries are looked up: the policy's `queries` folder, then `./queries`.
 pub fn query_dirs(config: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
@@ -345,9 +465,55 @@ pub fn query_dirs(config: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
     Ok(dirs)
 }
 
-/// Runs the query command; returns what to print on stdout (empty when `output` was
+/// Runs `sql` and writes its result to `w` in `opts.format`, batch by batch as the query
+/// produces it; returns the writer.
+fn stream_into<W: std::io::Write + Send>(
+    rt: &tokio::runtime::Runtime,
+    out: &Path,
+    sql: &str,
+    opts: &QueryOptions,
+    w: W,
+) -> Result<W, Error> {
+    let mut renderer: Option<Renderer<W>> = None;
+    let mut w = Some(w);
+    let schema = rt.block_on(stream_sql(out, sql, |b| {
+        let r = match &mut renderer {
+            Some(r) => r,
+            None => renderer.insert(Renderer::new(
+                w.take().expect("the writer, taken once"),
+                opts.format,
+                &b.schema(),
+                opts.max_rows,
+            )?),
+        };
+        r.write(&b)
+    }))?;
+    let renderer = match renderer {
+        Some(r) => r,
+        // No batch at all: the columns still.
+        None => Renderer::new(
+            w.take().expect("the writer, unused"),
+            opts.format,
+            &schema,
+            opts.max_rows,
+        )?,
+    };
+    renderer.finish(&schema)
+}
+
+/// Runs the query command; returns what it printed on stdout (nothing when `output` was
 /// written).
 pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    execute_to(opts, &mut buf)?;
+    Ok(buf)
+}
+
+/// Runs the query command, writing the result to `stdout` (or `output`) as it comes.
+pub fn execute_to<W: std::io::Write + Send>(
+    opts: &QueryOptions,
+    mut stdout: W,
+) -> Result<(), Error> {
     let dirs = query_dirs(opts.config.as_deref())?;
     if opts.list {
         let mut s = String::new();
@@ -358,7 +524,9 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
             };
             s.push_str(&format!("{:<24} {}  [{from}]\n", q.name, q.summary));
         }
-        return Ok(s.into_bytes());
+        return stdout
+            .write_all(s.as_bytes())
+            .map_err(|e| Error::Failed(format!("cannot write the list: {e}")));
     }
     let sql = match (&opts.name, &opts.sql) {
         (Some(_), Some(_)) => {
@@ -387,8 +555,6 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
-    let batches = rt.block_on(run_sql(&out, &sql))?;
-    let bytes = render(&batches, opts.format)?;
     match &opts.output {
         Some(path) => {
             // A file written among the published tables would be read as part of them,
@@ -415,17 +581,22 @@ pub fn execute(opts: &QueryOptions) -> Result<Vec<u8>, Error> {
             let cannot = |e: &dyn std::fmt::Display| {
                 Error::Failed(format!("cannot write {}: {e}", path.display()))
             };
-            let mut tmp = tempfile::Builder::new()
+            let tmp = tempfile::Builder::new()
                 .prefix(".anonymizer-query-")
                 .tempfile_in(parent)
                 .map_err(|e| cannot(&e))?;
-            std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| cannot(&e))?;
+            let mut file = std::io::BufWriter::new(tmp.as_file());
+            stream_into(&rt, &out, &sql, opts, &mut file)?;
+            std::io::Write::flush(&mut file).map_err(|e| cannot(&e))?;
+            drop(file);
             tmp.persist(path).map_err(|e| cannot(&e.error))?;
-            Ok(Vec::new())
+            Ok(())
         }
         None if opts.format == QueryFormat::Parquet => {
             Err(Error::Usage("--format parquet needs --output FILE".into()))
         }
-        None => Ok(bytes),
+        None => stream_into(&rt, &out, &sql, opts, &mut stdout)?
+            .flush()
+            .map_err(|e| Error::Failed(format!("cannot write the result: {e}"))),
     }
 }

@@ -304,3 +304,99 @@ fn query_errors_print_no_published_value_and_output_never_writes_through_a_link(
         vec![Some("1".into())]
     );
 }
+
+/// The table format shows at most --max-rows rows (default 1000) and says how many there
+/// were; csv streams every row; a reader that goes away early ends the query quietly.
+#[test]
+fn a_long_result_is_capped_in_a_table_and_streamed_otherwise() {
+    let (_dir, cfg) = published_fixture();
+    let rows: usize = read_table(&fixture().join("export/transactions"))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert!(rows > 1000, "{rows}");
+    let sql = "SELECT transaction_at, amount FROM transactions";
+    let o = cli(&["query", "--config", &cfg, "--sql", sql], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    // Borders, the head, 1000 rows, the last border, and the note.
+    assert_eq!(table.lines().count(), 3 + 1000 + 1 + 1, "{}", &table[..200]);
+    assert!(
+        table.ends_with(&format!(
+            "({rows} rows, the first 1000 shown: --max-rows 0 shows them all; --format csv, json or parquet streams them)\n"
+        )),
+        "{}",
+        &table[table.len() - 300..]
+    );
+    let o = cli(
+        &["query", "--config", &cfg, "--sql", sql, "--max-rows", "3"],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        3 + 3 + 1 + 1
+    );
+    let o = cli(
+        &["query", "--config", &cfg, "--sql", sql, "--max-rows", "0"],
+        None,
+    );
+    let all = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(all.lines().count(), 3 + rows + 1);
+    assert!(!all.contains("rows, the first"));
+    // A short result has no note.
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT 1 AS one",
+            "--max-rows",
+            "1",
+        ],
+        None,
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("rows, the first"));
+    let o = cli(
+        &["query", "--config", &cfg, "--sql", sql, "--format", "csv"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1 + rows);
+
+    // `| head -1`: the reader closes the pipe after one line; the query stops quietly.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_anonymizer"))
+        .args([
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT t1.amount FROM transactions t1, (SELECT 1 FROM transactions LIMIT 50) t2",
+            "--format",
+            "csv",
+        ])
+        .env_remove("ANONYMIZER_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first, "amount\n");
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -3107,7 +3107,7 @@ mod tests {
             ("nick".to_string(), rows(100, 30, 0)),    // 30 %: reported
             ("city".to_string(), rows(100, 29, 0)),    // 29 %: not
             ("site".to_string(), rows(49, 0, 49)),     // too few rows to tell
-            ("store".to_string(), rows(200, 0, 150)),  // reported, vouched for
+            ("store".to_string(), rows(200, 0, 150)),  // vouched for: passed over
             ("surname".to_string(), rows(10, 0, 0)),   // its name says it
             ("country".to_string(), rows(1000, 0, 0)), // nothing
         ]);

@@ -1106,16 +1106,7 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
     let _lock = lock_requests(&file)?;
     // The file as it is, so that the new request is checked exactly as the run will
     // check it (duplicate ids included) before anything is written.
-    let existing = match std::fs::read(&file) {
-        Ok(b) => String::from_utf8(b).map_err(|_| {
-            Error::Usage(format!(
-                "the erasure requests file {} is not valid UTF-8; save it as UTF-8 and retry",
-                file.display()
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io(e)),
-    };
+    let existing = read_requests(&file)?.unwrap_or_default();
     let format = requests::detect_format(&file, &existing);
     let whole_file = |message: String| {
         Error::Usage(format!(
@@ -1200,6 +1191,15 @@ pub fn append_request(o: &EraseOptions) -> Result<(String, PathBuf), Error> {
     Ok((id, file))
 }
 
+/// [`requests::read_text`] for `erase`: a file that is not UTF-8 is the user's to fix
+/// (exit 2), one that cannot be read is a failure.
+fn read_requests(file: &Path) -> Result<Option<String>, Error> {
+    requests::read_text(file).map_err(|e| match e {
+        requests::RequestsError::Read { .. } => Error::Failed(e.to_string()),
+        _ => Error::Usage(e.to_string()),
+    })
+}
+
 /// Takes the lock that `erase` (appending) and `erase --prune` (rewriting) hold on a
 /// requests file: a hidden file beside it, `.NAME.lock` (flock, released when the process
 /// ends, however it ends). Without it a request appended while a prune rewrote the file
@@ -1274,27 +1274,13 @@ pub fn prune_requests(config: &Path) -> Result<Pruned, Error> {
         )));
     };
     let _lock = lock_requests(&file)?;
-    let text = match std::fs::read(&file) {
-        Ok(b) => String::from_utf8(b).map_err(|_| {
-            Error::Usage(format!(
-                "the erasure requests file {} is not valid UTF-8; save it as UTF-8 and retry",
-                file.display()
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Pruned {
-                file,
-                removed: 0,
-                kept: 0,
-                invalid: 0,
-            });
-        }
-        Err(e) => {
-            return Err(Error::Failed(format!(
-                "cannot read {}: {e}",
-                file.display()
-            )));
-        }
+    let Some(text) = read_requests(&file)? else {
+        return Ok(Pruned {
+            file,
+            removed: 0,
+            kept: 0,
+            invalid: 0,
+        });
     };
     let (key, _) = Key::load(raw.key_file.as_deref())?;
     let ledger = Ledger::load(&ledger_path, &key.id())?;

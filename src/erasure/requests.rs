@@ -207,22 +207,40 @@ impl std::error::Error for RequestsError {
 /// JSON Lines when the first non-blank character is `{`, CSV otherwise.
 /// A leading UTF-8 byte order mark is ignored.
 pub fn parse_file(path: &Path, as_of: NaiveDate) -> Result<Parsed, RequestsError> {
-    let bytes = std::fs::read(path).map_err(|err| RequestsError::Read {
+    let text = read_text(path)?.ok_or_else(|| RequestsError::Read {
         path: path.to_path_buf(),
-        err,
+        err: std::io::ErrorKind::NotFound.into(),
     })?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| RequestsError::NotUtf8 {
-        path: path.to_path_buf(),
-        line: bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1,
-    })?;
-    let format = detect_format(path, text);
-    parse_str(text, format, as_of).map_err(|message| RequestsError::Header {
+    let format = detect_format(path, &text);
+    parse_str(&text, format, as_of).map_err(|message| RequestsError::Header {
         path: path.to_path_buf(),
         message,
+    })
+}
+
+/// The text of a requests file; `None` when it does not exist (what `erase` creates).
+/// Not UTF-8 names the line of the first bad byte.
+pub fn read_text(path: &Path) -> Result<Option<String>, RequestsError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(RequestsError::Read {
+                path: path.to_path_buf(),
+                err,
+            });
+        }
+    };
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        let bytes = e.as_bytes();
+        RequestsError::NotUtf8 {
+            path: path.to_path_buf(),
+            line: bytes[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
+        }
     })
 }
 

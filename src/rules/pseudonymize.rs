@@ -150,12 +150,34 @@ pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut Str
                     } else {
                         scratch.extend(lower.nfc());
                     }
+                    ascii_domain(scratch);
                 }
                 scratch
             } else {
                 t
             }
         }
+    }
+}
+
+/// An internationalized domain (`bücher.de`) and its ASCII form (`xn--bcher-kva.de`)
+/// are two spellings of one domain: the part of a lower-cased, composed email after its
+/// last `@` is put in the ASCII (punycode) form (IDNA, UTS #46), so both spellings give
+/// one token and one erasure match. Domains already in ASCII are left as they are (the
+/// caller has lower-cased them), and one that IDNA rejects is kept as it is.
+fn ascii_domain(email: &mut String) {
+    let Some(at) = email.rfind('@') else {
+        return;
+    };
+    let domain = &email[at + 1..];
+    if domain.is_ascii() {
+        return;
+    }
+    if let Ok(ascii) = idna::domain_to_ascii(domain)
+        && !ascii.is_empty()
+    {
+        email.truncate(at + 1);
+        email.push_str(&ascii);
     }
 }
 
@@ -456,6 +478,34 @@ mod tests {
         }
         // Not a different letter, though, and not for other normalizations.
         assert_ne!(p.token_str("jose@example.com", Normalize::Email), want);
+        // An internationalized domain and its punycode are one domain, in any case;
+        // the local part is not punycode (it stays as written, composed).
+        for (unicode, ascii) in [
+            ("j\u{fc}rgen@b\u{fc}cher.de", "j\u{fc}rgen@xn--bcher-kva.de"),
+            (" Frank@\u{4f8b}\u{3048}.JP", "frank@xn--r8jz45g.jp"),
+            (
+                "a@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}",
+                "a@xn--e1afmkfd.xn--p1ai",
+            ),
+            ("x@BU\u{308}CHER.de", "x@xn--bcher-kva.de"),
+        ] {
+            assert_eq!(
+                p.token_str(unicode, Normalize::Email),
+                p.token_str(ascii, Normalize::Email),
+                "{unicode:?}"
+            );
+            assert_eq!(crate::erasure::requests::normalize_email(unicode), ascii);
+            assert_eq!(
+                crate::erasure::requests::normalize_email(&ascii.to_uppercase()),
+                ascii.to_lowercase()
+            );
+        }
+        // A domain IDNA refuses stays as written (lower-cased, composed).
+        let mut scratch = String::new();
+        assert_eq!(
+            normalized("A@Ex\u{fffd}ample.com", Normalize::Email, &mut scratch),
+            "a@ex\u{fffd}ample.com"
+        );
         assert_ne!(
             p.token_str("jose\u{301}", Normalize::Trim),
             p.token_str("jos\u{e9}", Normalize::Trim)
@@ -529,11 +579,22 @@ mod tests {
         ) {
             let v = format!("{pre}{body}{post}");
             let mut scratch = String::new();
-            proptest::prop_assert_eq!(
-                normalized(&v, Normalize::Email, &mut scratch),
+            let mut want: String =
                 unicode_normalization::UnicodeNormalization::nfc(v.trim().to_lowercase().as_str())
-                    .collect::<String>()
-            );
+                    .collect();
+            // ... and a domain (after the last `@`) outside ASCII in its IDNA ASCII form.
+            if let Some(at) = want.rfind('@')
+                && !want[at + 1..].is_ascii()
+                && let Ok(a) = idna::domain_to_ascii(&want[at + 1..])
+                && !a.is_empty()
+            {
+                want = format!("{}{a}", &want[..=at]);
+            }
+            let once = normalized(&v, Normalize::Email, &mut scratch).to_string();
+            proptest::prop_assert_eq!(&once, &want);
+            // Normalizing twice changes nothing (requests are stored normalized).
+            let mut again = String::new();
+            proptest::prop_assert_eq!(normalized(&once, Normalize::Email, &mut again), once.as_str());
             proptest::prop_assert_eq!(normalized(&v, Normalize::Trim, &mut scratch), v.trim());
             proptest::prop_assert_eq!(normalized(&v, Normalize::None, &mut scratch), v.as_str());
         }

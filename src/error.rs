@@ -101,10 +101,13 @@ pub fn df_message_keeping(
         return redact_unquoted_values(&one_line.join(" "));
     }
     // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
-    redact_unquoted_values(&redact_quoted_keeping(
+    // Arrow's `Cannot cast string '…' to value of` first: its string may hold quotes and
+    // spaces, which the quoted text's rules would cut short.
+    let root = redact_unquoted_values_keeping(
         &root.replace("Parquet error: Parquet error: ", "Parquet error: "),
         keep,
-    ))
+    );
+    redact_unquoted_values_keeping(&redact_quoted_keeping(&root, keep), keep)
 }
 
 /// Blanks the pattern the regex crate prints in its compile errors (`regex parse error:`,
@@ -256,6 +259,35 @@ pub const CSV_PARSE_HINT: &str = "correct the value in the export; a column read
 /// on: 9 * 8`, `12345 is too large to store in a Decimal128`): an amount or an id
 /// can be personal data.
 pub fn redact_unquoted_values(s: &str) -> String {
+    redact_unquoted_values_keeping(s, &|_| false)
+}
+
+/// [`redact_unquoted_values`], showing the string of `Cannot cast string '…' to value of`
+/// (Arrow quotes it) when `keep` allows the whole of it: `CAST('abc' AS INT)` names the
+/// `'abc'` the analyst typed.
+pub fn redact_unquoted_values_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
+    const CAST_STRING: &str = "Cannot cast string '";
+    const CAST_STRING_END: &str = "' to value of ";
+    // The quoted string runs to Arrow's own words after it, whatever quotes it holds.
+    let mut kept = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(CAST_STRING) {
+        let start = at + CAST_STRING.len();
+        let Some(len) = rest[start..].find(CAST_STRING_END) else {
+            break;
+        };
+        let value = &rest[start..start + len];
+        kept.push_str(&rest[..at]);
+        if keep(value) {
+            kept.push_str(&rest[at..start + len]);
+            kept.push_str(CAST_STRING_END);
+        } else {
+            kept.push_str("Cannot cast string … to value of ");
+        }
+        rest = &rest[start + len + CAST_STRING_END.len()..];
+    }
+    kept.push_str(rest);
+    let s = kept.as_str();
     // (marker, whether the value runs to the end of the message)
     const AFTER: [(&str, bool); 5] = [
         ("Can't cast value ", false),
@@ -264,11 +296,17 @@ pub fn redact_unquoted_values(s: &str) -> String {
         ("Overflow happened on: ", true),
         ("Cannot cast string ", false),
     ];
+    // Shown above because kept: not blanked again.
+    let shown = |v: &str| v.starts_with('\'') && !v.starts_with("'…'");
     let mut out = s.to_string();
     for (marker, to_end) in AFTER {
         let mut from = 0;
         while let Some(at) = out[from..].find(marker) {
             let start = from + at + marker.len();
+            if marker == "Cannot cast string " && shown(&out[start..]) {
+                from = start;
+                continue;
+            }
             let end = if to_end {
                 out.len()
             } else {
@@ -455,6 +493,19 @@ mod tests {
             "Invalid argument error: … is too large to store in a Decimal128 of precision 20"
         );
         assert_eq!(r("at line 12, column 3"), "at line 12, column 3");
+        // Arrow quotes the string it cannot cast, spaces and quotes included: shown only
+        // when the whole string may be.
+        let e = "Cast error: Cannot cast string 'o'brien x' to value of Int32 type";
+        assert_eq!(
+            r(e),
+            "Cast error: Cannot cast string … to value of Int32 type"
+        );
+        let k = super::redact_unquoted_values_keeping;
+        assert_eq!(k(e, &|v| v == "o'brien x"), e);
+        assert_eq!(
+            k(e, &|v| v == "o'brien"),
+            "Cast error: Cannot cast string … to value of Int32 type"
+        );
     }
 
     #[test]

@@ -240,6 +240,10 @@ fn query_errors_print_no_published_value_and_output_never_writes_through_a_link(
             "SELECT decode(offer_id, 'base64') FROM transactions",
             "Invalid symbol …, offset …",
         ),
+        (
+            "SELECT CAST(customer_id AS INT) FROM customers",
+            "Cannot cast string … to value of Int32 type",
+        ),
     ] {
         let e = err_of(sql);
         assert!(e.contains(says), "{sql}: {e}");
@@ -250,6 +254,12 @@ fn query_errors_print_no_published_value_and_output_never_writes_through_a_link(
     // Numbers the analyst typed stay.
     let e = err_of("SELECT substr(customer_id, 1, -5) FROM customers");
     assert!(e.contains("negative count not allowed: -5"), "{e}");
+    // So does a string the analyst cast.
+    let e = err_of("SELECT CAST('no number' AS INT)");
+    assert!(
+        e.contains("Cannot cast string 'no number' to value of Int32 type"),
+        "{e}"
+    );
     let e = err_of("SELECT * FROM custommers");
     assert!(
         e.contains("table 'datafusion.public.custommers' not found (did you mean 'customers'?)"),

@@ -112,6 +112,14 @@ pub fn find_saved(dirs: &[PathBuf], name: &str) -> Result<SavedQuery, Error> {
     if let Some(q) = all.iter().find(|q| q.name == name) {
         return Ok(q.clone());
     }
+    // `anonymizer query "SELECT ..."`: a name has no spaces; SQL almost always does.
+    if name.split_whitespace().nth(1).is_some() {
+        return Err(Error::Usage(
+            "the query's NAME holds words separated by spaces: SQL rather than the name of a \
+             saved query. Give ad-hoc SQL with --sql: anonymizer query --sql \"SELECT ...\""
+                .into(),
+        ));
+    }
     let s = crate::policy::suggest::did_you_mean(name, all.iter().map(|q| q.name.as_str()));
     Err(Error::Usage(format!(
         "no saved query '{name}'{} (looked in {} and the built-in ones); `anonymizer query --list` shows them",

@@ -199,6 +199,17 @@ fn saved_queries_are_listed_and_run() {
     let o = cli(&["query", "countrys", "--config", &cfg], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean 'countries'"));
+    // SQL given where the name goes says to use --sql.
+    let o = cli(
+        &["query", "--config", &cfg, "SELECT count(*) FROM customers"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Give ad-hoc SQL with --sql") && !err.contains("count(*)"),
+        "{err}"
+    );
 }
 
 /// Found by an audit (2026-12-03): query errors printed published values (a regex

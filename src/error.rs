@@ -100,14 +100,25 @@ pub fn df_message_keeping(
         let one_line: Vec<&str> = root.lines().map(str::trim).collect();
         return redact_unquoted_values(&one_line.join(" "));
     }
-    // DataFusion wraps Parquet errors in a second "Parquet error: " prefix.
-    // Arrow's `Cannot cast string '…' to value of` first: its string may hold quotes and
-    // spaces, which the quoted text's rules would cut short.
+    // DataFusion wraps Parquet errors in a second "Parquet error: " prefix. Arrow's
+    // `Cannot cast string '…' to value of` is redacted first: its string may hold quotes
+    // and spaces, which the quoted text's rules would cut short.
     let root = redact_unquoted_values_keeping(
-        &root.replace("Parquet error: Parquet error: ", "Parquet error: "),
+        &explain_parquet(&root.replace("Parquet error: Parquet error: ", "Parquet error: ")),
         keep,
     );
     redact_unquoted_values_keeping(&redact_quoted_keeping(&root, keep), keep)
+}
+
+/// Says what a Parquet reader's terse error means where it is not plain: a page whose
+/// CRC-32 (written by parquet-mr, Spark, Hive, pyarrow) does not match its bytes was
+/// damaged after it was written, and would otherwise have been read as other values.
+pub fn explain_parquet(message: &str) -> String {
+    message.replace(
+        "Page CRC checksum mismatch",
+        "a page's CRC-32 checksum does not match its bytes: the file was damaged after it \
+         was written (in a copy, on disk or in transit)",
+    )
 }
 
 /// Blanks the pattern the regex crate prints in its compile errors (`regex parse error:`,

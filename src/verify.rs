@@ -172,7 +172,9 @@ fn read_error(p: &Path, e: &dyn std::fmt::Display) -> Error {
     Error::Failed(format!(
         "privacy checks: cannot read {}: {}\n  is it a complete Parquet file? Re-export it (an input file) or rerun (an output file)",
         p.display(),
-        crate::error::redact_unquoted_values(&crate::error::redact_quoted(&e.to_string()))
+        crate::error::redact_unquoted_values(&crate::error::redact_quoted(
+            &crate::error::explain_parquet(&e.to_string())
+        ))
     ))
 }
 

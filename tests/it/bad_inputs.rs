@@ -1816,3 +1816,51 @@ fn a_network_that_is_one_per_customer() {
     });
     c.expect(&c.run(&[]), 1);
 }
+
+/// Pages with a CRC-32 in their header (parquet-mr, Spark, Hive and pyarrow write them)
+/// are checked against it wherever a file is read: a byte changed after writing, which
+/// would still decode (an uncompressed, plain-encoded label), stops the run with exit 2
+/// and names the file, whether the transform reads the column or only the gate's input
+/// lookup does (a dropped column). The intact file runs. (`tests/data/crc/make.py`
+/// wrote both files.)
+#[test]
+fn a_page_whose_checksum_does_not_match_stops_the_run() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/crc");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |file: &str, label: &str| {
+        let policy = dir.path().join(format!("{file}-{label}.toml"));
+        std::fs::write(
+            &policy,
+            format!(
+                "output = \"out-{file}-{label}\"\n\n[tables.labels]\ninput = \"{}\"\n\n\
+                 [tables.labels.columns]\nid = \"pseudonymize\"\nlabel = \"{label}\"\n",
+                data.join(file).display()
+            ),
+        )
+        .unwrap();
+        let o = cli(
+            &["run", "--config", policy.to_str().unwrap()],
+            Some(KEY_HEX),
+        );
+        let out = dir.path().join(format!("out-{file}-{label}"));
+        (o, out.join("current").exists())
+    };
+    let (o, published) = run("good.parquet", "drop");
+    assert!(
+        o.status.success() && published,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for label in ["keep", "drop"] {
+        let (o, published) = run("flipped.parquet", label);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{label}: {err}");
+        assert!(!published, "{label}");
+        assert!(
+            err.contains("flipped.parquet")
+                && err.contains("a page's CRC-32 checksum does not match its bytes")
+                && !err.contains("lbbel"),
+            "{label}: {err}"
+        );
+    }
+}

@@ -166,11 +166,15 @@ pub fn normalized<'a>(value: &'a str, normalize: Normalize, scratch: &'a mut Str
 /// one token and one erasure match. Domains already in ASCII are left as they are (the
 /// caller has lower-cased them), and one that IDNA rejects is kept as it is.
 fn ascii_domain(email: &mut String) {
+    const MAX_DOMAIN_BYTES: usize = 4 * 253;
     let Some(at) = email.rfind('@') else {
         return;
     };
     let domain = &email[at + 1..];
-    if domain.is_ascii() {
+    // A domain name has at most 253 characters (4 bytes each at most): longer text after
+    // an `@` (free text the gate normalizes too) is no domain, and punycode's cost grows
+    // faster than its length.
+    if domain.is_ascii() || domain.len() > MAX_DOMAIN_BYTES {
         return;
     }
     if let Ok(ascii) = idna::domain_to_ascii(domain)
@@ -500,6 +504,10 @@ mod tests {
                 ascii.to_lowercase()
             );
         }
+        // Text after an `@` longer than any domain is no domain: left as it is.
+        let long = format!("a@{}.de", "\u{fc}".repeat(600));
+        let mut scratch = String::new();
+        assert_eq!(normalized(&long, Normalize::Email, &mut scratch), long);
         // A domain IDNA refuses stays as written (lower-cased, composed).
         let mut scratch = String::new();
         assert_eq!(

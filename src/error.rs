@@ -278,27 +278,30 @@ pub fn redact_unquoted_values(s: &str) -> String {
 /// `'abc'` the analyst typed.
 pub fn redact_unquoted_values_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
     const CAST_STRING: &str = "Cannot cast string '";
-    const CAST_STRING_END: &str = "' to value of ";
-    // The quoted string runs to Arrow's own words after it, whatever quotes it holds.
-    let mut kept = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find(CAST_STRING) {
+    const CAST_STRING_END: &str = "' to ";
+    // The quoted string runs to Arrow's own words after it (`' to value of Int32 type`,
+    // `' to decimal ...`), whatever quotes it holds: to the last such words of the
+    // message, so that a value holding them is taken whole (and, not typed, blanked).
+    let s = match s.find(CAST_STRING).and_then(|at| {
         let start = at + CAST_STRING.len();
-        let Some(len) = rest[start..].find(CAST_STRING_END) else {
-            break;
-        };
-        let value = &rest[start..start + len];
-        kept.push_str(&rest[..at]);
-        if keep(value) {
-            kept.push_str(&rest[at..start + len]);
-            kept.push_str(CAST_STRING_END);
-        } else {
-            kept.push_str("Cannot cast string … to value of ");
-        }
-        rest = &rest[start + len + CAST_STRING_END.len()..];
-    }
-    kept.push_str(rest);
-    let s = kept.as_str();
+        s[start..]
+            .rfind(CAST_STRING_END)
+            .map(|len| (at, start, start + len))
+    }) {
+        Some((_, start, end)) if keep(&s[start..end]) => s.to_string(),
+        Some((at, _, end)) => format!(
+            "{}Cannot cast string … to {}",
+            &s[..at],
+            &s[end + CAST_STRING_END.len()..]
+        ),
+        None => s.to_string(),
+    };
+    // The string shown above because kept is not blanked below.
+    let shown = |v: &str| {
+        v.strip_prefix('\'')
+            .and_then(|r| r.rfind(CAST_STRING_END).map(|n| &r[..n]))
+            .is_some_and(|v| v != "…" && keep(v))
+    };
     // (marker, whether the value runs to the end of the message)
     const AFTER: [(&str, bool); 5] = [
         ("Can't cast value ", false),
@@ -307,8 +310,6 @@ pub fn redact_unquoted_values_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> S
         ("Overflow happened on: ", true),
         ("Cannot cast string ", false),
     ];
-    // Shown above because kept: not blanked again.
-    let shown = |v: &str| v.starts_with('\'') && !v.starts_with("'…'");
     let mut out = s.to_string();
     for (marker, to_end) in AFTER {
         let mut from = 0;
@@ -513,6 +514,17 @@ mod tests {
         );
         let k = super::redact_unquoted_values_keeping;
         assert_eq!(k(e, &|v| v == "o'brien x"), e);
+        // Whatever words follow the string; a value holding them is taken whole.
+        assert_eq!(
+            r("Cannot cast string 'a b' to decimal type of precision 10"),
+            "Cannot cast string … to decimal type of precision 10"
+        );
+        let twice = "Cannot cast string 'x' to y' to value of Int32 type";
+        assert_eq!(
+            k(twice, &|v| v == "x"),
+            "Cannot cast string … to value of Int32 type"
+        );
+        assert_eq!(k(twice, &|v| v == "x' to y"), twice);
         assert_eq!(
             k(e, &|v| v == "o'brien"),
             "Cast error: Cannot cast string … to value of Int32 type"

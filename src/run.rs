@@ -45,6 +45,9 @@ pub enum FailPoint {
     WhileWriting(String),
     /// Fail after everything is staged, just before the swap.
     BeforePublish,
+    /// Fail after the suppression ledger is stored, just before the swap (a run killed
+    /// in that moment).
+    AfterLedger,
 }
 
 /// What `anonymizer run` was asked to do (already parsed from the command line).
@@ -922,12 +925,15 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             err,
         })?;
         // The ledger goes first: should publishing fail now, the next run erases these
-        // customers anyway (and reports them already_erased); the other order could let
-        // an erased customer reappear.
+        // customers anyway (and gives the requests it reads again the receipts this run
+        // would have published); the other order could let an erased customer reappear.
         if erasure.new_entries > 0
             && let (Some(l), Some(p)) = (&erasure.ledger, &erasure.ledger_path)
         {
             l.store(p)?;
+        }
+        if opts.fail_point == Some(FailPoint::AfterLedger) {
+            return Err(Error::Failed("injected failure after the ledger".into()));
         }
         Ok(out.publish(&run_id)?)
     })();

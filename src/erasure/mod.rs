@@ -535,6 +535,17 @@ pub async fn prepare(
         .filter(|e| e.kind == Kind::Delete.as_str())
         .map(|e| (e.email.clone(), e.customer.clone().unwrap_or_default()))
         .collect();
+    // (email hash, request id, kind) -> the as-of date of the run that honoured that
+    // request: a request the requests file still holds (until `erase --prune`) is read by
+    // every later run, and its receipt stays the same, `completed` at that date.
+    let mut honoured: HashMap<(String, String, String), NaiveDate> = HashMap::new();
+    for e in &ledger.entries {
+        let d = e.erased_as_of.parse().unwrap_or(as_of_date);
+        let slot = honoured
+            .entry((e.email.clone(), e.request_id.clone(), e.kind.clone()))
+            .or_insert(d);
+        *slot = (*slot).min(d);
+    }
     let mut done_in_batch: HashMap<String, String> = HashMap::new();
     let mut receipts: Vec<Receipt> = Vec::new();
     for r in &parsed.valid {
@@ -545,7 +556,18 @@ pub async fn prepare(
             .unwrap_or_default()
             .into_iter()
             .collect();
-        let (status, reason) = if ledger_emails.contains_key(&et) {
+        let honoured_at = honoured
+            .get(&(
+                et.clone(),
+                r.request_id.clone(),
+                r.kind.as_str().to_string(),
+            ))
+            .copied();
+        let (mut status, mut reason) = if honoured_at.is_some() {
+            // Honoured by an earlier run (or by a run that wrote the ledger and was
+            // stopped before publishing): the same receipt as that run's.
+            ("completed", None)
+        } else if ledger_emails.contains_key(&et) {
             (
                 "already_erased",
                 Some("erased by an earlier run (in the suppression ledger)".to_string()),
@@ -568,12 +590,15 @@ pub async fn prepare(
         };
         // A request for an email already erased (earlier run or this batch) records only
         // an upgrade to delete: delete is stronger than anonymize.
-        let record =
-            status == "completed" || (status == "already_erased" && r.kind == Kind::Delete);
+        let record = (status == "completed" && honoured_at.is_none())
+            || (status == "already_erased" && r.kind == Kind::Delete);
         if status == "completed" {
-            done_in_batch.insert(et.clone(), r.request_id.clone());
+            done_in_batch
+                .entry(et.clone())
+                .or_insert(r.request_id.clone());
         }
         if record {
+            let before = plan.new_entries;
             // Rows with the email but no customer id (a guest checkout, a table without
             // customer ids): one entry for the email alone, which erases them.
             let customers: Vec<Option<&str>> = if matched.is_empty() {
@@ -595,10 +620,15 @@ pub async fn prepare(
                 });
                 plan.new_entries += 1;
             }
+            // A delete request that upgrades an anonymized customer to deleted is carried
+            // out by this run: completed (and so on every later run that reads it).
+            if status == "already_erased" && plan.new_entries > before {
+                (status, reason) = ("completed", None);
+            }
         }
         let due = requests::due_date(r.jurisdiction, r.received_at);
         let completed = match status {
-            "completed" => Some(as_of_date),
+            "completed" => Some(honoured_at.unwrap_or(as_of_date)),
             "already_erased" => Some(ledger_emails.get(&et).copied().unwrap_or(as_of_date)),
             _ => None,
         };

@@ -501,17 +501,57 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
         "{err}"
     );
 
-    let s3 = run_with(&policy2, &out, Some(&dir.path().join("requests.csv"))).unwrap();
-    let st3 = receipt_col(&receipts(&s3.run_dir), "status");
-    assert_eq!(st3["r00"].as_deref(), Some("already_erased"));
+    // Two weeks later (the as-of date moved on; the requests still in the file).
+    let s3 = run(&RunOptions {
+        config: policy2.clone(),
+        out: Some(out.clone()),
+        key: Some(key()),
+        threads: Some(2),
+        requests: Some(dir.path().join("requests.csv")),
+        as_of: Some(chrono::NaiveDate::from_ymd_opt(2026, 1, 14).unwrap()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(s3.manifest.as_of.as_deref(), Some("2026-01-14"));
+    // Each request read again has the receipt of the run that honoured it: completed at
+    // that run's as-of date, not this run's; another request for someone erased is
+    // already_erased.
+    let r3 = receipts(&s3.run_dir);
+    let first = &r;
+    let completed: Vec<&String> = want
+        .iter()
+        .filter(|(_, st)| **st == "completed")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(completed.len(), 24);
+    let st3 = receipt_col(&r3, "status");
+    for col in [
+        "status",
+        "completed_at",
+        "overdue",
+        "reason",
+        "customers_matched",
+    ] {
+        let (now, then) = (receipt_col(&r3, col), receipt_col(first, col));
+        for id in &completed {
+            assert_eq!(now[*id], then[*id], "{col} of request {id} read again");
+        }
+    }
+    assert_eq!(
+        receipt_col(&r3, "completed_at")["r00"].as_deref(),
+        Some("2025-12-31")
+    );
+    assert_eq!(st3["r24"].as_deref(), Some("already_erased"));
     assert_eq!(st3["u0"].as_deref(), Some("not_found"));
-    // Nothing new for the ledger: the delete requests' customers are deleted already
-    // (each run that still reads a request must not append it again).
+    // b06, received 2026-01-01 (after the first run's as-of date, so invalid then and
+    // kept in the file), is honoured now: its one entry is the only new one (each run
+    // that still reads a request must not append it again).
+    assert_eq!(st3["b06"].as_deref(), Some("completed"));
     let e3 = s3.manifest.erasure.as_ref().unwrap();
-    assert_eq!(e3.new_entries, 0);
+    assert_eq!(e3.new_entries, 1);
     assert_eq!(
         e3.ledger_entries,
-        s.manifest.erasure.as_ref().unwrap().ledger_entries
+        s.manifest.erasure.as_ref().unwrap().ledger_entries + 1
     );
     // The ledger holds keyed hashes only.
     let ledger = std::fs::read_to_string(dir.path().join("state/erasure-ledger.json")).unwrap();
@@ -1011,11 +1051,64 @@ fn a_delete_request_upgrades_an_anonymized_customer_once() {
     // Run 1: anonymized (rows kept, tokens nulled), one ledger entry.
     assert_eq!((runs[0].0, runs[0].1, runs[0].2), (1, 1, total));
     assert_eq!(runs[0].3["a1"].as_deref(), Some("completed"));
-    // Run 2: the delete upgrades it: one more entry, their transactions gone.
+    // Run 2: the delete upgrades it: one more entry, their transactions gone; the run
+    // carried the delete out, so its receipt says completed.
     assert_eq!((runs[1].0, runs[1].1, runs[1].2), (1, 2, total - theirs));
-    assert_eq!(runs[1].3["d1"].as_deref(), Some("already_erased"));
-    // Run 3: the same requests add nothing and delete the same rows.
+    assert_eq!(runs[1].3["a1"].as_deref(), Some("completed"));
+    assert_eq!(runs[1].3["d1"].as_deref(), Some("completed"));
+    // Run 3: the same requests add nothing and delete the same rows; their receipts stay.
     assert_eq!((runs[2].0, runs[2].1, runs[2].2), (0, 2, total - theirs));
+    assert_eq!(runs[2].3, runs[1].3);
+}
+
+/// A run that stored the ledger and was stopped before publishing (killed, a full disk)
+/// published no receipts; the next run, reading the same requests, gives them the
+/// receipts that run would have published (`completed`), adds nothing to the ledger, and
+/// erases the customers.
+#[test]
+fn requests_of_a_run_stopped_after_the_ledger_complete_on_the_next() {
+    let dir = fixture_copy();
+    let people = people();
+    let requests = dir.path().join("requests.csv");
+    std::fs::write(
+        &requests,
+        format!(
+            "request_id,email,received_at,jurisdiction,kind,explained,note\n\
+             k1,{},2025-12-01,GDPR,anonymize,true,\nk2,{},2025-12-02,CCPA,delete,true,\n",
+            people[3].email, people[4].email
+        ),
+    )
+    .unwrap();
+    let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
+    let out = dir.path().join("out");
+    let err = run(&RunOptions {
+        config: policy.clone(),
+        out: Some(out.clone()),
+        key: Some(key()),
+        threads: Some(2),
+        fail_point: Some(anonymizer::run::FailPoint::AfterLedger),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert!(!out.join("current").exists());
+    let ledger = std::fs::read_to_string(dir.path().join("state/erasure-ledger.json")).unwrap();
+    assert!(ledger.contains("\"k1\"") && ledger.contains("\"k2\""));
+    let s = run_with(&policy, &out, None).unwrap();
+    let r = receipts(&s.run_dir);
+    let status = receipt_col(&r, "status");
+    assert_eq!(status["k1"].as_deref(), Some("completed"));
+    assert_eq!(status["k2"].as_deref(), Some("completed"));
+    assert_eq!(
+        receipt_col(&r, "completed_at")["k1"].as_deref(),
+        Some("2025-12-31")
+    );
+    let e = s.manifest.erasure.as_ref().unwrap();
+    assert_eq!((e.new_entries, e.ledger_entries), (0, 2));
+    let published = column_strings(&read_table(&s.run_dir.join("customers")), "customer_id");
+    for p in &people[3..5] {
+        assert!(!published.contains(&Some(published_token(p))));
+    }
 }
 
 /// Found by an audit (2026-12-03): a request whose email only rows without a customer id

@@ -100,14 +100,16 @@ pub fn df_message_keeping(
         let one_line: Vec<&str> = root.lines().map(str::trim).collect();
         return redact_unquoted_values(&one_line.join(" "));
     }
-    // DataFusion wraps Parquet errors in a second "Parquet error: " prefix. Arrow's
-    // `Cannot cast string '…' to value of` is redacted first: its string may hold quotes
-    // and spaces, which the quoted text's rules would cut short.
-    let root = redact_unquoted_values_keeping(
-        &explain_parquet(&root.replace("Parquet error: Parquet error: ", "Parquet error: ")),
+    // DataFusion wraps Parquet errors in a second "Parquet error: " prefix. The values
+    // Arrow prints unquoted go first: the string of `Cannot cast string '…' to` may hold
+    // quotes and spaces, which the quoted text's rules would cut short.
+    redact_quoted_keeping(
+        &redact_unquoted_values_keeping(
+            &explain_parquet(&root.replace("Parquet error: Parquet error: ", "Parquet error: ")),
+            keep,
+        ),
         keep,
-    );
-    redact_unquoted_values_keeping(&redact_quoted_keeping(&root, keep), keep)
+    )
 }
 
 /// Says what a Parquet reader's terse error means where it is not plain: a page whose
@@ -277,48 +279,46 @@ pub fn redact_unquoted_values(s: &str) -> String {
 /// (Arrow quotes it) when `keep` allows the whole of it: `CAST('abc' AS INT)` names the
 /// `'abc'` the analyst typed.
 pub fn redact_unquoted_values_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
-    const CAST_STRING: &str = "Cannot cast string '";
+    // Arrow quotes the string it cannot cast, and the string runs to Arrow's own words
+    // after it (`' to value of Int32 type`, `' to decimal ...`), whatever quotes it holds:
+    // to the last such words of the message, so that a value holding them is taken whole
+    // (and, unless kept whole, blanked). Unquoted, the value runs to the next space.
+    const CAST_STRING: &str = "Cannot cast string ";
     const CAST_STRING_END: &str = "' to ";
-    // The quoted string runs to Arrow's own words after it (`' to value of Int32 type`,
-    // `' to decimal ...`), whatever quotes it holds: to the last such words of the
-    // message, so that a value holding them is taken whole (and, not typed, blanked).
-    let s = match s.find(CAST_STRING).and_then(|at| {
-        let start = at + CAST_STRING.len();
-        s[start..]
-            .rfind(CAST_STRING_END)
-            .map(|len| (at, start, start + len))
-    }) {
-        Some((_, start, end)) if keep(&s[start..end]) => s.to_string(),
-        Some((at, _, end)) => format!(
-            "{}Cannot cast string … to {}",
-            &s[..at],
-            &s[end + CAST_STRING_END.len()..]
-        ),
-        None => s.to_string(),
-    };
-    // The string shown above because kept is not blanked below.
-    let shown = |v: &str| {
-        v.strip_prefix('\'')
-            .and_then(|r| r.rfind(CAST_STRING_END).map(|n| &r[..n]))
-            .is_some_and(|v| v != "…" && keep(v))
-    };
+    let mut cast = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(CAST_STRING) {
+        let after = &rest[at + CAST_STRING.len()..];
+        cast.push_str(&rest[..at + CAST_STRING.len()]);
+        if let Some(v) = after.strip_prefix('\'')
+            && let Some(n) = v.rfind(CAST_STRING_END)
+        {
+            if keep(&v[..n]) {
+                cast.push_str(after);
+            } else {
+                cast.push_str("… to ");
+                cast.push_str(&v[n + CAST_STRING_END.len()..]);
+            }
+            rest = "";
+            break;
+        }
+        cast.push('…');
+        rest = &after[after.find(char::is_whitespace).unwrap_or(after.len())..];
+    }
+    cast.push_str(rest);
+    let s = cast.as_str();
     // (marker, whether the value runs to the end of the message)
-    const AFTER: [(&str, bool); 5] = [
+    const AFTER: [(&str, bool); 4] = [
         ("Can't cast value ", false),
         ("Cannot cast value ", false),
         ("Overflowing on ", false),
         ("Overflow happened on: ", true),
-        ("Cannot cast string ", false),
     ];
     let mut out = s.to_string();
     for (marker, to_end) in AFTER {
         let mut from = 0;
         while let Some(at) = out[from..].find(marker) {
             let start = from + at + marker.len();
-            if marker == "Cannot cast string " && shown(&out[start..]) {
-                from = start;
-                continue;
-            }
             let end = if to_end {
                 out.len()
             } else {

@@ -519,12 +519,22 @@ pub async fn prepare(
     } = match_emails(ctx, policy, key, &wanted).await?;
     let counts = event_counts(ctx, policy, key, &matches).await?;
 
-    // Email hash -> the as-of date it was first erased at.
+    // Email hash -> the as-of date it was first erased at; and (email hash, request id,
+    // kind) -> the as-of date of the run that honoured that request: a request the
+    // requests file still holds (until `erase --prune`) is read by every later run, and
+    // its receipt stays the same, `completed` at that date.
     let mut ledger_emails: HashMap<String, NaiveDate> = HashMap::new();
+    let mut honoured: HashMap<(String, String, String), NaiveDate> = HashMap::new();
     for e in &ledger.entries {
         let d = e.erased_as_of.parse().unwrap_or(as_of_date);
-        let slot = ledger_emails.entry(e.email.clone()).or_insert(d);
-        *slot = (*slot).min(d);
+        for slot in [
+            ledger_emails.entry(e.email.clone()).or_insert(d),
+            honoured
+                .entry((e.email.clone(), e.request_id.clone(), e.kind.clone()))
+                .or_insert(d),
+        ] {
+            *slot = (*slot).min(d);
+        }
     }
     // (email hash, customer token) pairs the ledger already erases by deletion: a delete
     // request for them records nothing new (else every run that still reads the request
@@ -535,17 +545,6 @@ pub async fn prepare(
         .filter(|e| e.kind == Kind::Delete.as_str())
         .map(|e| (e.email.clone(), e.customer.clone().unwrap_or_default()))
         .collect();
-    // (email hash, request id, kind) -> the as-of date of the run that honoured that
-    // request: a request the requests file still holds (until `erase --prune`) is read by
-    // every later run, and its receipt stays the same, `completed` at that date.
-    let mut honoured: HashMap<(String, String, String), NaiveDate> = HashMap::new();
-    for e in &ledger.entries {
-        let d = e.erased_as_of.parse().unwrap_or(as_of_date);
-        let slot = honoured
-            .entry((e.email.clone(), e.request_id.clone(), e.kind.clone()))
-            .or_insert(d);
-        *slot = (*slot).min(d);
-    }
     let mut done_in_batch: HashMap<String, String> = HashMap::new();
     let mut receipts: Vec<Receipt> = Vec::new();
     for r in &parsed.valid {

@@ -653,7 +653,7 @@ pub fn table_writer_properties(table: &TablePolicy) -> WriterProperties {
         if matches!(
             c.rule,
             crate::rules::Rule::Pseudonymize { .. }
-                | crate::rules::Rule::Scrub
+                | crate::rules::Rule::Scrub { .. }
                 | crate::rules::Rule::Generalize(crate::rules::Generalization::Network { .. })
         ) {
             let path = parquet::schema::types::ColumnPath::from(c.name.as_str());

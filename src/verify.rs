@@ -861,7 +861,7 @@ fn personal_columns(table: &crate::policy::TablePolicy) -> Vec<&str> {
     let mut cols: Vec<&str> = table
         .columns
         .iter()
-        .filter(|c| !matches!(c.rule, Rule::Keep | Rule::Scrub))
+        .filter(|c| !matches!(c.rule, Rule::Keep | Rule::Scrub { .. }))
         .map(|c| c.name.as_str())
         .collect();
     for r in [Role::CustomerKey, Role::Email] {

@@ -234,7 +234,7 @@ pub fn apply_effect(
                 c.rule,
                 Rule::Pseudonymize { .. }
                     | Rule::Mask { .. }
-                    | Rule::Scrub
+                    | Rule::Scrub { .. }
                     | Rule::Generalize(
                         crate::rules::Generalization::Network { .. }
                             | crate::rules::Generalization::Prefix { .. }

@@ -622,8 +622,6 @@ pub(super) const COMPANY_TRADES: &[&str] = &[
 ];
 
 /// Answers that carry no direct identifier (some mention the city, `{city}`).
-/// Names are deliberately never embedded: the anonymizer's `scrub` rule finds
-/// e-mails and phone numbers in free text, not names.
 pub(super) const PLAIN_ANSWERS: &[&str] = &[
     "How did you hear about us? Instagram",
     "How did you hear about us? A friend told me",
@@ -639,6 +637,16 @@ pub(super) const PLAIN_ANSWERS: &[&str] = &[
     "Newsletter",
     "Facebook group for {city} expats",
     "Favourite sport: tennis",
+];
+
+/// Answers that embed the customer's own name (`{first}`, `{last}`), as sign-offs and
+/// introductions do: what `scrub` with `names` removes.
+pub(super) const NAME_ANSWERS: &[&str] = &[
+    "Hi, this is {first} {last}. Please add the sports package",
+    "Cancel at the end of the month please. Thanks, {first}",
+    "Account is shared with my partner; invoices to {last} family",
+    "{first} here: the app logs me out on my TV",
+    "Best regards, {first} {last}",
 ];
 
 /// Answers that embed the customer's e-mail address (`{email}`).

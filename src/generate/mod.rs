@@ -4,8 +4,8 @@
 //! Real exports are full of personal data and cannot be shared, yet the
 //! anonymizer needs inputs that look like them for its tests, the demo and
 //! the benchmarks: messy e-mails (mixed case, plus-addressing, stray spaces),
-//! many phone and address formats, free-text answers that leak e-mails and
-//! phone numbers, card holder names inside payment details, and a plausible
+//! many phone and address formats, free-text answers that leak e-mails,
+//! phone numbers and the customer's own name, card holder names inside payment details, and a plausible
 //! subscription life cycle (purchases, renewals, churn, comebacks, refunds,
 //! chargebacks, one-off passes, events and rentals).
 //!
@@ -870,6 +870,15 @@ mod tests {
             .into_iter()
             .flatten()
             .collect();
+        let (first, last) = (strings(&c, "first_name"), strings(&c, "last_name"));
+        let named = strings(&c, "custom_answers")
+            .into_iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                a.is_some_and(|a| a.contains(first[*i].unwrap()) || a.contains(last[*i].unwrap()))
+            })
+            .count();
+        assert!((40..120).contains(&named), "answers with the name {named}");
         assert!(answers.iter().any(|a| a.contains('@')));
         assert!(answers.iter().any(|a| a.contains("+44")
             || a.contains("+1 ")

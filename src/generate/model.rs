@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::data::{
     AddressStyle, COMPANY_TRADES, COMPANY_WORDS, COUNTRIES, Country, EMAIL_ANSWERS, GLOBAL_DOMAINS,
-    NAME_GROUPS, PHONE_ANSWERS, PLAIN_ANSWERS, PLUS_TAGS, fold_ascii_lower,
+    NAME_ANSWERS, NAME_GROUPS, PHONE_ANSWERS, PLAIN_ANSWERS, PLUS_TAGS, fold_ascii_lower,
 };
 
 const US_PER_SEC: i64 = 1_000_000;
@@ -950,10 +950,19 @@ fn gen_customer(ctx: &Ctx, seq: u64, cc: &mut CustomerCols, tc: &mut TxCols, s: 
             *pick(rng, EMAIL_ANSWERS)
         } else if r < 0.25 {
             *pick(rng, PHONE_ANSWERS)
+        } else if r < 0.33 {
+            *pick(rng, NAME_ANSWERS)
         } else {
             *pick(rng, PLAIN_ANSWERS)
         };
-        render_answer(template, &mut cc.answers, city, &s.norm, &s.phone);
+        let fields = Answer {
+            city,
+            email: &s.norm,
+            phone: &s.phone,
+            first,
+            last,
+        };
+        render_answer(template, &mut cc.answers, &fields);
         cc.answers.append_value("");
     } else {
         cc.answers.append_null();
@@ -1108,7 +1117,16 @@ fn build_email(
     }
 }
 
-fn render_answer(template: &str, out: &mut StringBuilder, city: &str, email: &str, phone: &str) {
+/// What an answer's template may embed.
+struct Answer<'a> {
+    city: &'a str,
+    email: &'a str,
+    phone: &'a str,
+    first: &'a str,
+    last: &'a str,
+}
+
+fn render_answer(template: &str, out: &mut StringBuilder, a: &Answer) {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let _ = out.write_str(&rest[..open]);
@@ -1118,9 +1136,11 @@ fn render_answer(template: &str, out: &mut StringBuilder, city: &str, email: &st
             return;
         };
         let value = match &after[..close] {
-            "city" => city,
-            "email" => email,
-            "phone" => phone,
+            "city" => a.city,
+            "email" => a.email,
+            "phone" => a.phone,
+            "first" => a.first,
+            "last" => a.last,
             _ => "",
         };
         let _ = out.write_str(value);

@@ -187,14 +187,16 @@ impl std::fmt::Debug for UnitsOnce {
 }
 
 /// A CSV table's schema as it is read: inferred from a sample of rows, except that the
-/// columns a text rule reads (pseudonymize, mask, scrub, a prefix or network) and the
-/// columns with no value in the sample are read as text. Inference would read ids
+/// columns a text rule reads (pseudonymize, mask, scrub, a prefix or network, and the
+/// name columns a scrub rule reads beside its text) and the columns with no value in the
+/// sample are read as text. Inference would read ids
 /// `042` and `42` as the same integer (one token for two customers), postal codes
 /// `02112` as 2112, and an empty column as a type no rule takes; and it could differ
 /// from one export to the next.
 fn csv_text_columns(schema: &SchemaRef, t: &raw::RawTable) -> SchemaRef {
     // A rule reads text when it takes strings and not numbers (what `check_type` says),
-    // and pseudonymize, whose tokens of text ids keep `042` apart from `42`.
+    // and pseudonymize, whose tokens of text ids keep `042` apart from `42`; and a scrub
+    // rule's names (a surname column must not become a number because a sample says so).
     let text_rule = |col: &str| {
         t.columns.iter().any(|(c, r)| {
             c == col
@@ -205,6 +207,8 @@ fn csv_text_columns(schema: &SchemaRef, t: &raw::RawTable) -> SchemaRef {
                             && r.check_type(&DataType::Int64).is_err()
                     }
                 }
+        }) || t.columns.iter().any(|(_, r)| {
+            matches!(r, RawRule::Rule(Rule::Scrub { names }) if names.iter().any(|n| n == col))
         })
     };
     let fields: Vec<datafusion::arrow::datatypes::FieldRef> = schema
@@ -480,6 +484,47 @@ impl Policy {
                     data_type: field.data_type().clone(),
                     rule,
                 });
+            }
+            // A scrub rule's `names`: text columns of this table, each named once.
+            for c in &columns {
+                let Rule::Scrub { names } = &c.rule else {
+                    continue;
+                };
+                let col = &c.name;
+                if names.len() > crate::rules::scrub::MAX_NAME_COLUMNS {
+                    problems.push(format!(
+                        "table {name}: scrub on column '{col}' names {} columns; at most {} can be given",
+                        names.len(),
+                        crate::rules::scrub::MAX_NAME_COLUMNS
+                    ));
+                }
+                for (i, n) in names.iter().enumerate() {
+                    if names[..i].contains(n) {
+                        problems.push(format!(
+                            "table {name}: scrub on column '{col}' names '{n}' twice"
+                        ));
+                    } else if n == col {
+                        problems.push(format!(
+                            "table {name}: scrub on column '{col}' names the column itself; \
+                             names lists the columns holding the person's name (e.g. first_name, last_name)"
+                        ));
+                    } else {
+                        match schema.field_with_name(n) {
+                            Err(_) => {
+                                let s = did_you_mean(n, data_cols.iter().copied());
+                                problems.push(format!(
+                                    "table {name}: scrub on column '{col}' names '{n}', which is not a column of the data{}",
+                                    hint(&s)
+                                ));
+                            }
+                            Ok(f) if !is_string(f.data_type()) => problems.push(format!(
+                                "table {name}: scrub on column '{col}' names '{n}', which is {}; names must be text columns",
+                                f.data_type()
+                            )),
+                            Ok(_) => {}
+                        }
+                    }
+                }
             }
             // k-anonymity counts records: in a table of events one customer has many, so
             // k records can be one person. Only a table with one row per person qualifies.

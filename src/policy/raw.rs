@@ -624,7 +624,8 @@ fn parse_rule(cx: &mut Ctx, v: &Value, place: &str) -> Option<RawRule> {
         }
     };
     let allowed: &[&str] = match name.as_str() {
-        "keep" | "drop" | "scrub" => &["rule"],
+        "keep" | "drop" => &["rule"],
+        "scrub" => &["rule", "names"],
         "redact" => &["rule", "value"],
         "mask" => &["rule", "keep_last"],
         "pseudonymize" => &["rule", "normalize", "domain"],
@@ -651,7 +652,11 @@ fn parse_rule(cx: &mut Ctx, v: &Value, place: &str) -> Option<RawRule> {
     let rule = match name.as_str() {
         "keep" => RawRule::Rule(Rule::Keep),
         "drop" => RawRule::Rule(Rule::Drop),
-        "scrub" => RawRule::Rule(Rule::Scrub),
+        "scrub" => RawRule::Rule(Rule::Scrub {
+            names: cx
+                .strings(&params, "names", place, "[\"first_name\", \"last_name\"]")
+                .unwrap_or_default(),
+        }),
         "redact" => RawRule::Rule(Rule::Redact {
             value: cx
                 .string(&params, "value", place)

@@ -132,7 +132,12 @@ pub enum Rule {
         domain: Option<String>,
     },
     Generalize(Generalization),
-    Scrub,
+    /// `names`: columns of the same table whose values, row by row, are removed from the
+    /// text as `[NAME]` (see [`scrub::scrub_names`]).
+    Scrub {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+    },
 }
 
 /// The rule names a policy may use, for "did you mean".
@@ -155,7 +160,7 @@ impl Rule {
             Rule::Mask { .. } => "mask",
             Rule::Pseudonymize { .. } => "pseudonymize",
             Rule::Generalize(_) => "generalize",
-            Rule::Scrub => "scrub",
+            Rule::Scrub { .. } => "scrub",
         }
     }
 
@@ -165,7 +170,7 @@ impl Rule {
         let ok = match self {
             Rule::Drop | Rule::Redact { .. } => true,
             Rule::Keep => is_flat(dt),
-            Rule::Mask { .. } | Rule::Scrub => is_string(dt),
+            Rule::Mask { .. } | Rule::Scrub { .. } => is_string(dt),
             Rule::Pseudonymize { .. } => is_string(dt) || is_integer_like(dt),
             Rule::Generalize(Generalization::Trunc {
                 unit: TruncUnit::Hour,
@@ -206,7 +211,9 @@ impl Rule {
             Rule::Drop => return None,
             Rule::Redact { value } => lit(value.clone()),
             Rule::Mask { keep_last } => udfs.mask.call(vec![c, lit(*keep_last as i64)]),
-            Rule::Scrub => udfs.scrub.call(vec![c]),
+            Rule::Scrub { names } => udfs
+                .scrub
+                .call(std::iter::once(c).chain(names.iter().map(ident)).collect()),
             Rule::Pseudonymize { normalize, domain } => udfs.pseudonymize.call(vec![
                 c,
                 lit(normalize.as_str()),
@@ -253,6 +260,9 @@ impl fmt::Display for Rule {
                 }
                 Generalization::Network { .. } => write!(f, "generalize(to = network)"),
             },
+            Rule::Scrub { names } if !names.is_empty() => {
+                write!(f, "scrub(names = {})", names.join(", "))
+            }
             other => f.write_str(other.name()),
         }
     }

@@ -20,16 +20,29 @@
 //! are any of `\p{Zs}` (no-break and ideographic spaces too), dashes any of `\p{Pd}`, and
 //! format characters may sit between digits.
 //!
+//! With `names` (columns of the same table, e.g. `first_name` and `last_name`), each row's
+//! name is removed from that row's text too -> `[NAME]` ([`scrub_names`]): every word of
+//! the name, in any case, with or without accents (`José`, `JOSE`), German umlauts
+//! written either way (`Müller`, `Mueller`), full-width letters, possessives (`Anna's`),
+//! and a run of them (`Anna Kowalska`) as one placeholder. The particles that join a
+//! name's parts (`van der`, `de la`) are not looked for alone; a word of one letter (an
+//! initial) is not either.
+//!
 //! Scrubbing errs on the side of removing too much: a number that merely looks like a
-//! phone goes too. It cannot know every way a person can be described in prose (a name in
-//! a sentence stays), which is why free text is best dropped unless it is needed.
+//! phone goes too, and a name that is also a word (`Will`, `Rose`, `Young`) goes wherever
+//! that row's text uses the word. It cannot know every way a person can be described in
+//! prose: someone else's name stays, and so does the row's own name in a script written
+//! without spaces between words (Chinese, Japanese, Thai), which is why free text is best
+//! dropped unless it is needed.
 
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::Result as DfResult;
+use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -594,6 +607,227 @@ fn network_follows(t: &str, at: usize, max: u8) -> bool {
     !n.is_empty() && n.len() <= 3 && n.parse::<u8>().is_ok_and(|n| n <= max)
 }
 
+/// How many name columns one `scrub` rule may read beside its text.
+pub const MAX_NAME_COLUMNS: usize = 16;
+
+/// Words that join the parts of a name (`van der Berg`, `de la Cruz`, `bin Said`), folded:
+/// everyday words in many languages, so in a name of several words they are not looked
+/// for alone. A name that is only such a word (a first name `Lo`) is.
+const PARTICLES: [&str; 32] = [
+    "al", "bin", "da", "das", "de", "degli", "dei", "del", "della", "den", "der", "di", "do",
+    "dos", "du", "el", "ibn", "la", "las", "le", "les", "lo", "los", "st", "ten", "ter", "van",
+    "vom", "von", "y", "zu", "zur",
+];
+
+/// One row's name, as the folded words [`scrub_names`] looks for in its text. Reused
+/// from row to row ([`NameWords::clear`]) so that a column costs no allocation per row.
+#[derive(Debug, Default)]
+pub struct NameWords {
+    /// A set, not a list: a name column may hold a long text by mistake.
+    words: std::collections::HashSet<String>,
+    fold: String,
+}
+
+impl NameWords {
+    pub fn clear(&mut self) {
+        self.words.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Adds the words of one name value (`Anna-Maria`, `van der Berg`, `O'Brien`): each
+    /// word of two letters or more, folded ([`fold`]) and, when it has umlauts, with them
+    /// spelled out too (`müller` and `mueller`); of a word with an apostrophe, its parts of
+    /// three letters or more too (`o'brien` and `brien`).
+    pub fn add(&mut self, name: &str) {
+        let words: Vec<&str> = word_ranges(name).map(|(a, b)| &name[a..b]).collect();
+        let several = words.len() > 1;
+        for w in words {
+            if w.chars().filter(|c| c.is_alphabetic()).count() < 2 {
+                continue;
+            }
+            self.fold.clear();
+            fold(w, false, &mut self.fold);
+            if several && PARTICLES.contains(&self.fold.as_str()) {
+                continue;
+            }
+            let plain = self.fold.clone();
+            if plain.contains('\'') {
+                for part in plain.split('\'') {
+                    if part.chars().count() >= 3 {
+                        self.push(part.to_string());
+                    }
+                }
+            }
+            self.fold.clear();
+            fold(w, true, &mut self.fold);
+            if self.fold != plain {
+                let umlauts = self.fold.clone();
+                self.push(umlauts);
+            }
+            self.push(plain);
+        }
+    }
+
+    fn push(&mut self, w: String) {
+        self.words.insert(w);
+    }
+
+    /// Whether the text's word `w` is one of the name's: folded both ways, whole or (with
+    /// an apostrophe: `Anna's`, `d'Anna`) by one of its parts.
+    fn matches(&mut self, w: &str) -> bool {
+        for umlauts in [false, true] {
+            self.fold.clear();
+            fold(w, umlauts, &mut self.fold);
+            let f = self.fold.as_str();
+            if self.words.contains(f)
+                || (f.contains('\'') && f.split('\'').any(|p| self.words.contains(p)))
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Whether `c` belongs inside a word of a name or of text: a letter, a combining mark, or
+/// a format character (a zero-width space in `An\u{200B}na` must not split it).
+fn word_char(c: char) -> bool {
+    c.is_alphabetic()
+        || unicode_normalization::char::is_combining_mark(c)
+        || matches!(
+            c,
+            '\u{00AD}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'
+        )
+}
+
+fn apostrophe(c: char) -> bool {
+    matches!(c, '\'' | '\u{2019}' | '\u{02BC}' | '\u{FF07}')
+}
+
+/// Byte ranges of the words of `s`: runs of [`word_char`]s, an apostrophe between two
+/// letters included (`O'Brien`, `Anna's`).
+fn word_ranges(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut it = s.char_indices().peekable();
+    std::iter::from_fn(move || {
+        let (start, _) = it.by_ref().find(|&(_, c)| word_char(c))?;
+        let mut end = s.len();
+        while let Some(&(i, c)) = it.peek() {
+            let inside = word_char(c)
+                || apostrophe(c) && s[i + c.len_utf8()..].chars().next().is_some_and(word_char);
+            if inside {
+                it.next();
+            } else {
+                end = i;
+                break;
+            }
+        }
+        Some((start, end))
+    })
+}
+
+/// `w` lower-cased, without accents (compatibility-decomposed, marks and format characters
+/// removed, `ß` -> `ss`, `ł` -> `l`, `ø` -> `o`, ...), apostrophes as `'`; with `umlauts`,
+/// `ä`, `ö`, `ü` spelled `ae`, `oe`, `ue` first.
+fn fold(w: &str, umlauts: bool, out: &mut String) {
+    use unicode_normalization::UnicodeNormalization;
+    let spelled = w.chars().flat_map(|c| {
+        let two = match c {
+            'ä' | 'Ä' if umlauts => Some(['a', 'e']),
+            'ö' | 'Ö' if umlauts => Some(['o', 'e']),
+            'ü' | 'Ü' if umlauts => Some(['u', 'e']),
+            _ => None,
+        };
+        match two {
+            Some([a, b]) => [Some(a), Some(b)],
+            None => [Some(c), None],
+        }
+        .into_iter()
+        .flatten()
+    });
+    for c in spelled.nfkd() {
+        if unicode_normalization::char::is_combining_mark(c) || !word_char(c) && !apostrophe(c) {
+            continue;
+        }
+        match c {
+            c if apostrophe(c) => out.push('\''),
+            'ß' | 'ẞ' => out.push_str("ss"),
+            'ł' | 'Ł' => out.push('l'),
+            'ø' | 'Ø' => out.push('o'),
+            'đ' | 'Đ' => out.push('d'),
+            'æ' | 'Æ' => out.push_str("ae"),
+            'œ' | 'Œ' => out.push_str("oe"),
+            'ı' => out.push('i'),
+            '\u{00AD}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => {}
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+}
+
+/// The placeholders scrubbing writes, which a name that is also such a word (`Card`,
+/// `Ip`) must not turn into `[[NAME]]`.
+const PLACEHOLDERS: [&str; 7] = ["EMAIL", "IBAN", "IP", "CARD", "PHONE", "NUMBER", "NAME"];
+
+/// Copies `text` into `out` with every word of the row's name ([`NameWords`]) replaced by
+/// `[NAME]`; words of a name separated only by spaces or hyphens (`Anna Kowalska`,
+/// `Anna-Maria`) become one `[NAME]`. Placeholders already in the text are left alone.
+/// Returns how many `[NAME]`s were written.
+pub fn scrub_names(text: &str, names: &mut NameWords, out: &mut String) -> usize {
+    let (mut last, mut count) = (0, 0);
+    // Where the last `[NAME]`'s word ended in `text`, for joining a run of them.
+    let mut after_name = None;
+    for (a, b) in word_ranges(text) {
+        let w = &text[a..b];
+        if text[..a].ends_with('[') && text[b..].starts_with(']') && PLACEHOLDERS.contains(&w) {
+            continue;
+        }
+        if !names.matches(w) {
+            continue;
+        }
+        let gap = &text[last..a];
+        let joins = after_name == Some(last)
+            && gap
+                .chars()
+                .all(|c| c.is_whitespace() || c == '-' || c == '\u{2010}');
+        if !joins {
+            out.push_str(gap);
+            out.push_str("[NAME]");
+            count += 1;
+        }
+        last = b;
+        after_name = Some(b);
+    }
+    out.push_str(&text[last..]);
+    count
+}
+
+/// [`scrub`], then [`scrub_names`] when the row has a name: what the `scrub` rule with
+/// `names` writes for one row. Removing a name can make an identifier of what was around
+/// it (letters glued to hex digits and colons hid an IPv6 address from the patterns), so
+/// the two repeat until the names pass replaces nothing. Each round that goes on has
+/// removed a word of the name, and scrubbing writes no letters but its placeholders, so
+/// this ends; the bound is a backstop (past it the gate's detectors would still refuse).
+pub fn scrub_with_names(text: &str, names: &mut NameWords, out: &mut String) -> usize {
+    if names.is_empty() {
+        return scrub(text, out);
+    }
+    let (mut total, mut cur, mut patterns) = (0, text.to_string(), String::new());
+    for _ in 0..64 {
+        patterns.clear();
+        total += scrub(&cur, &mut patterns);
+        cur.clear();
+        let n = scrub_names(&patterns, names, &mut cur);
+        total += n;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(&cur);
+    total
+}
+
 udf_struct!(ScrubUdf);
 
 impl ScalarUDFImpl for ScrubUdf {
@@ -603,17 +837,62 @@ impl ScalarUDFImpl for ScrubUdf {
     fn signature(&self) -> &Signature {
         &self.signature
     }
+    /// `anon_scrub(text [, name, ...])`: the text, then up to [`MAX_NAME_COLUMNS`]
+    /// columns holding the row's name.
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        check_args(self.name(), arg_types, 1..=1, is_string, "a string column")?;
+        check_args(
+            self.name(),
+            arg_types,
+            1..=1 + MAX_NAME_COLUMNS,
+            is_string,
+            "a string column",
+        )?;
+        if let Some(t) = arg_types[1..]
+            .iter()
+            .find(|t| !is_string(t) && **t != DataType::Null)
+        {
+            return Err(DataFusionError::Plan(format!(
+                "{} takes the row's name as string columns, got {t}",
+                self.name()
+            )));
+        }
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let a = first_array(&args.args, args.number_rows)?;
-        let out = map_strings(&a, a.len() * 32, |s, buf| {
-            scrub(s, buf);
-            true
-        })?;
-        Ok(ColumnarValue::Array(out))
+        let rows = args.number_rows;
+        let a = first_array(&args.args, rows)?;
+        if args.args.len() == 1 {
+            let out = map_strings(&a, a.len() * 32, |s, buf| {
+                scrub(s, buf);
+                true
+            })?;
+            return Ok(ColumnarValue::Array(out));
+        }
+        let text = cast(&a, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let names = args.args[1..]
+            .iter()
+            .map(|v| Ok(cast(&v.to_array(rows)?, &DataType::Utf8)?))
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let names: Vec<&StringArray> = names.iter().map(|n| n.as_string::<i32>()).collect();
+        let mut out = StringBuilder::with_capacity(rows, text.value_data().len() + rows * 8);
+        let (mut words, mut buf) = (NameWords::default(), String::new());
+        for i in 0..rows {
+            if text.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            words.clear();
+            for n in &names {
+                if n.is_valid(i) {
+                    words.add(n.value(i));
+                }
+            }
+            buf.clear();
+            scrub_with_names(text.value(i), &mut words, &mut buf);
+            out.append_value(&buf);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 
@@ -625,6 +904,87 @@ mod tests {
         let mut o = String::new();
         scrub(s, &mut o);
         o
+    }
+
+    fn named(text: &str, names: &[&str]) -> String {
+        let mut w = NameWords::default();
+        for n in names {
+            w.add(n);
+        }
+        let mut o = String::new();
+        scrub_with_names(text, &mut w, &mut o);
+        o
+    }
+
+    #[test]
+    fn the_rows_own_name_becomes_one_placeholder() {
+        for (text, want) in [
+            (
+                "Hi, this is Anna Kowalska. Please add sports",
+                "Hi, this is [NAME]. Please add sports",
+            ),
+            ("Thanks, anna", "Thanks, [NAME]"),
+            ("KOWALSKA family", "[NAME] family"),
+            ("Anna's TV logs out", "[NAME] TV logs out"),
+            ("Annabel is not Anna", "Annabel is not [NAME]"),
+            ("mail anna@x.org, Anna", "mail [EMAIL], [NAME]"),
+            ("no name here", "no name here"),
+        ] {
+            assert_eq!(named(text, &["Anna", "Kowalska"]), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn names_match_across_accents_umlauts_and_widths() {
+        assert_eq!(named("Gruss, Jose", &["José", "Müller"]), "Gruss, [NAME]");
+        assert_eq!(named("JOSÉ MUELLER", &["Jose", "Müller"]), "[NAME]");
+        assert_eq!(named("von Muller", &["José", "Müller"]), "von [NAME]");
+        assert_eq!(named("Herr Müller", &["Mueller"]), "Herr [NAME]");
+        assert_eq!(named("Ｍüｌｌｅｒ here", &["Müller"]), "[NAME] here");
+        assert_eq!(named("Łukasz and Lukasz", &["Łukasz"]), "[NAME] and [NAME]");
+        assert_eq!(named("Strauss", &["Strauß"]), "[NAME]");
+        assert_eq!(named("An\u{200B}na", &["Anna"]), "[NAME]");
+        assert_eq!(
+            named("O’Brien and Brien", &["O'Brien"]),
+            "[NAME] and [NAME]"
+        );
+        assert_eq!(
+            named("Anna-Maria Nowak", &["Anna-Maria", "Nowak"]),
+            "[NAME]"
+        );
+        assert_eq!(
+            named("Familie van den Berg", &["Van den Berg"]),
+            "Familie van den [NAME]"
+        );
+    }
+
+    #[test]
+    fn particles_initials_and_placeholders_stay() {
+        // In a name of several words the particles are not looked for alone.
+        assert_eq!(
+            named("de la Cruz: the app de la casa", &["de la Cruz"]),
+            "de la [NAME]: the app de la casa"
+        );
+        assert_eq!(named("J. Smith", &["J", "Smith"]), "J. [NAME]");
+        // A one-word name that is a particle is still a name.
+        assert_eq!(named("Lo here", &["Lo"]), "[NAME] here");
+        // A name that spells a placeholder does not break the placeholder.
+        assert_eq!(
+            named("call +44 20 7946 0958, Phone", &["Phone"]),
+            "call [PHONE], [NAME]"
+        );
+        assert_eq!(named("text", &[]), "text");
+        assert_eq!(named("", &["Anna"]), "");
+    }
+
+    #[test]
+    fn scrubbed_names_leave_nothing_the_detectors_find() {
+        let out = named(
+            "Anna Kowalska, 4111 1111 1111 1111, anna.k@example.com",
+            &["Anna", "Kowalska"],
+        );
+        assert_eq!(out, "[NAME], [CARD], [EMAIL]");
+        assert!(detect(&out).is_empty());
     }
 
     /// Found by an audit (2026-12-03): an IPv4 tail of an IPv6 address was left

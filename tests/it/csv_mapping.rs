@@ -267,3 +267,36 @@ fn a_csv_value_that_does_not_parse_is_named_by_row_line_and_column() {
     );
     assert!(!dir.path().join("out/current").exists());
 }
+
+/// `scrub` with `names` in a CSV table: the row's name leaves its note, the other row's
+/// note keeps a word that is only someone else's name; a name column whose sample is all
+/// digits is read as text, so the policy is still valid.
+#[test]
+fn csv_notes_lose_the_rows_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "\
+Id,Name,Nick,Notes
+1,Alice Smith,007,\"Thanks, Alice Smith (alice.smith@example.com)\"
+2,Bob Jones,42,Smith referred me; bob here
+";
+    std::fs::write(dir.path().join("people.csv"), csv).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+output = "out"
+[tables.people]
+input = "people.csv"
+[tables.people.columns]
+Id = "pseudonymize"
+Name = "drop"
+Nick = "drop"
+Notes = { rule = "scrub", names = ["Name", "Nick"] }
+"#,
+    )
+    .unwrap();
+    let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
+    let notes = column_strings(&read_table(&s.run_dir.join("people")), "Notes");
+    assert_eq!(notes[0].as_deref(), Some("Thanks, [NAME] ([EMAIL])"));
+    assert_eq!(notes[1].as_deref(), Some("Smith referred me; [NAME] here"));
+}

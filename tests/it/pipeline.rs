@@ -1006,3 +1006,81 @@ fn a_date64_column_is_published_as_a_parquet_date() {
         Some(&parquet::basic::LogicalType::Date)
     );
 }
+
+/// The sample policy scrubs each customer's own name out of their answers
+/// (`names = ["first_name", "last_name"]`): checked row by row against the input,
+/// joined by the customer's token, with words split and compared independently of the
+/// kernel.
+#[test]
+fn answers_lose_the_customers_own_name() {
+    use anonymizer::rules::{Udfs, apply};
+    use datafusion::common::ScalarValue;
+    use std::collections::HashMap;
+
+    let out = tempfile::tempdir().unwrap();
+    let s = run_to(&sample_policy(), out.path(), key()).unwrap();
+    let input = read_table(&fixture().join("export/customers"));
+    let ids: Vec<datafusion::arrow::array::ArrayRef> = input
+        .iter()
+        .map(|b| b.column_by_name("customer_id").unwrap().clone())
+        .collect();
+    let ids =
+        datafusion::arrow::compute::concat(&ids.iter().map(|a| a.as_ref()).collect::<Vec<_>>())
+            .unwrap();
+    let tokens = strings_of(
+        &apply(
+            &Udfs::new(&key()).pseudonymize,
+            ids,
+            vec![ScalarValue::from("none"), ScalarValue::Utf8(None)],
+        )
+        .unwrap(),
+    );
+    let published = read_table(&s.run_dir.join("customers"));
+    let answer_of: HashMap<String, Option<String>> = column_strings(&published, "customer_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .zip(column_strings(&published, "custom_answers"))
+        .collect();
+    let words = |t: &str| -> HashSet<String> {
+        t.split(|c: char| !c.is_alphabetic())
+            .filter(|w| w.chars().count() >= 3)
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let (first, last) = (
+        column_strings(&input, "first_name"),
+        column_strings(&input, "last_name"),
+    );
+    let mut named = 0;
+    for (i, answer) in column_strings(&input, "custom_answers").iter().enumerate() {
+        let Some(answer) = answer else { continue };
+        let name: HashSet<String> = [&first[i], &last[i]]
+            .into_iter()
+            .flatten()
+            .flat_map(|n| words(n))
+            .filter(|w| !["van", "den", "der", "von"].contains(&w.as_str()))
+            .collect();
+        // Named in prose: a word between spaces and punctuation (the name in an email's
+        // local part is the email's, which scrub replaces whole).
+        let prose: HashSet<String> = answer
+            .split_whitespace()
+            .map(|w| {
+                w.trim_matches(|c: char| ",.:;!?".contains(c))
+                    .to_lowercase()
+            })
+            .collect();
+        if prose.is_disjoint(&name) {
+            continue;
+        }
+        named += 1;
+        let got = answer_of[tokens[i].as_ref().unwrap()]
+            .as_deref()
+            .expect("a scrubbed answer stays");
+        assert!(got.contains("[NAME]"), "row {i}: no [NAME] placeholder");
+        assert!(
+            words(got).is_disjoint(&name),
+            "row {i}: a word of the customer's name survived scrubbing"
+        );
+    }
+    assert!(named >= 10, "the fixture has answers with names ({named})");
+}

@@ -218,3 +218,56 @@ fn the_verify_section_is_checked() {
     let e = validate(|t| format!("verify = 3\n{t}")).unwrap_err();
     assert!(e.contains("[verify] must be a table"), "{e}");
 }
+
+#[test]
+fn a_scrub_rules_names_must_be_text_columns_of_the_table() {
+    const RULE: &str =
+        "custom_answers   = { rule = \"scrub\", names = [\"first_name\", \"last_name\"] }";
+    let with = |names: &'static str| {
+        move |t: String| {
+            assert!(t.contains(RULE));
+            t.replace(
+                RULE,
+                &format!("custom_answers   = {{ rule = \"scrub\", names = {names} }}"),
+            )
+        }
+    };
+    let p = validate(|t| t).unwrap();
+    let c = p.table("customers").unwrap();
+    let rule = &c
+        .columns
+        .iter()
+        .find(|c| c.name == "custom_answers")
+        .unwrap()
+        .rule;
+    assert_eq!(rule.to_string(), "scrub(names = first_name, last_name)");
+
+    let e = validate(with("[\"frist_name\"]")).unwrap_err();
+    assert!(
+        e.contains("scrub on column 'custom_answers' names 'frist_name', which is not a column of the data (did you mean 'first_name'?)"),
+        "{e}"
+    );
+    let e = validate(with("[\"first_name\", \"first_name\"]")).unwrap_err();
+    assert!(e.contains("names 'first_name' twice"), "{e}");
+    let e = validate(with("[\"custom_answers\"]")).unwrap_err();
+    assert!(e.contains("names the column itself"), "{e}");
+    let e = validate(with("[\"marketing_opt_in\"]")).unwrap_err();
+    assert!(
+        e.contains("names 'marketing_opt_in', which is Boolean; names must be text columns"),
+        "{e}"
+    );
+    let e = validate(with("\"first_name\"")).unwrap_err();
+    assert!(e.contains("'names' must be a list such as"), "{e}");
+    let e = validate(with("[1]")).unwrap_err();
+    assert!(e.contains("'names' lists strings, got integer"), "{e}");
+    // Without names, scrub is what it always was.
+    let p = validate(with("[]")).unwrap();
+    let c = p.table("customers").unwrap();
+    let rule = &c
+        .columns
+        .iter()
+        .find(|c| c.name == "custom_answers")
+        .unwrap()
+        .rule;
+    assert_eq!(rule.to_string(), "scrub");
+}

@@ -33,7 +33,7 @@ fn a_policy_that_keeps_email_is_refused() {
 #[test]
 fn a_policy_that_keeps_free_text_unscrubbed_is_refused() {
     let (dir, o) = run_with_policy_change(
-        "custom_answers   = \"scrub\"",
+        "custom_answers   = { rule = \"scrub\", names = [\"first_name\", \"last_name\"] }",
         "custom_answers   = \"keep\"",
     );
     assert_refused(dir.path(), &o, "column custom_answers");

@@ -19,7 +19,10 @@
 --   mask, redact, keep, drop: the same.
 --   scrub         approximated: emails, IPv4, cards (4-4-4-4 / 4-6-5 digit layouts, no Luhn
 --                 check) and phone-like digit runs, by regexp_replace; no IBAN or IPv6
---                 detection, no ISO-date exception, no [NUMBER] for long runs.
+--                 detection, no ISO-date exception, no [NUMBER] for long runs. The row's
+--                 own first and last name (`names`) -> [NAME] as whole words in any case,
+--                 by a per-row regexp (the generated names hold no regexp syntax); no
+--                 accent or umlaut folding, no joining of a run into one [NAME].
 --   aggregates    the same SQL (ported to DuckDB), the same primary small-cell rule
 --                 (counts of 1..k-1 withheld, with the sums and rates that depend on
 --                 them); NO secondary suppression (anonymizer also withholds the cells from
@@ -88,6 +91,11 @@ CREATE MACRO scrub(t) AS
         '[CARD]', 'g'),
       '\+?\(?[0-9](?:[ .\-()/]{0,3}[0-9]){6,}\)?', '[PHONE]', 'g');
 
+-- The row's own name out of its scrubbed text (approximation, see the header).
+CREATE MACRO scrub_names(t, f, l) AS CASE WHEN t IS NULL THEN NULL
+    ELSE regexp_replace(t, '(?i)\b(?:' || coalesce(f, 'a^') || '|' || coalesce(l, 'a^') || ')\b',
+                        '[NAME]', 'g') END;
+
 -- Calendar helpers of queries/analytics (src/analytics/period.rs).
 CREATE MACRO month_index(t) AS year(t) * 12 + month(t) - 1;
 CREATE MACRO month_date(m) AS make_date(CAST(m // 12 AS BIGINT), CAST(m % 12 + 1 AS BIGINT), 1);
@@ -144,7 +152,7 @@ COPY (
            country,
            age_band(birth_date, DATE '{{AS_OF}}', 10)       AS birth_date,
            date_trunc('month', registered_at)               AS registered_at,
-           scrub(custom_answers)                            AS custom_answers,
+           scrub_names(scrub(custom_answers), first_name, last_name) AS custom_answers,
            marketing_opt_in
     FROM src_customers
 ) TO '{{OUT}}/customers/part-00000.parquet'

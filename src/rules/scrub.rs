@@ -624,7 +624,7 @@ const PARTICLES: [&str; 32] = [
 #[derive(Debug, Default)]
 pub struct NameWords {
     /// A set, not a list: a name column may hold a long text by mistake.
-    words: std::collections::HashSet<String>,
+    words: ahash::AHashSet<String>,
     fold: String,
 }
 
@@ -642,9 +642,8 @@ impl NameWords {
     /// spelled out too (`müller` and `mueller`); of a word with an apostrophe, its parts of
     /// three letters or more too (`o'brien` and `brien`).
     pub fn add(&mut self, name: &str) {
-        let words: Vec<&str> = word_ranges(name).map(|(a, b)| &name[a..b]).collect();
-        let several = words.len() > 1;
-        for w in words {
+        let several = word_ranges(name).nth(1).is_some();
+        for w in word_ranges(name).map(|(a, b)| &name[a..b]) {
             if w.chars().filter(|c| c.is_alphabetic()).count() < 2 {
                 continue;
             }
@@ -678,7 +677,9 @@ impl NameWords {
     /// Whether the text's word `w` is one of the name's: folded both ways, whole or (with
     /// an apostrophe: `Anna's`, `d'Anna`) by one of its parts.
     fn matches(&mut self, w: &str) -> bool {
-        for umlauts in [false, true] {
+        // Only a word with a precomposed umlaut has a second folding.
+        let umlauts = !w.is_ascii() && w.contains(['ä', 'ö', 'ü', 'Ä', 'Ö', 'Ü']);
+        for umlauts in [false, true].into_iter().take(1 + usize::from(umlauts)) {
             self.fold.clear();
             fold(w, umlauts, &mut self.fold);
             let f = self.fold.as_str();
@@ -695,6 +696,9 @@ impl NameWords {
 /// Whether `c` belongs inside a word of a name or of text: a letter, a combining mark, or
 /// a format character (a zero-width space in `An\u{200B}na` must not split it).
 fn word_char(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
     c.is_alphabetic()
         || unicode_normalization::char::is_combining_mark(c)
         || matches!(
@@ -733,6 +737,15 @@ fn word_ranges(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 /// `ä`, `ö`, `ü` spelled `ae`, `oe`, `ue` first.
 fn fold(w: &str, umlauts: bool, out: &mut String) {
     use unicode_normalization::UnicodeNormalization;
+    if w.is_ascii() {
+        // What the general path gives ASCII, without decomposing it.
+        for b in w.bytes() {
+            if b.is_ascii_alphabetic() || b == b'\'' {
+                out.push(b.to_ascii_lowercase() as char);
+            }
+        }
+        return;
+    }
     let spelled = w.chars().flat_map(|c| {
         let two = match c {
             'ä' | 'Ä' if umlauts => Some(['a', 'e']),
@@ -813,18 +826,30 @@ pub fn scrub_with_names(text: &str, names: &mut NameWords, out: &mut String) -> 
     if names.is_empty() {
         return scrub(text, out);
     }
-    let (mut total, mut cur, mut patterns) = (0, text.to_string(), String::new());
+    let (mut patterns, mut named) = (String::with_capacity(text.len()), String::new());
+    let mut total = scrub(text, &mut patterns);
     for _ in 0..64 {
-        patterns.clear();
-        total += scrub(&cur, &mut patterns);
-        cur.clear();
-        let n = scrub_names(&patterns, names, &mut cur);
-        total += n;
+        named.clear();
+        let n = scrub_names(&patterns, names, &mut named);
         if n == 0 {
             break;
         }
+        total += n;
+        patterns.clear();
+        // Every pattern needs a digit, an at sign or a colon (an IPv6 address of hex
+        // letters): without one, scrubbing would copy the text.
+        if named
+            .chars()
+            .any(|c| c.is_numeric() || matches!(c, '@' | '＠' | '﹫' | ':'))
+        {
+            total += scrub(&named, &mut patterns);
+        } else {
+            // Nor can the names pass find more in its own output.
+            patterns.push_str(&named);
+            break;
+        }
     }
-    out.push_str(&cur);
+    out.push_str(&patterns);
     total
 }
 

@@ -232,42 +232,37 @@ fn a_scrub_rules_names_must_be_text_columns_of_the_table() {
             )
         }
     };
+    let shown = |p: Policy| {
+        let c = p.table("customers").unwrap();
+        let c = c
+            .columns
+            .iter()
+            .find(|c| c.name == "custom_answers")
+            .unwrap();
+        c.rule.to_string()
+    };
     let p = validate(|t| t).unwrap();
-    let c = p.table("customers").unwrap();
-    let rule = &c
-        .columns
-        .iter()
-        .find(|c| c.name == "custom_answers")
-        .unwrap()
-        .rule;
-    assert_eq!(rule.to_string(), "scrub(names = first_name, last_name)");
-
-    let e = validate(with("[\"frist_name\"]")).unwrap_err();
-    assert!(
-        e.contains("scrub on column 'custom_answers' names 'frist_name', which is not a column of the data (did you mean 'first_name'?)"),
-        "{e}"
-    );
-    let e = validate(with("[\"first_name\", \"first_name\"]")).unwrap_err();
-    assert!(e.contains("names 'first_name' twice"), "{e}");
-    let e = validate(with("[\"custom_answers\"]")).unwrap_err();
-    assert!(e.contains("names the column itself"), "{e}");
-    let e = validate(with("[\"marketing_opt_in\"]")).unwrap_err();
-    assert!(
-        e.contains("names 'marketing_opt_in', which is Boolean; names must be text columns"),
-        "{e}"
-    );
-    let e = validate(with("\"first_name\"")).unwrap_err();
-    assert!(e.contains("'names' must be a list such as"), "{e}");
-    let e = validate(with("[1]")).unwrap_err();
-    assert!(e.contains("'names' lists strings, got integer"), "{e}");
+    assert_eq!(shown(p), "scrub(names = first_name, last_name)");
+    for (names, says) in [
+        (
+            "[\"frist_name\"]",
+            "scrub on column 'custom_answers' names 'frist_name', which is not a column of the data (did you mean 'first_name'?)",
+        ),
+        (
+            "[\"first_name\", \"first_name\"]",
+            "names 'first_name' twice",
+        ),
+        ("[\"custom_answers\"]", "names the column itself"),
+        (
+            "[\"marketing_opt_in\"]",
+            "names 'marketing_opt_in', which is Boolean; names must be text columns",
+        ),
+        ("\"first_name\"", "'names' must be a list such as"),
+        ("[1]", "'names' lists strings, got integer"),
+    ] {
+        let e = validate(with(names)).unwrap_err();
+        assert!(e.contains(says), "{names}: {e}");
+    }
     // Without names, scrub is what it always was.
-    let p = validate(with("[]")).unwrap();
-    let c = p.table("customers").unwrap();
-    let rule = &c
-        .columns
-        .iter()
-        .find(|c| c.name == "custom_answers")
-        .unwrap()
-        .rule;
-    assert_eq!(rule.to_string(), "scrub");
+    assert_eq!(shown(validate(with("[]")).unwrap()), "scrub");
 }

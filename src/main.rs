@@ -144,9 +144,13 @@ fn execute(command: Command, json_logs: bool) -> Result<(), anonymizer::Error> {
         Command::Erase(args) => match args.into_action() {
             cli::EraseAction::Add(options) => {
                 let (id, file) = anonymizer::erasure::append_request(&options)?;
+                // A run treats a request received after its as-of date (by default the
+                // export's last event) as not yet due, and keeps it for a later run.
                 println!(
-                    "request {id} added to {}; the next run honours it",
-                    file.display()
+                    "request {id} added to {}; the first run whose as-of date is {} or later \
+                     honours it (a run's as-of date is --as-of, else the export's last event)",
+                    file.display(),
+                    options.received
                 );
             }
             cli::EraseAction::Prune(config) => {

@@ -647,6 +647,12 @@ fn erase_command_appends_a_request_the_next_run_honours() {
         None,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("the first run whose as-of date is 2025-12-15 or later honours it"),
+        "{said}"
+    );
+    assert!(!said.to_lowercase().contains(email.trim()), "{said}");
     let o = cli(
         &[
             "erase",

@@ -660,9 +660,9 @@ impl NameWords {
                     }
                 }
             }
-            self.fold.clear();
-            fold(w, true, &mut self.fold);
-            if self.fold != plain {
+            if has_umlaut(w) {
+                self.fold.clear();
+                fold(w, true, &mut self.fold);
                 let umlauts = self.fold.clone();
                 self.push(umlauts);
             }
@@ -677,9 +677,10 @@ impl NameWords {
     /// Whether the text's word `w` is one of the name's: folded both ways, whole or (with
     /// an apostrophe: `Anna's`, `d'Anna`) by one of its parts.
     fn matches(&mut self, w: &str) -> bool {
-        // Only a word with a precomposed umlaut has a second folding.
-        let umlauts = !w.is_ascii() && w.contains(['ä', 'ö', 'ü', 'Ä', 'Ö', 'Ü']);
-        for umlauts in [false, true].into_iter().take(1 + usize::from(umlauts)) {
+        for umlauts in [false, true]
+            .into_iter()
+            .take(1 + usize::from(has_umlaut(w)))
+        {
             self.fold.clear();
             fold(w, umlauts, &mut self.fold);
             let f = self.fold.as_str();
@@ -691,6 +692,11 @@ impl NameWords {
         }
         false
     }
+}
+
+/// Whether `w` has a second folding, its precomposed umlauts spelled out ([`fold`]).
+fn has_umlaut(w: &str) -> bool {
+    !w.is_ascii() && w.contains(['ä', 'ö', 'ü', 'Ä', 'Ö', 'Ü'])
 }
 
 /// Whether `c` belongs inside a word of a name or of text: a letter, a combining mark, or
@@ -836,18 +842,8 @@ pub fn scrub_with_names(text: &str, names: &mut NameWords, out: &mut String) -> 
         }
         total += n;
         patterns.clear();
-        // Every pattern needs a digit, an at sign or a colon (an IPv6 address of hex
-        // letters): without one, scrubbing would copy the text.
-        if named
-            .chars()
-            .any(|c| c.is_numeric() || matches!(c, '@' | '＠' | '﹫' | ':'))
-        {
-            total += scrub(&named, &mut patterns);
-        } else {
-            // Nor can the names pass find more in its own output.
-            patterns.push_str(&named);
-            break;
-        }
+        // `scrub`'s own first filter copies a text no pattern can match.
+        total += scrub(&named, &mut patterns);
     }
     out.push_str(&patterns);
     total

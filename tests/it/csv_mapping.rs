@@ -275,28 +275,18 @@ fn a_csv_value_that_does_not_parse_is_named_by_row_line_and_column() {
 fn csv_notes_lose_the_rows_name() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "\
-Id,Name,Nick,Notes
-1,Alice Smith,007,\"Thanks, Alice Smith (alice.smith@example.com)\"
-2,Bob Jones,42,Smith referred me; bob here
+InvoiceNo,InvoiceDate,CustomerID,Name,Nick,Notes
+1,2011-12-01 08:26:00,17850,Alice Smith,007,\"Thanks, Alice Smith (alice.smith@example.com)\"
+2,2011-12-09 12:50:00,13047,Bob Jones,42,Smith referred me; bob here
 ";
     std::fs::write(dir.path().join("people.csv"), csv).unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        r#"
-output = "out"
-[tables.people]
-input = "people.csv"
-[tables.people.columns]
-Id = "pseudonymize"
-Name = "drop"
-Nick = "drop"
-Notes = { rule = "scrub", names = ["Name", "Nick"] }
-"#,
-    )
-    .unwrap();
+    let policy = sales_policy(
+        dir.path(),
+        "people.csv",
+        "Name = \"drop\"\nNick = \"drop\"\nNotes = { rule = \"scrub\", names = [\"Name\", \"Nick\"] }",
+    );
     let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
-    let notes = column_strings(&read_table(&s.run_dir.join("people")), "Notes");
+    let notes = column_strings(&read_table(&s.run_dir.join("sales")), "Notes");
     assert_eq!(notes[0].as_deref(), Some("Thanks, [NAME] ([EMAIL])"));
     assert_eq!(notes[1].as_deref(), Some("Smith referred me; [NAME] here"));
 }

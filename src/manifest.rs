@@ -110,6 +110,9 @@ pub struct ErasureReport {
     pub requests_file_missing: Option<PathBuf>,
     /// Requests per status (completed, not_found, invalid, already_erased).
     pub requests: BTreeMap<String, usize>,
+    /// Of the `completed` requests, those this run carried out; the others were honoured
+    /// by an earlier run and are read again while the requests file holds them.
+    pub requests_completed_this_run: usize,
     /// Customers erased in this run's output (everyone in the ledger).
     pub customers_erased: usize,
     /// Per record-level table mapping customer_key or email: what erasure did to its rows.

@@ -137,7 +137,16 @@ impl RunSummary {
             writeln!(s, "  {name}: skipped ({why})").expect("writing to a String");
         }
         if let Some(e) = &m.erasure {
-            let per: Vec<String> = e.requests.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            let per: Vec<String> = e
+                .requests
+                .iter()
+                .map(|(k, v)| match k.as_str() {
+                    "completed" => {
+                        format!("{v} {k} ({} by this run)", e.requests_completed_this_run)
+                    }
+                    _ => format!("{v} {k}"),
+                })
+                .collect();
             writeln!(
                 s,
                 "  erasure: {} customers erased ({} new ledger entries); requests: {}",
@@ -906,6 +915,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            requests_completed_this_run: erasure.completed_now,
             customers_erased: erasure.customers_erased(),
             tables: erasure.rows.clone(),
         }),

@@ -115,6 +115,10 @@ pub struct Plan {
     pub ledger: Option<Ledger>,
     /// New ledger entries of this run.
     pub new_entries: usize,
+    /// Requests this run carried out (`completed` receipts that no earlier run's ledger
+    /// entry honoured, a delete that upgrades an anonymized customer included); the other
+    /// `completed` receipts are requests the file still holds, read again.
+    pub completed_now: usize,
     customers: Erased,
     emails: Erased,
     pub receipts: Vec<Receipt>,
@@ -624,6 +628,9 @@ pub async fn prepare(
             if status == "already_erased" && plan.new_entries > before {
                 (status, reason) = ("completed", None);
             }
+        }
+        if status == "completed" && honoured_at.is_none() {
+            plan.completed_now += 1;
         }
         let due = requests::due_date(r.jurisdiction, r.received_at);
         let completed = match status {

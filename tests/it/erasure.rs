@@ -356,6 +356,8 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
     // The manifest's evidence: every row read was checked once (the state is computed
     // once per row, not again for each use), and what happened to them.
     let e = s.manifest.erasure.as_ref().unwrap();
+    // A first run carried out every request it completed.
+    assert_eq!(e.requests_completed_this_run, e.requests["completed"]);
     let read = |t: &str| s.manifest.tables[t].rows_read.unwrap();
     let rows = |t: &str| e.tables[t].clone();
     assert_eq!(read("transactions"), tx_ids.len() as u64);
@@ -549,6 +551,12 @@ fn requests_erase_customers_with_receipts_and_a_ledger() {
     assert_eq!(st3["b06"].as_deref(), Some("completed"));
     let e3 = s3.manifest.erasure.as_ref().unwrap();
     assert_eq!(e3.new_entries, 1);
+    // Of the completed receipts, only b06's request was carried out by this run: the
+    // 24 read again were honoured two weeks earlier.
+    assert_eq!(
+        (e3.requests["completed"], e3.requests_completed_this_run),
+        (25, 1)
+    );
     assert_eq!(
         e3.ledger_entries,
         s.manifest.erasure.as_ref().unwrap().ledger_entries + 1
@@ -1013,6 +1021,7 @@ fn a_delete_request_upgrades_an_anonymized_customer_once() {
     let policy = policy_with_erasure(dir.path(), Some("requests.csv"));
     let out = dir.path().join("out");
     let mut runs = Vec::new();
+    let (mut completed_now, mut reports) = (Vec::new(), Vec::new());
     let mut receipt_figures = Vec::new();
     for csv in [
         format!("{header}a1,{},2025-12-01,GDPR,anonymize,true,\n", p.email),
@@ -1035,7 +1044,17 @@ fn a_delete_request_upgrades_an_anonymized_customer_once() {
         let removed = receipt_col(&r, "transactions_removed");
         receipt_figures.push((kept, removed));
         runs.push((e.new_entries, e.ledger_entries, rows, status));
+        completed_now.push(e.requests_completed_this_run);
+        reports.push(s.report());
     }
+    assert!(
+        reports[1].contains("requests: 2 completed (1 by this run)"),
+        "{}",
+        reports[1]
+    );
+    // The requests each run carried out: the anonymize, then the delete that upgrades
+    // it (the anonymize read again), then nothing new.
+    assert_eq!(completed_now, [1, 1, 0]);
     // The receipts say what happened to the transactions: kept anonymized until the
     // delete, removed from then on, on the anonymize request's receipt too.
     let n = |m: &BTreeMap<String, Option<String>>, id: &str| -> u64 {
@@ -1111,6 +1130,11 @@ fn requests_of_a_run_stopped_after_the_ledger_complete_on_the_next() {
     );
     let e = s.manifest.erasure.as_ref().unwrap();
     assert_eq!((e.new_entries, e.ledger_entries), (0, 2));
+    // Carried out by the stopped run, whose date the receipts carry.
+    assert_eq!(
+        (e.requests["completed"], e.requests_completed_this_run),
+        (2, 0)
+    );
     let published = column_strings(&read_table(&s.run_dir.join("customers")), "customer_id");
     for p in &people[3..5] {
         assert!(!published.contains(&Some(published_token(p))));

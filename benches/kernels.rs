@@ -13,7 +13,8 @@ use anonymizer::rules::mask::mask;
 use anonymizer::rules::pseudonymize::{Pseudonymizer, tokenize_array};
 use anonymizer::rules::scrub::scrub;
 use anonymizer::rules::{Normalize, TruncUnit};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -178,6 +179,32 @@ fn mask_text(c: &mut Criterion) {
     g.finish();
 }
 
+/// `scrub` over every text of `texts` (one output buffer, reused), in texts per second.
+fn scrub_each(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, texts: &[String]) {
+    g.throughput(Throughput::Elements(texts.len() as u64));
+    g.bench_function(name, |b| {
+        let mut out = String::new();
+        b.iter(|| {
+            for t in texts {
+                out.clear();
+                scrub(black_box(t), &mut out);
+            }
+        })
+    });
+}
+
+/// The privacy gate's detectors (`detect`) over every text of `texts`, in texts per second.
+fn detect_each(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, texts: &[String]) {
+    g.throughput(Throughput::Elements(texts.len() as u64));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            for t in texts {
+                black_box(anonymizer::rules::scrub::detect(black_box(t)));
+            }
+        })
+    });
+}
+
 fn scrub_text(c: &mut Criterion) {
     let mut g = c.benchmark_group("scrub");
     let texts: Vec<String> = (0..10_000)
@@ -195,16 +222,7 @@ fn scrub_text(c: &mut Criterion) {
             ),
         })
         .collect();
-    g.throughput(Throughput::Elements(texts.len() as u64));
-    g.bench_function("free_text_mixed", |b| {
-        let mut out = String::new();
-        b.iter(|| {
-            for t in &texts {
-                out.clear();
-                scrub(black_box(t), &mut out);
-            }
-        })
-    });
+    scrub_each(&mut g, "free_text_mixed", &texts);
     // The same texts with each row's name (`names`), and a quarter of them signed with
     // it: the name's words are folded and looked up in every text, and a text that had a
     // name is scrubbed again.
@@ -228,15 +246,7 @@ fn scrub_text(c: &mut Criterion) {
         .collect();
     // The cost of the names alone is the difference from this: the same signed texts
     // (some not ASCII) scrubbed without names.
-    g.bench_function("free_text_signed", |b| {
-        let mut out = String::new();
-        b.iter(|| {
-            for t in &signed {
-                out.clear();
-                scrub(black_box(t), &mut out);
-            }
-        })
-    });
+    scrub_each(&mut g, "free_text_signed", &signed);
     g.bench_function("free_text_signed_with_names", |b| {
         use anonymizer::rules::scrub::{NameWords, scrub_with_names};
         let (mut out, mut words) = (String::new(), NameWords::default());
@@ -268,24 +278,9 @@ fn scrub_text(c: &mut Criterion) {
             ),
         })
         .collect();
-    g.throughput(Throughput::Elements(accented.len() as u64));
-    g.bench_function("free_text_not_ascii", |b| {
-        let mut out = String::new();
-        b.iter(|| {
-            for t in &accented {
-                out.clear();
-                scrub(black_box(t), &mut out);
-            }
-        })
-    });
+    scrub_each(&mut g, "free_text_not_ascii", &accented);
     // The privacy gate's detectors on the same texts (as on a column kept by mistake).
-    g.bench_function("detect_not_ascii", |b| {
-        b.iter(|| {
-            for t in &accented {
-                black_box(anonymizer::rules::scrub::detect(black_box(t)));
-            }
-        })
-    });
+    detect_each(&mut g, "detect_not_ascii", &accented);
     // Payment references (capitals and digits, as the generated export's
     // external_payment_id): digits, but nothing to replace.
     let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -302,24 +297,9 @@ fn scrub_text(c: &mut Criterion) {
             format!("PAYID-{tail}")
         })
         .collect();
-    g.throughput(Throughput::Elements(codes.len() as u64));
-    g.bench_function("payment_codes", |b| {
-        let mut out = String::new();
-        b.iter(|| {
-            for t in &codes {
-                out.clear();
-                scrub(black_box(t), &mut out);
-            }
-        })
-    });
+    scrub_each(&mut g, "payment_codes", &codes);
     // The privacy gate's detectors on the same codes.
-    g.bench_function("detect_payment_codes", |b| {
-        b.iter(|| {
-            for t in &codes {
-                black_box(anonymizer::rules::scrub::detect(black_box(t)));
-            }
-        })
-    });
+    detect_each(&mut g, "detect_payment_codes", &codes);
     // The generated export's external payment ids, the five methods' formats in about
     // its proportions (20M transactions: 54 % card, 21 % PayPal, 12 % Apple, 8 % Google,
     // 5 % Roku): `pi_` and letters and digits, `PAYID-` and capitals and digits, `APL`
@@ -357,16 +337,7 @@ fn scrub_text(c: &mut Criterion) {
             }
         })
         .collect();
-    g.throughput(Throughput::Elements(refs.len() as u64));
-    g.bench_function("payment_refs", |b| {
-        let mut out = String::new();
-        b.iter(|| {
-            for t in &refs {
-                out.clear();
-                scrub(black_box(t), &mut out);
-            }
-        })
-    });
+    scrub_each(&mut g, "payment_refs", &refs);
     let scrubbed: Vec<String> = refs
         .iter()
         .map(|t| {
@@ -375,13 +346,7 @@ fn scrub_text(c: &mut Criterion) {
             o
         })
         .collect();
-    g.bench_function("detect_scrubbed_payment_refs", |b| {
-        b.iter(|| {
-            for t in &scrubbed {
-                black_box(anonymizer::rules::scrub::detect(black_box(t)));
-            }
-        })
-    });
+    detect_each(&mut g, "detect_scrubbed_payment_refs", &scrubbed);
     g.finish();
 }
 

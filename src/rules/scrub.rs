@@ -400,7 +400,8 @@ fn trigger(text: &str) -> Option<bool> {
 }
 
 impl Patterns {
-    /// Which patterns match `text`; `None` when none does (told by [`trigger`]:
+    /// Which patterns may match `text` (every one that does; for text past ASCII maybe
+    /// more, below); `None` when none does (told by [`trigger`]:
     /// no at sign, ':' or digit of any script; else by the set's `is_match`, which stops
     /// at the first match and is cheaper than asking which ones: most texts without a
     /// match are codes that hold digits).
@@ -421,7 +422,7 @@ impl Patterns {
 
     /// [`scrub`] after its first filter: rounds of [`Patterns::scrub_once`] and the
     /// detector's replacements until one changes nothing. `live`: the patterns that
-    /// match `text`.
+    /// may match `text` ([`Patterns::live`]).
     fn scrub_passes(&self, text: &str, live: regex::SetMatches, out: &mut String) -> usize {
         let mut s = Cow::Borrowed(text);
         let mut live = Some(live);
@@ -452,8 +453,8 @@ impl Patterns {
     /// IPv4, cards, other digits), each replacing what its pattern matches and its check
     /// accepts. A pass whose pattern does not match the text as it stands is skipped (it
     /// would change nothing); which patterns match is asked again after a pass that
-    /// changed the text.
-    /// Returns the text, how many were replaced, and which patterns match the result.
+    /// changed the text ([`Patterns::live`]: which may match).
+    /// Returns the text, how many were replaced, and which patterns may match the result.
     fn scrub_once<'a>(
         &self,
         mut s: Cow<'a, str>,
@@ -536,7 +537,7 @@ impl Patterns {
 
     /// Replaces what the gate's detector finds (its blanking of lookalikes can expose
     /// something the passes of [`Patterns::scrub_once`], which leave lookalikes in place,
-    /// do not see). `live`: the patterns that match `s`.
+    /// do not see). `live`: the patterns that may match `s` ([`Patterns::live`]).
     fn replace_detected<'a>(
         &self,
         s: Cow<'a, str>,
@@ -546,7 +547,8 @@ impl Patterns {
         splice_detected(s, found)
     }
 
-    /// [`detect_ranges`] after its first filter. `live`: the patterns that match `text`.
+    /// [`detect_ranges`] after its first filter. `live`: the patterns that may match
+    /// `text` ([`Patterns::live`]).
     /// A pass whose pattern does not match `text` is skipped: blanking (below) writes
     /// `_`, which no pattern takes in but the emails' (the first pass), and which only takes word
     /// boundaries away, so a pattern that matches nowhere in `text` matches nowhere after.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Float64Type, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, TryCast, cast, ident, lit};
@@ -231,14 +231,7 @@ async fn check_file(
     // times held as text are read as the aggregates read them (a cast to a UTC
     // timestamp), so an unparsable one fails here, and text is not compared as text.
     if let Some(c) = &event {
-        let t = if is_text(table, c) {
-            cast(
-                ident(c),
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            )
-        } else {
-            ident(c)
-        };
+        let t = event_as_time(table, c);
         aggs.push(min(t.clone()).alias("first"));
         aggs.push(max(t).alias("last"));
     }
@@ -305,23 +298,46 @@ async fn check_file(
         }
     }
     if let Some(c) = &event {
-        let day = |name| match scalar(name).and_then(|v| v.cast_to(&DataType::Date32)) {
-            Ok(ScalarValue::Date32(d)) => d,
-            _ => None,
+        // `Err` for a time that has no date: one past the calendar's range (about 262,000
+        // years either way), which must stop the run like any other time out of range,
+        // not pass as a table without times.
+        let day = |name| match scalar(name) {
+            Ok(v) if v.is_null() => Ok(None),
+            Ok(v) => match v.cast_to(&DataType::Date32) {
+                Ok(ScalarValue::Date32(Some(d))) => Ok(Some(d)),
+                _ => Err(()),
+            },
+            Err(_) => Err(()),
         };
         let (first, last) = (day("first"), day("last"));
-        if first.is_some_and(|d| d < lo) || last.is_some_and(|d| d >= hi) {
-            let row = first_row(
-                ctx,
-                table,
-                file,
-                cast(ident(c), DataType::Date32),
-                |a, i| {
-                    let d = a.as_primitive::<Date32Type>().value(i);
-                    d < lo || d >= hi
-                },
-            )
-            .await?;
+        let outside = |d: &Result<Option<i32>, ()>| match d {
+            Ok(d) => d.is_some_and(|d| d < lo || d >= hi),
+            Err(()) => true,
+        };
+        if outside(&first) || outside(&last) {
+            // Compared in the column's own type (the bounds cast to it, not every value to
+            // a date: a time past the calendar has none, and its cast fails).
+            let t = event_as_time(table, c);
+            let ty = if is_text(table, c) {
+                utc_micros()
+            } else {
+                table
+                    .schema
+                    .field_with_name(c)
+                    .map(|f| f.data_type().clone())
+                    .unwrap_or_else(|_| utc_micros())
+            };
+            let bound = |d: i32| {
+                cast(
+                    lit(ScalarValue::TimestampMicrosecond(
+                        Some(i64::from(d) * 86_400_000_000),
+                        Some("UTC".into()),
+                    )),
+                    ty.clone(),
+                )
+            };
+            let bad = t.clone().lt(bound(lo)).or(t.gt_eq(bound(hi)));
+            let row = first_row(ctx, table, file, bad, |a, i| a.as_boolean().value(i)).await?;
             return Err(input_error(
                 table,
                 file,
@@ -335,11 +351,11 @@ async fn check_file(
                 ),
             ));
         }
-        if let Some(d) = last {
+        if let Ok(Some(d)) = last {
             let d = crate::rules::generalize::days_to_date(i64::from(d));
             facts.latest_event = facts.latest_event.max(d);
         }
-        if let Some(d) = first {
+        if let Ok(Some(d)) = first {
             facts.first_event = crate::rules::generalize::days_to_date(i64::from(d));
         }
     }
@@ -497,6 +513,16 @@ async fn type_tally(
 
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The event-time column as the aggregates read it: text cast to a UTC timestamp (so an
+/// unparsable one fails), anything else as it is.
+fn event_as_time(table: &TablePolicy, c: &str) -> Expr {
+    if is_text(table, c) {
+        cast(ident(c), utc_micros())
+    } else {
+        ident(c)
+    }
 }
 
 fn is_text(table: &TablePolicy, column: &str) -> bool {

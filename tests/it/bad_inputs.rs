@@ -541,6 +541,29 @@ fn timestamps_in_year_9999() {
     c.expect(&c.run(&[]), 2);
 }
 
+/// Times past the calendar's range (about 262,000 years either way) have no date: the
+/// check must not take "no date" for "no time" and let them through.
+#[test]
+fn timestamps_past_any_calendar() {
+    for (name, far, args) in [
+        ("year_past_max", i64::MAX, &[][..]),
+        ("year_past_min", i64::MIN + 1, &[][..]),
+        (
+            "year_past_max_as_of",
+            9_000_000_000_000_000_000,
+            &["--as-of", "2025-12-31"][..],
+        ),
+    ] {
+        let c = Case::new(name);
+        c.rewrite(&c.first("transactions"), |b| {
+            map_timestamps(&b, "transaction_at", |i, t| {
+                Some(if i == 6 { far } else { t })
+            })
+        });
+        c.expect(&c.run(args), 2);
+    }
+}
+
 #[test]
 fn unknown_offer_period() {
     let c = Case::new("unknown_offer_period");

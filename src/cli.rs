@@ -79,8 +79,10 @@ pub enum Command {
         #[arg(long)]
         spill_dir: Option<PathBuf>,
         /// Start a new, empty suppression ledger although the published run was made
-        /// with one (the ledger file is missing). Everyone erased before is published
-        /// again if still in the export: only for a deliberate fresh start.
+        /// with one (the ledger file is missing), or go on with a ledger that has fewer
+        /// entries than the published run was made with (an older copy). Everyone erased
+        /// before and not in the ledger is published again if still in the export: only
+        /// for a deliberate fresh start.
         #[arg(long)]
         new_ledger: bool,
     },

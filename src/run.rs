@@ -68,8 +68,9 @@ pub struct RunOptions {
     /// Where the aggregates and the gate spill (default: the run's staging folder); an
     /// existing folder, checked before any work ([`check_spill_dir`]).
     pub spill_dir: Option<PathBuf>,
-    /// Start an empty ledger although the published run was made with one (`--new-ledger`;
-    /// see [`crate::erasure::check_ledger_present`]).
+    /// Start an empty ledger although the published run was made with one, or go on with
+    /// one shorter than it was made with (`--new-ledger`; see
+    /// [`crate::erasure::check_ledger_present`]).
     pub new_ledger: bool,
     pub fail_point: Option<FailPoint>,
 }

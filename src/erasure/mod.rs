@@ -412,17 +412,28 @@ fn err(message: String) -> Error {
 /// otherwise. When `published` (a run folder: `OUT/current` for `run`, the folder checked
 /// for `verify`) was made with ledger entries, the ledger was lost (a path edited, a
 /// restore or a new host without it), and going on would publish everyone erased before
-/// again (`run`) or pass them unchecked (`verify`): an error, unless `new_ledger`.
+/// again (`run`) or pass them unchecked (`verify`): an error, unless `new_ledger`. So is
+/// a ledger with fewer entries than the published run was made with (entries are never
+/// removed): an older copy, restored from a backup taken before the last run, or edited.
 pub fn check_ledger_present(
     ledger: &Path,
     published: Option<&Path>,
     new_ledger: bool,
 ) -> Result<(), Error> {
-    if new_ledger || std::fs::symlink_metadata(ledger).is_ok() {
+    if new_ledger {
         return Ok(());
     }
     let Some(run) = published else {
         return Ok(());
+    };
+    let held = if std::fs::symlink_metadata(ledger).is_ok() {
+        match ledger_entries(ledger) {
+            Some(n) => Some(n),
+            // Unreadable or malformed: the ledger's own reader says what is wrong.
+            None => return Ok(()),
+        }
+    } else {
+        None
     };
     let manifest = run.join("_manifest.json");
     let entries = std::fs::read(&manifest)
@@ -438,17 +449,40 @@ pub fn check_ledger_present(
             ledger.display()
         ))
     };
-    match entries {
-        Some(0) => Ok(()),
-        Some(n) => Err(lost(format!(
+    match (held, entries) {
+        (None, Some(0)) => Ok(()),
+        (None, Some(n)) => Err(lost(format!(
             "the published run {} was made with {n} ledger entries",
             run.display()
         ))),
-        None => Err(lost(format!(
+        (None, None) => Err(lost(format!(
             "{} cannot be read to tell whether the published run had any",
             manifest.display()
         ))),
+        (Some(h), Some(n)) if h < n => Err(err(format!(
+            "the suppression ledger {} holds {h} entries, but the published run {} was made \
+             with {n}: it is an older copy (restored from a backup taken before the last run) \
+             or was edited, and entries are never removed; going on would publish again every \
+             customer erased since\n  restore the newest ledger (the one the last run wrote); \
+             to go on with this one on purpose, pass --new-ledger",
+            ledger.display(),
+            run.display()
+        ))),
+        // An unreadable manifest does not make an existing ledger suspect.
+        (Some(_), _) => Ok(()),
     }
+}
+
+/// How many entries the ledger file at `path` holds, without checking them (`None`
+/// when it cannot be read or parsed: [`Ledger::load`] reports that).
+fn ledger_entries(path: &Path) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Count {
+        entries: Vec<serde::de::IgnoredAny>,
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let c: Count = serde_json::from_slice(&bytes).ok()?;
+    Some(c.entries.len() as u64)
 }
 
 /// Reads the ledger and the requests, matches requests to customers, and plans the

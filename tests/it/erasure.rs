@@ -754,8 +754,30 @@ fn erase_command_appends_a_request_the_next_run_honours() {
     // and verify stop, naming the published run's entries, unless --new-ledger.
     let ledger = dir.path().join("state/erasure-ledger.json");
     let saved = dir.path().join("ledger.bak");
-    std::fs::rename(&ledger, &saved).unwrap();
     std::fs::write(dir.path().join("pending.jsonl"), "").unwrap();
+    // Found by the fourth audit (2026-12-04): an older copy of the ledger (a backup from
+    // before the last run), with fewer entries than the published run was made with, was
+    // taken as it was. Now the run and verify stop the same way.
+    let full = std::fs::read(&ledger).unwrap();
+    let mut older: serde_json::Value = serde_json::from_slice(&full).unwrap();
+    older["entries"] = serde_json::json!([]);
+    std::fs::write(&ledger, serde_json::to_vec(&older).unwrap()).unwrap();
+    for args in [
+        &["run", "--config", cfg][..],
+        &["verify", "--config", cfg][..],
+    ] {
+        let o = cli(args, Some(KEY_HEX));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(
+            e.contains("holds 0 entries, but the published run")
+                && e.contains("was made with 1")
+                && e.contains("--new-ledger"),
+            "{e}"
+        );
+    }
+    std::fs::write(&ledger, &full).unwrap();
+    std::fs::rename(&ledger, &saved).unwrap();
     let o = cli(&["run", "--config", cfg], Some(KEY_HEX));
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);

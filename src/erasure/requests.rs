@@ -469,6 +469,23 @@ fn check_request_id(id: &str) -> Result<(), String> {
     if id.len() > 128 {
         return Err("request_id is longer than 128 characters".into());
     }
+    // The receipts are published, and the privacy gate refuses any published value its
+    // detectors find (a token's shape excepted, as there): such an id would stop every run.
+    if !crate::rules::pseudonymize::is_token(id)
+        && let Some(kind) = crate::rules::scrub::detect(id).first()
+    {
+        return Err(format!(
+            "request_id has the shape of {}, which the privacy gate refuses in the published receipts; use an id with letters, such as \
+             REQ-20251201-0042",
+            match *kind {
+                "ip" => "an IP address",
+                "iban" => "an IBAN",
+                "card" => "a card number",
+                "email" => "an email address",
+                _ => "a phone number",
+            }
+        ));
+    }
     Ok(())
 }
 
@@ -995,6 +1012,29 @@ mod tests {
         assert!(p.valid.is_empty(), "unexpected valid rows: {:?}", p.valid);
         assert_eq!(p.invalid.len(), 1, "{:?}", p.invalid);
         &p.invalid[0]
+    }
+
+    /// Found by the fourth audit (2026-12-04): `erase --request-id 12345678` was accepted,
+    /// and the gate then refused the published receipts (a phone number) in every run.
+    #[test]
+    fn request_ids_the_gate_would_refuse_are_invalid() {
+        for (id, shape) in [
+            ("12345678", "a phone number"),
+            ("4111111111111111", "a card number"),
+            ("10.1.2.3", "an IP address"),
+        ] {
+            let e = check_request_id(id).unwrap_err();
+            assert!(e.contains(shape) && !e.contains(id), "{id}: {e}");
+        }
+        for id in [
+            "REQ-A1042",
+            "erase-20251215T101010-123456",
+            "r-1",
+            "ticket:481516",
+            "0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_request_id(id), Ok(()), "{id}");
+        }
     }
 
     #[test]

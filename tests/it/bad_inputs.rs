@@ -1684,6 +1684,8 @@ fn erase_appends_safely_or_not_at_all() {
         ("j2", "duplicate request_id"),
         ("", "missing request_id"),
         ("a\"b", "request_id may only contain"),
+        // One the privacy gate would refuse in the published receipts (a phone number).
+        ("12345678", "request_id has the shape of a phone number"),
     ] {
         let o = erase(&["--email", "c@example.com", "--request-id", id]);
         assert_eq!(o.code, Some(2), "{id}: {}", o.stderr);

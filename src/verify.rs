@@ -1107,6 +1107,66 @@ async fn probe_csv(
 }
 
 /// (table, column) of the policy's columns whose rule satisfies `f`.
+/// What a column's published values must look like under its rule, where the rule's
+/// output has a shape: a read-back value without it was not written by that rule (a
+/// copy edited by hand, a name pasted into a token column), and none of the other checks
+/// would see a name or a street there.
+#[derive(Debug, Clone, PartialEq)]
+enum Treatment {
+    /// `pseudonymize`: a token, 32 lower-case hexadecimal characters.
+    Token,
+    /// `redact`: the policy's constant.
+    Constant(String),
+    /// `mask`: `****` and at most this many characters after it.
+    Masked(usize),
+}
+
+impl Treatment {
+    fn of(rule: &Rule) -> Option<Treatment> {
+        match rule {
+            Rule::Pseudonymize { .. } => Some(Treatment::Token),
+            Rule::Redact { value } => Some(Treatment::Constant(value.clone())),
+            Rule::Mask { keep_last } => Some(Treatment::Masked(*keep_last as usize)),
+            _ => None,
+        }
+    }
+
+    fn fits(&self, v: &str) -> bool {
+        match self {
+            Treatment::Token => crate::rules::pseudonymize::is_token(v),
+            Treatment::Constant(c) => v == c,
+            Treatment::Masked(n) => v
+                .strip_prefix(crate::rules::mask::MASK)
+                .is_some_and(|rest| rest.chars().count() <= *n),
+        }
+    }
+
+    /// What a value that does not fit is not, for a finding.
+    fn expected(&self) -> String {
+        match self {
+            Treatment::Token => "tokens (32 hexadecimal characters)".into(),
+            Treatment::Constant(_) => "the policy's redact value".into(),
+            Treatment::Masked(n) => format!(
+                "masked ({} and at most {n} characters)",
+                crate::rules::mask::MASK
+            ),
+        }
+    }
+}
+
+/// Each record-level column whose rule's output has a shape ([`Treatment`]).
+fn treatments(policy: Option<&Policy>) -> HashMap<(String, String), Treatment> {
+    policy
+        .into_iter()
+        .flat_map(|p| &p.tables)
+        .flat_map(|t| {
+            t.columns.iter().filter_map(|c| {
+                Treatment::of(&c.rule).map(|x| ((t.name.clone(), c.name.clone()), x))
+            })
+        })
+        .collect()
+}
+
 fn columns_where(policy: Option<&Policy>, f: impl Fn(&Rule) -> bool) -> HashSet<(String, String)> {
     policy
         .into_iter()
@@ -1147,6 +1207,8 @@ struct ScanContext<'a> {
     /// Columns the policy pseudonymizes: their token-shaped values are only looked up
     /// among erased customers' tokens (a keyed token is not an input value).
     tokens: &'a HashSet<(String, String)>,
+    /// Columns whose rule's output has a shape that every value must have.
+    treatments: &'a HashMap<(String, String), Treatment>,
     /// Columns mapped to the amount role: a text amount that is a plain decimal number
     /// (`15000.00`) is money, not a phone number, whatever its digit count.
     amounts: &'a HashSet<(String, String)>,
@@ -1253,6 +1315,8 @@ struct FileScan {
     /// Columns of a type the checks cannot look into (lists, structs, maps, bytes), with
     /// their type.
     unreadable: BTreeMap<String, String>,
+    /// Per column with a [`Treatment`]: values without its shape.
+    off_treatment: BTreeMap<String, u64>,
     /// Kept text columns of a record-level table: rows, rows like a personal name, rows
     /// like a street address ([`crate::personal_text`]).
     personal: BTreeMap<String, PersonalRows>,
@@ -1318,6 +1382,9 @@ impl FileScan {
         }
         for (k, v) in o.erased_hits {
             *self.erased_hits.entry(k).or_default() += v;
+        }
+        for (k, v) in o.off_treatment {
+            *self.off_treatment.entry(k).or_default() += v;
         }
         for (k, v) in o.values {
             self.values.entry(k).or_default().extend(v);
@@ -1624,6 +1691,8 @@ fn scan_file(
             let mut values = (cx.fp.is_some() && (string || !aggregate))
                 .then(|| sets.entry(f.name().clone()).or_default());
             let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
+            let treatment = cx.treatments.get(&(t.name.clone(), f.name().clone()));
+            let mut off_treatment = 0u64;
             let amount_col = cx.amounts.contains(&(t.name.clone(), f.name().clone()));
             // Kept text of a record-level table: does it look like names or streets?
             let mut personal = (string && check && !aggregate)
@@ -1637,6 +1706,9 @@ fn scan_file(
                         *out.erased_hits.entry(f.name().clone()).or_default() += times;
                     }
                     return;
+                }
+                if treatment.is_some_and(|x| !x.fits(v)) {
+                    off_treatment += times;
                 }
                 let tally = |x: &Verdict,
                              found: &mut BTreeMap<(String, &'static str), u64>,
@@ -1703,6 +1775,9 @@ fn scan_file(
             .map_err(|e| read_error(path, &format!("column {}: {e}", f.name())))?;
             if let Some(e) = spill_error {
                 return Err(e);
+            }
+            if off_treatment > 0 {
+                *out.off_treatment.entry(f.name().clone()).or_default() += off_treatment;
             }
         }
         Ok(())
@@ -2017,6 +2092,7 @@ pub async fn verify_with_limits(
         .collect();
     let mut erased_check = Check::new("erased_customers_absent");
     let mut erased_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut off_treatment: BTreeMap<(String, String), u64> = BTreeMap::new();
     // Every row group of every file, scanned in parallel (rayon), then merged per table.
     // (table, file, row group): the unit of parallelism, so one big file is not one job.
     let mut jobs: Vec<(usize, &PathBuf, usize)> = Vec::new();
@@ -2032,6 +2108,7 @@ pub async fn verify_with_limits(
         unique_sample.insert(t.name.clone(), UniqueSample::of(rows, limits.unique_held));
     }
     let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
+    let treatments = treatments(policy);
     let amounts: HashSet<(String, String)> = policy
         .into_iter()
         .flat_map(|p| &p.tables)
@@ -2055,6 +2132,7 @@ pub async fn verify_with_limits(
         erased,
         kept: &kept,
         tokens: &tokens,
+        treatments: &treatments,
         amounts: &amounts,
         footers: &footers,
         unique_sample: &unique_sample,
@@ -2101,6 +2179,9 @@ pub async fn verify_with_limits(
         }
         for (col, n) in scan.erased_hits {
             erased_hits.insert((t.name.clone(), col), n);
+        }
+        for (col, n) in scan.off_treatment {
+            off_treatment.insert((t.name.clone(), col), n);
         }
         for (col, ty) in scan.unreadable {
             *detectors
@@ -2265,7 +2346,7 @@ pub async fn verify_with_limits(
             .push("skipped: no erasure ledger to check against (the policy's [erasure] ledger, and its key)".into()),
     }
     let aggregates = check_aggregates(&tables, k)?;
-    let as_declared = check_declared(&tables, policy, &footers)?;
+    let as_declared = check_declared(&tables, policy, &footers, &treatments, &off_treatment)?;
     let declared = read_quasi_identifiers(&tables, policy)?;
     let quasi = check_quasi_identifiers(&declared, policy);
     let kanon = check_k_anonymity(&declared, policy);
@@ -2492,6 +2573,8 @@ fn check_declared(
     tables: &[Table],
     policy: Option<&Policy>,
     footers: &Footers,
+    treatments: &HashMap<(String, String), Treatment>,
+    off_treatment: &BTreeMap<(String, String), u64>,
 ) -> Result<Check, Error> {
     let mut c = Check::new("published_as_declared");
     let Some(policy) = policy else {
@@ -2548,12 +2631,38 @@ fn check_declared(
         };
         for col in names_of(t)? {
             columns += 1;
+            let key = (t.name.clone(), col.clone());
             match tp.rule_of(&col) {
                 Some(Rule::Drop) => c.findings.push(format!(
                     "table {}, column {col}: the policy drops this column, yet it is published",
                     t.name
                 )),
-                Some(_) => {}
+                Some(rule) => {
+                    let Some(x) = treatments.get(&key) else {
+                        continue;
+                    };
+                    let not_text = t.files.iter().find_map(|f| {
+                        let meta = footers.get(f).ok()?;
+                        let field = meta.schema().field_with_name(&col).ok()?;
+                        (!is_string(field.data_type())).then(|| field.data_type().to_string())
+                    });
+                    if let Some(ty) = not_text {
+                        c.findings.push(format!(
+                            "table {}, column {col}: the policy applies {} to it, yet it is published as {ty}, not as {}",
+                            t.name,
+                            rule.name(),
+                            x.expected()
+                        ));
+                    } else if let Some(n) = off_treatment.get(&key) {
+                        *c.figures.entry("values_not_as_declared".into()).or_default() += n;
+                        c.findings.push(format!(
+                            "table {}, column {col}: the policy applies {} to it, yet {n} value(s) are not {}",
+                            t.name,
+                            rule.name(),
+                            x.expected()
+                        ));
+                    }
+                }
                 None => c.findings.push(format!(
                     "table {}, column {col}: not a column of the policy, so nothing says what it holds; remove it, or classify it in the policy and rerun",
                     t.name

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use proptest::prelude::*;
 
@@ -393,6 +393,82 @@ fn verify_names_each_detector_kind_by_column() {
         }
         assert!(!err.contains(value), "{err}");
     }
+}
+
+/// Found by the fourth audit (2026-12-04): names pasted into a pseudonymized, redacted
+/// or masked column of a copy edited by hand, and raw customer ids written as floats into
+/// the token column, passed `verify`: values of those columns were only looked up whole
+/// among the input's, and a full name is no input value. Now each such column's values
+/// must have its rule's shape (a token, the redact value, `****` and at most keep_last
+/// characters), and its type be text.
+#[test]
+fn verify_refuses_values_a_rule_did_not_write() {
+    use datafusion::arrow::array::Float64Array;
+    let (dir, cfg) = published_fixture();
+    let copy = copy_of_current(dir.path());
+    let mut planted = 0;
+    for f in parquet_files(&copy.join("customers")).into_values() {
+        let b = read_parquet(&f);
+        let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+        let n = b.num_rows();
+        planted += n.min(3);
+        // The first three rows of each of these columns get a name or a street.
+        let text = |col: &str, plant: &str| -> ArrayRef {
+            let a = b.column_by_name(col).unwrap().as_string::<i32>();
+            Arc::new(StringArray::from_iter((0..n).map(|i| {
+                if i < 3 {
+                    Some(plant.to_string())
+                } else {
+                    a.is_valid(i).then(|| a.value(i).to_string())
+                }
+            })))
+        };
+        let b = with_column(&b, "email", text("email", "Anna Kowalska"));
+        let b = with_column(&b, "company_name", text("company_name", "Main Street 5"));
+        let b = with_column(&b, "phone", text("phone", "Anna"));
+        let b = with_column(
+            &b,
+            "customer_id",
+            Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|i| 1000.0 + i as f64),
+            )),
+        );
+        write_parquet(&f, &b);
+    }
+    assert!(planted > 0);
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "published_as_declared")
+        .unwrap();
+    assert_eq!(check["passed"], false);
+    let findings = check["findings"].to_string();
+    for want in [
+        format!("table customers, column email: the policy applies pseudonymize to it, yet {planted} value(s) are not tokens"),
+        format!("table customers, column company_name: the policy applies redact to it, yet {planted} value(s) are not the policy's redact value"),
+        format!("table customers, column phone: the policy applies mask to it, yet {planted} value(s) are not masked (**** and at most 2 characters)"),
+        "table customers, column customer_id: the policy applies pseudonymize to it, yet it is published as Float64, not as tokens".to_string(),
+    ] {
+        assert!(findings.contains(&want), "{want}\n{findings}");
+    }
+    assert!(
+        !findings.contains("Anna") && !findings.contains("Main Street"),
+        "{findings}"
+    );
+    assert_eq!(
+        check["figures"]["values_not_as_declared"],
+        3 * planted as u64
+    );
+    // What the run wrote has every shape.
+    let current = dir.path().join("out/current");
+    assert_eq!(
+        gate_check(&current, "published_as_declared")["passed"],
+        true
+    );
 }
 
 /// Rewrites one aggregate of `copy` with `f` applied to its batch.

@@ -2,8 +2,10 @@
 //! what `anonymizer risk`, the run's enforcement and the privacy gate measure.
 //!
 //! Text of a value ([`canonical`]): strings as they are; dates, and timestamps at
-//! midnight, as `YYYY-MM-DD`; other timestamps as `YYYY-MM-DDTHH:MM:SS` (UTC); numbers and
-//! booleans as Arrow prints them; a null is `*` (a suppressed value says nothing).
+//! midnight, as `YYYY-MM-DD`; other timestamps as `YYYY-MM-DDTHH:MM:SS` (UTC), with the
+//! fraction of a second when there is one (`...T00:00:00.000125`: never dropped, two
+//! times that differ in it are two values); numbers and booleans as Arrow prints them; a
+//! null is `*` (a suppressed value says nothing).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -162,12 +164,15 @@ pub fn canonical(a: &ArrayRef) -> Result<Vec<String>, String> {
                 .iter()
                 .map(|v| {
                     v.map(|v| {
-                        let secs = if secs_per_tick_inv == 0 {
-                            v * 86_400
+                        if secs_per_tick_inv == 0 {
+                            time_text(v * 86_400)
                         } else {
-                            v.div_euclid(secs_per_tick_inv)
-                        };
-                        time_text(secs)
+                            fractional_time_text(
+                                v.div_euclid(secs_per_tick_inv),
+                                v.rem_euclid(secs_per_tick_inv),
+                                secs_per_tick_inv,
+                            )
+                        }
                     })
                 })
                 .collect()
@@ -182,6 +187,25 @@ pub fn canonical(a: &ArrayRef) -> Result<Vec<String>, String> {
         .into_iter()
         .map(|v| v.unwrap_or_else(|| TOP.to_string()))
         .collect())
+}
+
+/// [`time_text`] of a time `ticks` of `1 / per_second` after `secs`: a fraction of a
+/// second is part of the value (`2025-01-05T00:00:00.25`), so two times that differ in
+/// it stay apart and a midnight plus a fraction is not a date. Found by the fourth audit
+/// (2026-12-04): the fraction was dropped, so 200 distinct times at midnight plus a few
+/// microseconds were 5 "dates", each shared by 40 records, for k-anonymity, the
+/// time-of-day check and `anonymizer risk`.
+pub fn fractional_time_text(secs: i64, ticks: i64, per_second: i64) -> String {
+    if ticks == 0 {
+        return time_text(secs);
+    }
+    let whole = match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        None => format!("{secs}s"),
+    };
+    let digits = per_second.ilog10() as usize;
+    let fraction = format!("{ticks:0digits$}");
+    format!("{whole}.{}", fraction.trim_end_matches('0'))
 }
 
 /// `YYYY-MM-DD` at midnight, else `YYYY-MM-DDTHH:MM:SS` (UTC).
@@ -299,4 +323,53 @@ pub fn read_parquet_ordered(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+        TimestampSecondArray,
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_fraction_of_a_second_is_part_of_a_times_text() {
+        let day = 1_736_035_200i64; // 2025-01-05T00:00:00Z
+        let micros: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(day * 1_000_000),
+            Some(day * 1_000_000 + 125),
+            Some(day * 1_000_000 + 250_000),
+            Some((day + 36_000) * 1_000_000 + 1),
+            Some(-1),
+            None,
+        ]));
+        assert_eq!(
+            canonical(&micros).unwrap(),
+            [
+                "2025-01-05",
+                "2025-01-05T00:00:00.000125",
+                "2025-01-05T00:00:00.25",
+                "2025-01-05T10:00:00.000001",
+                "1969-12-31T23:59:59.999999",
+                TOP,
+            ]
+        );
+        // The same instants in every unit give the same text; whole seconds as before.
+        let millis: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![day * 1_000 + 250]));
+        let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![
+            day * 1_000_000_000 + 250_000_000,
+        ]));
+        let secs: ArrayRef = Arc::new(TimestampSecondArray::from(vec![day + 1]));
+        assert_eq!(canonical(&millis).unwrap(), ["2025-01-05T00:00:00.25"]);
+        assert_eq!(canonical(&nanos).unwrap(), ["2025-01-05T00:00:00.25"]);
+        assert_eq!(canonical(&secs).unwrap(), ["2025-01-05T00:00:01"]);
+        // A midnight plus a fraction has a time of day.
+        let mut c = Columns::new(vec!["t".into()]);
+        c.push(&[micros]).unwrap();
+        assert_eq!(c.times_of_day(0), 4);
+    }
 }

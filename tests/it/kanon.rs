@@ -436,3 +436,47 @@ fn quasi_identifiers_on_a_table_of_events_are_refused() {
         "{err}"
     );
 }
+
+/// Found by the fourth audit (2026-12-04): times that differ below a second were one
+/// value to `risk` (and to the run's k-anonymity and the gate), so 20 logins unique to
+/// the millisecond were one class of 20.
+#[test]
+fn risk_tells_apart_times_that_differ_below_a_second() {
+    use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+    let dir = tempfile::tempdir().unwrap();
+    let at = 1_736_035_200_000i64; // 2025-01-05T00:00:00Z, in milliseconds
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "country",
+            std::sync::Arc::new(StringArray::from(vec!["DE"; 20])) as ArrayRef,
+        ),
+        (
+            "login_at",
+            std::sync::Arc::new(
+                TimestampMillisecondArray::from_iter_values((0..20).map(|i| at + i))
+                    .with_timezone("UTC"),
+            ) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let file = dir.path().join("logins.parquet");
+    crate::common::write_parquet(&file, &b);
+    let o = cli(
+        &[
+            "risk",
+            "--input",
+            file.to_str().unwrap(),
+            "--qi",
+            "country,login_at",
+            "--k",
+            "5",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sample_uniques"], 20, "{v}");
+    assert_eq!(v["smallest_class"], 1, "{v}");
+}

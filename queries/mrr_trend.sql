@@ -14,8 +14,10 @@
 --                    withheld); 0 in a month without a row.
 --   withheld_cells   countries of this month and currency with a withheld value.
 --   mrr_change_pct   mrr against the previous calendar month's mrr in the same currency,
---                    in percent (2 decimals); null for the currency's first month and
---                    after a month of 0.
+--                    in percent (2 decimals); null for the currency's first month, after
+--                    a month of 0, and when either month has a withheld cell: a change
+--                    between two lower bounds can be far from the true one (+107.6 %
+--                    where the true change was +35.4 %), so none is shown.
 WITH per_currency AS (
     SELECT month,
            currency,
@@ -50,7 +52,9 @@ SELECT cur.month,
        ROUND(cur.mrr, 2) AS mrr,
        cur.subscribers,
        cur.withheld_cells,
-       ROUND(100 * (cur.mrr / NULLIF(prev.mrr, 0) - 1), 2) AS mrr_change_pct
+       CASE WHEN cur.withheld_cells > 0 OR prev.withheld_cells > 0 THEN NULL
+            ELSE ROUND(100 * (cur.mrr / NULLIF(prev.mrr, 0) - 1), 2)
+       END AS mrr_change_pct
 FROM filled cur
 LEFT JOIN filled prev
   ON prev.currency = cur.currency AND prev.month = cur.month - INTERVAL '1' MONTH

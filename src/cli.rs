@@ -296,7 +296,8 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
-    /// Write the result to this file instead of stdout (required for parquet).
+    /// Write the result to this file instead of stdout (required for parquet; `-` is
+    /// stdout). Never inside a published run or output folder.
     #[arg(long)]
     output: Option<PathBuf>,
     /// The policy, to find the output folder and the saved queries.

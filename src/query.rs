@@ -160,6 +160,15 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
             )),
         }
     })?;
+    // Only what a run published (and its gate passed) is queried: a `current` that names
+    // some other folder (a link to the raw export) is not.
+    if !run.join("_manifest.json").is_file() {
+        return Err(Error::Usage(format!(
+            "{} is not a run anonymizer published (it has no _manifest.json): query reads \
+             only published runs; give the OUT folder of `anonymizer run`",
+            run.display()
+        )));
+    }
     let ctx = SessionContext::new();
     let mut tables = Vec::new();
     let dirs = sorted_children(&run, |p| p.is_dir())
@@ -563,7 +572,10 @@ pub fn execute_to<W: std::io::Write + Send>(
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the runtime: {e}")))?;
-    match &opts.output {
+    // `--output -` is standard output, as for most tools.
+    let output = opts.output.as_ref().filter(|p| p.as_os_str() != "-");
+    let to_stdout = opts.output.is_some() && output.is_none();
+    match output {
         Some(path) => {
             // A file written among the published tables would be read as part of them,
             // never checked by the privacy gate.
@@ -576,12 +588,21 @@ pub fn execute_to<W: std::io::Write + Send>(
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            if absolute(parent).starts_with(absolute(&out)) {
+            let parent_abs = absolute(parent);
+            // This output folder, or any published run or output folder (another
+            // policy's, or the one --config names when --out points elsewhere).
+            let published = parent_abs.ancestors().find(|a| {
+                a.join("_manifest.json").is_file()
+                    || (a.join("current").is_symlink() && a.join("runs").is_dir())
+            });
+            if parent_abs.starts_with(absolute(&out)) || published.is_some() {
                 return Err(Error::Usage(format!(
                     "--output {} is inside the output folder {}: a file there would be read as published data \
                      that no privacy check has seen; write it elsewhere",
                     path.display(),
-                    out.display()
+                    published
+                        .map_or_else(|| out.clone(), Path::to_path_buf)
+                        .display()
                 )));
             }
             // Written beside, then renamed over the name: a symbolic or hard link there
@@ -600,9 +621,9 @@ pub fn execute_to<W: std::io::Write + Send>(
             tmp.persist(path).map_err(|e| cannot(&e.error))?;
             Ok(())
         }
-        None if opts.format == QueryFormat::Parquet => {
-            Err(Error::Usage("--format parquet needs --output FILE".into()))
-        }
+        None if opts.format == QueryFormat::Parquet && !to_stdout => Err(Error::Usage(
+            "--format parquet needs --output FILE (or --output - for standard output)".into(),
+        )),
         None => stream_into(&rt, &out, &sql, opts, &mut stdout)?
             .flush()
             .map_err(|e| Error::Failed(format!("cannot write the result: {e}"))),

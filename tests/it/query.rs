@@ -94,6 +94,52 @@ fn ad_hoc_sql_in_every_format() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!inside.exists());
+    // Found by the fourth audit (2026-12-04): nor into another output's published run
+    // (here the policy's, while --out names a second output), nor through `current`
+    // into a folder no run published (a link to the raw export).
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(other.join("runs")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("export"), other.join("current")).unwrap();
+    let query = |args: &[&str]| {
+        let mut all = vec!["query", "--sql", "SELECT 1 AS a"];
+        all.extend_from_slice(args);
+        cli(&all, None)
+    };
+    let into_policy_run = dir.path().join("out/current/x.csv");
+    let o = query(&[
+        "--out",
+        other.to_str().unwrap(),
+        "--output",
+        into_policy_run.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(2) && e.contains("is inside the output folder"),
+        "{e}"
+    );
+    assert!(!into_policy_run.exists());
+    let o = cli(
+        &[
+            "query",
+            "--out",
+            other.to_str().unwrap(),
+            "--sql",
+            "SELECT * FROM customers",
+        ],
+        None,
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(2) && e.contains("is not a run anonymizer published"),
+        "{e}"
+    );
+    assert!(o.stdout.is_empty());
+    // `--output -` is standard output, Parquet included.
+    let o = query(&["--config", &cfg, "--format", "csv", "--output", "-"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\n1\n");
+    assert!(!std::path::Path::new("-").exists());
+    let o = query(&["--config", &cfg, "--format", "parquet", "--output", "-"]);
+    assert!(o.status.success() && o.stdout.starts_with(b"PAR1"));
     // No rows: still the header.
     let o = cli(
         &[

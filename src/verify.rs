@@ -23,7 +23,8 @@
 //!    `2^MAX_PASS_BITS` passes;
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
-//!    tables' columns, then solved exactly);
+//!    tables' columns, then solved exactly), nor pinned to one value by them and counts
+//!    being >= 0 (interval propagation);
 //! 4. record-level tables: no column the policy keeps unchanged, generalizes to a network
 //!    or truncates to a prefix whose values are all distinct over 50 rows or more (a direct
 //!    identifier that slipped through, or a value still one per person; tokens, scrubbed
@@ -2907,7 +2908,7 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
             let n = recomputable_cohorts(&b, &revenue);
             if n > 0 {
                 c.findings.push(format!(
-                    "table {name}: {n} withheld count(s) can be recomputed from revenue_monthly's customers"
+                    "table {name}: {n} withheld count(s) can be recomputed from revenue_monthly's customers (exactly, or pinned to one value because counts are >= 0)"
                 ));
             }
             recomputable += n as u64;
@@ -2920,7 +2921,7 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
             let n = recomputable_subscriptions(&b, mrr.as_ref());
             if n > 0 {
                 c.findings.push(format!(
-                    "table {name}: {n} withheld value(s) can be recomputed from the published identities"
+                    "table {name}: {n} withheld value(s) can be recomputed from the published identities (exactly, or pinned to one value because counts are >= 0)"
                 ));
             }
             recomputable += n as u64;
@@ -3017,6 +3018,9 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
         }
     }
     let mut suppressed: Vec<bool> = (0..n * 5).map(|i| v[i % 5][i / 5].is_none()).collect();
+    let mut values: Vec<i128> = (0..n * 5)
+        .map(|i| v[i % 5][i / 5].map_or(0, i128::from))
+        .collect();
     if let Some(mb) = mrr
         && let (Some(mm), Some(mc), Some(subs)) = (
             mb.column_by_name("month")
@@ -3044,11 +3048,29 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
             for r in rows {
                 k.push((suppressed.len(), -1));
                 suppressed.push(subs[r].is_none());
+                values.push(subs[r].map_or(0, i128::from));
             }
             cons.push(k);
         }
     }
-    crate::analytics::protect::determined(suppressed.len(), &cons, &suppressed).len()
+    recomputable_counts(&cons, &suppressed, &values)
+}
+
+/// Withheld counts that follow from the published ones: exactly through the identities
+/// (`determined`), or because counts are `>= 0` (`pinned`: a published total of 0 over
+/// withheld counts makes each of them 0).
+fn recomputable_counts(cons: &[Vec<(usize, i64)>], suppressed: &[bool], values: &[i128]) -> usize {
+    use crate::analytics::protect::{determined, pinned};
+    let mut found: BTreeSet<usize> = determined(suppressed.len(), cons, suppressed)
+        .into_iter()
+        .collect();
+    found.extend(pinned(
+        cons,
+        values,
+        &vec![true; suppressed.len()],
+        suppressed,
+    ));
+    found.len()
 }
 
 /// Withheld customers counts of cohort_retention and revenue_monthly that follow from the
@@ -3077,12 +3099,13 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
     ) else {
         return 0;
     };
-    let mut suppressed = Vec::new();
+    let (mut suppressed, mut values) = (Vec::new(), Vec::new());
     let mut by_month: BTreeMap<i64, Vec<(usize, i64)>> = BTreeMap::new();
     for r in 0..cohorts.num_rows() {
         let m = month_index(cm.value(r)) + since[r].unwrap_or(0);
         by_month.entry(m).or_default().push((suppressed.len(), 1));
         suppressed.push(cc[r].is_none());
+        values.push(cc[r].map_or(0, i128::from));
     }
     for (r, customers) in rc.iter().enumerate() {
         by_month
@@ -3090,10 +3113,11 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
             .or_default()
             .push((suppressed.len(), -1));
         suppressed.push(customers.is_none());
+        values.push(customers.map_or(0, i128::from));
     }
     // A month on one side only: the other side's rows that do not exist are zeros.
     let cons: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();
-    crate::analytics::protect::determined(suppressed.len(), &cons, &suppressed).len()
+    recomputable_counts(&cons, &suppressed, &values)
 }
 
 /// `anonymizer verify [DIR] [--config FILE] [--k K] [--threads N]`: loads the policy (if

@@ -365,8 +365,13 @@ pub async fn compute(
             ),
         ));
     }
+    let t = std::time::Instant::now();
     let published = suppress::apply_all(&raws, a.k, last_month)
         .map_err(|m| err("(small-cell protection)", m))?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "aggregates: small cells withheld and protected"
+    );
     let out = raws
         .into_iter()
         .zip(published)

@@ -58,6 +58,10 @@ pub struct Problem {
     /// Identities over the cells; a cell may appear in any number of them. Duplicate
     /// entries for one cell are summed and zero coefficients are ignored.
     pub constraints: Vec<Constraint>,
+    /// Each cell's true value, for the bounds audit ([`pinned`]); empty: no bounds audit.
+    pub values: Vec<i128>,
+    /// Cells known to be `>= 0` (counts, gross sums); with `values`.
+    pub nonneg: Vec<bool>,
 }
 
 /// The suppression pattern chosen by [`protect`].
@@ -107,6 +111,15 @@ pub fn protect(p: &Problem) -> Outcome {
     // answer; only components touched by a new suppression are eliminated again.
     let mut memo: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
     let mut stuck = vec![false; n];
+    let mut pin_stuck = vec![false; n];
+    let mut by_cell: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (k, c) in p.constraints.iter().enumerate() {
+        for &(cell, _) in c {
+            if by_cell[cell].last() != Some(&k) {
+                by_cell[cell].push(k);
+            }
+        }
+    }
     let mut scratch = vec![0u32; n];
     loop {
         local.run();
@@ -126,7 +139,43 @@ pub fn protect(p: &Problem) -> Outcome {
             next_memo.insert(comp.cells.clone(), det);
         }
         memo = next_memo;
-        let Some(x) = target else { break };
+        let Some(x) = target else {
+            // No withheld cell follows exactly; but non-negativity can still pin one
+            // (a published total of 0 over withheld counts makes each of them 0). Withhold
+            // the cheapest published cell sharing an identity with the lowest pinned
+            // cell, then audit both ways again; a pinned cell with no published
+            // neighbour is fixed by the identities and signs alone, and left.
+            if p.values.is_empty() {
+                break;
+            }
+            let pin = pinned(&p.constraints, &p.values, &p.nonneg, &local.suppressed)
+                .into_iter()
+                .find(|&c| !pin_stuck[c]);
+            let Some(y) = pin else { break };
+            // Best a cell whose coefficient has the other sign than y's in a shared
+            // identity (an `ALL` total beside the countries that sum to it): withheld, it
+            // leaves the sum room to move; one of the same sign would be pinned too.
+            let opposite = by_cell[y].iter().flat_map(|&k| {
+                let c = &p.constraints[k];
+                let sign = c
+                    .iter()
+                    .filter(|e| e.0 == y)
+                    .map(|e| e.1)
+                    .sum::<i64>()
+                    .signum();
+                c.iter()
+                    .filter(move |e| e.1.signum() == -sign)
+                    .map(|e| e.0 as u32)
+            });
+            match local
+                .cheapest(opposite)
+                .or_else(|| local.cheapest_neighbor(std::iter::once(y as u32)))
+            {
+                Some(c) => local.suppress(c),
+                None => pin_stuck[y] = true,
+            }
+            continue;
+        };
         let comp = &comps.list[comps.of[x as usize] as usize];
         // Suppress the cheapest published cell that, alone, makes x undetermined; if x
         // needs two or more new cells, the cheapest cell the current attack on x uses
@@ -182,6 +231,139 @@ pub fn determined(cells: usize, constraints: &[Constraint], suppressed: &[bool])
         .into_iter()
         .map(|c| c as usize)
         .collect()
+}
+
+/// The suppressed cells whose value the published cells, the identities and the signs
+/// (`nonneg` cells are `>= 0`) confine to a single value, by interval propagation: each
+/// identity bounds each of its suppressed cells by the others' bounds, round after round
+/// until nothing tightens (at most [`PIN_ROUNDS`] rounds). Sound (a cell it returns is
+/// pinned) but not complete: an LP could find more. `values` is read only for the
+/// published cells. Ascending.
+///
+/// This is what [`determined`] cannot see: `x + y = 0` with `x, y >= 0` pins both to 0
+/// although neither is determined by the identities alone; found by the fourth audit
+/// (2026-12-04) on generated exports at k = 10, where an `ALL` row's published
+/// `reactivated` of 0 gave every country's withheld `reactivated` back, and the rows'
+/// identities then their `new` or `churned`.
+pub fn pinned(
+    constraints: &[Constraint],
+    values: &[i128],
+    nonneg: &[bool],
+    suppressed: &[bool],
+) -> Vec<usize> {
+    let n = suppressed.len();
+    // Per identity: the published part's sum, and its suppressed cells' coefficients.
+    let rows: Vec<(i128, Vec<(usize, i128)>)> = constraints
+        .iter()
+        .filter_map(|c| {
+            let mut known = 0i128;
+            let mut vars: BTreeMap<usize, i128> = BTreeMap::new();
+            for &(cell, a) in c {
+                if suppressed[cell] {
+                    *vars.entry(cell).or_default() += i128::from(a);
+                } else {
+                    known = known.saturating_add(i128::from(a).saturating_mul(values[cell]));
+                }
+            }
+            vars.retain(|_, a| *a != 0);
+            (!vars.is_empty()).then(|| (known, vars.into_iter().collect()))
+        })
+        .collect();
+    // Bounds: `None` is unbounded.
+    let mut lo: Vec<Option<i128>> = (0..n)
+        .map(|c| nonneg.get(c).copied().unwrap_or(false).then_some(0))
+        .collect();
+    let mut hi: Vec<Option<i128>> = vec![None; n];
+    // The least and greatest of `a * x` over x's bounds.
+    let term = |a: i128, l: Option<i128>, h: Option<i128>| {
+        let (tl, th) = if a > 0 { (l, h) } else { (h, l) };
+        (
+            tl.map(|v| a.saturating_mul(v)),
+            th.map(|v| a.saturating_mul(v)),
+        )
+    };
+    for _ in 0..PIN_ROUNDS {
+        let mut changed = false;
+        for (known, vars) in &rows {
+            // Sums of the terms' least and greatest values: the finite part, and how
+            // many are unbounded.
+            let (mut min_sum, mut min_inf, mut max_sum, mut max_inf) = (0i128, 0, 0i128, 0);
+            let terms: Vec<(Option<i128>, Option<i128>)> =
+                vars.iter().map(|&(x, a)| term(a, lo[x], hi[x])).collect();
+            for &(tl, th) in &terms {
+                match tl {
+                    Some(v) => min_sum = min_sum.saturating_add(v),
+                    None => min_inf += 1,
+                }
+                match th {
+                    Some(v) => max_sum = max_sum.saturating_add(v),
+                    None => max_inf += 1,
+                }
+            }
+            for (&(x, a), &(tl, th)) in vars.iter().zip(&terms) {
+                // The others' sum, S, lies in [others_min, others_max]; a x = -known - S.
+                let others_min = match tl {
+                    Some(v) if min_inf == 0 => Some(min_sum.saturating_sub(v)),
+                    None if min_inf == 1 => Some(min_sum),
+                    _ => None,
+                };
+                let others_max = match th {
+                    Some(v) if max_inf == 0 => Some(max_sum.saturating_sub(v)),
+                    None if max_inf == 1 => Some(max_sum),
+                    _ => None,
+                };
+                let (rl, rh) = (
+                    others_max.map(|v| (-known).saturating_sub(v)),
+                    others_min.map(|v| (-known).saturating_sub(v)),
+                );
+                let (nl, nh) = if a > 0 {
+                    (rl.map(|v| ceil_div(v, a)), rh.map(|v| floor_div(v, a)))
+                } else {
+                    (rh.map(|v| ceil_div(v, a)), rl.map(|v| floor_div(v, a)))
+                };
+                if let Some(v) = nl
+                    && lo[x].is_none_or(|l| v > l)
+                {
+                    lo[x] = Some(v);
+                    changed = true;
+                }
+                if let Some(v) = nh
+                    && hi[x].is_none_or(|h| v < h)
+                {
+                    hi[x] = Some(v);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    (0..n)
+        .filter(|&c| suppressed[c] && lo[c].is_some() && lo[c] == hi[c])
+        .collect()
+}
+
+/// Rounds of [`pinned`]'s propagation: bounds that still move after this many are far
+/// from a single value.
+pub const PIN_ROUNDS: usize = 200;
+
+fn floor_div(a: i128, b: i128) -> i128 {
+    let q = a / b;
+    if (a % b != 0) && ((a < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    }
+}
+
+fn ceil_div(a: i128, b: i128) -> i128 {
+    let q = a / b;
+    if (a % b != 0) && ((a < 0) == (b < 0)) {
+        q + 1
+    } else {
+        q
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -842,6 +1024,151 @@ mod tests {
         assert_eq!(&protect(p), out, "not deterministic");
     }
 
+    /// The fourth audit's case (2026-12-04), in small: countries X and Y, and ALL. Each
+    /// row: start + new + react - churned - end = 0; ALL's react = X's + Y's. X's new (3)
+    /// is small; react is 0 everywhere, so withholding it costs nothing.
+    fn zero_total() -> Problem {
+        // Cells: X row 0..5, Y row 5..10, ALL row 10..15 (start, new, react, churned, end).
+        let row = |r: usize| -> Constraint {
+            vec![(r, 1), (r + 1, 1), (r + 2, 1), (r + 3, -1), (r + 4, -1)]
+        };
+        let values: Vec<i128> = vec![
+            20, 3, 0, 12, 11, // X
+            30, 12, 0, 4, 38, // Y
+            50, 15, 0, 16, 49, // ALL
+        ];
+        let mut constraints = vec![row(0), row(5), row(10)];
+        for t in 0..5 {
+            constraints.push(vec![(10 + t, 1), (t, -1), (5 + t, -1)]);
+        }
+        Problem {
+            cells: 15,
+            cost: values.iter().map(|&v| v as u64).collect(),
+            primary: mask(15, &[1]),
+            constraints,
+            values,
+            nonneg: vec![true; 15],
+        }
+    }
+
+    #[test]
+    fn a_published_zero_total_pins_the_withheld_zeros_and_protection_sees_it() {
+        let p = zero_total();
+        // What the exact audit alone chose: it withholds the zeros (free), and the ALL
+        // total of 0 gives them back, then X's row its new and churned.
+        let exact = protect(&Problem {
+            values: vec![],
+            nonneg: vec![],
+            ..p.clone()
+        });
+        assert!(determined(15, &p.constraints, &exact.suppressed).is_empty());
+        let pins = pinned(&p.constraints, &p.values, &p.nonneg, &exact.suppressed);
+        assert!(
+            pins.contains(&2) && pins.contains(&1),
+            "{pins:?} {:?}",
+            exact.suppressed
+        );
+        // With the values, protection withholds until nothing is pinned either.
+        let out = protect(&p);
+        check(&p, &out);
+        assert!(pinned(&p.constraints, &p.values, &p.nonneg, &out.suppressed).is_empty());
+    }
+
+    /// Every assignment of the suppressed cells in 0..=max that satisfies the identities
+    /// with the published values; the cells with one value across all of them.
+    fn brute_pinned(p: &Problem, suppressed: &[bool], max: i128) -> Vec<usize> {
+        let vars: Vec<usize> = (0..p.cells).filter(|&c| suppressed[c]).collect();
+        let mut seen: Vec<Option<(i128, bool)>> = vec![None; p.cells];
+        let mut x: Vec<i128> = p.values.clone();
+        fn go(
+            i: usize,
+            vars: &[usize],
+            x: &mut Vec<i128>,
+            p: &Problem,
+            max: i128,
+            seen: &mut Vec<Option<(i128, bool)>>,
+        ) {
+            if i == vars.len() {
+                let ok = p.constraints.iter().all(|c| {
+                    c.iter()
+                        .map(|&(cell, a)| i128::from(a) * x[cell])
+                        .sum::<i128>()
+                        == 0
+                });
+                if ok {
+                    for &v in vars {
+                        seen[v] = Some(match seen[v] {
+                            None => (x[v], true),
+                            Some((first, same)) => (first, same && first == x[v]),
+                        });
+                    }
+                }
+                return;
+            }
+            for v in 0..=max {
+                x[vars[i]] = v;
+                go(i + 1, vars, x, p, max, seen);
+            }
+        }
+        go(0, &vars, &mut x, p, max, &mut seen);
+        vars.into_iter()
+            .filter(|&v| seen[v].is_some_and(|(_, same)| same))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        /// `pinned` is sound: every cell it returns has one value in every non-negative
+        /// assignment (up to the largest value these problems can hold) that satisfies the
+        /// identities with the published values.
+        #[test]
+        fn pinned_cells_have_one_value(
+            values in prop::collection::vec(0i128..4, 6),
+            withheld in prop::collection::vec(prop::bool::weighted(0.5), 6),
+            shape in 0usize..3,
+        ) {
+            // Three shapes of identities over six cells; the totals set from their parts.
+            let mut v = values;
+            let constraints: Vec<Constraint> = match shape {
+                0 => {
+                    v[2] = v[0] + v[1];
+                    v[5] = v[3] + v[4];
+                    vec![vec![(0, 1), (1, 1), (2, -1)], vec![(3, 1), (4, 1), (5, -1)]]
+                }
+                1 => {
+                    v[2] = v[0] + v[1];
+                    v[4] = v[2] + v[3];
+                    v[5] = v[4];
+                    vec![
+                        vec![(0, 1), (1, 1), (2, -1)],
+                        vec![(2, 1), (3, 1), (4, -1)],
+                        vec![(4, 1), (5, -1)],
+                    ]
+                }
+                _ => {
+                    v[3] = v[0] + v[1] + v[2];
+                    v[4] = v[4].min(v[3]);
+                    v[5] = v[3] - v[4];
+                    vec![vec![(0, 1), (1, 1), (2, 1), (3, -1)], vec![(3, 1), (4, -1), (5, -1)]]
+                }
+            };
+            let values = v;
+            let p = Problem {
+                cells: 6,
+                cost: vec![1; 6],
+                primary: vec![false; 6],
+                constraints,
+                values,
+                nonneg: vec![true; 6],
+            };
+            let found = pinned(&p.constraints, &p.values, &p.nonneg, &withheld);
+            let brute = brute_pinned(&p, &withheld, 9);
+            for c in &found {
+                prop_assert!(brute.contains(c), "{c} pinned by propagation, not by enumeration");
+            }
+        }
+    }
+
     fn mask(cells: usize, on: &[usize]) -> Vec<bool> {
         let mut m = vec![false; cells];
         for &c in on {
@@ -861,6 +1188,7 @@ mod tests {
             cost: vec![5, 9, 3, 7, 4],
             primary: mask(5, &[0]),
             constraints: cons.clone(),
+            ..Default::default()
         };
         let out = protect(&p);
         assert_eq!(out.suppressed, mask(5, &[0, 2]));
@@ -893,6 +1221,7 @@ mod tests {
             cost: (0..cells as u64).map(|c| 10 + c % 7).collect(),
             primary: mask(cells, &[4]), // x_11
             constraints: cons,
+            ..Default::default()
         };
         let out = protect(&p);
         assert!(determined(cells, &p.constraints, &out.suppressed).is_empty());
@@ -932,6 +1261,7 @@ mod tests {
             cost: vec![1, 1, 1, 1, 1],
             primary: sup,
             constraints: cons,
+            ..Default::default()
         };
         let out = protect(&p);
         // Suppressing 3 or 4 alone makes x2 undetermined; equal cost, lower index wins
@@ -963,6 +1293,7 @@ mod tests {
             cost,
             primary,
             constraints: cons,
+            ..Default::default()
         };
         let out = protect(&p);
         // One cell: C0 (C1 would do too but costs more). No row total helps on its own.
@@ -1001,6 +1332,7 @@ mod tests {
             cost,
             primary: sup,
             constraints: cons,
+            ..Default::default()
         };
         let out = protect(&p);
         // Suppressing w (the cheapest cell of all) suffices.
@@ -1018,6 +1350,7 @@ mod tests {
             cost: vec![1, 1, 1],
             primary: mask(3, &[0]),
             constraints: cons,
+            ..Default::default()
         };
         let out = protect(&p);
         assert_eq!(out.suppressed, mask(3, &[0]));
@@ -1037,6 +1370,7 @@ mod tests {
             cost: vec![0, 1, 1, 0],
             primary: mask(4, &[1]),
             constraints: cons,
+            ..Default::default()
         };
         let out = protect(&p);
         assert_eq!(out.suppressed, mask(4, &[1, 2]));
@@ -1050,6 +1384,7 @@ mod tests {
             cost: vec![1, 1, 1],
             primary: mask(3, &[2]),
             constraints: vec![vec![(0, 1), (1, -1)]],
+            ..Default::default()
         };
         let out = protect(&p);
         assert_eq!(out.suppressed, mask(3, &[2]));
@@ -1155,6 +1490,7 @@ mod tests {
             cost: value,
             primary,
             constraints,
+            ..Default::default()
         }
     }
 
@@ -1197,6 +1533,7 @@ mod tests {
                     cost,
                     primary,
                     constraints: cons.clone(),
+                    ..Default::default()
                 })
         })
     }
@@ -1213,6 +1550,7 @@ mod tests {
                     cost,
                     primary,
                     constraints,
+                    ..Default::default()
                 })
         })
     }

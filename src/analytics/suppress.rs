@@ -33,7 +33,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::nullif;
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Field, Int64Type, Schema,
+};
 
 use super::SUBSCRIPTION_TERMS;
 use super::period::month_of;
@@ -71,6 +73,8 @@ pub fn apply_all(
         cost: p.cost,
         primary: p.primary.clone(),
         constraints: p.constraints,
+        values: p.values,
+        nonneg: p.nonneg,
     });
     if !outcome.unresolved.is_empty() {
         return Err(format!(
@@ -136,10 +140,13 @@ struct Builder {
     primary: Vec<bool>,
     constraints: Vec<Constraint>,
     owners: Vec<(usize, usize, &'static str)>,
+    /// Each cell's value and whether it is known to be >= 0, for the bounds audit.
+    values: Vec<i128>,
+    nonneg: Vec<bool>,
 }
 
 impl Builder {
-    /// Adds a cell: a count (or a sum) with `people` contributing; small -> primary.
+    /// Adds a count of `people`: small -> primary.
     fn cell(
         &mut self,
         t: &Cells,
@@ -148,9 +155,28 @@ impl Builder {
         col: &'static str,
         people: i64,
     ) -> usize {
+        self.sum(t, table, row, col, people, i128::from(people), true)
+    }
+
+    /// Adds a cell of `value` (a count, or a sum in the column's unscaled decimal units)
+    /// with `people` contributing; small -> primary. `nonneg`: every value it can have
+    /// is >= 0 (what an attacker knows of a count or of a sum of amounts).
+    #[allow(clippy::too_many_arguments)]
+    fn sum(
+        &mut self,
+        t: &Cells,
+        table: usize,
+        row: usize,
+        col: &'static str,
+        people: i64,
+        value: i128,
+        nonneg: bool,
+    ) -> usize {
         self.cost.push(people.max(0) as u64);
         self.primary.push(t.is_small(people));
         self.owners.push((table, row, col));
+        self.values.push(value);
+        self.nonneg.push(nonneg);
         self.owners.len() - 1
     }
     /// Adds an identity. One of a single cell says that cell is 0, public knowledge (its
@@ -191,6 +217,20 @@ impl<'a> Cells<'a> {
             .index_of(col)
             .map_err(|_| format!("the saved query returns no column '{col}'"))
     }
+    /// A decimal column's unscaled values (nulls as 0); one table's sums share a scale.
+    fn unscaled(&self, col: &str) -> Result<Vec<i128>, String> {
+        let a = self.raw.column(self.idx(col)?);
+        let a = match a.data_type() {
+            DataType::Decimal128(..) => a.clone(),
+            _ => datafusion::arrow::compute::cast(a, &DataType::Decimal128(38, 4))
+                .map_err(|e| e.to_string())?,
+        };
+        let a = a.as_primitive::<Decimal128Type>();
+        Ok((0..a.len())
+            .map(|i| if a.is_valid(i) { a.value(i) } else { 0 })
+            .collect())
+    }
+
     /// An integer column as i64 (nulls as 0).
     fn ints(&self, col: &str) -> Result<Vec<i64>, String> {
         let a = self.raw.column(self.idx(col)?);
@@ -428,16 +468,25 @@ fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<BTreeMap<i64, Vec
         .iter()
         .map(|(_, c, _)| t.ints(c))
         .collect::<Result<_, _>>()?;
+    let sums: Vec<Vec<i128>> = REVENUE_TERMS
+        .iter()
+        .map(|(c, _, _)| t.unscaled(c))
+        .collect::<Result<_, _>>()?;
     let months = t.months("month")?;
     let customers = t.ints("customers")?;
     let mut by_month: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for r in 0..t.rows() {
         let c = p.cell(t, table, r, "customers", customers[r]);
         by_month.entry(months[r]).or_default().push(c);
+        // Gross, refunds and chargebacks are sums of positive amounts; net may be < 0.
         let c = REVENUE_TERMS
             .iter()
             .zip(&people)
-            .map(|((name, _, sign), n)| (p.cell(t, table, r, name, n[r]), *sign))
+            .zip(&sums)
+            .map(|(((name, _, sign), n), v)| {
+                let cell = p.sum(t, table, r, name, n[r], v[r], *name != "net");
+                (cell, *sign)
+            })
             .collect();
         p.constrain(c);
     }

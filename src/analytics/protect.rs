@@ -30,9 +30,17 @@
 //!   primary cells: ~1,850 secondary cells instead of ~230, seconds instead of
 //!   milliseconds).
 //!
-//! Limits: this prevents exact recovery only. Published values plus non-negativity (counts
-//! are `>= 0`) can still confine a suppressed value to a narrow interval: if `x + y = 3`
-//! can be derived and both are suppressed, each is known to lie in `0..=3`. Cells whose
+//! * [`pinned`] is the bounds audit, for problems that carry their values: with the
+//!   cells known to be `>= 0`, interval propagation through the identities finds the
+//!   suppressed cells confined to one value (`x + y = 0` with both suppressed: each is
+//!   0), which [`determined`] does not see. [`protect`] withholds one more cell for each
+//!   (preferably one on the other side of an identity that pins it) and runs both audits
+//!   again, until neither finds anything.
+//!
+//! Limits: this prevents exact recovery, and single values that propagation finds (it is
+//! sound, not complete). Published values plus non-negativity can still confine a
+//! suppressed value to a narrow interval: if `x + y = 3` can be derived and both are
+//! suppressed, each is known to lie in `0..=3`. Cells whose
 //! value the identities fix on their own (say a cell that the identities force to equal 0)
 //! cannot be protected by suppression; [`protect`] reports those in
 //! [`Outcome::unresolved`] instead of suppressing half the table in vain. The arithmetic is

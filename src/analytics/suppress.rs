@@ -26,7 +26,10 @@
 //!   once, each gives the count back).
 //!
 //! Extra cells are chosen greedily by least loss (the fewest people withheld, ties broken
-//! by position), so the choice is deterministic.
+//! by position), so the choice is deterministic. Each cell carries its value and whether
+//! it is `>= 0` (counts; gross, refunds and chargebacks; not net), so that protection also
+//! withholds until no withheld cell is pinned to one value by the identities and those
+//! signs ([`pinned`](super::protect::pinned)).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

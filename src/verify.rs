@@ -3286,6 +3286,47 @@ mod tests {
 
     use super::*;
 
+    /// The fourth audit's case (2026-12-04) as published: ALL's `reactivated` is 0, and
+    /// each country's `new` and `reactivated` are withheld. No identity gives any of them
+    /// exactly, but counts are >= 0: both `reactivated` are 0, and each row then gives its
+    /// `new`. The gate counts all four.
+    #[test]
+    fn the_gate_counts_withheld_counts_pinned_by_a_total_of_zero() {
+        use std::sync::Arc;
+
+        use datafusion::arrow::array::{Date32Array, Int64Array, StringArray};
+        let day = crate::rules::generalize::date_to_days(
+            chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        );
+        let table = |new: [Option<i64>; 3], react: [Option<i64>; 3]| {
+            let col = |v: Vec<Option<i64>>| Arc::new(Int64Array::from(v)) as ArrayRef;
+            RecordBatch::try_from_iter(vec![
+                (
+                    "month",
+                    Arc::new(Date32Array::from(vec![day; 3])) as ArrayRef,
+                ),
+                (
+                    "country",
+                    Arc::new(StringArray::from(vec!["X", "Y", "ALL"])) as ArrayRef,
+                ),
+                ("active_start", col(vec![Some(20), Some(30), Some(50)])),
+                ("new", col(new.to_vec())),
+                ("reactivated", col(react.to_vec())),
+                ("churned", col(vec![Some(12), Some(4), Some(16)])),
+                ("active_end", col(vec![Some(11), Some(38), Some(49)])),
+            ])
+            .unwrap()
+        };
+        let pinned = table([None, None, Some(15)], [None, None, Some(0)]);
+        assert_eq!(recomputable_subscriptions(&pinned, None), 4);
+        // Withholding ALL's reactivated alone is not enough: ALL's row gives it back (0).
+        let row_gives_it = table([None, None, Some(15)], [None, None, None]);
+        assert_eq!(recomputable_subscriptions(&row_gives_it, None), 5);
+        // With ALL's new withheld too, nothing is pinned, nor determined.
+        let free = table([None, None, None], [None, None, None]);
+        assert_eq!(recomputable_subscriptions(&free, None), 0);
+    }
+
     #[test]
     fn the_unique_sample_is_everything_up_to_the_bound_then_a_fixed_share() {
         assert!(UniqueSample::of(0, 0).everything());

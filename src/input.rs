@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
@@ -649,7 +649,23 @@ fn infer_csv_schema(path: &Path, delimiter: u8) -> Result<Schema, String> {
         .with_delimiter(delimiter)
         .infer_schema(std::io::BufReader::new(file), Some(CSV_INFER_ROWS))
         .map_err(|e| crate::error::redact_quoted(&e.to_string()))?;
-    Ok(schema)
+    // Times are read in microseconds (nanoseconds where the file has them): arrow infers
+    // whole seconds for `2025-01-05T10:00:00Z`, which Parquet has no unit for (such a
+    // column was published as a bare INT64 that DuckDB reads as a number), and two files
+    // with and without fractions would disagree on the type.
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(unit, tz) if *unit != TimeUnit::Nanosecond => Field::new(
+                f.name(),
+                DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+                f.is_nullable(),
+            ),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Ok(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The schema of two CSV files read as one table: the same columns in the same order;
@@ -680,6 +696,10 @@ fn merge_csv_schemas(a: &Schema, b: &Schema) -> Result<Schema, String> {
                 (p, DataType::Null) => p.clone(),
                 (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
                     DataType::Float64
+                }
+                // Microseconds in one file, nanoseconds in another: the finer unit.
+                (DataType::Timestamp(_, t1), DataType::Timestamp(_, t2)) if t1 == t2 => {
+                    DataType::Timestamp(TimeUnit::Nanosecond, t1.clone())
                 }
                 _ => DataType::Utf8,
             };

@@ -290,3 +290,64 @@ InvoiceNo,InvoiceDate,CustomerID,Name,Nick,Notes
     assert_eq!(notes[0].as_deref(), Some("Thanks, [NAME] ([EMAIL])"));
     assert_eq!(notes[1].as_deref(), Some("Smith referred me; [NAME] here"));
 }
+
+/// Found by the fourth audit (2026-12-04): arrow infers whole-second times
+/// (`2025-01-05T10:00:00Z`) as seconds, which Parquet has no unit for: the kept column was
+/// published as a bare INT64 that DuckDB read as a number; and a file with fractions beside
+/// one without made the column text, which the policy's time rule then refused. CSV times
+/// are read in microseconds.
+#[test]
+fn csv_times_are_published_as_parquet_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sales")).unwrap();
+    std::fs::write(
+        dir.path().join("sales/a.csv"),
+        "InvoiceNo,InvoiceDate,CustomerID,SeenAt\n\
+         1,2025-01-05T10:00:00Z,17850,2025-01-05T10:00:00Z\n\
+         2,2025-01-06T10:00:00Z,17851,2025-01-06T11:00:00Z\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sales/b.csv"),
+        "InvoiceNo,InvoiceDate,CustomerID,SeenAt\n\
+         3,2025-01-07T10:00:00.250Z,17852,2025-01-07T12:00:00.500Z\n",
+    )
+    .unwrap();
+    let policy = sales_policy(dir.path(), "sales", "SeenAt = \"keep\"");
+    let s = run_to(&policy, &dir.path().join("out"), key()).unwrap();
+    assert_eq!(s.manifest.tables["sales"].rows_read, Some(3));
+    for f in parquet_files(&s.run_dir.join("sales")).into_values() {
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&f).unwrap(),
+        )
+        .unwrap();
+        let col = b
+            .parquet_schema()
+            .columns()
+            .iter()
+            .find(|c| c.name() == "SeenAt")
+            .unwrap()
+            .clone();
+        assert!(
+            matches!(
+                col.logical_type(),
+                Some(parquet::basic::LogicalType::Timestamp { .. })
+            ),
+            "{:?}",
+            col.logical_type()
+        );
+    }
+    let t = read_table(&s.run_dir.join("sales"));
+    let seen = t[0].column_by_name("SeenAt").unwrap();
+    assert!(
+        matches!(
+            seen.data_type(),
+            datafusion::arrow::datatypes::DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                _
+            )
+        ),
+        "{:?}",
+        seen.data_type()
+    );
+}

@@ -330,11 +330,11 @@ fn csv_times_are_published_as_parquet_timestamps() {
             .clone();
         assert!(
             matches!(
-                col.logical_type(),
+                col.logical_type_ref(),
                 Some(parquet::basic::LogicalType::Timestamp { .. })
             ),
             "{:?}",
-            col.logical_type()
+            col.logical_type_ref()
         );
     }
     let t = read_table(&s.run_dir.join("sales"));

@@ -24,7 +24,8 @@
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly), nor pinned to one value by them and counts
-//!    being >= 0 (interval propagation);
+//!    being >= 0 (interval propagation), nor given back by a rate, average or sum
+//!    published beside it;
 //! 4. record-level tables: no column the policy keeps unchanged, generalizes to a network
 //!    or truncates to a prefix whose values are all distinct over 50 rows or more (a direct
 //!    identifier that slipped through, or a value still one per person; tokens, scrubbed
@@ -2883,6 +2884,26 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
                 ));
             }
         }
+        // Rates, averages and sums made of a count go with it: churn_rate x active_start
+        // is the churned count, mrr / arpu the subscribers, payments (where everyone paid
+        // once) the customers, retention x cohort size the retained customers.
+        let beside: &[(&str, &[&str])] = match name {
+            "subscriptions_monthly" => &[("churn_rate", &["active_start", "churned"])],
+            "mrr_monthly" => &[("mrr", &["subscribers"]), ("arpu", &["subscribers"])],
+            "revenue_monthly" => &[("payments", &["customers"])],
+            "cohort_retention" => &[("retention", &["customers"])],
+            _ => &[],
+        };
+        for (derived, counts) in beside {
+            let n = published_beside_withheld(&b, derived, counts, name == "cohort_retention");
+            if n > 0 {
+                c.findings.push(format!(
+                    "table {name}, column {derived}: {n} value(s) published beside a withheld {} (together with a published count they give it back)",
+                    counts.join(" or ")
+                ));
+            }
+            recomputable += n as u64;
+        }
         if name == "revenue_monthly" {
             // net = gross - refunds - chargebacks: one withheld term is the others' sum.
             let terms: Vec<_> = ["gross", "refunds", "chargebacks", "net"]
@@ -2935,6 +2956,47 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
     c.figures.insert("recomputable".into(), recomputable);
     c.passed = c.findings.is_empty();
     Ok(c)
+}
+
+/// Rows where `derived` is published while one of `counts` is withheld; with `cohort`,
+/// also where the cohort's size (its `customers` at `months_since` 0) is withheld.
+fn published_beside_withheld(
+    b: &RecordBatch,
+    derived: &str,
+    counts: &[&str],
+    cohort: bool,
+) -> usize {
+    let Some(d) = b.column_by_name(derived) else {
+        return 0;
+    };
+    let counts: Vec<&ArrayRef> = counts.iter().filter_map(|c| b.column_by_name(c)).collect();
+    // Cohorts whose size is withheld, by cohort_month.
+    let mut size_withheld: HashSet<i32> = HashSet::new();
+    let months = b
+        .column_by_name("cohort_month")
+        .and_then(|a| a.as_primitive_opt::<Date32Type>().cloned());
+    if cohort
+        && let (Some(m), Some(since), Some(customers)) = (
+            &months,
+            ints(b, "months_since"),
+            b.column_by_name("customers"),
+        )
+    {
+        for r in 0..b.num_rows() {
+            if since[r] == Some(0) && customers.is_null(r) {
+                size_withheld.insert(m.value(r));
+            }
+        }
+    }
+    (0..b.num_rows())
+        .filter(|&r| {
+            d.is_valid(r)
+                && (counts.iter().any(|a| a.is_null(r))
+                    || months
+                        .as_ref()
+                        .is_some_and(|m| size_withheld.contains(&m.value(r))))
+        })
+        .count()
 }
 
 /// Withheld subscriptions_monthly counts that follow from the published ones through

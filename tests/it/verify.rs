@@ -548,6 +548,45 @@ fn verify_refuses_a_small_count_and_a_recomputable_suppression() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("withheld value(s) can be recomputed"), "{err}");
+
+    // Found by the fourth audit (2026-12-04): a churn rate published beside a withheld
+    // churned count (churn_rate x active_start gives it back) passed; the run never writes
+    // one, but a copy edited by hand could.
+    let copy3 = dir.path().join("copy3");
+    copy_dir(
+        &anonymizer::publish::current_run(&dir.path().join("out")).unwrap(),
+        &copy3,
+    );
+    rewrite(&copy3, "subscriptions_monthly", |b| {
+        use datafusion::arrow::array::Float64Array;
+        let churned = b.column_by_name("churned").unwrap();
+        let rate = b
+            .column_by_name("churn_rate")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let r = (0..b.num_rows())
+            .find(|&r| churned.is_null(r) && rate.is_null(r))
+            .expect("a withheld churned count");
+        let new: Float64Array = (0..b.num_rows())
+            .map(|i| {
+                if i == r {
+                    Some(0.05)
+                } else {
+                    rate.is_valid(i).then(|| rate.value(i))
+                }
+            })
+            .collect();
+        with_column(b, "churn_rate", Arc::new(new))
+    });
+    let o = cli(&["verify", copy3.to_str().unwrap(), "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "table subscriptions_monthly, column churn_rate: 1 value(s) published beside a withheld active_start or churned"
+        ),
+        "{err}"
+    );
 }
 
 proptest! {

@@ -2982,8 +2982,8 @@ fn published_beside_withheld(
             b.column_by_name("customers"),
         )
     {
-        for r in 0..b.num_rows() {
-            if since[r] == Some(0) && customers.is_null(r) {
+        for (r, s) in since.iter().enumerate() {
+            if *s == Some(0) && customers.is_null(r) {
                 size_withheld.insert(m.value(r));
             }
         }

@@ -2175,8 +2175,9 @@ pub async fn verify_with_limits(
                 .entry(format!("matches.{kind}"))
                 .or_default() += n;
             detectors.findings.push(format!(
-                "table {}, column {col}: {n} value(s) with a {kind}",
-                t.name
+                "table {}, column {col}: {n} value(s) holding {}",
+                t.name,
+                crate::rules::scrub::kind_phrase(kind)
             ));
         }
         for (col, n) in scan.erased_hits {

@@ -477,13 +477,7 @@ fn check_request_id(id: &str) -> Result<(), String> {
         return Err(format!(
             "request_id has the shape of {}, which the privacy gate refuses in the published receipts; use an id with letters, such as \
              REQ-20251201-0042",
-            match *kind {
-                "ip" => "an IP address",
-                "iban" => "an IBAN",
-                "card" => "a card number",
-                "email" => "an email address",
-                _ => "a phone number",
-            }
+            crate::rules::scrub::kind_phrase(kind)
         ));
     }
     Ok(())

@@ -303,6 +303,19 @@ pub fn scrub(text: &str, out: &mut String) -> usize {
     })
 }
 
+/// A detector kind ([`detect`]) as a noun with its article, for messages: `an email
+/// address`, `an IBAN`, `an IP address`, `a card number`, `a phone number`.
+pub fn kind_phrase(kind: &str) -> &'static str {
+    match kind {
+        "email" => "an email address",
+        "iban" => "an IBAN",
+        "ip" => "an IP address",
+        "card" => "a card number",
+        "phone" => "a phone number",
+        _ => "an identifier",
+    }
+}
+
 /// The kinds of identifier found in `text` (email, iban, ip, card, phone), by the same
 /// patterns and checksums `scrub` replaces, one entry per match; for the verify gate.
 pub fn detect(text: &str) -> Vec<&'static str> {

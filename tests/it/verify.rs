@@ -271,7 +271,7 @@ fn verify_finds_a_column_of_emails_added_by_hand() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("table extra, column contact: 20 value(s) with a email"),
+        err.contains("table extra, column contact: 20 value(s) holding an email address"),
         "{err}"
     );
     assert!(!err.contains("someone"), "{err}");
@@ -386,7 +386,8 @@ fn verify_names_each_detector_kind_by_column() {
         } else {
             assert!(
                 err.contains(&format!(
-                    "table extra, column {col}: 7 value(s) with a {kind}"
+                    "table extra, column {col}: 7 value(s) holding {}",
+                    anonymizer::rules::scrub::kind_phrase(kind)
                 )),
                 "{col}: {err}"
             );
@@ -776,9 +777,9 @@ fn the_gate_reports_the_same_for_dictionary_and_plain_encodings() {
     assert_eq!(with_dictionaries, without);
     let text = with_dictionaries.to_string();
     for want in [
-        "table extra, column contact: 106 value(s) with a email",
-        "table extra, column note: 40 value(s) with a phone",
-        "table extra, column note: 40 value(s) with a card",
+        "table extra, column contact: 106 value(s) holding an email address",
+        "table extra, column note: 40 value(s) holding a phone number",
+        "table extra, column note: 40 value(s) holding a card number",
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }

@@ -200,11 +200,13 @@ fn coarser_units(from: Option<TruncUnit>) -> Vec<TruncUnit> {
     }
 }
 
+/// A value's text ([`super::read::canonical`]) as a time: a date at midnight, or a time
+/// with or without a fraction of a second.
 fn parse_time(s: &str) -> Option<NaiveDateTime> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return d.and_hms_opt(0, 0, 0);
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok()
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok()
 }
 
 /// The start of `t`'s unit as `YYYY-MM-DD` (week and hour never appear here).
@@ -296,6 +298,17 @@ pub fn region(code: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_times_text_parses_with_or_without_a_fraction_of_a_second() {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 5).unwrap();
+        assert_eq!(parse_time("2025-01-05"), day.and_hms_opt(0, 0, 0));
+        assert_eq!(parse_time("2025-01-05T10:00:01"), day.and_hms_opt(10, 0, 1));
+        assert_eq!(
+            parse_time("2025-01-05T00:00:00.25"),
+            day.and_hms_milli_opt(0, 0, 0, 250)
+        );
+    }
 
     #[test]
     fn each_builtin_generalizes_to_the_top() {

@@ -202,7 +202,7 @@ fn generalized_array<'a>(
     original: &DataType,
 ) -> Result<ArrayRef, String> {
     let texts: Vec<Option<&str>> = texts.collect();
-    let secs: Option<Vec<Option<i64>>> = texts
+    let secs: Option<Vec<Option<(i64, u32)>>> = texts
         .iter()
         .map(|t| match t {
             None => Some(None),
@@ -225,11 +225,12 @@ fn generalized_array<'a>(
     let ticks: Vec<Option<i64>> = secs
         .into_iter()
         .map(|s| {
-            s.map(|s| {
+            s.map(|(s, nanos)| {
                 if per_sec == 0 {
                     s.div_euclid(86_400)
                 } else {
-                    s * per_sec
+                    // The fraction in the column's unit (none in seconds).
+                    s * per_sec + i64::from(nanos) * per_sec / 1_000_000_000
                 }
             })
         })
@@ -243,14 +244,16 @@ fn generalized_array<'a>(
     cast(&ints, original).map_err(|e| e.to_string())
 }
 
-fn parse_secs(t: &str) -> Option<i64> {
-    use chrono::{NaiveDate, NaiveDateTime};
+/// Seconds since the epoch and the nanoseconds past them of a value's text
+/// ([`super::read::canonical`]: a date, or a time with or without a fraction of a second).
+fn parse_secs(t: &str) -> Option<(i64, u32)> {
+    use chrono::{NaiveDate, NaiveDateTime, Timelike};
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp());
+        return Some((d.and_hms_opt(0, 0, 0)?.and_utc().timestamp(), 0));
     }
-    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S")
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
-        .map(|d| d.and_utc().timestamp())
+        .map(|d| (d.and_utc().timestamp(), d.nanosecond()))
 }
 
 #[cfg(test)]
@@ -267,5 +270,28 @@ mod tests {
         let o = optimize(&data, 10, 0.0).unwrap().expect("the bottom node");
         assert_eq!(o.levels, vec![0]);
         assert_eq!(o.suppressed, 0);
+    }
+
+    /// A time's text with a fraction of a second ([`super::super::read::canonical`] keeps
+    /// it since 2026-12-04) goes back into the column with it, in the column's unit, and
+    /// the column stays a timestamp column.
+    #[test]
+    fn a_fraction_of_a_second_goes_back_into_the_column() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+        let ty = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let texts = [
+            "2025-01-05T00:00:00.25",
+            "2025-01-05",
+            "2025-01-05T10:00:00.000125",
+        ];
+        let a = super::generalized_array(texts.iter().map(|t| Some(*t)), &ty).unwrap();
+        assert_eq!(a.data_type(), &ty);
+        let day = 1_736_035_200_000_000i64;
+        let v = a.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(
+            v.values().to_vec(),
+            vec![day + 250_000, day, day + 36_000_000_000 + 125]
+        );
     }
 }

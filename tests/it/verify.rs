@@ -277,6 +277,27 @@ fn verify_finds_a_column_of_emails_added_by_hand() {
     assert!(!err.contains("someone"), "{err}");
 }
 
+/// `verify --config` on `copy`, which must fail (exit 1), and its check `name`, failed.
+fn failed_check(copy: &Path, cfg: &str, name: &str) -> serde_json::Value {
+    let o = cli(&["verify", copy.to_str().unwrap(), "--config", cfg], None);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+        .clone();
+    assert_eq!(check["passed"], false);
+    check
+}
+
 /// Found by an audit (2026-12-03): `verify --config` on a copy edited by hand passed a
 /// column the policy does not know (distinct on every row) and a table it does not know:
 /// the uniqueness check only looks at the columns the policy keeps.
@@ -313,16 +334,7 @@ fn verify_refuses_tables_and_columns_the_policy_does_not_declare() {
     )])
     .unwrap();
     write_parquet(&copy.join("erasure_receipts/part-00000.parquet"), &b);
-    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
-    assert_eq!(o.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "published_as_declared")
-        .unwrap();
-    assert_eq!(check["passed"], false);
+    let check = failed_check(&copy, &cfg, "published_as_declared");
     let findings = check["findings"].to_string();
     assert!(
         findings.contains("table customers, column loyalty_no: not a column of the policy"),
@@ -437,16 +449,7 @@ fn verify_refuses_values_a_rule_did_not_write() {
         write_parquet(&f, &b);
     }
     assert!(planted > 0);
-    let o = cli(&["verify", copy.to_str().unwrap(), "--config", &cfg], None);
-    assert_eq!(o.status.code(), Some(1));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "published_as_declared")
-        .unwrap();
-    assert_eq!(check["passed"], false);
+    let check = failed_check(&copy, &cfg, "published_as_declared");
     let findings = check["findings"].to_string();
     for want in [
         format!("table customers, column email: the policy applies pseudonymize to it, yet {planted} value(s) are not tokens"),

@@ -277,9 +277,18 @@ pub fn valid_email(normalized: &str) -> bool {
     if domain.contains('@') {
         return false;
     }
+    // Without RFC 5322's specials, which an address holds only quoted: what they mark is
+    // a pasted `mailto:jane@…`, `<jane@…>` or `Jane, jane@…`, which would match nobody.
     let local_ok = !local.is_empty()
         && local.chars().count() <= 64
-        && !local.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !local.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    ':' | ';' | ',' | '<' | '>' | '(' | ')' | '[' | ']' | '\\' | '"'
+                )
+        });
     if !local_ok || domain.len() > 255 || !domain.contains('.') {
         return false;
     }
@@ -1461,6 +1470,7 @@ mod tests {
         for ok in [
             "a@b.co",
             "first.last+tag@sub.example-x.org",
+            "o'brien!#$%&*/=?^_`{|}~-@example.com",
             "x@123.example.museum",
             "ü@example.de",
             "frank@例え.jp",
@@ -1493,6 +1503,11 @@ mod tests {
             "a@b_c.co",
             "a@B.co",
             "a@b.co ",
+            // Found by the fourth audit (2026-12-04): pasted forms of an address.
+            "mailto:jane@example.com",
+            "<jane@example.com>",
+            "jane,jane@example.com",
+            "\"jane\"@example.com",
             &long_local,
             &long_domain,
             &long_label,

@@ -180,16 +180,23 @@ async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts,
         )));
     }
     if facts.rows == 0 {
-        return Err(Error::Usage(format!(
-            "table {}: none of its {} file(s) holds a row ({}{}); an empty export would replace the published \
-             tables with empty ones, so the run stops.\n  check the job that wrote the export",
-            table.name,
-            table.files.len(),
-            table.files[0].display(),
-            if table.files.len() > 1 { ", ..." } else { "" },
-        )));
+        return Err(Error::Usage(no_rows(&table.name, &table.files)));
     }
     Ok(facts)
+}
+
+/// The error of a table none of whose files holds a row.
+pub fn no_rows(table: &str, files: &[PathBuf]) -> String {
+    format!(
+        "table {table}: none of its {} file(s) holds a row ({}{}); an empty export would replace the published \
+         tables with empty ones, so the run stops.\n  check the job that wrote the export",
+        files.len(),
+        files
+            .first()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        if files.len() > 1 { ", ..." } else { "" },
+    )
 }
 
 /// The checks of a group of files: one query over them all, whose facts are the sums,

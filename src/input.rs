@@ -30,6 +30,10 @@ pub enum InputError {
         spec: String,
         looked: String,
     },
+    /// Every file of a CSV table holds its header only (found before the policy is
+    /// checked against the columns, which such files type as text).
+    #[error("{0}")]
+    NoRows(String),
     #[error("table {table}: bad glob '{spec}': {message}")]
     Glob {
         table: String,
@@ -608,14 +612,16 @@ pub async fn read_schema(
             // value with a line break in it as one value: DataFusion's inference cuts
             // the file at every line break), from each file's first rows.
             let mut merged: Option<(PathBuf, Schema)> = None;
+            let mut any_rows = false;
             for f in files {
-                let s =
+                let (s, rows) =
                     infer_csv_schema(f, delimiter).map_err(|message| InputError::Unreadable {
                         table: table.into(),
                         path: f.clone(),
                         format,
                         message,
                     })?;
+                any_rows |= rows > 0;
                 merged = Some(match merged {
                     None => (f.clone(), s),
                     Some((first, m)) => {
@@ -631,6 +637,9 @@ pub async fn read_schema(
                     }
                 });
             }
+            if !any_rows {
+                return Err(InputError::NoRows(crate::checks::no_rows(table, files)));
+            }
             let (_, schema) = merged.expect("a table has at least one file");
             Ok(Arc::new(schema))
         }
@@ -642,9 +651,9 @@ const CSV_INFER_ROWS: usize = 1000;
 
 /// A CSV file's schema, inferred from its first [`CSV_INFER_ROWS`] rows as DataFusion
 /// infers it (arrow's rules), reading quoted values whole.
-fn infer_csv_schema(path: &Path, delimiter: u8) -> Result<Schema, String> {
+fn infer_csv_schema(path: &Path, delimiter: u8) -> Result<(Schema, usize), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let (schema, _) = datafusion::arrow::csv::reader::Format::default()
+    let (schema, rows) = datafusion::arrow::csv::reader::Format::default()
         .with_header(true)
         .with_delimiter(delimiter)
         .infer_schema(std::io::BufReader::new(file), Some(CSV_INFER_ROWS))
@@ -665,7 +674,10 @@ fn infer_csv_schema(path: &Path, delimiter: u8) -> Result<Schema, String> {
             _ => f.as_ref().clone(),
         })
         .collect();
-    Ok(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    Ok((
+        Schema::new_with_metadata(fields, schema.metadata().clone()),
+        rows,
+    ))
 }
 
 /// The schema of two CSV files read as one table: the same columns in the same order;

@@ -654,6 +654,18 @@ fn csv_with_invalid_utf8() {
     c.expect(&c.run(&[]), 2);
 }
 
+/// Found by the fourth audit (2026-12-04): a CSV table whose only file holds its header
+/// was refused for a rule's column type (an empty column is inferred as text), not for
+/// having no rows.
+#[test]
+fn csv_with_a_header_only() {
+    let c = csv_case(
+        "csv_header_only",
+        b"InvoiceNo,InvoiceDate,CustomerID,Notes\n",
+    );
+    c.expect(&c.run(&[]), 2);
+}
+
 #[test]
 fn csv_with_ragged_rows() {
     let csv = b"InvoiceNo,InvoiceDate,CustomerID,Notes\n1,2011-12-01 08:26:00,17850,fine\n2,2011-12-02 08:26:00\n";

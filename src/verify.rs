@@ -1206,10 +1206,9 @@ struct ScanContext<'a> {
     quick: &'a ahash::RandomState,
     erased: Option<&'a crate::erasure::TokenSet>,
     kept: &'a HashSet<(String, String)>,
-    /// Columns the policy pseudonymizes: their token-shaped values are only looked up
-    /// among erased customers' tokens (a keyed token is not an input value).
-    tokens: &'a HashSet<(String, String)>,
-    /// Columns whose rule's output has a shape that every value must have.
+    /// Columns whose rule's output has a shape that every value must have. Those the
+    /// policy pseudonymizes ([`Treatment::Token`]): their token-shaped values are only
+    /// looked up among erased customers' tokens (a keyed token is not an input value).
     treatments: &'a HashMap<(String, String), Treatment>,
     /// Columns mapped to the amount role: a text amount that is a plain decimal number
     /// (`15000.00`) is money, not a phone number, whatever its digit count.
@@ -1692,8 +1691,8 @@ fn scan_file(
             // Integers only in record-level tables: aggregates hold counts.
             let mut values = (cx.fp.is_some() && (string || !aggregate))
                 .then(|| sets.entry(f.name().clone()).or_default());
-            let token_col = cx.tokens.contains(&(t.name.clone(), f.name().clone()));
             let treatment = cx.treatments.get(&(t.name.clone(), f.name().clone()));
+            let token_col = treatment == Some(&Treatment::Token);
             let mut off_treatment = 0u64;
             let amount_col = cx.amounts.contains(&(t.name.clone(), f.name().clone()));
             // Kept text of a record-level table: does it look like names or streets?
@@ -2109,7 +2108,6 @@ pub async fn verify_with_limits(
         }
         unique_sample.insert(t.name.clone(), UniqueSample::of(rows, limits.unique_held));
     }
-    let tokens = columns_where(policy, |r| matches!(r, Rule::Pseudonymize { .. }));
     let treatments = treatments(policy);
     let amounts: HashSet<(String, String)> = policy
         .into_iter()
@@ -2133,7 +2131,6 @@ pub async fn verify_with_limits(
         quick: &quick,
         erased,
         kept: &kept,
-        tokens: &tokens,
         treatments: &treatments,
         amounts: &amounts,
         footers: &footers,

@@ -202,7 +202,7 @@ fn coarser_units(from: Option<TruncUnit>) -> Vec<TruncUnit> {
 
 /// A value's text ([`super::read::canonical`]) as a time: a date at midnight, or a time
 /// with or without a fraction of a second.
-fn parse_time(s: &str) -> Option<NaiveDateTime> {
+pub(super) fn parse_time(s: &str) -> Option<NaiveDateTime> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return d.and_hms_opt(0, 0, 0);
     }

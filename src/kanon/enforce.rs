@@ -245,15 +245,10 @@ fn generalized_array<'a>(
 }
 
 /// Seconds since the epoch and the nanoseconds past them of a value's text
-/// ([`super::read::canonical`]: a date, or a time with or without a fraction of a second).
+/// ([`super::read::canonical`]), read as the built-in hierarchies read it.
 fn parse_secs(t: &str) -> Option<(i64, u32)> {
-    use chrono::{NaiveDate, NaiveDateTime, Timelike};
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Some((d.and_hms_opt(0, 0, 0)?.and_utc().timestamp(), 0));
-    }
-    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|d| (d.and_utc().timestamp(), d.nanosecond()))
+    use chrono::Timelike;
+    super::builtin::parse_time(t).map(|d| (d.and_utc().timestamp(), d.nanosecond()))
 }
 
 #[cfg(test)]

@@ -165,9 +165,9 @@ pub fn canonical(a: &ArrayRef) -> Result<Vec<String>, String> {
                 .map(|v| {
                     v.map(|v| {
                         if secs_per_tick_inv == 0 {
-                            time_text(v * 86_400)
+                            time_text(v * 86_400, 0, 1)
                         } else {
-                            fractional_time_text(
+                            time_text(
                                 v.div_euclid(secs_per_tick_inv),
                                 v.rem_euclid(secs_per_tick_inv),
                                 secs_per_tick_inv,
@@ -189,32 +189,27 @@ pub fn canonical(a: &ArrayRef) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// [`time_text`] of a time `ticks` of `1 / per_second` after `secs`: a fraction of a
-/// second is part of the value (`2025-01-05T00:00:00.25`), so two times that differ in
-/// it stay apart and a midnight plus a fraction is not a date. Found by the fourth audit
-/// (2026-12-04): the fraction was dropped, so 200 distinct times at midnight plus a few
-/// microseconds were 5 "dates", each shared by 40 records, for k-anonymity, the
-/// time-of-day check and `anonymizer risk`.
-pub fn fractional_time_text(secs: i64, ticks: i64, per_second: i64) -> String {
-    if ticks == 0 {
-        return time_text(secs);
-    }
-    let whole = match chrono::DateTime::from_timestamp(secs, 0) {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        None => format!("{secs}s"),
+/// A time `ticks` of `1 / per_second` after `secs` (UTC): `YYYY-MM-DD` at midnight, else
+/// `YYYY-MM-DDTHH:MM:SS`, with the fraction of a second when there is one
+/// (`2025-01-05T00:00:00.25`), so two times that differ in it stay apart and a midnight
+/// plus a fraction is not a date. Found by the fourth audit (2026-12-04): the fraction
+/// was dropped, so 200 distinct times at midnight plus a few microseconds were 5
+/// "dates", each shared by 40 records, for k-anonymity, the time-of-day check and
+/// `anonymizer risk`.
+pub fn time_text(secs: i64, ticks: i64, per_second: i64) -> String {
+    let Some(t) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return format!("{secs}s");
     };
+    if ticks == 0 && secs.rem_euclid(86_400) == 0 {
+        return t.format("%Y-%m-%d").to_string();
+    }
+    let whole = t.format("%Y-%m-%dT%H:%M:%S");
+    if ticks == 0 {
+        return whole.to_string();
+    }
     let digits = per_second.ilog10() as usize;
     let fraction = format!("{ticks:0digits$}");
     format!("{whole}.{}", fraction.trim_end_matches('0'))
-}
-
-/// `YYYY-MM-DD` at midnight, else `YYYY-MM-DDTHH:MM:SS` (UTC).
-pub fn time_text(secs: i64) -> String {
-    match chrono::DateTime::from_timestamp(secs, 0) {
-        Some(t) if secs.rem_euclid(86_400) == 0 => t.format("%Y-%m-%d").to_string(),
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        None => format!("{secs}s"),
-    }
 }
 
 /// Reads `columns` of every file (Parquet or CSV) into [`Columns`], in file order.

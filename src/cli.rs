@@ -291,7 +291,7 @@ pub struct QueryArgs {
     #[arg(long, conflicts_with = "name")]
     sql: Option<String>,
     /// List the saved queries with the first line of their header.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["name", "sql"])]
     list: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]

@@ -312,6 +312,8 @@ pub fn query_error_message(
 pub struct Renderer<W: std::io::Write + Send> {
     state: RenderState<W>,
     wrote: bool,
+    /// Rows of the result before the next batch (for the row a render error names).
+    rows_before: usize,
 }
 
 enum RenderState<W: std::io::Write + Send> {
@@ -329,6 +331,54 @@ enum RenderState<W: std::io::Write + Send> {
 
 fn render_error(e: &dyn std::fmt::Display) -> Error {
     Error::Usage(format!("cannot render the result: {e}"))
+}
+
+/// Whether a column of this type has dates or times in it (at any depth).
+fn holds_time(t: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType as T;
+    match t {
+        T::Dictionary(_, v) => holds_time(v),
+        T::List(f)
+        | T::LargeList(f)
+        | T::FixedSizeList(f, _)
+        | T::ListView(f)
+        | T::LargeListView(f)
+        | T::Map(f, _) => holds_time(f.data_type()),
+        T::Struct(fs) => fs.iter().any(|f| holds_time(f.data_type())),
+        T::Union(fs, _) => fs.iter().any(|(_, f)| holds_time(f.data_type())),
+        T::RunEndEncoded(_, v) => holds_time(v.data_type()),
+        t => t.is_temporal(),
+    }
+}
+
+/// Checks that every date and time in `b` can be written as text. Arrow writes a value
+/// no calendar can show (`to_timestamp_seconds(9223372036854775807)`: past year 262,143)
+/// as the cell `ERROR: Cast error: ...` in a table and in JSON, and the query would exit
+/// 0 with it; this stops first, naming the column and the result's row (`first_row` + 1
+/// for the batch's first), not the value.
+fn check_showable(b: &RecordBatch, first_row: usize) -> Result<(), Error> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let strict = FormatOptions::new().with_display_error(false);
+    let mut text = String::new();
+    for (column, field) in b.columns().iter().zip(b.schema().fields()) {
+        if !holds_time(field.data_type()) {
+            continue;
+        }
+        let f = ArrayFormatter::try_new(column.as_ref(), &strict).map_err(|e| render_error(&e))?;
+        for row in 0..b.num_rows() {
+            text.clear();
+            if column.is_valid(row) && f.value(row).write(&mut text).is_err() {
+                return Err(render_error(&format!(
+                    "column `{}`, row {} of the result holds a date or time that no calendar can \
+                     show (outside years -262143..262142); cast it to BIGINT to see its number, \
+                     or write --format parquet",
+                    field.name(),
+                    first_row + row + 1
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<W: std::io::Write + Send> Renderer<W> {
@@ -367,11 +417,14 @@ impl<W: std::io::Write + Send> Renderer<W> {
         Ok(Renderer {
             state,
             wrote: false,
+            rows_before: 0,
         })
     }
 
     pub fn write(&mut self, b: &RecordBatch) -> Result<(), Error> {
         self.wrote = true;
+        let first_row = self.rows_before;
+        self.rows_before += b.num_rows();
         match &mut self.state {
             RenderState::Table {
                 held,
@@ -384,13 +437,21 @@ impl<W: std::io::Write + Send> Renderer<W> {
                 let room = max_rows.map_or(b.num_rows(), |m| m.saturating_sub(*held_rows));
                 let take = room.min(b.num_rows());
                 if take > 0 || held.is_empty() {
-                    held.push(b.slice(0, take));
+                    let shown = b.slice(0, take);
+                    check_showable(&shown, first_row)?;
+                    held.push(shown);
                     *held_rows += take;
                 }
                 Ok(())
             }
-            RenderState::Csv(w) => w.write(b).map_err(|e| render_error(&e)),
-            RenderState::Json(w) => w.write(b).map_err(|e| render_error(&e)),
+            RenderState::Csv(w) => {
+                check_showable(b, first_row)?;
+                w.write(b).map_err(|e| render_error(&e))
+            }
+            RenderState::Json(w) => {
+                check_showable(b, first_row)?;
+                w.write(b).map_err(|e| render_error(&e))
+            }
             RenderState::Parquet(w) => w.write(b).map_err(|e| render_error(&e)),
         }
     }
@@ -532,6 +593,11 @@ pub fn execute_to<W: std::io::Write + Send>(
     mut stdout: W,
 ) -> Result<(), Error> {
     let dirs = query_dirs(opts.config.as_deref())?;
+    if opts.list && (opts.name.is_some() || opts.sql.is_some()) {
+        return Err(Error::Usage(
+            "--list lists the saved queries; run one (a name or --sql) without --list".into(),
+        ));
+    }
     if opts.list {
         let mut s = String::new();
         for q in list_saved(&dirs) {

@@ -467,3 +467,113 @@ fn a_long_result_is_capped_in_a_table_and_streamed_otherwise() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Arrow writes a date no calendar can show as the cell `ERROR: Cast error: ...` in a
+/// table and in JSON (CSV stops with the value in its message), and the query exited 0
+/// with it. Now every text format stops, naming the column and the result's row; Parquet
+/// holds the number and is written.
+#[test]
+fn a_time_no_calendar_can_show_stops_the_render_naming_its_column_and_row() {
+    let (dir, cfg) = published_fixture();
+    let sql = "SELECT x, to_timestamp_seconds(x) AS t FROM (VALUES (1), (9223372036854775807)) AS v(x) ORDER BY x";
+    for format in ["table", "csv", "json"] {
+        let o = cli(
+            &["query", "--config", &cfg, "--sql", sql, "--format", format],
+            None,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{format}: {err}");
+        assert!(
+            err.contains(
+                "column `t`, row 2 of the result holds a date or time that no calendar can show"
+            ) && err.contains("cast it to BIGINT")
+                && !err.contains("ERROR"),
+            "{format}: {err}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("ERROR"),
+            "{format}"
+        );
+    }
+    // The first row alone is shown; the table's limit keeps the second out of sight.
+    let o = cli(
+        &["query", "--config", &cfg, "--sql", sql, "--max-rows", "1"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1970-01-01T00:00:01"));
+    let file = dir.path().join("t.parquet");
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            sql,
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        read_parquet(&file)
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        2
+    );
+}
+
+/// JSON has no NaN: arrow-json writes it as null (the README says so).
+#[test]
+fn json_writes_a_float_nan_as_null() {
+    let (_dir, cfg) = published_fixture();
+    let o = cli(
+        &[
+            "query",
+            "--config",
+            &cfg,
+            "--sql",
+            "SELECT CAST('NaN' AS DOUBLE) AS n, 1.5 AS x",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "[{\"n\":null,\"x\":1.5}]"
+    );
+}
+
+#[test]
+fn list_with_a_query_to_run_is_refused() {
+    let (_dir, cfg) = published_fixture();
+    for extra in [&["--sql", "SELECT 1"][..], &["growth"][..]] {
+        let mut args = vec!["query", "--config", &cfg, "--list"];
+        args.extend_from_slice(extra);
+        let o = cli(&args, None);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("cannot be used with"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let opts = anonymizer::query::QueryOptions {
+        name: None,
+        sql: Some("SELECT 1".into()),
+        list: true,
+        format: anonymizer::query::QueryFormat::Csv,
+        output: None,
+        config: Some(cfg.clone().into()),
+        out: None,
+        max_rows: None,
+    };
+    let err = anonymizer::query::execute(&opts).unwrap_err().to_string();
+    assert!(err.contains("without --list"), "{err}");
+}

@@ -61,10 +61,40 @@ pub enum KeyError {
         what: &'static str,
     },
     #[error(
-        "key file {path} is not a file (a folder?)\n  \
+        "key file {path} is not a file but {what}\n  \
          name the file holding the key's 64 hex characters in `key_file`"
     )]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        path: PathBuf,
+        /// "a folder", "a device", "a named pipe", "a socket".
+        what: &'static str,
+    },
+}
+
+/// The most bytes a key file may hold: the key's 64 hex characters with white space
+/// (a line end, a trailing blank line) around them.
+pub const KEY_FILE_MAX_BYTES: usize = 1024;
+
+/// What a path that is not a regular file is, for an error.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    if meta.is_dir() {
+        return "a folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "another kind of file, not a regular one"
 }
 
 /// A 32-byte secret key. Zeroized on drop; `Debug` prints only the key id.
@@ -185,6 +215,7 @@ impl Key {
         if !meta.is_file() {
             return Err(KeyError::NotAFile {
                 path: path.to_path_buf(),
+                what: kind_of(&meta),
             });
         }
         #[cfg(unix)]
@@ -204,7 +235,27 @@ impl Key {
                 });
             }
         }
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(unreadable)?);
+        // At most a little more than a key with its line end: a large file named by
+        // mistake (an export, a disk image) is refused without being read whole.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_FILE_MAX_BYTES + 1));
+        {
+            use std::io::Read;
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    f.take(KEY_FILE_MAX_BYTES as u64 + 1)
+                        .read_to_end(&mut bytes)
+                })
+                .map_err(unreadable)?;
+        }
+        if bytes.len() > KEY_FILE_MAX_BYTES {
+            return Err(KeyError::Malformed {
+                from: KeySource::File(path.to_path_buf()),
+                problem: format!(
+                    "the file holds {} bytes, more than a key file's {KEY_FILE_MAX_BYTES} at most: is it the right file?",
+                    meta.len()
+                ),
+            });
+        }
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return Err(KeyError::Malformed {
                 from: KeySource::File(path.to_path_buf()),
@@ -288,7 +339,27 @@ mod tests {
         let e = Key::from_file(&p).unwrap_err().to_string();
         assert!(e.contains("32 bytes that are not text"), "{e}");
         let e = Key::from_file(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("is not a file"), "{e}");
+        assert!(e.contains("is not a file but a folder"), "{e}");
+        // A device (`key_file = "/dev/zero"`) is named as one, never read.
+        let e = Key::from_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a file but a device"), "{e}");
+        // A big file named by mistake: refused by its size, its text not shown. The key
+        // with white space around it (up to the limit) still reads.
+        std::fs::write(
+            &p,
+            format!("\n{hex}\n{}", " ".repeat(KEY_FILE_MAX_BYTES - 66)),
+        )
+        .unwrap();
+        assert!(Key::from_file(&p).is_ok());
+        std::fs::write(&p, hex.repeat(1000)).unwrap();
+        let e = Key::from_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("the file holds 64000 bytes, more than a key file's 1024 at most")
+                && !e.contains(hex),
+            "{e}"
+        );
     }
 
     #[test]

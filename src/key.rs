@@ -252,7 +252,8 @@ impl Key {
                 from: KeySource::File(path.to_path_buf()),
                 problem: format!(
                     "the file holds {} bytes, more than a key file's {KEY_FILE_MAX_BYTES} at most: is it the right file?",
-                    meta.len()
+                    // (the file may have grown since its size was read)
+                    meta.len().max(bytes.len() as u64)
                 ),
             });
         }

@@ -2,6 +2,28 @@
 
 use crate::common::*;
 
+/// `anonymizer query --config CFG --sql SQL` with `extra` arguments after them.
+fn query_sql(cfg: &str, sql: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["query", "--config", cfg, "--sql", sql];
+    args.extend_from_slice(extra);
+    cli(&args, None)
+}
+
+/// `--format parquet --output FILE`: the query succeeds, and FILE's batches.
+fn query_to_parquet(
+    cfg: &str,
+    sql: &str,
+    file: &std::path::Path,
+) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    let o = query_sql(
+        cfg,
+        sql,
+        &["--format", "parquet", "--output", file.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_parquet(file)
+}
+
 #[test]
 fn ad_hoc_sql_in_every_format() {
     let (dir, cfg) = published_fixture();
@@ -52,23 +74,8 @@ fn ad_hoc_sql_in_every_format() {
     let o = cli(&["query", "--config", &cfg, "--sql", sql], None);
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("| {rows} |")));
     let file = dir.path().join("n.parquet");
-    let o = cli(
-        &[
-            "query",
-            "--config",
-            &cfg,
-            "--sql",
-            sql,
-            "--format",
-            "parquet",
-            "--output",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
-        column_strings(&read_parquet(&file), "n"),
+        column_strings(&query_to_parquet(&cfg, sql, &file), "n"),
         vec![Some(rows.to_string())]
     );
     // Never into the published output, where it would be read as an unchecked table.
@@ -477,10 +484,7 @@ fn a_time_no_calendar_can_show_stops_the_render_naming_its_column_and_row() {
     let (dir, cfg) = published_fixture();
     let sql = "SELECT x, to_timestamp_seconds(x) AS t FROM (VALUES (1), (9223372036854775807)) AS v(x) ORDER BY x";
     for format in ["table", "csv", "json"] {
-        let o = cli(
-            &["query", "--config", &cfg, "--sql", sql, "--format", format],
-            None,
-        );
+        let o = query_sql(&cfg, sql, &["--format", format]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{format}: {err}");
         assert!(
@@ -496,30 +500,11 @@ fn a_time_no_calendar_can_show_stops_the_render_naming_its_column_and_row() {
         );
     }
     // The first row alone is shown; the table's limit keeps the second out of sight.
-    let o = cli(
-        &["query", "--config", &cfg, "--sql", sql, "--max-rows", "1"],
-        None,
-    );
+    let o = query_sql(&cfg, sql, &["--max-rows", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("1970-01-01T00:00:01"));
-    let file = dir.path().join("t.parquet");
-    let o = cli(
-        &[
-            "query",
-            "--config",
-            &cfg,
-            "--sql",
-            sql,
-            "--format",
-            "parquet",
-            "--output",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
-        read_parquet(&file)
+        query_to_parquet(&cfg, sql, &dir.path().join("t.parquet"))
             .iter()
             .map(|b| b.num_rows())
             .sum::<usize>(),
@@ -531,17 +516,10 @@ fn a_time_no_calendar_can_show_stops_the_render_naming_its_column_and_row() {
 #[test]
 fn json_writes_a_float_nan_as_null() {
     let (_dir, cfg) = published_fixture();
-    let o = cli(
-        &[
-            "query",
-            "--config",
-            &cfg,
-            "--sql",
-            "SELECT CAST('NaN' AS DOUBLE) AS n, 1.5 AS x",
-            "--format",
-            "json",
-        ],
-        None,
+    let o = query_sql(
+        &cfg,
+        "SELECT CAST('NaN' AS DOUBLE) AS n, 1.5 AS x",
+        &["--format", "json"],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(

@@ -312,8 +312,8 @@ pub fn query_error_message(
 pub struct Renderer<W: std::io::Write + Send> {
     state: RenderState<W>,
     wrote: bool,
-    /// Rows of the result before the next batch (for the row a render error names).
-    rows_before: usize,
+    /// Rows of the result so far (the row a render error names; a table's count).
+    rows: usize,
 }
 
 enum RenderState<W: std::io::Write + Send> {
@@ -321,7 +321,6 @@ enum RenderState<W: std::io::Write + Send> {
         w: W,
         held: Vec<RecordBatch>,
         held_rows: usize,
-        rows: usize,
         max_rows: Option<usize>,
     },
     Csv(datafusion::arrow::csv::Writer<W>),
@@ -371,7 +370,7 @@ fn check_showable(b: &RecordBatch, first_row: usize) -> Result<(), Error> {
                 return Err(render_error(&format!(
                     "column `{}`, row {} of the result holds a date or time that no calendar can \
                      show (outside years -262143..262142); cast it to BIGINT to see its number, \
-                     or write --format parquet",
+                     or use --format parquet",
                     field.name(),
                     first_row + row + 1
                 )));
@@ -394,7 +393,6 @@ impl<W: std::io::Write + Send> Renderer<W> {
                 w,
                 held: vec![],
                 held_rows: 0,
-                rows: 0,
                 max_rows,
             },
             QueryFormat::Csv => RenderState::Csv(datafusion::arrow::csv::Writer::new(w)),
@@ -417,23 +415,21 @@ impl<W: std::io::Write + Send> Renderer<W> {
         Ok(Renderer {
             state,
             wrote: false,
-            rows_before: 0,
+            rows: 0,
         })
     }
 
     pub fn write(&mut self, b: &RecordBatch) -> Result<(), Error> {
         self.wrote = true;
-        let first_row = self.rows_before;
-        self.rows_before += b.num_rows();
+        let first_row = self.rows;
+        self.rows += b.num_rows();
         match &mut self.state {
             RenderState::Table {
                 held,
                 held_rows,
-                rows,
                 max_rows,
                 ..
             } => {
-                *rows += b.num_rows();
                 let room = max_rows.map_or(b.num_rows(), |m| m.saturating_sub(*held_rows));
                 let take = room.min(b.num_rows());
                 if take > 0 || held.is_empty() {
@@ -463,12 +459,12 @@ impl<W: std::io::Write + Send> Renderer<W> {
             self.write(&RecordBatch::new_empty(schema.clone()))?;
         }
         let io = |e: std::io::Error| render_error(&e);
+        let rows = self.rows;
         match self.state {
             RenderState::Table {
                 mut w,
                 held,
                 held_rows,
-                rows,
                 max_rows,
             } => {
                 let t = datafusion::arrow::util::pretty::pretty_format_batches(&held)

@@ -236,7 +236,9 @@ impl Key {
             }
         }
         // At most a little more than a key with its line end: a large file named by
-        // mistake (an export, a disk image) is refused without being read whole.
+        // mistake (an export, a disk image) is refused without being read whole. The
+        // capacity is the most `take` lets through, so `read_to_end` never reallocates
+        // and leaves no unzeroized copy of the key behind.
         let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_FILE_MAX_BYTES + 1));
         {
             use std::io::Read;

@@ -589,12 +589,12 @@ pub fn execute_to<W: std::io::Write + Send>(
     mut stdout: W,
 ) -> Result<(), Error> {
     let dirs = query_dirs(opts.config.as_deref())?;
-    if opts.list && (opts.name.is_some() || opts.sql.is_some()) {
-        return Err(Error::Usage(
-            "--list lists the saved queries; run one (a name or --sql) without --list".into(),
-        ));
-    }
     if opts.list {
+        if opts.name.is_some() || opts.sql.is_some() {
+            return Err(Error::Usage(
+                "--list lists the saved queries; run one (a name or --sql) without --list".into(),
+            ));
+        }
         let mut s = String::new();
         for q in list_saved(&dirs) {
             let from = match &q.path {

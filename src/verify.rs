@@ -24,7 +24,8 @@
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly), nor pinned to one value by them and counts
-//!    being >= 0 (interval propagation), nor given back by a rate, average or sum
+//!    being >= 0, or >= 1 for the people a row that exists is made of (interval
+//!    propagation), nor given back by a rate, average or sum
 //!    published beside it;
 //! 4. record-level tables: no column the policy keeps unchanged, generalizes to a network
 //!    or truncates to a prefix whose values are all distinct over 50 rows or more (a direct
@@ -2927,7 +2928,7 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
             let n = recomputable_cohorts(&b, &revenue);
             if n > 0 {
                 c.findings.push(format!(
-                    "table {name}: {n} withheld count(s) can be recomputed from revenue_monthly's customers (exactly, or pinned to one value because counts are >= 0)"
+                    "table {name}: {n} withheld count(s) can be recomputed from revenue_monthly's customers (exactly, or pinned to one value because counts are >= 0, and >= 1 in a row that exists)"
                 ));
             }
             recomputable += n as u64;
@@ -2940,7 +2941,7 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
             let n = recomputable_subscriptions(&b, mrr.as_ref());
             if n > 0 {
                 c.findings.push(format!(
-                    "table {name}: {n} withheld value(s) can be recomputed from the published identities (exactly, or pinned to one value because counts are >= 0)"
+                    "table {name}: {n} withheld value(s) can be recomputed from the published identities (exactly, or pinned to one value because counts are >= 0, and >= 1 in a row that exists)"
                 ));
             }
             recomputable += n as u64;
@@ -3081,6 +3082,9 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
     let mut values: Vec<i128> = (0..n * 5)
         .map(|i| v[i % 5][i / 5].map_or(0, i128::from))
         .collect();
+    let mut lower: Vec<Option<i128>> = vec![Some(0); n * 5];
+    // Every identity so far is exact.
+    let mut at_most: Vec<bool> = Vec::new();
     if let Some(mb) = mrr
         && let (Some(mm), Some(mc), Some(subs)) = (
             mb.column_by_name("month")
@@ -3102,6 +3106,8 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
                 cons.push(vec![(cell(r, 4), 1)]);
             }
         }
+        // active_end <= its subscribers over the currencies.
+        at_most.resize(cons.len(), false);
         for (key, rows) in groups {
             let mut k: Vec<(usize, i64)> =
                 at.get(&key).map(|e| (cell(*e, 4), 1)).into_iter().collect();
@@ -3109,27 +3115,35 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
                 k.push((suppressed.len(), -1));
                 suppressed.push(subs[r].is_none());
                 values.push(subs[r].map_or(0, i128::from));
+                // An mrr_monthly row exists because someone subscribed in it.
+                lower.push(Some(1));
             }
             cons.push(k);
+            at_most.push(true);
         }
     }
-    recomputable_counts(&cons, &suppressed, &values)
+    recomputable_counts(&cons, &at_most, &suppressed, &values, &lower)
 }
 
 /// Withheld counts that follow from the published ones: exactly through the identities
-/// (`determined`), or because counts are `>= 0` (`pinned`: a published total of 0 over
-/// withheld counts makes each of them 0).
-fn recomputable_counts(cons: &[Vec<(usize, i64)>], suppressed: &[bool], values: &[i128]) -> usize {
+/// (`determined`), or because of what counts are known to be at least (`pinned`, with
+/// `lower`: 0 for a count, 1 for the count of people a row that exists is made of; a
+/// published total of 0 over withheld counts makes each of them 0, one of 2 over two
+/// rows that exist each of them 1).
+/// `at_most`: per identity, whether it is exact only when each customer falls in one
+/// cell (the truth `sum <= 0`; see [`crate::analytics::protect::Problem::at_most`]).
+fn recomputable_counts(
+    cons: &[Vec<(usize, i64)>],
+    at_most: &[bool],
+    suppressed: &[bool],
+    values: &[i128],
+    lower: &[Option<i128>],
+) -> usize {
     use crate::analytics::protect::{determined, pinned};
     let mut found: BTreeSet<usize> = determined(suppressed.len(), cons, suppressed)
         .into_iter()
         .collect();
-    found.extend(pinned(
-        cons,
-        values,
-        &vec![true; suppressed.len()],
-        suppressed,
-    ));
+    found.extend(pinned(cons, at_most, values, lower, suppressed));
     found.len()
 }
 
@@ -3159,13 +3173,15 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
     ) else {
         return 0;
     };
-    let (mut suppressed, mut values) = (Vec::new(), Vec::new());
+    let (mut suppressed, mut values, mut lower) = (Vec::new(), Vec::new(), Vec::new());
     let mut by_month: BTreeMap<i64, Vec<(usize, i64)>> = BTreeMap::new();
     for r in 0..cohorts.num_rows() {
         let m = month_index(cm.value(r)) + since[r].unwrap_or(0);
         by_month.entry(m).or_default().push((suppressed.len(), 1));
         suppressed.push(cc[r].is_none());
         values.push(cc[r].map_or(0, i128::from));
+        // A cohort exists because someone is in it: its size is >= 1.
+        lower.push(Some(i128::from(since[r] == Some(0))));
     }
     for (r, customers) in rc.iter().enumerate() {
         by_month
@@ -3174,10 +3190,13 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
             .push((suppressed.len(), -1));
         suppressed.push(customers.is_none());
         values.push(customers.map_or(0, i128::from));
+        // A revenue_monthly row exists because a customer had a transaction in it.
+        lower.push(Some(1));
     }
     // A month on one side only: the other side's rows that do not exist are zeros.
+    // Distinct customers of a month <= its customers over the revenue cells.
     let cons: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();
-    recomputable_counts(&cons, &suppressed, &values)
+    recomputable_counts(&cons, &vec![true; cons.len()], &suppressed, &values, &lower)
 }
 
 /// `anonymizer verify [DIR] [--config FILE] [--k K] [--threads N]`: loads the policy (if
@@ -3289,6 +3308,62 @@ fn has_tables(dir: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// A month's cohort counts are at most its revenue customers (one customer may pay
+    /// in several cells), and a cohort that exists has someone in it. February: revenue
+    /// customers 10 + 10 published; of its cohort counts, January's 19 published and
+    /// December's and February's own (the new cohort's size) withheld, so those two add
+    /// up to at most 1 (exactly 1 if taken as exact: neither is determined). Counts
+    /// being >= 0 leave each at 0 or 1; the size being >= 1 pins it to 1 and December's
+    /// to 0.
+    #[test]
+    fn a_withheld_cohort_size_pinned_to_one_is_recomputable() {
+        use super::recomputable_cohorts;
+        use datafusion::arrow::array::{Date32Array, Int32Array, Int64Array, RecordBatch};
+        use std::sync::Arc;
+        // 2024-12-01, 2025-01-01 and 2025-02-01 as days since 1970-01-01.
+        let (dec, jan, feb) = (20058, 20089, 20120);
+        let cohorts = |size: Option<i64>| {
+            RecordBatch::try_from_iter([
+                (
+                    "cohort_month",
+                    Arc::new(Date32Array::from(vec![dec, dec, dec, jan, jan, feb])) as _,
+                ),
+                (
+                    "months_since",
+                    Arc::new(Int32Array::from(vec![0, 1, 2, 0, 1, 0])) as _,
+                ),
+                (
+                    "customers",
+                    Arc::new(Int64Array::from(vec![
+                        Some(30),
+                        Some(10),
+                        None,
+                        Some(25),
+                        Some(19),
+                        size,
+                    ])) as _,
+                ),
+            ])
+            .unwrap()
+        };
+        let revenue = |feb_second: i64| {
+            RecordBatch::try_from_iter([
+                (
+                    "month",
+                    Arc::new(Date32Array::from(vec![dec, jan, feb, feb])) as _,
+                ),
+                (
+                    "customers",
+                    Arc::new(Int64Array::from(vec![30, 35, 10, feb_second])) as _,
+                ),
+            ])
+            .unwrap()
+        };
+        assert_eq!(recomputable_cohorts(&cohorts(None), &revenue(10)), 2);
+        // With room for the two to add up to 2, neither is pinned.
+        assert_eq!(recomputable_cohorts(&cohorts(None), &revenue(11)), 0);
+    }
+
     #[test]
     fn personal_text_needs_a_share_of_enough_rows_or_a_telling_name() {
         use super::{Check, PersonalRows, check_personal_text};

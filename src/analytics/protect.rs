@@ -30,17 +30,18 @@
 //!   primary cells: ~1,850 secondary cells instead of ~230, seconds instead of
 //!   milliseconds).
 //!
-//! * [`pinned`] is the bounds audit, for problems that carry their values: with the
-//!   cells known to be `>= 0`, interval propagation through the identities finds the
-//!   suppressed cells confined to one value (`x + y = 0` with both suppressed: each is
-//!   0), which [`determined`] does not see. [`protect`] withholds one more cell for each
+//! * [`pinned`] is the bounds audit, for problems that carry their values: with each
+//!   cell's known least value (counts `>= 0`; the count of people a row that exists is
+//!   made of `>= 1`), interval propagation through the identities finds the suppressed
+//!   cells confined to one value (`x + y = 0` with both suppressed: each is 0; `x + y = 2`
+//!   with both `>= 1`: each is 1), which [`determined`] does not see. [`protect`] withholds one more cell for each
 //!   (preferably one on the other side of an identity that pins it) and runs both audits
 //!   again, until neither finds anything.
 //!
 //! Limits: this prevents exact recovery, and single values that propagation finds (it is
-//! sound, not complete). Published values plus non-negativity can still confine a
+//! sound, not complete). Published values plus the least values can still confine a
 //! suppressed value to a narrow interval: if `x + y = 3` can be derived and both are
-//! suppressed, each is known to lie in `0..=3`. Cells whose
+//! suppressed, each is known to lie in `0..=3` (`1..=2` if both are `>= 1`). Cells whose
 //! value the identities fix on their own (say a cell that the identities force to equal 0)
 //! cannot be protected by suppression; [`protect`] reports those in
 //! [`Outcome::unresolved`] instead of suppressing half the table in vain. The arithmetic is
@@ -68,8 +69,18 @@ pub struct Problem {
     pub constraints: Vec<Constraint>,
     /// Each cell's true value, for the bounds audit ([`pinned`]); empty: no bounds audit.
     pub values: Vec<i128>,
-    /// Cells known to be `>= 0` (counts, gross sums); with `values`.
-    pub nonneg: Vec<bool>,
+    /// The least value an attacker knows each cell to have (`Some(0)`: a count or a sum
+    /// of amounts; `Some(1)`: a count of the people a row that exists is made of; `None`:
+    /// unbounded, e.g. net); with `values`. Missing entries are unbounded.
+    pub lower: Vec<Option<i128>>,
+    /// Per constraint (missing: false): the identity is exact only when each person
+    /// falls in one cell, the truth being `sum <= 0` (a customer paying in two cells of
+    /// a month counts once on the `+` side, twice on the `-` side), and these values do
+    /// not satisfy it exactly. [`determined`] takes it as exact, which only finds more;
+    /// the bounds audit ([`pinned`]) takes it as `sum <= 0`, since propagating an
+    /// equality that is false can hide a pin as well as invent one. (Where the values
+    /// do satisfy it, pass false: an attacker who knows the business may assume it.)
+    pub at_most: Vec<bool>,
 }
 
 /// The suppression pattern chosen by [`protect`].
@@ -156,9 +167,15 @@ pub fn protect(p: &Problem) -> Outcome {
             if p.values.is_empty() {
                 break;
             }
-            let pin = pinned(&p.constraints, &p.values, &p.nonneg, &local.suppressed)
-                .into_iter()
-                .find(|&c| !pin_stuck[c]);
+            let pin = pinned(
+                &p.constraints,
+                &p.at_most,
+                &p.values,
+                &p.lower,
+                &local.suppressed,
+            )
+            .into_iter()
+            .find(|&c| !pin_stuck[c]);
             let Some(y) = pin else { break };
             // Best a cell whose coefficient has the other sign than y's in a shared
             // identity (an `ALL` total beside the countries that sum to it): withheld, it
@@ -242,7 +259,8 @@ pub fn determined(cells: usize, constraints: &[Constraint], suppressed: &[bool])
 }
 
 /// The suppressed cells whose value the published cells, the identities and the signs
-/// (`nonneg` cells are `>= 0`) confine to a single value, by interval propagation: each
+/// (each cell's known least value, `lower`: counts are `>= 0`, the count of people a row
+/// that exists is made of `>= 1`) confine to a single value, by interval propagation: each
 /// identity bounds each of its suppressed cells by the others' bounds, round after round
 /// until nothing tightens (at most [`PIN_ROUNDS`] rounds). Sound (a cell it returns is
 /// pinned) but not complete: an LP could find more. `values` is read only for the
@@ -255,15 +273,20 @@ pub fn determined(cells: usize, constraints: &[Constraint], suppressed: &[bool])
 /// identities then their `new` or `churned`.
 pub fn pinned(
     constraints: &[Constraint],
+    at_most: &[bool],
     values: &[i128],
-    nonneg: &[bool],
+    lower: &[Option<i128>],
     suppressed: &[bool],
 ) -> Vec<usize> {
     let n = suppressed.len();
+    // Bounds: `None` is unbounded. An identity that is `sum <= 0` gets a slack cell of
+    // its own, unknown and `>= 0`: `sum + slack = 0`, after the n cells.
+    let mut lo: Vec<Option<i128>> = (0..n).map(|c| lower.get(c).copied().flatten()).collect();
     // Per identity: the published part's sum, and its suppressed cells' coefficients.
     let rows: Vec<(i128, Vec<(usize, i128)>)> = constraints
         .iter()
-        .filter_map(|c| {
+        .enumerate()
+        .filter_map(|(k, c)| {
             let mut known = 0i128;
             let mut vars: BTreeMap<usize, i128> = BTreeMap::new();
             for &(cell, a) in c {
@@ -274,14 +297,14 @@ pub fn pinned(
                 }
             }
             vars.retain(|_, a| *a != 0);
+            if at_most.get(k).copied().unwrap_or(false) {
+                vars.insert(lo.len(), 1);
+                lo.push(Some(0));
+            }
             (!vars.is_empty()).then(|| (known, vars.into_iter().collect()))
         })
         .collect();
-    // Bounds: `None` is unbounded.
-    let mut lo: Vec<Option<i128>> = (0..n)
-        .map(|c| nonneg.get(c).copied().unwrap_or(false).then_some(0))
-        .collect();
-    let mut hi: Vec<Option<i128>> = vec![None; n];
+    let mut hi: Vec<Option<i128>> = vec![None; lo.len()];
     // The least and greatest of `a * x` over x's bounds.
     let term = |a: i128, l: Option<i128>, h: Option<i128>| {
         let (tl, th) = if a > 0 { (l, h) } else { (h, l) };
@@ -356,8 +379,13 @@ pub fn pinned(
 /// from a single value.
 pub const PIN_ROUNDS: usize = 200;
 
+/// `a / b` rounded down, saturating: bounds are summed with saturation, and where the
+/// identities taken as exact are not (the values contradict them) they can run away, so
+/// `i128::MIN / -1` must not panic. `b != 0`.
 fn floor_div(a: i128, b: i128) -> i128 {
-    let q = a / b;
+    let Some(q) = a.checked_div(b) else {
+        return i128::MAX;
+    };
     if (a % b != 0) && ((a < 0) != (b < 0)) {
         q - 1
     } else {
@@ -365,8 +393,11 @@ fn floor_div(a: i128, b: i128) -> i128 {
     }
 }
 
+/// `a / b` rounded up, saturating (see [`floor_div`]). `b != 0`.
 fn ceil_div(a: i128, b: i128) -> i128 {
-    let q = a / b;
+    let Some(q) = a.checked_div(b) else {
+        return i128::MAX;
+    };
     if (a % b != 0) && ((a < 0) == (b < 0)) {
         q + 1
     } else {
@@ -1055,7 +1086,8 @@ mod tests {
             primary: mask(15, &[1]),
             constraints,
             values,
-            nonneg: vec![true; 15],
+            lower: vec![Some(0); 15],
+            at_most: vec![],
         }
     }
 
@@ -1066,11 +1098,17 @@ mod tests {
         // total of 0 gives them back, then X's row its new and churned.
         let exact = protect(&Problem {
             values: vec![],
-            nonneg: vec![],
+            lower: vec![],
             ..p.clone()
         });
         assert!(determined(15, &p.constraints, &exact.suppressed).is_empty());
-        let pins = pinned(&p.constraints, &p.values, &p.nonneg, &exact.suppressed);
+        let pins = pinned(
+            &p.constraints,
+            &p.at_most,
+            &p.values,
+            &p.lower,
+            &exact.suppressed,
+        );
         assert!(
             pins.contains(&2) && pins.contains(&1),
             "{pins:?} {:?}",
@@ -1079,10 +1117,78 @@ mod tests {
         // With the values, protection withholds until nothing is pinned either.
         let out = protect(&p);
         check(&p, &out);
-        assert!(pinned(&p.constraints, &p.values, &p.nonneg, &out.suppressed).is_empty());
+        assert!(
+            pinned(
+                &p.constraints,
+                &p.at_most,
+                &p.values,
+                &p.lower,
+                &out.suppressed
+            )
+            .is_empty()
+        );
     }
 
-    /// Every assignment of the suppressed cells in 0..=max that satisfies the identities
+    #[test]
+    fn counts_of_rows_that_exist_are_at_least_one_and_protection_sees_it() {
+        // Two rows that exist, each of one customer, withheld; their published total 2.
+        // Known only to be >= 0 each could be 0, 1 or 2; a row that exists has someone
+        // in it, so each is 1.
+        let p = Problem {
+            cells: 3,
+            cost: vec![1, 1, 2],
+            primary: mask(3, &[0, 1]),
+            constraints: vec![vec![(0, 1), (1, 1), (2, -1)]],
+            values: vec![1, 1, 2],
+            lower: vec![Some(1), Some(1), Some(0)],
+            at_most: vec![],
+        };
+        let withheld = mask(3, &[0, 1]);
+        assert!(determined(3, &p.constraints, &withheld).is_empty());
+        let zero = vec![Some(0); 3];
+        assert!(pinned(&p.constraints, &[], &p.values, &zero, &withheld).is_empty());
+        assert_eq!(
+            pinned(&p.constraints, &p.at_most, &p.values, &p.lower, &withheld),
+            vec![0, 1]
+        );
+        assert_eq!(brute_pinned(&p, &withheld, 4), vec![0, 1]);
+        // Protection withholds the total too, and then nothing is pinned.
+        let out = protect(&p);
+        check(&p, &out);
+        assert_eq!(out.suppressed, vec![true; 3]);
+        assert!(
+            pinned(
+                &p.constraints,
+                &p.at_most,
+                &p.values,
+                &p.lower,
+                &out.suppressed
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_identity_that_is_only_at_most_does_not_hide_a_pin() {
+        // x + y = T (T = 2 published, x and y >= 1: each is 1), and x + y <= z (z = 5
+        // published: one customer in several cells). Taken as the equality x + y = 5 the
+        // two contradict each other, propagation runs into empty intervals and x and y
+        // look unpinned; taken as what it is, they are pinned.
+        let constraints = vec![vec![(0, 1), (1, 1), (2, -1)], vec![(0, 1), (1, 1), (3, -1)]];
+        let values = vec![1, 1, 2, 5];
+        let lower = vec![Some(1), Some(1), Some(0), Some(0)];
+        let withheld = mask(4, &[0, 1]);
+        let as_equal = pinned(&constraints, &[], &values, &lower, &withheld);
+        assert!(as_equal.is_empty(), "{as_equal:?}");
+        let at_most = [false, true];
+        assert_eq!(
+            pinned(&constraints, &at_most, &values, &lower, &withheld),
+            vec![0, 1]
+        );
+    }
+
+    /// Every assignment of the suppressed cells in lower..=max (lower: the cell's known
+    /// least value, else 0) that satisfies the identities (`sum <= 0` where `at_most`)
     /// with the published values; the cells with one value across all of them.
     fn brute_pinned(p: &Problem, suppressed: &[bool], max: i128) -> Vec<usize> {
         let vars: Vec<usize> = (0..p.cells).filter(|&c| suppressed[c]).collect();
@@ -1097,11 +1203,16 @@ mod tests {
             seen: &mut Vec<Option<(i128, bool)>>,
         ) {
             if i == vars.len() {
-                let ok = p.constraints.iter().all(|c| {
-                    c.iter()
+                let ok = p.constraints.iter().enumerate().all(|(k, c)| {
+                    let sum = c
+                        .iter()
                         .map(|&(cell, a)| i128::from(a) * x[cell])
-                        .sum::<i128>()
-                        == 0
+                        .sum::<i128>();
+                    if p.at_most.get(k).copied().unwrap_or(false) {
+                        sum <= 0
+                    } else {
+                        sum == 0
+                    }
                 });
                 if ok {
                     for &v in vars {
@@ -1113,7 +1224,8 @@ mod tests {
                 }
                 return;
             }
-            for v in 0..=max {
+            let least = p.lower.get(vars[i]).copied().flatten().unwrap_or(0);
+            for v in least..=max {
                 x[vars[i]] = v;
                 go(i + 1, vars, x, p, max, seen);
             }
@@ -1126,13 +1238,16 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(100))]
-        /// `pinned` is sound: every cell it returns has one value in every non-negative
-        /// assignment (up to the largest value these problems can hold) that satisfies the
+        /// `pinned` is sound: every cell it returns has one value in every assignment
+        /// within the cells' known least values (0, or 1 for a count of a row that
+        /// exists; up to the largest value these problems can hold) that satisfies the
         /// identities with the published values.
         #[test]
         fn pinned_cells_have_one_value(
             values in prop::collection::vec(0i128..4, 6),
             withheld in prop::collection::vec(prop::bool::weighted(0.5), 6),
+            positive in prop::collection::vec(prop::bool::weighted(0.3), 6),
+            at_most in prop::collection::vec(prop::bool::weighted(0.3), 3),
             shape in 0usize..3,
         ) {
             // Three shapes of identities over six cells; the totals set from their parts.
@@ -1161,15 +1276,22 @@ mod tests {
                 }
             };
             let values = v;
+            // A cell known to be >= 1 only where it is (the bound is a fact).
+            let lower = values
+                .iter()
+                .zip(&positive)
+                .map(|(&v, &pos)| Some(if pos && v >= 1 { 1 } else { 0 }))
+                .collect();
             let p = Problem {
                 cells: 6,
                 cost: vec![1; 6],
                 primary: vec![false; 6],
                 constraints,
                 values,
-                nonneg: vec![true; 6],
+                lower,
+                at_most,
             };
-            let found = pinned(&p.constraints, &p.values, &p.nonneg, &withheld);
+            let found = pinned(&p.constraints, &p.at_most, &p.values, &p.lower, &withheld);
             let brute = brute_pinned(&p, &withheld, 9);
             for c in &found {
                 prop_assert!(brute.contains(c), "{c} pinned by propagation, not by enumeration");

@@ -26,10 +26,13 @@
 //!   once, each gives the count back).
 //!
 //! Extra cells are chosen greedily by least loss (the fewest people withheld, ties broken
-//! by position), so the choice is deterministic. Each cell carries its value and whether
-//! it is `>= 0` (counts; gross, refunds and chargebacks; not net), so that protection also
-//! withholds until no withheld cell is pinned to one value by the identities and those
-//! signs ([`pinned`](super::protect::pinned)).
+//! by position), so the choice is deterministic. Each cell carries its value and the least
+//! value an attacker knows it to have: `>= 0` for counts and for gross, refunds and
+//! chargebacks (not net); `>= 1` for the count of people a row that exists is made of
+//! (revenue_monthly's customers, mrr_monthly's subscribers, a cohort's size: such a row
+//! exists because someone is in it). Protection also withholds until no withheld cell is
+//! pinned to one value by the identities and those bounds
+//! ([`pinned`](super::protect::pinned)).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -77,7 +80,8 @@ pub fn apply_all(
         primary: p.primary.clone(),
         constraints: p.constraints,
         values: p.values,
-        nonneg: p.nonneg,
+        lower: p.lower,
+        at_most: p.at_most,
     });
     if !outcome.unresolved.is_empty() {
         return Err(format!(
@@ -143,13 +147,16 @@ struct Builder {
     primary: Vec<bool>,
     constraints: Vec<Constraint>,
     owners: Vec<(usize, usize, &'static str)>,
-    /// Each cell's value and whether it is known to be >= 0, for the bounds audit.
+    /// Each cell's value and its known least value, for the bounds audit.
     values: Vec<i128>,
-    nonneg: Vec<bool>,
+    lower: Vec<Option<i128>>,
+    /// Per constraint: exact only when each customer falls in one cell (`sum <= 0`).
+    at_most: Vec<bool>,
 }
 
 impl Builder {
-    /// Adds a count of `people`: small -> primary.
+    /// Adds a count of `people`: small -> primary. `least`: what it is known to be at
+    /// least, 0, or 1 for the count of people a row that exists is made of.
     fn cell(
         &mut self,
         t: &Cells,
@@ -157,13 +164,14 @@ impl Builder {
         row: usize,
         col: &'static str,
         people: i64,
+        least: i128,
     ) -> usize {
-        self.sum(t, table, row, col, people, i128::from(people), true)
+        self.sum(t, table, row, col, people, i128::from(people), Some(least))
     }
 
     /// Adds a cell of `value` (a count, or a sum in the column's unscaled decimal units)
-    /// with `people` contributing; small -> primary. `nonneg`: every value it can have
-    /// is >= 0 (what an attacker knows of a count or of a sum of amounts).
+    /// with `people` contributing; small -> primary. `lower`: the least value it can
+    /// have, as an attacker knows (0 for a count or a sum of amounts; `None`: unbounded).
     #[allow(clippy::too_many_arguments)]
     fn sum(
         &mut self,
@@ -173,13 +181,13 @@ impl Builder {
         col: &'static str,
         people: i64,
         value: i128,
-        nonneg: bool,
+        lower: Option<i128>,
     ) -> usize {
         self.cost.push(people.max(0) as u64);
         self.primary.push(t.is_small(people));
         self.owners.push((table, row, col));
         self.values.push(value);
-        self.nonneg.push(nonneg);
+        self.lower.push(lower);
         self.owners.len() - 1
     }
     /// Adds an identity. One of a single cell says that cell is 0, public knowledge (its
@@ -188,6 +196,23 @@ impl Builder {
     fn constrain(&mut self, c: Constraint) {
         if !c.is_empty() {
             self.constraints.push(c);
+            self.at_most.push(false);
+        }
+    }
+
+    /// Adds an identity that holds exactly only when each customer falls in one cell of
+    /// its `-` side; the truth is `sum <= 0` (see [`Problem::at_most`]). Where this
+    /// export's values satisfy it exactly (everyone pays in one currency, one cell a
+    /// month), the bounds audit takes it as exact: an attacker who knows that about the
+    /// business may too. Where they do not, as `sum <= 0`: the equality is false, and
+    /// propagating a false equality can hide a pin.
+    fn constrain_at_most(&mut self, c: Constraint) {
+        if !c.is_empty() {
+            let sum = c.iter().fold(0i128, |s, &(cell, a)| {
+                s.saturating_add(i128::from(a).saturating_mul(self.values[cell]))
+            });
+            self.constraints.push(c);
+            self.at_most.push(sum != 0);
         }
     }
 }
@@ -351,7 +376,7 @@ fn subscriptions(
             if (term == 0 && public_start) || (term == 4 && public_end) {
                 continue;
             }
-            cell[r][term] = Some(p.cell(t, table, r, name, values[term][r]));
+            cell[r][term] = Some(p.cell(t, table, r, name, values[term][r], 0));
         }
     }
     for r in 0..n {
@@ -409,7 +434,9 @@ fn cohorts(
     let customers = t.ints("customers")?;
     let mut by_month: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for r in 0..t.rows() {
-        let c = p.cell(t, table, r, "customers", customers[r]);
+        // A cohort exists because someone is in it: its size (months_since 0) is >= 1.
+        let least = i128::from(since[r] == 0);
+        let c = p.cell(t, table, r, "customers", customers[r], least);
         by_month.entry(months[r] + since[r]).or_default().push(c);
     }
     if let Some(revenue) = revenue_customers {
@@ -427,8 +454,10 @@ fn cohorts(
                 .or_default()
                 .extend(cells.iter().map(|x| (*x, -1)));
         }
+        // Distinct customers of a month (each in one cohort) <= its customers over the
+        // revenue cells (one customer may pay in several).
         for c in links.into_values() {
-            p.constrain(c);
+            p.constrain_at_most(c);
         }
     }
     Ok(())
@@ -479,7 +508,8 @@ fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<BTreeMap<i64, Vec
     let customers = t.ints("customers")?;
     let mut by_month: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for r in 0..t.rows() {
-        let c = p.cell(t, table, r, "customers", customers[r]);
+        // A row exists because a customer had a transaction in its cell: >= 1.
+        let c = p.cell(t, table, r, "customers", customers[r], 1);
         by_month.entry(months[r]).or_default().push(c);
         // Gross, refunds and chargebacks are sums of positive amounts; net may be < 0.
         let c = REVENUE_TERMS
@@ -487,7 +517,8 @@ fn revenue(t: &Cells, table: usize, p: &mut Builder) -> Result<BTreeMap<i64, Vec
             .zip(&people)
             .zip(&sums)
             .map(|(((name, _, sign), n), v)| {
-                let cell = p.sum(t, table, r, name, n[r], v[r], *name != "net");
+                let lower = (*name != "net").then_some(0);
+                let cell = p.sum(t, table, r, name, n[r], v[r], lower);
                 (cell, *sign)
             })
             .collect();
@@ -507,7 +538,8 @@ fn mrr(
     let subscribers = t.ints("subscribers")?;
     let mut by_end: BTreeMap<(i64, String), Vec<usize>> = BTreeMap::new();
     for r in 0..t.rows() {
-        let c = p.cell(t, table, r, "subscribers", subscribers[r]);
+        // A row exists because someone subscribed in its cell: >= 1.
+        let c = p.cell(t, table, r, "subscribers", subscribers[r], 1);
         by_end
             .entry((months[r], countries[r].clone()))
             .or_default()
@@ -529,7 +561,9 @@ fn mrr(
                 .into_iter()
                 .collect();
             c.extend(cells.into_iter().map(|x| (x, -1)));
-            p.constrain(c);
+            // active_end <= its subscribers over the currencies (one customer may pay in
+            // several).
+            p.constrain_at_most(c);
         }
     }
     Ok(())

@@ -595,16 +595,47 @@ pub fn execute_to<W: std::io::Write + Send>(
                 "--list lists the saved queries; run one (a name or --sql) without --list".into(),
             ));
         }
-        let mut s = String::new();
-        for q in list_saved(&dirs) {
-            let from = match &q.path {
-                Some(p) => p.display().to_string(),
-                None => "built-in".to_string(),
-            };
-            s.push_str(&format!("{:<24} {}  [{from}]\n", q.name, q.summary));
+        if opts.output.as_ref().is_some_and(|p| p.as_os_str() != "-") {
+            return Err(Error::Usage(
+                "--list prints to standard output; leave out --output".into(),
+            ));
         }
+        let saved = list_saved(&dirs);
+        let from = |q: &SavedQuery| match &q.path {
+            Some(p) => p.display().to_string(),
+            None => "built-in".to_string(),
+        };
+        let bytes = match opts.format {
+            QueryFormat::Table => {
+                let mut s = String::new();
+                for q in &saved {
+                    s.push_str(&format!("{:<24} {}  [{}]\n", q.name, q.summary, from(q)));
+                }
+                s.into_bytes()
+            }
+            // For scripts: one record per query, with its name, summary and source.
+            QueryFormat::Csv | QueryFormat::Json => {
+                use datafusion::arrow::array::{ArrayRef, StringArray};
+                use std::sync::Arc;
+                let column = |f: &dyn Fn(&SavedQuery) -> String| {
+                    Arc::new(StringArray::from_iter_values(saved.iter().map(f))) as ArrayRef
+                };
+                let batch = RecordBatch::try_from_iter([
+                    ("name", column(&|q| q.name.clone())),
+                    ("summary", column(&|q| q.summary.clone())),
+                    ("source", column(&from)),
+                ])
+                .map_err(|e| Error::Failed(format!("cannot list the saved queries: {e}")))?;
+                render(&[batch], opts.format)?
+            }
+            QueryFormat::Parquet => {
+                return Err(Error::Usage(
+                    "--list prints a table, csv or json; not parquet".into(),
+                ));
+            }
+        };
         return stdout
-            .write_all(s.as_bytes())
+            .write_all(&bytes)
             .map_err(|e| Error::Failed(format!("cannot write the list: {e}")));
     }
     let sql = match (&opts.name, &opts.sql) {

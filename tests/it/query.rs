@@ -555,3 +555,45 @@ fn list_with_a_query_to_run_is_refused() {
     let err = anonymizer::query::execute(&opts).unwrap_err().to_string();
     assert!(err.contains("without --list"), "{err}");
 }
+
+#[test]
+fn the_list_comes_as_csv_or_json_for_scripts() {
+    let (_dir, cfg) = published_fixture();
+    let o = cli(
+        &["query", "--config", &cfg, "--list", "--format", "json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let builtin: Vec<&str> = anonymizer::query::BUILTIN.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, builtin);
+    for r in &rows {
+        // ./queries (the tests run in the checkout) or built in.
+        let source = r["source"].as_str().unwrap();
+        let file = format!("{}.sql", r["name"].as_str().unwrap());
+        assert!(source == "built-in" || source.ends_with(&file), "{r}");
+        assert!(!r["summary"].as_str().unwrap().is_empty(), "{r}");
+    }
+    let o = cli(
+        &["query", "--config", &cfg, "--list", "--format", "csv"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(csv.starts_with("name,summary,source\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + builtin.len(), "{csv}");
+    // Parquet, and a file to write, are refused, never ignored.
+    let o = cli(
+        &["query", "--config", &cfg, "--list", "--format", "parquet"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not parquet"));
+    let o = cli(
+        &["query", "--config", &cfg, "--list", "--output", "list.txt"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("leave out --output"));
+}

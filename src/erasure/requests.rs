@@ -587,7 +587,7 @@ fn validate(
         Some(Raw::Text(s)) => parse_bool(s),
         Some(Raw::Other) => None,
     }
-    .ok_or_else(|| "explained must be true or false".to_string());
+    .ok_or_else(|| "explained must be true or false (or yes/no, 1/0; empty is false)".to_string());
     let note = match raw.get(Field::Note) {
         None => Ok(None),
         Some(Raw::Text(s)) if s.is_empty() => Ok(None),
@@ -1283,7 +1283,7 @@ mod tests {
                     Some("maybe"),
                     None,
                 ],
-                "explained must be true or false",
+                "explained must be true or false (or yes/no, 1/0; empty is false)",
             ),
             // The first failing check wins: request_id before email.
             (
@@ -1378,7 +1378,10 @@ mod tests {
                 (9, "received_at must be a string"),
                 (10, "jurisdiction must be a string"),
                 (11, "kind must be a string"),
-                (12, "explained must be true or false"),
+                (
+                    12,
+                    "explained must be true or false (or yes/no, 1/0; empty is false)"
+                ),
                 (13, "note must be a string"),
                 (14, "line 15 is not a JSON object"),
             ]
@@ -1715,7 +1718,10 @@ mod tests {
         ] {
             let p = csv(&[&format!("x-1,a@b.co,2024-01-01,GDPR,,{text},")]);
             if text == " y e s" {
-                assert_eq!(only_invalid(&p).reason, "explained must be true or false");
+                assert_eq!(
+                    only_invalid(&p).reason,
+                    "explained must be true or false (or yes/no, 1/0; empty is false)"
+                );
                 assert_eq!(p.invalid[0].explained, None);
             } else {
                 assert_eq!(p.valid[0].explained, want, "{text:?}");

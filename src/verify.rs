@@ -24,8 +24,9 @@
 //! 3. aggregates, re-checked from the published files: no count of people in 1..k-1, and
 //!    no withheld value recomputable from the published identities (rebuilt here from the
 //!    tables' columns, then solved exactly), nor pinned to one value by them and counts
-//!    being >= 0, or >= 1 for the people a row that exists is made of (interval
-//!    propagation), nor given back by a rate, average or sum
+//!    being >= 0, or >= 1 for the people a row that exists is made of (a
+//!    subscriptions_monthly row: its active_start + active_end) (interval propagation),
+//!    nor given back by a rate, average or sum
 //!    published beside it;
 //! 4. record-level tables: no column the policy keeps unchanged, generalizes to a network
 //!    or truncates to a prefix whose values are all distinct over 50 rows or more (a direct
@@ -3122,7 +3123,9 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
             at_most.push(true);
         }
     }
-    recomputable_counts(&cons, &at_most, &suppressed, &values, &lower)
+    // A row exists because someone was active at its month's start or end.
+    let someone: Vec<Vec<usize>> = (0..n).map(|r| vec![cell(r, 0), cell(r, 4)]).collect();
+    recomputable_counts(&cons, &at_most, &someone, &suppressed, &values, &lower)
 }
 
 /// Withheld counts that follow from the published ones: exactly through the identities
@@ -3131,19 +3134,32 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
 /// published total of 0 over withheld counts makes each of them 0, one of 2 over two
 /// rows that exist each of them 1).
 /// `at_most`: per identity, whether it is exact only when each customer falls in one
-/// cell (the truth `sum <= 0`; see [`crate::analytics::protect::Problem::at_most`]).
+/// cell (the truth `sum <= 0`; see [`crate::analytics::protect::Problem::at_most`]);
+/// `at_least_one`: sets of counts of which one at least counts someone.
 fn recomputable_counts(
     cons: &[Vec<(usize, i64)>],
     at_most: &[bool],
+    at_least_one: &[Vec<usize>],
     suppressed: &[bool],
     values: &[i128],
     lower: &[Option<i128>],
 ) -> usize {
-    use crate::analytics::protect::{determined, pinned};
+    use crate::analytics::protect::{Problem, determined, pinned};
     let mut found: BTreeSet<usize> = determined(suppressed.len(), cons, suppressed)
         .into_iter()
         .collect();
-    found.extend(pinned(cons, at_most, values, lower, suppressed));
+    found.extend(pinned(
+        &Problem {
+            cells: suppressed.len(),
+            constraints: cons.to_vec(),
+            values: values.to_vec(),
+            lower: lower.to_vec(),
+            at_most: at_most.to_vec(),
+            at_least_one: at_least_one.to_vec(),
+            ..Problem::default()
+        },
+        suppressed,
+    ));
     found.len()
 }
 
@@ -3196,7 +3212,14 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
     // A month on one side only: the other side's rows that do not exist are zeros.
     // Distinct customers of a month <= its customers over the revenue cells.
     let cons: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();
-    recomputable_counts(&cons, &vec![true; cons.len()], &suppressed, &values, &lower)
+    recomputable_counts(
+        &cons,
+        &vec![true; cons.len()],
+        &[],
+        &suppressed,
+        &values,
+        &lower,
+    )
 }
 
 /// `anonymizer verify [DIR] [--config FILE] [--k K] [--threads N]`: loads the policy (if
@@ -3362,6 +3385,38 @@ mod tests {
         assert_eq!(recomputable_cohorts(&cohorts(None), &revenue(10)), 2);
         // With room for the two to add up to 2, neither is pinned.
         assert_eq!(recomputable_cohorts(&cohorts(None), &revenue(11)), 0);
+    }
+
+    /// Two countries new in a month, one subscriber each, every count of theirs withheld;
+    /// the ALL row publishes new = active_end = 2. Each row exists because someone was
+    /// active at its start or end, and its start is 0 (no row the month before): each
+    /// active_end is >= 1, so each is 1, and each new with it.
+    #[test]
+    fn withheld_counts_of_two_new_rows_summing_to_two_are_recomputable() {
+        use super::recomputable_subscriptions;
+        use datafusion::arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+        use std::sync::Arc;
+        let jan = 20089; // 2025-01-01
+        let count = |all: i64| Arc::new(Int64Array::from(vec![Some(all), None, None])) as _;
+        let zeros = || Arc::new(Int64Array::from(vec![0, 0, 0])) as _;
+        let table = |all_end: i64| {
+            RecordBatch::try_from_iter([
+                ("month", Arc::new(Date32Array::from(vec![jan; 3])) as _),
+                (
+                    "country",
+                    Arc::new(StringArray::from(vec!["ALL", "AA", "BB"])) as _,
+                ),
+                ("active_start", zeros()),
+                ("new", count(all_end)),
+                ("reactivated", zeros()),
+                ("churned", zeros()),
+                ("active_end", count(all_end)),
+            ])
+            .unwrap()
+        };
+        assert_eq!(recomputable_subscriptions(&table(2), None), 4);
+        // Three: one of them may have had two.
+        assert_eq!(recomputable_subscriptions(&table(3), None), 0);
     }
 
     #[test]

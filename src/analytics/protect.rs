@@ -32,7 +32,8 @@
 //!
 //! * [`pinned`] is the bounds audit, for problems that carry their values: with each
 //!   cell's known least value (counts `>= 0`; the count of people a row that exists is
-//!   made of `>= 1`), interval propagation through the identities finds the suppressed
+//!   made of `>= 1`) and the sets of cells that count someone (`sum >= 1`), interval
+//!   propagation through the identities finds the suppressed
 //!   cells confined to one value (`x + y = 0` with both suppressed: each is 0; `x + y = 2`
 //!   with both `>= 1`: each is 1), which [`determined`] does not see. [`protect`] withholds one more cell for each
 //!   (preferably one on the other side of an identity that pins it) and runs both audits
@@ -81,6 +82,11 @@ pub struct Problem {
     /// equality that is false can hide a pin as well as invent one. (Where the values
     /// do satisfy it, pass false: an attacker who knows the business may assume it.)
     pub at_most: Vec<bool>,
+    /// Sets of cells of which at least one counts someone (`sum >= 1`): a row that
+    /// exists because someone is in it, whose people are spread over several counts
+    /// (subscriptions_monthly's active_start and active_end). Only the bounds audit uses
+    /// them; cells known to be 0 may be left out.
+    pub at_least_one: Vec<Vec<usize>>,
 }
 
 /// The suppression pattern chosen by [`protect`].
@@ -167,15 +173,9 @@ pub fn protect(p: &Problem) -> Outcome {
             if p.values.is_empty() {
                 break;
             }
-            let pin = pinned(
-                &p.constraints,
-                &p.at_most,
-                &p.values,
-                &p.lower,
-                &local.suppressed,
-            )
-            .into_iter()
-            .find(|&c| !pin_stuck[c]);
+            let pin = pinned(p, &local.suppressed)
+                .into_iter()
+                .find(|&c| !pin_stuck[c]);
             let Some(y) = pin else { break };
             // Best a cell whose coefficient has the other sign than y's in a shared
             // identity (an `ALL` total beside the countries that sum to it): withheld, it
@@ -259,51 +259,53 @@ pub fn determined(cells: usize, constraints: &[Constraint], suppressed: &[bool])
 }
 
 /// The suppressed cells whose value the published cells, the identities and the signs
-/// (each cell's known least value, `lower`: counts are `>= 0`, the count of people a row
-/// that exists is made of `>= 1`) confine to a single value, by interval propagation: each
-/// identity bounds each of its suppressed cells by the others' bounds, round after round
-/// until nothing tightens (at most [`PIN_ROUNDS`] rounds). Sound (a cell it returns is
-/// pinned) but not complete: an LP could find more. `values` is read only for the
-/// published cells. Ascending.
+/// (each cell's known least value, `p.lower`: counts are `>= 0`, the count of people a
+/// row that exists is made of `>= 1`, and `p.at_least_one`, `p.at_most`) confine to a
+/// single value, by interval propagation: each identity bounds each of its suppressed
+/// cells by the others' bounds, round after round until nothing tightens (at most
+/// [`PIN_ROUNDS`] rounds). Sound (a cell it returns is pinned) but not complete: an LP
+/// could find more. `p.values` is read only for the published cells; `p.cost` and
+/// `p.primary` not at all. Ascending.
 ///
 /// This is what [`determined`] cannot see: `x + y = 0` with `x, y >= 0` pins both to 0
 /// although neither is determined by the identities alone; found by the fourth audit
 /// (2026-12-04) on generated exports at k = 10, where an `ALL` row's published
 /// `reactivated` of 0 gave every country's withheld `reactivated` back, and the rows'
 /// identities then their `new` or `churned`.
-pub fn pinned(
-    constraints: &[Constraint],
-    at_most: &[bool],
-    values: &[i128],
-    lower: &[Option<i128>],
-    suppressed: &[bool],
-) -> Vec<usize> {
+pub fn pinned(p: &Problem, suppressed: &[bool]) -> Vec<usize> {
     let n = suppressed.len();
+    let values = &p.values;
     // Bounds: `None` is unbounded. An identity that is `sum <= 0` gets a slack cell of
-    // its own, unknown and `>= 0`: `sum + slack = 0`, after the n cells.
-    let mut lo: Vec<Option<i128>> = (0..n).map(|c| lower.get(c).copied().flatten()).collect();
-    // Per identity: the published part's sum, and its suppressed cells' coefficients.
-    let rows: Vec<(i128, Vec<(usize, i128)>)> = constraints
-        .iter()
-        .enumerate()
-        .filter_map(|(k, c)| {
-            let mut known = 0i128;
-            let mut vars: BTreeMap<usize, i128> = BTreeMap::new();
-            for &(cell, a) in c {
-                if suppressed[cell] {
-                    *vars.entry(cell).or_default() += i128::from(a);
-                } else {
-                    known = known.saturating_add(i128::from(a).saturating_mul(values[cell]));
-                }
+    // its own, unknown and `>= 0`: `sum + slack = 0`; a set that sums to `>= 1` one too:
+    // `sum - slack - 1 = 0`. The slack cells come after the n cells.
+    let mut lo: Vec<Option<i128>> = (0..n).map(|c| p.lower.get(c).copied().flatten()).collect();
+    // Per identity: the published part's sum (with the constant), and its suppressed
+    // cells' coefficients.
+    let mut row = |terms: &mut dyn Iterator<Item = (usize, i64)>, constant: i128, slack: i128| {
+        let mut known = constant;
+        let mut vars: BTreeMap<usize, i128> = BTreeMap::new();
+        for (cell, a) in terms {
+            if suppressed[cell] {
+                *vars.entry(cell).or_default() += i128::from(a);
+            } else {
+                known = known.saturating_add(i128::from(a).saturating_mul(values[cell]));
             }
-            vars.retain(|_, a| *a != 0);
-            if at_most.get(k).copied().unwrap_or(false) {
-                vars.insert(lo.len(), 1);
-                lo.push(Some(0));
-            }
-            (!vars.is_empty()).then(|| (known, vars.into_iter().collect()))
-        })
-        .collect();
+        }
+        vars.retain(|_, a| *a != 0);
+        if slack != 0 {
+            vars.insert(lo.len(), slack);
+            lo.push(Some(0));
+        }
+        (!vars.is_empty()).then(|| (known, vars.into_iter().collect()))
+    };
+    let mut rows: Vec<(i128, Vec<(usize, i128)>)> = Vec::new();
+    for (k, c) in p.constraints.iter().enumerate() {
+        let slack = i128::from(p.at_most.get(k).copied().unwrap_or(false));
+        rows.extend(row(&mut c.iter().copied(), 0, slack));
+    }
+    for set in &p.at_least_one {
+        rows.extend(row(&mut set.iter().map(|&c| (c, 1)), -1, -1));
+    }
     let mut hi: Vec<Option<i128>> = vec![None; lo.len()];
     // The least and greatest of `a * x` over x's bounds.
     let term = |a: i128, l: Option<i128>, h: Option<i128>| {
@@ -1088,6 +1090,7 @@ mod tests {
             values,
             lower: vec![Some(0); 15],
             at_most: vec![],
+            at_least_one: vec![],
         }
     }
 
@@ -1102,13 +1105,7 @@ mod tests {
             ..p.clone()
         });
         assert!(determined(15, &p.constraints, &exact.suppressed).is_empty());
-        let pins = pinned(
-            &p.constraints,
-            &p.at_most,
-            &p.values,
-            &p.lower,
-            &exact.suppressed,
-        );
+        let pins = pinned(&p, &exact.suppressed);
         assert!(
             pins.contains(&2) && pins.contains(&1),
             "{pins:?} {:?}",
@@ -1117,16 +1114,7 @@ mod tests {
         // With the values, protection withholds until nothing is pinned either.
         let out = protect(&p);
         check(&p, &out);
-        assert!(
-            pinned(
-                &p.constraints,
-                &p.at_most,
-                &p.values,
-                &p.lower,
-                &out.suppressed
-            )
-            .is_empty()
-        );
+        assert!(pinned(&p, &out.suppressed).is_empty());
     }
 
     #[test]
@@ -1142,30 +1130,28 @@ mod tests {
             values: vec![1, 1, 2],
             lower: vec![Some(1), Some(1), Some(0)],
             at_most: vec![],
+            at_least_one: vec![],
         };
         let withheld = mask(3, &[0, 1]);
         assert!(determined(3, &p.constraints, &withheld).is_empty());
         let zero = vec![Some(0); 3];
-        assert!(pinned(&p.constraints, &[], &p.values, &zero, &withheld).is_empty());
-        assert_eq!(
-            pinned(&p.constraints, &p.at_most, &p.values, &p.lower, &withheld),
-            vec![0, 1]
+        assert!(
+            pinned(
+                &Problem {
+                    lower: zero,
+                    ..p.clone()
+                },
+                &withheld
+            )
+            .is_empty()
         );
+        assert_eq!(pinned(&p, &withheld), vec![0, 1]);
         assert_eq!(brute_pinned(&p, &withheld, 4), vec![0, 1]);
         // Protection withholds the total too, and then nothing is pinned.
         let out = protect(&p);
         check(&p, &out);
         assert_eq!(out.suppressed, vec![true; 3]);
-        assert!(
-            pinned(
-                &p.constraints,
-                &p.at_most,
-                &p.values,
-                &p.lower,
-                &out.suppressed
-            )
-            .is_empty()
-        );
+        assert!(pinned(&p, &out.suppressed).is_empty());
     }
 
     #[test]
@@ -1174,22 +1160,50 @@ mod tests {
         // published: one customer in several cells). Taken as the equality x + y = 5 the
         // two contradict each other, propagation runs into empty intervals and x and y
         // look unpinned; taken as what it is, they are pinned.
-        let constraints = vec![vec![(0, 1), (1, 1), (2, -1)], vec![(0, 1), (1, 1), (3, -1)]];
-        let values = vec![1, 1, 2, 5];
-        let lower = vec![Some(1), Some(1), Some(0), Some(0)];
+        let p = Problem {
+            cells: 4,
+            constraints: vec![vec![(0, 1), (1, 1), (2, -1)], vec![(0, 1), (1, 1), (3, -1)]],
+            values: vec![1, 1, 2, 5],
+            lower: vec![Some(1), Some(1), Some(0), Some(0)],
+            ..Problem::default()
+        };
         let withheld = mask(4, &[0, 1]);
-        let as_equal = pinned(&constraints, &[], &values, &lower, &withheld);
+        let as_equal = pinned(&p, &withheld);
         assert!(as_equal.is_empty(), "{as_equal:?}");
-        let at_most = [false, true];
-        assert_eq!(
-            pinned(&constraints, &at_most, &values, &lower, &withheld),
-            vec![0, 1]
-        );
+        let at_most = Problem {
+            at_most: vec![false, true],
+            ..p
+        };
+        assert_eq!(pinned(&at_most, &withheld), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_row_that_exists_counts_someone_in_one_of_its_cells() {
+        // Two countries' rows (start a, end b; start c, end d), both new this month:
+        // their starts published 0. The ALL row's end, 2, is b + d. Each row exists, so
+        // a + b >= 1 and c + d >= 1: b and d are each 1, though each alone is only
+        // known to be >= 0.
+        let p = Problem {
+            cells: 5,
+            constraints: vec![vec![(1, 1), (3, 1), (4, -1)]],
+            values: vec![0, 1, 0, 1, 2],
+            lower: vec![Some(0); 5],
+            ..Problem::default()
+        };
+        let withheld = mask(5, &[1, 3]);
+        assert!(pinned(&p, &withheld).is_empty());
+        let p = Problem {
+            at_least_one: vec![vec![0, 1], vec![2, 3]],
+            ..p
+        };
+        assert_eq!(pinned(&p, &withheld), vec![1, 3]);
+        assert_eq!(brute_pinned(&p, &withheld, 4), vec![1, 3]);
     }
 
     /// Every assignment of the suppressed cells in lower..=max (lower: the cell's known
     /// least value, else 0) that satisfies the identities (`sum <= 0` where `at_most`)
-    /// with the published values; the cells with one value across all of them.
+    /// and the `at_least_one` sets with the published values; the cells with one value
+    /// across all of them.
     fn brute_pinned(p: &Problem, suppressed: &[bool], max: i128) -> Vec<usize> {
         let vars: Vec<usize> = (0..p.cells).filter(|&c| suppressed[c]).collect();
         let mut seen: Vec<Option<(i128, bool)>> = vec![None; p.cells];
@@ -1213,7 +1227,10 @@ mod tests {
                     } else {
                         sum == 0
                     }
-                });
+                }) && p
+                    .at_least_one
+                    .iter()
+                    .all(|set| set.iter().map(|&c| x[c]).sum::<i128>() >= 1);
                 if ok {
                     for &v in vars {
                         seen[v] = Some(match seen[v] {
@@ -1248,6 +1265,7 @@ mod tests {
             withheld in prop::collection::vec(prop::bool::weighted(0.5), 6),
             positive in prop::collection::vec(prop::bool::weighted(0.3), 6),
             at_most in prop::collection::vec(prop::bool::weighted(0.3), 3),
+            pairs in prop::collection::vec((0usize..6, 0usize..6), 0..3),
             shape in 0usize..3,
         ) {
             // Three shapes of identities over six cells; the totals set from their parts.
@@ -1282,6 +1300,12 @@ mod tests {
                 .zip(&positive)
                 .map(|(&v, &pos)| Some(if pos && v >= 1 { 1 } else { 0 }))
                 .collect();
+            // Pairs that count someone, as facts: only those whose values do.
+            let at_least_one = pairs
+                .into_iter()
+                .filter(|&(a, b)| values[a] + values[b] >= 1)
+                .map(|(a, b)| vec![a, b])
+                .collect();
             let p = Problem {
                 cells: 6,
                 cost: vec![1; 6],
@@ -1290,8 +1314,9 @@ mod tests {
                 values,
                 lower,
                 at_most,
+                at_least_one,
             };
-            let found = pinned(&p.constraints, &p.at_most, &p.values, &p.lower, &withheld);
+            let found = pinned(&p, &withheld);
             let brute = brute_pinned(&p, &withheld, 9);
             for c in &found {
                 prop_assert!(brute.contains(c), "{c} pinned by propagation, not by enumeration");

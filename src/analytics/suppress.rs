@@ -30,7 +30,8 @@
 //! value an attacker knows it to have: `>= 0` for counts and for gross, refunds and
 //! chargebacks (not net); `>= 1` for the count of people a row that exists is made of
 //! (revenue_monthly's customers, mrr_monthly's subscribers, a cohort's size: such a row
-//! exists because someone is in it). Protection also withholds until no withheld cell is
+//! exists because someone is in it), and `active_start + active_end >= 1` for a
+//! subscriptions_monthly row. Protection also withholds until no withheld cell is
 //! pinned to one value by the identities and those bounds
 //! ([`pinned`](super::protect::pinned)).
 
@@ -82,6 +83,7 @@ pub fn apply_all(
         values: p.values,
         lower: p.lower,
         at_most: p.at_most,
+        at_least_one: p.at_least_one,
     });
     if !outcome.unresolved.is_empty() {
         return Err(format!(
@@ -152,6 +154,8 @@ struct Builder {
     lower: Vec<Option<i128>>,
     /// Per constraint: exact only when each customer falls in one cell (`sum <= 0`).
     at_most: Vec<bool>,
+    /// Sets of cells of which at least one counts someone.
+    at_least_one: Vec<Vec<usize>>,
 }
 
 impl Builder {
@@ -385,6 +389,11 @@ fn subscriptions(
                 .filter_map(|i| cell[r][i].map(|c| (c, SUB_SIGNS[i])))
                 .collect(),
         );
+        // A row exists because someone was active at its month's start or end.
+        let someone: Vec<usize> = [cell[r][0], cell[r][4]].into_iter().flatten().collect();
+        if !someone.is_empty() {
+            p.at_least_one.push(someone);
+        }
         if let Some(&next) = at.get(&(months[r] + 1, countries[r].as_str()))
             && let (Some(e), Some(s)) = (cell[r][4], cell[next][0])
         {

@@ -101,6 +101,11 @@ pub struct Outcome {
     /// suppression pattern can hide such a cell, so none is attempted. A caller that must
     /// fail closed should treat a non-empty list as an error.
     pub unresolved: Vec<usize>,
+    /// Suppressed cells the bounds audit ([`pinned`]) still confines to one value
+    /// (ascending): none was left to withhold near them, in their identities or next to
+    /// the withheld cells linked to them. Empty on every problem seen so far; a caller
+    /// that must fail closed should treat a non-empty list as an error.
+    pub pinned: Vec<usize>,
 }
 
 /// Chooses secondary suppressions. Deterministic: same problem -> same outcome.
@@ -192,9 +197,17 @@ pub fn protect(p: &Problem) -> Outcome {
                     .filter(move |e| e.1.signum() == -sign)
                     .map(|e| e.0 as u32)
             });
+            // Every identity of y withheld: the pin comes from further away, through
+            // the withheld cells linked to y (its component); one published next to them.
+            let component = || {
+                let i = *comps.of.get(y)?;
+                let comp = comps.list.get(i as usize)?;
+                local.cheapest_neighbor(comp.cells.iter().copied())
+            };
             match local
                 .cheapest(opposite)
                 .or_else(|| local.cheapest_neighbor(std::iter::once(y as u32)))
+                .or_else(component)
             {
                 Some(c) => local.suppress(c),
                 None => pin_stuck[y] = true,
@@ -226,6 +239,11 @@ pub fn protect(p: &Problem) -> Outcome {
 
     let mut unresolved: Vec<usize> = memo.values().flatten().map(|&c| c as usize).collect();
     unresolved.sort_unstable();
+    let stuck_pins = if p.values.is_empty() {
+        Vec::new()
+    } else {
+        pinned(p, &local.suppressed)
+    };
     let suppressed = local.suppressed;
     let secondary = suppressed
         .iter()
@@ -236,6 +254,7 @@ pub fn protect(p: &Problem) -> Outcome {
         suppressed,
         secondary,
         unresolved,
+        pinned: stuck_pins,
     }
 }
 
@@ -1055,6 +1074,9 @@ mod tests {
             brute_determined(p.cells, &p.constraints, &out.suppressed),
             out.unresolved
         );
+        if !p.values.is_empty() {
+            assert_eq!(pinned(p, &out.suppressed), out.pinned);
+        }
         // Unresolved cells are primary and fixed by the identities alone.
         let all = vec![true; p.cells];
         let inherent = brute_determined(p.cells, &p.constraints, &all);

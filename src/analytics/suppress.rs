@@ -85,6 +85,12 @@ pub fn apply_all(
         at_most: p.at_most,
         at_least_one: p.at_least_one,
     });
+    if !outcome.pinned.is_empty() {
+        return Err(format!(
+            "{} withheld value(s) stay pinned to one value by the published identities and bounds, with nothing left to withhold near them; this is a bug, please report it",
+            outcome.pinned.len()
+        ));
+    }
     if !outcome.unresolved.is_empty() {
         return Err(format!(
             "{} withheld value(s) follow from the published identities alone; this is a bug, please report it",

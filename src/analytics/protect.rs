@@ -33,9 +33,9 @@
 //! * [`pinned`] is the bounds audit, for problems that carry their values: with each
 //!   cell's known least value (counts `>= 0`; the count of people a row that exists is
 //!   made of `>= 1`) and the sets of cells that count someone (`sum >= 1`), interval
-//!   propagation through the identities finds the suppressed
-//!   cells confined to one value (`x + y = 0` with both suppressed: each is 0; `x + y = 2`
-//!   with both `>= 1`: each is 1), which [`determined`] does not see. [`protect`] withholds one more cell for each
+//!   propagation through the identities finds the suppressed cells confined to one value
+//!   (`x + y = 0` with both suppressed: each is 0; `x + y = 2` with both `>= 1`: each is
+//!   1), which [`determined`] does not see. [`protect`] withholds one more cell for each
 //!   (preferably one on the other side of an identity that pins it) and runs both audits
 //!   again, until neither finds anything.
 //!

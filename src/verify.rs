@@ -2905,22 +2905,13 @@ fn check_aggregates(tables: &[Table], k: u64) -> Result<Check, Error> {
             recomputable += n as u64;
         }
         if name == "revenue_monthly" {
-            // net = gross - refunds - chargebacks: one withheld term is the others' sum.
-            let terms: Vec<_> = ["gross", "refunds", "chargebacks", "net"]
-                .iter()
-                .filter_map(|t| b.column_by_name(t))
-                .collect();
-            if terms.len() == 4 {
-                let n = (0..b.num_rows())
-                    .filter(|r| terms.iter().filter(|a| a.is_null(*r)).count() == 1)
-                    .count();
-                if n > 0 {
-                    c.findings.push(format!(
-                        "table {name}: {n} row(s) where one withheld term of net = gross - refunds - chargebacks can be recomputed"
-                    ));
-                }
-                recomputable += n as u64;
+            let n = recomputable_money(&b);
+            if n > 0 {
+                c.findings.push(format!(
+                    "table {name}: {n} withheld value(s) of net = gross - refunds - chargebacks can be recomputed (exactly, or pinned to one value because gross, refunds and chargebacks are >= 0)"
+                ));
             }
+            recomputable += n as u64;
         }
         if name == "cohort_retention"
             && let Some(revenue) = tables.iter().find(|t| t.name == "revenue_monthly")
@@ -3126,6 +3117,57 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
     // A row exists because someone was active at its month's start or end.
     let someone: Vec<Vec<usize>> = (0..n).map(|r| vec![cell(r, 0), cell(r, 4)]).collect();
     recomputable_counts(&cons, &at_most, &someone, &suppressed, &values, &lower)
+}
+
+/// Withheld revenue_monthly sums that follow from the published ones through each row's
+/// `net = gross - refunds - chargebacks`: exactly (one withheld term is the others' sum),
+/// or because gross, refunds and chargebacks are sums of positive amounts (a gross equal
+/// to the published net over two withheld terms makes both 0). Sums that are not
+/// decimals (a copy edited by hand) get the exact check only.
+fn recomputable_money(b: &RecordBatch) -> usize {
+    use crate::analytics::protect::determined;
+    use datafusion::arrow::datatypes::Decimal128Type;
+    let Some(terms) = ["gross", "refunds", "chargebacks", "net"]
+        .iter()
+        .map(|t| b.column_by_name(t))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return 0;
+    };
+    let n = b.num_rows();
+    let cons: Vec<Vec<(usize, i64)>> = (0..n)
+        .map(|r| {
+            vec![
+                (4 * r, 1),
+                (4 * r + 1, -1),
+                (4 * r + 2, -1),
+                (4 * r + 3, -1),
+            ]
+        })
+        .collect();
+    let suppressed: Vec<bool> = (0..n * 4).map(|i| terms[i % 4].is_null(i / 4)).collect();
+    // The four sums in one decimal type, as unscaled integers.
+    let scale = match terms[0].data_type() {
+        DataType::Decimal128(_, s) => Some(*s),
+        _ => None,
+    };
+    let decimals = scale.and_then(|s| {
+        terms
+            .iter()
+            .map(|a| cast(a, &DataType::Decimal128(38, s)).ok())
+            .collect::<Option<Vec<_>>>()
+    });
+    let Some(decimals) = decimals else {
+        return determined(n * 4, &cons, &suppressed).len();
+    };
+    let values: Vec<i128> = (0..n * 4)
+        .map(|i| {
+            let a = decimals[i % 4].as_primitive::<Decimal128Type>();
+            if a.is_valid(i / 4) { a.value(i / 4) } else { 0 }
+        })
+        .collect();
+    let lower: Vec<Option<i128>> = (0..n * 4).map(|i| (i % 4 < 3).then_some(0)).collect();
+    recomputable_counts(&cons, &[], &[], &suppressed, &values, &lower)
 }
 
 /// Withheld counts that follow from the published ones: exactly through the identities
@@ -3417,6 +3459,35 @@ mod tests {
         assert_eq!(recomputable_subscriptions(&table(2), None), 4);
         // Three: one of them may have had two.
         assert_eq!(recomputable_subscriptions(&table(3), None), 0);
+    }
+
+    /// Row 0: gross 100.00 published and net 100.00 published over withheld refunds and
+    /// chargebacks: both are >= 0 and add up to 0, so both are 0. Row 1: only net
+    /// withheld, the others' sum. Row 2: two withheld terms with room (gross 100.00, net
+    /// 60.00): neither is known. Row 3: published whole.
+    #[test]
+    fn withheld_revenue_sums_pinned_by_their_signs_are_recomputable() {
+        use super::recomputable_money;
+        use datafusion::arrow::array::{Decimal128Array, RecordBatch};
+        use std::sync::Arc;
+        let money = |v: [Option<i128>; 4]| {
+            Arc::new(
+                Decimal128Array::from(v.to_vec())
+                    .with_precision_and_scale(38, 2)
+                    .unwrap(),
+            ) as _
+        };
+        let b = RecordBatch::try_from_iter([
+            (
+                "gross",
+                money([Some(10000), Some(10000), Some(10000), Some(500)]),
+            ),
+            ("refunds", money([None, Some(1000), None, Some(0)])),
+            ("chargebacks", money([None, Some(0), None, Some(0)])),
+            ("net", money([Some(10000), None, Some(6000), Some(500)])),
+        ])
+        .unwrap();
+        assert_eq!(recomputable_money(&b), 3);
     }
 
     #[test]

@@ -2996,6 +2996,7 @@ fn published_beside_withheld(
 /// With `mrr` (mrr_monthly), a country's subscribers over its currencies are taken to add
 /// up to its active_end too.
 fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usize {
+    use crate::analytics::protect::Problem;
     let Some(v) = SUBSCRIPTION_TERMS
         .iter()
         .map(|t| ints(b, t))
@@ -3114,9 +3115,17 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
             at_most.push(true);
         }
     }
-    // A row exists because someone was active at its month's start or end.
-    let someone: Vec<Vec<usize>> = (0..n).map(|r| vec![cell(r, 0), cell(r, 4)]).collect();
-    recomputable_counts(&cons, &at_most, &someone, &suppressed, &values, &lower)
+    let problem = Problem {
+        cells: suppressed.len(),
+        constraints: cons,
+        values,
+        lower,
+        at_most,
+        // A row exists because someone was active at its month's start or end.
+        at_least_one: (0..n).map(|r| vec![cell(r, 0), cell(r, 4)]).collect(),
+        ..Problem::default()
+    };
+    recomputable(&problem, &suppressed)
 }
 
 /// Withheld revenue_monthly sums that follow from the published ones through each row's
@@ -3125,7 +3134,7 @@ fn recomputable_subscriptions(b: &RecordBatch, mrr: Option<&RecordBatch>) -> usi
 /// to the published net over two withheld terms makes both 0). Sums that are not
 /// decimals (a copy edited by hand) get the exact check only.
 fn recomputable_money(b: &RecordBatch) -> usize {
-    use crate::analytics::protect::determined;
+    use crate::analytics::protect::{Problem, determined};
     use datafusion::arrow::datatypes::Decimal128Type;
     let Some(terms) = ["gross", "refunds", "chargebacks", "net"]
         .iter()
@@ -3160,48 +3169,35 @@ fn recomputable_money(b: &RecordBatch) -> usize {
     let Some(decimals) = decimals else {
         return determined(n * 4, &cons, &suppressed).len();
     };
-    let values: Vec<i128> = (0..n * 4)
-        .map(|i| {
-            let a = decimals[i % 4].as_primitive::<Decimal128Type>();
-            if a.is_valid(i / 4) { a.value(i / 4) } else { 0 }
-        })
+    let decimals: Vec<_> = decimals
+        .iter()
+        .map(|a| a.as_primitive::<Decimal128Type>())
         .collect();
-    let lower: Vec<Option<i128>> = (0..n * 4).map(|i| (i % 4 < 3).then_some(0)).collect();
-    recomputable_counts(&cons, &[], &[], &suppressed, &values, &lower)
+    let problem = Problem {
+        cells: n * 4,
+        constraints: cons,
+        // A withheld slot holds whatever the buffer does: `pinned` reads only the
+        // published values.
+        values: (0..n * 4).map(|i| decimals[i % 4].value(i / 4)).collect(),
+        // Gross, refunds and chargebacks are >= 0; net is unbounded.
+        lower: (0..n * 4).map(|i| (i % 4 < 3).then_some(0)).collect(),
+        ..Problem::default()
+    };
+    recomputable(&problem, &suppressed)
 }
 
-/// Withheld counts that follow from the published ones: exactly through the identities
-/// (`determined`), or because of what counts are known to be at least (`pinned`, with
-/// `lower`: 0 for a count, 1 for the count of people a row that exists is made of; a
-/// published total of 0 over withheld counts makes each of them 0, one of 2 over two
-/// rows that exist each of them 1).
-/// `at_most`: per identity, whether it is exact only when each customer falls in one
-/// cell (the truth `sum <= 0`; see [`crate::analytics::protect::Problem::at_most`]);
-/// `at_least_one`: sets of counts of which one at least counts someone.
-fn recomputable_counts(
-    cons: &[Vec<(usize, i64)>],
-    at_most: &[bool],
-    at_least_one: &[Vec<usize>],
-    suppressed: &[bool],
-    values: &[i128],
-    lower: &[Option<i128>],
-) -> usize {
-    use crate::analytics::protect::{Problem, determined, pinned};
-    let mut found: BTreeSet<usize> = determined(suppressed.len(), cons, suppressed)
+/// Withheld values that follow from the published ones: exactly through the identities
+/// (`determined`), or through the bounds (`pinned`: what each value is known to be at
+/// least, `p.lower`, 0 for a count and 1 for the count of people a row that exists is
+/// made of; the `p.at_most` links and the `p.at_least_one` sets): a published total of 0
+/// over withheld counts makes each of them 0, one of 2 over two rows that exist each 1.
+/// `suppressed`: the withheld values.
+fn recomputable(p: &crate::analytics::protect::Problem, suppressed: &[bool]) -> usize {
+    use crate::analytics::protect::{determined, pinned};
+    let mut found: BTreeSet<usize> = determined(suppressed.len(), &p.constraints, suppressed)
         .into_iter()
         .collect();
-    found.extend(pinned(
-        &Problem {
-            cells: suppressed.len(),
-            constraints: cons.to_vec(),
-            values: values.to_vec(),
-            lower: lower.to_vec(),
-            at_most: at_most.to_vec(),
-            at_least_one: at_least_one.to_vec(),
-            ..Problem::default()
-        },
-        suppressed,
-    ));
+    found.extend(pinned(p, suppressed));
     found.len()
 }
 
@@ -3210,6 +3206,7 @@ fn recomputable_counts(
 /// are taken to equal its customers over revenue_monthly's cells (exact when each
 /// customer falls in one cell a month).
 fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
+    use crate::analytics::protect::Problem;
     let month_index = |d: i32| {
         crate::rules::generalize::days_to_date(i64::from(d))
             .map_or(0, crate::analytics::period::month_of)
@@ -3252,16 +3249,17 @@ fn recomputable_cohorts(cohorts: &RecordBatch, revenue: &RecordBatch) -> usize {
         lower.push(Some(1));
     }
     // A month on one side only: the other side's rows that do not exist are zeros.
-    // Distinct customers of a month <= its customers over the revenue cells.
-    let cons: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();
-    recomputable_counts(
-        &cons,
-        &vec![true; cons.len()],
-        &[],
-        &suppressed,
-        &values,
-        &lower,
-    )
+    let constraints: Vec<Vec<(usize, i64)>> = by_month.into_values().collect();
+    let problem = Problem {
+        cells: suppressed.len(),
+        // Distinct customers of a month <= its customers over the revenue cells.
+        at_most: vec![true; constraints.len()],
+        constraints,
+        values,
+        lower,
+        ..Problem::default()
+    };
+    recomputable(&problem, &suppressed)
 }
 
 /// `anonymizer verify [DIR] [--config FILE] [--k K] [--threads N]`: loads the policy (if

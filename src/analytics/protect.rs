@@ -142,6 +142,8 @@ pub fn protect(p: &Problem) -> Outcome {
     let mut memo: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
     let mut stuck = vec![false; n];
     let mut pin_stuck = vec![false; n];
+    // What the bounds audit still pins once protection has done what it can.
+    let mut stuck_pins = Vec::new();
     let mut by_cell: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (k, c) in p.constraints.iter().enumerate() {
         for &(cell, _) in c {
@@ -170,18 +172,21 @@ pub fn protect(p: &Problem) -> Outcome {
         }
         memo = next_memo;
         let Some(x) = target else {
-            // No withheld cell follows exactly; but non-negativity can still pin one
-            // (a published total of 0 over withheld counts makes each of them 0). Withhold
+            // No withheld cell follows exactly; but the bounds can still pin one (a
+            // published total of 0 over withheld counts makes each of them 0). Withhold
             // the cheapest published cell sharing an identity with the lowest pinned
-            // cell, then audit both ways again; a pinned cell with no published
-            // neighbour is fixed by the identities and signs alone, and left.
+            // cell, then audit both ways again; a pinned cell with nothing published
+            // near it is left, and reported in `Outcome::pinned` if still pinned at
+            // the end.
             if p.values.is_empty() {
                 break;
             }
-            let pin = pinned(p, &local.suppressed)
-                .into_iter()
-                .find(|&c| !pin_stuck[c]);
-            let Some(y) = pin else { break };
+            let pins = pinned(p, &local.suppressed);
+            let Some(y) = pins.iter().copied().find(|&c| !pin_stuck[c]) else {
+                // Only cells nothing could help are pinned: they are the answer.
+                stuck_pins = pins;
+                break;
+            };
             // Best a cell whose coefficient has the other sign than y's in a shared
             // identity (an `ALL` total beside the countries that sum to it): withheld, it
             // leaves the sum room to move; one of the same sign would be pinned too.
@@ -239,11 +244,6 @@ pub fn protect(p: &Problem) -> Outcome {
 
     let mut unresolved: Vec<usize> = memo.values().flatten().map(|&c| c as usize).collect();
     unresolved.sort_unstable();
-    let stuck_pins = if p.values.is_empty() {
-        Vec::new()
-    } else {
-        pinned(p, &local.suppressed)
-    };
     let suppressed = local.suppressed;
     let secondary = suppressed
         .iter()

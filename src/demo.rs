@@ -173,11 +173,12 @@ impl DemoSummary {
             if let Some(sup) = &t.suppression {
                 let _ = writeln!(
                     s,
-                    "  {name:<22} {:>9} rows  anonymous aggregate; {} values withheld (k = {}), {} more to protect them",
+                    "  {name:<22} {:>9} rows  anonymous aggregate; {} values withheld (k = {}), {} more to protect them{}",
                     t.rows_written,
                     sup.cells_suppressed_threshold,
                     sup.k,
-                    sup.cells_suppressed_protection
+                    sup.cells_suppressed_protection,
+                    sup.recoded_text()
                 );
                 continue;
             }

@@ -141,6 +141,27 @@ pub struct SuppressionReport {
     pub cells_suppressed_threshold: u64,
     /// Values withheld so that no other withheld value can be recomputed.
     pub cells_suppressed_protection: u64,
+    /// Key column -> how many of its values fewer than k customers had, published
+    /// together as `other` (the values themselves are not named here).
+    pub values_recoded: BTreeMap<String, u64>,
+}
+
+impl SuppressionReport {
+    /// `"; rare values published as 'other': country 2, currency 1"`, or nothing when
+    /// no value was rare (for the run's summary).
+    pub fn recoded_text(&self) -> String {
+        let parts: Vec<String> = self
+            .values_recoded
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; rare values published as 'other': {}", parts.join(", "))
+        }
+    }
 }
 
 /// Renders a UTC timestamp as RFC 3339 with millisecond precision.

@@ -100,11 +100,12 @@ impl RunSummary {
             match (&t.rows_read, &t.suppression) {
                 (_, Some(sup)) => writeln!(
                     s,
-                    "  {name} (aggregate): {} rows; withheld: {} cells below k = {}, {} more to protect them",
+                    "  {name} (aggregate): {} rows; withheld: {} cells below k = {}, {} more to protect them{}",
                     t.rows_written,
                     sup.cells_suppressed_threshold,
                     sup.k,
-                    sup.cells_suppressed_protection
+                    sup.cells_suppressed_protection,
+                    sup.recoded_text()
                 ),
                 (read, None) => writeln!(
                     s,

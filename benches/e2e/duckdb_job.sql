@@ -182,7 +182,7 @@ COPY (
 -- The views the analytics SQL reads (src/analytics/mod.rs): events, customers, params,
 -- coverage. Customers and subscriptions are keyed tokens, as in anonymizer.
 
-CREATE VIEW events AS
+CREATE VIEW events_exported AS
 SELECT {{EVENT_CUSTOMER}}                                   AS customer,
        event_time,
        lower(nullif(ws_trim(transaction_type), ''))            AS event_type,
@@ -197,18 +197,69 @@ SELECT {{EVENT_CUSTOMER}}                                   AS customer,
 FROM (SELECT *, CAST(transaction_at AS TIMESTAMP) AS event_time FROM src_transactions)
 WHERE event_time < TIMESTAMP '{{END}}';
 
-CREATE VIEW customers AS
+CREATE VIEW customers_exported AS
 SELECT {{CUSTOMER_KEY}} AS customer, nullif(ws_trim(country), '') AS country
 FROM src_customers;
 
 CREATE VIEW params AS SELECT CAST({{LAST_MONTH}} AS BIGINT) AS last_month;
+
+-- Rare key values (src/analytics/mod.rs, RareValues): a country, currency or offer type
+-- of the transactions, or a customer's country (the smallest of their rows), that fewer
+-- than k customers with a transaction in the published months carry is published as
+-- 'other' ('unknown' and 'other' themselves stay).
+CREATE TABLE rare AS
+WITH published AS (
+    SELECT e.* FROM events_exported e CROSS JOIN params
+    WHERE e.customer IS NOT NULL AND e.month <= params.last_month
+)
+SELECT 'country' AS col, country AS v FROM published
+WHERE country NOT IN ('unknown', 'other') GROUP BY country
+HAVING COUNT(DISTINCT customer) < {{K}}
+UNION ALL
+SELECT 'currency', currency FROM published
+WHERE currency NOT IN ('unknown', 'other') GROUP BY currency
+HAVING COUNT(DISTINCT customer) < {{K}}
+UNION ALL
+SELECT 'offer_type', offer_type FROM published
+WHERE offer_type NOT IN ('unknown', 'other') GROUP BY offer_type
+HAVING COUNT(DISTINCT customer) < {{K}}
+UNION ALL
+SELECT 'customer_country', country
+FROM (SELECT customer, MIN(country) AS country FROM customers_exported
+      WHERE country IS NOT NULL GROUP BY customer) cc
+WHERE country NOT IN ('unknown', 'other')
+  AND customer IN (SELECT customer FROM published)
+GROUP BY country HAVING COUNT(*) < {{K}};
+
+-- coverage reads the offer type as exported ('subscription' gives coverage even when
+-- rare); the aggregates read every key recoded.
+CREATE VIEW events_coverage AS
+SELECT * REPLACE (
+    CASE WHEN country IN (SELECT v FROM rare WHERE col = 'country') THEN 'other'
+         ELSE country END AS country,
+    CASE WHEN currency IN (SELECT v FROM rare WHERE col = 'currency') THEN 'other'
+         ELSE currency END AS currency)
+FROM events_exported;
+
+CREATE VIEW events AS
+SELECT * REPLACE (
+    CASE WHEN offer_type IN (SELECT v FROM rare WHERE col = 'offer_type') THEN 'other'
+         ELSE offer_type END AS offer_type)
+FROM events_coverage;
+
+CREATE VIEW customers AS
+SELECT customer,
+       CASE WHEN country IN (SELECT v FROM rare WHERE col = 'customer_country') THEN 'other'
+            ELSE country END AS country
+FROM (SELECT customer, MIN(country) AS country FROM customers_exported
+      WHERE country IS NOT NULL GROUP BY customer);
 
 -- coverage.sql: paid subscription coverage intervals [s, e), month boundaries b_from..b_to.
 CREATE VIEW coverage AS
 WITH paid AS (
     SELECT customer, subscription, event_time AS s, period_end AS e0, currency,
            CAST(ROUND(monthly_amount(amount, offer_period) * 10000) AS BIGINT) AS monthly_units
-    FROM events
+    FROM events_coverage
     WHERE offer_type = 'subscription'
       AND event_type IN ('purchase', 'renewal')
       AND period_end IS NOT NULL
@@ -216,7 +267,7 @@ WITH paid AS (
 ),
 cuts AS (
     SELECT subscription, event_time AS r
-    FROM events
+    FROM events_coverage
     WHERE event_type IN ('refund', 'chargeback') AND subscription IS NOT NULL
       AND customer IS NOT NULL
 ),

@@ -75,6 +75,9 @@ pub struct Job<'a> {
     pub end: i64,
     /// The month index of the last complete month.
     pub last_month: i64,
+    /// `[analytics] k`: a value of a key column (country, currency, offer type) that
+    /// fewer than k customers have is published as [`super::OTHER`] (none at k = 1).
+    pub k: u64,
     /// The decimal type of `amount` in the events view.
     pub amount_type: DataType,
     /// The estimated number of transactions (sizes the parts).
@@ -103,6 +106,8 @@ pub struct Output {
     pub sorted_parts: usize,
     /// (payments of a subscription offer, those of them without an offer period).
     pub subscription_payments: (u64, u64),
+    /// How many rare values of each key column were published as [`super::OTHER`].
+    pub recoded: super::Recoded,
 }
 
 const NO_MONTH: i32 = i32::MIN;
@@ -162,6 +167,99 @@ impl Interner {
         self.names.push(s.to_string());
         self.ids.insert(s.to_string(), i);
         i
+    }
+}
+
+/// The transactions' text roles that key aggregate cells, as indexes of [`Rarity`]'s
+/// tallies and of [`Context::recode`].
+const ROLE_COUNTRY: usize = 0;
+const ROLE_CURRENCY: usize = 1;
+const ROLE_OFFER: usize = 2;
+
+/// The distinct customers of one interned value, counted up to k.
+#[derive(Default, Clone)]
+struct Tally {
+    customers: HashSet<u128, ahash::RandomState>,
+    /// k customers or more (`customers` is then emptied: no more are counted).
+    full: bool,
+}
+
+/// Per text role of the transactions (country, currency, offer type): the distinct
+/// customers with a transaction in the published months carrying each value, counted
+/// up to k, so that a rare value (fewer than k customers) is found in the same read
+/// that routes the records, in memory of at most k hashes per value. Each reading task
+/// counts its own; the counts are merged when the tasks end.
+struct Rarity {
+    k: usize,
+    roles: [Vec<Tally>; 3],
+}
+
+impl Rarity {
+    fn new(k: u64) -> Rarity {
+        Rarity {
+            k: usize::try_from(k).unwrap_or(usize::MAX),
+            roles: Default::default(),
+        }
+    }
+
+    /// `cust` has value `id` of `role`.
+    #[inline]
+    fn note(&mut self, role: usize, id: u32, cust: u128) {
+        if self.k <= 1 {
+            return;
+        }
+        let tallies = &mut self.roles[role];
+        let i = id as usize;
+        if i >= tallies.len() {
+            tallies.resize_with(i + 1, Tally::default);
+        }
+        let t = &mut tallies[i];
+        if t.full {
+            return;
+        }
+        t.customers.insert(cust);
+        if t.customers.len() >= self.k {
+            t.full = true;
+            t.customers = HashSet::default();
+        }
+    }
+
+    /// Adds another task's counts.
+    fn merge(&mut self, o: Rarity) {
+        for (role, tallies) in o.roles.into_iter().enumerate() {
+            for (id, t) in tallies.into_iter().enumerate() {
+                if t.full {
+                    let mine = &mut self.roles[role];
+                    if id >= mine.len() {
+                        mine.resize_with(id + 1, Tally::default);
+                    }
+                    mine[id] = Tally {
+                        customers: HashSet::default(),
+                        full: true,
+                    };
+                    continue;
+                }
+                for c in t.customers {
+                    self.note(role, id as u32, c);
+                }
+            }
+        }
+    }
+
+    /// Interned id -> the id it is published as, for `role` (`names` ids; a value seen
+    /// with 1..k-1 customers -> `other`; `unknown` and `other` themselves stay), and how
+    /// many values were recoded.
+    fn recode(&self, role: usize, names: usize, unknown: u32, other: u32) -> (Vec<u32>, u64) {
+        let mut map: Vec<u32> = (0..names as u32).collect();
+        let mut n = 0;
+        for (id, t) in self.roles[role].iter().enumerate() {
+            let id = id as u32;
+            if !t.full && !t.customers.is_empty() && id != unknown && id != other {
+                map[id as usize] = other;
+                n += 1;
+            }
+        }
+        (map, n)
     }
 }
 
@@ -325,6 +423,9 @@ struct Shared {
     key: [u64; 2],
     unknown: u32,
     subscription: u32,
+    last_month: i64,
+    /// The rare-value counts of the tasks that have ended.
+    rarity: Mutex<Rarity>,
     /// Payments (purchases and renewals) of a subscription offer, and those of them
     /// without an offer period (no coverage: subscriptions_monthly and mrr_monthly
     /// leave them out).
@@ -378,6 +479,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     let mut names = Interner::default();
     let unknown = names.id("unknown");
     let subscription = names.id("subscription");
+    let other = names.id(super::OTHER);
     let shared = Arc::new(Shared {
         table: job.table.to_string(),
         names: Mutex::new(names),
@@ -389,6 +491,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         key: rand::random(),
         unknown,
         subscription,
+        last_month: job.last_month,
+        rarity: Mutex::new(Rarity::new(job.k)),
         subscription_payments: AtomicU64::new(0),
         without_period: AtomicU64::new(0),
     });
@@ -437,6 +541,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         unknown,
         subscription_payments,
         without_period,
+        rarity,
         ..
     } = shared;
     let subscription_payments = (
@@ -451,6 +556,13 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         cut_index.entry(*sub).or_insert((i, 0)).1 += 1;
     }
     let asked = asked.into_inner().expect("asked");
+    // The transactions' rare values, published as `other`.
+    let rarity = rarity.into_inner().expect("rarity");
+    let n = names.names.len();
+    let (country_map, countries) = rarity.recode(ROLE_COUNTRY, n, unknown, other);
+    let (currency_map, currencies) = rarity.recode(ROLE_CURRENCY, n, unknown, other);
+    let (offer_map, offers) = rarity.recode(ROLE_OFFER, n, unknown, other);
+    drop(rarity);
     let cx = Context {
         last_month: job.last_month,
         end: job.end,
@@ -459,6 +571,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         cut_index: &cut_index,
         unknown,
         asked: &asked,
+        recode: [country_map, currency_map, offer_map],
     };
 
     // Pass 2: per part, per customer.
@@ -545,6 +658,17 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                 .into(),
         ));
     }
+    let mut acc = acc;
+    let customer_countries = acc.recode_customer_countries(job.k, unknown, other);
+    let recoded = super::Recoded {
+        country: countries,
+        currency: currencies,
+        offer_type: offers,
+        customer_country: customer_countries,
+    };
+    if recoded != super::Recoded::default() {
+        tracing::debug!(?recoded, "aggregates: rare key values published as 'other'");
+    }
     let mut tables = Vec::new();
     for name in job.tables {
         let batch = match *name {
@@ -568,6 +692,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         spilled_parts,
         sorted_parts,
         subscription_payments,
+        recoded,
     })
 }
 
@@ -604,6 +729,7 @@ async fn read_stream(
     let mut names = Names::new(&sh.names);
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
     let mut cuts: Vec<(u128, i64)> = Vec::new();
+    let mut rarity = Rarity::new(sh.rarity.lock().expect("rarity").k as u64);
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| {
             err(
@@ -612,7 +738,9 @@ async fn read_stream(
             )
         })?;
         match source {
-            Source::Events => read_batch(&sh, &batch, &mut names, &mut local, &mut cuts),
+            Source::Events => {
+                read_batch(&sh, &batch, &mut names, &mut local, &mut cuts, &mut rarity)
+            }
             Source::Customers(_) => read_customers(&sh, &batch, &mut names, &mut local),
         }
         .map_err(|m| err(&table, m))?;
@@ -623,6 +751,7 @@ async fn read_stream(
             .map_err(|e| err(&table, spill_error(&e)))?;
     }
     sh.cuts.lock().expect("cuts").append(&mut cuts);
+    sh.rarity.lock().expect("rarity").merge(rarity);
     Ok(())
 }
 
@@ -639,6 +768,7 @@ fn read_batch(
     names: &mut Names,
     local: &mut [Vec<Rec>],
     cuts: &mut Vec<(u128, i64)>,
+    rarity: &mut Rarity,
 ) -> Result<(), String> {
     let n = b.num_rows();
     if n == 0 {
@@ -735,6 +865,12 @@ fn read_batch(
             kind,
             flags,
         };
+        // The cells of the published months are what a rare value would single out.
+        if r.month != NO_MONTH && i64::from(r.month) <= sh.last_month {
+            rarity.note(ROLE_COUNTRY, r.country, c);
+            rarity.note(ROLE_CURRENCY, r.currency, c);
+            rarity.note(ROLE_OFFER, r.offer, c);
+        }
         route(sh, local, r)?;
     }
     sh.subscription_payments.fetch_add(paid, Ordering::Relaxed);
@@ -874,6 +1010,9 @@ struct Context<'a> {
     cut_index: &'a HashMap<u128, (usize, usize), ahash::RandomState>,
     unknown: u32,
     asked: &'a HashMap<u128, String>,
+    /// Per transactions' text role (`ROLE_*`): interned id -> the id its cells are
+    /// keyed by (a rare value's is `other`).
+    recode: [Vec<u32>; 3],
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -921,6 +1060,8 @@ struct Acc {
     subs: Cells<(i64, u32), [i64; 5]>,
     /// (month boundary, customer country, currency)
     mrr: Cells<(i64, u32, u32), Mrr>,
+    /// Customer country -> customers with a transaction in the published months.
+    countries: Cells<u32, i64>,
     active: Vec<u128>,
     /// A sum did not fit in 128 bits.
     overflow: bool,
@@ -941,6 +1082,40 @@ fn add_opt(acc: &mut Option<i128>, v: Option<i128>, overflow: &mut bool) {
 }
 
 impl Acc {
+    /// Publishes the customers' countries that fewer than `k` customers have (counting
+    /// those with a transaction in the published months) as `other`: their
+    /// subscriptions_monthly and mrr_monthly cells are merged into `other`'s. Exact,
+    /// since each customer has one country (the smallest of their customers rows), so
+    /// no customer is in two of the merged cells. Returns how many countries were.
+    fn recode_customer_countries(&mut self, k: u64, unknown: u32, other: u32) -> u64 {
+        let rare: HashSet<u32> = self
+            .countries
+            .iter()
+            .filter(|&(&c, &n)| c != unknown && c != other && (n as u64) < k)
+            .map(|(&c, _)| c)
+            .collect();
+        if rare.is_empty() {
+            return 0;
+        }
+        let to = |c: u32| if rare.contains(&c) { other } else { c };
+        let mut subs: Cells<(i64, u32), [i64; 5]> = Cells::default();
+        for ((m, c), v) in std::mem::take(&mut self.subs) {
+            let e = subs.entry((m, to(c))).or_default();
+            for i in 0..5 {
+                e[i] += v[i];
+            }
+        }
+        self.subs = subs;
+        let mut mrr: Cells<(i64, u32, u32), Mrr> = Cells::default();
+        for ((b, c, cu), v) in std::mem::take(&mut self.mrr) {
+            let e = mrr.entry((b, to(c), cu)).or_default();
+            e.subscribers += v.subscribers;
+            add_opt(&mut e.units, v.units, &mut self.overflow);
+        }
+        self.mrr = mrr;
+        rare.len() as u64
+    }
+
     fn merge(mut self, o: Acc) -> Acc {
         for (k, v) in o.revenue {
             self.revenue
@@ -961,6 +1136,9 @@ impl Acc {
             let e = self.mrr.entry(k).or_default();
             e.subscribers += v.subscribers;
             add_opt(&mut e.units, v.units, &mut self.overflow);
+        }
+        for (k, v) in o.countries {
+            *self.countries.entry(k).or_default() += v;
         }
         self.active.extend(o.active);
         self.overflow |= o.overflow;
@@ -1269,12 +1447,18 @@ impl Fold {
 
         // revenue_monthly: one contribution per cell the customer has a transaction in.
         if r.month != NO_MONTH && i64::from(r.month) <= cx.last_month {
-            let key = (r.month, r.country, r.currency, r.offer);
+            let key = (
+                r.month,
+                cx.recode[ROLE_COUNTRY][r.country as usize],
+                cx.recode[ROLE_CURRENCY][r.currency as usize],
+                cx.recode[ROLE_OFFER][r.offer as usize],
+            );
+            let (country, currency, offer) = (key.1, key.2, key.3);
             let bit = (r.month as u32)
                 .wrapping_mul(0x9e37_79b9)
-                .wrapping_add(r.country.wrapping_mul(0x85eb_ca6b))
-                .wrapping_add(r.currency.wrapping_mul(0xc2b2_ae35))
-                .wrapping_add(r.offer.wrapping_mul(0x27d4_eb2f))
+                .wrapping_add(country.wrapping_mul(0x85eb_ca6b))
+                .wrapping_add(currency.wrapping_mul(0xc2b2_ae35))
+                .wrapping_add(offer.wrapping_mul(0x27d4_eb2f))
                 >> 24;
             let (word, mask) = ((bit >> 6) as usize, 1u64 << (bit & 63));
             let found = if self.cell_bits[word] & mask == 0 {
@@ -1354,7 +1538,7 @@ impl Fold {
         let b_to = month_index(e - 1).map(|m| m.min(cx.last_month + 1));
         self.intervals.push(Interval {
             b: b_from.zip(b_to),
-            currency: r.currency,
+            currency: cx.recode[ROLE_CURRENCY][r.currency as usize],
             units: r.has(F_UNITS).then_some(r.units),
         });
         if self.intervals.len() >= self.compact_at {
@@ -1417,6 +1601,15 @@ impl Fold {
         let country = self.country.take().unwrap_or(cx.unknown);
         self.months.sort_unstable();
         self.months.dedup();
+        // The customers' countries' customers, for rare countries (those with a
+        // transaction in the published months).
+        if self
+            .months
+            .first()
+            .is_some_and(|&m| i64::from(m) <= cx.last_month)
+        {
+            *acc.countries.entry(country).or_default() += 1;
+        }
         if let Some(&c) = self.months.first() {
             for &m in &self.months {
                 *acc.cohorts.entry((c, m - c)).or_default() += 1;
@@ -1824,6 +2017,7 @@ mod tests {
             cut_index: &HashMap::default(),
             unknown,
             asked: &asked,
+            recode: std::array::from_fn(|_| (0..4).collect()),
         };
         let t = chrono::NaiveDate::from_ymd_opt(2024, 3, 5)
             .and_then(|d| d.and_hms_opt(10, 0, 0))
@@ -1883,6 +2077,7 @@ mod tests {
             compact_at in 1usize..5,
             limit in 1usize..9,
             block in 1usize..6,
+            recode in proptest::prelude::any::<bool>(),
         ) {
             let mut names = Interner::default();
             let unknown = names.id("unknown");
@@ -1934,6 +2129,11 @@ mod tests {
                 cut_index: &cut_index,
                 unknown,
                 asked: &asked,
+                // Recoding (the second value of each role published as the third) is
+                // applied record by record, so it commutes with the order too.
+                recode: std::array::from_fn(|_| {
+                    if recode { vec![0, 2, 2, 3] } else { vec![0, 1, 2, 3] }
+                }),
             };
             // Grouped by customer (one run each: the runs are sorted); the same cut in two
             // and swapped (a customer straddling the cut has two runs, folded one after the

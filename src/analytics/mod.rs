@@ -73,6 +73,47 @@ pub const COUNT_COLUMNS: [(&str, &[&str]); 4] = [
     ("mrr_monthly", &["subscribers"]),
 ];
 
+/// What a rare value of an aggregate's key column is published as: a country, currency
+/// or offer type that fewer than `[analytics] k` customers have. Its row would tell
+/// that someone of that country (or paying in that currency) was a customer in that
+/// month even with every count withheld; under `other` it is one of several.
+pub const OTHER: &str = "other";
+
+/// How many distinct values of each key column of the aggregates were rare (1..k-1
+/// customers with a transaction in the published months carry them) and were published
+/// as [`OTHER`]. `unknown` (no value) and `other` itself are never recoded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recoded {
+    /// The transactions' country (revenue_monthly.country).
+    pub country: u64,
+    /// The transactions' currency (revenue_monthly and mrr_monthly).
+    pub currency: u64,
+    /// The transactions' offer type (revenue_monthly).
+    pub offer_type: u64,
+    /// The customers' country (subscriptions_monthly and mrr_monthly).
+    pub customer_country: u64,
+}
+
+impl Recoded {
+    /// Column -> values recoded, for the key columns of `table`.
+    pub fn of_table(&self, table: &str) -> BTreeMap<String, u64> {
+        let cols: &[(&str, u64)] = match table {
+            "subscriptions_monthly" => &[("country", self.customer_country)],
+            "revenue_monthly" => &[
+                ("country", self.country),
+                ("currency", self.currency),
+                ("offer_type", self.offer_type),
+            ],
+            "mrr_monthly" => &[
+                ("country", self.customer_country),
+                ("currency", self.currency),
+            ],
+            _ => &[],
+        };
+        cols.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+    }
+}
+
 /// The coverage-interval building block shared by subscriptions_monthly and mrr_monthly.
 pub const COVERAGE_SQL: &str = include_str!("../../queries/analytics/coverage.sql");
 
@@ -149,6 +190,8 @@ pub struct Computed {
     /// so subscriptions_monthly and mrr_monthly leave them out.
     pub subscription_payments: u64,
     pub without_period: u64,
+    /// How many rare key values were published as [`OTHER`].
+    pub recoded: Recoded,
 }
 
 /// Of `customers` (tokens as in the events view), those whose paid coverage continues past
@@ -292,7 +335,7 @@ pub async fn compute(
     }
     let (mut spilled_parts, mut sorted_parts) = (0, 0);
     let subscription_payments;
-    let (raws, active) = match a.engine {
+    let (raws, active, recoded) = match a.engine {
         Engine::Kernel => {
             let spill = spill_dir
                 .map(Path::to_path_buf)
@@ -306,6 +349,7 @@ pub async fn compute(
                 tables: &build,
                 end,
                 last_month,
+                k: a.k,
                 amount_type: amount_type(tx),
                 rows_estimate: [Some(tx), customers]
                     .into_iter()
@@ -329,7 +373,7 @@ pub async fn compute(
             );
             (spilled_parts, sorted_parts) = (out.spilled_parts, out.sorted_parts);
             subscription_payments = out.subscription_payments;
-            (out.tables, out.active)
+            (out.tables, out.active, out.recoded)
         }
         Engine::Sql => {
             let tables = sql_tables(
@@ -341,6 +385,7 @@ pub async fn compute(
                 last_month,
                 &build,
                 active_check,
+                a.k,
             )
             .await?;
             subscription_payments = sql_subscription_payments(&ctx).await?;
@@ -375,16 +420,20 @@ pub async fn compute(
     let out = raws
         .into_iter()
         .zip(published)
-        .map(|((name, _), (published, suppression))| Aggregate {
-            name,
-            published,
-            suppression,
+        .map(|((name, _), (published, mut suppression))| {
+            suppression.values_recoded = recoded.of_table(name);
+            Aggregate {
+                name,
+                published,
+                suppression,
+            }
         })
         .collect();
     Ok(Computed {
         aggregates: out,
         skipped,
         active,
+        recoded,
         spilled_parts,
         sorted_parts,
         subscription_payments: subscription_payments.0,
@@ -400,7 +449,7 @@ async fn sql_subscription_payments(ctx: &SessionContext) -> Result<(u64, u64), E
     let b = ctx
         .sql(
             "SELECT count(*) AS paid, count(*) FILTER (WHERE period_end IS NULL) AS unperiodic \
-             FROM events WHERE offer_type = 'subscription' \
+             FROM events_exported WHERE offer_type = 'subscription' \
              AND event_type IN ('purchase', 'renewal') \
              AND customer IS NOT NULL AND event_time IS NOT NULL",
         )
@@ -443,12 +492,13 @@ async fn sql_tables(
     last_month: i64,
     build: &[&'static str],
     active_check: &[String],
-) -> Result<(Vec<(&'static str, RecordBatch)>, HashSet<String>), Error> {
+    k: u64,
+) -> Result<(Vec<(&'static str, RecordBatch)>, HashSet<String>, Recoded), Error> {
     let events = events_frame(ctx, tx, udfs, end, Ids::Tokens).await?;
-    ctx.register_table("events", events.into_view())
+    ctx.register_table("events_exported", events.into_view())
         .map_err(|e| err("events", df_message(&e)))?;
     let cust = customers_frame(ctx, customers, udfs).await?;
-    ctx.register_table("customers", cust)
+    ctx.register_table("customers_exported", cust)
         .map_err(|e| err("customers", df_message(&e)))?;
     let params = ctx
         .sql(&format!(
@@ -458,12 +508,17 @@ async fn sql_tables(
         .map_err(|e| err("params", df_message(&e)))?;
     ctx.register_table("params", params.into_view())
         .map_err(|e| err("params", df_message(&e)))?;
+    let rare = RareValues::find(ctx, k).await?;
+    // coverage.sql reads the offer type as exported ('subscription' gives coverage even
+    // when it is rare); its currency is a key of mrr_monthly.
+    rare.register_views(ctx, false).await?;
     let coverage = ctx
         .sql(COVERAGE_SQL)
         .await
         .map_err(|e| err("coverage", df_message(&e)))?;
     ctx.register_table("coverage", coverage.into_view())
         .map_err(|e| err("coverage", df_message(&e)))?;
+    rare.register_views(ctx, true).await?;
 
     let active = active_at_end(ctx, tx, end, active_check).await?;
 
@@ -501,7 +556,130 @@ async fn sql_tables(
         );
         raws.push((*name, raw));
     }
-    Ok((raws, active))
+    Ok((raws, active, rare.recoded()))
+}
+
+/// The SQL engine's rare key values, found over the views as exported
+/// (`events_exported`, `customers_exported`): what the kernel counts as it reads (see
+/// [`Recoded`]).
+#[derive(Debug, Default)]
+struct RareValues {
+    /// The events view's country, currency and offer type.
+    events: [(&'static str, Vec<String>); 3],
+    /// The customers' country (the smallest of a customer's rows, as the queries take it).
+    customer_country: Vec<String>,
+}
+
+impl RareValues {
+    async fn find(ctx: &SessionContext, k: u64) -> Result<RareValues, Error> {
+        let mut out = RareValues {
+            events: [
+                ("country", Vec::new()),
+                ("currency", Vec::new()),
+                ("offer_type", Vec::new()),
+            ],
+            customer_country: Vec::new(),
+        };
+        if k < 2 {
+            return Ok(out);
+        }
+        // Customers with a transaction in the published months carry a value.
+        let published = "customer IS NOT NULL AND month <= params.last_month";
+        let never = format!("NOT IN ('unknown', '{OTHER}')");
+        for (col, values) in &mut out.events {
+            *values = strings(
+                ctx,
+                &format!(
+                    "SELECT {col} FROM events_exported CROSS JOIN params \
+                     WHERE {published} AND {col} {never} \
+                     GROUP BY {col} HAVING COUNT(DISTINCT customer) < {k}"
+                ),
+            )
+            .await?;
+        }
+        out.customer_country = strings(
+            ctx,
+            &format!(
+                "SELECT country FROM ({CUSTOMER_COUNTRY}) cc \
+                 WHERE country {never} AND customer IN \
+                 (SELECT customer FROM events_exported CROSS JOIN params WHERE {published}) \
+                 GROUP BY country HAVING COUNT(*) < {k}"
+            ),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// Registers `customers` (one row per customer, its country recoded) and `events`
+    /// (country and currency recoded, and the offer type too when `offer_type`).
+    async fn register_views(&self, ctx: &SessionContext, offer_type: bool) -> Result<(), Error> {
+        fn fail(t: &'static str) -> impl Fn(datafusion::error::DataFusionError) -> Error {
+            move |e| err(t, df_message(&e))
+        }
+        let recode = |df: DataFrame, col: &str, values: &[String]| {
+            if values.is_empty() {
+                return Ok(df);
+            }
+            let list = values.iter().map(|v| lit(v.as_str())).collect();
+            df.with_column(
+                col,
+                datafusion::prelude::when(ident(col).in_list(list, false), lit(OTHER))
+                    .otherwise(ident(col))?,
+            )
+        };
+        let mut events = ctx.table("events_exported").await.map_err(fail("events"))?;
+        for (col, values) in &self.events {
+            if *col != "offer_type" || offer_type {
+                events = recode(events, col, values).map_err(fail("events"))?;
+            }
+        }
+        ctx.deregister_table("events").map_err(fail("events"))?;
+        ctx.register_table("events", events.into_view())
+            .map_err(fail("events"))?;
+        let customers = ctx.sql(CUSTOMER_COUNTRY).await.map_err(fail("customers"))?;
+        let customers =
+            recode(customers, "country", &self.customer_country).map_err(fail("customers"))?;
+        ctx.deregister_table("customers")
+            .map_err(fail("customers"))?;
+        ctx.register_table("customers", customers.into_view())
+            .map_err(fail("customers"))?;
+        Ok(())
+    }
+
+    fn recoded(&self) -> Recoded {
+        let n = |i: usize| self.events[i].1.len() as u64;
+        Recoded {
+            country: n(0),
+            currency: n(1),
+            offer_type: n(2),
+            customer_country: self.customer_country.len() as u64,
+        }
+    }
+}
+
+/// Each customer's country as the saved queries take it: the smallest of their rows'.
+const CUSTOMER_COUNTRY: &str = "SELECT customer, MIN(country) AS country \
+     FROM customers_exported WHERE country IS NOT NULL GROUP BY customer";
+
+/// The first column of a query's rows, as text, sorted.
+async fn strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>, Error> {
+    let fail = |e: datafusion::error::DataFusionError| err("events", df_message(&e));
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(fail)?
+        .collect()
+        .await
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    for b in batches {
+        let a = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(|e| err("events", e.to_string()))?;
+        let a = a.as_string::<i32>();
+        out.extend(a.iter().flatten().map(str::to_string));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// `ANONYMIZER_EXPLAIN=1`: prints each aggregate's executed plan with its metrics

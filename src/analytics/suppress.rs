@@ -345,6 +345,7 @@ impl<'a> Cells<'a> {
             rows_suppressed: any.iter().filter(|a| **a).count() as u64,
             cells_suppressed_threshold: self.threshold,
             cells_suppressed_protection: self.protection,
+            values_recoded: BTreeMap::new(),
         };
         Ok((batch, report))
     }

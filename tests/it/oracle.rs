@@ -106,6 +106,85 @@ pub fn compute(txs: &[Tx], customers: Option<&[Customer]>, as_of: NaiveDate, sca
     }
 }
 
+/// The rare-value rule on its own, as a rewrite of the export: a country, currency or
+/// offer type of the transactions, or a customer's country, that fewer than `k`
+/// customers with a transaction in the published months carry becomes "other" (in every
+/// row of that customer, for a customer's country). None ('unknown') and "other" stay.
+/// The offer type is only rewritten as a key: a rare "subscription" would also lose its
+/// coverage here, so the caller checks that it is not rare.
+pub fn recode_rare(
+    txs: &[Tx],
+    customers: &[Customer],
+    as_of: NaiveDate,
+    k: usize,
+) -> (Vec<Tx>, Vec<Customer>) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (end, last) = (as_of_end(as_of), last_month(as_of));
+    let published: Vec<&Tx> = txs
+        .iter()
+        .filter(|t| t.customer.is_some() && t.event_time < end && month_of(t.event_time) <= last)
+        .collect();
+    let rare = |value: &dyn Fn(&Tx) -> Option<String>| -> BTreeSet<String> {
+        let mut by: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        for t in &published {
+            if let Some(v) = value(t) {
+                by.entry(v)
+                    .or_default()
+                    .insert(t.customer.as_deref().unwrap());
+            }
+        }
+        by.into_iter()
+            .filter(|(v, c)| c.len() < k && v != UNKNOWN && v != "other")
+            .map(|(v, _)| v)
+            .collect()
+    };
+    let countries = rare(&|t| t.country.clone());
+    let currencies = rare(&|t| t.currency.clone());
+    let offers = rare(&|t| t.offer_type.clone());
+    let to = |v: &Option<String>, set: &BTreeSet<String>| match v {
+        Some(x) if set.contains(x) => Some("other".to_string()),
+        _ => v.clone(),
+    };
+    let txs_out = txs
+        .iter()
+        .map(|t| Tx {
+            country: to(&t.country, &countries),
+            currency: to(&t.currency, &currencies),
+            offer_type: to(&t.offer_type, &offers),
+            ..t.clone()
+        })
+        .collect();
+    let active: BTreeSet<&str> = published
+        .iter()
+        .map(|t| t.customer.as_deref().unwrap())
+        .collect();
+    let mut per_country: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &active {
+        *per_country
+            .entry(customer_country(Some(customers), c))
+            .or_default() += 1;
+    }
+    let rare_countries: BTreeSet<String> = per_country
+        .into_iter()
+        .filter(|(v, n)| *n < k && v != UNKNOWN && v != "other")
+        .map(|(v, _)| v)
+        .collect();
+    let customers_out = customers
+        .iter()
+        .map(|c| {
+            if rare_countries.contains(&customer_country(Some(customers), &c.customer)) {
+                Customer {
+                    country: Some("other".to_string()),
+                    ..c.clone()
+                }
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    (txs_out, customers_out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Time helpers. A month is an index: year * 12 + (month - 1).
 

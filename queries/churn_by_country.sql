@@ -5,7 +5,8 @@
 -- a sum or mean over the published months alone would be biased (small cells are the
 -- ones withheld, so churn would read low, even 0), and a 12-month sum beside 11
 -- published months would give the withheld one away. Null means withheld, never zero.
---   country          the customer's country ('unknown' when not known; 'ALL' = every country).
+--   country          the customer's country ('unknown' when not known; 'other' = the
+--                    countries of fewer than k customers together; 'ALL' = every country).
 --   months           months with a row for this country.
 --   avg_active       mean of active_start over the months; null when any was withheld.
 --   churned          sum of churned over the months; null when any was withheld.

@@ -6,8 +6,10 @@
 -- with subscribers.
 --   month        first day of the month.
 --   country      the customer's country, as in subscriptions_monthly ('unknown' when not
---                known).
---   currency     the currency of the purchase or renewal that pays for the coverage.
+--                known, 'other' when rare).
+--   currency     the currency of the purchase or renewal that pays for the coverage;
+--                'other' for a currency that fewer than k customers have a transaction
+--                in during the published months (as in revenue_monthly).
 --   subscribers  distinct customers with a coverage interval containing the first
 --                instant of the next month (the month's end): with one currency per
 --                customer, the currencies of a country add up to its

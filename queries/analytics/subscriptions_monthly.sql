@@ -13,7 +13,9 @@
 --   month         first day of the month.
 --   country       the customer's country in the customers table; 'unknown' when the
 --                 export has no customers table, the customer is not in it, or the
---                 country is empty. 'ALL' for the all-countries row.
+--                 country is empty; 'other' for every country that fewer than k
+--                 customers with a transaction in the published months have (the
+--                 customers view arrives recoded). 'ALL' for the all-countries row.
 --   active_start  customers active at the first instant of the month.
 --   active_end    customers active at the first instant of the next month (so
 --                 active_end of one month is active_start of the next).

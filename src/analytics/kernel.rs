@@ -29,6 +29,14 @@
 //!    threads change a result) and builds the same tables, same columns, types and row
 //!    order, the SQL gives. A test compares the two engines on generated exports.
 //!
+//! Rare key values ([`super::OTHER`]) cost no extra read: pass 1 counts, per value of the
+//! transactions' country, currency and offer type, the distinct customers with a
+//! transaction in the published months, up to k ([`Rarity`]), and pass 2 keys the cells
+//! by the recoded values. A customer's country is known only in pass 2 (their customers
+//! rows meet their transactions in their part), so its customers are counted there and
+//! the rare countries' cells merged into `other`'s afterwards: exact, since each customer
+//! has one country.
+//!
 //! The customer's hash is a 128-bit keyed SipHash under a key drawn per run: it only
 //! groups, it is never written anywhere.
 

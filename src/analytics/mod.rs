@@ -10,10 +10,17 @@
 //!   as-of date, with the columns customer, event_time, event_type, offer_type,
 //!   subscription, offer_period, period_end, amount, currency, country and month (all
 //!   present; null where the export lacks the role);
-//! - `customers`: customer token and country (empty when the export has none);
+//! - `customers`: customer token and country, one row per customer (the smallest of their
+//!   rows' countries; empty when the export has none);
 //! - `params`: `last_month`, the month index (year * 12 + month - 1) of the last complete
 //!   month at the as-of date;
 //! - `coverage`: paid subscription coverage intervals (`coverage.sql`).
+//!
+//! In both views a key value that fewer than k customers carry (a country, currency or
+//! offer type of the transactions, a customer's country) is already [`OTHER`]: a row's
+//! key must not single anyone out even with its counts withheld. coverage.sql reads the
+//! offer type as exported, so that a rare `subscription` offer still gives coverage. The
+//! kernel finds the rare values in the read it makes anyway ([`kernel`]).
 //!
 //! The results then go through [`suppress`] (small-cell and secondary suppression, so
 //! counts of people below k never appear and cannot be recomputed) and are written as

@@ -432,7 +432,8 @@ struct Shared {
     unknown: u32,
     subscription: u32,
     last_month: i64,
-    /// The rare-value counts of the tasks that have ended.
+    /// `[analytics] k`, and the rare-value counts of the tasks that have ended.
+    k: u64,
     rarity: Mutex<Rarity>,
     /// Payments (purchases and renewals) of a subscription offer, and those of them
     /// without an offer period (no coverage: subscriptions_monthly and mrr_monthly
@@ -500,6 +501,7 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         unknown,
         subscription,
         last_month: job.last_month,
+        k: job.k,
         rarity: Mutex::new(Rarity::new(job.k)),
         subscription_payments: AtomicU64::new(0),
         without_period: AtomicU64::new(0),
@@ -737,7 +739,7 @@ async fn read_stream(
     let mut names = Names::new(&sh.names);
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
     let mut cuts: Vec<(u128, i64)> = Vec::new();
-    let mut rarity = Rarity::new(sh.rarity.lock().expect("rarity").k as u64);
+    let mut rarity = Rarity::new(sh.k);
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| {
             err(

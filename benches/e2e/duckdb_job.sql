@@ -241,11 +241,33 @@ SELECT * REPLACE (
          ELSE currency END AS currency)
 FROM events_exported;
 
-CREATE VIEW events AS
+CREATE VIEW events_values AS
 SELECT * REPLACE (
     CASE WHEN offer_type IN (SELECT v FROM rare WHERE col = 'offer_type') THEN 'other'
          ELSE offer_type END AS offer_type)
 FROM events_coverage;
+
+-- revenue_monthly's (country, currency, offer type) combinations, once each value is
+-- recoded, that fewer than k customers have -> ('other', 'other', 'other').
+CREATE TABLE rare_combinations AS
+SELECT c, cu, o
+FROM (SELECT COALESCE(country, 'unknown') AS c, COALESCE(currency, 'unknown') AS cu,
+             COALESCE(offer_type, 'unknown') AS o, customer
+      FROM events_values CROSS JOIN params
+      WHERE customer IS NOT NULL AND month <= params.last_month)
+WHERE NOT (c = 'other' AND cu = 'other' AND o = 'other')
+GROUP BY c, cu, o
+HAVING COUNT(DISTINCT customer) < {{K}};
+
+CREATE VIEW events AS
+SELECT e.* REPLACE (
+    CASE WHEN r.c IS NULL THEN e.country ELSE 'other' END AS country,
+    CASE WHEN r.c IS NULL THEN e.currency ELSE 'other' END AS currency,
+    CASE WHEN r.c IS NULL THEN e.offer_type ELSE 'other' END AS offer_type)
+FROM events_values e
+LEFT JOIN rare_combinations r
+  ON r.c = COALESCE(e.country, 'unknown') AND r.cu = COALESCE(e.currency, 'unknown')
+ AND r.o = COALESCE(e.offer_type, 'unknown');
 
 CREATE VIEW customers AS
 SELECT customer,

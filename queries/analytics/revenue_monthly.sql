@@ -9,8 +9,10 @@
 --   offer_type   subscription, pass, event, rental, ... ('unknown' when empty or not in
 --                the export).
 --   A country, currency or offer type that fewer than k distinct customers have a
---   transaction with in the published months is 'other' (the events view arrives
---   recoded): a row's key must not single anyone out even when its counts are withheld.
+--   transaction with in the published months is 'other', and then a combination of the
+--   three that fewer than k such customers have is ('other', 'other', 'other') (the
+--   events view arrives recoded): a row's key must not single anyone out even when its
+--   counts are withheld.
 --   payments     number of purchase and renewal transactions.
 --   gross        sum of amount over purchases and renewals.
 --   refunds      sum of amount over refunds.

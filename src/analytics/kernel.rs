@@ -31,8 +31,9 @@
 //!
 //! Rare key values ([`super::OTHER`]) cost no extra read: pass 1 counts, per value of the
 //! transactions' country, currency and offer type, the distinct customers with a
-//! transaction in the published months, up to k ([`Rarity`]), and pass 2 keys the cells
-//! by the recoded values. A customer's country is known only in pass 2 (their customers
+//! transaction in the published months, up to k ([`Rarity`]), and the same per
+//! revenue_monthly key (country, currency, offer type together), and pass 2 keys the
+//! cells by the recoded values ([`Rarity::key_map`]). A customer's country is known only in pass 2 (their customers
 //! rows meet their transactions in their part), so its customers are counted there and
 //! the rare countries' cells merged into `other`'s afterwards: exact, since each customer
 //! has one country.
@@ -200,6 +201,44 @@ struct Tally {
 struct Rarity {
     k: usize,
     roles: [Vec<Tally>; 3],
+    /// The same per (country, currency, offer type) as exported: revenue_monthly's key.
+    keys: HashMap<Key3, Tally, ahash::RandomState>,
+    /// The last key and customer noted (a customer's records often repeat both).
+    last: Option<(Key3, u128)>,
+}
+
+/// A revenue_monthly key without its month: (country, currency, offer type) ids.
+type Key3 = (u32, u32, u32);
+
+impl Tally {
+    /// Counts `cust`, up to `k`.
+    fn add(&mut self, cust: u128, k: usize) {
+        if self.full {
+            return;
+        }
+        self.customers.insert(cust);
+        if self.customers.len() >= k {
+            self.full = true;
+            self.customers = HashSet::default();
+        }
+    }
+
+    /// Counts another tally's customers, up to `k`.
+    fn absorb(&mut self, o: &Tally, k: usize) {
+        if o.full {
+            self.full = true;
+            self.customers = HashSet::default();
+            return;
+        }
+        for c in &o.customers {
+            self.add(*c, k);
+        }
+    }
+
+    /// Seen with 1..k-1 customers.
+    fn rare(&self) -> bool {
+        !self.full && !self.customers.is_empty()
+    }
 }
 
 impl Rarity {
@@ -207,7 +246,19 @@ impl Rarity {
         Rarity {
             k: usize::try_from(k).unwrap_or(usize::MAX),
             roles: Default::default(),
+            keys: HashMap::default(),
+            last: None,
         }
+    }
+
+    /// `cust` has a transaction keyed `key` (revenue_monthly's country, currency, offer).
+    #[inline]
+    fn note_key(&mut self, key: Key3, cust: u128) {
+        if self.k <= 1 || self.last == Some((key, cust)) {
+            return;
+        }
+        self.last = Some((key, cust));
+        self.keys.entry(key).or_default().add(cust, self.k);
     }
 
     /// `cust` has value `id` of `role`.
@@ -221,36 +272,22 @@ impl Rarity {
         if i >= tallies.len() {
             tallies.resize_with(i + 1, Tally::default);
         }
-        let t = &mut tallies[i];
-        if t.full {
-            return;
-        }
-        t.customers.insert(cust);
-        if t.customers.len() >= self.k {
-            t.full = true;
-            t.customers = HashSet::default();
-        }
+        tallies[i].add(cust, self.k);
     }
 
     /// Adds another task's counts.
     fn merge(&mut self, o: Rarity) {
         for (role, tallies) in o.roles.into_iter().enumerate() {
-            for (id, t) in tallies.into_iter().enumerate() {
-                if t.full {
-                    let mine = &mut self.roles[role];
-                    if id >= mine.len() {
-                        mine.resize_with(id + 1, Tally::default);
-                    }
-                    mine[id] = Tally {
-                        customers: HashSet::default(),
-                        full: true,
-                    };
-                    continue;
-                }
-                for c in t.customers {
-                    self.note(role, id as u32, c);
-                }
+            let mine = &mut self.roles[role];
+            if tallies.len() > mine.len() {
+                mine.resize_with(tallies.len(), Tally::default);
             }
+            for (id, t) in tallies.iter().enumerate() {
+                mine[id].absorb(t, self.k);
+            }
+        }
+        for (key, t) in &o.keys {
+            self.keys.entry(*key).or_default().absorb(t, self.k);
         }
     }
 
@@ -262,11 +299,50 @@ impl Rarity {
         let mut n = 0;
         for (id, t) in self.roles[role].iter().enumerate() {
             let id = id as u32;
-            if !t.full && !t.customers.is_empty() && id != unknown && id != other {
+            if t.rare() && id != unknown && id != other {
                 map[id as usize] = other;
                 n += 1;
             }
         }
+        (map, n)
+    }
+}
+
+impl Rarity {
+    /// revenue_monthly's keys as exported -> as published: each value recoded by its
+    /// column's map (`maps`, from [`Rarity::recode`]), and then a combination of
+    /// published values that fewer than k customers have (German customers paying in
+    /// dollars for rentals) -> (`other`, `other`, `other`). The customers of a
+    /// combination are those of the exported keys that map to it: exact, since a
+    /// key with k customers makes its combination's k too, and otherwise the sets are
+    /// whole. Returns the map and how many combinations were recoded.
+    fn key_map(
+        &self,
+        maps: &[Vec<u32>; 3],
+        other: u32,
+    ) -> (HashMap<Key3, Key3, ahash::RandomState>, u64) {
+        let by_value = |k: &Key3| {
+            (
+                maps[ROLE_COUNTRY][k.0 as usize],
+                maps[ROLE_CURRENCY][k.1 as usize],
+                maps[ROLE_OFFER][k.2 as usize],
+            )
+        };
+        let mut combined: HashMap<Key3, Tally, ahash::RandomState> = HashMap::default();
+        for (key, t) in &self.keys {
+            combined.entry(by_value(key)).or_default().absorb(t, self.k);
+        }
+        let all_other = (other, other, other);
+        let rare = |key: &Key3| *key != all_other && combined.get(key).is_some_and(Tally::rare);
+        let n = combined.keys().filter(|k| rare(k)).count() as u64;
+        let map = self
+            .keys
+            .keys()
+            .map(|key| {
+                let to = by_value(key);
+                (*key, if rare(&to) { all_other } else { to })
+            })
+            .collect();
         (map, n)
     }
 }
@@ -572,6 +648,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     let (country_map, countries) = rarity.recode(ROLE_COUNTRY, n, unknown, other);
     let (currency_map, currencies) = rarity.recode(ROLE_CURRENCY, n, unknown, other);
     let (offer_map, offers) = rarity.recode(ROLE_OFFER, n, unknown, other);
+    let maps = [country_map, currency_map, offer_map];
+    let (revenue_keys, combinations) = rarity.key_map(&maps, other);
     drop(rarity);
     let cx = Context {
         last_month: job.last_month,
@@ -581,7 +659,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         cut_index: &cut_index,
         unknown,
         asked: &asked,
-        recode: [country_map, currency_map, offer_map],
+        recode: maps,
+        revenue_keys: &revenue_keys,
     };
 
     // Pass 2: per part, per customer.
@@ -669,12 +748,13 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         ));
     }
     let mut acc = acc;
-    let customer_countries = acc.recode_customer_countries(job.k, unknown, other);
+    let rare_countries = acc.recode_customer_countries(job.k, unknown, other);
     let recoded = super::Recoded {
         country: countries,
         currency: currencies,
         offer_type: offers,
-        customer_country: customer_countries,
+        customer_country: rare_countries.len() as u64,
+        combinations,
     };
     if recoded != super::Recoded::default() {
         tracing::debug!(?recoded, "aggregates: rare key values published as 'other'");
@@ -880,6 +960,7 @@ fn read_batch(
             rarity.note(ROLE_COUNTRY, r.country, c);
             rarity.note(ROLE_CURRENCY, r.currency, c);
             rarity.note(ROLE_OFFER, r.offer, c);
+            rarity.note_key((r.country, r.currency, r.offer), c);
         }
         route(sh, local, r)?;
     }
@@ -1023,6 +1104,9 @@ struct Context<'a> {
     /// Per transactions' text role (`ROLE_*`): interned id -> the id its cells are
     /// keyed by (a rare value's is `other`).
     recode: [Vec<u32>; 3],
+    /// revenue_monthly's (country, currency, offer type) as exported -> as published
+    /// ([`Rarity::key_map`]).
+    revenue_keys: &'a HashMap<Key3, Key3, ahash::RandomState>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -1096,8 +1180,8 @@ impl Acc {
     /// those with a transaction in the published months) as `other`: their
     /// subscriptions_monthly and mrr_monthly cells are merged into `other`'s. Exact,
     /// since each customer has one country (the smallest of their customers rows), so
-    /// no customer is in two of the merged cells. Returns how many countries were.
-    fn recode_customer_countries(&mut self, k: u64, unknown: u32, other: u32) -> u64 {
+    /// no customer is in two of the merged cells. Returns the countries recoded.
+    fn recode_customer_countries(&mut self, k: u64, unknown: u32, other: u32) -> HashSet<u32> {
         let rare: HashSet<u32> = self
             .countries
             .iter()
@@ -1105,7 +1189,7 @@ impl Acc {
             .map(|(&c, _)| c)
             .collect();
         if rare.is_empty() {
-            return 0;
+            return rare;
         }
         let to = |c: u32| if rare.contains(&c) { other } else { c };
         let mut subs: Cells<(i64, u32), [i64; 5]> = Cells::default();
@@ -1123,7 +1207,7 @@ impl Acc {
             add_opt(&mut e.units, v.units, &mut self.overflow);
         }
         self.mrr = mrr;
-        rare.len() as u64
+        rare
     }
 
     fn merge(mut self, o: Acc) -> Acc {
@@ -1398,6 +1482,8 @@ struct Fold {
     pending: Vec<(i64, u32, Option<i64>)>,
     /// The cuts of the subscription last looked up (a customer's records name few).
     sub_cuts: Option<(u128, (usize, usize))>,
+    /// The revenue key last looked up, as exported and as published.
+    last_key: Option<(Key3, Key3)>,
     overflow: bool,
     compact_at: usize,
 }
@@ -1420,6 +1506,7 @@ impl Default for Fold {
             merged: Vec::new(),
             pending: Vec::new(),
             sub_cuts: None,
+            last_key: None,
             overflow: false,
             compact_at: COMPACT_AT,
         }
@@ -1457,13 +1544,20 @@ impl Fold {
 
         // revenue_monthly: one contribution per cell the customer has a transaction in.
         if r.month != NO_MONTH && i64::from(r.month) <= cx.last_month {
-            let key = (
-                r.month,
-                cx.recode[ROLE_COUNTRY][r.country as usize],
-                cx.recode[ROLE_CURRENCY][r.currency as usize],
-                cx.recode[ROLE_OFFER][r.offer as usize],
-            );
-            let (country, currency, offer) = (key.1, key.2, key.3);
+            let exported = (r.country, r.currency, r.offer);
+            let (country, currency, offer) = match self.last_key {
+                Some((e, p)) if e == exported => p,
+                _ => {
+                    let p = cx.revenue_keys.get(&exported).copied().unwrap_or((
+                        cx.recode[ROLE_COUNTRY][r.country as usize],
+                        cx.recode[ROLE_CURRENCY][r.currency as usize],
+                        cx.recode[ROLE_OFFER][r.offer as usize],
+                    ));
+                    self.last_key = Some((exported, p));
+                    p
+                }
+            };
+            let key = (r.month, country, currency, offer);
             let bit = (r.month as u32)
                 .wrapping_mul(0x9e37_79b9)
                 .wrapping_add(country.wrapping_mul(0x85eb_ca6b))
@@ -2028,6 +2122,7 @@ mod tests {
             unknown,
             asked: &asked,
             recode: std::array::from_fn(|_| (0..4).collect()),
+            revenue_keys: &HashMap::default(),
         };
         let t = chrono::NaiveDate::from_ymd_opt(2024, 3, 5)
             .and_then(|d| d.and_hms_opt(10, 0, 0))
@@ -2144,6 +2239,7 @@ mod tests {
                 recode: std::array::from_fn(|_| {
                     if recode { vec![0, 2, 2, 3] } else { vec![0, 1, 2, 3] }
                 }),
+                revenue_keys: &HashMap::default(),
             };
             // Grouped by customer (one run each: the runs are sorted); the same cut in two
             // and swapped (a customer straddling the cut has two runs, folded one after the

@@ -17,8 +17,9 @@
 //! - `coverage`: paid subscription coverage intervals (`coverage.sql`).
 //!
 //! In both views a key value that fewer than k customers carry (a country, currency or
-//! offer type of the transactions, a customer's country) is already [`OTHER`]: a row's
-//! key must not single anyone out even with its counts withheld. coverage.sql reads the
+//! offer type of the transactions, a customer's country) is already [`OTHER`], and so is
+//! a rare combination of the three in `events` (revenue_monthly's key): a row's key must
+//! not single anyone out even with its counts withheld. coverage.sql reads the
 //! offer type as exported, so that a rare `subscription` offer still gives coverage. The
 //! kernel finds the rare values in the read it makes anyway ([`kernel`]).
 //!
@@ -99,6 +100,9 @@ pub struct Recoded {
     pub offer_type: u64,
     /// The customers' country (subscriptions_monthly and mrr_monthly).
     pub customer_country: u64,
+    /// revenue_monthly's (country, currency, offer type) combinations of values not rare
+    /// one by one but together (published as `other`, `other`, `other`).
+    pub combinations: u64,
 }
 
 impl Recoded {
@@ -110,6 +114,7 @@ impl Recoded {
                 ("country", self.country),
                 ("currency", self.currency),
                 ("offer_type", self.offer_type),
+                ("combinations", self.combinations),
             ],
             "mrr_monthly" => &[
                 ("country", self.customer_country),
@@ -515,7 +520,7 @@ async fn sql_tables(
         .map_err(|e| err("params", df_message(&e)))?;
     ctx.register_table("params", params.into_view())
         .map_err(|e| err("params", df_message(&e)))?;
-    let rare = RareValues::find(ctx, k).await?;
+    let mut rare = RareValues::find(ctx, k).await?;
     // coverage.sql reads the offer type as exported ('subscription' gives coverage even
     // when it is rare); its currency is a key of mrr_monthly.
     rare.register_views(ctx, false).await?;
@@ -526,6 +531,7 @@ async fn sql_tables(
     ctx.register_table("coverage", coverage.into_view())
         .map_err(|e| err("coverage", df_message(&e)))?;
     rare.register_views(ctx, true).await?;
+    rare.recode_combinations(ctx, k).await?;
 
     let active = active_at_end(ctx, tx, end, active_check).await?;
 
@@ -575,6 +581,9 @@ struct RareValues {
     events: [(&'static str, Vec<String>); 3],
     /// The customers' country (the smallest of a customer's rows, as the queries take it).
     customer_country: Vec<String>,
+    /// revenue_monthly's (country, currency, offer type) combinations, once each value is
+    /// recoded, that fewer than k customers have.
+    combinations: Vec<[String; 3]>,
 }
 
 impl RareValues {
@@ -586,6 +595,7 @@ impl RareValues {
                 ("offer_type", Vec::new()),
             ],
             customer_country: Vec::new(),
+            combinations: Vec::new(),
         };
         if k < 2 {
             return Ok(out);
@@ -653,6 +663,73 @@ impl RareValues {
         Ok(())
     }
 
+    /// Finds revenue_monthly's rare combinations over `events` (its values recoded) and
+    /// registers `events` again with them as (`other`, `other`, `other`).
+    async fn recode_combinations(&mut self, ctx: &SessionContext, k: u64) -> Result<(), Error> {
+        if k < 2 {
+            return Ok(());
+        }
+        let fail = |e: datafusion::error::DataFusionError| err("events", df_message(&e));
+        let keyed = "COALESCE(country, 'unknown') AS c, COALESCE(currency, 'unknown') AS cu, \
+                     COALESCE(offer_type, 'unknown') AS o";
+        let batches = ctx
+            .sql(&format!(
+                "SELECT c, cu, o FROM (SELECT {keyed}, customer FROM events CROSS JOIN params \
+                 WHERE customer IS NOT NULL AND month <= params.last_month) \
+                 WHERE NOT (c = '{OTHER}' AND cu = '{OTHER}' AND o = '{OTHER}') \
+                 GROUP BY c, cu, o HAVING COUNT(DISTINCT customer) < {k} ORDER BY c, cu, o"
+            ))
+            .await
+            .map_err(fail)?
+            .collect()
+            .await
+            .map_err(fail)?;
+        for b in &batches {
+            let col = |i: usize| b.column(i).as_string::<i32>();
+            for r in 0..b.num_rows() {
+                self.combinations
+                    .push([0, 1, 2].map(|i| col(i).value(r).to_string()));
+            }
+        }
+        if self.combinations.is_empty() {
+            return Ok(());
+        }
+        let or_unknown = |c: &str| datafusion::prelude::coalesce(vec![ident(c), lit("unknown")]);
+        let rare = self
+            .combinations
+            .iter()
+            .map(|[c, cu, o]| {
+                or_unknown("country")
+                    .eq(lit(c.as_str()))
+                    .and(or_unknown("currency").eq(lit(cu.as_str())))
+                    .and(or_unknown("offer_type").eq(lit(o.as_str())))
+            })
+            .reduce(Expr::or)
+            .expect("not empty");
+        let events = ctx.table("events").await.map_err(fail)?;
+        let exprs: Vec<Expr> = events
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name().as_str();
+                if ["country", "currency", "offer_type"].contains(&name) {
+                    datafusion::prelude::when(rare.clone(), lit(OTHER))
+                        .otherwise(ident(name))
+                        .map(|e| e.alias(name))
+                } else {
+                    Ok(ident(name))
+                }
+            })
+            .collect::<datafusion::error::Result<_>>()
+            .map_err(fail)?;
+        let events = events.select(exprs).map_err(fail)?;
+        ctx.deregister_table("events").map_err(fail)?;
+        ctx.register_table("events", events.into_view())
+            .map_err(fail)?;
+        Ok(())
+    }
+
     fn recoded(&self) -> Recoded {
         let n = |i: usize| self.events[i].1.len() as u64;
         Recoded {
@@ -660,6 +737,7 @@ impl RareValues {
             currency: n(1),
             offer_type: n(2),
             customer_country: self.customer_country.len() as u64,
+            combinations: self.combinations.len() as u64,
         }
     }
 }

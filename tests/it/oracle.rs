@@ -106,27 +106,43 @@ pub fn compute(txs: &[Tx], customers: Option<&[Customer]>, as_of: NaiveDate, sca
     }
 }
 
+/// The export rewritten by the rare-value rule on its own ([`recode_rare`]).
+pub struct Recoded {
+    /// Each rare value of the transactions' country, currency and offer type -> "other".
+    pub txs: Vec<Tx>,
+    /// `txs` with revenue_monthly's rare combinations of (country, currency, offer type)
+    /// -> ("other", "other", "other"): what revenue_monthly is computed from.
+    pub revenue_txs: Vec<Tx>,
+    /// A rare customer's country -> "other" in every row of that customer.
+    pub customers: Vec<Customer>,
+}
+
+impl Recoded {
+    /// The tables of the rewritten export: revenue_monthly from `revenue_txs`, the rest
+    /// from `txs`.
+    pub fn compute(&self, as_of: NaiveDate, scale: u32) -> Oracle {
+        let mut o = compute(&self.txs, Some(&self.customers), as_of, scale);
+        o.revenue_monthly =
+            compute(&self.revenue_txs, Some(&self.customers), as_of, scale).revenue_monthly;
+        o
+    }
+}
+
 /// The rare-value rule on its own, as a rewrite of the export: a country, currency or
 /// offer type of the transactions, or a customer's country, that fewer than `k`
 /// customers with a transaction in the published months carry becomes "other" (in every
-/// row of that customer, for a customer's country). None ('unknown') and "other" stay.
-/// The offer type is only rewritten as a key: a rare "subscription" would also lose its
-/// coverage here, so the caller checks that it is not rare.
-pub fn recode_rare(
-    txs: &[Tx],
-    customers: &[Customer],
-    as_of: NaiveDate,
-    k: usize,
-) -> (Vec<Tx>, Vec<Customer>) {
-    use std::collections::{BTreeMap, BTreeSet};
+/// row of that customer, for a customer's country); then a combination of the three
+/// that fewer than `k` such customers have becomes ("other", "other", "other") for
+/// revenue_monthly. None ('unknown') and "other" stay. The offer type is only rewritten
+/// as a key: a rare "subscription" would also lose its coverage here, so the caller
+/// checks that it is not rare.
+pub fn recode_rare(txs: &[Tx], customers: &[Customer], as_of: NaiveDate, k: usize) -> Recoded {
     let (end, last) = (as_of_end(as_of), last_month(as_of));
-    let published: Vec<&Tx> = txs
-        .iter()
-        .filter(|t| t.customer.is_some() && t.event_time < end && month_of(t.event_time) <= last)
-        .collect();
+    let published =
+        |t: &Tx| t.customer.is_some() && t.event_time < end && month_of(t.event_time) <= last;
     let rare = |value: &dyn Fn(&Tx) -> Option<String>| -> BTreeSet<String> {
         let mut by: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        for t in &published {
+        for t in txs.iter().filter(|t| published(t)) {
             if let Some(v) = value(t) {
                 by.entry(v)
                     .or_default()
@@ -145,7 +161,7 @@ pub fn recode_rare(
         Some(x) if set.contains(x) => Some("other".to_string()),
         _ => v.clone(),
     };
-    let txs_out = txs
+    let txs_out: Vec<Tx> = txs
         .iter()
         .map(|t| Tx {
             country: to(&t.country, &countries),
@@ -154,8 +170,40 @@ pub fn recode_rare(
             ..t.clone()
         })
         .collect();
-    let active: BTreeSet<&str> = published
+    let key = |t: &Tx| {
+        [&t.country, &t.currency, &t.offer_type].map(|v| v.clone().unwrap_or(UNKNOWN.into()))
+    };
+    let mut by_key: BTreeMap<[String; 3], BTreeSet<&str>> = BTreeMap::new();
+    for t in txs_out.iter().filter(|t| published(t)) {
+        by_key
+            .entry(key(t))
+            .or_default()
+            .insert(t.customer.as_deref().unwrap());
+    }
+    let other = || "other".to_string();
+    let rare_keys: BTreeSet<[String; 3]> = by_key
+        .into_iter()
+        .filter(|(key, c)| c.len() < k && *key != [other(), other(), other()])
+        .map(|(key, _)| key)
+        .collect();
+    let revenue_txs = txs_out
         .iter()
+        .map(|t| {
+            if rare_keys.contains(&key(t)) {
+                Tx {
+                    country: Some(other()),
+                    currency: Some(other()),
+                    offer_type: Some(other()),
+                    ..t.clone()
+                }
+            } else {
+                t.clone()
+            }
+        })
+        .collect();
+    let active: BTreeSet<&str> = txs
+        .iter()
+        .filter(|t| published(t))
         .map(|t| t.customer.as_deref().unwrap())
         .collect();
     let mut per_country: BTreeMap<String, usize> = BTreeMap::new();
@@ -169,12 +217,12 @@ pub fn recode_rare(
         .filter(|(v, n)| *n < k && v != UNKNOWN && v != "other")
         .map(|(v, _)| v)
         .collect();
-    let customers_out = customers
+    let customers_out: Vec<Customer> = customers
         .iter()
         .map(|c| {
             if rare_countries.contains(&customer_country(Some(customers), &c.customer)) {
                 Customer {
-                    country: Some("other".to_string()),
+                    country: Some(other()),
                     ..c.clone()
                 }
             } else {
@@ -182,7 +230,11 @@ pub fn recode_rare(
             }
         })
         .collect();
-    (txs_out, customers_out)
+    Recoded {
+        txs: txs_out,
+        revenue_txs,
+        customers: customers_out,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

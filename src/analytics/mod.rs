@@ -694,27 +694,47 @@ impl RareValues {
         if self.combinations.is_empty() {
             return Ok(());
         }
+        // A join, not one condition per combination (a deep expression for thousands).
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(
+            ["rare_c", "rare_cu", "rare_o"]
+                .map(|n| Field::new(n, DataType::Utf8, false))
+                .to_vec(),
+        ));
+        let column = |i: usize| -> datafusion::arrow::array::ArrayRef {
+            Arc::new(StringArray::from_iter_values(
+                self.combinations.iter().map(|k| k[i].as_str()),
+            ))
+        };
+        let rare = RecordBatch::try_new(schema, vec![column(0), column(1), column(2)])
+            .map_err(|e| err("events", e.to_string()))?;
+        let rare = ctx.read_batch(rare).map_err(fail)?;
         let or_unknown = |c: &str| datafusion::prelude::coalesce(vec![ident(c), lit("unknown")]);
-        let rare = self
-            .combinations
-            .iter()
-            .map(|[c, cu, o]| {
-                or_unknown("country")
-                    .eq(lit(c.as_str()))
-                    .and(or_unknown("currency").eq(lit(cu.as_str())))
-                    .and(or_unknown("offer_type").eq(lit(o.as_str())))
-            })
-            .reduce(Expr::or)
-            .expect("not empty");
         let events = ctx.table("events").await.map_err(fail)?;
-        let exprs: Vec<Expr> = events
+        let names: Vec<String> = events
             .schema()
             .fields()
             .iter()
-            .map(|f| {
-                let name = f.name().as_str();
+            .map(|f| f.name().clone())
+            .collect();
+        let events = events
+            .join_on(
+                rare,
+                datafusion::common::JoinType::Left,
+                [
+                    or_unknown("country").eq(ident("rare_c")),
+                    or_unknown("currency").eq(ident("rare_cu")),
+                    or_unknown("offer_type").eq(ident("rare_o")),
+                ],
+            )
+            .map_err(fail)?;
+        let exprs: Vec<Expr> = names
+            .iter()
+            .map(|name| {
+                let name = name.as_str();
                 if ["country", "currency", "offer_type"].contains(&name) {
-                    datafusion::prelude::when(rare.clone(), lit(OTHER))
+                    datafusion::prelude::when(ident("rare_c").is_not_null(), lit(OTHER))
                         .otherwise(ident(name))
                         .map(|e| e.alias(name))
                 } else {

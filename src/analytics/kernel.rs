@@ -29,14 +29,14 @@
 //!    threads change a result) and builds the same tables, same columns, types and row
 //!    order, the SQL gives. A test compares the two engines on generated exports.
 //!
-//! Rare key values ([`super::OTHER`]) cost no extra read: pass 1 counts, per value of the
-//! transactions' country, currency and offer type, the distinct customers with a
-//! transaction in the published months, up to k ([`Rarity`]), and the same per
-//! revenue_monthly key (country, currency, offer type together), and pass 2 keys the
-//! cells by the recoded values ([`Rarity::key_map`]). A customer's country is known only in pass 2 (their customers
-//! rows meet their transactions in their part), so its customers are counted there and
-//! the rare countries' cells merged into `other`'s afterwards: exact, since each customer
-//! has one country.
+//! Rare key values ([`super::OTHER`]) cost no extra read: pass 1 counts, per
+//! revenue_monthly key (the transactions' country, currency and offer type together),
+//! the distinct customers with a transaction in the published months, up to k
+//! ([`Rarity`]); a value's customers are the union of its keys'. Pass 2 keys the cells
+//! by the recoded values and combinations ([`Rarity::key_map`]). A customer's country is
+//! known only in pass 2 (their customers rows meet their transactions in their part), so
+//! its customers are counted there and the rare countries' cells merged into `other`'s
+//! afterwards: exact, since each customer has one country.
 //!
 //! The customer's hash is a 128-bit keyed SipHash under a key drawn per run: it only
 //! groups, it is never written anywhere.
@@ -179,36 +179,19 @@ impl Interner {
     }
 }
 
-/// The transactions' text roles that key aggregate cells, as indexes of [`Rarity`]'s
-/// tallies and of [`Context::recode`].
+/// The transactions' text roles that key aggregate cells, as indexes of a
+/// revenue_monthly key and of [`Context::recode`].
 const ROLE_COUNTRY: usize = 0;
 const ROLE_CURRENCY: usize = 1;
 const ROLE_OFFER: usize = 2;
 
-/// The distinct customers of one interned value, counted up to k.
+/// The distinct customers of a value or key, counted up to k.
 #[derive(Default, Clone)]
 struct Tally {
     customers: HashSet<u128, ahash::RandomState>,
     /// k customers or more (`customers` is then emptied: no more are counted).
     full: bool,
 }
-
-/// Per text role of the transactions (country, currency, offer type): the distinct
-/// customers with a transaction in the published months carrying each value, counted
-/// up to k, so that a rare value (fewer than k customers) is found in the same read
-/// that routes the records, in memory of at most k hashes per value. Each reading task
-/// counts its own; the counts are merged when the tasks end.
-struct Rarity {
-    k: usize,
-    roles: [Vec<Tally>; 3],
-    /// The same per (country, currency, offer type) as exported: revenue_monthly's key.
-    keys: HashMap<Key3, Tally, ahash::RandomState>,
-    /// The last key and customer noted (a customer's records often repeat both).
-    last: Option<(Key3, u128)>,
-}
-
-/// A revenue_monthly key without its month: (country, currency, offer type) ids.
-type Key3 = (u32, u32, u32);
 
 impl Tally {
     /// Counts `cust`, up to `k`.
@@ -223,7 +206,8 @@ impl Tally {
         }
     }
 
-    /// Counts another tally's customers, up to `k`.
+    /// Counts another tally's customers, up to `k`: the exact count of the union (up to
+    /// k), since a full tally makes the union full and otherwise both sets are whole.
     fn absorb(&mut self, o: &Tally, k: usize) {
         if o.full {
             self.full = true;
@@ -241,17 +225,32 @@ impl Tally {
     }
 }
 
+/// A revenue_monthly key without its month: (country, currency, offer type) ids.
+type Key3 = (u32, u32, u32);
+
+/// Per revenue_monthly key as exported (the transactions' country, currency and offer
+/// type): the distinct customers with a transaction in the published months, counted up
+/// to k, so that rare values and combinations are found in the same read that routes
+/// the records, in memory of at most k hashes per key. A value's customers are the union
+/// of its keys' ([`Tally::absorb`]), so they need no tally of their own. Each reading
+/// task counts its own; the counts are merged when the tasks end.
+struct Rarity {
+    k: usize,
+    keys: HashMap<Key3, Tally, ahash::RandomState>,
+    /// The last key and customer noted (a customer's records often repeat both).
+    last: Option<(Key3, u128)>,
+}
+
 impl Rarity {
     fn new(k: u64) -> Rarity {
         Rarity {
             k: usize::try_from(k).unwrap_or(usize::MAX),
-            roles: Default::default(),
             keys: HashMap::default(),
             last: None,
         }
     }
 
-    /// `cust` has a transaction keyed `key` (revenue_monthly's country, currency, offer).
+    /// `cust` has a transaction keyed `key`.
     #[inline]
     fn note_key(&mut self, key: Key3, cust: u128) {
         if self.k <= 1 || self.last == Some((key, cust)) {
@@ -261,44 +260,25 @@ impl Rarity {
         self.keys.entry(key).or_default().add(cust, self.k);
     }
 
-    /// `cust` has value `id` of `role`.
-    #[inline]
-    fn note(&mut self, role: usize, id: u32, cust: u128) {
-        if self.k <= 1 {
-            return;
-        }
-        let tallies = &mut self.roles[role];
-        let i = id as usize;
-        if i >= tallies.len() {
-            tallies.resize_with(i + 1, Tally::default);
-        }
-        tallies[i].add(cust, self.k);
-    }
-
     /// Adds another task's counts.
     fn merge(&mut self, o: Rarity) {
-        for (role, tallies) in o.roles.into_iter().enumerate() {
-            let mine = &mut self.roles[role];
-            if tallies.len() > mine.len() {
-                mine.resize_with(tallies.len(), Tally::default);
-            }
-            for (id, t) in tallies.iter().enumerate() {
-                mine[id].absorb(t, self.k);
-            }
-        }
         for (key, t) in &o.keys {
             self.keys.entry(*key).or_default().absorb(t, self.k);
         }
     }
 
-    /// Interned id -> the id it is published as, for `role` (`names` ids; a value seen
-    /// with 1..k-1 customers -> `other`; `unknown` and `other` themselves stay), and how
-    /// many values were recoded.
+    /// Interned id -> the id it is published as, for `role` (`ROLE_*`, `names` ids; a
+    /// value seen with 1..k-1 customers -> `other`; `unknown` and `other` themselves
+    /// stay), and how many values were recoded.
     fn recode(&self, role: usize, names: usize, unknown: u32, other: u32) -> (Vec<u32>, u64) {
+        let mut values: HashMap<u32, Tally, ahash::RandomState> = HashMap::default();
+        for (key, t) in &self.keys {
+            let id = [key.0, key.1, key.2][role];
+            values.entry(id).or_default().absorb(t, self.k);
+        }
         let mut map: Vec<u32> = (0..names as u32).collect();
         let mut n = 0;
-        for (id, t) in self.roles[role].iter().enumerate() {
-            let id = id as u32;
+        for (id, t) in values {
             if t.rare() && id != unknown && id != other {
                 map[id as usize] = other;
                 n += 1;
@@ -957,9 +937,6 @@ fn read_batch(
         };
         // The cells of the published months are what a rare value would single out.
         if r.month != NO_MONTH && i64::from(r.month) <= sh.last_month {
-            rarity.note(ROLE_COUNTRY, r.country, c);
-            rarity.note(ROLE_CURRENCY, r.currency, c);
-            rarity.note(ROLE_OFFER, r.offer, c);
             rarity.note_key((r.country, r.currency, r.offer), c);
         }
         route(sh, local, r)?;

@@ -298,6 +298,22 @@ fn scrub_text(c: &mut Criterion) {
         })
         .collect();
     scrub_each(&mut g, "payment_codes", &codes);
+    // Hostile text (the `scrub` fuzz target's slow unit, distilled): every `[IP]` written
+    // exposes one more address before it, a round of the passes each. In bytes per second
+    // at three lengths: the same rate at each means a text's cost is linear in its length
+    // (the rounds are bounded, `scrub::MAX_ROUNDS`); unbounded, it fell with the length.
+    let link = "31db8::18::CB82WEST B8 2T BA30db8::18::CB82WEST B8 2T 2T ";
+    for links in [16, 64, 256] {
+        let text = format!("Über {}BA2 T B8280:", link.repeat(links));
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("hostile_cascade_{}_bytes", text.len()), |b| {
+            let mut out = String::new();
+            b.iter(|| {
+                out.clear();
+                scrub(black_box(&text), &mut out);
+            })
+        });
+    }
     // The privacy gate's detectors on the same codes.
     detect_each(&mut g, "detect_payment_codes", &codes);
     // The generated export's external payment ids, the five methods' formats in about

@@ -28,6 +28,11 @@
 //! name's parts (`van der`, `de la`) are not looked for alone; a word of one letter (an
 //! initial) is not either.
 //!
+//! Replacing one identifier can expose another (the passes repeat until nothing more is
+//! replaced); a text that has not settled after [`MAX_ROUNDS`] rounds (text built so that
+//! each round exposes one more, which would cost time quadratic in its length) is
+//! replaced whole by `[REMOVED]`.
+//!
 //! Scrubbing errs on the side of removing too much: a number that merely looks like a
 //! phone goes too, and a name that is also a word (`Will`, `Rose`, `Young`) goes wherever
 //! that row's text uses the word. It cannot know every way a person can be described in
@@ -122,6 +127,21 @@ fn capitals_only(s: &str) -> bool {
 
 static ISO_DATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$").unwrap());
+
+/// How many rounds of the passes [`scrub`] runs on one text before it gives up on it and
+/// writes [`REMOVED`] instead of the text. Replacing one identifier can make another of
+/// what was around it (a placeholder gives the code before it a word boundary), so the
+/// rounds repeat until one changes nothing: one round for ordinary text (every answer of
+/// the generated exports), two or three when a replacement exposes something. Text built
+/// so that every round exposes one more (thousands of characters of IPv6 and IBAN
+/// fragments, as a fuzzer finds) would take a round per identifier, each reading the whole
+/// text again: quadratic time in its length (3.4 KB took 22 ms, where an ordinary answer
+/// takes about a microsecond). The bound keeps every text's cost linear in its length, and
+/// fails closed: a text that has not settled is not published at all.
+pub const MAX_ROUNDS: usize = 8;
+
+/// What [`scrub`] writes for a text that did not settle within [`MAX_ROUNDS`] rounds.
+pub const REMOVED: &str = "[REMOVED]";
 
 /// The compiled patterns, cloned once per thread. A `Regex` hands out its search caches
 /// from a pool whose fast path serves only the thread that first used it; every other
@@ -442,8 +462,12 @@ impl Patterns {
         let mut count = 0;
         // Every replacement removes an at sign, ':' or digit, so this ends; it ends when a
         // round changes nothing (or nothing matches), so scrubbing scrubbed text changes
-        // nothing.
-        while let Some(m) = live {
+        // nothing. Past `MAX_ROUNDS` the text is removed whole (see there).
+        for _ in 0..MAX_ROUNDS {
+            let Some(m) = live else {
+                out.push_str(&s);
+                return count;
+            };
             let (next, n, after) = self.scrub_once(s, m);
             let (next, k) = match &after {
                 Some(m) => self.replace_detected(next, m),
@@ -452,14 +476,21 @@ impl Patterns {
             s = next;
             count += n + k;
             if n + k == 0 {
-                break;
+                out.push_str(&s);
+                return count;
             }
             // What matches the text is known from the passes unless the detector's
             // replacements changed it since.
             live = if k == 0 { after } else { self.live(&s) };
         }
-        out.push_str(&s);
-        count
+        // Settled all the same when no pattern matches what is left (the set of them with
+        // its word boundaries, not the screen `live` may come from).
+        if trigger(&s).is_none() || !self.any.is_match(&s) {
+            out.push_str(&s);
+            return count;
+        }
+        out.push_str(REMOVED);
+        count + 1
     }
 
     /// One round of the passes, in order (emails, IBANs in capitals, other IBANs, IPv6,
@@ -855,7 +886,9 @@ fn fold(w: &str, umlauts: bool, out: &mut String) {
 
 /// The placeholders scrubbing writes, which a name that is also such a word (`Card`,
 /// `Ip`) must not turn into `[[NAME]]`.
-const PLACEHOLDERS: [&str; 7] = ["EMAIL", "IBAN", "IP", "CARD", "PHONE", "NUMBER", "NAME"];
+const PLACEHOLDERS: [&str; 8] = [
+    "EMAIL", "IBAN", "IP", "CARD", "PHONE", "NUMBER", "NAME", "REMOVED",
+];
 
 /// Copies `text` into `out` with every word of the row's name ([`NameWords`]) replaced by
 /// `[NAME]`; words of a name separated only by spaces or hyphens (`Anna Kowalska`,
@@ -895,26 +928,28 @@ pub fn scrub_names(text: &str, names: &mut NameWords, out: &mut String) -> usize
 /// it (letters glued to hex digits and colons hid an IPv6 address from the patterns), so
 /// the two repeat until the names pass replaces nothing. Each round that goes on has
 /// removed a word of the name, and scrubbing writes no letters but its placeholders, so
-/// this ends; the bound is a backstop (past it the gate's detectors would still refuse).
+/// this ends; as in [`scrub`], a text that has not settled after [`MAX_ROUNDS`] rounds is
+/// replaced whole by [`REMOVED`].
 pub fn scrub_with_names(text: &str, names: &mut NameWords, out: &mut String) -> usize {
     if names.is_empty() {
         return scrub(text, out);
     }
     let (mut patterns, mut named) = (String::with_capacity(text.len()), String::new());
     let mut total = scrub(text, &mut patterns);
-    for _ in 0..64 {
+    for _ in 0..=MAX_ROUNDS {
         named.clear();
         let n = scrub_names(&patterns, names, &mut named);
         if n == 0 {
-            break;
+            out.push_str(&patterns);
+            return total;
         }
         total += n;
         patterns.clear();
         // `scrub`'s own first filter copies a text no pattern can match.
         total += scrub(&named, &mut patterns);
     }
-    out.push_str(&patterns);
-    total
+    out.push_str(REMOVED);
+    total + 1
 }
 
 udf_struct!(ScrubUdf);
@@ -1167,6 +1202,37 @@ mod tests {
         assert!(t[r[1].0..r[1].1].contains("7946"));
     }
 
+    /// Text where every round exposes one more identifier (found by the `scrub` fuzz
+    /// target as a slow unit: 3.4 KB took 256 rounds): each `[IP]` gives the IBAN-shaped
+    /// capitals before it a word boundary, the detector blanks them as a lookalike, and
+    /// that ends the IPv6 candidate before them at `::`. Up to `MAX_ROUNDS` rounds the
+    /// text is scrubbed as before; past them it is removed whole, clean and idempotent.
+    #[test]
+    fn a_text_that_does_not_settle_is_removed_whole() {
+        let link = "31db8::18::CB82WEST B8 2T BA30db8::18::CB82WEST B8 2T 2T ";
+        let seed = "BA2 T B8280:";
+        // Two links: four addresses, one round each (and one that changes nothing).
+        let short = format!("{}{seed}", link.repeat(2));
+        let once = sc(&short);
+        assert_eq!(once.matches("[IP]").count(), 4, "{once}");
+        assert!(!once.contains(REMOVED));
+        // Four links and more: past the bound.
+        for n in [4, 50] {
+            let long = format!("{}{seed}", link.repeat(n));
+            let (mut out, mut by_reference) = (String::new(), String::new());
+            let count = scrub(&long, &mut out);
+            assert_eq!(out, REMOVED, "{n} links");
+            assert_eq!(count, reference::scrub(&long, &mut by_reference));
+            assert_eq!(by_reference, REMOVED);
+        }
+        assert!(detect(REMOVED).is_empty());
+        assert_eq!(sc(REMOVED), REMOVED);
+        // With the row's name: the placeholder stays whole, even for a name that spells it.
+        let long = format!("Anna {}{seed}", link.repeat(4));
+        assert_eq!(named(&long, &["Anna"]), REMOVED);
+        assert_eq!(named("[REMOVED] Removed", &["Removed"]), "[REMOVED] [NAME]");
+    }
+
     /// Found by the `scrub` fuzz target: a phone number cut from the tail of an
     /// IBAN-shaped code left a valid IBAN; and blanking a lookalike with a space joined
     /// the digits on both sides into a phone. Scrubbed text must hold nothing `detect`
@@ -1236,18 +1302,25 @@ mod tests {
             let mut s = std::borrow::Cow::Borrowed(text);
             let mut count = 0;
             // Every replacement removes an at sign, ':' or digit, so this ends; it ends when a
-            // round changes nothing, so scrubbing scrubbed text changes nothing.
-            loop {
+            // round changes nothing, so scrubbing scrubbed text changes nothing; past
+            // MAX_ROUNDS rounds that each changed something, a text any pattern still
+            // matches is removed whole.
+            for _ in 0..super::super::MAX_ROUNDS {
                 let (next, n) = scrub_once(&s);
                 let (next, m) = replace_detected(next);
                 count += n + m;
                 if n + m == 0 {
-                    break;
+                    out.push_str(&s);
+                    return count;
                 }
                 s = std::borrow::Cow::Owned(next.into_owned());
             }
-            out.push_str(&s);
-            count
+            if !may_hold_identifier(&s) {
+                out.push_str(&s);
+                return count;
+            }
+            out.push_str(super::super::REMOVED);
+            count + 1
         }
 
         pub(super) fn replace_detected(

@@ -96,6 +96,12 @@ pub struct Job<'a> {
     pub single_row_group: Option<crate::run::RowGroupSplit>,
     /// Memory the records may take, in bytes.
     pub memory_bytes: u64,
+    /// `[analytics] max_key_values`: the most distinct values the key columns may hold
+    /// together (interned, `unknown` and `other` included) before the run stops.
+    pub max_key_values: usize,
+    /// The key columns as errors name them ([`super::key_column`]): the transactions'
+    /// offer type, currency and country, and the customers' country.
+    pub key_columns: [String; 4],
     pub threads: usize,
     /// Where parts are spilled when they do not fit in memory.
     pub spill_dir: &'a Path,
@@ -333,6 +339,8 @@ impl Rarity {
 struct Names<'a> {
     shared: &'a Mutex<Interner>,
     local: [Cache; 3],
+    /// `[analytics] max_key_values`: the interner may hold no more.
+    limit: usize,
 }
 
 /// Exported text -> interned id, for one [`Case`]. Values of a Utf8View column (what
@@ -345,16 +353,40 @@ struct Cache {
 }
 
 impl Names<'_> {
-    fn new(shared: &Mutex<Interner>) -> Names<'_> {
+    fn new(shared: &Mutex<Interner>, limit: usize) -> Names<'_> {
         Names {
             shared,
             local: Default::default(),
+            limit,
         }
     }
 
-    /// Ids of a text role's column, normalized as the views' `text()` with `case`; nulls
-    /// (and values that normalize to null) become `null`.
-    fn column(&mut self, a: &ArrayRef, case: Case, null: u32) -> Result<Vec<u32>, String> {
+    /// Ids of a text role's column (`what`: the column, for the error), normalized as the views'
+    /// `text()` with `case`; nulls (and values that normalize to null) become `null`.
+    /// Fails when the interner then holds more than the limit's distinct values: the key
+    /// columns hold a few hundred, and a column given a key role by mistake (ids, free
+    /// text) would grow the interner, these caches and the aggregates' cells without
+    /// bound. A cache that has grown past four times the limit (spellings that normalize
+    /// alike) is emptied.
+    fn column(
+        &mut self,
+        a: &ArrayRef,
+        case: Case,
+        null: u32,
+        what: &str,
+    ) -> Result<Vec<u32>, String> {
+        let out = self.ids(a, case, null)?;
+        if self.shared.lock().expect("interner").names.len() > self.limit {
+            return Err(super::too_many_key_values(self.limit, what));
+        }
+        let cache = &mut self.local[case as usize];
+        if cache.inline.len() + cache.text.len() > self.limit.saturating_mul(4) {
+            *cache = Cache::default();
+        }
+        Ok(out)
+    }
+
+    fn ids(&mut self, a: &ArrayRef, case: Case, null: u32) -> Result<Vec<u32>, String> {
         let shared = self.shared;
         let cache = &mut self.local[case as usize];
         let intern =
@@ -490,6 +522,8 @@ struct Shared {
     last_month: i64,
     /// `[analytics] k`, and the rare-value counts of the tasks that have ended.
     k: u64,
+    max_key_values: usize,
+    key_columns: [String; 4],
     rarity: Mutex<Rarity>,
     /// Payments (purchases and renewals) of a subscription offer, and those of them
     /// without an offer period (no coverage: subscriptions_monthly and mrr_monthly
@@ -558,6 +592,8 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         subscription,
         last_month: job.last_month,
         k: job.k,
+        max_key_values: job.max_key_values,
+        key_columns: job.key_columns.clone(),
         rarity: Mutex::new(Rarity::new(job.k)),
         subscription_payments: AtomicU64::new(0),
         without_period: AtomicU64::new(0),
@@ -796,7 +832,7 @@ async fn read_stream(
         Source::Events => sh.table.clone(),
         Source::Customers(name) => name.clone(),
     };
-    let mut names = Names::new(&sh.names);
+    let mut names = Names::new(&sh.names, sh.max_key_values);
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
     let mut cuts: Vec<(u128, i64)> = Vec::new();
     let mut rarity = Rarity::new(sh.k);
@@ -879,9 +915,17 @@ fn read_batch(
     let amount = col("amount")?.as_primitive::<Decimal128Type>();
     let units = monthly_units(amount, &periods)?;
     let kinds = kinds(col("event_type")?)?;
-    let offer = names.column(col("offer_type")?, Case::Lower, sh.unknown)?;
-    let currency = names.column(col("currency")?, Case::Upper, sh.unknown)?;
-    let country = names.column(col("country")?, Case::AsIs, sh.unknown)?;
+    let [offer, currency, country] = [
+        ("offer_type", Case::Lower),
+        ("currency", Case::Upper),
+        ("country", Case::AsIs),
+    ]
+    .into_iter()
+    .zip(&sh.key_columns)
+    .map(|((role, case), what)| names.column(col(role)?, case, sh.unknown, what))
+    .collect::<Result<Vec<_>, String>>()?
+    .try_into()
+    .expect("three key columns");
     let (mut paid, mut unperiodic) = (0u64, 0u64);
     for i in 0..n {
         let Some(c) = cust[i] else { continue };
@@ -1039,7 +1083,7 @@ fn read_customers(
     local: &mut [Vec<Rec>],
 ) -> Result<(), String> {
     // A customer without a country (null, or only white space) is no record.
-    let country = names.column(b.column(1), Case::AsIs, NO_NAME)?;
+    let country = names.column(b.column(1), Case::AsIs, NO_NAME, &sh.key_columns[3])?;
     let mut i = 0;
     let mut out = Ok(());
     ids(b.column(0), |v, run| {
@@ -2061,12 +2105,12 @@ mod tests {
             ];
             let shared = Mutex::new(Interner::default());
             let null = u32::MAX;
-            let mut names = Names::new(&shared);
+            let mut names = Names::new(&shared, usize::MAX);
             let mut got = Vec::new();
             for a in &arrays {
                 // Twice each: the second time from the caches.
                 for _ in 0..2 {
-                    got.push(names.column(a, case, null).unwrap());
+                    got.push(names.column(a, case, null, "country").unwrap());
                 }
             }
             let interner = shared.lock().unwrap();
@@ -2082,6 +2126,35 @@ mod tests {
                 proptest::prop_assert_eq!(&texts, &want);
             }
         }
+    }
+
+    /// The bound on distinct values: spellings that normalize alike fill a task's cache
+    /// (emptied past four times the bound) but not the interner, and ids stay right
+    /// across the emptying; more distinct values than the bound fail, naming the column.
+    #[test]
+    fn key_values_are_bounded_and_spellings_only_cached() {
+        let shared = Mutex::new(Interner::default());
+        let mut names = Names::new(&shared, 3);
+        let spellings: Vec<String> = (0..40)
+            .map(|i| format!("{}EUR{}", " ".repeat(i % 7), "\t".repeat(i / 7)))
+            .collect();
+        let a: ArrayRef = Arc::new(StringArray::from(spellings.clone()));
+        for _ in 0..3 {
+            let ids = names
+                .column(&a, Case::Upper, u32::MAX, "t.currency")
+                .unwrap();
+            assert!(ids.iter().all(|&i| i == ids[0]));
+            assert_eq!(shared.lock().unwrap().names[ids[0] as usize], "EUR");
+            let cache = &names.local[Case::Upper as usize];
+            assert!(cache.inline.len() + cache.text.len() <= 12);
+        }
+        let four: ArrayRef = Arc::new(StringArray::from(vec!["A", "B", "C", "D"]));
+        let e = names.column(&four, Case::AsIs, u32::MAX, "t.country (role country)");
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("more than 3 distinct values") && e.contains("t.country (role country)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -87,6 +87,30 @@ pub const COUNT_COLUMNS: [(&str, &[&str]); 4] = [
 /// month even with every count withheld; under `other` it is one of several.
 pub const OTHER: &str = "other";
 
+/// A key column as errors name it: `table.column (role R)`.
+fn key_column(t: Option<&TablePolicy>, role: Role) -> String {
+    match t {
+        Some(t) => match t.role(role) {
+            Some(c) => format!("{}.{c} (role {})", t.name, role.as_str()),
+            None => format!("{} (role {}: no column)", t.name, role.as_str()),
+        },
+        None => format!("(role {}: no table)", role.as_str()),
+    }
+}
+
+/// The error of a run whose key columns hold more than `[analytics] max_key_values`
+/// distinct values; `what`: the column that was being read ([`key_column`]).
+fn too_many_key_values(limit: usize, what: &str) -> String {
+    format!(
+        "the aggregates' key columns (country, currency, offer type) hold more than {limit} \
+         distinct values together ([analytics] max_key_values), past it while reading {what}: \
+         a column of countries, currencies or offer types holds a few hundred, so this one \
+         is likely ids, free text or another column given the role by mistake\n  \
+         check which column the policy gives that role, or raise [analytics] max_key_values \
+         if these values are right"
+    )
+}
+
 /// How many distinct values of each key column of the aggregates were rare (1..k-1
 /// customers with a transaction in the published months carry them) and were published
 /// as [`OTHER`]. `unknown` (no value) and `other` itself are never recoded.
@@ -370,6 +394,14 @@ pub async fn compute(
                     .sum(),
                 single_row_group: single_row_group(tx),
                 memory_bytes: a.memory_bytes,
+                max_key_values: a.max_key_values,
+                key_columns: [
+                    (Some(tx), Role::OfferType),
+                    (Some(tx), Role::Currency),
+                    (Some(tx), Role::Country),
+                    (customers, Role::Country),
+                ]
+                .map(|(t, role)| key_column(t, role)),
                 threads,
                 spill_dir: &spill,
                 active_check,
@@ -398,6 +430,7 @@ pub async fn compute(
                 &build,
                 active_check,
                 a.k,
+                a.max_key_values,
             )
             .await?;
             subscription_payments = sql_subscription_payments(&ctx).await?;
@@ -505,6 +538,7 @@ async fn sql_tables(
     build: &[&'static str],
     active_check: &[String],
     k: u64,
+    max_key_values: usize,
 ) -> Result<(Vec<(&'static str, RecordBatch)>, HashSet<String>, Recoded), Error> {
     let events = events_frame(ctx, tx, udfs, end, Ids::Tokens).await?;
     ctx.register_table("events_exported", events.into_view())
@@ -520,6 +554,7 @@ async fn sql_tables(
         .map_err(|e| err("params", df_message(&e)))?;
     ctx.register_table("params", params.into_view())
         .map_err(|e| err("params", df_message(&e)))?;
+    sql_key_values_within(ctx, tx, customers, max_key_values).await?;
     let mut rare = RareValues::find(ctx, k).await?;
     // coverage.sql reads the offer type as exported ('subscription' gives coverage even
     // when it is rare); its currency is a key of mrr_monthly.
@@ -570,6 +605,57 @@ async fn sql_tables(
         raws.push((*name, raw));
     }
     Ok((raws, active, rare.recoded()))
+}
+
+/// The SQL engine's guard of `[analytics] max_key_values` (the kernel counts as it
+/// interns): the key columns' distinct values over the views as exported, each estimated
+/// by HyperLogLog (`approx_distinct`, in bounded memory, within a few percent), summed.
+/// The column with the most is the one named.
+async fn sql_key_values_within(
+    ctx: &SessionContext,
+    tx: &TablePolicy,
+    customers: Option<&TablePolicy>,
+    limit: usize,
+) -> Result<(), Error> {
+    let fail = |e: datafusion::error::DataFusionError| err(&tx.name, df_message(&e));
+    let batches = ctx
+        .sql(
+            "SELECT * FROM (SELECT approx_distinct(offer_type), approx_distinct(currency), \
+             approx_distinct(country) FROM events_exported) \
+             CROSS JOIN (SELECT approx_distinct(country) FROM customers_exported)",
+        )
+        .await
+        .map_err(fail)?
+        .collect()
+        .await
+        .map_err(fail)?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() == 1) else {
+        return Ok(());
+    };
+    let counts: Vec<u64> = (0..4)
+        .map(|i| {
+            datafusion::arrow::compute::cast(b.column(i), &DataType::UInt64).map(|a| {
+                a.as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+                    .value(0)
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(&tx.name, e.to_string()))?;
+    if counts.iter().sum::<u64>() <= limit as u64 {
+        return Ok(());
+    }
+    let columns = [
+        (Some(tx), Role::OfferType),
+        (Some(tx), Role::Currency),
+        (Some(tx), Role::Country),
+        (customers, Role::Country),
+    ];
+    let most = (0..4)
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .expect("four");
+    let (t, role) = columns[most];
+    let table = t.map_or(tx.name.as_str(), |t| t.name.as_str());
+    Err(err(table, too_many_key_values(limit, &key_column(t, role))))
 }
 
 /// The SQL engine's rare key values, found over the views as exported

@@ -322,6 +322,11 @@ pub struct AnalyticsPolicy {
     /// What the kernel may hold of the transactions in memory, in bytes, before it
     /// spills them to disk (by customer, so each part is processed alone).
     pub memory_bytes: u64,
+    /// How many distinct values the key columns (country, currency, offer type; the
+    /// customers' country) may hold together: past it the run stops (a column given one of
+    /// these roles by mistake, an id or free text, would otherwise grow the aggregates'
+    /// memory without bound).
+    pub max_key_values: usize,
 }
 
 /// How the aggregate tables are computed. Both give the same tables (tested).
@@ -337,6 +342,10 @@ pub enum Engine {
 
 /// What the kernel holds in memory when `[analytics] memory_mb` is not set.
 pub const DEFAULT_AGGREGATE_MEMORY_MB: u64 = 512;
+
+/// `[analytics] max_key_values` when the policy does not set it: the world's countries,
+/// currencies and a few offer types come to about 500.
+pub const DEFAULT_MAX_KEY_VALUES: u64 = 10_000;
 
 impl Policy {
     /// Reads the policy file, finds every table's files, reads their schemas, and
@@ -753,5 +762,6 @@ fn resolve_analytics(
         tables: chosen,
         engine,
         memory_bytes: raw.memory_mb.unwrap_or(DEFAULT_AGGREGATE_MEMORY_MB) << 20,
+        max_key_values: raw.max_key_values.unwrap_or(DEFAULT_MAX_KEY_VALUES) as usize,
     }
 }

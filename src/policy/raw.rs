@@ -109,6 +109,9 @@ pub struct RawAnalytics {
     /// `memory_mb`: what the kernel may hold of the transactions in memory before it
     /// spills them to disk.
     pub memory_mb: Option<u64>,
+    /// `max_key_values`: how many distinct values the key columns (country, currency,
+    /// offer type) may hold together before the run stops.
+    pub max_key_values: Option<u64>,
 }
 
 impl Default for RawAnalytics {
@@ -120,6 +123,7 @@ impl Default for RawAnalytics {
             tables: None,
             engine: None,
             memory_mb: None,
+            max_key_values: None,
         }
     }
 }
@@ -143,13 +147,14 @@ const TOP_KEYS: [&str; 11] = [
 const K_ANONYMITY_KEYS: [&str; 2] = ["k", "max_suppression"];
 const ERASURE_KEYS: [&str; 2] = ["requests", "ledger"];
 const VERIFY_KEYS: [&str; 2] = ["max_values", "not_personal"];
-const ANALYTICS_KEYS: [&str; 6] = [
+const ANALYTICS_KEYS: [&str; 7] = [
     "k",
     "transactions",
     "customers",
     "tables",
     "engine",
     "memory_mb",
+    "max_key_values",
 ];
 const TABLE_KEYS: [&str; 7] = [
     "input",
@@ -465,6 +470,9 @@ fn parse_analytics(cx: &mut Ctx, a: &Table) -> RawAnalytics {
         engine: cx.string(a, "engine", place),
         memory_mb: cx
             .int(a, "memory_mb", place, 64..=1_048_576)
+            .map(|m| m as u64),
+        max_key_values: cx
+            .int(a, "max_key_values", place, 16..=100_000_000)
             .map(|m| m as u64),
     }
 }

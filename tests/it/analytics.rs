@@ -1339,6 +1339,10 @@ fn analytics_section_is_validated() {
         "[analytics]\nmemory_mb = 8",
         "[analytics]: 'memory_mb' is 8, must be between 64 and",
     );
+    check(
+        "[analytics]\nmax_key_values = 5",
+        "[analytics]: 'max_key_values' is 5, must be between 16 and",
+    );
     // Only the aggregates named are built.
     std::fs::write(
         &policy,
@@ -1848,5 +1852,82 @@ fn subscription_payments_without_a_period_are_counted_and_all_of_them_stop_the_r
             && e.contains("has an offer period in column 'offer_period'"),
         "{e}"
     );
+    assert!(!dir.path().join("out/current").exists());
+}
+
+/// A key column that is not what its role says (here a transaction's country that is
+/// different on every row, as ids or free text would be) holds more distinct values than
+/// `[analytics] max_key_values`: both engines stop with an error that names the column and
+/// the setting, never a value, and the run publishes nothing. Below the bound, and for
+/// the same export with the bound raised, the aggregates are computed as before.
+#[test]
+fn a_key_column_with_too_many_distinct_values_stops_the_run() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (txs, customers) = awkward_export(7, 600);
+    let txs: Vec<Tx> = txs
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| Tx {
+            amount: t.amount.abs(),
+            offer_period: t.offer_period.map(|p| p.replace("monthly", "P1M")),
+            country: Some(format!("Secret value {i}")),
+            ..t
+        })
+        .collect();
+    let config = write_export(dir.path(), &txs, Some(&customers), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut policy = rt
+        .block_on(anonymizer::policy::Policy::load(&config, &ctx))
+        .unwrap();
+    assert_eq!(policy.analytics.max_key_values, 10_000, "the default");
+    policy.analytics.max_key_values = 100;
+    for engine in [Engine::Kernel, Engine::Sql] {
+        policy.analytics.engine = engine;
+        for threads in [1, 2] {
+            let e = rt
+                .block_on(anonymizer::analytics::compute(
+                    &policy,
+                    &key(),
+                    Some(day(2025, 6, 17)),
+                    threads,
+                    &[],
+                    None,
+                ))
+                .err()
+                .unwrap_or_else(|| panic!("{engine:?} computed the aggregates"))
+                .to_string();
+            assert!(
+                e.contains("more than 100 distinct values")
+                    && e.contains("transactions.country (role country)")
+                    && e.contains("[analytics] max_key_values")
+                    && !e.contains("Secret"),
+                "{engine:?}: {e}"
+            );
+        }
+        // The same export within a raised bound.
+        policy.analytics.max_key_values = 2_000;
+        let c = compute_awkward(&rt, &policy, 2, &[], None);
+        assert!(!c.aggregates.is_empty());
+        policy.analytics.max_key_values = 100;
+    }
+
+    // Through the policy file: the run stops and publishes nothing.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[analytics]", "[analytics]\nmax_key_values = 100"),
+    )
+    .unwrap();
+    let e = run(&RunOptions {
+        config,
+        out: Some(dir.path().join("out")),
+        key: Some(key()),
+        as_of: Some(day(2025, 6, 17)),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("max_key_values"), "{e}");
     assert!(!dir.path().join("out/current").exists());
 }

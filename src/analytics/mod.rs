@@ -87,6 +87,20 @@ pub const COUNT_COLUMNS: [(&str, &[&str]); 4] = [
 /// month even with every count withheld; under `other` it is one of several.
 pub const OTHER: &str = "other";
 
+/// The key columns of the aggregates, in the order the kernel reads them: the
+/// transactions' offer type, currency and country, and the customers' country.
+fn key_columns<'a>(
+    tx: &'a TablePolicy,
+    customers: Option<&'a TablePolicy>,
+) -> [(Option<&'a TablePolicy>, Role); 4] {
+    [
+        (Some(tx), Role::OfferType),
+        (Some(tx), Role::Currency),
+        (Some(tx), Role::Country),
+        (customers, Role::Country),
+    ]
+}
+
 /// A key column as errors name it: `table.column (role R)`.
 fn key_column(t: Option<&TablePolicy>, role: Role) -> String {
     match t {
@@ -395,13 +409,7 @@ pub async fn compute(
                 single_row_group: single_row_group(tx),
                 memory_bytes: a.memory_bytes,
                 max_key_values: a.max_key_values,
-                key_columns: [
-                    (Some(tx), Role::OfferType),
-                    (Some(tx), Role::Currency),
-                    (Some(tx), Role::Country),
-                    (customers, Role::Country),
-                ]
-                .map(|(t, role)| key_column(t, role)),
+                key_columns: key_columns(tx, customers).map(|(t, role)| key_column(t, role)),
                 threads,
                 spill_dir: &spill,
                 active_check,
@@ -644,16 +652,10 @@ async fn sql_key_values_within(
     if counts.iter().sum::<u64>() <= limit as u64 {
         return Ok(());
     }
-    let columns = [
-        (Some(tx), Role::OfferType),
-        (Some(tx), Role::Currency),
-        (Some(tx), Role::Country),
-        (customers, Role::Country),
-    ];
     let most = (0..4)
         .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
         .expect("four");
-    let (t, role) = columns[most];
+    let (t, role) = key_columns(tx, customers)[most];
     let table = t.map_or(tx.name.as_str(), |t| t.name.as_str());
     Err(err(table, too_many_key_values(limit, &key_column(t, role))))
 }

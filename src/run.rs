@@ -865,14 +865,17 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
                 current_unchanged(&out_root)
             )));
         }
-        Ok(())
+        Ok(report.removed_whole())
     }
     .await;
     drop(spinner);
-    if let Err(e) = gate {
-        out.discard_staging(&run_id);
-        return Err(e);
-    }
+    let removed_whole = match gate {
+        Ok(r) => r,
+        Err(e) => {
+            out.discard_staging(&run_id);
+            return Err(e);
+        }
+    };
     stages.insert("verify".to_string(), ms(t));
 
     let t = Instant::now();
@@ -1006,6 +1009,16 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             "table {table}: {rows} subscription payment(s) have no offer_period; \
              subscriptions_monthly and mrr_monthly leave them out (no coverage to count), \
              revenue_monthly and cohort_retention count them"
+        ));
+    }
+    for (column, texts) in removed_whole {
+        attention.push(format!(
+            "{column}: {texts} free text(s) did not settle after {} rounds of scrubbing and \
+             were published as {} (text built so that each replacement exposes another \
+             identifier, or garbled); the privacy report counts them ({}.TABLE.COLUMN)",
+            crate::rules::scrub::MAX_ROUNDS,
+            crate::rules::scrub::REMOVED,
+            crate::verify::REMOVED_WHOLE,
         ));
     }
     for (table, missing) in &manifest.rows_missing {

@@ -91,6 +91,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// `TABLE.COLUMN` and how many of its values are texts the scrubber removed whole (the
+    /// detectors check's [`REMOVED_WHOLE`] figures).
+    pub fn removed_whole(&self) -> Vec<(String, u64)> {
+        self.checks
+            .iter()
+            .flat_map(|c| &c.figures)
+            .filter_map(|(k, n)| {
+                let column = k.strip_prefix(REMOVED_WHOLE)?.strip_prefix('.')?;
+                Some((column.to_string(), *n))
+            })
+            .collect()
+    }
+
     /// A readable summary (stderr).
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -1158,6 +1171,11 @@ impl Treatment {
     }
 }
 
+/// The prefix of the detectors check's figures `removed_whole.TABLE.COLUMN`: how many values
+/// of a scrubbed column are texts the scrubber removed whole
+/// ([`crate::rules::scrub::REMOVED`]).
+pub const REMOVED_WHOLE: &str = "removed_whole";
+
 /// Each record-level column whose rule's output has a shape ([`Treatment`]).
 fn treatments(policy: Option<&Policy>) -> HashMap<(String, String), Treatment> {
     policy
@@ -1215,6 +1233,9 @@ struct ScanContext<'a> {
     /// Columns mapped to the amount role: a text amount that is a plain decimal number
     /// (`15000.00`) is money, not a phone number, whatever its digit count.
     amounts: &'a HashSet<(String, String)>,
+    /// Columns the policy scrubs: their values that are [`crate::rules::scrub::REMOVED`]
+    /// (texts that did not settle, removed whole) are counted for the report.
+    scrubbed: &'a HashSet<(String, String)>,
     footers: &'a Footers,
     /// Per table (by name): which values of its kept columns the uniqueness check holds.
     unique_sample: &'a HashMap<String, UniqueSample>,
@@ -1309,6 +1330,8 @@ struct FileScan {
     scanned: u64,
     found: BTreeMap<(String, &'static str), u64>,
     erased_hits: BTreeMap<String, u64>,
+    /// Per scrubbed column: its values that are texts removed whole.
+    removed_whole: BTreeMap<String, u64>,
     distinct: BTreeMap<String, Distinct>,
     /// Each column's distinct values held for the by-value check (tokens in token
     /// columns excepted; none once they go to the spill).
@@ -1385,6 +1408,9 @@ impl FileScan {
         }
         for (k, v) in o.erased_hits {
             *self.erased_hits.entry(k).or_default() += v;
+        }
+        for (k, v) in o.removed_whole {
+            *self.removed_whole.entry(k).or_default() += v;
         }
         for (k, v) in o.off_treatment {
             *self.off_treatment.entry(k).or_default() += v;
@@ -1697,6 +1723,8 @@ fn scan_file(
             let token_col = treatment == Some(&Treatment::Token);
             let mut off_treatment = 0u64;
             let amount_col = cx.amounts.contains(&(t.name.clone(), f.name().clone()));
+            let scrubbed_col = cx.scrubbed.contains(&(t.name.clone(), f.name().clone()));
+            let mut removed_whole = 0u64;
             // Kept text of a record-level table: does it look like names or streets?
             let mut personal = (string && check && !aggregate)
                 .then(|| out.personal.entry(f.name().clone()).or_default());
@@ -1704,6 +1732,9 @@ fn scan_file(
             each_text_counted(b.column(i), |v, times| {
                 out.scanned += times;
                 d.see(v, times, sample, cx.fp);
+                if scrubbed_col && v == crate::rules::scrub::REMOVED {
+                    removed_whole += times;
+                }
                 if token_col && crate::rules::pseudonymize::is_token(v) {
                     if cx.erased.is_some_and(|e| e.contains(v)) {
                         *out.erased_hits.entry(f.name().clone()).or_default() += times;
@@ -1781,6 +1812,9 @@ fn scan_file(
             }
             if off_treatment > 0 {
                 *out.off_treatment.entry(f.name().clone()).or_default() += off_treatment;
+            }
+            if removed_whole > 0 {
+                *out.removed_whole.entry(f.name().clone()).or_default() += removed_whole;
             }
         }
         Ok(())
@@ -2128,6 +2162,7 @@ pub async fn verify_with_limits(
         rand::random(),
         rand::random(),
     );
+    let scrubbed = columns_where(policy, |r| matches!(r, Rule::Scrub { .. }));
     let ctx = ScanContext {
         fp: fp.as_ref(),
         quick: &quick,
@@ -2135,6 +2170,7 @@ pub async fn verify_with_limits(
         kept: &kept,
         treatments: &treatments,
         amounts: &amounts,
+        scrubbed: &scrubbed,
         footers: &footers,
         unique_sample: &unique_sample,
         fingerprinted: &fingerprinted,
@@ -2181,6 +2217,12 @@ pub async fn verify_with_limits(
         }
         for (col, n) in scan.erased_hits {
             erased_hits.insert((t.name.clone(), col), n);
+        }
+        // Not a finding: the scrubber's fail-closed outcome, counted for the record.
+        for (col, n) in scan.removed_whole {
+            detectors
+                .figures
+                .insert(format!("{REMOVED_WHOLE}.{}.{col}", t.name), n);
         }
         for (col, n) in scan.off_treatment {
             off_treatment.insert((t.name.clone(), col), n);

@@ -519,6 +519,41 @@ fn a_ten_megabyte_string() {
     c.expect(&c.run(&[]), 0);
 }
 
+/// Free text built so that every identifier the scrubber replaces exposes another (the
+/// `scrub` fuzz target's slow unit, distilled) is published as `[REMOVED]` after the
+/// scrubber's rounds run out, in time linear in its length; the run says so, and the
+/// privacy report counts it per column.
+#[test]
+fn free_text_that_does_not_settle() {
+    let c = Case::new("free_text_that_does_not_settle");
+    let link = "31db8::18::CB82WEST B8 2T BA30db8::18::CB82WEST B8 2T 2T ";
+    let hostile = format!("Über {}BA2 T B8280:", link.repeat(300));
+    c.rewrite(&c.first("customers"), |b| {
+        map_strings(&b, "custom_answers", |i, v| {
+            if i == 1 || i == 4 {
+                Some(hostile.clone())
+            } else {
+                v.map(str::to_string)
+            }
+        })
+    });
+    let o = c.run(&[]);
+    c.expect(&o, 0);
+    let run_dir = c.path("out/current");
+    let answers = column_strings(&read_table(&run_dir.join("customers")), "custom_answers");
+    let removed = answers
+        .iter()
+        .filter(|a| a.as_deref() == Some(anonymizer::rules::scrub::REMOVED))
+        .count();
+    assert_eq!(removed, 2);
+    let detectors = gate_check(&run_dir, "residual_pii_detectors");
+    assert_eq!(
+        detectors["figures"]["removed_whole.customers.custom_answers"],
+        serde_json::json!(2),
+        "{detectors}"
+    );
+}
+
 #[test]
 fn timestamps_in_year_1() {
     let c = Case::new("year_1");

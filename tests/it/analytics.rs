@@ -1781,6 +1781,21 @@ fn text_roles_are_trimmed_of_every_kind_of_white_space() {
     }
 }
 
+/// [`awkward_export`] as the run's input checks accept it: positive amounts, periods that
+/// parse.
+fn accepted_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
+    let (txs, customers) = awkward_export(seed, n);
+    let txs = txs
+        .into_iter()
+        .map(|t| Tx {
+            amount: t.amount.abs(),
+            offer_period: t.offer_period.map(|p| p.replace("monthly", "P1M")),
+            ..t
+        })
+        .collect();
+    (txs, customers)
+}
+
 /// Found by an audit (2026-12-03): subscription payments without an offer period gave no
 /// coverage and were left out of subscriptions_monthly and mrr_monthly without a word,
 /// and an export where none had one published empty subscription tables. Both engines
@@ -1790,16 +1805,7 @@ fn subscription_payments_without_a_period_are_counted_and_all_of_them_stop_the_r
     use anonymizer::policy::Engine;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (txs, customers) = awkward_export(5, 3_000);
-    // What the run's input checks accept: positive amounts, periods that parse.
-    let txs: Vec<Tx> = txs
-        .into_iter()
-        .map(|t| Tx {
-            amount: t.amount.abs(),
-            offer_period: t.offer_period.map(|p| p.replace("monthly", "P1M")),
-            ..t
-        })
-        .collect();
+    let (txs, customers) = accepted_export(5, 3_000);
     let config = write_export(dir.path(), &txs, Some(&customers), 1);
     let ctx = datafusion::prelude::SessionContext::new();
     let mut policy = rt
@@ -1865,13 +1871,11 @@ fn a_key_column_with_too_many_distinct_values_stops_the_run() {
     use anonymizer::policy::Engine;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (txs, customers) = awkward_export(7, 600);
+    let (txs, customers) = accepted_export(7, 600);
     let txs: Vec<Tx> = txs
         .into_iter()
         .enumerate()
         .map(|(i, t)| Tx {
-            amount: t.amount.abs(),
-            offer_period: t.offer_period.map(|p| p.replace("monthly", "P1M")),
             country: Some(format!("Secret value {i}")),
             ..t
         })

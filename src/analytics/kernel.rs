@@ -292,9 +292,7 @@ impl Rarity {
         }
         (map, n)
     }
-}
 
-impl Rarity {
     /// revenue_monthly's keys as exported -> as published: each value recoded by its
     /// column's map (`maps`, from [`Rarity::recode`]), and then a combination of
     /// published values that fewer than k customers have (German customers paying in

@@ -917,6 +917,23 @@ fn small_cells_are_withheld_and_cannot_be_recomputed() {
     }
 }
 
+/// `n` customers of `country` (ids `prefix` and a number), each with the transaction
+/// `tx` makes for their id.
+fn customers_of(
+    txs: &mut Vec<Tx>,
+    custs: &mut Vec<Customer>,
+    prefix: &str,
+    n: usize,
+    country: &str,
+    tx: impl Fn(&str) -> Tx,
+) {
+    for i in 0..n {
+        let c = format!("{prefix}{i}");
+        txs.push(tx(&c));
+        custs.push(cust(&c, Some(country)));
+    }
+}
+
 /// `n` customers of `country` with a yearly subscription bought on `start`.
 fn yearly(
     txs: &mut Vec<Tx>,
@@ -926,19 +943,17 @@ fn yearly(
     country: &str,
     start: i64,
 ) {
-    for i in 0..n {
-        let c = format!("{prefix}{i}");
-        txs.push(subs(
-            &c,
+    customers_of(txs, custs, prefix, n, country, |c| {
+        subs(
+            c,
             "purchase",
             &format!("{c}-s"),
             Some("P1Y"),
             start,
             12000,
             Some(country),
-        ));
-        custs.push(cust(&c, Some(country)));
-    }
+        )
+    });
 }
 
 /// `n` customers of `country` who bought a pass on `time` (no subscription): they make
@@ -951,17 +966,13 @@ fn pass_buyers(
     country: &str,
     time: i64,
 ) {
-    for i in 0..n {
-        let c = format!("{prefix}{i}");
-        txs.push(Tx {
-            offer_type: Some("pass".into()),
-            amount: 500,
-            currency: Some("EUR".into()),
-            country: Some(country.into()),
-            ..bare(Some(&c), "purchase", time)
-        });
-        custs.push(cust(&c, Some(country)));
-    }
+    customers_of(txs, custs, prefix, n, country, |c| Tx {
+        offer_type: Some("pass".into()),
+        amount: 500,
+        currency: Some("EUR".into()),
+        country: Some(country.into()),
+        ..bare(Some(c), "purchase", time)
+    });
 }
 
 #[test]

@@ -484,10 +484,35 @@ WITH customer_country AS (
     WHERE country IS NOT NULL
     GROUP BY customer
 ),
+-- (customer country, currency) pairs of the rows that fewer than k customers with a
+-- transaction in the currency in the published months have: the currency published as
+-- 'other' (src/analytics/mod.rs, recode_currency_pairs).
+paying AS (
+    SELECT COALESCE(cc.country, 'unknown') AS c, COALESCE(e.currency, 'unknown') AS cu,
+           COUNT(DISTINCT e.customer) AS n
+    FROM events_values e LEFT JOIN customer_country cc ON cc.customer = e.customer
+    CROSS JOIN params
+    WHERE e.customer IS NOT NULL AND e.month <= params.last_month
+    GROUP BY 1, 2
+),
+rare_pairs AS (
+    SELECT k.c, k.cu
+    FROM (SELECT DISTINCT COALESCE(cc.country, 'unknown') AS c,
+                 COALESCE(cov.currency, 'unknown') AS cu
+          FROM coverage cov LEFT JOIN customer_country cc ON cc.customer = cov.customer
+          WHERE cov.b_from <= cov.b_to) k
+    LEFT JOIN paying p ON p.c = k.c AND p.cu = k.cu
+    WHERE k.cu <> 'other' AND COALESCE(p.n, 0) < {{K}} AND {{K}} > 1
+),
 ends AS (
-    SELECT customer, currency, monthly_units, unnest(generate_series(b_from, b_to)) AS b
-    FROM coverage
-    WHERE b_from <= b_to
+    SELECT cov.customer,
+           CASE WHEN r.c IS NULL THEN cov.currency ELSE 'other' END AS currency,
+           cov.monthly_units, unnest(generate_series(cov.b_from, cov.b_to)) AS b
+    FROM coverage cov
+    LEFT JOIN customer_country cc ON cc.customer = cov.customer
+    LEFT JOIN rare_pairs r ON r.c = COALESCE(cc.country, 'unknown')
+                          AND r.cu = COALESCE(cov.currency, 'unknown')
+    WHERE cov.b_from <= cov.b_to
 ),
 raw AS (
     SELECT e.b,

@@ -36,7 +36,10 @@
 //! by the recoded values and combinations ([`Rarity::key_map`]). A customer's country is
 //! known only in pass 2 (their customers rows meet their transactions in their part), so
 //! its customers are counted there and the rare countries' cells merged into `other`'s
-//! afterwards: exact, since each customer has one country.
+//! afterwards: exact, since each customer has one country. mrr_monthly's rare (country,
+//! currency) pairs are counted there too and merged into (country, `other`)'s; a
+//! customer with coverage in several currencies at one month's end is kept apart until
+//! then, so that the merge counts them once ([`Acc::recode_mrr_pairs`]).
 //!
 //! The customer's hash is a 128-bit keyed SipHash under a key drawn per run: it only
 //! groups, it is never written anywhere.
@@ -763,12 +766,14 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
     }
     let mut acc = acc;
     let rare_countries = acc.recode_customer_countries(job.k, unknown, other);
+    let currency_pairs = acc.recode_mrr_pairs(job.k, other);
     let recoded = super::Recoded {
         country: countries,
         currency: currencies,
         offer_type: offers,
         customer_country: rare_countries.len() as u64,
         combinations,
+        currency_pairs,
     };
     if recoded != super::Recoded::default() {
         tracing::debug!(?recoded, "aggregates: rare key values published as 'other'");
@@ -1162,6 +1167,13 @@ struct Mrr {
     units: Option<i128>,
 }
 
+/// An mrr_monthly cell of customers with coverage in several currencies at one
+/// boundary: how many, and the units per currency (in the key's order).
+struct MultiMrr {
+    subscribers: i64,
+    units: Vec<Option<i128>>,
+}
+
 /// The cells of every table, from some of the customers.
 #[derive(Default)]
 struct Acc {
@@ -1171,8 +1183,16 @@ struct Acc {
     cohorts: Cells<(i32, i32), i64>,
     /// (month, customer country) -> active_start, new, reactivated, churned, active_end
     subs: Cells<(i64, u32), [i64; 5]>,
-    /// (month boundary, customer country, currency)
+    /// (month boundary, customer country, currency), of the customers with one currency
+    /// at that boundary.
     mrr: Cells<(i64, u32, u32), Mrr>,
+    /// (month boundary, customer country, currencies), of the customers with coverage in
+    /// two currencies or more at that boundary (few): merged into `mrr` once the rare
+    /// (country, currency) pairs are known, without counting anyone twice.
+    mrr_multi: Cells<(i64, u32, Vec<u32>), MultiMrr>,
+    /// (customer country, currency) -> customers with a transaction in that currency in
+    /// the published months (mrr_monthly's rare pairs).
+    pairs: Cells<(u32, u32), i64>,
     /// Customer country -> customers with a transaction in the published months.
     countries: Cells<u32, i64>,
     active: Vec<u128>,
@@ -1226,7 +1246,81 @@ impl Acc {
             add_opt(&mut e.units, v.units, &mut self.overflow);
         }
         self.mrr = mrr;
+        for ((b, c, cu), v) in std::mem::take(&mut self.mrr_multi) {
+            self.add_multi((b, to(c), cu), v);
+        }
+        for ((c, cu), n) in std::mem::take(&mut self.pairs) {
+            *self.pairs.entry((to(c), cu)).or_default() += n;
+        }
         rare
+    }
+
+    fn add_multi(&mut self, key: (i64, u32, Vec<u32>), v: MultiMrr) {
+        match self.mrr_multi.entry(key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let cell = e.get_mut();
+                cell.subscribers += v.subscribers;
+                for (u, w) in cell.units.iter_mut().zip(v.units) {
+                    add_opt(u, w, &mut self.overflow);
+                }
+            }
+        }
+    }
+
+    /// mrr_monthly's (country, currency) pairs of values each common but together had by
+    /// fewer than `k` customers (German customers paying in US dollars; counting those
+    /// with a transaction in the currency in the published months) publish their currency
+    /// as `other`: the pair's cells are merged into (country, `other`)'s, so that a row's
+    /// key is no one's, and a country's currencies still add up to its
+    /// subscriptions_monthly.active_end. Then the cells of the customers with several
+    /// currencies at one boundary are added, each customer once per currency as
+    /// published. Call after [`Acc::recode_customer_countries`]. Returns how many pairs
+    /// were recoded.
+    fn recode_mrr_pairs(&mut self, k: u64, other: u32) -> u64 {
+        let pairs = std::mem::take(&mut self.pairs);
+        // A pair of a cell without such customers (coverage from a payment made after
+        // the published months, at the first instant of the next) is rare too.
+        let is_rare = |c: u32, cu: u32| {
+            k > 1 && cu != other && pairs.get(&(c, cu)).map_or(0, |n| *n as u64) < k
+        };
+        let rare: HashSet<(u32, u32)> = self
+            .mrr
+            .keys()
+            .map(|&(_, c, cu)| (c, cu))
+            .chain(
+                self.mrr_multi
+                    .keys()
+                    .flat_map(|(_, c, cus)| cus.iter().map(|&cu| (*c, cu))),
+            )
+            .filter(|&(c, cu)| is_rare(c, cu))
+            .collect();
+        let to = |c: u32, cu: u32| if rare.contains(&(c, cu)) { other } else { cu };
+        if !rare.is_empty() {
+            let mut mrr: Cells<(i64, u32, u32), Mrr> = Cells::default();
+            for ((b, c, cu), v) in std::mem::take(&mut self.mrr) {
+                let e = mrr.entry((b, c, to(c, cu))).or_default();
+                e.subscribers += v.subscribers;
+                add_opt(&mut e.units, v.units, &mut self.overflow);
+            }
+            self.mrr = mrr;
+        }
+        let mut published: Vec<(u32, Option<i128>)> = Vec::new();
+        for ((b, c, cus), v) in std::mem::take(&mut self.mrr_multi) {
+            published.clear();
+            published.extend(cus.iter().map(|&cu| to(c, cu)).zip(v.units));
+            published.sort_unstable_by_key(|e| e.0);
+            for run in published.chunk_by(|x, y| x.0 == y.0) {
+                let e = self.mrr.entry((b, c, run[0].0)).or_default();
+                e.subscribers += v.subscribers;
+                for (_, u) in run {
+                    add_opt(&mut e.units, *u, &mut self.overflow);
+                }
+            }
+        }
+        rare.len() as u64
     }
 
     fn merge(mut self, o: Acc) -> Acc {
@@ -1249,6 +1343,12 @@ impl Acc {
             let e = self.mrr.entry(k).or_default();
             e.subscribers += v.subscribers;
             add_opt(&mut e.units, v.units, &mut self.overflow);
+        }
+        for (k, v) in o.mrr_multi {
+            self.add_multi(k, v);
+        }
+        for (k, v) in o.pairs {
+            *self.pairs.entry(k).or_default() += v;
         }
         for (k, v) in o.countries {
             *self.countries.entry(k).or_default() += v;
@@ -1499,6 +1599,9 @@ struct Fold {
     merged: Vec<(i64, i64)>,
     /// (month boundary, currency, units) of the intervals when none were compacted.
     pending: Vec<(i64, u32, Option<i64>)>,
+    /// The currencies (as exported) of the customer's transactions in the published
+    /// months, with repeats until compacted.
+    currencies: Vec<u32>,
     /// The cuts of the subscription last looked up (a customer's records name few).
     sub_cuts: Option<(u128, (usize, usize))>,
     /// The revenue key last looked up, as exported and as published.
@@ -1524,6 +1627,7 @@ impl Default for Fold {
             ends: Vec::new(),
             merged: Vec::new(),
             pending: Vec::new(),
+            currencies: Vec::new(),
             sub_cuts: None,
             last_key: None,
             overflow: false,
@@ -1576,6 +1680,13 @@ impl Fold {
                     p
                 }
             };
+            if self.currencies.last() != Some(&r.currency) {
+                self.currencies.push(r.currency);
+                if self.currencies.len() >= self.compact_at {
+                    self.currencies.sort_unstable();
+                    self.currencies.dedup();
+                }
+            }
             let key = (r.month, country, currency, offer);
             let bit = (r.month as u32)
                 .wrapping_mul(0x9e37_79b9)
@@ -1733,6 +1844,16 @@ impl Fold {
         {
             *acc.countries.entry(country).or_default() += 1;
         }
+        // mrr_monthly's (country, currency) pairs: the currencies as published.
+        for c in &mut self.currencies {
+            *c = cx.recode[ROLE_CURRENCY][*c as usize];
+        }
+        self.currencies.sort_unstable();
+        self.currencies.dedup();
+        for &c in &self.currencies {
+            *acc.pairs.entry((country, c)).or_default() += 1;
+        }
+        self.currencies.clear();
         if let Some(&c) = self.months.first() {
             for &m in &self.months {
                 *acc.cohorts.entry((c, m - c)).or_default() += 1;
@@ -1774,34 +1895,54 @@ impl Fold {
             }
         }
         self.ranges.clear();
-        // mrr_monthly: per month boundary and currency.
-        if !self.ends.is_empty() {
-            // Compacted before: all of it in the compacted form.
-            self.compact_ends();
-            acc.overflow |= std::mem::take(&mut self.overflow);
-            for (b, c, units) in self.ends.drain(..) {
-                let cell = acc.mrr.entry((b, country, c)).or_default();
-                cell.subscribers += 1;
-                add_opt(&mut cell.units, units, &mut acc.overflow);
-            }
-            return;
-        }
-        self.pending.clear();
-        for i in self.intervals.drain(..) {
-            if let Some((f, t)) = i.b {
-                for b in f..=t {
-                    self.pending.push((b, i.currency, i.units));
+        // mrr_monthly: per month boundary and currency, one (boundary, currency, units)
+        // per pair in `ends`, sorted.
+        if self.ends.is_empty() {
+            self.pending.clear();
+            for i in self.intervals.drain(..) {
+                if let Some((f, t)) = i.b {
+                    for b in f..=t {
+                        self.pending.push((b, i.currency, i.units));
+                    }
                 }
             }
+            self.pending.sort_unstable_by_key(|(b, c, _)| (*b, *c));
+            for run in self.pending.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+                let mut units = None;
+                for (_, _, u) in run {
+                    add_opt(&mut units, u.map(i128::from), &mut self.overflow);
+                }
+                self.ends.push((run[0].0, run[0].1, units));
+            }
+        } else {
+            // Compacted before: all of it in the compacted form.
+            self.compact_ends();
         }
-        self.pending.sort_unstable_by_key(|(b, c, _)| (*b, *c));
-        for run in self.pending.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-            let cell = acc.mrr.entry((run[0].0, country, run[0].1)).or_default();
+        acc.overflow |= std::mem::take(&mut self.overflow);
+        for run in self.ends.chunk_by(|a, b| a.0 == b.0) {
+            if let [(b, c, units)] = run {
+                let cell = acc.mrr.entry((*b, country, *c)).or_default();
+                cell.subscribers += 1;
+                add_opt(&mut cell.units, *units, &mut acc.overflow);
+                continue;
+            }
+            // Coverage in two currencies or more at one boundary: kept apart until the
+            // rare pairs are known ([`Acc::recode_mrr_pairs`]).
+            let key = (
+                run[0].0,
+                country,
+                run.iter().map(|e| e.1).collect::<Vec<u32>>(),
+            );
+            let cell = acc.mrr_multi.entry(key).or_insert_with(|| MultiMrr {
+                subscribers: 0,
+                units: vec![None; run.len()],
+            });
             cell.subscribers += 1;
-            for (_, _, u) in run {
-                add_opt(&mut cell.units, u.map(i128::from), &mut acc.overflow);
+            for (u, e) in cell.units.iter_mut().zip(run) {
+                add_opt(u, e.2, &mut acc.overflow);
             }
         }
+        self.ends.clear();
     }
 }
 

@@ -18,8 +18,9 @@
 //!
 //! In both views a key value that fewer than k customers carry (a country, currency or
 //! offer type of the transactions, a customer's country) is already [`OTHER`], and so is
-//! a rare combination of the three in `events` (revenue_monthly's key): a row's key must
-//! not single anyone out even with its counts withheld. coverage.sql reads the
+//! a rare combination of the three in `events` (revenue_monthly's key), and in `coverage`
+//! the currency of a rare (customer country, currency) pair (mrr_monthly's key): a row's
+//! key must not single anyone out even with its counts withheld. coverage.sql reads the
 //! offer type as exported, so that a rare `subscription` offer still gives coverage. The
 //! kernel finds the rare values in the read it makes anyway ([`kernel`]).
 //!
@@ -141,6 +142,9 @@ pub struct Recoded {
     /// revenue_monthly's (country, currency, offer type) combinations of values not rare
     /// one by one but together (published as `other`, `other`, `other`).
     pub combinations: u64,
+    /// mrr_monthly's (country, currency) pairs of values not rare one by one but together
+    /// (their currency published as `other`).
+    pub currency_pairs: u64,
 }
 
 impl Recoded {
@@ -157,6 +161,7 @@ impl Recoded {
             "mrr_monthly" => &[
                 ("country", self.customer_country),
                 ("currency", self.currency),
+                ("combinations", self.currency_pairs),
             ],
             _ => &[],
         };
@@ -574,6 +579,7 @@ async fn sql_tables(
     ctx.register_table("coverage", coverage.into_view())
         .map_err(|e| err("coverage", df_message(&e)))?;
     rare.register_views(ctx, true).await?;
+    rare.recode_currency_pairs(ctx, k).await?;
     rare.recode_combinations(ctx, k).await?;
 
     let active = active_at_end(ctx, tx, end, active_check).await?;
@@ -672,6 +678,9 @@ struct RareValues {
     /// revenue_monthly's (country, currency, offer type) combinations, once each value is
     /// recoded, that fewer than k customers have.
     combinations: Vec<[String; 3]>,
+    /// mrr_monthly's (customer country, currency) pairs, once each value is recoded, that
+    /// fewer than k customers with a transaction in the published months have.
+    currency_pairs: Vec<[String; 2]>,
 }
 
 impl RareValues {
@@ -684,6 +693,7 @@ impl RareValues {
             ],
             customer_country: Vec::new(),
             combinations: Vec::new(),
+            currency_pairs: Vec::new(),
         };
         if k < 2 {
             return Ok(out);
@@ -838,6 +848,85 @@ impl RareValues {
         Ok(())
     }
 
+    /// Finds mrr_monthly's rare (customer country, currency) pairs (counting the customers
+    /// with a transaction in the currency in the published months, over `events` with its
+    /// values recoded) among the pairs of `coverage` in its rows, and registers
+    /// `coverage` again with their currency as `other`.
+    async fn recode_currency_pairs(&mut self, ctx: &SessionContext, k: u64) -> Result<(), Error> {
+        if k < 2 {
+            return Ok(());
+        }
+        let fail = |e: datafusion::error::DataFusionError| err("coverage", df_message(&e));
+        // Every interval with b_from <= b_to is in an mrr_monthly row (b_to is capped at
+        // the last published month's end). A pair of such an interval without such
+        // customers (a payment at the first instant after the published months) is rare.
+        let pair = |t: &str| {
+            format!("COALESCE(cc.country, 'unknown') AS c, COALESCE({t}.currency, 'unknown') AS cu")
+        };
+        let batches = ctx
+            .sql(&format!(
+                "WITH paying AS (SELECT {}, COUNT(DISTINCT e.customer) AS n \
+                 FROM events e LEFT JOIN customers cc ON cc.customer = e.customer \
+                 CROSS JOIN params \
+                 WHERE e.customer IS NOT NULL AND e.month <= params.last_month \
+                 GROUP BY 1, 2), \
+                 keys AS (SELECT DISTINCT {} FROM coverage cov \
+                 LEFT JOIN customers cc ON cc.customer = cov.customer \
+                 WHERE cov.b_from <= cov.b_to) \
+                 SELECT keys.c, keys.cu FROM keys \
+                 LEFT JOIN paying p ON p.c = keys.c AND p.cu = keys.cu \
+                 WHERE keys.cu <> '{OTHER}' AND COALESCE(p.n, 0) < {k} \
+                 ORDER BY keys.c, keys.cu",
+                pair("e"),
+                pair("cov")
+            ))
+            .await
+            .map_err(fail)?
+            .collect()
+            .await
+            .map_err(fail)?;
+        for b in &batches {
+            let col = |i: usize| b.column(i).as_string::<i32>();
+            for r in 0..b.num_rows() {
+                self.currency_pairs
+                    .push([0, 1].map(|i| col(i).value(r).to_string()));
+            }
+        }
+        if self.currency_pairs.is_empty() {
+            return Ok(());
+        }
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(
+            ["rare_c", "rare_cu"]
+                .map(|n| Field::new(n, DataType::Utf8, false))
+                .to_vec(),
+        ));
+        let column = |i: usize| -> datafusion::arrow::array::ArrayRef {
+            Arc::new(StringArray::from_iter_values(
+                self.currency_pairs.iter().map(|p| p[i].as_str()),
+            ))
+        };
+        let rare = RecordBatch::try_new(schema, vec![column(0), column(1)])
+            .map_err(|e| err("coverage", e.to_string()))?;
+        ctx.register_batch("mrr_rare_pairs", rare).map_err(fail)?;
+        let coverage = ctx
+            .sql(&format!(
+                "SELECT cov.customer, cov.subscription, cov.s, cov.e, \
+                 CASE WHEN r.rare_c IS NULL THEN cov.currency ELSE '{OTHER}' END AS currency, \
+                 cov.monthly_units, cov.b_from, cov.b_to \
+                 FROM coverage cov LEFT JOIN customers cc ON cc.customer = cov.customer \
+                 LEFT JOIN mrr_rare_pairs r ON r.rare_c = COALESCE(cc.country, 'unknown') \
+                 AND r.rare_cu = COALESCE(cov.currency, 'unknown')"
+            ))
+            .await
+            .map_err(fail)?;
+        ctx.deregister_table("coverage").map_err(fail)?;
+        ctx.register_table("coverage", coverage.into_view())
+            .map_err(fail)?;
+        Ok(())
+    }
+
     fn recoded(&self) -> Recoded {
         let n = |i: usize| self.events[i].1.len() as u64;
         Recoded {
@@ -846,6 +935,7 @@ impl RareValues {
             offer_type: n(2),
             customer_country: self.customer_country.len() as u64,
             combinations: self.combinations.len() as u64,
+            currency_pairs: self.currency_pairs.len() as u64,
         }
     }
 }

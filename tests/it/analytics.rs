@@ -631,7 +631,7 @@ fn a_lone_country_currency_and_offer_are_published_as_other() {
         counts("revenue_monthly"),
         "combinations=1 country=1 currency=1 offer_type=1"
     );
-    assert_eq!(counts("mrr_monthly"), "country=1 currency=1");
+    assert_eq!(counts("mrr_monthly"), "combinations=0 country=1 currency=1");
     assert_eq!(counts("subscriptions_monthly"), "country=1");
     assert_eq!(counts("cohort_retention"), "");
     let rev = aggregate(&s.run_dir, "revenue_monthly").unwrap();
@@ -666,6 +666,111 @@ fn a_lone_country_currency_and_offer_are_published_as_other() {
         .collect();
     let want = crate::oracle::recode_rare(&txs, &custs, as_of, 3).compute(as_of, 2);
     assert_same_where_published(&published_as(&s.run_dir, true), &want);
+}
+
+/// A hand-built export at k = 3 where every currency and country is common but some
+/// (country, currency) pairs of mrr_monthly are not: German subscribers paying in US
+/// dollars, pounds or francs. Those pairs publish their currency as 'other'; a customer
+/// with coverage in two of them at once (USD and GBP) is one subscriber of (DE, other),
+/// not two; one in EUR and USD is one of (DE, EUR) and one of (DE, other). A pair that
+/// three customers pay in, only one of them a subscriber (SE, SEK), stays: the rule
+/// counts customers with a transaction, as for every key. Both engines, and brute force
+/// on the rewritten export, give the same rows.
+#[test]
+fn a_rare_country_currency_pair_of_mrr_is_published_as_other() {
+    let start = at(2024, 1, 10, 9, 0);
+    let paid = |c: &str, s: &str, currency: &str, country: &str, amount: i128| Tx {
+        currency: Some(currency.into()),
+        ..subs(c, "purchase", s, Some("P1Y"), start, amount, Some(country))
+    };
+    let mut txs = Vec::new();
+    let mut custs = Vec::new();
+    yearly(&mut txs, &mut custs, "de", 3, "DE", start);
+    for (prefix, country, currency) in [
+        ("us", "US", "USD"),
+        ("gb", "GB", "GBP"),
+        ("ch", "CH", "CHF"),
+    ] {
+        customers_of(&mut txs, &mut custs, prefix, 3, country, |c| {
+            paid(c, &format!("{c}-s"), currency, country, 12000)
+        });
+    }
+    // mix: EUR and USD; tri: USD and GBP; q: CHF. All German.
+    txs.push(paid("mix", "mix-e", "EUR", "DE", 12000));
+    txs.push(paid("mix", "mix-u", "USD", "DE", 2400));
+    txs.push(paid("tri", "tri-u", "USD", "DE", 3600));
+    txs.push(paid("tri", "tri-g", "GBP", "DE", 4800));
+    txs.push(paid("q", "q-c", "CHF", "DE", 6000));
+    for c in ["mix", "tri", "q"] {
+        custs.push(cust(c, Some("DE")));
+    }
+    txs.push(paid("se0", "se0-s", "SEK", "SE", 12000));
+    custs.push(cust("se0", Some("SE")));
+    customers_of(&mut txs, &mut custs, "sp", 2, "SE", |c| Tx {
+        offer_type: Some("pass".into()),
+        amount: 500,
+        currency: Some("SEK".into()),
+        country: Some("SE".into()),
+        ..bare(Some(c), "purchase", start)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_export(dir.path(), &txs, Some(&custs), 3);
+    let as_of = day(2024, 3, 31);
+    let want = crate::oracle::recode_rare(&txs, &custs, as_of, 3).compute(as_of, 2);
+    let mut seen = Vec::new();
+    let text = std::fs::read_to_string(&policy).unwrap();
+    for engine in ["kernel", "sql"] {
+        std::fs::write(
+            &policy,
+            text.replace("k = 3\n", &format!("k = 3\nengine = \"{engine}\"\n")),
+        )
+        .unwrap();
+        let s = run_as_of(&policy, &dir.path().join(engine), Some(as_of), 2);
+        let recoded = &s.manifest.tables["mrr_monthly"]
+            .suppression
+            .as_ref()
+            .unwrap()
+            .values_recoded;
+        assert_eq!(recoded["combinations"], 3, "{engine}: (DE, USD/GBP/CHF)");
+        assert_eq!(
+            (recoded["country"], recoded["currency"]),
+            (0, 0),
+            "{engine}"
+        );
+        let mrr = aggregate(&s.run_dir, "mrr_monthly").unwrap();
+        let rows: Vec<String> = (0..mrr.num_rows())
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?} {:?}",
+                    months(&mrr, "month")[r],
+                    texts(&mrr, "country")[r],
+                    texts(&mrr, "currency")[r],
+                    ints(&mrr, "subscribers")[r],
+                    floats(&mrr, "mrr")[r],
+                )
+            })
+            .collect();
+        // (DE, other): mix's 24, tri's 36 + 48, q's 60 a year = 14 a month, 3 people.
+        // The other rows' keys (their values are the protection's business).
+        let mut want_rows = Vec::new();
+        for m in ["2024-01-01", "2024-02-01", "2024-03-01"] {
+            for row in ["CH CHF", "DE EUR", "DE other", "GB GBP", "SE SEK", "US USD"] {
+                want_rows.push(format!("{m} {row}"));
+            }
+            for row in ["DE EUR Some(4) Some(40.0)", "DE other Some(3) Some(14.0)"] {
+                let row = format!("{m} {row}");
+                assert!(rows.contains(&row), "{engine}: no {row} in {rows:#?}");
+            }
+        }
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|r| r.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(keys, want_rows, "{engine}");
+        assert_same_where_published(&published_as(&s.run_dir, true), &want);
+        seen.push(pretty(&[("mrr_monthly".to_string(), mrr)]));
+    }
+    assert_eq!(seen[0], seen[1]);
 }
 
 // ---------------------------------------------------------------------------------------

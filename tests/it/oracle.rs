@@ -113,17 +113,21 @@ pub struct Recoded {
     /// `txs` with revenue_monthly's rare combinations of (country, currency, offer type)
     /// -> ("other", "other", "other"): what revenue_monthly is computed from.
     pub revenue_txs: Vec<Tx>,
+    /// `txs` with the currency of mrr_monthly's rare (customer country, currency) pairs
+    /// -> "other": what mrr_monthly is computed from.
+    pub mrr_txs: Vec<Tx>,
     /// A rare customer's country -> "other" in every row of that customer.
     pub customers: Vec<Customer>,
 }
 
 impl Recoded {
-    /// The tables of the rewritten export: revenue_monthly from `revenue_txs`, the rest
-    /// from `txs`.
+    /// The tables of the rewritten export: revenue_monthly from `revenue_txs`,
+    /// mrr_monthly from `mrr_txs`, the rest from `txs`.
     pub fn compute(&self, as_of: NaiveDate, scale: u32) -> Oracle {
         let mut o = compute(&self.txs, Some(&self.customers), as_of, scale);
         o.revenue_monthly =
             compute(&self.revenue_txs, Some(&self.customers), as_of, scale).revenue_monthly;
+        o.mrr_monthly = compute(&self.mrr_txs, Some(&self.customers), as_of, scale).mrr_monthly;
         o
     }
 }
@@ -133,7 +137,9 @@ impl Recoded {
 /// customers with a transaction in the published months carry becomes "other" (in every
 /// row of that customer, for a customer's country); then a combination of the three
 /// that fewer than `k` such customers have becomes ("other", "other", "other") for
-/// revenue_monthly. None ('unknown') and "other" stay. The offer type is only rewritten
+/// revenue_monthly. None ('unknown') and "other" stay. And for mrr_monthly, a pair of
+/// (customer country, currency) that fewer than `k` such customers have has its currency
+/// rewritten to "other" (null too). The offer type is only rewritten
 /// as a key: a rare "subscription" would also lose its coverage here, so the caller
 /// checks that it is not rare.
 pub fn recode_rare(txs: &[Tx], customers: &[Customer], as_of: NaiveDate, k: usize) -> Recoded {
@@ -230,9 +236,40 @@ pub fn recode_rare(txs: &[Tx], customers: &[Customer], as_of: NaiveDate, k: usiz
             }
         })
         .collect();
+    // mrr_monthly's pairs: the customers with a transaction in the published months of
+    // each (customer country, currency).
+    let mut country_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut country = |c: &str| {
+        country_of
+            .entry(c.to_string())
+            .or_insert_with(|| customer_country(Some(&customers_out), c))
+            .clone()
+    };
+    let currency_of = |t: &Tx| t.currency.clone().unwrap_or_else(|| UNKNOWN.to_string());
+    let mut pairs: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for t in txs_out.iter().filter(|t| published(t)) {
+        let c = t.customer.clone().unwrap();
+        pairs
+            .entry((country(&c), currency_of(t)))
+            .or_default()
+            .insert(c);
+    }
+    let rare_pair =
+        |p: &(String, String)| k > 1 && p.1 != "other" && pairs.get(p).map_or(0, BTreeSet::len) < k;
+    let mrr_txs = txs_out
+        .iter()
+        .map(|t| match &t.customer {
+            Some(c) if rare_pair(&(country(c), currency_of(t))) => Tx {
+                currency: Some(other()),
+                ..t.clone()
+            },
+            _ => t.clone(),
+        })
+        .collect();
     Recoded {
         txs: txs_out,
         revenue_txs,
+        mrr_txs,
         customers: customers_out,
     }
 }

@@ -141,7 +141,67 @@ static ISO_DATE: LazyLock<Regex> =
 pub const MAX_ROUNDS: usize = 8;
 
 /// What [`scrub`] writes for a text that did not settle within [`MAX_ROUNDS`] rounds.
-pub const REMOVED: &str = "[REMOVED]";
+pub const REMOVED: &str = Placeholder::Removed.text();
+
+/// What scrubbing writes in place of what it finds: one capitalized word in brackets.
+/// Spelled here only, so that the passes, the detector's splice and the names pass (which
+/// leaves placeholders alone) agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    Email,
+    Iban,
+    Ip,
+    Card,
+    Phone,
+    Number,
+    Name,
+    Removed,
+}
+
+impl Placeholder {
+    pub const ALL: [Placeholder; 8] = [
+        Placeholder::Email,
+        Placeholder::Iban,
+        Placeholder::Ip,
+        Placeholder::Card,
+        Placeholder::Phone,
+        Placeholder::Number,
+        Placeholder::Name,
+        Placeholder::Removed,
+    ];
+
+    /// `[EMAIL]`, `[IBAN]`, ...
+    pub const fn text(self) -> &'static str {
+        match self {
+            Placeholder::Email => "[EMAIL]",
+            Placeholder::Iban => "[IBAN]",
+            Placeholder::Ip => "[IP]",
+            Placeholder::Card => "[CARD]",
+            Placeholder::Phone => "[PHONE]",
+            Placeholder::Number => "[NUMBER]",
+            Placeholder::Name => "[NAME]",
+            Placeholder::Removed => "[REMOVED]",
+        }
+    }
+
+    /// The word between the brackets.
+    fn word(self) -> &'static str {
+        let t = self.text();
+        &t[1..t.len() - 1]
+    }
+
+    /// The placeholder of a kind the gate's detector reports (`email`, `iban`, `ip`,
+    /// `card`, `phone`).
+    fn of_kind(kind: &str) -> Placeholder {
+        match kind {
+            "email" => Placeholder::Email,
+            "iban" => Placeholder::Iban,
+            "ip" => Placeholder::Ip,
+            "card" => Placeholder::Card,
+            _ => Placeholder::Phone,
+        }
+    }
+}
 
 /// The compiled patterns, cloned once per thread. A `Regex` hands out its search caches
 /// from a pool whose fast path serves only the thread that first used it; every other
@@ -367,13 +427,7 @@ fn splice_detected<'a>(
             continue;
         }
         next.push_str(&s[last..a]);
-        next.push_str(match kind {
-            "email" => "[EMAIL]",
-            "iban" => "[IBAN]",
-            "ip" => "[IP]",
-            "card" => "[CARD]",
-            _ => "[PHONE]",
-        });
+        next.push_str(Placeholder::of_kind(kind).text());
         last = b;
         count += 1;
     }
@@ -598,14 +652,15 @@ impl Patterns {
 
     /// What a match `m` of pattern `pass` becomes, or `None` to leave it.
     fn placeholder(&self, pass: usize, m: &str) -> Option<Cow<'static, str>> {
-        let fixed = |p: &'static str| Some(Cow::Borrowed(p));
+        let fixed = |p: Placeholder| Some(Cow::Borrowed(p.text()));
         match pass {
-            EMAIL => fixed("[EMAIL]"),
-            IBAN | IBAN_ANY => iban_prefix(m).map(|end| Cow::Owned(format!("[IBAN]{}", &m[end..]))),
+            EMAIL => fixed(Placeholder::Email),
+            IBAN | IBAN_ANY => iban_prefix(m)
+                .map(|end| Cow::Owned(format!("{}{}", Placeholder::Iban.text(), &m[end..]))),
             IPV6 => {
                 let t = m.trim_end_matches(':');
                 if t.parse::<Ipv6Addr>().is_ok() || m.parse::<Ipv6Addr>().is_ok() {
-                    fixed("[IP]")
+                    fixed(Placeholder::Ip)
                 } else {
                     None
                 }
@@ -613,13 +668,13 @@ impl Patterns {
             IPV4 => m
                 .parse::<Ipv4Addr>()
                 .is_ok()
-                .then_some(Cow::Borrowed("[IP]")),
-            CARD => luhn_ok(&digits_of(m)).then_some(Cow::Borrowed("[CARD]")),
+                .then_some(Cow::Borrowed(Placeholder::Ip.text())),
+            CARD => luhn_ok(&digits_of(m)).then_some(Cow::Borrowed(Placeholder::Card.text())),
             _ if self.iso_date.is_match(m) => None,
             _ => fixed(if digits_of(m).len() <= 15 {
-                "[PHONE]"
+                Placeholder::Phone
             } else {
-                "[NUMBER]"
+                Placeholder::Number
             }),
         }
     }
@@ -929,12 +984,6 @@ fn fold(w: &str, umlauts: bool, out: &mut String) {
     }
 }
 
-/// The placeholders scrubbing writes, which a name that is also such a word (`Card`,
-/// `Ip`) must not turn into `[[NAME]]`.
-const PLACEHOLDERS: [&str; 8] = [
-    "EMAIL", "IBAN", "IP", "CARD", "PHONE", "NUMBER", "NAME", "REMOVED",
-];
-
 /// Copies `text` into `out` with every word of the row's name ([`NameWords`]) replaced by
 /// `[NAME]`; words of a name separated only by spaces or hyphens (`Anna Kowalska`,
 /// `Anna-Maria`) become one `[NAME]`. Placeholders already in the text are left alone.
@@ -945,7 +994,12 @@ pub fn scrub_names(text: &str, names: &mut NameWords, out: &mut String) -> usize
     let mut after_name = None;
     for (a, b) in word_ranges(text) {
         let w = &text[a..b];
-        if text[..a].ends_with('[') && text[b..].starts_with(']') && PLACEHOLDERS.contains(&w) {
+        // A placeholder already written (a name that is also such a word, `Card` or
+        // `Ip`, must not turn it into `[[NAME]]`).
+        if text[..a].ends_with('[')
+            && text[b..].starts_with(']')
+            && Placeholder::ALL.iter().any(|p| p.word() == w)
+        {
             continue;
         }
         if !names.matches(w) {
@@ -958,7 +1012,7 @@ pub fn scrub_names(text: &str, names: &mut NameWords, out: &mut String) -> usize
                 .all(|c| c.is_whitespace() || c == '-' || c == '\u{2010}');
         if !joins {
             out.push_str(gap);
-            out.push_str("[NAME]");
+            out.push_str(Placeholder::Name.text());
             count += 1;
         }
         last = b;

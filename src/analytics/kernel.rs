@@ -174,17 +174,54 @@ impl Rec {
 struct Interner {
     ids: HashMap<String, u32>,
     names: Vec<String>,
+    /// Per name, the column that brought it first (an index of `columns`; `u8::MAX`: none,
+    /// the names the kernel interns itself), so that the bound's error names the column
+    /// with the most.
+    from: Vec<u8>,
+    /// The key columns as errors name them, in the order first read.
+    columns: Vec<String>,
 }
 
 impl Interner {
     fn id(&mut self, s: &str) -> u32 {
+        self.id_from(s, u8::MAX)
+    }
+
+    fn id_from(&mut self, s: &str, column: u8) -> u32 {
         if let Some(&i) = self.ids.get(s) {
             return i;
         }
         let i = self.names.len() as u32;
         self.names.push(s.to_string());
+        self.from.push(column);
         self.ids.insert(s.to_string(), i);
         i
+    }
+
+    /// The index of the key column `what` in `columns`.
+    fn column(&mut self, what: &str) -> u8 {
+        match self.columns.iter().position(|c| c == what) {
+            Some(i) => i as u8,
+            None => {
+                self.columns.push(what.to_string());
+                (self.columns.len() - 1) as u8
+            }
+        }
+    }
+
+    /// The column that brought the most names, and how many.
+    fn largest_column(&self) -> Option<(&str, usize)> {
+        let mut counts = vec![0usize; self.columns.len()];
+        for &c in &self.from {
+            if let Some(n) = counts.get_mut(c as usize) {
+                *n += 1;
+            }
+        }
+        let (i, n) = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i)))?;
+        Some((self.columns[i].as_str(), *n))
     }
 }
 
@@ -367,8 +404,9 @@ impl Names<'_> {
     /// Fails when the interner then holds more than the limit's distinct values: the key
     /// columns hold a few hundred, and a column given a key role by mistake (ids, free
     /// text) would grow the interner, these caches and the aggregates' cells without
-    /// bound. A cache that has grown past four times the limit (spellings that normalize
-    /// alike) is emptied.
+    /// bound; the error names the column that brought the most of them (not
+    /// necessarily `what`). A cache that has grown past four times the limit (spellings
+    /// that normalize alike) is emptied.
     fn column(
         &mut self,
         a: &ArrayRef,
@@ -376,10 +414,14 @@ impl Names<'_> {
         null: u32,
         what: &str,
     ) -> Result<Vec<u32>, String> {
-        let out = self.ids(a, case, null)?;
-        if self.shared.lock().expect("interner").names.len() > self.limit {
-            return Err(super::too_many_key_values(self.limit, what));
+        let from = self.shared.lock().expect("interner").column(what);
+        let out = self.ids(a, case, null, from)?;
+        let interner = self.shared.lock().expect("interner");
+        if interner.names.len() > self.limit {
+            let most = interner.largest_column().map_or(what, |(c, _)| c);
+            return Err(super::too_many_key_values(self.limit, most));
         }
+        drop(interner);
         let cache = &mut self.local[case as usize];
         if cache.inline.len() + cache.text.len() > self.limit.saturating_mul(4) {
             *cache = Cache::default();
@@ -387,11 +429,13 @@ impl Names<'_> {
         Ok(out)
     }
 
-    fn ids(&mut self, a: &ArrayRef, case: Case, null: u32) -> Result<Vec<u32>, String> {
+    /// `from`: the column's index in the interner ([`Interner::column`]).
+    fn ids(&mut self, a: &ArrayRef, case: Case, null: u32, from: u8) -> Result<Vec<u32>, String> {
         let shared = self.shared;
         let cache = &mut self.local[case as usize];
-        let intern =
-            |s: &str| normalized_text(s, case).map(|n| shared.lock().expect("interner").id(&n));
+        let intern = |s: &str| {
+            normalized_text(s, case).map(|n| shared.lock().expect("interner").id_from(&n, from))
+        };
         let mut out = Vec::with_capacity(a.len());
         if let Some(v) = a.as_string_view_opt() {
             let mut last: Option<(u128, Option<u32>)> = None;
@@ -2292,6 +2336,25 @@ mod tests {
         let e = e.unwrap_err();
         assert!(
             e.contains("more than 3 distinct values") && e.contains("t.country (role country)"),
+            "{e}"
+        );
+
+        // Passed while reading a column of few values: the error names the column that
+        // brought the most.
+        let shared = Mutex::new(Interner::default());
+        let mut names = Names::new(&shared, 12);
+        let ids: ArrayRef = Arc::new(StringArray::from(
+            (0..10).map(|i| format!("C{i:03}")).collect::<Vec<_>>(),
+        ));
+        names
+            .column(&ids, Case::AsIs, u32::MAX, "t.country (role country)")
+            .unwrap();
+        let few: ArrayRef = Arc::new(StringArray::from(vec!["EUR", "USD", "GBP"]));
+        let e = names
+            .column(&few, Case::Upper, u32::MAX, "t.currency (role currency)")
+            .unwrap_err();
+        assert!(
+            e.contains("t.country (role country)") && !e.contains("t.currency"),
             "{e}"
         );
     }

@@ -114,11 +114,11 @@ fn key_column(t: Option<&TablePolicy>, role: Role) -> String {
 }
 
 /// The error of a run whose key columns hold more than `[analytics] max_key_values`
-/// distinct values; `what`: the column that was being read ([`key_column`]).
+/// distinct values; `what`: the column that holds the most of them ([`key_column`]).
 fn too_many_key_values(limit: usize, what: &str) -> String {
     format!(
         "the aggregates' key columns (country, currency, offer type) hold more than {limit} \
-         distinct values together ([analytics] max_key_values), past it while reading {what}: \
+         distinct values together ([analytics] max_key_values), most of them in {what}: \
          a column of countries, currencies or offer types holds a few hundred, so this one \
          is likely ids, free text or another column given the role by mistake\n  \
          check which column the policy gives that role, or raise [analytics] max_key_values \

@@ -801,6 +801,10 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
         }
     };
 
+    let mut acc = acc;
+    let rare_countries = acc.recode_customer_countries(job.k, unknown, other);
+    let currency_pairs = acc.recode_mrr_pairs(job.k, other);
+    // After the merges of rare values' cells, which add sums too.
     if acc.overflow {
         return Err(err(
             job.table,
@@ -808,9 +812,6 @@ pub async fn compute(job: &Job<'_>) -> Result<Output, Error> {
                 .into(),
         ));
     }
-    let mut acc = acc;
-    let rare_countries = acc.recode_customer_countries(job.k, unknown, other);
-    let currency_pairs = acc.recode_mrr_pairs(job.k, other);
     let recoded = super::Recoded {
         country: countries,
         currency: currencies,

@@ -5,7 +5,10 @@
 -- currency has no row (no subscribers paying in it at the month's end) shows mrr 0, so a
 -- currency that stops shows its -100 % and the next change compares with a real 0, never
 -- with an older month.
---   month, currency  as in mrr_monthly.
+--   month, currency  as in mrr_monthly: the subscribers of a country that fewer than k
+--                    customers pay in a currency in are under currency 'other' there
+--                    (README, small-cell suppression), so a currency's sums here leave
+--                    those countries out.
 --   mrr              sum of the published mrr of the currency's countries (mrr is withheld
 --                    where a country has 1..k-1 subscribers, or to protect another
 --                    withheld cell: a lower bound then, since mrr >= 0, and null when

@@ -1,7 +1,10 @@
 -- revenue_by_currency: gross, refunds, chargebacks and net per month and currency.
 --
 -- From revenue_monthly, summed over countries and offer types.
---   month, currency   as in revenue_monthly.
+--   month, currency   as in revenue_monthly: the payments of a (country, currency, offer
+--                     type) combination that fewer than k customers have are under
+--                     currency 'other' there (README, small-cell suppression), so a
+--                     currency's sums here leave them out.
 --   gross, refunds, chargebacks   sums over the cells where the value was published:
 --                     a lower bound when cells were withheld (each value is >= 0).
 --   net               sum of net, only when no cell of the month and currency was

@@ -209,19 +209,19 @@ impl Interner {
         }
     }
 
-    /// The column that brought the most names, and how many.
-    fn largest_column(&self) -> Option<(&str, usize)> {
+    /// The column that brought the most names.
+    fn largest_column(&self) -> Option<&str> {
         let mut counts = vec![0usize; self.columns.len()];
         for &c in &self.from {
             if let Some(n) = counts.get_mut(c as usize) {
                 *n += 1;
             }
         }
-        let (i, n) = counts
+        let (i, _) = counts
             .iter()
             .enumerate()
             .max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i)))?;
-        Some((self.columns[i].as_str(), *n))
+        Some(self.columns[i].as_str())
     }
 }
 
@@ -418,7 +418,7 @@ impl Names<'_> {
         let out = self.ids(a, case, null, from)?;
         let interner = self.shared.lock().expect("interner");
         if interner.names.len() > self.limit {
-            let most = interner.largest_column().map_or(what, |(c, _)| c);
+            let most = interner.largest_column().unwrap_or(what);
             return Err(super::too_many_key_values(self.limit, most));
         }
         drop(interner);

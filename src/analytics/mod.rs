@@ -776,43 +776,26 @@ impl RareValues {
         let fail = |e: datafusion::error::DataFusionError| err("events", df_message(&e));
         let keyed = "COALESCE(country, 'unknown') AS c, COALESCE(currency, 'unknown') AS cu, \
                      COALESCE(offer_type, 'unknown') AS o";
-        let batches = ctx
-            .sql(&format!(
+        self.combinations = string_rows(
+            ctx,
+            &format!(
                 "SELECT c, cu, o FROM (SELECT {keyed}, customer FROM events CROSS JOIN params \
                  WHERE customer IS NOT NULL AND month <= params.last_month) \
                  WHERE NOT (c = '{OTHER}' AND cu = '{OTHER}' AND o = '{OTHER}') \
                  GROUP BY c, cu, o HAVING COUNT(DISTINCT customer) < {k} ORDER BY c, cu, o"
-            ))
-            .await
-            .map_err(fail)?
-            .collect()
-            .await
-            .map_err(fail)?;
-        for b in &batches {
-            let col = |i: usize| b.column(i).as_string::<i32>();
-            for r in 0..b.num_rows() {
-                self.combinations
-                    .push([0, 1, 2].map(|i| col(i).value(r).to_string()));
-            }
-        }
+            ),
+            "events",
+        )
+        .await?;
         if self.combinations.is_empty() {
             return Ok(());
         }
         // A join, not one condition per combination (a deep expression for thousands).
-        use datafusion::arrow::array::StringArray;
-        use datafusion::arrow::datatypes::{Field, Schema};
-        let schema = Arc::new(Schema::new(
-            ["rare_c", "rare_cu", "rare_o"]
-                .map(|n| Field::new(n, DataType::Utf8, false))
-                .to_vec(),
-        ));
-        let column = |i: usize| -> datafusion::arrow::array::ArrayRef {
-            Arc::new(StringArray::from_iter_values(
-                self.combinations.iter().map(|k| k[i].as_str()),
-            ))
-        };
-        let rare = RecordBatch::try_new(schema, vec![column(0), column(1), column(2)])
-            .map_err(|e| err("events", e.to_string()))?;
+        let rare = string_batch(
+            ["rare_c", "rare_cu", "rare_o"],
+            &self.combinations,
+            "events",
+        )?;
         let rare = ctx.read_batch(rare).map_err(fail)?;
         let or_unknown = |c: &str| datafusion::prelude::coalesce(vec![ident(c), lit("unknown")]);
         let events = ctx.table("events").await.map_err(fail)?;
@@ -869,8 +852,9 @@ impl RareValues {
         let pair = |t: &str| {
             format!("COALESCE(cc.country, 'unknown') AS c, COALESCE({t}.currency, 'unknown') AS cu")
         };
-        let batches = ctx
-            .sql(&format!(
+        self.currency_pairs = string_rows(
+            ctx,
+            &format!(
                 "WITH paying AS (SELECT {}, COUNT(DISTINCT e.customer) AS n \
                  FROM events e LEFT JOIN customers cc ON cc.customer = e.customer \
                  CROSS JOIN params \
@@ -885,36 +869,14 @@ impl RareValues {
                  ORDER BY keys.c, keys.cu",
                 pair("e"),
                 pair("cov")
-            ))
-            .await
-            .map_err(fail)?
-            .collect()
-            .await
-            .map_err(fail)?;
-        for b in &batches {
-            let col = |i: usize| b.column(i).as_string::<i32>();
-            for r in 0..b.num_rows() {
-                self.currency_pairs
-                    .push([0, 1].map(|i| col(i).value(r).to_string()));
-            }
-        }
+            ),
+            "coverage",
+        )
+        .await?;
         if self.currency_pairs.is_empty() {
             return Ok(());
         }
-        use datafusion::arrow::array::StringArray;
-        use datafusion::arrow::datatypes::{Field, Schema};
-        let schema = Arc::new(Schema::new(
-            ["rare_c", "rare_cu"]
-                .map(|n| Field::new(n, DataType::Utf8, false))
-                .to_vec(),
-        ));
-        let column = |i: usize| -> datafusion::arrow::array::ArrayRef {
-            Arc::new(StringArray::from_iter_values(
-                self.currency_pairs.iter().map(|p| p[i].as_str()),
-            ))
-        };
-        let rare = RecordBatch::try_new(schema, vec![column(0), column(1)])
-            .map_err(|e| err("coverage", e.to_string()))?;
+        let rare = string_batch(["rare_c", "rare_cu"], &self.currency_pairs, "coverage")?;
         ctx.register_batch("mrr_rare_pairs", rare).map_err(fail)?;
         let coverage = ctx
             .sql(&format!(
@@ -950,18 +912,67 @@ impl RareValues {
 const CUSTOMER_COUNTRY: &str = "SELECT customer, MIN(country) AS country \
      FROM customers_exported WHERE country IS NOT NULL GROUP BY customer";
 
-/// The first column of a query's rows, as text, sorted.
-async fn strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>, Error> {
-    let fail = |e: datafusion::error::DataFusionError| err("events", df_message(&e));
-    let batches = ctx
-        .sql(sql)
+/// A query's result (`table`: for the error).
+async fn collect_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    table: &'static str,
+) -> Result<Vec<RecordBatch>, Error> {
+    let fail = |e: datafusion::error::DataFusionError| err(table, df_message(&e));
+    ctx.sql(sql)
         .await
         .map_err(fail)?
         .collect()
         .await
-        .map_err(fail)?;
+        .map_err(fail)
+}
+
+/// A query's rows of `N` text columns (`table`: for the error).
+async fn string_rows<const N: usize>(
+    ctx: &SessionContext,
+    sql: &str,
+    table: &'static str,
+) -> Result<Vec<[String; N]>, Error> {
     let mut out = Vec::new();
-    for b in batches {
+    for b in collect_sql(ctx, sql, table).await? {
+        let columns = (0..N)
+            .map(|i| datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(table, e.to_string()))?;
+        for r in 0..b.num_rows() {
+            out.push(std::array::from_fn(|i| {
+                columns[i].as_string::<i32>().value(r).to_string()
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// `rows` as a batch of `N` text columns named `names`.
+fn string_batch<const N: usize>(
+    names: [&str; N],
+    rows: &[[String; N]],
+    table: &'static str,
+) -> Result<RecordBatch, Error> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Arc::new(Schema::new(
+        names.map(|n| Field::new(n, DataType::Utf8, false)).to_vec(),
+    ));
+    let columns: Vec<ArrayRef> = (0..N)
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as ArrayRef
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).map_err(|e| err(table, e.to_string()))
+}
+
+/// The first column of a query's rows, as text, sorted.
+async fn strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for b in collect_sql(ctx, sql, "events").await? {
         let a = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
             .map_err(|e| err("events", e.to_string()))?;
         let a = a.as_string::<i32>();

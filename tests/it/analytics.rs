@@ -1594,14 +1594,32 @@ fn awkward_export(seed: u64, n: usize) -> (Vec<Tx>, Vec<Customer>) {
         });
     }
     // Rare values at k = 3 (one or two customers each): a country, a currency and an
-    // offer type of the transactions, and two customers' countries.
+    // offer type of the transactions, and two customers' countries. And a rare pair of
+    // mrr_monthly: pounds are paid by three French customers (c1, c15, c22) and one Dutch
+    // one (c20), who also has a year paid in pounds and one in francs (rare: 'other' too)
+    // from the same day: two currencies at each month's end that are both 'other'.
     for (i, t) in txs.iter_mut().enumerate() {
         match t.customer.as_deref().map(str::trim) {
             Some("c7") if i % 2 == 0 => t.country = Some(" LU".into()),
             Some("c8") => t.currency = Some("chf ".into()),
             Some("c9" | "c10") if i % 3 == 0 => t.offer_type = Some("Rental".into()),
+            Some("c1" | "c15" | "c22" | "c20") if i % 3 == 0 => t.currency = Some("GBP".into()),
             _ => {}
         }
+    }
+    for (sub, currency) in [("c20-gbp", "GBP"), ("c20-chf", "chf")] {
+        txs.push(Tx {
+            currency: Some(currency.into()),
+            ..subs(
+                "c20",
+                "purchase",
+                sub,
+                Some("P1Y"),
+                at(2024, 1, 10, 9, 0),
+                6000,
+                Some("NL"),
+            )
+        });
     }
     let customers = (0..70)
         .map(|c| Customer {
@@ -1779,6 +1797,7 @@ fn kernel_and_sql_engines_give_the_same_tables() {
                     (1, 1, 1, 2),
                     "seed {seed}: {engine:?}"
                 );
+                assert!(r.currency_pairs >= 1, "seed {seed}: {engine:?}: {r:?}");
             }
             outputs.push((engine, k, memory, threads, pretty(&tables)));
         }

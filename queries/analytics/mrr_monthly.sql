@@ -10,8 +10,9 @@
 --   currency     the currency of the purchase or renewal that pays for the coverage;
 --                'other' for a currency that fewer than k customers have a transaction
 --                in during the published months (as in revenue_monthly), and for a
---                (country, currency) pair that fewer than k customers have in this
---                table's rows, over all months (the coverage view arrives so recoded).
+--                (country, currency) pair that fewer than k customers of the country
+--                have a transaction in the currency in during those months (the
+--                coverage view arrives so recoded).
 --   subscribers  distinct customers with a coverage interval containing the first
 --                instant of the next month (the month's end): with one currency per
 --                customer, the currencies of a country add up to its

@@ -2054,23 +2054,14 @@ fn a_key_column_with_too_many_distinct_values_stops_the_run() {
 
     // The same 60 countries in both tables are 60 values, not 120: both engines count
     // the columns together, a value in two of them once.
-    let (txs, customers) = accepted_export(7, 600);
-    let txs: Vec<Tx> = txs
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| Tx {
-            country: Some(format!("C{:02}", i % 60)),
-            ..t
-        })
-        .collect();
-    let customers: Vec<Customer> = customers
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| Customer {
-            country: Some(format!("C{:02}", i % 60)),
-            ..c
-        })
-        .collect();
+    let (mut txs, mut customers) = accepted_export(7, 600);
+    let country = |i: usize| Some(format!("C{:02}", i % 60));
+    for (i, t) in txs.iter_mut().enumerate() {
+        t.country = country(i);
+    }
+    for (i, c) in customers.iter_mut().enumerate() {
+        c.country = country(i);
+    }
     let shared = tempfile::tempdir().unwrap();
     let config60 = write_export(shared.path(), &txs, Some(&customers), 1);
     let mut policy = rt

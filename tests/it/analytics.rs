@@ -125,6 +125,16 @@ country     = "keep"
 }
 
 fn run_as_of(config: &Path, out: &Path, as_of: Option<NaiveDate>, threads: usize) -> RunSummary {
+    try_run_as_of(config, out, as_of, threads).unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+/// [`run_as_of`], its error kept.
+fn try_run_as_of(
+    config: &Path,
+    out: &Path,
+    as_of: Option<NaiveDate>,
+    threads: usize,
+) -> Result<RunSummary, anonymizer::error::Error> {
     run(&RunOptions {
         config: config.to_path_buf(),
         out: Some(out.to_path_buf()),
@@ -133,7 +143,6 @@ fn run_as_of(config: &Path, out: &Path, as_of: Option<NaiveDate>, threads: usize
         threads: Some(threads),
         ..Default::default()
     })
-    .unwrap_or_else(|e| panic!("run failed: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -587,9 +596,9 @@ fn rare_key_values_are_published_as_other_as_brute_force_says() {
 /// (other, other, other).
 #[test]
 fn a_lone_country_currency_and_offer_are_published_as_other() {
-    let mut txs = Vec::new();
-    let mut custs = Vec::new();
-    yearly(&mut txs, &mut custs, "de", 3, "DE", at(2024, 1, 10, 9, 0));
+    let mut h = Hand::default();
+    h.yearly("de", 3, "DE", "EUR", at(2024, 1, 10, 9, 0));
+    let Hand { mut txs, mut custs } = h;
     let mut at_sub = subs(
         "at",
         "purchase",
@@ -683,18 +692,19 @@ fn a_rare_country_currency_pair_of_mrr_is_published_as_other() {
         currency: Some(currency.into()),
         ..subs(c, "purchase", s, Some("P1Y"), start, amount, Some(country))
     };
-    let mut txs = Vec::new();
-    let mut custs = Vec::new();
-    yearly(&mut txs, &mut custs, "de", 3, "DE", start);
+    let mut h = Hand::default();
+    h.yearly("de", 3, "DE", "EUR", start);
     for (prefix, country, currency) in [
         ("us", "US", "USD"),
         ("gb", "GB", "GBP"),
         ("ch", "CH", "CHF"),
     ] {
-        customers_of(&mut txs, &mut custs, prefix, 3, country, |c| {
-            paid(c, &format!("{c}-s"), currency, country, 12000)
-        });
+        h.yearly(prefix, 3, country, currency, start);
     }
+    // One Swede subscribes in kronor; two more buy passes in kronor.
+    h.yearly("se", 1, "SE", "SEK", start);
+    h.pass_buyers("sp", 2, "SE", "SEK", start);
+    let Hand { mut txs, mut custs } = h;
     // mix: EUR and USD; tri: USD and GBP; q: CHF. All German.
     txs.push(paid("mix", "mix-e", "EUR", "DE", 12000));
     txs.push(paid("mix", "mix-u", "USD", "DE", 2400));
@@ -704,15 +714,6 @@ fn a_rare_country_currency_pair_of_mrr_is_published_as_other() {
     for c in ["mix", "tri", "q"] {
         custs.push(cust(c, Some("DE")));
     }
-    txs.push(paid("se0", "se0-s", "SEK", "SE", 12000));
-    custs.push(cust("se0", Some("SE")));
-    customers_of(&mut txs, &mut custs, "sp", 2, "SE", |c| Tx {
-        offer_type: Some("pass".into()),
-        amount: 500,
-        currency: Some("SEK".into()),
-        country: Some("SE".into()),
-        ..bare(Some(c), "purchase", start)
-    });
     let dir = tempfile::tempdir().unwrap();
     let policy = write_export(dir.path(), &txs, Some(&custs), 3);
     let as_of = day(2024, 3, 31);
@@ -1022,62 +1023,53 @@ fn small_cells_are_withheld_and_cannot_be_recomputed() {
     }
 }
 
-/// `n` customers of `country` (ids `prefix` and a number), each with the transaction
-/// `tx` makes for their id.
-fn customers_of(
-    txs: &mut Vec<Tx>,
-    custs: &mut Vec<Customer>,
-    prefix: &str,
-    n: usize,
-    country: &str,
-    tx: impl Fn(&str) -> Tx,
-) {
-    for i in 0..n {
-        let c = format!("{prefix}{i}");
-        txs.push(tx(&c));
-        custs.push(cust(&c, Some(country)));
+/// A hand-built export: its transactions and its customers rows.
+#[derive(Default)]
+struct Hand {
+    txs: Vec<Tx>,
+    custs: Vec<Customer>,
+}
+
+impl Hand {
+    /// `n` customers of `country` (ids `prefix` and a number), each with the
+    /// transaction `tx` makes for their id.
+    fn customers_of(&mut self, prefix: &str, n: usize, country: &str, tx: impl Fn(&str) -> Tx) {
+        for i in 0..n {
+            let c = format!("{prefix}{i}");
+            self.txs.push(tx(&c));
+            self.custs.push(cust(&c, Some(country)));
+        }
     }
-}
 
-/// `n` customers of `country` with a yearly subscription bought on `start`.
-fn yearly(
-    txs: &mut Vec<Tx>,
-    custs: &mut Vec<Customer>,
-    prefix: &str,
-    n: usize,
-    country: &str,
-    start: i64,
-) {
-    customers_of(txs, custs, prefix, n, country, |c| {
-        subs(
-            c,
-            "purchase",
-            &format!("{c}-s"),
-            Some("P1Y"),
-            start,
-            12000,
-            Some(country),
-        )
-    });
-}
+    /// `n` customers of `country` with a yearly subscription paid in `currency` on
+    /// `start`.
+    fn yearly(&mut self, prefix: &str, n: usize, country: &str, currency: &str, start: i64) {
+        self.customers_of(prefix, n, country, |c| Tx {
+            currency: Some(currency.into()),
+            ..subs(
+                c,
+                "purchase",
+                &format!("{c}-s"),
+                Some("P1Y"),
+                start,
+                12000,
+                Some(country),
+            )
+        });
+    }
 
-/// `n` customers of `country` who bought a pass on `time` (no subscription): they make
-/// the country one of at least k customers' without changing its subscriptions.
-fn pass_buyers(
-    txs: &mut Vec<Tx>,
-    custs: &mut Vec<Customer>,
-    prefix: &str,
-    n: usize,
-    country: &str,
-    time: i64,
-) {
-    customers_of(txs, custs, prefix, n, country, |c| Tx {
-        offer_type: Some("pass".into()),
-        amount: 500,
-        currency: Some("EUR".into()),
-        country: Some(country.into()),
-        ..bare(Some(c), "purchase", time)
-    });
+    /// `n` customers of `country` who bought a pass in `currency` on `time` (no
+    /// subscription): they make the country (and currency) one of at least k customers'
+    /// without changing its subscriptions.
+    fn pass_buyers(&mut self, prefix: &str, n: usize, country: &str, currency: &str, time: i64) {
+        self.customers_of(prefix, n, country, |c| Tx {
+            offer_type: Some("pass".into()),
+            amount: 500,
+            currency: Some(currency.into()),
+            country: Some(country.into()),
+            ..bare(Some(c), "purchase", time)
+        });
+    }
 }
 
 #[test]
@@ -1085,12 +1077,12 @@ fn secondary_suppression_protects_constructed_small_cells() {
     // k = 3. DE: 6 yearly subscribers from January, and one monthly subscriber who churns
     // in February (churned = 1: one term of DE's identity under k). FR: 2 yearly
     // subscribers (one country of the month under k, so ALL - DE would give it away).
-    let mut txs = Vec::new();
-    let mut custs = Vec::new();
-    yearly(&mut txs, &mut custs, "de", 6, "DE", at(2024, 1, 10, 9, 0));
-    yearly(&mut txs, &mut custs, "fr", 2, "FR", at(2024, 1, 12, 9, 0));
+    let mut h = Hand::default();
+    h.yearly("de", 6, "DE", "EUR", at(2024, 1, 10, 9, 0));
+    h.yearly("fr", 2, "FR", "EUR", at(2024, 1, 12, 9, 0));
     // A third French customer, so that FR is not a rare country (published as 'other').
-    pass_buyers(&mut txs, &mut custs, "frp", 1, "FR", at(2024, 1, 13, 9, 0));
+    h.pass_buyers("frp", 1, "FR", "EUR", at(2024, 1, 13, 9, 0));
+    let Hand { mut txs, mut custs } = h;
     txs.push(subs(
         "m",
         "purchase",
@@ -1148,9 +1140,12 @@ fn secondary_suppression_protects_constructed_small_cells() {
 /// withholding that 0 to protect FR's active_end of 1 protected nothing (ALL - US - 0).
 #[test]
 fn a_country_without_mrr_rows_is_no_protection() {
-    let mut txs = Vec::new();
-    let mut custs = Vec::new();
-    yearly(&mut txs, &mut custs, "us", 3, "US", at(2025, 1, 10, 9, 0));
+    let mut h = Hand::default();
+    h.yearly("us", 3, "US", "EUR", at(2025, 1, 10, 9, 0));
+    // FR and GB of k = 3 customers each, so that neither is published as 'other'.
+    h.pass_buyers("frp", 2, "FR", "EUR", at(2025, 1, 5, 9, 0));
+    h.pass_buyers("gbp", 2, "GB", "EUR", at(2025, 1, 5, 9, 0));
+    let Hand { mut txs, mut custs } = h;
     txs.push(subs(
         "fr",
         "purchase",
@@ -1171,9 +1166,6 @@ fn a_country_without_mrr_rows_is_no_protection() {
         Some("GB"),
     ));
     custs.push(cust("gb", Some("GB")));
-    // FR and GB of k = 3 customers each, so that neither is published as 'other'.
-    pass_buyers(&mut txs, &mut custs, "frp", 2, "FR", at(2025, 1, 5, 9, 0));
-    pass_buyers(&mut txs, &mut custs, "gbp", 2, "GB", at(2025, 1, 5, 9, 0));
     let dir = tempfile::tempdir().unwrap();
     let policy = write_export(dir.path(), &txs, Some(&custs), 3);
     let s = run_as_of(&policy, &dir.path().join("out"), Some(day(2025, 3, 31)), 2);
@@ -1979,15 +1971,9 @@ fn subscription_payments_without_a_period_are_counted_and_all_of_them_stop_the_r
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let config = write_export(dir.path(), &none, Some(&customers), 1);
-    let e = run(&RunOptions {
-        config,
-        out: Some(dir.path().join("out")),
-        key: Some(key()),
-        as_of: Some(day(2025, 6, 17)),
-        ..Default::default()
-    })
-    .unwrap_err()
-    .to_string();
+    let e = try_run_as_of(&config, &dir.path().join("out"), Some(day(2025, 6, 17)), 2)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("subscription payment(s)")
             && e.contains("has an offer period in column 'offer_period'"),
@@ -2081,14 +2067,7 @@ fn a_key_column_with_too_many_distinct_values_stops_the_run() {
         text.replace("[analytics]", "[analytics]\nmax_key_values = 100"),
     )
     .unwrap();
-    let e = run(&RunOptions {
-        config,
-        out: Some(dir.path().join("out")),
-        key: Some(key()),
-        as_of: Some(day(2025, 6, 17)),
-        ..Default::default()
-    })
-    .unwrap_err();
+    let e = try_run_as_of(&config, &dir.path().join("out"), Some(day(2025, 6, 17)), 2).unwrap_err();
     assert!(e.to_string().contains("max_key_values"), "{e}");
     assert!(!dir.path().join("out/current").exists());
 }

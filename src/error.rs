@@ -353,19 +353,35 @@ pub fn redact_quoted(s: &str) -> String {
 
 /// [`redact_quoted`], showing the quoted text for which `keep` is true.
 pub fn redact_quoted_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
+    // A row printed as `Row data: '[...]'` may span lines (a quoted value of the export
+    // holding a line break): blanked to the last `]'` after it, else to the end.
+    if let Some(at) = s.find("Row data:") {
+        let rest = &s[at..];
+        let end = rest.rfind("]'").map_or(rest.len(), |i| i + 2);
+        let parts = [
+            redact_quoted_lines(&s[..at], keep),
+            "Row data: '…'".to_string(),
+            redact_quoted_lines(&rest[end..], keep),
+        ];
+        return parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    redact_quoted_lines(s, keep)
+}
+
+/// [`redact_quoted_keeping`] of text without a row: line by line, the lines joined by a
+/// space.
+fn redact_quoted_lines(s: &str, keep: &dyn Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(s.len());
     for (n, line) in s.lines().map(str::trim).enumerate() {
         if n > 0 {
             out.push(' ');
         }
-        let (line, row_data) = match line.find("Row data:") {
-            Some(at) => (&line[..at], true),
-            None => (line, false),
-        };
         redact_quoted_line(line, keep, &mut out);
-        if row_data {
-            out.push_str("Row data: '…'");
-        }
     }
     out.trim().to_string()
 }
@@ -480,6 +496,18 @@ mod tests {
             "Error while parsing value '…' as type '…' for column 7 at line 5001. Row data: '…' next line '…'"
         );
         assert_eq!(super::redact_quoted("a 'b'c' d \"e\" f"), "a '…' d \"…\" f");
+        // Found 2026-12-04: a row whose quoted value holds a line break (a note over two
+        // lines) went on past the line, and its end was printed.
+        assert_eq!(
+            super::redact_quoted(
+                "Error while parsing value '7x9' as type 'Int64' for column 4 at line 2501. Row data: '[2500,17850,said \"fine\", thanks\r\nbye Anna Kowalska,7x9]'"
+            ),
+            "Error while parsing value '…' as type '…' for column 4 at line 2501. Row data: '…'"
+        );
+        assert_eq!(
+            super::redact_quoted("Row data: '[a,b\nc O'Brien,d"),
+            "Row data: '…'"
+        );
     }
 
     #[test]

@@ -269,14 +269,17 @@ fn chunked_session(chunks: usize) -> SessionContext {
 
 /// Most chunks one input file is cut into.
 pub const MAX_CHUNKS: usize = 64;
-const CSV_CHUNK_BYTES: u64 = 64 << 20;
+/// A table's `csv_piece_bytes` unless the policy says otherwise: a CSV file larger than
+/// this is cut into pieces of about this size, and smaller files are read in groups of up
+/// to this size.
+pub const CSV_PIECE_BYTES: u64 = 64 << 20;
 
-/// How many chunks a file is cut into: its Parquet row groups, at most [`MAX_CHUNKS`]; a
-/// CSV file is one chunk (a quoted value may hold a line break, so no byte offset is
-/// known to start a record without reading the file up to it). A function of the file alone (never of the core count),
-/// so outputs stay byte-identical everywhere. (DataFusion keeps a file of no more rows
-/// than one batch, [`crate::input::BATCH_ROWS`], in one piece; that too depends on the
-/// file alone.)
+/// How many chunks the transform's plan of one file has, as DataFusion is asked to cut it:
+/// its Parquet row groups, at most [`MAX_CHUNKS`]; a CSV file one (a file larger than a
+/// piece is cut into [`crate::input::csv_pieces`] by the scan itself, one partition each).
+/// A function of the file alone (never of the core count), so outputs stay
+/// byte-identical everywhere. (DataFusion keeps a file of no more rows than one batch,
+/// [`crate::input::BATCH_ROWS`], in one piece; that too depends on the file alone.)
 fn chunks_of(format: Format, row_groups: Option<&[u64]>) -> usize {
     let n = match format {
         Format::Parquet => row_groups.map_or(1, <[u64]>::len),
@@ -289,7 +292,7 @@ fn chunks_of(format: Format, row_groups: Option<&[u64]>) -> usize {
 const SPLIT_ROWS: usize = 1 << 17;
 
 /// At most this many rows of consecutive small Parquet files are read as one chunk (and
-/// at most [`CSV_CHUNK_BYTES`] of consecutive small CSV files).
+/// at most a table's `csv_piece_bytes` of consecutive small CSV files).
 const GROUP_ROWS: u64 = SPLIT_ROWS as u64;
 
 /// What one plan of the transform reads: one input file (cut into its chunks), or
@@ -309,6 +312,9 @@ pub(crate) struct Unit {
     /// A group of CSV files: the table, to find the failing file by reading the files one
     /// by one (their rows are not known ahead).
     csv: Option<Arc<TablePolicy>>,
+    /// A single CSV file larger than the table's `csv_piece_bytes`: its pieces, each read
+    /// by one partition, in order ([`crate::input::csv_pieces`]).
+    pub pieces: Option<Arc<[crate::input::CsvPiece]>>,
 }
 
 impl Unit {
@@ -327,7 +333,7 @@ impl Unit {
         let ctx = session();
         for (f, _) in &self.files {
             let mut read = 0u64;
-            let stream = match table.open(&ctx, f).await {
+            let stream = match table.open_in_order(&ctx, f).await {
                 Ok(df) => df.execute_stream().await,
                 Err(_) => return (f.clone(), 0),
             };
@@ -360,7 +366,7 @@ impl Unit {
 /// The units of a table, in file order: every Parquet file read whole in one chunk (one
 /// row group, or a lone one too small to cut) of at most [`GROUP_ROWS`] rows joins the
 /// units of consecutive such files while they total at most [`GROUP_ROWS`] rows; every
-/// CSV file of at most [`CSV_CHUNK_BYTES`] (one chunk) joins consecutive such files while
+/// CSV file of at most its table's `csv_piece_bytes` (one piece) joins consecutive such files while
 /// they total at most that; every other file is a unit of its own. Worked out on the
 /// first call and kept with the table (every stage reads by the same units).
 pub(crate) fn units(table: &TablePolicy) -> Arc<[Unit]> {
@@ -393,7 +399,7 @@ fn compute_units(table: &TablePolicy) -> Vec<Unit> {
                 std::fs::metadata(f)
                     .ok()
                     .map(|m| m.len())
-                    .filter(|b| *b <= CSV_CHUNK_BYTES)
+                    .filter(|b| *b <= table.csv_piece_bytes)
             })
             .collect()
     } else {
@@ -408,25 +414,58 @@ fn compute_units(table: &TablePolicy) -> Vec<Unit> {
             .collect()
     };
     let shared = csv.then(|| Arc::new(table.clone()));
-    groups(&small, if csv { CSV_CHUNK_BYTES } else { GROUP_ROWS })
-        .into_iter()
-        .map(|r| Unit {
-            first: r.start,
-            files: r
-                .clone()
-                .map(|i| {
-                    let rows = if csv { 0 } else { small[i].unwrap_or(0) };
-                    (table.files[i].clone(), rows)
-                })
-                .collect(),
-            layout: if r.len() == 1 {
-                layouts[r.start].take()
-            } else {
-                None
-            },
-            csv: shared.clone(),
-        })
-        .collect()
+    // A CSV file larger than a piece, cut into pieces on every core (a file that cannot be
+    // read stays whole, for its reader to report).
+    let mut pieces: Vec<Option<Arc<[crate::input::CsvPiece]>>> = if csv {
+        table
+            .files
+            .par_iter()
+            .zip(small.par_iter())
+            .map(|(f, small)| {
+                if small.is_some() {
+                    return None;
+                }
+                let p =
+                    crate::input::csv_pieces(f, table.delimiter, table.csv_piece_bytes, MAX_CHUNKS)
+                        .ok()?;
+                tracing::debug!(file = %f.display(), pieces = p.len(), "a CSV file cut");
+                (p.len() > 1).then(|| p.into())
+            })
+            .collect()
+    } else {
+        vec![None; table.files.len()]
+    };
+    groups(
+        &small,
+        if csv {
+            table.csv_piece_bytes
+        } else {
+            GROUP_ROWS
+        },
+    )
+    .into_iter()
+    .map(|r| Unit {
+        first: r.start,
+        files: r
+            .clone()
+            .map(|i| {
+                let rows = if csv { 0 } else { small[i].unwrap_or(0) };
+                (table.files[i].clone(), rows)
+            })
+            .collect(),
+        layout: if r.len() == 1 {
+            layouts[r.start].take()
+        } else {
+            None
+        },
+        csv: shared.clone(),
+        pieces: if r.len() == 1 {
+            pieces[r.start].take()
+        } else {
+            None
+        },
+    })
+    .collect()
 }
 
 /// Cuts files into runs: a file of `Some(rows)` joins the run before it when that run is
@@ -1625,6 +1664,22 @@ impl FileJob {
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {
+                    // A CSV file read in pieces: the error as a read of the whole file
+                    // gives it (Arrow counts rows from the start of the piece), else
+                    // (the read succeeds: a rule failed) after the pieces before.
+                    let (rows, e) = match (&input.pieces, &input.csv) {
+                        (Some(pieces), Some(table)) => {
+                            match table.first_error_in_order(&session(), input.path()).await {
+                                Some(found) => found,
+                                None => {
+                                    let before =
+                                        pieces.get(self.chunk).map_or(0, |p| p.rows_before);
+                                    (before + rows, e)
+                                }
+                            }
+                        }
+                        _ => (rows, e),
+                    };
                     // In a group of files, the file and row the failure came at.
                     let (file, row) = input.locate_failure(rows).await;
                     let message = df_message(&e);
@@ -1895,6 +1950,7 @@ mod tests {
             files: vec![("a".into(), 3), ("b".into(), 0), ("c".into(), 2)],
             layout: None,
             csv: None,
+            pieces: None,
         };
         let at = |r| {
             let (f, i) = unit.locate(r);

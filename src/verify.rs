@@ -1102,7 +1102,20 @@ async fn probe_csv(
         .map_err(|e| fail(&e))?;
     let mut total = ProbeHits::default();
     while let Some(b) = stream.next().await {
-        let b = b.map_err(|e| fail(&e))?;
+        let b = match b {
+            Ok(b) => b,
+            // A file read in pieces: the error as a read of the whole file says it.
+            Err(e) => match files {
+                [f] if table.in_pieces(f) => {
+                    let e = table
+                        .first_error_in_order(ctx, f)
+                        .await
+                        .map_or(e, |(_, e)| e);
+                    return Err(fail(&e));
+                }
+                _ => return Err(fail(&e)),
+            },
+        };
         let found: Vec<Result<ProbeHits, Error>> = b
             .columns()
             .par_iter()

@@ -168,6 +168,10 @@ pub struct TablePolicy {
     pub quasi_identifiers: Vec<String>,
     /// Quasi-identifier -> generalization hierarchy file (ARX's format).
     pub hierarchies: BTreeMap<String, PathBuf>,
+    /// CSV: a file larger than this is read in pieces of about this size, one per core
+    /// at a time; smaller files are read in groups of up to this size
+    /// (`csv_piece_bytes`, default [`crate::run::CSV_PIECE_BYTES`]).
+    pub csv_piece_bytes: u64,
     /// How the transform reads the files ([`crate::run::units`]), worked out once: the
     /// input checks, the transform, the erasure's scans and the gate all read by it.
     pub(crate) units: UnitsOnce,
@@ -236,8 +240,55 @@ impl TablePolicy {
     }
     /// One of the table's files as a DataFrame, read with the validated schema (every
     /// column nullable, text hinted as a dictionary in some files read as text), so
-    /// that any of the table's files, or a group of them, reads as the table.
+    /// that any of the table's files, or a group of them, reads as the table. A CSV file
+    /// larger than `csv_piece_bytes` is read in its pieces, one partition each, in order
+    /// ([`crate::run::Unit::pieces`]): execute the partitions one by one, or read it with
+    /// [`TablePolicy::open_in_order`], where the order of the rows matters.
     pub async fn open(
+        &self,
+        ctx: &SessionContext,
+        file: &Path,
+    ) -> Result<datafusion::dataframe::DataFrame, PolicyError> {
+        let df = self.open_in_order(ctx, file).await?;
+        Ok(input::in_pieces(df, self.pieces_of(&[file])))
+    }
+
+    /// Whether [`TablePolicy::open`] reads `file` in pieces.
+    pub(crate) fn in_pieces(&self, file: &Path) -> bool {
+        !self.pieces_of(&[file]).is_empty()
+    }
+
+    /// The first error of reading `file` whole, in order, to its end, and the rows read
+    /// before it: where a read of the file in pieces failed, said of the whole file
+    /// (Arrow numbers a CSV row from the start of what it reads, a piece). `None` when
+    /// that read does not fail (the error came from elsewhere: a rule, the plan).
+    pub(crate) async fn first_error_in_order(
+        &self,
+        ctx: &SessionContext,
+        file: &Path,
+    ) -> Option<(u64, datafusion::error::DataFusionError)> {
+        match self.open_in_order(ctx, file).await {
+            Ok(df) => input::first_error(df).await,
+            Err(e) => Some((0, datafusion::error::DataFusionError::External(Box::new(e)))),
+        }
+    }
+
+    /// The pieces of those of `files` that are CSV files read in pieces.
+    fn pieces_of(&self, files: &[&Path]) -> input::PiecesByFile {
+        if self.format != Format::Csv {
+            return Default::default();
+        }
+        crate::run::units(self)
+            .iter()
+            .filter_map(|u| Some((u.files[0].0.as_path(), u.pieces.clone()?)))
+            .filter(|(f, _)| files.contains(f))
+            .filter_map(|(f, p)| Some((input::location(f).ok()?, p)))
+            .collect()
+    }
+
+    /// One of the table's files as [`TablePolicy::open`] reads it, but whole, as one
+    /// partition whose rows come in the file's order (a CSV file too: on one core).
+    pub async fn open_in_order(
         &self,
         ctx: &SessionContext,
         file: &Path,
@@ -264,7 +315,7 @@ impl TablePolicy {
         if let [file] = files {
             return self.open(ctx, file).await;
         }
-        Ok(input::open_all(
+        let df = input::open_all(
             ctx,
             &self.name,
             files,
@@ -272,7 +323,9 @@ impl TablePolicy {
             self.delimiter,
             &self.schema,
         )
-        .await?)
+        .await?;
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        Ok(input::in_pieces(df, self.pieces_of(&files)))
     }
 
     pub fn rule_of(&self, column: &str) -> Option<&Rule> {
@@ -587,6 +640,7 @@ impl Policy {
                 name: name.clone(),
                 format,
                 delimiter: rt.delimiter,
+                csv_piece_bytes: rt.csv_piece_bytes,
                 files,
                 schema,
                 columns,

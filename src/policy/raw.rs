@@ -27,6 +27,8 @@ pub struct RawTable {
     pub input: String,
     pub format: Option<Format>,
     pub delimiter: u8,
+    /// CSV: the size of the pieces a large file is read in ([`crate::run::CSV_PIECE_BYTES`]).
+    pub csv_piece_bytes: u64,
     pub roles: BTreeMap<Role, String>,
     /// Column name -> rule, in the order written.
     pub columns: Vec<(String, RawRule)>,
@@ -156,10 +158,11 @@ const ANALYTICS_KEYS: [&str; 7] = [
     "memory_mb",
     "max_key_values",
 ];
-const TABLE_KEYS: [&str; 7] = [
+const TABLE_KEYS: [&str; 8] = [
     "input",
     "format",
     "delimiter",
+    "csv_piece_bytes",
     "roles",
     "columns",
     "quasi_identifiers",
@@ -598,10 +601,14 @@ fn parse_table(cx: &mut Ctx, t: &Table, place: &str, dir: &Path) -> Option<RawTa
             other.type_str()
         )),
     }
+    let csv_piece_bytes = cx
+        .int(t, "csv_piece_bytes", place, 1024..=1 << 40)
+        .map_or(crate::run::CSV_PIECE_BYTES, |b| b as u64);
     Some(RawTable {
         input: input.unwrap_or_default(),
         format,
         delimiter,
+        csv_piece_bytes,
         roles,
         columns,
         quasi_identifiers,

@@ -425,10 +425,16 @@ fn compute_units(table: &TablePolicy) -> Vec<Unit> {
                 if small.is_some() {
                     return None;
                 }
+                let started = std::time::Instant::now();
                 let p =
                     crate::input::csv_pieces(f, table.delimiter, table.csv_piece_bytes, MAX_CHUNKS)
                         .ok()?;
-                tracing::debug!(file = %f.display(), pieces = p.len(), "a CSV file cut");
+                tracing::debug!(
+                    file = %f.display(),
+                    pieces = p.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "a CSV file cut"
+                );
                 (p.len() > 1).then(|| p.into())
             })
             .collect()

@@ -403,6 +403,16 @@ fn a_large_csv_file_is_read_in_pieces() {
     std::fs::write(dir.path().join("sales.csv"), &csv).unwrap();
     let columns = "Notes = \"scrub\"\nQuantity = \"keep\"";
     let whole = sales_policy(dir.path(), "sales.csv", columns);
+    let text = std::fs::read_to_string(&whole).unwrap();
+    std::fs::write(
+        &whole,
+        text.replacen(
+            "output = \"out\"\n",
+            "output = \"out\"\n\n[analytics]\nk = 1\n",
+            1,
+        ),
+    )
+    .unwrap();
     let one = run_to(&whole, &dir.path().join("one"), key()).unwrap();
     let pieced = dir.path().join("pieces.toml");
     std::fs::write(
@@ -414,6 +424,21 @@ fn a_large_csv_file_is_read_in_pieces() {
     )
     .unwrap();
     let s = run_to(&pieced, &dir.path().join("out"), key()).unwrap();
+    // The aggregates (read by the kernel in pieces too): the same bytes.
+    let aggregates = |r: &anonymizer::run::RunSummary| -> Vec<(String, String)> {
+        r.manifest
+            .tables
+            .iter()
+            .filter(|(t, _)| t.as_str() != "sales")
+            .map(|(t, m)| (t.clone(), m.files[0].sha256.clone()))
+            .collect()
+    };
+    assert!(
+        aggregates(&one).len() >= 1,
+        "{:?}",
+        one.manifest.tables.keys()
+    );
+    assert_eq!(aggregates(&s), aggregates(&one));
     let files = s.manifest.tables["sales"].files.len();
     assert!(
         files > 20 && files <= 64,
@@ -472,6 +497,16 @@ fn a_large_csv_file_is_read_in_pieces() {
         e.contains("row 2501 (line 2502 counting the header")
             && e.contains("column 'InvoiceDate'")
             && !e.contains("2011-13-09"),
+        "{e}"
+    );
+    // A piece of less than 1 KiB is refused with the policy.
+    let text = std::fs::read_to_string(&pieced).unwrap();
+    std::fs::write(&pieced, text.replace("= 4096", "= 100")).unwrap();
+    let e = run_to(&pieced, &dir.path().join("out"), key())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'csv_piece_bytes' is 100, must be between 1024 and"),
         "{e}"
     );
 }

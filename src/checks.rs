@@ -124,12 +124,14 @@ fn input_error(table: &TablePolicy, file: &Path, message: String) -> Error {
 const FILES_AT_ONCE: usize = 4;
 
 async fn check_table(ctx: &SessionContext, table: &TablePolicy) -> Result<Facts, Error> {
-    let shared = std::sync::Arc::new(table.clone());
-    // The transform's units: a group of small files is checked by one query.
+    // The transform's units: a group of small files is checked by one query. Worked out
+    // before the table is cloned, so that the clone keeps them (a large CSV file is read
+    // once to cut it into pieces).
     let units: Vec<Vec<PathBuf>> = crate::run::units(table)
         .iter()
         .map(|u| u.files.iter().map(|f| f.0.clone()).collect())
         .collect();
+    let shared = std::sync::Arc::new(table.clone());
     let tasks = units.into_iter().map(|files| {
         let (ctx, table) = (ctx.clone(), shared.clone());
         async move {

@@ -309,8 +309,10 @@ pub(crate) struct Unit {
     pub files: Vec<(PathBuf, u64)>,
     /// A single Parquet file's layout.
     layout: Option<crate::input::ParquetLayout>,
-    /// A group of CSV files: the table, to find the failing file by reading the files one
-    /// by one (their rows are not known ahead).
+    /// A CSV file or group of them: the table, to find the failing file or row by reading
+    /// the files one by one, whole, in order (their rows are not known ahead). A copy
+    /// made before the units were worked out: read with `open_in_order` only, as `open`
+    /// would work them out again.
     csv: Option<Arc<TablePolicy>>,
     /// A single CSV file larger than the table's `csv_piece_bytes`: its pieces, each read
     /// by one partition, in order ([`crate::input::csv_pieces`]).

@@ -33,7 +33,8 @@ def csv_export(venv, data, csv_dir):
     py = Path(venv) / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "duckdb"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+                   + bench.VENV_PACKAGES, check=True)
     script = "\n".join([
         "import duckdb",
         "c = duckdb.connect()",

@@ -455,6 +455,31 @@ fn a_large_csv_file_is_read_in_pieces() {
     assert_eq!(notes[0].as_deref(), Some("call me\non [PHONE]"));
     assert_eq!(notes[2].as_deref(), Some("12\" screen"));
     assert_eq!(s.manifest.as_of, one.manifest.as_of);
+    // The same sales as two large files in a folder, each cut (the aggregates read every
+    // file of a table as one scan, its pieces and the other file's): the same rows, in
+    // order, and aggregates.
+    let folder = dir.path().join("sales");
+    std::fs::create_dir(&folder).unwrap();
+    let half = csv.find("\n1500,").unwrap() + 1;
+    let header = csv.lines().next().unwrap();
+    std::fs::write(folder.join("a.csv"), &csv[..half]).unwrap();
+    std::fs::write(folder.join("b.csv"), format!("{header}\n{}", &csv[half..])).unwrap();
+    let two = dir.path().join("two.toml");
+    std::fs::write(
+        &two,
+        std::fs::read_to_string(&pieced)
+            .unwrap()
+            .replace("input = \"sales.csv\"", "input = \"sales\""),
+    )
+    .unwrap();
+    let t = run_to(&two, &dir.path().join("two"), key()).unwrap();
+    let files = t.manifest.tables["sales"].files.len();
+    assert!(files > 20, "{files} files");
+    assert_eq!(
+        rows_in_order(&t.run_dir.join("sales")),
+        rows_in_order(&one.run_dir.join("sales"))
+    );
+    assert_eq!(aggregates(&t), aggregates(&one));
     // One thread: the same bytes.
     let single = anonymizer::run::run(&anonymizer::run::RunOptions {
         config: pieced.clone(),

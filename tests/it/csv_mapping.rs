@@ -535,3 +535,60 @@ fn a_large_csv_file_is_read_in_pieces() {
         "{e}"
     );
 }
+
+/// A large CSV file broken late (a ragged row, text that is not UTF-8, a quote never
+/// closed, a value that does not parse) fails the same way read in pieces as read whole:
+/// the same error, naming the same file and row, never a panic, nothing published.
+#[test]
+fn a_large_csv_file_broken_late_fails_in_pieces_as_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = sales_csv(3000);
+    let columns = "Notes = \"scrub\"\nQuantity = \"keep\"";
+    let whole = sales_policy(dir.path(), "sales.csv", columns);
+    let pieced = dir.path().join("pieces.toml");
+    std::fs::write(
+        &pieced,
+        std::fs::read_to_string(&whole).unwrap().replace(
+            "input = \"sales.csv\"",
+            "input = \"sales.csv\"\ncsv_piece_bytes = 4096",
+        ),
+    )
+    .unwrap();
+    // Rows whose note is on one line (`sales_csv`: i % 7 is 2 to 6).
+    let row = |i: usize| {
+        assert!(i % 7 >= 2);
+        let at = csv.find(&format!("\n{i},")).unwrap() + 1;
+        (at, at + csv[at..].find('\n').unwrap() + 1)
+    };
+    let with_row = |i: usize, new: &[u8]| {
+        let (a, b) = row(i);
+        [&csv.as_bytes()[..a], new, &csv.as_bytes()[b..]].concat()
+    };
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("ragged", with_row(2600, b"2600,2011-12-01 08:26:00\n")),
+        (
+            "not UTF-8",
+            with_row(2705, b"2705,2011-12-01 08:26:00,17855,caf\xe9,3\n"),
+        ),
+        (
+            "quote never closed",
+            with_row(2902, b"2902,2011-12-01 08:26:00,17852,\"open,2\n"),
+        ),
+        (
+            "not an integer",
+            with_row(2704, b"2704,2011-12-01 08:26:00,17854,x,4.5.6\n"),
+        ),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(dir.path().join("sales.csv"), &bytes).unwrap();
+        let error = |policy: &std::path::Path| {
+            run_to(policy, &dir.path().join("out"), key())
+                .unwrap_err()
+                .to_string()
+        };
+        let (a, b) = (error(&whole), error(&pieced));
+        assert_eq!(a, b, "{what}");
+        assert!(a.contains("sales.csv"), "{what}: {a}");
+        assert!(!dir.path().join("out/current").exists(), "{what}");
+    }
+}

@@ -375,6 +375,32 @@ fn sales_csv(rows: usize) -> String {
     csv
 }
 
+/// Two policies for `sales.csv` in `dir` (Notes scrubbed, Quantity kept, `extra` TOML
+/// after `output`): the file read whole (`policy.toml`), and in pieces of 4 KiB
+/// (`pieces.toml`).
+fn whole_and_pieced(
+    dir: &std::path::Path,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let whole = sales_policy(dir, "sales.csv", "Notes = \"scrub\"\nQuantity = \"keep\"");
+    let text = std::fs::read_to_string(&whole).unwrap().replacen(
+        "output = \"out\"\n",
+        &format!("output = \"out\"\n{extra}"),
+        1,
+    );
+    std::fs::write(&whole, &text).unwrap();
+    let pieced = dir.join("pieces.toml");
+    std::fs::write(
+        &pieced,
+        text.replace(
+            "input = \"sales.csv\"",
+            "input = \"sales.csv\"\ncsv_piece_bytes = 4096",
+        ),
+    )
+    .unwrap();
+    (whole, pieced)
+}
+
 /// The rows of a published table in file order, every column as text.
 fn rows_in_order(dir: &std::path::Path) -> Vec<Vec<Option<String>>> {
     let t = read_table(dir);
@@ -401,28 +427,8 @@ fn a_large_csv_file_is_read_in_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let csv = sales_csv(3000);
     std::fs::write(dir.path().join("sales.csv"), &csv).unwrap();
-    let columns = "Notes = \"scrub\"\nQuantity = \"keep\"";
-    let whole = sales_policy(dir.path(), "sales.csv", columns);
-    let text = std::fs::read_to_string(&whole).unwrap();
-    std::fs::write(
-        &whole,
-        text.replacen(
-            "output = \"out\"\n",
-            "output = \"out\"\n\n[analytics]\nk = 1\n",
-            1,
-        ),
-    )
-    .unwrap();
+    let (whole, pieced) = whole_and_pieced(dir.path(), "\n[analytics]\nk = 1\n");
     let one = run_to(&whole, &dir.path().join("one"), key()).unwrap();
-    let pieced = dir.path().join("pieces.toml");
-    std::fs::write(
-        &pieced,
-        std::fs::read_to_string(&whole).unwrap().replace(
-            "input = \"sales.csv\"",
-            "input = \"sales.csv\"\ncsv_piece_bytes = 4096",
-        ),
-    )
-    .unwrap();
     let s = run_to(&pieced, &dir.path().join("out"), key()).unwrap();
     // The aggregates (read by the kernel in pieces too): the same bytes.
     let aggregates = |r: &anonymizer::run::RunSummary| -> Vec<(String, String)> {
@@ -543,17 +549,7 @@ fn a_large_csv_file_is_read_in_pieces() {
 fn a_large_csv_file_broken_late_fails_in_pieces_as_whole() {
     let dir = tempfile::tempdir().unwrap();
     let csv = sales_csv(3000);
-    let columns = "Notes = \"scrub\"\nQuantity = \"keep\"";
-    let whole = sales_policy(dir.path(), "sales.csv", columns);
-    let pieced = dir.path().join("pieces.toml");
-    std::fs::write(
-        &pieced,
-        std::fs::read_to_string(&whole).unwrap().replace(
-            "input = \"sales.csv\"",
-            "input = \"sales.csv\"\ncsv_piece_bytes = 4096",
-        ),
-    )
-    .unwrap();
+    let (whole, pieced) = whole_and_pieced(dir.path(), "");
     // Rows whose note is on one line (`sales_csv`: i % 7 is 2 to 6).
     let row = |i: usize| {
         assert!(i % 7 >= 2);

@@ -68,6 +68,10 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--venv", default=str(Path.home() / ".cache/anonymizer-e2e-venv"))
     ap.add_argument("--as-of", default="2025-12-31")
+    ap.add_argument("--duckdb", action="store_true",
+                    help="also time bench.py's DuckDB job on the same CSV files (its "
+                         "read_parquet views read_csv instead; DuckDB sniffs the types, "
+                         "so its results are not compared)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     data = work / f"data-{args.customers}"
@@ -85,12 +89,21 @@ def main():
                          work / "out/pieces", None),
     }
     env = dict(os.environ, ANONYMIZER_KEY=bench.DEFAULT_KEY)
+    if args.duckdb:
+        variants["duckdb"] = duckdb_sql(args, work, data, csv_dir)
     results = {v: [] for v in variants}
     manifests = {}
     for r in range(args.reps):
         for v, p in variants.items():
             out = work / "out" / v
             subprocess.run(["rm", "-rf", str(out)], check=True)
+            if v == "duckdb":
+                py = Path(args.venv) / "bin" / "python"
+                w, rss, cpu = bench.measured([py, Path(bench.__file__).resolve(), "_duckdb", p,
+                                              out, work / "duckdb_timings.json"], env, v)
+                results[v].append((w, rss, cpu, {}))
+                bench.log(f"rep {r + 1} duckdb: {w:.2f} s, {rss:.0f} MiB, {cpu:.2f} CPU s")
+                continue
             w, rss, cpu = bench.measured([args.bin, "-q", "run", "--config", p, "--as-of",
                                           args.as_of, "--out", out], env, f"run ({v})")
             m = json.loads((out / "current" / "_manifest.json").read_text())
@@ -108,12 +121,28 @@ def main():
         med = lambda i: statistics.median(x[i] for x in rs)  # noqa: E731
         stages = {k: statistics.median(x[3].get(k, 0) for x in rs) for k in rs[0][3]}
         files = {t: len(manifests[v]["tables"][t]["files"])
-                 for t in ("customers", "transactions")}
+                 for t in ("customers", "transactions")} if v in manifests else {}
         print(f"{v}: wall {med(0):.2f} s, peak RSS {med(1):.0f} MiB, CPU {med(2):.2f} s, "
               f"output files {files}, stages_ms {stages}")
     w = {v: statistics.median(x[0] for x in rs) for v, rs in results.items()}
     print(f"pieces / whole: {w['pieces'] / w['whole']:.2f}x wall "
           f"(medians of {args.reps} alternated runs); aggregates byte-identical")
+    if "duckdb" in w:
+        print(f"pieces / duckdb: {w['pieces'] / w['duckdb']:.2f}x wall")
+
+
+def duckdb_sql(args, work, data, csv_dir):
+    """bench.py's DuckDB job (the same suppression rule, keyed hashes) reading the CSV
+    files: its two read_parquet views read_csv instead."""
+    sql = bench.render_sql(data, work / "out" / "duckdb", bench.DEFAULT_KEY, args.as_of,
+                           bench.policy_k(bench.REPO / "anonymizer.toml"), 2)
+    for t in ("customers", "transactions"):
+        parquet = f"read_parquet('{data}/{t}/*.parquet')"
+        assert parquet in sql, parquet
+        sql = sql.replace(parquet, f"read_csv('{csv_dir}/{t}.csv', header = true)")
+    path = work / "duckdb_csv_job.sql"
+    path.write_text(sql)
+    return path
 
 
 if __name__ == "__main__":

@@ -219,6 +219,18 @@ async fn check_file(
     table: &TablePolicy,
     files: &[PathBuf],
 ) -> Result<Facts, Error> {
+    check_read(ctx, table, files, false).await
+}
+
+/// [`check_file`], reading one file whole and in order when `in_order` (so that a
+/// failure names its row as in the file: a read of a CSV file in pieces that fails is
+/// done again so).
+async fn check_read(
+    ctx: &SessionContext,
+    table: &TablePolicy,
+    files: &[PathBuf],
+    in_order: bool,
+) -> Result<Facts, Error> {
     let file = files[0].as_path();
     let event = table.role(Role::EventTime).map(str::to_string);
     let amount = table.role(Role::Amount).map(str::to_string);
@@ -226,7 +238,10 @@ async fn check_file(
     let (lo, hi) = event_range();
     let (lo, hi) = (days(lo), days(hi));
     let mut facts = Facts::default();
-    let df = table.open_files(ctx, files).await?;
+    let df = match files {
+        [f] if in_order => table.open_in_order(ctx, f).await?,
+        _ => table.open_files(ctx, files).await?,
+    };
 
     let mut aggs = vec![count(lit(1)).alias("rows")];
     let counted: Vec<String> = [Role::CustomerKey, Role::EventTime]
@@ -286,14 +301,13 @@ async fn check_file(
                     ));
                 }
             }
-            // A file read in pieces: the error as a read of the whole file says it.
-            let e = match files {
-                [f] if table.in_pieces(f) => table
-                    .first_error_in_order(ctx, f)
-                    .await
-                    .map_or(e, |(_, e)| e),
-                _ => e,
-            };
+            // A file read in pieces: the error of the same checks over the whole file.
+            if let [f] = files
+                && !in_order
+                && table.in_pieces(f)
+            {
+                return Box::pin(check_read(ctx, table, files, true)).await;
+            }
             return Err(err("read the file", e));
         }
     };

@@ -1042,11 +1042,17 @@ pub(crate) fn in_pieces(df: DataFrame, pieces: PiecesByFile) -> DataFrame {
 /// where a read of a file in pieces failed, said of the whole file (Arrow numbers a
 /// CSV row from the start of what it reads, a piece). `None` when it reads cleanly.
 pub async fn first_error(df: DataFrame) -> Option<(u64, datafusion::error::DataFusionError)> {
+    match df.execute_stream().await {
+        Ok(s) => first_error_of(s).await,
+        Err(e) => Some((0, e)),
+    }
+}
+
+/// [`first_error`] of a stream.
+pub async fn first_error_of(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+) -> Option<(u64, datafusion::error::DataFusionError)> {
     use futures::StreamExt;
-    let mut stream = match df.execute_stream().await {
-        Ok(s) => s,
-        Err(e) => return Some((0, e)),
-    };
     let mut rows = 0u64;
     while let Some(b) = stream.next().await {
         match b {

@@ -1364,6 +1364,15 @@ async fn table_jobs(
     for (u, unit) in units.iter().enumerate() {
         let idx = unit.first;
         let (plan, task_ctx, schema) = chunked_plan(ctx, table, unit, exprs, effect).await?;
+        // A CSV file in pieces: the same plan over the whole file, in order, to say where a
+        // piece's failure is in the file (only executed then).
+        let whole = match unit.pieces {
+            Some(_) => {
+                let (p, c, _) = plan_file(ctx, table, unit.path(), exprs, effect, true).await?;
+                Some((p, c))
+            }
+            None => None,
+        };
         let partitions = plan.output_partitioning().partition_count();
         for chunk in 0..partitions {
             let name = if partitions == 1 {
@@ -1380,6 +1389,7 @@ async fn table_jobs(
                 output: dir.join(name),
                 plan: plan.clone(),
                 task_ctx: task_ctx.clone(),
+                whole: whole.clone(),
                 schema: schema.clone(),
                 csv_schema: (table.format == crate::policy::Format::Csv)
                     .then(|| table.schema.clone()),
@@ -1404,7 +1414,7 @@ async fn chunked_plan(
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>, SchemaRef), Error> {
     let file = unit.path();
     if unit.files.len() > 1 {
-        let (plan, task_ctx, schema) = plan_file(ctx, table, file, exprs, effect).await?;
+        let (plan, task_ctx, schema) = plan_file(ctx, table, file, exprs, effect, false).await?;
         let plan = group_files(plan, &unit.files).map_err(|e| Error::Transform {
             table: table.name.clone(),
             file: file.to_path_buf(),
@@ -1423,7 +1433,7 @@ async fn chunked_plan(
     } else {
         ctx.clone()
     };
-    let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect).await?;
+    let (plan, task_ctx, schema) = plan_file(&ctx, table, file, exprs, effect, false).await?;
     let plan = match (chunks, table.format) {
         (1, Format::Parquet) => split_row_group(plan, layout.and_then(lone_row_group_split))
             .map_err(|e| Error::Transform {
@@ -1587,13 +1597,18 @@ async fn plan_file(
     file: &Path,
     exprs: &[Expr],
     erasure: Option<&crate::erasure::TableEffect>,
+    in_order: bool,
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>, SchemaRef), Error> {
     let err = |message: String| Error::Transform {
         table: table.name.clone(),
         file: file.to_path_buf(),
         message,
     };
-    let mut df = table.open(ctx, file).await?;
+    let mut df = if in_order {
+        table.open_in_order(ctx, file).await?
+    } else {
+        table.open(ctx, file).await?
+    };
     let mut exprs = exprs.to_vec();
     if let Some(effect) = erasure {
         // Each row's erasure state, computed once: filter, then null the tokens.
@@ -1630,6 +1645,8 @@ struct FileJob {
     output: PathBuf,
     plan: Arc<dyn ExecutionPlan>,
     task_ctx: Arc<TaskContext>,
+    /// A CSV file read in pieces: the plan of the whole file, in order (one partition).
+    whole: Option<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)>,
     schema: SchemaRef,
     /// A CSV table's schema as read (Arrow's parse errors name a column by its index).
     csv_schema: Option<SchemaRef>,
@@ -1672,21 +1689,22 @@ impl FileJob {
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {
-                    // A CSV file read in pieces: the error as a read of the whole file
-                    // gives it (Arrow counts rows from the start of the piece), else
-                    // (the read succeeds: a rule failed) after the pieces before.
-                    let (rows, e) = match (&input.pieces, &input.csv) {
-                        (Some(pieces), Some(table)) => {
-                            match table.first_error_in_order(&session(), input.path()).await {
-                                Some(found) => found,
-                                None => {
-                                    let before =
-                                        pieces.get(self.chunk).map_or(0, |p| p.rows_before);
-                                    (before + rows, e)
-                                }
-                            }
+                    // A CSV file read in pieces: the error the same plan gives over the
+                    // whole file, in order, and where (Arrow counts rows from the start
+                    // of the piece); should that not fail, after the pieces before.
+                    let (rows, e) = match &self.whole {
+                        Some((whole, ctx)) => {
+                            let found = match whole.execute(0, ctx.clone()) {
+                                Ok(s) => crate::input::first_error_of(s).await,
+                                Err(e) => Some((0, e)),
+                            };
+                            found.unwrap_or_else(|| {
+                                let pieces = input.pieces.as_deref().unwrap_or_default();
+                                let before = pieces.get(self.chunk).map_or(0, |p| p.rows_before);
+                                (before + rows, e)
+                            })
                         }
-                        _ => (rows, e),
+                        None => (rows, e),
                     };
                     // In a group of files, the file and row the failure came at.
                     let (file, row) = input.locate_failure(rows).await;

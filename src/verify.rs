@@ -1104,13 +1104,15 @@ async fn probe_csv(
     while let Some(b) = stream.next().await {
         let b = match b {
             Ok(b) => b,
-            // A file read in pieces: the error as a read of the whole file says it.
+            // A file read in pieces: the error of the same read of the whole file.
             Err(e) => match files {
                 [f] if table.in_pieces(f) => {
-                    let e = table
-                        .first_error_in_order(ctx, f)
-                        .await
-                        .map_or(e, |(_, e)| e);
+                    let whole = table
+                        .open_in_order(ctx, f)
+                        .await?
+                        .select_columns(cols)
+                        .map_err(|e| fail(&e))?;
+                    let e = crate::input::first_error(whole).await.map_or(e, |(_, e)| e);
                     return Err(fail(&e));
                 }
                 _ => return Err(fail(&e)),

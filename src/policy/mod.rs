@@ -258,21 +258,6 @@ impl TablePolicy {
         !self.pieces_of(&[file]).is_empty()
     }
 
-    /// The first error of reading `file` whole, in order, to its end, and the rows read
-    /// before it: where a read of the file in pieces failed, said of the whole file
-    /// (Arrow numbers a CSV row from the start of what it reads, a piece). `None` when
-    /// that read does not fail (the error came from elsewhere: a rule, the plan).
-    pub(crate) async fn first_error_in_order(
-        &self,
-        ctx: &SessionContext,
-        file: &Path,
-    ) -> Option<(u64, datafusion::error::DataFusionError)> {
-        match self.open_in_order(ctx, file).await {
-            Ok(df) => input::first_error(df).await,
-            Err(e) => Some((0, datafusion::error::DataFusionError::External(Box::new(e)))),
-        }
-    }
-
     /// The pieces of those of `files` that are CSV files read in pieces.
     fn pieces_of(&self, files: &[&Path]) -> input::PiecesByFile {
         if self.format != Format::Csv {

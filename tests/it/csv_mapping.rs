@@ -560,8 +560,16 @@ fn a_large_csv_file_broken_late_fails_in_pieces_as_whole() {
         let (a, b) = row(i);
         [&csv.as_bytes()[..a], new, &csv.as_bytes()[b..]].concat()
     };
-    let cases: [(&str, Vec<u8>); 4] = [
+    // The input checks read the time, not the quantity: they meet the later bad time
+    // (in pieces too: the checks, not a plain read, are done again on the whole file).
+    let time_after_quantity =
+        String::from_utf8(with_row(2704, b"2704,2011-12-01 08:26:00,17854,x,4.5.6\n"))
+            .unwrap()
+            .replacen("\n2902,2011-12-", "\n2902,2011-13-", 1)
+            .into_bytes();
+    let cases: [(&str, Vec<u8>); 5] = [
         ("ragged", with_row(2600, b"2600,2011-12-01 08:26:00\n")),
+        ("a bad time after a bad quantity", time_after_quantity),
         (
             "not UTF-8",
             with_row(2705, b"2705,2011-12-01 08:26:00,17855,caf\xe9,3\n"),
@@ -584,6 +592,9 @@ fn a_large_csv_file_broken_late_fails_in_pieces_as_whole() {
         };
         let (a, b) = (error(&whole), error(&pieced));
         assert_eq!(a, b, "{what}");
+        if what.starts_with("a bad time") {
+            assert!(a.contains("row 2903") && a.contains("'InvoiceDate'"), "{a}");
+        }
         assert!(a.contains("sales.csv"), "{what}: {a}");
         assert!(!dir.path().join("out/current").exists(), "{what}");
     }

@@ -304,7 +304,7 @@ async fn check_read(
             // A file read in pieces: the error of the same checks over the whole file.
             if let [f] = files
                 && !in_order
-                && table.in_pieces(f)
+                && table.reads_in_pieces(f)
             {
                 return Box::pin(check_read(ctx, table, files, true)).await;
             }

@@ -1105,17 +1105,9 @@ fn cut_csv_scan(
     plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     pieces: &PiecesByFile,
 ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::datasource::listing::FileRange;
-    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
-    use datafusion::datasource::source::DataSourceExec;
-    plan.transform_up(|node| {
-        let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
-            return Ok(Transformed::no(node));
-        };
+    use datafusion::datasource::physical_plan::FileGroup;
+    let (plan, _) = regroup_file_scans(plan, |config| {
         let mut groups = Vec::new();
         let mut cut = false;
         for group in &config.file_groups {
@@ -1140,15 +1132,44 @@ fn cut_csv_scan(
                 groups.push(FileGroup::new(whole));
             }
         }
-        if !cut {
-            return Ok(Transformed::no(node));
-        }
-        let split = FileScanConfigBuilder::from(config.clone())
-            .with_file_groups(groups)
-            .build();
-        Ok(Transformed::yes(DataSourceExec::from_data_source(split)))
-    })
-    .map(|t| t.data)
+        cut.then_some(groups)
+    })?;
+    Ok(plan)
+}
+
+/// `plan` with the file groups (partitions) of each of its file scans replaced by what
+/// `regroup` makes of the scan (`None`: the scan as it was), and whether any was: how
+/// the transform reads a group of small files as one partition, a lone row group in row
+/// ranges, and a large CSV file in pieces.
+pub(crate) fn regroup_file_scans(
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    mut regroup: impl FnMut(
+        &datafusion::datasource::physical_plan::FileScanConfig,
+    ) -> Option<Vec<datafusion::datasource::physical_plan::FileGroup>>,
+) -> datafusion::error::Result<(Arc<dyn datafusion::physical_plan::ExecutionPlan>, bool)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder};
+    use datafusion::datasource::source::DataSourceExec;
+    let mut replaced = false;
+    let plan = plan
+        .transform_up(|node| {
+            let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(groups) = regroup(config) else {
+                return Ok(Transformed::no(node));
+            };
+            replaced = true;
+            let config = FileScanConfigBuilder::from(config.clone())
+                .with_file_groups(groups)
+                .build();
+            Ok(Transformed::yes(DataSourceExec::from_data_source(config)))
+        })?
+        .data;
+    Ok((plan, replaced))
 }
 
 #[cfg(test)]

@@ -503,9 +503,7 @@ fn group_files(
     plan: Arc<dyn ExecutionPlan>,
     files: &[(PathBuf, u64)],
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
-    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::datasource::physical_plan::FileGroup;
     if files.len() < 2 {
         return Ok(plan);
     }
@@ -519,49 +517,30 @@ fn group_files(
                 ))
             })?
             .len();
-        let location =
-            datafusion::object_store::path::Path::from_absolute_path(crate::input::resolved(f))
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        metas.push((location, len));
+        metas.push((crate::input::location(f)?, len));
     }
-    let mut replaced = false;
-    let plan = plan
-        .transform_up(|node| {
-            let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
-                return Ok(Transformed::no(node));
-            };
-            let Some(template) = config.file_groups.iter().flat_map(|g| g.files()).next() else {
-                return Ok(Transformed::no(node));
-            };
-            // Each file as the plan read its first one (the same schema and options),
-            // whole.
-            let group: Vec<_> = metas
-                .iter()
-                .map(|(location, len)| {
-                    let mut f = template.clone();
-                    f.object_meta = datafusion::object_store::ObjectMeta {
-                        location: location.clone(),
-                        last_modified: template.object_meta.last_modified,
-                        size: *len,
-                        e_tag: None,
-                        version: None,
-                    };
-                    f.range = None;
-                    f.statistics = None;
-                    f.metadata_size_hint = None;
-                    f
-                })
-                .collect();
-            replaced = true;
-            let grouped = FileScanConfigBuilder::from(config.clone())
-                .with_file_groups(vec![FileGroup::new(group)])
-                .build();
-            Ok(Transformed::yes(DataSourceExec::from_data_source(grouped)))
-        })?
-        .data;
+    let (plan, replaced) = crate::input::regroup_file_scans(plan, |config| {
+        let template = config.file_groups.iter().flat_map(|g| g.files()).next()?;
+        // Each file as the plan read its first one (the same schema and options), whole.
+        let group: Vec<_> = metas
+            .iter()
+            .map(|(location, len)| {
+                let mut f = template.clone();
+                f.object_meta = datafusion::object_store::ObjectMeta {
+                    location: location.clone(),
+                    last_modified: template.object_meta.last_modified,
+                    size: *len,
+                    e_tag: None,
+                    version: None,
+                };
+                f.range = None;
+                f.statistics = None;
+                f.metadata_size_hint = None;
+                f
+            })
+            .collect();
+        Some(vec![FileGroup::new(group)])
+    })?;
     if !replaced {
         return Err(datafusion::error::DataFusionError::Internal(
             "the plan of a group of files reads no file".into(),
@@ -601,33 +580,23 @@ pub(crate) fn split_row_group(
     plan: Arc<dyn ExecutionPlan>,
     split: Option<RowGroupSplit>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::physical_plan::FileGroup;
     use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
-    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
-    use datafusion::datasource::source::DataSourceExec;
     use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
     let Some(RowGroupSplit { rows, pieces }) = split else {
         return Ok(plan);
     };
     let per = rows.div_ceil(pieces);
-    plan.transform_up(|node| {
-        let Some(ds) = node.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let Some(config) = ds.data_source().downcast_ref::<FileScanConfig>() else {
-            return Ok(Transformed::no(node));
-        };
+    let (plan, _) = crate::input::regroup_file_scans(plan, |config| {
         // One file, whole or in byte ranges (a session with several target partitions
         // cuts it so, and then one range holds the whole row group).
         let files: Vec<_> = config.file_groups.iter().flat_map(|g| g.files()).collect();
-        let Some(first) = files.first() else {
-            return Ok(Transformed::no(node));
-        };
+        let first = files.first()?;
         if files
             .iter()
             .any(|f| f.object_meta.location != first.object_meta.location)
         {
-            return Ok(Transformed::no(node));
+            return None;
         }
         let mut only = (*first).clone();
         only.range = None;
@@ -646,12 +615,9 @@ pub(crate) fn split_row_group(
                 FileGroup::new(vec![only.clone().with_extension(access)])
             })
             .collect();
-        let split = FileScanConfigBuilder::from(config.clone())
-            .with_file_groups(groups)
-            .build();
-        Ok(Transformed::yes(DataSourceExec::from_data_source(split)))
-    })
-    .map(|t| t.data)
+        Some(groups)
+    })?;
+    Ok(plan)
 }
 
 /// The Parquet settings of every published file: zstd level 1, page statistics, 1M-row

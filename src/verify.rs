@@ -1106,7 +1106,7 @@ async fn probe_csv(
             Ok(b) => b,
             // A file read in pieces: the error of the same read of the whole file.
             Err(e) => match files {
-                [f] if table.in_pieces(f) => {
+                [f] if table.reads_in_pieces(f) => {
                     let whole = table
                         .open_in_order(ctx, f)
                         .await?

@@ -254,7 +254,7 @@ impl TablePolicy {
     }
 
     /// Whether [`TablePolicy::open`] reads `file` in pieces.
-    pub(crate) fn in_pieces(&self, file: &Path) -> bool {
+    pub(crate) fn reads_in_pieces(&self, file: &Path) -> bool {
         !self.pieces_of(&[file]).is_empty()
     }
 

@@ -219,7 +219,21 @@ async fn check_file(
     table: &TablePolicy,
     files: &[PathBuf],
 ) -> Result<Facts, Error> {
-    check_read(ctx, table, files, false).await
+    // A damaged page can make a decoder panic rather than fail: the file's error (in a
+    // group, `first_failing_file` then finds which file).
+    crate::error::contained_async(check_read(ctx, table, files, false))
+        .await
+        .unwrap_or_else(|panic| {
+            Err(Error::Transform {
+                table: table.name.clone(),
+                file: files[0].clone(),
+                message: format!(
+                    "{}{panic})\n  {}",
+                    crate::error::READER_PANICKED,
+                    crate::error::DAMAGED_HINT
+                ),
+            })
+        })
 }
 
 /// [`check_file`], reading one file whole and in order when `in_order` (so that a

@@ -341,6 +341,110 @@ pub fn redact_unquoted_values_keeping(s: &str, keep: &dyn Fn(&str) -> bool) -> S
     out
 }
 
+thread_local! {
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside [`contained`]: the binary's panic hook then
+/// stays silent (the panic becomes the caller's error, not a bug report).
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get())
+}
+
+/// Runs `f`, turning a panic into an error message (its quoted parts blanked). For the
+/// readers of what users give the run that panic on some damage instead of returning an
+/// error (parquet-rs and arrow-ipc decoding a damaged footer: `unimplemented!` on an
+/// Arrow type tag they do not know, `panic!` on a bit width, an overflow on a metadata
+/// length), found by the damaged-Parquet sweep. Only for synchronous, self-contained
+/// work on the current thread: what `f` holds is dropped with it.
+pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let was = CONTAINED.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(was));
+    r.map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// The start of the message of a read that panicked (the panic's message and `)` follow).
+pub const READER_PANICKED: &str = "the input reader panicked on it (";
+
+/// The hint under an error about a file that is likely damaged.
+pub const DAMAGED_HINT: &str =
+    "is it a complete file? Re-export it, or remove it from the input folder";
+
+/// Polls `fut`, turning a panic into the payload's message (blanked as [`contained`]'s):
+/// for reads of input files through DataFusion, whose decoders may panic on a damaged
+/// page. Each poll is contained on the thread that makes it (the hook stays silent for a
+/// panic there); a panic in a task DataFusion spawned on another thread has been printed
+/// by the hook ([`panic_report`]) before it reaches this poll. The caller's error names
+/// the file.
+pub async fn contained_async<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    struct Contained<F>(std::pin::Pin<Box<F>>);
+    impl<F: std::future::Future> std::future::Future for Contained<F> {
+        type Output = Result<F::Output, String>;
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let inner = &mut self.0;
+            match contained(|| inner.as_mut().poll(cx)) {
+                Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+                Err(panic) => std::task::Poll::Ready(Err(panic)),
+            }
+        }
+    }
+    Contained(Box::pin(fut)).await
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    blank_hex_runs(&redact_quoted(&message))
+}
+
+/// What the binary's panic hook prints for a panic at `at` (file, line) with `payload`
+/// (quoted parts and hex runs blanked). A panic in anonymizer's own code is a bug. One in
+/// the crates that decode the input (parquet, arrow, csv) is, in practice, a damaged file
+/// they failed to refuse cleanly (the damaged-Parquet sweep found debug-build overflows in
+/// parquet-rs's page decoders): the run's own error, which follows, names the file being
+/// read.
+pub fn panic_report(at: Option<(&str, u32)>, payload: &str) -> String {
+    let message = blank_hex_runs(&redact_quoted(payload));
+    let reader = at.and_then(|(file, _)| {
+        let crate_dir = file.split("/registry/src/").nth(1)?.split_once('/')?.1;
+        let name = crate_dir.split('/').next()?;
+        [
+            "parquet-",
+            "arrow-",
+            "csv-",
+            "csv-core-",
+            "zstd-",
+            "snap-",
+            "flate2-",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+        .then_some(crate_dir)
+    });
+    match (reader, at) {
+        (Some(path), Some((_, line))) => format!(
+            "error: the input reader panicked at {path}:{line}: {message}\n  a damaged input \
+             file can do this; the error that follows names the file being read (nothing was \
+             published). If none follows, this is a bug: please report it"
+        ),
+        _ => {
+            let at = at.map(|(f, l)| format!(" at {f}:{l}")).unwrap_or_default();
+            format!(
+                "error: internal error{at}: {message}\n  this is a bug in anonymizer; nothing \
+                 was published. Please report it"
+            )
+        }
+    }
+}
+
 /// Replaces everything between matching single or double quotes by `…`.
 ///
 /// A quoted value may hold the quote character itself (`'o'brien@example.com'`, `'I don't
@@ -419,6 +523,54 @@ fn redact_quoted_line(line: &str, keep: &dyn Fn(&str) -> bool, out: &mut String)
 
 #[cfg(test)]
 mod tests {
+
+    /// A panic in `contained` is an error with its quoted parts blanked; the flag that
+    /// silences the binary's hook is set only inside.
+    #[test]
+    fn a_contained_panic_is_an_error_without_values() {
+        assert!(!super::panic_is_contained());
+        let e = super::contained(|| -> u8 {
+            assert!(super::panic_is_contained());
+            panic!("bad value 'anna@example.com' in page")
+        })
+        .unwrap_err();
+        assert_eq!(e, "bad value '…' in page");
+        assert!(!super::panic_is_contained());
+        assert_eq!(super::contained(|| 7), Ok(7));
+        let e = futures::executor::block_on(super::contained_async(async {
+            if super::panic_is_contained() {
+                panic!("in the poll")
+            }
+        }))
+        .unwrap_err();
+        assert_eq!(e, "in the poll");
+    }
+
+    /// The hook's words: a panic in a crate that decodes the input points at the file
+    /// the run's error names; one in anonymizer's own code is a bug.
+    #[test]
+    fn a_panic_in_a_reader_crate_is_reported_as_damage_not_as_our_bug() {
+        let reader = super::panic_report(
+            Some((
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/parquet-59.3.2/src/util/bit_util.rs",
+                868,
+            )),
+            "attempt to shift left with overflow",
+        );
+        assert!(
+            reader.starts_with(
+                "error: the input reader panicked at parquet-59.3.2/src/util/bit_util.rs:868: \
+                 attempt to shift left with overflow\n  a damaged input file can do this"
+            ),
+            "{reader}"
+        );
+        let ours = super::panic_report(Some(("src/run.rs", 12)), "value 'x@y.com'");
+        assert_eq!(
+            ours,
+            "error: internal error at src/run.rs:12: value '…'\n  this is a bug in anonymizer; \
+             nothing was published. Please report it"
+        );
+    }
     #[test]
     fn long_hex_runs_are_blanked() {
         let key = "cf6c10d282ed88902d532043d8c27967959f7a6b21231d8f54fbee34df81166d";

@@ -405,6 +405,179 @@ where
     }
 }
 
+/// A Parquet file's footer, read once ahead of DataFusion: its metadata (with the page
+/// index), or why it cannot be used.
+enum Footer {
+    Read(parquet::arrow::arrow_reader::ArrowReaderMetadata),
+    /// Damage that would make a reader panic rather than fail (found by the
+    /// damaged-Parquet sweep in the tests), said in words: the file is refused here.
+    Damaged(String),
+    /// parquet-rs's own error: left to DataFusion, whose error says it (`Corrupt footer`)
+    /// where the file is opened.
+    Unreadable,
+}
+
+/// Reads a Parquet file's footer and checks what its readers take on trust:
+/// - the metadata length in the last 8 bytes fits the file (DataFusion's footer reader
+///   subtracts it from the file's length unchecked: an overflow);
+/// - decoding the metadata does not panic (an embedded Arrow schema with a type tag
+///   arrow-ipc does not know is `unimplemented!`; a bit width it does not expect, a
+///   `panic!`): decoded with the panic [`contained`](crate::error::contained);
+/// - every column chunk, and every page the page index locates, lies inside the data
+///   between the two magics, its pages inside its own bytes (a page location before its
+///   chunk's start is an overflow in the page reader), with counts that are not negative.
+fn read_footer(path: &Path) -> Footer {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Footer::Unreadable;
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return Footer::Unreadable;
+    };
+    let mut tail = [0u8; 8];
+    if f.seek(SeekFrom::End(-8)).is_err() || f.read_exact(&mut tail).is_err() {
+        return Footer::Unreadable;
+    }
+    let metadata = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if &tail[4..] != b"PAR1" {
+        return Footer::Unreadable;
+    }
+    // The magic at both ends (4 + 4 bytes) and the length (4) around the metadata.
+    let room = len.saturating_sub(12);
+    if metadata > room {
+        return Footer::Damaged(format!(
+            "Corrupt footer: it gives the file's metadata as {metadata} bytes, but the file \
+             has room for {room} ({len} bytes in all)"
+        ));
+    }
+    let data_end = len - 8 - metadata;
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let checked = crate::error::contained(|| {
+        let meta = ArrowReaderMetadata::load(&f, options).ok()?;
+        Some(layout_problem(meta.metadata(), data_end).map_or(Ok(meta), Err))
+    });
+    match checked {
+        Err(panic) => Footer::Damaged(format!(
+            "Corrupt footer: its metadata cannot be decoded ({panic})"
+        )),
+        Ok(None) => Footer::Unreadable,
+        Ok(Some(Err(problem))) => Footer::Damaged(format!("Corrupt footer: {problem}")),
+        Ok(Some(Ok(meta))) => Footer::Read(meta),
+    }
+}
+
+/// The first column chunk or page of `meta` that does not lie where it must (see
+/// [`read_footer`]); the data between the magics ends at `data_end`.
+fn layout_problem(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    data_end: u64,
+) -> Option<String> {
+    let offsets = meta.offset_index();
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        if rg.num_rows() < 0 {
+            return Some(format!("row group {g} has {} rows", rg.num_rows()));
+        }
+        for (c, col) in rg.columns().iter().enumerate() {
+            let name = col.column_path().string();
+            let at = |what: String| Some(format!("row group {g}, column {name}: {what}"));
+            let data = col.data_page_offset();
+            let start = col.dictionary_page_offset().unwrap_or(data);
+            let size = col.compressed_size();
+            let end = start.checked_add(size);
+            let inside = |x: i64| x >= 4 && u64::try_from(x).is_ok_and(|x| x <= data_end);
+            if size < 0 || !inside(start) || !end.is_some_and(inside) {
+                return at(format!(
+                    "its {size} bytes at offset {start} are not inside the file's data (4..{data_end})"
+                ));
+            }
+            let end = start + size;
+            if data < start || data >= end.max(start + 1) {
+                return at(format!(
+                    "its first data page (offset {data}) is not inside its bytes"
+                ));
+            }
+            if col.num_values() < 0 {
+                return at(format!("{} values", col.num_values()));
+            }
+            let Some(pages) = offsets.and_then(|o| o.get(g)).and_then(|o| o.get(c)) else {
+                continue;
+            };
+            let mut row = 0;
+            for (i, p) in pages.page_locations().iter().enumerate() {
+                let page_end = p.offset.checked_add(i64::from(p.compressed_page_size));
+                if p.offset < start
+                    || p.compressed_page_size < 0
+                    || page_end.is_none_or(|e| e > end)
+                {
+                    return at(format!(
+                        "page {i} ({} bytes at offset {}) is not inside the column's bytes ({start}..{end})",
+                        p.compressed_page_size, p.offset
+                    ));
+                }
+                if p.first_row_index < row
+                    || (rg.num_rows() > 0 && p.first_row_index >= rg.num_rows())
+                {
+                    return at(format!("page {i} starts at row {}", p.first_row_index));
+                }
+                row = p.first_row_index;
+            }
+        }
+    }
+    None
+}
+
+/// A file's length and modification time.
+type Stamp = (u64, Option<std::time::SystemTime>);
+
+/// Files whose footer [`read_footer`] passed, with their [`Stamp`] then: each stage opens
+/// every file again, and the check is made once per file.
+fn footer_passed() -> &'static std::sync::Mutex<std::collections::HashMap<PathBuf, Stamp>> {
+    static PASSED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, Stamp>>,
+    > = std::sync::OnceLock::new();
+    PASSED.get_or_init(Default::default)
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
+/// [`read_footer`], remembering a file that passed.
+fn checked_footer(path: &Path) -> Footer {
+    let before = stamp(path);
+    let footer = read_footer(path);
+    if let (Footer::Read(_), Some(s)) = (&footer, before)
+        && stamp(path) == Some(s)
+    {
+        footer_passed()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), s);
+    }
+    footer
+}
+
+/// Why a Parquet file's footer is refused before DataFusion reads it ([`read_footer`]),
+/// if it is; a file that passed unchanged since is not read again.
+pub(crate) fn parquet_footer_problem(path: &Path) -> Option<String> {
+    let passed = footer_passed()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(path)
+        .copied();
+    if passed.is_some() && passed == stamp(path) {
+        return None;
+    }
+    match checked_footer(path) {
+        Footer::Damaged(problem) => Some(problem),
+        Footer::Read(_) | Footer::Unreadable => None,
+    }
+}
+
 /// Opens one file as a DataFrame (no rows are read until it is executed).
 pub async fn open(
     ctx: &SessionContext,
@@ -426,6 +599,16 @@ pub async fn open(
     }
     if format == Format::Csv && schema.is_none() {
         check_csv_header(table, path, delimiter)?;
+    }
+    if format == Format::Parquet
+        && let Some(message) = parquet_footer_problem(path)
+    {
+        return Err(InputError::Unreadable {
+            table: table.into(),
+            path: path.to_path_buf(),
+            format,
+            message,
+        });
     }
     let res = match format {
         Format::Parquet => {
@@ -824,9 +1007,11 @@ fn check_csv_header(table: &str, path: &Path, delimiter: u8) -> Result<(), Input
 /// The columns (name, type) of a Parquet file's footer as Arrow reads them; `None` when
 /// the footer cannot be read.
 fn footer_fields(path: &Path) -> Option<Vec<(String, DataType)>> {
-    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-    let file = std::fs::File::open(path).ok()?;
-    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).ok()?;
+    // A damaged footer is `None` like one that fails: `open` then refuses the file with
+    // the reason.
+    let Footer::Read(meta) = checked_footer(path) else {
+        return None;
+    };
     Some(
         meta.schema()
             .fields()
@@ -1174,6 +1359,50 @@ pub(crate) fn regroup_file_scans(
 
 #[cfg(test)]
 mod tests {
+
+    /// A footer whose metadata length the file cannot hold is refused in words before
+    /// DataFusion reads it (whose footer reader overflows on it); a good file passes
+    /// once and is not read again until it changes.
+    #[test]
+    fn a_footer_that_lies_about_its_length_is_refused() {
+        use datafusion::arrow::array::{Int64Array, RecordBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let batch = RecordBatch::try_from_iter([(
+            "id",
+            std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])) as _,
+        )])
+        .unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        assert_eq!(super::parquet_footer_problem(&path), None);
+        assert!(super::footer_passed().lock().unwrap().contains_key(&path));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        for len in [n as u32 - 11, n as u32, u32::MAX] {
+            bytes[n - 8..n - 4].copy_from_slice(&len.to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            // Changed since it passed (its modification time): checked again.
+            let e = super::parquet_footer_problem(&path).unwrap();
+            assert_eq!(
+                e,
+                format!(
+                    "Corrupt footer: it gives the file's metadata as {len} bytes, but the \
+                     file has room for {} ({n} bytes in all)",
+                    n - 12
+                )
+            );
+        }
+        // Not Parquet at all: left to DataFusion's own error.
+        std::fs::write(&path, b"id\n1\n").unwrap();
+        assert_eq!(super::parquet_footer_problem(&path), None);
+    }
 
     /// Found by an audit (2026-12-03): `../e[1]/export/*.parquet` read `../e1/export`
     /// (the folder name taken as a pattern), silently publishing another export.

@@ -12,20 +12,18 @@ fn main() {
     // A panic is a bug; its message may quote what the code was working on, so quoted
     // parts are blanked like every other error's, and the hint says what to do.
     std::panic::set_hook(Box::new(|info| {
+        // A reader's panic the library turns into an error of its own (a damaged file).
+        if anonymizer::error::panic_is_contained() {
+            return;
+        }
         let payload = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        eprintln!(
-            "error: internal error{at}: {}\n  this is a bug in anonymizer; nothing was published. Please report it",
-            anonymizer::error::blank_hex_runs(&anonymizer::error::redact_quoted(&payload))
-        );
+        let at = info.location().map(|l| (l.file(), l.line()));
+        eprintln!("{}", anonymizer::error::panic_report(at, &payload));
     }));
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.quiet);

@@ -1651,7 +1651,26 @@ impl FileJob {
         )
         .map_err(|e| err(format!("cannot start the Parquet writer: {e}")))?;
         let mut rows = 0u64;
-        while let Some(batch) = stream.next().await {
+        loop {
+            // A damaged page can make a decoder panic rather than fail: the error of the
+            // file (in a group, the file the rows so far end in).
+            let batch = match crate::error::contained_async(stream.next()).await {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(panic) => {
+                    let (file, row) = input.locate_failure(rows).await;
+                    return Err(Error::Transform {
+                        table: self.table.clone(),
+                        file,
+                        message: format!(
+                            "failed after {row} rows (row {} or later): {}{panic})\n  {}",
+                            row + 1,
+                            crate::error::READER_PANICKED,
+                            crate::error::DAMAGED_HINT
+                        ),
+                    });
+                }
+            };
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {

@@ -1059,7 +1059,12 @@ async fn probe_input(
     let found: Vec<Result<ProbeHits, Error>> = pieces
         .into_par_iter()
         .map(|(file, g, rows, cols)| {
-            let mut hits = probe.parquet_piece(file, g, rows, cols)?;
+            // A damaged page can make the Parquet decoder panic rather than fail: an
+            // error naming the file instead.
+            let mut hits = crate::error::contained(|| probe.parquet_piece(file, g, rows, cols))
+                .map_err(|panic| {
+                read_error(file, &format!("the Parquet reader panicked ({panic})"))
+            })??;
             probe.settle(&mut hits)?;
             Ok(hits)
         })
@@ -1856,7 +1861,11 @@ fn scan_all(
     use rayon::prelude::*;
     let results: Vec<Result<(usize, FileScan), Error>> = jobs
         .par_iter()
-        .map(|(i, f, g)| scan_file(&tables[*i], f, *g, cx).map(|r| (*i, r)))
+        .map(|(i, f, g)| {
+            crate::error::contained(|| scan_file(&tables[*i], f, *g, cx))
+                .map_err(|panic| read_error(f, &format!("the Parquet reader panicked ({panic})")))?
+                .map(|r| (*i, r))
+        })
         .collect();
     let mut per_table: BTreeMap<usize, FileScan> = BTreeMap::new();
     for r in results {

@@ -1936,3 +1936,201 @@ fn a_page_whose_checksum_does_not_match_stops_the_run() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Damage swept over a file: many breakages, each run, none a panic
+// ---------------------------------------------------------------------------------
+
+/// What a swept run may do: fail with a message (2), fail the privacy checks (1), or
+/// succeed (0: a flipped value that still decodes is just another value). Never panic in
+/// anonymizer's code, never be killed (an abort on a huge allocation), never print the
+/// key or any identifying value of the damaged file, and on failure leave the published
+/// output as it was. A decoder of the input that panics on a damaged page (parquet-rs's
+/// arithmetic, checked in this debug build) is the run's error, which names the damaged
+/// file (`file`).
+fn expect_no_panic(c: &Case, o: &Outcome, what: &str, values: &[String], file: &str) {
+    let printed = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        !printed.contains("this is a bug in anonymizer") && !printed.contains("RUST_BACKTRACE"),
+        "{what}: panic\n{printed}"
+    );
+    if printed.contains("panicked") {
+        assert!(
+            o.code == Some(2)
+                && o.stderr.lines().any(|l| l.contains(&format!("{file}: "))
+                    && l.contains("the input reader panicked on it (")),
+            "{what}: a reader's panic not reported as the file's error\n{printed}"
+        );
+    }
+    assert!(
+        matches!(o.code, Some(0..=2)),
+        "{what}: exit code {:?}\n{printed}",
+        o.code
+    );
+    assert!(
+        !printed.to_lowercase().contains(KEY_HEX),
+        "{what}: the key was printed"
+    );
+    if let Some(v) = values.iter().find(|v| printed.contains(v.as_str())) {
+        panic!("{what}: a value of the file was printed ({v:?})\n{printed}");
+    }
+    if o.code != Some(0) {
+        assert_eq!(
+            state(&c.path("out")),
+            c.before,
+            "{what}: the published output changed or a staging folder was left"
+        );
+        assert!(!o.stderr.trim().is_empty(), "{what}: no message");
+    }
+}
+
+/// The values of a Parquet file's identifying text columns (more than 100 distinct
+/// values: ids, emails, addresses, payment details; not an offer type such as
+/// `subscription`, which a summary names as a word), those at least 6 bytes long.
+fn text_values(file: &Path) -> Vec<String> {
+    let batches = read_parquet(file);
+    let mut out = std::collections::BTreeSet::new();
+    for (i, field) in batches[0].schema().fields().iter().enumerate() {
+        if field.data_type() != &DataType::Utf8 {
+            continue;
+        }
+        let column: std::collections::BTreeSet<String> = batches
+            .iter()
+            .flat_map(|b| b.column(i).as_string::<i32>().iter().flatten())
+            .filter(|v| v.len() >= 6)
+            .map(String::from)
+            .collect();
+        if column.len() > 100 {
+            out.extend(column);
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Byte ranges of a Parquet file: each column chunk's pages, and the footer (the
+/// thrift-encoded metadata, its 4-byte length, and the magic).
+struct ParquetLayout {
+    /// (start, end) of each column chunk, dictionary page included.
+    chunks: Vec<(usize, usize)>,
+    footer: (usize, usize),
+}
+
+fn parquet_layout(file: &Path) -> ParquetLayout {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let bytes = std::fs::read(file).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    let r = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    let mut chunks = Vec::new();
+    for g in r.metadata().row_groups() {
+        for c in g.columns() {
+            let (start, len) = c.byte_range();
+            chunks.push((start as usize, (start + len) as usize));
+        }
+    }
+    ParquetLayout {
+        chunks,
+        footer: (n - 8 - meta_len, n),
+    }
+}
+
+/// Every kind of damage a Parquet file of the export can come with, swept with a fixed
+/// seed: cut short anywhere (in the magic, the pages, the footer), its footer length
+/// wrong, bytes of its metadata flipped (so offsets, sizes, counts and types decode to
+/// anything), the page headers of its column chunks flipped (sizes and value counts
+/// that lie), and runs of page bytes overwritten. Each damaged copy is run through the
+/// binary; [`expect_no_panic`] says what must hold. The snapshots above pin the
+/// messages of the common cases; this finds the rare paths through the readers.
+#[test]
+fn damaged_parquet_sweep() {
+    use rand::{Rng, SeedableRng};
+    let base = Case::new("damaged_parquet_sweep");
+    let file = base.first("transactions");
+    let good = std::fs::read(&file).unwrap();
+    let n = good.len();
+    let layout = parquet_layout(&file);
+    let values = text_values(&file);
+    assert!(values.len() > 100, "the fixture's file holds text values");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sweep_seed(20261205));
+    let scale = sweep_scale();
+
+    let mut damages: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [
+        0,
+        3,
+        4,
+        7,
+        100,
+        n / 3,
+        layout.footer.0,
+        layout.footer.0 + 5,
+        n - 9,
+        n - 8,
+        n - 5,
+        n - 1,
+    ] {
+        damages.push((format!("cut to {cut} of {n} bytes"), good[..cut].to_vec()));
+    }
+    for len in [0u32, 1, (n - 8) as u32, n as u32, u32::MAX] {
+        let mut b = good.clone();
+        b[n - 8..n - 4].copy_from_slice(&len.to_le_bytes());
+        damages.push((format!("footer length {len}"), b));
+    }
+    let (f0, f1) = (layout.footer.0, layout.footer.1 - 8);
+    for i in 0..40 * scale {
+        let mut b = good.clone();
+        let at = rng.random_range(f0..f1);
+        if i % 4 == 3 {
+            // A run of 0xFF: thrift varints that do not end, lengths of 2^32 - 1.
+            let end = (at + 4).min(f1);
+            b[at..end].fill(0xFF);
+            damages.push((format!("metadata bytes {at}..{end} set to 0xFF"), b));
+        } else {
+            let x = rng.random_range(1..=255u8);
+            b[at] ^= x;
+            damages.push((format!("metadata byte {at} xor {x:#04x}"), b));
+        }
+    }
+    for _ in 0..16 * scale {
+        let (s, e) = layout.chunks[rng.random_range(0..layout.chunks.len())];
+        let at = s + rng.random_range(0..(e - s).min(24));
+        let x = rng.random_range(1..=255u8);
+        let mut b = good.clone();
+        b[at] ^= x;
+        damages.push((
+            format!("page header byte {at} (chunk at {s}) xor {x:#04x}"),
+            b,
+        ));
+    }
+    for _ in 0..8 * scale {
+        let (s, e) = layout.chunks[rng.random_range(0..layout.chunks.len())];
+        let at = rng.random_range(s..e);
+        let end = (at + 1 + rng.random_range(0..64)).min(e);
+        let mut b = good.clone();
+        b[at..end].fill(rng.random());
+        damages.push((
+            format!("page bytes {at}..{end} overwritten (chunk at {s})"),
+            b,
+        ));
+    }
+
+    let rel = file.strip_prefix(base.dir.path()).unwrap().to_path_buf();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let mut codes = BTreeMap::new();
+    for (what, bytes) in &damages {
+        // A case of its own each: a run that succeeds publishes, and the next must
+        // start from the same output.
+        let c = Case::new("damaged_parquet_sweep");
+        std::fs::write(c.dir.path().join(&rel), bytes).unwrap();
+        let o = c.run(&[]);
+        expect_no_panic(&c, &o, what, &values, &name);
+        *codes.entry(o.code).or_insert(0) += 1;
+    }
+    // Most damage is found; none of it panics. (The counts are printed for whoever
+    // changes the sweep.)
+    eprintln!(
+        "damaged_parquet_sweep: {} cases, exit codes {codes:?}",
+        damages.len()
+    );
+    assert!(codes.get(&Some(2)).copied().unwrap_or(0) > damages.len() / 2);
+}

@@ -283,3 +283,20 @@ pub fn column_statistics(dir: &Path, column: &str) -> bool {
     );
     seen[0]
 }
+
+/// The sweeps' seed and size: `ANONYMIZER_SWEEP_SEED` (else the sweep's own) and
+/// `ANONYMIZER_SWEEP_SCALE` (a multiple of the cases; default 1, what CI runs), for a
+/// longer search by hand.
+pub fn sweep_seed(default: u64) -> u64 {
+    std::env::var("ANONYMIZER_SWEEP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn sweep_scale() -> usize {
+    std::env::var("ANONYMIZER_SWEEP_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}

@@ -423,9 +423,11 @@ enum Footer {
 /// - decoding the metadata does not panic (an embedded Arrow schema with a type tag
 ///   arrow-ipc does not know is `unimplemented!`; a bit width it does not expect, a
 ///   `panic!`): decoded with the panic [`contained`](crate::error::contained);
-/// - every column chunk, and every page the page index locates, lies inside the data
-///   between the two magics, its pages inside its own bytes (a page location before its
-///   chunk's start is an overflow in the page reader), with counts that are not negative.
+/// - every column chunk, its page index and bloom filter, and every page the page index
+///   locates, lie inside the data between the two magics, its pages inside its own bytes
+///   (a page location before its chunk's start is an overflow in the page reader; a
+///   range of 2^60 bytes, an allocation that aborts the process), with counts that are
+///   not negative.
 fn read_footer(path: &Path) -> Footer {
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     use std::io::{Read, Seek, SeekFrom};
@@ -452,9 +454,15 @@ fn read_footer(path: &Path) -> Footer {
         ));
     }
     let data_end = len - 8 - metadata;
-    let options = ArrowReaderOptions::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    // The footer alone first: the page index is read by the ranges it gives, which are
+    // checked before anything reads them.
     let checked = crate::error::contained(|| {
+        let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).ok()?;
+        if let Some(problem) = layout_problem(meta.metadata(), data_end) {
+            return Some(Err(problem));
+        }
+        let options = ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
         let meta = ArrowReaderMetadata::load(&f, options).ok()?;
         Some(layout_problem(meta.metadata(), data_end).map_or(Ok(meta), Err))
     });
@@ -500,6 +508,34 @@ fn layout_problem(
             }
             if col.num_values() < 0 {
                 return at(format!("{} values", col.num_values()));
+            }
+            // What readers fetch by these ranges without other checks (a length of
+            // 2^60 is an allocation that aborts the process).
+            for (what, offset, length) in [
+                (
+                    "column index",
+                    col.column_index_offset(),
+                    col.column_index_length(),
+                ),
+                (
+                    "offset index",
+                    col.offset_index_offset(),
+                    col.offset_index_length(),
+                ),
+                (
+                    "bloom filter",
+                    col.bloom_filter_offset(),
+                    col.bloom_filter_length(),
+                ),
+            ] {
+                let Some(offset) = offset else { continue };
+                let length = i64::from(length.unwrap_or(0));
+                if length < 0 || !inside(offset) || !offset.checked_add(length).is_some_and(inside)
+                {
+                    return at(format!(
+                        "its {what} ({length} bytes at offset {offset}) is not inside the file's data (4..{data_end})"
+                    ));
+                }
             }
             let Some(pages) = offsets.and_then(|o| o.get(g)).and_then(|o| o.get(c)) else {
                 continue;

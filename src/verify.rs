@@ -1552,7 +1552,12 @@ impl Footers {
             self.reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let file = std::fs::File::open(p).map_err(|e| e.to_string())?;
-            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| e.to_string())
+            // Metadata whose decoding panics (a damaged file) is this file's error.
+            crate::error::contained(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+                .map_err(|panic| {
+                    format!("Corrupt footer: its metadata cannot be decoded ({panic})")
+                })?
+                .map_err(|e| e.to_string())
         })
         .clone()
         .map_err(|e| read_error(p, &e))

@@ -336,6 +336,20 @@ fn truncated_parquet_footer_intact() {
     c.expect(&c.run(&[]), 2);
 }
 
+/// Found by the damaged-Parquet sweep (2026-12-05): a footer whose metadata length is
+/// longer than the file overflowed in DataFusion's footer reader (a panic in a debug
+/// build). Refused in words before DataFusion opens the file.
+#[test]
+fn parquet_footer_longer_than_the_file() {
+    let c = Case::new("footer_longer_than_the_file");
+    let f = c.first("transactions");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..n - 4].copy_from_slice(&(n as u32).to_le_bytes());
+    std::fs::write(&f, &bytes).unwrap();
+    c.expect(&c.run(&[]), 2);
+}
+
 #[test]
 fn corrupt_column_in_the_second_file_of_a_group() {
     // Small files are read in groups, one plan for consecutive files; the fixture's two

@@ -346,7 +346,9 @@ thread_local! {
 }
 
 /// Whether the current thread is inside [`contained`]: the binary's panic hook then
-/// stays silent (the panic becomes the caller's error, not a bug report).
+/// stays silent for a panic in a reader crate ([`reader_crate_path`]: the panic becomes
+/// the caller's error about the file), and still reports one in anonymizer's own code
+/// (rules run inside the same reads) as the bug it is.
 pub fn panic_is_contained() -> bool {
     CONTAINED.with(|c| c.get())
 }
@@ -405,6 +407,19 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     blank_hex_runs(&redact_quoted(&message))
 }
 
+/// The path of `file` from its crate's folder (`parquet-59.3.2/src/...`) when it is a
+/// source file of a crate that decodes the input (parquet, arrow, csv, the
+/// decompressors), as a panic's location gives it.
+pub fn reader_crate_path(file: &str) -> Option<&str> {
+    let crate_dir = file.split("/registry/src/").nth(1)?.split_once('/')?.1;
+    let name = crate_dir.split('/').next()?;
+    // `csv-` covers csv-core too.
+    ["parquet-", "arrow-", "csv-", "zstd-", "snap-", "flate2-"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        .then_some(crate_dir)
+}
+
 /// What the binary's panic hook prints for a panic at `at` (file, line) with `payload`
 /// (quoted parts and hex runs blanked). A panic in anonymizer's own code is a bug. One in
 /// the crates that decode the input (parquet, arrow, csv) is, in practice, a damaged file
@@ -413,22 +428,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// read.
 pub fn panic_report(at: Option<(&str, u32)>, payload: &str) -> String {
     let message = blank_hex_runs(&redact_quoted(payload));
-    let reader = at.and_then(|(file, _)| {
-        let crate_dir = file.split("/registry/src/").nth(1)?.split_once('/')?.1;
-        let name = crate_dir.split('/').next()?;
-        [
-            "parquet-",
-            "arrow-",
-            "csv-",
-            "csv-core-",
-            "zstd-",
-            "snap-",
-            "flate2-",
-        ]
-        .iter()
-        .any(|p| name.starts_with(p))
-        .then_some(crate_dir)
-    });
+    let reader = at.and_then(|(file, _)| reader_crate_path(file));
     match (reader, at) {
         (Some(path), Some((_, line))) => format!(
             "error: the input reader panicked at {path}:{line}: {message}\n  a damaged input \

@@ -455,16 +455,26 @@ fn read_footer(path: &Path) -> Footer {
     }
     let data_end = len - 8 - metadata;
     // The footer alone first: the page index is read by the ranges it gives, which are
-    // checked before anything reads them.
+    // checked before anything reads them. The footer is parsed once.
     let checked = crate::error::contained(|| {
-        let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).ok()?;
-        if let Some(problem) = layout_problem(meta.metadata(), data_end) {
+        use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+        let mut reader = ParquetMetaDataReader::new();
+        reader.try_parse(&f).ok()?;
+        let meta = reader.finish().ok()?;
+        if let Some(problem) = layout_problem(&meta, data_end) {
             return Some(Err(problem));
         }
-        let options = ArrowReaderOptions::new()
-            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
-        let meta = ArrowReaderMetadata::load(&f, options).ok()?;
-        Some(layout_problem(meta.metadata(), data_end).map_or(Ok(meta), Err))
+        let mut reader = ParquetMetaDataReader::new_with_metadata(meta)
+            .with_page_index_policy(PageIndexPolicy::Optional);
+        reader.read_page_indexes(&f).ok()?;
+        let meta = reader.finish().ok()?;
+        if let Some(problem) = layout_problem(&meta, data_end) {
+            return Some(Err(problem));
+        }
+        // The Arrow schema (the embedded one decoded: where arrow-ipc may panic).
+        ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
+            .ok()
+            .map(Ok)
     });
     match checked {
         Err(panic) => Footer::Damaged(format!(

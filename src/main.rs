@@ -13,7 +13,12 @@ fn main() {
     // parts are blanked like every other error's, and the hint says what to do.
     std::panic::set_hook(Box::new(|info| {
         // A reader's panic the library turns into an error of its own (a damaged file).
-        if anonymizer::error::panic_is_contained() {
+        if anonymizer::error::panic_is_contained()
+            && info
+                .location()
+                .and_then(|l| anonymizer::error::reader_crate_path(l.file()))
+                .is_some()
+        {
             return;
         }
         let payload = info

@@ -628,38 +628,29 @@ fn a_damaged_csv_file_reads_the_same_in_pieces_as_whole() {
         let mut bytes = csv.clone();
         // Past the header: a damaged header is the policy's error, not the pieces'.
         let at = rng.random_range(60..bytes.len());
+        const PUT: [(u8, &str); 5] = [
+            (b'"', "a quote"),
+            (b'\n', "a line break"),
+            (b'\r', "a CR"),
+            (b',', "a delimiter"),
+            (0xFF, "a byte that is not UTF-8"),
+        ];
         let what = match case % 8 {
-            0 => {
-                bytes.insert(at, b'"');
-                "a quote put in"
-            }
-            1 => {
-                bytes.insert(at, b'\n');
-                "a line break put in"
-            }
-            2 => {
-                bytes.insert(at, b'\r');
-                "a CR put in"
-            }
-            3 => {
-                bytes.insert(at, b',');
-                "a delimiter put in"
-            }
-            4 => {
-                bytes.insert(at, 0xFF);
-                "a byte that is not UTF-8 put in"
+            k @ 0..=4 => {
+                bytes.insert(at, PUT[k].0);
+                format!("{} put in", PUT[k].1)
             }
             5 => {
                 bytes.remove(at);
-                "a byte taken out"
+                "a byte taken out".to_string()
             }
             6 => {
                 bytes.truncate(at);
-                "cut short"
+                "cut short".to_string()
             }
             _ => {
                 bytes[at] = b'"';
-                "a byte made a quote"
+                "a byte made a quote".to_string()
             }
         };
         let what = format!("case {case}: {what} at byte {at}");

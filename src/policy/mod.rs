@@ -234,6 +234,63 @@ fn csv_text_columns(schema: &SchemaRef, t: &raw::RawTable) -> SchemaRef {
     ))
 }
 
+/// A CSV table's columns that a rule needs as times (a generalization to a period or an
+/// age band) but that were read as text: some value in them did not read as a time.
+fn csv_times_read_as_text(schema: &SchemaRef, t: &raw::RawTable) -> Vec<String> {
+    t.columns
+        .iter()
+        .filter(|(col, r)| {
+            matches!(r, RawRule::Rule(r) if r.check_type(&DataType::Utf8).is_err()
+                && r.check_type(&DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    None,
+                )).is_ok())
+                && schema
+                    .field_with_name(col)
+                    .is_ok_and(|f| is_string(f.data_type()))
+        })
+        .map(|(col, _)| col.clone())
+        .collect()
+}
+
+/// Where the first value of `column` in CSV `files` that does not read as a date or a
+/// time is, as Arrow's CSV reader infers them (its patterns: `2011-12-01`, `2011-12-01
+/// 08:26:00`, with a fraction of up to 9 digits, then anything that does not start with
+/// a digit, `Z` or ` UTC`; empty values are nulls): the file, the row and the line, never
+/// the value. `None` when none is found or a file cannot be read (its own error comes
+/// later).
+fn first_value_not_a_time(files: &[PathBuf], delimiter: u8, column: &str) -> Option<String> {
+    static TIME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d:\d\d(\.\d{1,9}([^\d].*)?|([^\d\.].*)?))?$",
+        )
+        .expect("time pattern")
+    });
+    for file in files {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .from_path(file)
+            .ok()?;
+        let index = reader.headers().ok()?.iter().position(|h| h == column)?;
+        let mut record = csv::StringRecord::new();
+        let mut row = 0u64;
+        while reader.read_record(&mut record).ok()? {
+            row += 1;
+            let value = record.get(index).unwrap_or("").trim();
+            if !value.is_empty() && !TIME.is_match(value) {
+                let line = record.position().map_or(row + 1, |p| p.line());
+                return Some(format!(
+                    "{}, row {row} (line {line}), holds a value that is not a date or time \
+                     (not printed); correct it in the export",
+                    file.display()
+                ));
+            }
+        }
+    }
+    None
+}
+
 impl TablePolicy {
     pub fn role(&self, r: Role) -> Option<&str> {
         self.roles.get(&r).map(String::as_str)
@@ -391,22 +448,38 @@ impl Policy {
     pub async fn load(path: &Path, ctx: &SessionContext) -> Result<Policy, PolicyError> {
         let raw = RawPolicy::from_file(path)?;
         let mut schemas = BTreeMap::new();
+        let mut text_times = BTreeMap::new();
         for (name, t) in &raw.tables {
             let files = input::discover(name, &t.input, &raw.dir)?;
             let format = input::format_of(name, &files, t.format)?;
             let mut schema = input::read_schema(ctx, name, &files, format, t.delimiter).await?;
             if format == Format::Csv {
                 schema = csv_text_columns(&schema, t);
+                for col in csv_times_read_as_text(&schema, t) {
+                    if let Some(at) = first_value_not_a_time(&files, t.delimiter, &col) {
+                        text_times.insert((name.clone(), col), at);
+                    }
+                }
             }
             schemas.insert(name.clone(), (files, format, schema));
         }
-        Policy::validate(raw, schemas)
+        Policy::validate_with(raw, schemas, &text_times)
     }
 
     /// Checks a raw policy against the tables' schemas.
     pub fn validate(
         raw: RawPolicy,
+        schemas: BTreeMap<String, (Vec<PathBuf>, Format, SchemaRef)>,
+    ) -> Result<Policy, PolicyError> {
+        Policy::validate_with(raw, schemas, &BTreeMap::new())
+    }
+
+    /// [`Policy::validate`], with where a CSV table's column that a time rule needs holds
+    /// a value that is not a time, by (table, column), to say in the rule's error.
+    fn validate_with(
+        raw: RawPolicy,
         mut schemas: BTreeMap<String, (Vec<PathBuf>, Format, SchemaRef)>,
+        text_times: &BTreeMap<(String, String), String>,
     ) -> Result<Policy, PolicyError> {
         let mut problems = Vec::new();
         let mut tables = Vec::new();
@@ -520,8 +593,12 @@ impl Policy {
                     },
                 };
                 if let Err(needs) = rule.check_type(field.data_type()) {
+                    let at = text_times
+                        .get(&(name.clone(), col.clone()))
+                        .map(|at| format!(": {at}"))
+                        .unwrap_or_default();
                     problems.push(format!(
-                        "table {name}: rule {rule} on column '{col}' needs {needs}, but the column is {}",
+                        "table {name}: rule {rule} on column '{col}' needs {needs}, but the column is {}{at}",
                         field.data_type()
                     ));
                     continue;
@@ -802,5 +879,53 @@ fn resolve_analytics(
         engine,
         memory_bytes: raw.memory_mb.unwrap_or(DEFAULT_AGGREGATE_MEMORY_MB) << 20,
         max_key_values: raw.max_key_values.unwrap_or(DEFAULT_MAX_KEY_VALUES) as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The first value that is not a date or time is found past quoted line breaks and
+    /// empty values, in the second file, and said by file, row and line, not by value.
+    #[test]
+    fn the_first_value_that_is_not_a_time_is_named_by_row_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        std::fs::write(
+            &a,
+            "Note;When\n\"two\nlines\";2011-12-01 08:26:00\nx;\ny;2011-12-02\nz;2011-12-03T08:26:00.123456Z\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "Note;When\nx;2011-12-04 08:26:00 UTC\ny;2011-12-04 08:26\n",
+        )
+        .unwrap();
+        let files = [a.clone(), b.clone()];
+        assert_eq!(
+            super::first_value_not_a_time(&files[..1], b';', "When"),
+            None
+        );
+        let at = super::first_value_not_a_time(&files, b';', "When").unwrap();
+        assert_eq!(
+            at,
+            format!(
+                "{}, row 2 (line 3), holds a value that is not a date or time (not printed); \
+                 correct it in the export",
+                b.display()
+            )
+        );
+        assert!(
+            !at.contains("08:26"),
+            "no seconds: text to Arrow, and never printed"
+        );
+        // Past a record over two lines, the line counts both.
+        std::fs::write(&a, "Note;When\n\"two\nlines\";soon\n").unwrap();
+        let at = super::first_value_not_a_time(&files, b';', "When").unwrap();
+        assert!(at.contains("row 1 (line 2)"), "{at}");
+        std::fs::write(&a, "Note;When\nx;2011-12-01\n\"two\nlines\";soon\n").unwrap();
+        let at = super::first_value_not_a_time(&files, b';', "When").unwrap();
+        assert!(at.contains("row 2 (line 3)"), "{at}");
+        // No such column: nothing to say.
+        assert_eq!(super::first_value_not_a_time(&files, b';', "Other"), None);
     }
 }

@@ -138,3 +138,61 @@ fn scrubbed(text: &str, mut f: impl FnMut(&str, &mut String) -> usize, what: &st
     assert_eq!(twice, once, "scrubbing{what} is not idempotent");
     once
 }
+
+/// A Parquet input file, as the run opens it: the bytes written to a file, its footer
+/// checked ([`crate::input::parquet_footer_problem`]), and, when the check passes,
+/// DataFusion's open of the file (its own footer reader) and a read of every row and
+/// column. What must hold: nothing aborts the process (an allocation sized by a damaged
+/// length), and once the footer check passes DataFusion's footer reader does not panic
+/// (the check exists so that it cannot). A panic while decoding pages is allowed: the run
+/// contains it and names the file (as here).
+pub fn parquet(data: &[u8]) {
+    use futures::StreamExt;
+    // libFuzzer's hook aborts on every panic, the ones the run contains too; those are
+    // let through to `contained` (as the binary's hook lets them), every other panic goes
+    // to the hook that was there.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !crate::error::panic_is_contained() {
+                before(info);
+            }
+        }));
+    });
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let path = dir.path().join("t.parquet");
+    if std::fs::write(&path, data).is_err() || crate::input::parquet_footer_problem(&path).is_some()
+    {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let options = datafusion::prelude::ParquetReadOptions::default();
+        let opened = crate::error::contained_async(
+            ctx.read_parquet(path.to_string_lossy().into_owned(), options),
+        )
+        .await;
+        let df = match opened {
+            Err(panic) => panic!("a footer that passed the check panics DataFusion: {panic}"),
+            Ok(Err(_)) => return,
+            Ok(Ok(df)) => df,
+        };
+        let _ = crate::error::contained_async(async {
+            let Ok(mut stream) = df.execute_stream().await else {
+                return;
+            };
+            while let Some(batch) = stream.next().await {
+                if batch.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    });
+}

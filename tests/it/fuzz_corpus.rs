@@ -41,3 +41,8 @@ fn requests_corpus() {
 fn scrub_corpus() {
     replay("scrub", anonymizer::fuzzing::scrub);
 }
+
+#[test]
+fn parquet_corpus() {
+    replay("parquet", anonymizer::fuzzing::parquet);
+}

@@ -401,6 +401,17 @@ fn whole_and_pieced(
     (whole, pieced)
 }
 
+/// The aggregate tables of a run of the sales policies (every table but `sales`), each
+/// with its file's SHA-256.
+fn aggregates(r: &anonymizer::run::RunSummary) -> Vec<(String, String)> {
+    r.manifest
+        .tables
+        .iter()
+        .filter(|(t, _)| t.as_str() != "sales")
+        .map(|(t, m)| (t.clone(), m.files[0].sha256.clone()))
+        .collect()
+}
+
 /// The rows of a published table in file order, every column as text.
 fn rows_in_order(dir: &std::path::Path) -> Vec<Vec<Option<String>>> {
     let t = read_table(dir);
@@ -431,14 +442,6 @@ fn a_large_csv_file_is_read_in_pieces() {
     let one = run_to(&whole, &dir.path().join("one"), key()).unwrap();
     let s = run_to(&pieced, &dir.path().join("out"), key()).unwrap();
     // The aggregates (read by the kernel in pieces too): the same bytes.
-    let aggregates = |r: &anonymizer::run::RunSummary| -> Vec<(String, String)> {
-        r.manifest
-            .tables
-            .iter()
-            .filter(|(t, _)| t.as_str() != "sales")
-            .map(|(t, m)| (t.clone(), m.files[0].sha256.clone()))
-            .collect()
-    };
     assert!(
         !aggregates(&one).is_empty(),
         "{:?}",
@@ -615,14 +618,6 @@ fn a_damaged_csv_file_reads_the_same_in_pieces_as_whole() {
     let text = std::fs::read_to_string(&pieced).unwrap();
     std::fs::write(&pieced, text.replace("= 4096", "= 1024")).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sweep_seed(1205));
-    let aggregates = |r: &anonymizer::run::RunSummary| -> Vec<(String, String)> {
-        r.manifest
-            .tables
-            .iter()
-            .filter(|(t, _)| t.as_str() != "sales")
-            .map(|(t, m)| (t.clone(), m.files[0].sha256.clone()))
-            .collect()
-    };
     let (mut failed, mut published) = (0, 0);
     for case in 0..48 * sweep_scale() {
         let mut bytes = csv.clone();

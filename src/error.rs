@@ -398,13 +398,17 @@ pub async fn contained_async<T>(fut: impl std::future::Future<Output = T>) -> Re
     Contained(Box::pin(fut)).await
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let message = payload
+/// A panic's message as its payload holds it (a `&str` or a `String`), not yet blanked.
+pub fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
-    blank_hex_runs(&redact_quoted(&message))
+        .unwrap_or_else(|| "no message".into())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    blank_hex_runs(&redact_quoted(&payload_text(payload)))
 }
 
 /// The path of `file` from its crate's folder (`parquet-59.3.2/src/...`) when it is a

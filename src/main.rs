@@ -21,12 +21,7 @@ fn main() {
         {
             return;
         }
-        let payload = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let payload = anonymizer::error::payload_text(info.payload());
         let at = info.location().map(|l| (l.file(), l.line()));
         eprintln!("{}", anonymizer::error::panic_report(at, &payload));
     }));

@@ -228,8 +228,8 @@ async fn check_file(
                 table: table.name.clone(),
                 file: files[0].clone(),
                 message: format!(
-                    "{}{panic})\n  {}",
-                    crate::error::READER_PANICKED,
+                    "{}\n  {}",
+                    crate::error::reader_panicked(&panic),
                     crate::error::DAMAGED_HINT
                 ),
             })

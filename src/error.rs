@@ -366,8 +366,17 @@ pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     r.map_err(|payload| panic_message(payload.as_ref()))
 }
 
-/// The start of the message of a read that panicked (the panic's message and `)` follow).
-pub const READER_PANICKED: &str = "the input reader panicked on it (";
+/// What a read of a file that panicked says (an input file, or an output file the gate
+/// reads back), with the panic's (blanked) message.
+pub fn reader_panicked(panic: &str) -> String {
+    format!("the file reader panicked on it ({panic})")
+}
+
+/// What a footer whose decoding panicked says (the input's footer check, the gate's
+/// footers).
+pub fn footer_panicked(panic: &str) -> String {
+    format!("Corrupt footer: its metadata cannot be decoded ({panic})")
+}
 
 /// The hint under an error about a file that is likely damaged.
 pub const DAMAGED_HINT: &str =

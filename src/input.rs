@@ -477,9 +477,7 @@ fn read_footer(path: &Path) -> Footer {
             .map(Ok)
     });
     match checked {
-        Err(panic) => Footer::Damaged(format!(
-            "Corrupt footer: its metadata cannot be decoded ({panic})"
-        )),
+        Err(panic) => Footer::Damaged(crate::error::footer_panicked(&panic)),
         Ok(None) => Footer::Unreadable,
         Ok(Some(Err(problem))) => Footer::Damaged(format!("Corrupt footer: {problem}")),
         Ok(Some(Ok(meta))) => Footer::Read(meta),

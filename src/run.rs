@@ -1663,9 +1663,9 @@ impl FileJob {
                         table: self.table.clone(),
                         file,
                         message: format!(
-                            "failed after {row} rows (row {} or later): {}{panic})\n  {}",
+                            "failed after {row} rows (row {} or later): {}\n  {}",
                             row + 1,
-                            crate::error::READER_PANICKED,
+                            crate::error::reader_panicked(&panic),
                             crate::error::DAMAGED_HINT
                         ),
                     });

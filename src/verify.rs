@@ -1061,10 +1061,9 @@ async fn probe_input(
         .map(|(file, g, rows, cols)| {
             // A damaged page can make the Parquet decoder panic rather than fail: an
             // error naming the file instead.
-            let mut hits = crate::error::contained(|| probe.parquet_piece(file, g, rows, cols))
-                .map_err(|panic| {
-                read_error(file, &format!("the Parquet reader panicked ({panic})"))
-            })??;
+            let mut hits =
+                crate::error::contained(|| probe.parquet_piece(file, g, rows, cols))
+                    .map_err(|panic| read_error(file, &crate::error::reader_panicked(&panic)))??;
             probe.settle(&mut hits)?;
             Ok(hits)
         })
@@ -1554,9 +1553,7 @@ impl Footers {
             let file = std::fs::File::open(p).map_err(|e| e.to_string())?;
             // Metadata whose decoding panics (a damaged file) is this file's error.
             crate::error::contained(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
-                .map_err(|panic| {
-                    format!("Corrupt footer: its metadata cannot be decoded ({panic})")
-                })?
+                .map_err(|panic| crate::error::footer_panicked(&panic))?
                 .map_err(|e| e.to_string())
         })
         .clone()
@@ -1868,7 +1865,7 @@ fn scan_all(
         .par_iter()
         .map(|(i, f, g)| {
             crate::error::contained(|| scan_file(&tables[*i], f, *g, cx))
-                .map_err(|panic| read_error(f, &format!("the Parquet reader panicked ({panic})")))?
+                .map_err(|panic| read_error(f, &crate::error::reader_panicked(&panic)))?
                 .map(|r| (*i, r))
         })
         .collect();

@@ -137,6 +137,14 @@ impl Case {
         self.files(table).remove(0)
     }
 
+    /// Rewrites the bytes of the first file of `table` through `f`.
+    fn damage_first(&self, table: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        let file = self.first(table);
+        let mut bytes = std::fs::read(&file).unwrap();
+        f(&mut bytes);
+        std::fs::write(&file, &bytes).unwrap();
+    }
+
     /// Rewrites one Parquet file through `f` (one batch holding the whole file).
     fn rewrite(&self, file: &Path, f: impl FnOnce(RecordBatch) -> RecordBatch) {
         let batches = read_parquet(file);
@@ -317,9 +325,7 @@ fn micros(y: i32, m: u32, d: u32) -> i64 {
 #[test]
 fn truncated_parquet() {
     let c = Case::new("truncated_parquet");
-    let f = c.first("transactions");
-    let bytes = std::fs::read(&f).unwrap();
-    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    c.damage_first("transactions", |b| b.truncate(b.len() / 2));
     c.expect(&c.run(&[]), 2);
 }
 
@@ -328,11 +334,10 @@ fn truncated_parquet_footer_intact() {
     // The tail (footer and magic) kept, a chunk of the middle zeroed: the footer
     // parses, the pages do not.
     let c = Case::new("corrupt_pages");
-    let f = c.first("transactions");
-    let mut bytes = std::fs::read(&f).unwrap();
-    let n = bytes.len();
-    bytes[n / 4..n / 2].fill(0xAB);
-    std::fs::write(&f, &bytes).unwrap();
+    c.damage_first("transactions", |b| {
+        let n = b.len();
+        b[n / 4..n / 2].fill(0xAB);
+    });
     c.expect(&c.run(&[]), 2);
 }
 
@@ -342,11 +347,10 @@ fn truncated_parquet_footer_intact() {
 #[test]
 fn parquet_footer_longer_than_the_file() {
     let c = Case::new("footer_longer_than_the_file");
-    let f = c.first("transactions");
-    let mut bytes = std::fs::read(&f).unwrap();
-    let n = bytes.len();
-    bytes[n - 8..n - 4].copy_from_slice(&(n as u32).to_le_bytes());
-    std::fs::write(&f, &bytes).unwrap();
+    c.damage_first("transactions", |b| {
+        let n = b.len();
+        b[n - 8..n - 4].copy_from_slice(&(n as u32).to_le_bytes());
+    });
     c.expect(&c.run(&[]), 2);
 }
 
@@ -1972,7 +1976,7 @@ fn expect_no_panic(c: &Case, o: &Outcome, what: &str, values: &[String], file: &
         assert!(
             o.code == Some(2)
                 && o.stderr.lines().any(|l| l.contains(&format!("{file}: "))
-                    && l.contains("the input reader panicked on it (")),
+                    && l.contains("the file reader panicked on it (")),
             "{what}: a reader's panic not reported as the file's error\n{printed}"
         );
     }

@@ -227,11 +227,7 @@ async fn check_file(
             Err(Error::Transform {
                 table: table.name.clone(),
                 file: files[0].clone(),
-                message: format!(
-                    "{}\n  {}",
-                    crate::error::reader_panicked(&panic),
-                    crate::error::DAMAGED_HINT
-                ),
+                message: crate::error::damaged_read(&panic),
             })
         })
 }

@@ -372,6 +372,23 @@ pub fn reader_panicked(panic: &str) -> String {
     format!("the file reader panicked on it ({panic})")
 }
 
+/// [`reader_panicked`] with [`DAMAGED_HINT`] under it: the message of a read of an input
+/// file that panicked, for an error that names the file (or, where the read is of
+/// several files at once, the table).
+pub fn damaged_read(panic: &str) -> String {
+    format!("{}\n  {DAMAGED_HINT}", reader_panicked(panic))
+}
+
+/// The next item of `stream`, a panic while producing it (a decoder's, on a damaged
+/// page) as `Err` with its message ([`contained_async`]): for the readers that drive a
+/// DataFusion stream themselves.
+pub async fn next_contained<S: futures::Stream + Unpin>(
+    stream: &mut S,
+) -> Result<Option<S::Item>, String> {
+    use futures::StreamExt;
+    contained_async(stream.next()).await
+}
+
 /// What a footer whose decoding panicked says (the input's footer check, the gate's
 /// footers).
 pub fn footer_panicked(panic: &str) -> String {
@@ -437,16 +454,16 @@ pub fn reader_crate_path(file: &str) -> Option<&str> {
 /// (quoted parts and hex runs blanked). A panic in anonymizer's own code is a bug. One in
 /// the crates that decode the input (parquet, arrow, csv) is, in practice, a damaged file
 /// they failed to refuse cleanly (the damaged-Parquet sweep found debug-build overflows in
-/// parquet-rs's page decoders): the run's own error, which follows, names the file being
-/// read.
+/// parquet-rs's page decoders): the command's own error, which follows, says which read
+/// failed (the file, or the table where DataFusion read several files at once).
 pub fn panic_report(at: Option<(&str, u32)>, payload: &str) -> String {
     let message = blank_hex_runs(&redact_quoted(payload));
     let reader = at.and_then(|(file, _)| reader_crate_path(file));
     match (reader, at) {
         (Some(path), Some((_, line))) => format!(
-            "error: the input reader panicked at {path}:{line}: {message}\n  a damaged input \
-             file can do this; the error that follows names the file being read (nothing was \
-             published). If none follows, this is a bug: please report it"
+            "error: a file reader panicked at {path}:{line}: {message}\n  a damaged file \
+             can do this; the error that follows says which read failed. If none follows, \
+             this is a bug: please report it"
         ),
         _ => {
             let at = at.map(|(f, l)| format!(" at {f}:{l}")).unwrap_or_default();
@@ -572,8 +589,8 @@ mod tests {
         );
         assert!(
             reader.starts_with(
-                "error: the input reader panicked at parquet-59.3.2/src/util/bit_util.rs:868: \
-                 attempt to shift left with overflow\n  a damaged input file can do this"
+                "error: a file reader panicked at parquet-59.3.2/src/util/bit_util.rs:868: \
+                 attempt to shift left with overflow\n  a damaged file can do this"
             ),
             "{reader}"
         );

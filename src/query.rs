@@ -175,6 +175,18 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
         .map_err(|e| Error::Failed(format!("cannot list {}: {e}", run.display())))?;
     for d in dirs {
         let name = name_of(&d);
+        // A damaged footer can make the reader panic where DataFusion opens the file:
+        // refused in words first (a run's files are its own, but disks and copies fail).
+        let files = sorted_children(&d, |p| p.extension().is_some_and(|x| x == "parquet"))
+            .map_err(|e| Error::Failed(format!("cannot list {}: {e}", d.display())))?;
+        for f in &files {
+            if let Some(problem) = crate::input::parquet_footer_problem(f) {
+                return Err(Error::Usage(format!(
+                    "published table {name}: {}: {problem}\n  {REPUBLISH}",
+                    f.display()
+                )));
+            }
+        }
         ctx.register_parquet(
             &name,
             &crate::input::path_str(&d),
@@ -191,6 +203,9 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
     }
     Ok((ctx, tables))
 }
+
+/// The hint under an error about a damaged published file.
+const REPUBLISH: &str = "run `anonymizer run` again to publish the tables afresh";
 
 /// Runs `sql` over the current published run of `out`.
 pub async fn run_sql(out: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
@@ -215,7 +230,6 @@ pub async fn stream_sql(
     sql: &str,
     mut each: impl FnMut(RecordBatch) -> Result<(), Error>,
 ) -> Result<datafusion::arrow::datatypes::SchemaRef, Error> {
-    use futures::StreamExt;
     let (ctx, tables) = published_context(out).await?;
     // Read-only: no DDL (CREATE EXTERNAL TABLE could reach the raw export), no DML, no
     // SET statements.
@@ -239,8 +253,18 @@ pub async fn stream_sql(
         .map_err(|e| failed(e, false))?;
     let mut stream = df.execute_stream().await.map_err(|e| failed(e, true))?;
     let schema = stream.schema();
-    while let Some(b) = stream.next().await {
-        each(b.map_err(|e| failed(e, true))?)?;
+    loop {
+        // A damaged page of a published file can make a decoder panic rather than fail.
+        match crate::error::next_contained(&mut stream).await {
+            Ok(None) => break,
+            Ok(Some(b)) => each(b.map_err(|e| failed(e, true))?)?,
+            Err(panic) => {
+                return Err(Error::Usage(format!(
+                    "query failed: the reader of a published file panicked ({panic}); a \
+                     damaged file can do this\n  {REPUBLISH}"
+                )));
+            }
+        }
     }
     Ok(schema)
 }

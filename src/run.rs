@@ -1457,21 +1457,26 @@ pub(crate) async fn scan_chunks<S: Send>(
                 let _runtime = handle.enter();
                 let mut state = init();
                 let mut rows = 0u64;
-                futures::executor::block_on(async {
-                    while let Some(b) = stream.next().await {
-                        let b = match b {
-                            Ok(b) => b,
-                            Err(e) => {
-                                // A group's error names the file it failed in.
-                                let (file, _) = unit.locate_failure(rows).await;
-                                return Err(fail(&file, df_message(&e)));
-                            }
+                // A damaged page can make a decoder panic rather than fail (the erasure
+                // reads its columns before the transform does): the file's error too.
+                let message: Result<Option<String>, Error> = futures::executor::block_on(async {
+                    loop {
+                        let b = match crate::error::next_contained(&mut stream).await {
+                            Ok(None) => return Ok(None),
+                            Ok(Some(Ok(b))) => b,
+                            Ok(Some(Err(e))) => return Ok(Some(df_message(&e))),
+                            Err(panic) => return Ok(Some(crate::error::damaged_read(&panic))),
                         };
                         rows += b.num_rows() as u64;
                         f(&mut state, b)?;
                     }
-                    Ok(state)
-                })
+                });
+                let Some(message) = message? else {
+                    return Ok(state);
+                };
+                // A group's error names the file it failed in.
+                let (file, _) = futures::executor::block_on(unit.locate_failure(rows));
+                Err(fail(&file, message))
             })
             .collect()
     };
@@ -1663,10 +1668,9 @@ impl FileJob {
                         table: self.table.clone(),
                         file,
                         message: format!(
-                            "failed after {row} rows (row {} or later): {}\n  {}",
+                            "failed after {row} rows (row {} or later): {}",
                             row + 1,
-                            crate::error::reader_panicked(&panic),
-                            crate::error::DAMAGED_HINT
+                            crate::error::damaged_read(&panic),
                         ),
                     });
                 }

@@ -59,7 +59,6 @@ use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, TimestampMicrosecondType,
 };
 use datafusion::dataframe::DataFrame;
-use futures::StreamExt;
 use rayon::prelude::*;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
@@ -884,13 +883,14 @@ async fn read_stream(
     let mut local: Vec<Vec<Rec>> = vec![Vec::new(); sh.parts.len()];
     let mut cuts: Vec<(u128, i64)> = Vec::new();
     let mut rarity = Rarity::new(sh.k);
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| {
-            err(
-                &table,
-                format!("failed reading the {table} table: {}", df_message(&e)),
-            )
-        })?;
+    loop {
+        // A damaged page can make a decoder panic rather than fail: the table's error.
+        let batch = match crate::error::next_contained(&mut stream).await {
+            Ok(None) => break,
+            Ok(Some(b)) => b.map_err(|e| df_message(&e)),
+            Err(panic) => Err(crate::error::damaged_read(&panic)),
+        }
+        .map_err(|m| err(&table, format!("failed reading the {table} table: {m}")))?;
         match source {
             Source::Events => {
                 read_batch(&sh, &batch, &mut names, &mut local, &mut cuts, &mut rarity)

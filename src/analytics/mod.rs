@@ -598,14 +598,19 @@ async fn sql_tables(
             )
         })?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(|e| {
+        // A damaged page can make a decoder panic rather than fail (in a task of
+        // DataFusion's, whose panic the collect resumes here): the table's error.
+        let batches = match crate::error::contained_async(df.collect()).await {
+            Ok(r) => r.map_err(|e| df_message(&e)),
+            Err(panic) => Err(crate::error::damaged_read(&panic)),
+        }
+        .map_err(|m| {
             err(
                 name,
                 format!(
-                    "failed reading table {} ({} files): {}",
+                    "failed reading table {} ({} files): {m}",
                     tx.name,
                     tx.files.len(),
-                    df_message(&e)
                 ),
             )
         })?;

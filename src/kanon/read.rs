@@ -14,7 +14,6 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 
 use super::builtin::TOP;
 use crate::error::{Error, df_message};
@@ -270,8 +269,19 @@ async fn read_file(
         .execute_stream()
         .await
         .map_err(fail)?;
-    while let Some(b) = stream.next().await {
-        let b = b.map_err(fail)?;
+    loop {
+        // A damaged page can make a decoder panic rather than fail: the file's error.
+        let b = match crate::error::next_contained(&mut stream).await {
+            Ok(None) => break,
+            Ok(Some(b)) => b.map_err(fail)?,
+            Err(panic) => {
+                return Err(Error::Failed(format!(
+                    "cannot read {}: {}",
+                    file.display(),
+                    crate::error::damaged_read(&panic)
+                )));
+            }
+        };
         out.push(b.columns())
             .map_err(|e| Error::Usage(format!("{} (table {table}): {e}", file.display())))?;
     }

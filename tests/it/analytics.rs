@@ -2071,3 +2071,53 @@ fn a_key_column_with_too_many_distinct_values_stops_the_run() {
     assert!(e.to_string().contains("max_key_values"), "{e}");
     assert!(!dir.path().join("out/current").exists());
 }
+
+/// A data page the decoder panics on, read by the aggregates straight from the export
+/// (in a run the transform reads it first and stops; here `compute` alone): the table's
+/// error from either engine, not a panic out of `compute`.
+#[test]
+fn a_page_the_decoder_panics_on_is_the_tables_error_in_both_engines() {
+    use anonymizer::policy::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = fixture_copy();
+    let file = parquet_files(&dir.path().join("export/transactions"))
+        .into_values()
+        .next()
+        .unwrap();
+    // Rewritten uncompressed (the writer's default), so a damaged page reaches the decoder.
+    let batches = read_parquet(&file);
+    let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    write_parquet(&file, &all);
+    let at = panicking_page_offset(&file, "customer_id");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[at..at + 12].fill(0xFF);
+    std::fs::write(&file, &bytes).unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut policy = rt
+        .block_on(anonymizer::policy::Policy::load(
+            &dir.path().join("anonymizer.toml"),
+            &ctx,
+        ))
+        .unwrap();
+    for engine in [Engine::Kernel, Engine::Sql] {
+        policy.analytics.engine = engine;
+        let Err(e) = rt.block_on(anonymizer::analytics::compute(
+            &policy,
+            &key(),
+            Some(day(2025, 6, 17)),
+            2,
+            &[],
+            None,
+        )) else {
+            panic!("{engine:?}: a damaged page did not fail the aggregates");
+        };
+        let e = e.to_string();
+        // The kernel reads the streams itself and says which table; DataFusion's tasks
+        // (the SQL engine) turn the panic into their own error.
+        let said = match engine {
+            Engine::Kernel => "failed reading the transactions table: the file reader panicked",
+            Engine::Sql => "panicked",
+        };
+        assert!(e.contains(said), "{engine:?}: {e}");
+    }
+}

@@ -1270,6 +1270,73 @@ fn query_bad_sql() {
     c.expect(&o, 2);
 }
 
+/// The first published file of `table`.
+fn published_file(c: &Case, table: &str) -> PathBuf {
+    parquet_files(&c.path(&format!("out/current/{table}")))
+        .into_values()
+        .next()
+        .unwrap()
+}
+
+/// A published file whose footer was damaged after the run (a disk, a copy): `query`
+/// refuses it in words, naming the table and the file, before DataFusion opens it.
+#[test]
+fn query_a_published_file_with_a_damaged_footer() {
+    let mut c = Case::new("query_damaged_footer");
+    let file = published_file(&c, "transactions");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    c.before = state(&c.path("out"));
+    let o = c.cli(
+        &[
+            "query",
+            "--config",
+            "anonymizer.toml",
+            "--sql",
+            "SELECT count(*) FROM transactions",
+        ],
+        None,
+    );
+    c.expect(&o, 2);
+}
+
+/// A published page the decoder panics on: `query` fails with exit 2 and says so; the
+/// process does not crash.
+#[test]
+fn query_a_published_page_the_decoder_panics_on() {
+    let mut c = Case::new("query_panicking_page");
+    let file = published_file(&c, "transactions");
+    // Rewritten uncompressed, so the damaged page reaches the decoder.
+    c.rewrite(&file, |b| b);
+    let at = panicking_page_offset(&file, "customer_id");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[at..at + 12].fill(0xFF);
+    std::fs::write(&file, &bytes).unwrap();
+    c.before = state(&c.path("out"));
+    let o = c.cli(
+        &[
+            "query",
+            "--config",
+            "anonymizer.toml",
+            "--sql",
+            "SELECT count(DISTINCT customer_id) FROM transactions",
+        ],
+        None,
+    );
+    let printed = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        !printed.contains("this is a bug in anonymizer") && !printed.contains("RUST_BACKTRACE"),
+        "{printed}"
+    );
+    assert_eq!(o.code, Some(2), "{printed}");
+    assert!(
+        o.stderr.contains("query failed: ") && o.stderr.contains("panicked"),
+        "{printed}"
+    );
+}
+
 #[test]
 fn verify_a_folder_without_tables() {
     let c = Case::new("verify_empty_folder");
@@ -2069,6 +2136,35 @@ fn damaged_parquet_sweep() {
 #[test]
 fn damaged_customers_parquet_sweep() {
     damage_sweep("customers", 20261206);
+}
+
+/// A data page that makes the decoder panic, in the email column the erasure reads
+/// before the transform does (the damage sweeps run without requests): the file's error
+/// (exit 2, the file named), not a crash, and nothing published.
+#[test]
+fn a_page_the_decoder_panics_on_in_the_erasure_scan() {
+    let c = Case::new("panicking_page_erasure");
+    let file = c.first("customers");
+    // Rewritten uncompressed (the writer's default), so a damaged page reaches the decoder.
+    c.rewrite(&file, |b| b);
+    let values = text_values(&file);
+    let at = panicking_page_offset(&file, "email");
+    c.damage_first("customers", |b| b[at..at + 12].fill(0xFF));
+    with_erasure(
+        &c,
+        "requests.jsonl",
+        br#"{"request_id":"j1","email":"a@example.com","received_at":"2025-01-02","jurisdiction":"GDPR","kind":"anonymize","explained":true}"#,
+    );
+    let o = c.run(&[]);
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    expect_no_panic(&c, &o, "erasure scan", &values, &name);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("the file reader panicked on it (")
+            && o.stderr.contains("cannot read customer_id, email"),
+        "{}",
+        o.stderr
+    );
 }
 
 fn damage_sweep(table: &str, seed: u64) {

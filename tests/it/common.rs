@@ -300,3 +300,44 @@ pub fn sweep_scale() -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
 }
+
+/// The first offset in the data pages of `column` (row group 0) at which twelve bytes of
+/// 0xFF make parquet-rs's decoder panic rather than fail (a run header longer than ten
+/// bytes: `get_vlq_int`'s assertion), found by trying each offset in process. For a file
+/// written uncompressed, whose pages' bytes reach the decoder as they are.
+pub fn panicking_page_offset(file: &Path, column: &str) -> usize {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let good = std::fs::read(file).unwrap();
+    let r = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    let meta = r.metadata();
+    let leaf = (0..meta.file_metadata().schema_descr().num_columns())
+        .find(|&i| meta.file_metadata().schema_descr().column(i).name() == column)
+        .unwrap();
+    let chunk = meta.row_group(0).column(leaf);
+    let (start, len) = chunk.byte_range();
+    let from = chunk.data_page_offset() as usize;
+    let end = (start + len) as usize;
+    let scratch = tempfile::NamedTempFile::new().unwrap();
+    for at in from..end - 12 {
+        let mut bytes = good.clone();
+        bytes[at..at + 12].fill(0xFF);
+        std::fs::write(scratch.path(), &bytes).unwrap();
+        let panicked = std::panic::catch_unwind(|| {
+            let f = std::fs::File::open(scratch.path()).unwrap();
+            let b = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+            let mask = ProjectionMask::leaves(b.parquet_schema(), [leaf]);
+            for batch in b.with_projection(mask).build().unwrap() {
+                if batch.is_err() {
+                    return;
+                }
+            }
+        })
+        .is_err();
+        if panicked {
+            return at;
+        }
+    }
+    panic!("no offset in column {column}'s data pages makes the decoder panic");
+}

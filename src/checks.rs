@@ -588,7 +588,7 @@ fn read_error(
     what: &str,
     e: &datafusion::error::DataFusionError,
 ) -> Error {
-    let message = df_message(e);
+    let message = crate::error::file_read_message(e);
     let position = (table.format == crate::policy::Format::Csv)
         .then(|| crate::error::csv_parse_position(&message, &table.schema))
         .flatten();

@@ -86,6 +86,10 @@ pub fn df_message_keeping(
     keep: &dyn Fn(&str) -> bool,
 ) -> String {
     use datafusion::sql::sqlparser::parser::ParserError;
+    // A read that panicked: the file and the panic's message, both already safe.
+    if let Some(p) = read_panicked(e) {
+        return p.to_string();
+    }
     // A parser error quotes its whole message ("ParserError(\"Expected ...\")"), which
     // redaction would blank entirely: show the message itself, its literals blanked.
     if let datafusion::error::DataFusionError::SQL(p, _) = e.find_root()
@@ -379,14 +383,75 @@ pub fn damaged_read(panic: &str) -> String {
     format!("{}\n  {DAMAGED_HINT}", reader_panicked(panic))
 }
 
-/// The next item of `stream`, a panic while producing it (a decoder's, on a damaged
-/// page) as `Err` with its message ([`contained_async`]): for the readers that drive a
-/// DataFusion stream themselves.
-pub async fn next_contained<S: futures::Stream + Unpin>(
+/// A read whose file reader panicked: the file(s) being read, where known, and the
+/// panic's message (quoted parts and hex runs blanked). A [`crate::contain::ContainedScan`]
+/// returns it as its partition's error; [`next_contained`] as its `Err`.
+#[derive(Debug, Clone)]
+pub struct ReadPanicked {
+    /// The file, or the first file of a partition and how many follow it.
+    pub files: Option<String>,
+    /// The panic's message, blanked.
+    pub panic: String,
+}
+
+impl std::fmt::Display for ReadPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.files {
+            Some(files) => write!(f, "{files}: {}", reader_panicked(&self.panic)),
+            None => write!(f, "a file reader panicked ({})", self.panic),
+        }
+    }
+}
+
+impl std::error::Error for ReadPanicked {}
+
+impl ReadPanicked {
+    /// The message, with [`DAMAGED_HINT`] under it.
+    pub fn damaged(&self) -> String {
+        format!("{self}\n  {DAMAGED_HINT}")
+    }
+}
+
+/// The [`ReadPanicked`] a DataFusion error carries, if a read panicked.
+pub fn read_panicked(e: &datafusion::error::DataFusionError) -> Option<&ReadPanicked> {
+    match e.find_root() {
+        datafusion::error::DataFusionError::External(inner) => inner.downcast_ref(),
+        _ => None,
+    }
+}
+
+/// The next item of `stream`; a read that panicked (a decoder's panic on a damaged page,
+/// while polling here or in a [`crate::contain::ContainedScan`] below) as `Err`: for the
+/// readers that drive a DataFusion stream themselves and word the error of the file.
+pub async fn next_contained<S>(
     stream: &mut S,
-) -> Result<Option<S::Item>, String> {
+) -> Result<
+    Option<datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>>,
+    ReadPanicked,
+>
+where
+    S: futures::Stream<
+            Item = datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>,
+        > + Unpin,
+{
     use futures::StreamExt;
-    contained_async(stream.next()).await
+    match contained_async(stream.next()).await {
+        Ok(Some(Err(e))) => match read_panicked(&e) {
+            Some(p) => Err(p.clone()),
+            None => Ok(Some(Err(e))),
+        },
+        Ok(item) => Ok(item),
+        Err(panic) => Err(ReadPanicked { files: None, panic }),
+    }
+}
+
+/// [`df_message`] of an error reading a file the caller names: a read that panicked
+/// says so without repeating the file.
+pub fn file_read_message(e: &datafusion::error::DataFusionError) -> String {
+    match read_panicked(e) {
+        Some(p) => reader_panicked(&p.panic),
+        None => df_message(e),
+    }
 }
 
 /// What a footer whose decoding panicked says (the input's footer check, the gate's

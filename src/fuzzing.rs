@@ -172,7 +172,7 @@ pub fn parquet(data: &[u8]) {
         return;
     };
     rt.block_on(async {
-        let ctx = datafusion::prelude::SessionContext::new();
+        let ctx = crate::contain::context(datafusion::prelude::SessionConfig::new());
         let options = datafusion::prelude::ParquetReadOptions::default();
         let opened = crate::error::contained_async(
             ctx.read_parquet(path.to_string_lossy().into_owned(), options),

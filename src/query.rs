@@ -169,7 +169,7 @@ pub async fn published_context(out: &Path) -> Result<(SessionContext, Vec<String
             run.display()
         )));
     }
-    let ctx = SessionContext::new();
+    let ctx = crate::contain::context(datafusion::prelude::SessionConfig::new());
     let mut tables = Vec::new();
     let dirs = sorted_children(&run, |p| p.is_dir())
         .map_err(|e| Error::Failed(format!("cannot list {}: {e}", run.display())))?;
@@ -258,10 +258,9 @@ pub async fn stream_sql(
         match crate::error::next_contained(&mut stream).await {
             Ok(None) => break,
             Ok(Some(b)) => each(b.map_err(|e| failed(e, true))?)?,
-            Err(panic) => {
+            Err(p) => {
                 return Err(Error::Usage(format!(
-                    "query failed: the reader of a published file panicked ({panic}); a \
-                     damaged file can do this\n  {REPUBLISH}"
+                    "query failed: {p}; a damaged file can do this\n  {REPUBLISH}"
                 )));
             }
         }

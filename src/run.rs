@@ -229,7 +229,7 @@ pub fn default_threads() -> usize {
 
 /// A DataFusion context whose plans are single-partition (order-preserving).
 pub fn session() -> SessionContext {
-    SessionContext::new_with_config(deterministic().with_target_partitions(1))
+    crate::contain::context(deterministic().with_target_partitions(1))
 }
 
 /// What every DataFusion session of a run starts from: record batches of
@@ -264,7 +264,7 @@ fn chunked_session(chunks: usize) -> SessionContext {
         .with_target_partitions(chunks)
         .with_repartition_file_scans(true)
         .with_repartition_file_min_size(0);
-    SessionContext::new_with_config(config)
+    crate::contain::context(config)
 }
 
 /// Most chunks one input file is cut into.
@@ -1465,7 +1465,7 @@ pub(crate) async fn scan_chunks<S: Send>(
                             Ok(None) => return Ok(None),
                             Ok(Some(Ok(b))) => b,
                             Ok(Some(Err(e))) => return Ok(Some(df_message(&e))),
-                            Err(panic) => return Ok(Some(crate::error::damaged_read(&panic))),
+                            Err(p) => return Ok(Some(crate::error::damaged_read(&p.panic))),
                         };
                         rows += b.num_rows() as u64;
                         f(&mut state, b)?;
@@ -1659,10 +1659,10 @@ impl FileJob {
         loop {
             // A damaged page can make a decoder panic rather than fail: the error of the
             // file (in a group, the file the rows so far end in).
-            let batch = match crate::error::contained_async(stream.next()).await {
+            let batch = match crate::error::next_contained(&mut stream).await {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
-                Err(panic) => {
+                Err(p) => {
                     let (file, row) = input.locate_failure(rows).await;
                     return Err(Error::Transform {
                         table: self.table.clone(),
@@ -1670,7 +1670,7 @@ impl FileJob {
                         message: format!(
                             "failed after {row} rows (row {} or later): {}",
                             row + 1,
-                            crate::error::damaged_read(&panic),
+                            crate::error::damaged_read(&p.panic),
                         ),
                     });
                 }

@@ -888,7 +888,7 @@ async fn read_stream(
         let batch = match crate::error::next_contained(&mut stream).await {
             Ok(None) => break,
             Ok(Some(b)) => b.map_err(|e| df_message(&e)),
-            Err(panic) => Err(crate::error::damaged_read(&panic)),
+            Err(p) => Err(p.damaged()),
         }
         .map_err(|m| err(&table, format!("failed reading the {table} table: {m}")))?;
         match source {

@@ -1011,7 +1011,7 @@ fn session(threads: usize) -> SessionContext {
     let config = crate::run::base_config()
         .with_target_partitions(threads.max(1))
         .with_information_schema(false);
-    SessionContext::new_with_config(config)
+    crate::contain::context(config)
 }
 
 /// All files of a table as one DataFrame (one scan of every file: see

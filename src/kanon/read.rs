@@ -274,11 +274,11 @@ async fn read_file(
         let b = match crate::error::next_contained(&mut stream).await {
             Ok(None) => break,
             Ok(Some(b)) => b.map_err(fail)?,
-            Err(panic) => {
+            Err(p) => {
                 return Err(Error::Failed(format!(
                     "cannot read {}: {}",
                     file.display(),
-                    crate::error::damaged_read(&panic)
+                    crate::error::damaged_read(&p.panic)
                 )));
             }
         };

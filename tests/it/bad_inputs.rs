@@ -890,6 +890,9 @@ fn key_pasted_into_the_policy() {
 // Erasure requests and the ledger
 // ---------------------------------------------------------------------------------
 
+/// One pending erasure request (JSON Lines), for an email the fixture does not hold.
+const REQUEST: &[u8] = br#"{"request_id":"j1","email":"a@example.com","received_at":"2025-01-02","jurisdiction":"GDPR","kind":"anonymize","explained":true}"#;
+
 fn with_erasure(c: &Case, requests: &str, body: &[u8]) {
     std::fs::write(c.path(requests), body).unwrap();
     enable_erasure(c, requests);
@@ -1795,11 +1798,7 @@ fn verify_refuses_columns_and_folders_it_cannot_read() {
 fn erase_appends_safely_or_not_at_all() {
     let c = Case::new("erase_requests_file");
     // A JSON Lines file whose last line has no newline: the new request goes on its own.
-    with_erasure(
-        &c,
-        "requests.jsonl",
-        br#"{"request_id":"j1","email":"a@example.com","received_at":"2025-01-02","jurisdiction":"GDPR","kind":"anonymize","explained":true}"#,
-    );
+    with_erasure(&c, "requests.jsonl", REQUEST);
     let erase = |args: &[&str]| {
         let mut all = vec![
             "erase",
@@ -2155,11 +2154,7 @@ fn a_page_the_decoder_panics_on_in_the_erasure_scan() {
     let values = text_values(&file);
     let at = panicking_page_offset(&file, "email");
     c.damage_first("customers", |b| b[at..at + 12].fill(0xFF));
-    with_erasure(
-        &c,
-        "requests.jsonl",
-        br#"{"request_id":"j1","email":"a@example.com","received_at":"2025-01-02","jurisdiction":"GDPR","kind":"anonymize","explained":true}"#,
-    );
+    with_erasure(&c, "requests.jsonl", REQUEST);
     let o = c.run(&[]);
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     expect_no_panic(&c, &o, "erasure scan", &values, &name);
@@ -2252,6 +2247,9 @@ fn damage_sweep(table: &str, seed: u64) {
         // start from the same output.
         let c = Case::new("damaged_parquet_sweep");
         std::fs::write(c.dir.path().join(&rel), bytes).unwrap();
+        // With a pending request, so that the erasure's scans (which read the ids and
+        // emails before the transform) meet the damage too.
+        with_erasure(&c, "requests.jsonl", REQUEST);
         let o = c.run(&[]);
         expect_no_panic(&c, &o, what, &values, &name);
         *codes.entry(o.code).or_insert(0) += 1;

@@ -2084,14 +2084,7 @@ fn a_page_the_decoder_panics_on_is_the_tables_error_in_both_engines() {
         .into_values()
         .next()
         .unwrap();
-    // Rewritten uncompressed (the writer's default), so a damaged page reaches the decoder.
-    let batches = read_parquet(&file);
-    let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-    write_parquet(&file, &all);
-    let at = panicking_page_offset(&file, "customer_id");
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[at..at + 12].fill(0xFF);
-    std::fs::write(&file, &bytes).unwrap();
+    damage_a_page_to_panic(&file, "customer_id");
     let ctx = datafusion::prelude::SessionContext::new();
     let mut policy = rt
         .block_on(anonymizer::policy::Policy::load(

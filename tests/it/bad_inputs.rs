@@ -23,7 +23,6 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, TimestampMicrosecondType};
-use parquet::arrow::ArrowWriter;
 
 use crate::common::*;
 
@@ -260,13 +259,6 @@ impl Case {
             insta::assert_snapshot!("bad_input", format!("exit code: {code}\n{message}"));
         });
     }
-}
-
-pub fn write_parquet(path: &Path, batch: &RecordBatch) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
 }
 
 fn without_column(batch: &RecordBatch, name: &str) -> RecordBatch {
@@ -1273,12 +1265,19 @@ fn query_bad_sql() {
     c.expect(&o, 2);
 }
 
-/// The first published file of `table`.
-fn published_file(c: &Case, table: &str) -> PathBuf {
-    parquet_files(&c.path(&format!("out/current/{table}")))
+/// Damages the first published file of `table` through `damage` (the output's state the
+/// case then expects unchanged is the damaged one), and queries `sql` over the output.
+fn query_damaged(c: &mut Case, table: &str, damage: impl FnOnce(&Path), sql: &str) -> Outcome {
+    let file = parquet_files(&c.path(&format!("out/current/{table}")))
         .into_values()
         .next()
-        .unwrap()
+        .unwrap();
+    damage(&file);
+    c.before = state(&c.path("out"));
+    c.cli(
+        &["query", "--config", "anonymizer.toml", "--sql", sql],
+        None,
+    )
 }
 
 /// A published file whose footer was damaged after the run (a disk, a copy): `query`
@@ -1286,21 +1285,17 @@ fn published_file(c: &Case, table: &str) -> PathBuf {
 #[test]
 fn query_a_published_file_with_a_damaged_footer() {
     let mut c = Case::new("query_damaged_footer");
-    let file = published_file(&c, "transactions");
-    let mut bytes = std::fs::read(&file).unwrap();
-    let n = bytes.len();
-    bytes[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    std::fs::write(&file, &bytes).unwrap();
-    c.before = state(&c.path("out"));
-    let o = c.cli(
-        &[
-            "query",
-            "--config",
-            "anonymizer.toml",
-            "--sql",
-            "SELECT count(*) FROM transactions",
-        ],
-        None,
+    let damage = |file: &Path| {
+        let mut bytes = std::fs::read(file).unwrap();
+        let n = bytes.len();
+        bytes[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(file, &bytes).unwrap();
+    };
+    let o = query_damaged(
+        &mut c,
+        "transactions",
+        damage,
+        "SELECT count(*) FROM transactions",
     );
     c.expect(&o, 2);
 }
@@ -1311,31 +1306,19 @@ fn query_a_published_file_with_a_damaged_footer() {
 #[test]
 fn query_a_published_page_the_decoder_panics_on() {
     let mut c = Case::new("query_panicking_page");
-    let file = published_file(&c, "transactions");
-    // Rewritten uncompressed, so the damaged page reaches the decoder.
-    c.rewrite(&file, |b| b);
-    let at = panicking_page_offset(&file, "customer_id");
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[at..at + 12].fill(0xFF);
-    std::fs::write(&file, &bytes).unwrap();
-    c.before = state(&c.path("out"));
-    let o = c.cli(
-        &[
-            "query",
-            "--config",
-            "anonymizer.toml",
-            "--sql",
-            "SELECT count(DISTINCT customer_id) FROM transactions",
-        ],
-        None,
-    );
+    let mut name = String::new();
+    let damage = |file: &Path| {
+        name = file.file_name().unwrap().to_string_lossy().into_owned();
+        damage_a_page_to_panic(file, "customer_id");
+    };
+    let sql = "SELECT count(DISTINCT customer_id) FROM transactions";
+    let o = query_damaged(&mut c, "transactions", damage, sql);
     let printed = format!("{}{}", o.stdout, o.stderr);
     assert!(
         !printed.contains("this is a bug in anonymizer") && !printed.contains("RUST_BACKTRACE"),
         "{printed}"
     );
     assert_eq!(o.code, Some(2), "{printed}");
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         o.stderr.starts_with("error: query failed: /")
             && o.stderr
@@ -2149,11 +2132,8 @@ fn damaged_customers_parquet_sweep() {
 fn a_page_the_decoder_panics_on_in_the_erasure_scan() {
     let c = Case::new("panicking_page_erasure");
     let file = c.first("customers");
-    // Rewritten uncompressed (the writer's default), so a damaged page reaches the decoder.
-    c.rewrite(&file, |b| b);
     let values = text_values(&file);
-    let at = panicking_page_offset(&file, "email");
-    c.damage_first("customers", |b| b[at..at + 12].fill(0xFF));
+    damage_a_page_to_panic(&file, "email");
     with_erasure(&c, "requests.jsonl", REQUEST);
     let o = c.run(&[]);
     let name = file.file_name().unwrap().to_string_lossy().into_owned();

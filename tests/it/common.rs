@@ -301,11 +301,24 @@ pub fn sweep_scale() -> usize {
         .unwrap_or(1)
 }
 
+/// Rewrites `file` uncompressed (the writer's default, so that a damaged page reaches the
+/// decoder as it is) and damages a data page of `column` so that parquet-rs's decoder
+/// panics on it rather than failing ([`panicking_page_offset`]).
+pub fn damage_a_page_to_panic(file: &Path, column: &str) {
+    let batches = read_parquet(file);
+    let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    write_parquet(file, &all);
+    let at = panicking_page_offset(file, column);
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[at..at + 12].fill(0xFF);
+    std::fs::write(file, &bytes).unwrap();
+}
+
 /// The first offset in the data pages of `column` (row group 0) at which twelve bytes of
 /// 0xFF make parquet-rs's decoder panic rather than fail (a run header longer than ten
 /// bytes: `get_vlq_int`'s assertion), found by trying each offset in process. For a file
 /// written uncompressed, whose pages' bytes reach the decoder as they are.
-pub fn panicking_page_offset(file: &Path, column: &str) -> usize {
+fn panicking_page_offset(file: &Path, column: &str) -> usize {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::file::reader::{FileReader, SerializedFileReader};

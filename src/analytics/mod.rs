@@ -598,8 +598,8 @@ async fn sql_tables(
             )
         })?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        // A damaged page can make a decoder panic rather than fail (in a task of
-        // DataFusion's, whose panic the collect resumes here): the table's error.
+        // A decoder's panic on a damaged page is the scan's error (`crate::contain`); one
+        // elsewhere in the plan, resumed here from DataFusion's task, the table's error.
         let batches = match crate::error::contained_async(df.collect()).await {
             Ok(r) => r.map_err(|e| df_message(&e)),
             Err(panic) => Err(crate::error::damaged_read(&panic)),

@@ -50,7 +50,7 @@ pub fn context(config: SessionConfig) -> SessionContext {
     SessionContext::new_with_state(state)
 }
 
-/// The rule: a [`ContainedScan`] above every file scan that has none.
+/// The rule: a [`ContainedScan`] above every file scan.
 #[derive(Debug)]
 pub struct ContainReads;
 
@@ -60,34 +60,15 @@ impl PhysicalOptimizerRule for ContainReads {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if is_file_scan(&plan) {
-            return Ok(Arc::new(ContainedScan::new(plan)));
-        }
+        // Run once per plan, by the planner: each scan wrapped where it stands.
         Ok(plan
-            .transform_down(|node| {
-                if node.downcast_ref::<ContainedScan>().is_some() {
-                    return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
-                }
-                let wrap = node.children().iter().any(|c| is_file_scan(c));
-                if !wrap {
+            .transform_up(|node| {
+                if !is_file_scan(&node) {
                     return Ok(Transformed::no(node));
                 }
-                let children = node
-                    .children()
-                    .into_iter()
-                    .map(|c| {
-                        if is_file_scan(c) {
-                            Arc::new(ContainedScan::new(Arc::clone(c))) as Arc<dyn ExecutionPlan>
-                        } else {
-                            Arc::clone(c)
-                        }
-                    })
-                    .collect();
-                let node = node.replace_children(
-                    children,
-                    ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
-                )?;
-                Ok(Transformed::yes(node))
+                Ok(Transformed::yes(
+                    Arc::new(ContainedScan::new(node)) as Arc<dyn ExecutionPlan>
+                ))
             })?
             .data)
     }

@@ -854,6 +854,8 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         };
         // Values past the by-value check's bound spill into a folder of their own
         // (removed before anything is published), by default next to the tables.
+        // The rows whose free text named them, for the check of the scrubber's names.
+        let named = crate::verify::names::named_rows(&ctx, &policy, &key).await?;
         let mut report = crate::verify::verify(
             &staging,
             Some(&policy),
@@ -862,6 +864,7 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
             Some(&spill_dir),
         )
         .await?;
+        report.add(crate::verify::names::check(&staging, &named)?);
         // The report names the folder it stays in once published, not the staging one.
         let published = out_root.join("runs").join(&run_id);
         let published = std::path::absolute(&published).unwrap_or(published);

@@ -185,7 +185,7 @@ impl Placeholder {
     }
 
     /// The word between the brackets.
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         let t = self.text();
         &t[1..t.len() - 1]
     }
@@ -791,7 +791,7 @@ pub const MAX_NAME_COLUMNS: usize = 16;
 /// Words that join the parts of a name (`van der Berg`, `de la Cruz`, `bin Said`), folded:
 /// everyday words in many languages, so in a name of several words they are not looked
 /// for alone. A name that is only such a word (a first name `Lo`) is.
-const PARTICLES: [&str; 32] = [
+pub(crate) const PARTICLES: [&str; 32] = [
     "al", "bin", "da", "das", "de", "degli", "dei", "del", "della", "den", "der", "di", "do",
     "dos", "du", "el", "ibn", "la", "las", "le", "les", "lo", "los", "st", "ten", "ter", "van",
     "vom", "von", "y", "zu", "zur",

@@ -277,9 +277,146 @@ fn verify_finds_a_column_of_emails_added_by_hand() {
     assert!(!err.contains("someone"), "{err}");
 }
 
-/// `verify --config` on `copy`, which must fail (exit 1), and its check `name`, failed.
+/// The gate pairs each published customer with the input row whose answer named them
+/// (by the customer's token) and re-reads the scrubbed answer for that name: a name put
+/// back by hand (as a scrubber bug would leave it) fails the check, named by table,
+/// column, file and row, never by the name.
+#[test]
+fn verify_finds_a_customers_own_name_left_in_a_scrubbed_answer() {
+    use anonymizer::rules::pseudonymize::Pseudonymizer;
+    use anonymizer::verify::names::CHECK;
+    let (dir, cfg) = published_fixture();
+    let clean = gate_check(&dir.path().join("out/current"), CHECK);
+    assert_eq!(clean["passed"], true, "{clean}");
+    let f = &clean["figures"];
+    let named = f["input_rows_naming_themselves"].as_u64().unwrap();
+    assert!(named > 0, "{clean}");
+    assert_eq!(f["output_rows_checked"].as_u64(), Some(named), "{clean}");
+    assert_eq!(f["rows_still_named"], 0, "{clean}");
+    assert_eq!(f["columns_checked"], 1, "{clean}");
+    // Without the key the rows cannot be paired: `verify` says it skipped the check.
+    let o = cli(&["verify", "--config", &cfg], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let skipped = printed["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == CHECK)
+        .unwrap();
+    assert_eq!(
+        skipped["findings"][0],
+        "skipped: no key (ANONYMIZER_KEY or the policy's key_file), so rows cannot be paired with the input",
+        "{skipped}"
+    );
+
+    // Each customer's token, first name and answer, from the export.
+    let p = Pseudonymizer::new(&key(), None);
+    let mut by_token = std::collections::HashMap::new();
+    for b in read_table(&dir.path().join("export/customers")) {
+        let id = b.column_by_name("customer_id").unwrap();
+        let first = datafusion::arrow::compute::cast(
+            b.column_by_name("first_name").unwrap(),
+            &DataType::Utf8,
+        )
+        .unwrap();
+        let text = datafusion::arrow::compute::cast(
+            b.column_by_name("custom_answers").unwrap(),
+            &DataType::Utf8,
+        )
+        .unwrap();
+        let (first, text) = (first.as_string::<i32>(), text.as_string::<i32>());
+        for r in 0..b.num_rows() {
+            let token = match id.data_type() {
+                DataType::Int64 => {
+                    p.token_i64(id.as_any().downcast_ref::<Int64Array>().unwrap().value(r))
+                }
+                _ => p.token_str(
+                    id.as_string::<i32>().value(r),
+                    anonymizer::rules::Normalize::Trim,
+                ),
+            };
+            if first.is_valid(r) && text.is_valid(r) {
+                by_token.insert(
+                    token,
+                    (first.value(r).to_string(), text.value(r).to_string()),
+                );
+            }
+        }
+    }
+    let copy = copy_of_current(dir.path());
+    let put_back = std::cell::RefCell::new(Vec::new());
+    rewrite(&copy, "customers", |b| {
+        let tokens = b.column_by_name("customer_id").unwrap().as_string::<i32>();
+        let texts = b
+            .column_by_name("custom_answers")
+            .unwrap()
+            .as_string::<i32>();
+        let mut put_back = put_back.borrow_mut();
+        let new: StringArray = (0..b.num_rows())
+            .map(|r| {
+                let out = texts.is_valid(r).then(|| texts.value(r).to_string())?;
+                let Some((first, answer)) = by_token.get(tokens.value(r)) else {
+                    return Some(out);
+                };
+                let said = answer
+                    .split(|c: char| !c.is_alphabetic())
+                    .any(|w| w.eq_ignore_ascii_case(first));
+                if put_back.len() < 3
+                    && first.is_ascii()
+                    && first.len() >= 3
+                    && said
+                    && out.contains("[NAME]")
+                {
+                    put_back.push(first.clone());
+                    return Some(out.replacen("[NAME]", &first.to_uppercase(), 1));
+                }
+                Some(out)
+            })
+            .collect();
+        with_column(b, "custom_answers", Arc::new(new))
+    });
+    let put_back = put_back.into_inner();
+    assert!(
+        !put_back.is_empty(),
+        "no answer named its customer in the fixture"
+    );
+    let check = failed_check(&copy, &cfg, CHECK);
+    assert_eq!(
+        check["figures"]["rows_still_named"],
+        put_back.len(),
+        "{check}"
+    );
+    let o = cli(
+        &["verify", copy.to_str().unwrap(), "--config", &cfg],
+        Some(KEY_HEX),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "table customers, column custom_answers: {} row(s) whose scrubbed text still holds a word of the row's own name (from first_name, last_name), the first in file part-",
+            put_back.len()
+        )),
+        "{err}"
+    );
+    for name in &put_back {
+        assert!(!err.to_uppercase().contains(&name.to_uppercase()), "{err}");
+    }
+}
+
+/// `verify --config` on `copy` (with the key), which must fail (exit 1), and its check
+/// `name`, failed.
 fn failed_check(copy: &Path, cfg: &str, name: &str) -> serde_json::Value {
-    let o = cli(&["verify", copy.to_str().unwrap(), "--config", cfg], None);
+    let o = cli(
+        &["verify", copy.to_str().unwrap(), "--config", cfg],
+        Some(KEY_HEX),
+    );
     assert_eq!(
         o.status.code(),
         Some(1),

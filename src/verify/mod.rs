@@ -57,6 +57,8 @@ use crate::fsutil::{name_of, sorted_children};
 use crate::policy::{Policy, Role};
 use crate::rules::{Rule, is_string};
 
+pub mod names;
+
 /// One check and what it measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -91,6 +93,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds a check made apart from [`verify`] (one that needs the key:
+    /// [`names::check`]); the report fails with it.
+    pub fn add(&mut self, check: Check) {
+        self.passed &= check.passed;
+        self.checks.push(check);
+    }
+
     /// `TABLE.COLUMN` and how many of its values are texts the scrubber removed whole (the
     /// detectors check's [`REMOVED_WHOLE`] figures).
     pub fn removed_whole(&self) -> Vec<(String, u64)> {
@@ -3395,31 +3404,52 @@ pub fn run_verify(
         let k = k
             .or(policy.as_ref().map(|p| p.analytics.k))
             .unwrap_or(crate::policy::raw::DEFAULT_K);
-        // Erased customers: with a ledger and the key at hand (ANONYMIZER_KEY or key_file).
-        let erased = match policy
+        // The checks that need the key (ANONYMIZER_KEY or key_file): erased customers
+        // (with a ledger) and the scrubber's names (with a `names` rule).
+        let needs_key = policy
             .as_ref()
-            .and_then(|p| p.erasure.ledger.as_ref().map(|l| (p, l)))
-        {
-            Some((p, ledger)) => match crate::key::Key::load(p.key_file.as_deref()) {
-                Ok((key, _)) => {
-                    crate::erasure::check_ledger_present(ledger, Some(&dir), false)?;
-                    let plan = crate::erasure::Plan::from_ledger(ledger, &key)?;
-                    Some(
-                        plan.published_tokens(&crate::run::session(), p, &key)
-                            .await?,
-                    )
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        error = %crate::error::blank_hex_runs(&e.to_string()),
-                        "no key: the erased-customers check is skipped"
-                    );
-                    None
-                }
-            },
+            .filter(|p| p.erasure.ledger.is_some() || names::any(p));
+        let key = match needs_key.map(|p| crate::key::Key::load(p.key_file.as_deref())) {
+            Some(Ok((key, _))) => Some(key),
+            Some(Err(e)) => {
+                tracing::warn!(
+                    error = %crate::error::blank_hex_runs(&e.to_string()),
+                    "no key: the erased-customers check and the check of scrubbed names are skipped"
+                );
+                None
+            }
             None => None,
         };
-        verify(&dir, policy.as_ref(), k, erased.as_ref(), spill_dir.as_deref()).await
+        let keyed = policy.as_ref().zip(key.as_ref());
+        let erased = match keyed.and_then(|(p, key)| p.erasure.ledger.as_ref().map(|l| (p, l, key)))
+        {
+            Some((p, ledger, key)) => {
+                crate::erasure::check_ledger_present(ledger, Some(&dir), false)?;
+                let plan = crate::erasure::Plan::from_ledger(ledger, key)?;
+                Some(plan.published_tokens(&crate::run::session(), p, key).await?)
+            }
+            None => None,
+        };
+        let named = match (&policy, keyed) {
+            (None, _) => Err(
+                "skipped: no policy given (--config), so the scrubbed columns and their names are unknown",
+            ),
+            (Some(_), Some((p, key))) => {
+                Ok(names::named_rows(&crate::run::session(), p, key).await?)
+            }
+            (Some(p), None) if names::any(p) => Err(
+                "skipped: no key (ANONYMIZER_KEY or the policy's key_file), so rows cannot be paired with the input",
+            ),
+            // No `names` rule: nothing to pair.
+            (Some(_), None) => Ok(names::NamedRows::default()),
+        };
+        let mut report =
+            verify(&dir, policy.as_ref(), k, erased.as_ref(), spill_dir.as_deref()).await?;
+        report.add(match named {
+            Ok(named) => names::check(&dir, &named)?,
+            Err(why) => names::skipped(why),
+        });
+        Ok(report)
     })
 }
 

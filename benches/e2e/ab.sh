@@ -41,7 +41,7 @@ for r in $(seq "$reps"); do
     ANONYMIZER_LOG=anonymizer=debug "$b" run --config "$cfg" --as-of "$AS_OF" 2>"$log" >/dev/null \
       || { echo "run $r of $b failed:"; tail -3 "$log"; exit 1; }
     e=$(date +%s.%N)
-    gate=$(grep -o "output scanned ms=[0-9]*\|input values looked up ms=[0-9]*" "$log" | tr '\n' ' ')
+    gate=$(grep -o "output scanned ms=[0-9]*\|input values looked up ms=[0-9]*\|named rows read ms=[0-9]*\|names checked ms=[0-9]*" "$log" | tr '\n' ' ')
     stages=$(python3 -c "
 import json, sys
 s = json.load(open(sys.argv[1]))['stages_ms']

@@ -408,6 +408,21 @@ fn verify_finds_a_customers_own_name_left_in_a_scrubbed_answer() {
     for name in &put_back {
         assert!(!err.to_uppercase().contains(&name.to_uppercase()), "{err}");
     }
+
+    // Texts published without the token column cannot be paired: the check fails closed.
+    let copy = copy_of_current(dir.path());
+    rewrite(&copy, "customers", |b| {
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|&i| b.schema().field(i).name() != "customer_id")
+            .collect();
+        b.project(&keep).unwrap()
+    });
+    let check = failed_check(&copy, &cfg, CHECK);
+    assert_eq!(
+        check["findings"][0],
+        "table customers: column custom_answers is published without column customer_id, so its rows cannot be paired with the input to check them for their own names",
+        "{check}"
+    );
 }
 
 /// `verify --config` on `copy` (with the key), which must fail (exit 1), and its check
@@ -618,6 +633,10 @@ fn rewrite(copy: &Path, table: &str, f: impl Fn(&RecordBatch) -> RecordBatch) {
     let b = read_table(&dir);
     let b = datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
     let b = f(&b);
+    // One file for the table: the rows of every file it had.
+    for p in walk(&dir) {
+        std::fs::remove_file(p).unwrap();
+    }
     write_parquet(&dir.join("part-00000.parquet"), &b);
 }
 

@@ -893,6 +893,14 @@ fn parse_csv(text: &str, as_of: NaiveDate) -> Result<Parsed, String> {
                 columns.len(),
                 record.line
             ));
+            // The id, when it is the first column: nothing before it can have shifted it,
+            // so the receipt can name the request (it is still checked as an id). Other
+            // fields may be shifted and are not read.
+            if columns.first() == Some(&Field::RequestId)
+                && let Some(id) = record.fields.into_iter().next()
+            {
+                *raw.slot(Field::RequestId) = Some(Raw::Text(id));
+            }
         } else {
             if record.malformed {
                 raw.problem(format!(
@@ -1418,8 +1426,19 @@ mod tests {
                 "malformed CSV quoting: text after a closing quote (line 5)",
             ]
         );
-        assert_eq!(p.invalid[0].request_id, None);
+        // The id is the header's first column: rows of the wrong length are named by it.
+        assert_eq!(p.invalid[0].request_id.as_deref(), Some("r-1"));
+        assert_eq!(p.invalid[1].request_id.as_deref(), Some("r-2"));
         assert_eq!(p.invalid[3].request_id.as_deref(), Some("r-4"));
+        // Elsewhere in the header it may have shifted, and is not read.
+        let p = parse_str(
+            "email,request_id,received_at,jurisdiction,kind,explained\n\
+             x,a@b.co,r-5,2024-01-01,GDPR,anonymize,no\n",
+            Format::Csv,
+            NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(p.invalid[0].request_id, None);
     }
 
     #[test]

@@ -469,7 +469,10 @@ pub fn check(dir: &Path, named: &NamedRows) -> Result<Check, Error> {
         // Each file on its own thread; their counts and first failures, in file order.
         let per_file = files
             .par_iter()
-            .map(|f| check_file(f, &cols, c))
+            .map(|f| {
+                crate::error::contained(|| check_file(f, &cols, c))
+                    .map_err(|panic| super::read_error(f, &crate::error::reader_panicked(&panic)))?
+            })
             .collect::<Result<Vec<FileCounts>, Error>>()?;
         let (mut failed, mut first, mut unpaired) = (0u64, None, false);
         for (f, n) in files.iter().zip(per_file) {

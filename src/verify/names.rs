@@ -29,7 +29,9 @@
 //!
 //! A table with a `names` rule but no pseudonymized column cannot be paired: the check
 //! says so in its figures (`columns_not_paired`) and in the log; it is not a failure,
-//! since the policy is valid, but the rule is then the only guard.
+//! since the policy is valid, but the rule is then the only guard. Texts published without
+//! the pairing column beside them (a copy edited by hand) fail it: their rows cannot be
+//! checked.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

@@ -173,12 +173,15 @@ struct Held {
 }
 
 /// One reading task's part of the input scan of a column.
+/// Maps keyed by a token's digest (uniformly distributed: any fast hasher will do).
+type ByToken<V> = HashMap<u128, V, ahash::RandomState>;
+
 #[derive(Default)]
 struct Scan {
-    held: HashMap<u128, BTreeSet<String>>,
+    held: ByToken<BTreeSet<String>>,
     /// Every token with a text: a fingerprint of its name's words, or `None` once two of
     /// its rows have told different names.
-    names: HashMap<u128, Option<u64>>,
+    names: ByToken<Option<u64>>,
     named: u64,
 }
 
@@ -226,7 +229,7 @@ struct Column {
     names: Vec<String>,
     /// The pseudonymized column its rows are paired by.
     by: String,
-    rows: HashMap<u128, Held>,
+    rows: ByToken<Held>,
     named: u64,
 }
 

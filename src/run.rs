@@ -852,10 +852,10 @@ pub async fn run_async(opts: &RunOptions) -> Result<RunSummary, Error> {
         } else {
             None
         };
-        // Values past the by-value check's bound spill into a folder of their own
-        // (removed before anything is published), by default next to the tables.
         // The rows whose free text named them, for the check of the scrubber's names.
         let named = crate::verify::names::named_rows(&ctx, &policy, &key).await?;
+        // Values past the by-value check's bound spill into a folder of their own
+        // (removed before anything is published), by default next to the tables.
         let mut report = crate::verify::verify(
             &staging,
             Some(&policy),

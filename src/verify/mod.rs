@@ -38,7 +38,10 @@
 //!    time of day (a timestamp left whole, or generalized only to the hour);
 //! 6. k-anonymity of those tables (with `[k_anonymity]`): every combination of
 //!    quasi-identifier values published is shared by at least k records (suppressed
-//!    records, all quasi-identifiers null, excepted), counted from the files.
+//!    records, all quasi-identifiers null, excepted), counted from the files;
+//! 7. with the key ([`names`]): no scrubbed text still holds a word of its own row's name,
+//!    rows paired with the input by their token (`anonymizer run` always has the key;
+//!    `anonymizer verify` when it is at hand).
 //!
 //! Findings name the table, column and how many values; never a value.
 

@@ -295,20 +295,7 @@ fn verify_finds_a_customers_own_name_left_in_a_scrubbed_answer() {
     assert_eq!(f["rows_still_named"], 0, "{clean}");
     assert_eq!(f["columns_checked"], 1, "{clean}");
     // Without the key the rows cannot be paired: `verify` says it skipped the check.
-    let o = cli(&["verify", "--config", &cfg], None);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let skipped = printed["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == CHECK)
-        .unwrap();
+    let skipped = verify_check(None, &cfg, None, 0, CHECK);
     assert_eq!(
         skipped["findings"][0],
         "skipped: no key (ANONYMIZER_KEY or the policy's key_file), so rows cannot be paired with the input",
@@ -425,27 +412,38 @@ fn verify_finds_a_customers_own_name_left_in_a_scrubbed_answer() {
     );
 }
 
-/// `verify --config` on `copy` (with the key), which must fail (exit 1), and its check
-/// `name`, failed.
-fn failed_check(copy: &Path, cfg: &str, name: &str) -> serde_json::Value {
-    let o = cli(
-        &["verify", copy.to_str().unwrap(), "--config", cfg],
-        Some(KEY_HEX),
-    );
+/// `verify --config` on `dir` (`None`: the policy's `OUT/current`), with `key` or none,
+/// which must exit with `code`, and its check `name`.
+fn verify_check(
+    dir: Option<&Path>,
+    cfg: &str,
+    key: Option<&str>,
+    code: i32,
+    name: &str,
+) -> serde_json::Value {
+    let mut args = vec!["verify", "--config", cfg];
+    args.extend(dir.map(|d| d.to_str().unwrap()));
+    let o = cli(&args, key);
     assert_eq!(
         o.status.code(),
-        Some(1),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let check = report["checks"]
+    report["checks"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == name)
         .unwrap()
-        .clone();
+        .clone()
+}
+
+/// `verify --config` on `copy` (with the key), which must fail (exit 1), and its check
+/// `name`, failed.
+fn failed_check(copy: &Path, cfg: &str, name: &str) -> serde_json::Value {
+    let check = verify_check(Some(copy), cfg, Some(KEY_HEX), 1, name);
     assert_eq!(check["passed"], false);
     check
 }

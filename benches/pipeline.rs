@@ -87,6 +87,7 @@ fn bench(c: &mut Criterion) {
                     policy.analytics.k,
                     None,
                     None,
+                    None,
                 ))
                 .unwrap();
             assert!(r.passed);

@@ -96,13 +96,6 @@ pub struct Report {
 }
 
 impl Report {
-    /// Adds a check made apart from [`verify`] (one that needs the key:
-    /// [`names::check`]); the report fails with it.
-    pub fn add(&mut self, check: Check) {
-        self.passed &= check.passed;
-        self.checks.push(check);
-    }
-
     /// `TABLE.COLUMN` and how many of its values are texts the scrubber removed whole (the
     /// detectors check's [`REMOVED_WHOLE`] figures).
     pub fn removed_whole(&self) -> Vec<(String, u64)> {
@@ -2107,6 +2100,10 @@ fn too_many_values(bound: u64) -> String {
 /// `erased`: the tokens erased customers would have (from the erasure plan); none may be
 /// published. `None` skips that check (no key or no ledger at hand).
 ///
+/// `named`: the input rows whose free text names them ([`names::named_rows`], read with
+/// the key); no published text of theirs may still hold the name. `None` skips that
+/// check where the policy has a `names` rule (no key at hand).
+///
 /// `spill_dir`: where the by-value check spills output values past its bound (`None`:
 /// the system's temporary folder, `TMPDIR`).
 pub async fn verify(
@@ -2114,6 +2111,7 @@ pub async fn verify(
     policy: Option<&Policy>,
     k: u64,
     erased: Option<&crate::erasure::TokenSet>,
+    named: Option<&names::NamedRows>,
     spill_dir: Option<&Path>,
 ) -> Result<Report, Error> {
     let limits = Limits {
@@ -2122,7 +2120,7 @@ pub async fn verify(
             .unwrap_or(BY_VALUE_HELD),
         ..Limits::default()
     };
-    verify_with_limits(dir, policy, k, erased, spill_dir, limits).await
+    verify_with_limits(dir, policy, k, erased, named, spill_dir, limits).await
 }
 
 /// [`verify`] with other memory bounds (tests: the bounds' behaviour on small data).
@@ -2132,6 +2130,7 @@ pub async fn verify_with_limits(
     policy: Option<&Policy>,
     k: u64,
     erased: Option<&crate::erasure::TokenSet>,
+    named: Option<&names::NamedRows>,
     spill_dir: Option<&Path>,
     limits: Limits,
 ) -> Result<Report, Error> {
@@ -2427,6 +2426,17 @@ pub async fn verify_with_limits(
             .findings
             .push("skipped: no erasure ledger to check against (the policy's [erasure] ledger, and its key)".into()),
     }
+    let names_check = match (policy, named) {
+        (_, Some(named)) => names::check(dir, named)?,
+        (None, None) => names::skipped(
+            "skipped: no policy given (--config), so the scrubbed columns and their names are unknown",
+        ),
+        (Some(p), None) if names::any(p) => names::skipped(
+            "skipped: no key (ANONYMIZER_KEY or the policy's key_file), so rows cannot be paired with the input",
+        ),
+        // No `names` rule: nothing to pair.
+        (Some(_), None) => names::check(dir, &names::NamedRows::default())?,
+    };
     let aggregates = check_aggregates(&tables, k)?;
     let as_declared = check_declared(&tables, policy, &footers, &treatments, &off_treatment)?;
     let declared = read_quasi_identifiers(&tables, policy)?;
@@ -2502,6 +2512,7 @@ pub async fn verify_with_limits(
         kanon,
         erased_check,
         as_declared,
+        names_check,
     ];
     Ok(Report {
         passed: checks.iter().all(|c| c.passed),
@@ -3433,26 +3444,19 @@ pub fn run_verify(
             }
             None => None,
         };
-        let named = match (&policy, keyed) {
-            (None, _) => Err(
-                "skipped: no policy given (--config), so the scrubbed columns and their names are unknown",
-            ),
-            (Some(_), Some((p, key))) => {
-                Ok(names::named_rows(&crate::run::session(), p, key).await?)
-            }
-            (Some(p), None) if names::any(p) => Err(
-                "skipped: no key (ANONYMIZER_KEY or the policy's key_file), so rows cannot be paired with the input",
-            ),
-            // No `names` rule: nothing to pair.
-            (Some(_), None) => Ok(names::NamedRows::default()),
+        let named = match keyed {
+            Some((p, key)) => Some(names::named_rows(&crate::run::session(), p, key).await?),
+            None => None,
         };
-        let mut report =
-            verify(&dir, policy.as_ref(), k, erased.as_ref(), spill_dir.as_deref()).await?;
-        report.add(match named {
-            Ok(named) => names::check(&dir, &named)?,
-            Err(why) => names::skipped(why),
-        });
-        Ok(report)
+        verify(
+            &dir,
+            policy.as_ref(),
+            k,
+            erased.as_ref(),
+            named.as_ref(),
+            spill_dir.as_deref(),
+        )
+        .await
     })
 }
 

@@ -16,11 +16,13 @@
 //! tokens whose rows have several: the check reads the input's key, text and name columns
 //! once, then the output's token and text columns.
 //!
-//! Words are read independently of the scrubber, and more simply: a word is a run of
+//! Words are read independently of the scrubber's matching, and more simply, with its
+//! character classes and letter folding (shared: [`crate::rules::scrub::push_folded`],
+//! so that the two cannot drift apart): a word is a run of
 //! letters, combining marks and zero-width format characters (an apostrophe ends it: the
 //! scrubber reads `Anna's` as one word and matches it by its parts), folded by
 //! compatibility decomposition, marks and format characters removed, in lower case, with
-//! the letters no decomposition takes apart folded as the scrubber folds them (`ß` ->
+//! the letters no decomposition takes apart spelled as the scrubber spells them (`ß` ->
 //! `ss`, `ł` -> `l`, ...). Only words of three letters or more, as written and as folded
 //! (a Hangul syllable is one letter that decomposes into three), are looked for, and not
 //! the particles that join a name's parts (`van`, `der`, `del`). Wherever this reading
@@ -51,24 +53,13 @@ use crate::key::Key;
 use crate::policy::{Policy, Role, TablePolicy};
 use crate::rules::Rule;
 use crate::rules::pseudonymize::{Pseudonymizer, digest_of_token, for_each_digest_run};
-use crate::rules::scrub::{PARTICLES, Placeholder};
+use crate::rules::scrub::{PARTICLES, Placeholder, apostrophe, format_char, push_folded};
 
 /// The check's name in `risk_report.json`.
 pub const CHECK: &str = "scrubbed_text_without_own_names";
 
-/// Zero-width format characters that the scrubber reads inside a word (`An\u{200B}na`).
-fn format_char(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'
-    )
-}
-
-/// The apostrophes the scrubber reads inside a word (`O'Brien`); here they end one.
-fn apostrophe(c: char) -> bool {
-    matches!(c, '\'' | '\u{2019}' | '\u{02BC}' | '\u{FF07}')
-}
-
+/// The scrubber's word characters (letters, marks, zero-width format characters), but an
+/// apostrophe ends a word here.
 fn in_word(c: char) -> bool {
     !apostrophe(c)
         && (c.is_alphabetic()
@@ -129,18 +120,7 @@ pub(crate) fn each_word(text: &str, mut f: impl FnMut(&str)) {
                 continue;
             }
             // The letters no decomposition takes apart, folded as the scrubber folds them.
-            for l in d.to_lowercase() {
-                match l {
-                    'ß' => word.push_str("ss"),
-                    'ł' => word.push('l'),
-                    'ø' => word.push('o'),
-                    'đ' => word.push('d'),
-                    'æ' => word.push_str("ae"),
-                    'œ' => word.push_str("oe"),
-                    'ı' => word.push('i'),
-                    l => word.push(l),
-                }
-            }
+            push_folded(d, &mut word);
         }
     }
     end_word(&mut start, text.len(), &mut word, &mut letters);

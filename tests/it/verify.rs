@@ -1046,6 +1046,7 @@ fn gate_with_limits(
                 Some(&policy),
                 10,
                 None,
+                None,
                 Some(spill.path()),
                 limits,
             ))

@@ -14,7 +14,7 @@
 //! same partitions, ordering and statistics as the scan, and the plan rewrites that
 //! regroup a scan's files ([`crate::input::regroup_file_scans`]) see through it.
 //!
-//! For a Ballista cluster the node will need a physical extension codec (it holds
+//! For a Ballista cluster the node travels through [`crate::codec::Codec`] (it holds
 //! nothing but its child).
 
 use std::pin::Pin;

@@ -24,6 +24,7 @@
 
 pub mod analytics;
 pub mod checks;
+pub mod codec;
 pub mod contain;
 pub mod demo;
 pub mod erasure;

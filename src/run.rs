@@ -1094,11 +1094,7 @@ async fn stage_run(
     let mut jobs = Vec::new();
     let mut effects = Vec::new();
     for table in &policy.tables {
-        let exprs: Vec<Expr> = table
-            .columns
-            .iter()
-            .filter_map(|c| c.rule.expr(&c.name, &udfs, as_of))
-            .collect();
+        let exprs = rule_exprs(table, &udfs, as_of);
         let effect = erasure.table_effect(table, key);
         if let Some(e) = &effect {
             effects.push((table.name.clone(), e.clone()));
@@ -1562,6 +1558,50 @@ pub fn bench_copy(
         let results = run_jobs(jobs, threads, &crate::progress::stage("copy", None, "")).await?;
         Ok(results.iter().map(|r| r.2).sum())
     })
+}
+
+/// The output expressions of a table's rules (a dropped column has none).
+fn rule_exprs(table: &TablePolicy, udfs: &Udfs, as_of: Option<NaiveDate>) -> Vec<Expr> {
+    table
+        .columns
+        .iter()
+        .filter_map(|c| c.rule.expr(&c.name, udfs, as_of))
+        .collect()
+}
+
+/// One transform plan of [`transform_plans`]: a unit of a table (a file, a group of
+/// small files, a large file in its chunks), one partition per output file.
+pub struct TransformPlan {
+    pub table: String,
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub task_ctx: Arc<TaskContext>,
+}
+
+/// The transform's plans for the policy at `config`, as `run` makes them, without
+/// erasure requests, its rules registered with `key` in the session returned: what a
+/// Ballista scheduler would ship ([`crate::codec`]).
+pub async fn transform_plans(
+    config: &Path,
+    key: &Key,
+    as_of: Option<NaiveDate>,
+) -> Result<(SessionContext, Vec<TransformPlan>), Error> {
+    let ctx = session();
+    let policy = Policy::load(config, &ctx).await?;
+    let udfs = Udfs::new(key);
+    udfs.register(&ctx);
+    let mut plans = Vec::new();
+    for table in &policy.tables {
+        let exprs = rule_exprs(table, &udfs, as_of);
+        for unit in units(table).iter() {
+            let (plan, task_ctx, _) = chunked_plan(&ctx, table, unit, &exprs, None).await?;
+            plans.push(TransformPlan {
+                table: table.name.clone(),
+                plan,
+                task_ctx,
+            });
+        }
+    }
+    Ok((ctx, plans))
 }
 
 /// Plans the rules over one input file: scan -> projection, one partition per chunk.

@@ -354,7 +354,7 @@ fn csv_times_are_published_as_parquet_timestamps() {
 
 /// A CSV export of `rows` sales whose notes hold quoted line breaks (LF and CRLF), doubled
 /// quotes, commas, and a quote inside an unquoted value; CRLF line ends on some rows.
-fn sales_csv(rows: usize) -> String {
+pub(crate) fn sales_csv(rows: usize) -> String {
     let mut csv = String::from("InvoiceNo,InvoiceDate,CustomerID,Notes,Quantity\n");
     for i in 0..rows {
         let notes = match i % 7 {
@@ -378,7 +378,7 @@ fn sales_csv(rows: usize) -> String {
 /// Two policies for `sales.csv` in `dir` (Notes scrubbed, Quantity kept, `extra` TOML
 /// after `output`): the file read whole (`policy.toml`), and in pieces of 4 KiB
 /// (`pieces.toml`).
-fn whole_and_pieced(
+pub(crate) fn whole_and_pieced(
     dir: &std::path::Path,
     extra: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod kanon;
 mod oracle;
 mod pipeline;
+mod plans;
 mod policy_errors;
 mod query;
 mod rules_props;

@@ -11,12 +11,12 @@
 //! transform plan of the sample policy, looks for the key in the bytes, runs the decoded
 //! plans in a session of their own and compares every batch with the original's).
 //!
-//! Not yet travelling, and refused rather than run wrong: the erasure state
-//! (`anon_erasure_state` holds the erased customers' digests and counts the rows it sees
-//! in the process that planned it; an executor without it fails to resolve the function
-//! by name), and a lone row group cut into row ranges (the ranges are a Parquet access
-//! plan attached to the file, which datafusion-proto drops: every partition would read
-//! the whole row group, so [`to_bytes`] refuses such a plan).
+//! Not yet travelling: the erasure state (`anon_erasure_state` holds the erased
+//! customers' digests and counts, for the manifest, the rows it sees in the process
+//! that planned it: [`crate::run::transform_plans`] plans without erasure requests), and
+//! a lone row group cut into row ranges (the ranges are a Parquet access plan attached to
+//! the file, which datafusion-proto drops, so that every partition would read the whole
+//! row group: [`to_bytes`] refuses such a plan rather than let it run wrong).
 
 use std::sync::Arc;
 
@@ -78,8 +78,9 @@ impl PhysicalExtensionCodec for Codec {
     }
 }
 
-/// A plan as the bytes a scheduler would send. A plan whose scan carries a file's
-/// extensions (a row group cut into row ranges) is refused: they would not travel.
+/// A plan as the bytes a scheduler would send. A plan whose scan carries extensions on
+/// a file (the access plan of a row group cut into row ranges) is refused: they would
+/// not travel.
 pub fn to_bytes(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>, Error> {
     let mut cut = false;
     plan.apply(|node| {

@@ -134,7 +134,7 @@ mod tests {
         let key =
             crate::key::Key::from_hex(&"a1b2".repeat(16), crate::key::KeySource::Provided).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let (_ctx, plans) = rt
+        let plans = rt
             .block_on(crate::run::transform_plans(
                 &config,
                 &key,

@@ -1578,13 +1578,13 @@ pub struct TransformPlan {
 }
 
 /// The transform's plans for the policy at `config`, as `run` makes them, without
-/// erasure requests, its rules registered with `key` in the session returned: what a
-/// Ballista scheduler would ship ([`crate::codec`]).
+/// erasure requests, each with a task context whose rules hold `key`: what a Ballista
+/// scheduler would ship ([`crate::codec`]).
 pub async fn transform_plans(
     config: &Path,
     key: &Key,
     as_of: Option<NaiveDate>,
-) -> Result<(SessionContext, Vec<TransformPlan>), Error> {
+) -> Result<Vec<TransformPlan>, Error> {
     let ctx = session();
     let policy = Policy::load(config, &ctx).await?;
     let udfs = Udfs::new(key);
@@ -1601,7 +1601,7 @@ pub async fn transform_plans(
             });
         }
     }
-    Ok((ctx, plans))
+    Ok(plans)
 }
 
 /// Plans the rules over one input file: scan -> projection, one partition per chunk.

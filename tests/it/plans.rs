@@ -37,7 +37,7 @@ fn run(
 /// batches; returns the plans' tables and partitions, and the rows compared.
 fn round_trip(config: &std::path::Path) -> (Vec<(String, usize)>, usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_ctx, plans) = rt
+    let plans = rt
         .block_on(transform_plans(config, &key(), as_of()))
         .unwrap();
     let key_bytes = hex::decode(KEY_HEX).unwrap();

@@ -21,8 +21,6 @@
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::datasource::physical_plan::FileScanConfig;
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
@@ -84,10 +82,7 @@ impl PhysicalExtensionCodec for Codec {
 pub fn to_bytes(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>, Error> {
     let mut cut = false;
     plan.apply(|node| {
-        if let Some(config) = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|s| s.data_source().downcast_ref::<FileScanConfig>())
-        {
+        if let Some(config) = crate::contain::scan_config(node) {
             cut |= config
                 .file_groups
                 .iter()

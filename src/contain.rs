@@ -86,7 +86,8 @@ fn is_file_scan(plan: &Arc<dyn ExecutionPlan>) -> bool {
     scan_config(plan).is_some()
 }
 
-fn scan_config(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+/// The file scan's configuration, when `plan` is a file scan.
+pub(crate) fn scan_config(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     plan.downcast_ref::<DataSourceExec>()?
         .data_source()
         .downcast_ref::<FileScanConfig>()
